@@ -1,0 +1,15 @@
+//! Types shared by ethergate's eBPF programs and its userspace loader.
+//!
+//! Everything a map key or value is made of lives here, once, `#[repr(C)]`
+//! with compile-time size checks, so the kernel side and the userspace side
+//! can never disagree about a layout (the bug katran's hand-copied structs
+//! invite). The packet classifier lives here too: it is generic over
+//! [`parse::PacketBytes`], so the same code runs inside XDP and in host unit
+//! tests against `etherparse`.
+#![no_std]
+#![deny(unsafe_code)]
+
+pub mod counters;
+pub mod parse;
+
+pub use counters::{PacketCounter, ParseIssue, ProtoClass, Verdict};

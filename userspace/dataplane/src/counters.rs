@@ -1,0 +1,158 @@
+//! Reading the per-CPU counter maps into a plain snapshot.
+//!
+//! Invariant: a snapshot holds every slot of every CPU, so totals are exact
+//! sums and nothing is lost to sampling; slots are indexed by the shared
+//! enums of `ethergate-common`, never by bare numbers.
+
+use aya::{
+    Ebpf,
+    maps::{MapData, PerCpuArray},
+};
+use ethergate_common::{
+    PacketCounter, ParseIssue, ProtoClass, Verdict,
+    counters::{COUNTER_SLOTS, counter_index},
+};
+
+use crate::{COUNTERS_MAP, DataplaneError, PARSE_ISSUES_MAP};
+
+/// Counters of the uplink program at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// `per_cpu[cpu][counter_index(class, verdict)]`.
+    pub per_cpu: Vec<Vec<PacketCounter>>,
+    /// `parse_issues[cpu][issue as usize]`.
+    pub parse_issues: Vec<Vec<u64>>,
+}
+
+impl CounterSnapshot {
+    /// Frames and bytes of one (class, verdict) pair over all CPUs.
+    pub fn total(&self, class: ProtoClass, verdict: Verdict) -> PacketCounter {
+        let index = counter_index(class, verdict) as usize;
+        self.per_cpu.iter().filter_map(|cpu| cpu.get(index)).fold(
+            PacketCounter::default(),
+            |acc, c| PacketCounter {
+                packets: acc.packets + c.packets,
+                bytes: acc.bytes + c.bytes,
+            },
+        )
+    }
+
+    /// Frames of one class over all verdicts and CPUs.
+    pub fn class_packets(&self, class: ProtoClass) -> u64 {
+        Verdict::ALL
+            .iter()
+            .map(|&v| self.total(class, v).packets)
+            .sum()
+    }
+
+    /// Every frame the program saw.
+    pub fn all_packets(&self) -> u64 {
+        ProtoClass::ALL.iter().map(|&c| self.class_packets(c)).sum()
+    }
+
+    pub fn parse_issue(&self, issue: ParseIssue) -> u64 {
+        self.parse_issues
+            .iter()
+            .filter_map(|cpu| cpu.get(issue as usize))
+            .sum()
+    }
+
+    /// Counter growth since `earlier` (saturating: counters only grow while
+    /// the program stays loaded).
+    pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
+        let per_cpu = self
+            .per_cpu
+            .iter()
+            .enumerate()
+            .map(|(cpu, slots)| {
+                slots
+                    .iter()
+                    .enumerate()
+                    .map(|(i, now)| {
+                        let before = earlier
+                            .per_cpu
+                            .get(cpu)
+                            .and_then(|s| s.get(i))
+                            .copied()
+                            .unwrap_or_default();
+                        PacketCounter {
+                            packets: now.packets.saturating_sub(before.packets),
+                            bytes: now.bytes.saturating_sub(before.bytes),
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let parse_issues = self
+            .parse_issues
+            .iter()
+            .enumerate()
+            .map(|(cpu, slots)| {
+                slots
+                    .iter()
+                    .enumerate()
+                    .map(|(i, now)| {
+                        let before = earlier
+                            .parse_issues
+                            .get(cpu)
+                            .and_then(|s| s.get(i))
+                            .copied()
+                            .unwrap_or_default();
+                        now.saturating_sub(before)
+                    })
+                    .collect()
+            })
+            .collect();
+        CounterSnapshot {
+            per_cpu,
+            parse_issues,
+        }
+    }
+}
+
+pub(crate) fn read(ebpf: &Ebpf) -> Result<CounterSnapshot, DataplaneError> {
+    let counters: PerCpuArray<&MapData, PacketCounter> = per_cpu_array(ebpf, COUNTERS_MAP)?;
+    let issues: PerCpuArray<&MapData, u64> = per_cpu_array(ebpf, PARSE_ISSUES_MAP)?;
+    let cpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::CpuCount(source))?;
+    let mut per_cpu = vec![vec![PacketCounter::default(); COUNTER_SLOTS as usize]; cpus];
+    for slot in 0..COUNTER_SLOTS {
+        let values = counters
+            .get(&slot, 0)
+            .map_err(|source| DataplaneError::Map {
+                map: COUNTERS_MAP,
+                source,
+            })?;
+        for (cpu, value) in values.iter().enumerate() {
+            if let Some(cell) = per_cpu.get_mut(cpu).and_then(|c| c.get_mut(slot as usize)) {
+                *cell = *value;
+            }
+        }
+    }
+    let mut parse_issues = vec![vec![0u64; ParseIssue::COUNT as usize]; cpus];
+    for slot in 0..ParseIssue::COUNT {
+        let values = issues.get(&slot, 0).map_err(|source| DataplaneError::Map {
+            map: PARSE_ISSUES_MAP,
+            source,
+        })?;
+        for (cpu, value) in values.iter().enumerate() {
+            if let Some(cell) = parse_issues
+                .get_mut(cpu)
+                .and_then(|c| c.get_mut(slot as usize))
+            {
+                *cell = *value;
+            }
+        }
+    }
+    Ok(CounterSnapshot {
+        per_cpu,
+        parse_issues,
+    })
+}
+
+fn per_cpu_array<'a, V: aya::Pod>(
+    ebpf: &'a Ebpf,
+    name: &'static str,
+) -> Result<PerCpuArray<&'a MapData, V>, DataplaneError> {
+    let map = ebpf.map(name).ok_or(DataplaneError::MissingMap(name))?;
+    PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map { map: name, source })
+}

@@ -1,0 +1,48 @@
+//! Errors of the data-plane loader, one variant per thing that can go wrong,
+//! each naming the program, map or interface involved.
+
+use aya::{EbpfError, maps::MapError, programs::ProgramError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("cannot load the embedded eBPF object (are we root / CAP_BPF?): {0}")]
+    Load(#[source] EbpfError),
+    #[error("the eBPF object has no program named {0:?}; the build is inconsistent")]
+    MissingProgram(&'static str),
+    #[error("eBPF program {program:?} has an unexpected type: {source}")]
+    WrongProgramType {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the kernel verifier rejected eBPF program {program:?}: {source}")]
+    Verify {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error(
+        "cannot attach XDP to interface {interface:?}: native mode failed ({native}); generic mode failed ({generic})"
+    )]
+    Attach {
+        interface: String,
+        native: ProgramError,
+        generic: ProgramError,
+    },
+    #[error("the eBPF object has no map named {0:?}; the build is inconsistent")]
+    MissingMap(&'static str),
+    #[error("eBPF map {map:?}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("cannot count the possible CPUs (per-CPU maps need it): {0}")]
+    CpuCount(#[source] std::io::Error),
+    #[error("BPF_PROG_TEST_RUN of {program:?} failed: {source}")]
+    TestRun {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+}
