@@ -114,6 +114,19 @@ impl TopologyBuilder {
             command::run_checked(&["ip", "netns", "add", &full])?;
             topology.namespaces.insert(name.clone(), full);
             topology.ip(name, &["link", "set", "lo", "up"])?;
+            // No duplicate address detection, link-local addresses included:
+            // addresses work the moment a link is up, so tests never race
+            // a one-second DAD timer.
+            for key in ["all", "default"] {
+                topology.exec(
+                    name,
+                    &[
+                        "sysctl",
+                        "-qw",
+                        &format!("net.ipv6.conf.{key}.accept_dad=0"),
+                    ],
+                )?;
+            }
         }
         for (ns, key, value) in &self.sysctls {
             topology.exec(ns, &["sysctl", "-qw", &format!("{key}={value}")])?;
