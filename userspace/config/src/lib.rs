@@ -1,0 +1,174 @@
+//! ethergate's configuration: the one TOML file that describes the whole
+//! appliance (`[server]`, `[[hub]]`, `[nat]`), parsed into typed values.
+//!
+//! Invariant: a [`Config`] only exists if the file passed every check.
+//! Parsing never stops at the first semantic problem; it returns every
+//! error with `file:line` ([`ConfigErrors`]), so `ethergate check` can list
+//! them all and a reload can reject a bad file while the live config stays
+//! in force. Only a TOML syntax error ends parsing early, because nothing
+//! after it can be trusted.
+#![forbid(unsafe_code)]
+
+mod base64;
+mod cidr;
+mod dhcp;
+mod diagnostic;
+mod hub;
+mod ifname;
+mod nat;
+mod reader;
+mod server;
+mod sha0;
+mod user;
+
+use std::path::Path;
+
+use toml::de::DeTable;
+
+pub use cidr::{CidrError, Ipv4Cidr};
+pub use dhcp::{
+    AddressRange, ClasslessRoute, DEFAULT_LEASE_SECS, DhcpConfig, MAX_CLASSLESS_ROUTES,
+    MAX_DNS_SERVERS, MAX_LEASE_SECS, MIN_LEASE_SECS, RouteError,
+};
+pub use diagnostic::{ConfigError, ConfigErrors, Diagnostic};
+pub use hub::{Hub, MAX_HUB_NAME_LEN, check_hub_name};
+pub use ifname::{InterfaceName, InterfaceNameError, MAX_INTERFACE_NAME_LEN};
+pub use nat::{
+    DEFAULT_ICMP_SECS, DEFAULT_MAX_FLOWS, DEFAULT_TCP_ESTABLISHED_SECS,
+    DEFAULT_TCP_TRANSITORY_SECS, DEFAULT_UDP_SECS, DnatRule, L4Protocol, MAX_MAX_FLOWS,
+    MAX_TIMEOUT_SECS, MIN_MAX_FLOWS, Nat, NatLimits, NatTimeouts, SnatRule, SnatTarget,
+};
+pub use server::{
+    DEFAULT_ADMIN_SOCKET, DEFAULT_LISTEN, DEFAULT_METRICS, DEFAULT_STATE_DIR, Server, TlsFiles,
+};
+pub use user::{MAX_USER_NAME_LEN, PasswordHash, PasswordHashError, User, check_user_name};
+
+use diagnostic::Report;
+use reader::Section;
+
+/// The shipped config (`deploy/ethergate.toml`): the recipe's setup on the
+/// test topology, with comments explaining every key.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../deploy/ethergate.toml");
+
+/// The name diagnostics use for [`DEFAULT_CONFIG`].
+pub const DEFAULT_CONFIG_ORIGIN: &str = "deploy/ethergate.toml (embedded)";
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub server: Server,
+    /// In file order; names unique case-insensitively. May be empty (a NAT
+    /// instance without VPN).
+    pub hubs: Vec<Hub>,
+    /// `None` when `[nat]` is absent: no translation at all.
+    pub nat: Option<Nat>,
+    /// Things that work but deserve attention (plaintext passwords, a hub
+    /// nobody can log in to, ...), in line order. Print them on check, load
+    /// and reload.
+    pub warnings: Vec<Diagnostic>,
+}
+
+const TOP_KEYS: &[&str] = &["server", "hub", "nat"];
+
+impl Config {
+    /// Parses and validates `text`. `origin` names the file in messages
+    /// (`ethergate.toml:14: ...`); it is not opened.
+    pub fn from_str_with_origin(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        let mut report = Report::new(text, origin);
+        let root = match DeTable::parse(text) {
+            Ok(root) => root,
+            Err(e) => {
+                report.error(
+                    e.span().map_or(0, |s| s.start),
+                    format!("TOML syntax: {}", e.message().trim_end()),
+                );
+                return Err(report
+                    .finish()
+                    .expect_err("a syntax error was just reported"));
+            }
+        };
+        let mut top = Section::new(root.get_ref(), 0, "", "", TOP_KEYS);
+
+        let server_section = top.table(&mut report, "server", server::SERVER_KEYS);
+        let server = server::read_server(&mut report, server_section);
+
+        let mut read_hubs = Vec::new();
+        for (i, (table, pos)) in top.tables(&mut report, "hub").into_iter().enumerate() {
+            let section = Section::new(table, pos, format!("hub[{}]: ", i + 1), "", hub::HUB_KEYS);
+            read_hubs.push(hub::read_hub(&mut report, section, i + 1));
+        }
+        hub::check_hubs(&mut report, &read_hubs);
+
+        let nat_section = top.table(&mut report, "nat", nat::NAT_KEYS);
+        let nat = nat_section.and_then(|s| nat::read_nat(&mut report, s));
+        if let Some((nat, positions)) = &nat {
+            check_nat_against_hubs(&mut report, nat, positions, &read_hubs);
+        }
+        top.finish(&mut report);
+
+        let hubs: Vec<Hub> = read_hubs.into_iter().filter_map(|h| h.hub).collect();
+        let warnings = report.finish()?;
+        Ok(Config {
+            server,
+            hubs,
+            nat: nat.map(|(n, _)| n),
+            warnings,
+        })
+    }
+
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_str_with_origin(&text, &path.display().to_string()).map_err(ConfigError::Invalid)
+    }
+
+    /// [`DEFAULT_CONFIG`], parsed.
+    pub fn embedded_default() -> Config {
+        Self::from_str_with_origin(DEFAULT_CONFIG, DEFAULT_CONFIG_ORIGIN)
+            .expect("the embedded default config is valid (checked by a unit test)")
+    }
+
+    /// Looks a hub up the way SoftEther does: ASCII-case-insensitively.
+    pub fn hub(&self, name: &str) -> Option<&Hub> {
+        self.hubs.iter().find(|h| h.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// The uplink must not be a hub's tap; listing a tap as inside is redundant.
+fn check_nat_against_hubs(
+    report: &mut Report,
+    nat: &Nat,
+    positions: &nat::NatPositions,
+    hubs: &[hub::ReadHub],
+) {
+    for hub in hubs.iter().filter_map(|h| h.hub.as_ref()) {
+        if hub.bridge == nat.uplink {
+            report.error(
+                positions.uplink,
+                format!(
+                    "nat.uplink {} is hub {:?}'s bridge; the uplink must be the interface \
+                     toward the router",
+                    nat.uplink, hub.name
+                ),
+            );
+        }
+        for (name, pos) in nat.inside.iter().zip(&positions.inside) {
+            if *name == hub.bridge {
+                report.warn(
+                    *pos,
+                    format!(
+                        "nat.inside lists {name}, hub {:?}'s bridge; hub taps are always \
+                         inside, so remove it",
+                        hub.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,263 @@
+//! Hub users (`[[hub.user]]`) and their SoftEther password hashes.
+//!
+//! Invariant: every [`User`] has a valid SoftEther user name and a 20-byte
+//! [`PasswordHash`], whether the file gave `password_hash` or a plaintext
+//! `password` (hashed here, and warned about). Names are unique within a
+//! hub, compared ASCII-case-insensitively as SoftEther's `StrCmpi` does.
+
+use std::fmt;
+
+use toml::de::DeTable;
+
+use crate::base64;
+use crate::diagnostic::Report;
+use crate::reader::Section;
+use crate::sha0;
+
+/// SoftEther's `MAX_USERNAME_LEN`.
+pub const MAX_USER_NAME_LEN: usize = 255;
+
+/// Names SoftEther reserves for its internal sessions (`IsUserName` in
+/// Cedar/Account.c): cascades, SecureNAT, local bridges, the administrator.
+const RESERVED_USER_NAMES: [&str; 8] = [
+    "link",
+    "Cascade",
+    "securenat",
+    "SecureNAT",
+    "localbridge",
+    "Local Bridge",
+    "administrator",
+    "*",
+];
+
+/// `SHA0(password ‖ ASCII-uppercase(user name))`, what SoftEther stores and
+/// what the login proof is computed from.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PasswordHash([u8; 20]);
+
+/// Why a `password_hash` value was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordHashError {
+    #[error("is not base64: {0}")]
+    Base64(#[from] base64::Base64Error),
+    #[error("decodes to {0} bytes; a SoftEther password hash is 20 bytes (28 base64 characters)")]
+    Length(usize),
+}
+
+impl PasswordHash {
+    pub const fn from_bytes(bytes: [u8; 20]) -> Self {
+        Self(bytes)
+    }
+
+    /// The hash SoftEther derives from a password for this user.
+    pub fn from_password(user_name: &str, password: &str) -> Self {
+        let mut input = Vec::with_capacity(password.len() + user_name.len());
+        input.extend_from_slice(password.as_bytes());
+        input.extend(user_name.bytes().map(|b| b.to_ascii_uppercase()));
+        Self(sha0::digest(&input))
+    }
+
+    /// Parses the base64 form written in the config.
+    pub fn from_base64(text: &str) -> Result<Self, PasswordHashError> {
+        let bytes = base64::decode(text.trim())?;
+        let array: [u8; 20] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| PasswordHashError::Length(bytes.len()))?;
+        Ok(Self(array))
+    }
+
+    pub fn to_base64(&self) -> String {
+        base64::encode(&self.0)
+    }
+
+    pub const fn as_bytes(&self) -> &[u8; 20] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    /// Redacted: the hash is password-equivalent for SoftEther logins.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(…)")
+    }
+}
+
+/// A hub user who logs in with a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub password_hash: PasswordHash,
+    /// True when the file held a plaintext `password` (a warning was given).
+    pub from_plaintext: bool,
+}
+
+/// Checks a user name against SoftEther's `IsUserName` rules.
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.trim() != name {
+        return Err("has leading or trailing spaces, which SoftEther strips".into());
+    }
+    if name.len() > MAX_USER_NAME_LEN {
+        return Err(format!("is longer than {MAX_USER_NAME_LEN} bytes"));
+    }
+    // IsSafeChar plus '@' (accepted since SoftEther 4.x for e-mail-like names).
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || " ()-_#%&.@".contains(*c)))
+    {
+        return Err(format!(
+            "contains {c:?}; SoftEther user names use letters, digits, spaces and ()-_#%&.@"
+        ));
+    }
+    if RESERVED_USER_NAMES
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(name))
+        || name.starts_with("L3SW_")
+    {
+        return Err("is reserved by SoftEther for its internal sessions".into());
+    }
+    Ok(())
+}
+
+const USER_KEYS: &[&str] = &["name", "password_hash", "password"];
+
+/// Reads a hub's `[[hub.user]]` tables. `hub` is the message context, e.g.
+/// `hub "mikalab": `.
+pub(crate) fn read_users(
+    report: &mut Report,
+    hub: &str,
+    tables: Vec<(&DeTable<'_>, usize)>,
+) -> Vec<User> {
+    let mut users: Vec<(User, usize)> = Vec::new();
+    for (index, (table, pos)) in tables.into_iter().enumerate() {
+        let mut s = Section::new(
+            table,
+            pos,
+            format!("{hub}user[{}]: ", index + 1),
+            "",
+            USER_KEYS,
+        );
+        let name = s.required_string(report, "name", "\"tsumura\"");
+        let hash = s.string(report, "password_hash");
+        let password = s.string(report, "password");
+        s.finish(report);
+        let Some(name) = name else { continue };
+        if let Err(why) = check_user_name(name.value) {
+            report.error(name.pos, format!("{hub}user name {:?} {why}", name.value));
+            continue;
+        }
+        let context = format!("{hub}user {:?}: ", name.value);
+        let credential = match (hash, password) {
+            (Some(hash), None) => match PasswordHash::from_base64(hash.value) {
+                Ok(h) => Some((h, false)),
+                Err(why) => {
+                    report.error(hash.pos, format!("{context}password_hash {why}"));
+                    None
+                }
+            },
+            (None, Some(password)) => {
+                report.warn(
+                    password.pos,
+                    format!(
+                        "{context}password is stored in plain text; replace it with \
+                         password_hash from `ethergate user hash --user {}`",
+                        name.value
+                    ),
+                );
+                Some((
+                    PasswordHash::from_password(name.value, password.value),
+                    true,
+                ))
+            }
+            (Some(_), Some(password)) => {
+                report.error(
+                    password.pos,
+                    format!(
+                        "{context}has both password_hash and password; keep only password_hash"
+                    ),
+                );
+                None
+            }
+            (None, None) => {
+                report.error(
+                    pos,
+                    format!(
+                        "{context}has no credential; add password_hash = \"…\" \
+                         (from `ethergate user hash --user {}`)",
+                        name.value
+                    ),
+                );
+                None
+            }
+        };
+        if let Some((first, _)) = users
+            .iter()
+            .find(|(u, _)| u.name.eq_ignore_ascii_case(name.value))
+        {
+            report.error(
+                name.pos,
+                format!(
+                    "{hub}user {:?} is defined twice (user names are case-insensitive; \
+                     the first is {:?}); remove or rename one",
+                    name.value, first.name
+                ),
+            );
+            continue;
+        }
+        if let Some((password_hash, from_plaintext)) = credential {
+            users.push((
+                User {
+                    name: name.value.to_owned(),
+                    password_hash,
+                    from_plaintext,
+                },
+                name.pos,
+            ));
+        }
+    }
+    users.into_iter().map(|(u, _)| u).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_matches_softether_vector() {
+        // SHA0("secret" ‖ "ALICE"), the project's reference vector.
+        let h = PasswordHash::from_password("alice", "secret");
+        assert_eq!(h.to_base64(), "DngtrNt4kY1zAHmZ2oG8QIkG1FE=");
+        assert_eq!(
+            PasswordHash::from_base64("DngtrNt4kY1zAHmZ2oG8QIkG1FE=").expect("valid"),
+            h
+        );
+        assert_eq!(format!("{h:?}"), "PasswordHash(…)");
+    }
+
+    #[test]
+    fn hash_length_is_checked() {
+        assert_eq!(
+            PasswordHash::from_base64("Zm9vYmFy"),
+            Err(PasswordHashError::Length(6))
+        );
+        assert!(matches!(
+            PasswordHash::from_base64("Dng…FE="),
+            Err(PasswordHashError::Base64(_))
+        ));
+    }
+
+    #[test]
+    fn user_names_follow_softether() {
+        assert!(check_user_name("tsumura").is_ok());
+        assert!(check_user_name("a.b@example.com").is_ok());
+        assert!(check_user_name("").is_err());
+        assert!(check_user_name(" x").is_err());
+        assert!(check_user_name("a/b").is_err());
+        assert!(check_user_name("SecureNat").is_err());
+        assert!(check_user_name("L3SW_x").is_err());
+        assert!(check_user_name("*").is_err());
+    }
+}
