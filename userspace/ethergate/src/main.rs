@@ -1,0 +1,115 @@
+//! The `ethergate` command: one binary for the appliance and its tools.
+//!
+//! Exit codes follow interface.md: 0 success, 1 user error (bad config, bad
+//! arguments), 2 runtime failure. Errors are one sentence on stderr.
+
+mod check;
+mod serve;
+mod signals;
+mod stats;
+mod user;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ethergate",
+    version,
+    about = "SoftEther-compatible VPN server and eBPF NAT"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance in the foreground.
+    Serve {
+        /// Config file; without it the embedded default config is used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print data-plane counters every N seconds (0: only at exit).
+        #[arg(long, default_value_t = 0)]
+        stats_interval: u64,
+    },
+    /// Validate a config file: exit 0, or print every problem and exit 1.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// User tools.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Read a password on stdin and print the `password_hash` for the config.
+    Hash {
+        #[arg(long)]
+        user: String,
+    },
+}
+
+/// An error with the exit code it maps to.
+pub enum Failure {
+    /// Bad config or arguments: exit 1.
+    User(anyhow::Error),
+    /// Anything else: exit 2.
+    Runtime(anyhow::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve {
+            config,
+            stats_interval,
+        } => serve::run(config.as_deref(), stats_interval),
+        Command::Check { config } => check::run(&config),
+        Command::User {
+            command: UserCommand::Hash { user },
+        } => user::hash(&user),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::User(e)) => {
+            eprintln!("ethergate: {e:#}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("ethergate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ETHERGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: under systemd or in a log file, escape
+    // codes are noise.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

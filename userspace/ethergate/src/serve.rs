@@ -1,0 +1,81 @@
+//! `ethergate serve`: the appliance in the foreground.
+//!
+//! What runs today: the config is loaded and validated, the eBPF programs are
+//! loaded (through the verifier) and the uplink XDP program is attached to
+//! `[nat].uplink`, classifying and counting every frame. The VPN listeners,
+//! hubs and NAT rewriting are later issues; serve says so at start instead of
+//! pretending. SIGTERM/SIGINT stop it cleanly (counters printed, programs
+//! detached); SIGHUP is acknowledged and ignored until reload exists.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::anyhow;
+use ethergate_config::Config;
+use ethergate_dataplane::Dataplane;
+use nix::sys::signal::Signal;
+use tracing::{info, warn};
+
+use crate::{Failure, check, signals::Signals, stats};
+
+pub fn run(config_path: Option<&Path>, stats_interval_secs: u64) -> Result<(), Failure> {
+    let config = match config_path {
+        Some(path) => check::load(path)?,
+        None => {
+            info!("no --config given: using the embedded default config");
+            Config::embedded_default()
+        }
+    };
+    for warning in &config.warnings {
+        warn!("config: {warning}");
+    }
+    let mut signals = Signals::install()
+        .map_err(|e| Failure::Runtime(anyhow!("cannot set up signal handling: {e}")))?;
+
+    let mut dataplane = Dataplane::load().map_err(|e| Failure::Runtime(e.into()))?;
+    info!("eBPF programs loaded and verified");
+    match &config.nat {
+        Some(nat) => {
+            let mode = dataplane
+                .attach_uplink(nat.uplink.as_str())
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            info!(uplink = nat.uplink.as_str(), %mode, "uplink XDP program attached");
+        }
+        None => info!("no [nat] section: no data-plane program attached"),
+    }
+    if !config.hubs.is_empty() {
+        warn!(
+            hubs = config.hubs.len(),
+            "VPN listeners and virtual hubs are not implemented yet; the hubs in the config are \
+             validated but not served"
+        );
+    }
+
+    let interval = (stats_interval_secs > 0).then(|| Duration::from_secs(stats_interval_secs));
+    loop {
+        match signals.wait(interval) {
+            Ok(Some(Signal::SIGHUP)) => {
+                warn!("SIGHUP received: reload is not implemented yet; keeping the running config")
+            }
+            Ok(Some(signal)) => {
+                info!(%signal, "stopping");
+                break;
+            }
+            Ok(None) => print_counters(&dataplane),
+            Err(e) => return Err(Failure::Runtime(anyhow!("waiting for signals: {e}"))),
+        }
+    }
+    print_counters(&dataplane);
+    drop(dataplane);
+    info!("data-plane programs detached; bye");
+    Ok(())
+}
+
+fn print_counters(dataplane: &Dataplane) {
+    if dataplane.uplink_attachment().is_none() {
+        return;
+    }
+    match dataplane.counters() {
+        Ok(snapshot) => println!("uplink counters:\n{}", stats::render(&snapshot)),
+        Err(e) => warn!("cannot read counters: {e}"),
+    }
+}

@@ -1,0 +1,167 @@
+//! The `ethergate` binary as users run it: `check` exit codes and messages,
+//! `user hash`, and `serve` attached in a namespace, counting real pings and
+//! stopping cleanly on SIGTERM. Needs root for `serve`.
+
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use ethergate_netns::{Endpoint, Topology};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ethergate");
+
+fn write_config(name: &str, text: &str) -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("ethergate-cli-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn check_accepts_the_shipped_config() {
+    let out = Command::new(BIN)
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/ethergate.toml"),
+        ])
+        .output()
+        .expect("run ethergate");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_rejects_a_bad_config_with_line_and_reason() {
+    let path = write_config(
+        "bad",
+        "[server]\nlisten = [\"0.0.0.0:443\"]\nbogus = 1\n\n[nat]\nuplink = \"this-name-is-too-long\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run ethergate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let file = path.display().to_string();
+    assert!(
+        stderr.contains(&format!("{file}:3")),
+        "unknown key on line 3: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{file}:6")),
+        "bad uplink on line 6: {stderr}"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn check_on_a_missing_file_is_a_user_error() {
+    let out = Command::new(BIN)
+        .args(["check", "--config", "/nonexistent/ethergate.toml"])
+        .output()
+        .expect("run ethergate");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ethergate.toml"));
+}
+
+#[test]
+fn user_hash_prints_softethers_stored_form() {
+    let mut child = Command::new(BIN)
+        .args(["user", "hash", "--user", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run ethergate");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"secret\n")
+        .expect("write password");
+    let out = child.wait_with_output().expect("wait");
+    // softether-protocol.md §4.2: the real server's stored AuthPassword.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "DngtrNt4kY1zAHmZ2oG8QIkG1FE="
+    );
+}
+
+fn serve_config(uplink: &str) -> String {
+    format!("[server]\nstate_dir = \"/tmp\"\n\n[nat]\nuplink = \"{uplink}\"\n")
+}
+
+#[test]
+fn serve_counts_real_traffic_and_stops_on_sigterm() {
+    let topo = Topology::builder()
+        .namespace("client")
+        .namespace("nat")
+        .veth(
+            Endpoint::new("client", "eth0", &["198.51.100.2/24"]),
+            Endpoint::new("nat", "up0", &["198.51.100.1/24"]),
+        )
+        .build()
+        .expect("topology (run as root)");
+    let config = write_config("serve", &serve_config("up0"));
+    let config_arg = config.display().to_string();
+    let mut serve = topo
+        .spawn("nat", &[BIN, "serve", "--config", &config_arg])
+        .expect("spawn serve");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !serve.log().contains("attached") {
+        assert!(serve.is_running(), "serve exited early:\n{}", serve.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no attach:\n{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(serve.log().contains("xdp-native"), "{}", serve.log());
+    topo.exec(
+        "client",
+        &["ping", "-c", "3", "-i", "0.1", "-W", "2", "198.51.100.1"],
+    )
+    .expect("ping nat");
+    assert_eq!(serve.stop(), Some(0), "{}", serve.log());
+    let log = serve.log();
+    let icmp = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("icmp4 "))
+        .unwrap_or_else(|| panic!("no icmp4 row:\n{log}"));
+    let fields: Vec<&str> = icmp.split_whitespace().collect();
+    assert_eq!(fields, ["icmp4", "pass", "3", "294"], "{log}");
+    assert!(log.contains("detached"), "{log}");
+    // The program is gone from the interface once serve has exited.
+    let link = topo.ip("nat", &["link", "show", "up0"]).expect("link");
+    assert!(
+        !link.stdout.contains("xdp"),
+        "XDP still attached: {}",
+        link.stdout
+    );
+    let _ = std::fs::remove_file(config);
+}
+
+#[test]
+fn serve_with_a_missing_uplink_fails_with_exit_2() {
+    let topo = Topology::builder()
+        .namespace("nat")
+        .build()
+        .expect("topology (run as root)");
+    let config = write_config("missing", &serve_config("nope0"));
+    let config_arg = config.display().to_string();
+    let out = topo
+        .run("nat", &[BIN, "serve", "--config", &config_arg])
+        .expect("run serve");
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("nope0"), "{}", out.stderr);
+    let _ = std::fs::remove_file(config);
+}

@@ -1,0 +1,35 @@
+//! Orchestration for humans and CI: `cargo xtask setup | test | demo`.
+//!
+//! eBPF objects are built by `userspace/dataplane/build.rs`, not here; xtask
+//! only installs what that build and the tests need, and runs things in the
+//! right order (unprivileged checks first, then the tests that touch kernel
+//! state, one at a time).
+
+mod demo;
+mod setup;
+mod sh;
+mod test;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "usage: cargo xtask <setup | test | demo>
+  setup   install apt packages, nightly rust-src, bpf-linker, cargo-fuzz (idempotent)
+  test    setup, then fmt, clippy, unit tests, fuzz smoke, privileged integration tests
+  demo    setup, build, run ethergate in a throwaway namespace topology with real traffic";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("setup") => setup::main(),
+        Some("test") => test::main(),
+        Some("demo") => demo::main(),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            bail!("unknown or missing command");
+        }
+    }
+}

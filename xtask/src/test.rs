@@ -1,0 +1,115 @@
+//! `cargo xtask test`: the whole suite, in the order that fails fastest.
+//!
+//! Tests that touch kernel state (load eBPF, create namespaces) run after the
+//! pure ones, with `--test-threads=1` so no two of them race on the kernel.
+//! Fuzz targets get a short smoke run; long campaigns are run by hand.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use crate::{
+    setup,
+    sh::{root, run, step},
+};
+
+/// Crates whose tests need root: they load eBPF programs or build
+/// namespaces.
+const PRIVILEGED: &[&str] = &[
+    "ethergate-dataplane",
+    "ethergate-netns",
+    "ethergate-integration",
+    "ethergate",
+];
+
+/// Seconds per fuzz target in the smoke run.
+const FUZZ_SMOKE_SECS: &str = "15";
+
+pub fn main() -> Result<()> {
+    if !nix_is_root() {
+        bail!("cargo xtask test needs root (eBPF, network namespaces); run it with sudo");
+    }
+    setup::main()?;
+
+    step("cargo fmt --check");
+    run(&["cargo", "fmt", "--all", "--check"])?;
+    let fuzz = root().join("userspace/proto/fuzz");
+    if fuzz.join("Cargo.toml").exists() {
+        run(&[
+            "cargo",
+            "fmt",
+            "--manifest-path",
+            "userspace/proto/fuzz/Cargo.toml",
+            "--check",
+        ])?;
+    }
+
+    step("cargo clippy (host crates) -D warnings");
+    run(&[
+        "cargo",
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "ethergate-programs",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+
+    step("unit and property tests");
+    let mut unit = vec![
+        "cargo",
+        "test",
+        "--workspace",
+        "--exclude",
+        "ethergate-programs",
+    ];
+    for krate in PRIVILEGED {
+        unit.extend(["--exclude", krate]);
+    }
+    run(&unit)?;
+
+    if fuzz.join("smoke.sh").exists() {
+        step("fuzz smoke run");
+        let script = fuzz.join("smoke.sh");
+        run(&[&script.display().to_string(), FUZZ_SMOKE_SECS])?;
+    }
+
+    step("privileged tests (eBPF, namespaces), one at a time");
+    for krate in PRIVILEGED {
+        run(&["cargo", "test", "-p", krate, "--", "--test-threads=1"])?;
+    }
+
+    assert_nothing_left_behind()?;
+    println!("\nall tests passed");
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The harness promises to remove its namespaces; check it kept that promise
+/// across the whole run (names start with `eg<pid>x`).
+fn assert_nothing_left_behind() -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(Path::new("/run/netns")) else {
+        return Ok(());
+    };
+    let leftovers: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("eg") && n.contains('x') && n.contains('-'))
+        .collect();
+    if !leftovers.is_empty() {
+        bail!("tests left namespaces behind: {}", leftovers.join(", "));
+    }
+    Ok(())
+}
