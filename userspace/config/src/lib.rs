@@ -100,9 +100,9 @@ impl Config {
         hub::check_hubs(&mut report, &read_hubs);
 
         let nat_section = top.table(&mut report, "nat", nat::NAT_KEYS);
-        let nat = nat_section.and_then(|s| nat::read_nat(&mut report, s));
-        if let Some((nat, positions)) = &nat {
-            check_nat_against_hubs(&mut report, nat, positions, &read_hubs);
+        let nat = nat_section.map(|s| nat::read_nat(&mut report, s));
+        if let Some(nat) = &nat {
+            check_nat_against_hubs(&mut report, nat, &read_hubs);
         }
         top.finish(&mut report);
 
@@ -111,7 +111,7 @@ impl Config {
         Ok(Config {
             server,
             hubs,
-            nat: nat.map(|(n, _)| n),
+            nat: nat.and_then(|n| n.nat),
             warnings,
         })
     }
@@ -138,24 +138,21 @@ impl Config {
 }
 
 /// The uplink must not be a hub's tap; listing a tap as inside is redundant.
-fn check_nat_against_hubs(
-    report: &mut Report,
-    nat: &Nat,
-    positions: &nat::NatPositions,
-    hubs: &[hub::ReadHub],
-) {
+fn check_nat_against_hubs(report: &mut Report, nat: &nat::NatRead, hubs: &[hub::ReadHub]) {
     for hub in hubs.iter().filter_map(|h| h.hub.as_ref()) {
-        if hub.bridge == nat.uplink {
+        if let Some((uplink, pos)) = &nat.uplink
+            && hub.bridge == *uplink
+        {
             report.error(
-                positions.uplink,
+                *pos,
                 format!(
-                    "nat.uplink {} is hub {:?}'s bridge; the uplink must be the interface \
+                    "nat.uplink {uplink} is hub {:?}'s bridge; the uplink must be the interface \
                      toward the router",
-                    nat.uplink, hub.name
+                    hub.name
                 ),
             );
         }
-        for (name, pos) in nat.inside.iter().zip(&positions.inside) {
+        for (name, pos) in &nat.inside {
             if *name == hub.bridge {
                 report.warn(
                     *pos,

@@ -149,12 +149,25 @@ const TIMEOUT_KEYS: &[&str] = &[
 ];
 const LIMIT_KEYS: &[&str] = &["max_flows"];
 
-/// Where the interface names were written, for the cross-checks against
-/// hub bridges done by the caller.
-pub(crate) struct NatPositions {
-    pub uplink: usize,
-    pub inside: Vec<usize>,
+/// `[nat]` as read: the validated value if everything was right, and the
+/// interface names that were valid (with positions) for the caller's
+/// cross-checks against hub bridges, which run even when other parts of
+/// `[nat]` are wrong.
+pub(crate) struct NatRead {
+    pub nat: Option<Nat>,
+    pub uplink: Option<(InterfaceName, usize)>,
+    pub inside: Vec<(InterfaceName, usize)>,
 }
+
+/// A rule as read: `key` is what duplicate detection compares, known even
+/// when another field of the rule is wrong.
+struct RuleRead<R, K> {
+    rule: Option<R>,
+    key: Option<K>,
+    pos: usize,
+}
+
+type DnatKey = (Ipv4Cidr, Ipv4Cidr, L4Protocol, u16);
 
 fn interface(report: &mut Report, what: &str, at: At<&str>) -> Option<InterfaceName> {
     InterfaceName::new(at.value)
@@ -208,7 +221,7 @@ fn snat_address(report: &mut Report, what: &str, at: At<&str>) -> Option<Ipv4Add
     }
 }
 
-fn read_snat(report: &mut Report, mut s: Section<'_, '_>) -> Option<(SnatRule, usize)> {
+fn read_snat(report: &mut Report, mut s: Section<'_, '_>) -> RuleRead<SnatRule, Ipv4Cidr> {
     let source_at = s.required_string(report, "source", "\"10.0.0.0/16\"");
     let to_at = s.string_or_list(report, "to");
     if to_at.is_none() && !s.has("to") {
@@ -258,16 +271,14 @@ fn read_snat(report: &mut Report, mut s: Section<'_, '_>) -> Option<(SnatRule, u
     });
     let pos = source_at.map_or(s.pos(), |a| a.pos);
     s.finish(report);
-    Some((
-        SnatRule {
-            source: source?,
-            to: to?,
-        },
+    RuleRead {
+        rule: source.zip(to).map(|(source, to)| SnatRule { source, to }),
+        key: source,
         pos,
-    ))
+    }
 }
 
-fn read_dnat(report: &mut Report, mut s: Section<'_, '_>) -> Option<(DnatRule, usize)> {
+fn read_dnat(report: &mut Report, mut s: Section<'_, '_>) -> RuleRead<DnatRule, DnatKey> {
     let source_at = s.required_string(report, "source", "\"192.168.0.0/16\"");
     let destination_at = s.string(report, "destination");
     let protocol_at = s.required_string(report, "protocol", "\"tcp\"");
@@ -333,16 +344,20 @@ fn read_dnat(report: &mut Report, mut s: Section<'_, '_>) -> Option<(DnatRule, u
     });
     let pos = source_at.map_or(s.pos(), |a| a.pos);
     s.finish(report);
-    Some((
-        DnatRule {
-            source: source?,
-            destination: destination?,
-            protocol: protocol?,
-            port: port?,
-            to: to?,
-        },
+    let key = (|| Some((source?, destination?, protocol?, port?)))();
+    RuleRead {
+        rule: key
+            .zip(to)
+            .map(|((source, destination, protocol, port), to)| DnatRule {
+                source,
+                destination,
+                protocol,
+                port,
+                to,
+            }),
+        key,
         pos,
-    ))
+    }
 }
 
 fn read_timeouts(report: &mut Report, s: Option<Section<'_, '_>>) -> NatTimeouts {
@@ -422,13 +437,12 @@ fn read_limits(report: &mut Report, s: Option<Section<'_, '_>>) -> NatLimits {
     limits
 }
 
-pub(crate) fn read_nat(report: &mut Report, mut s: Section<'_, '_>) -> Option<(Nat, NatPositions)> {
+pub(crate) fn read_nat(report: &mut Report, mut s: Section<'_, '_>) -> NatRead {
     let uplink_at = s.required_string(report, "uplink", "\"eth0\"");
     let uplink = uplink_at.and_then(|u| interface(report, &s.name("uplink"), u));
+    let mut ok = uplink.is_some();
 
-    let mut inside: Vec<InterfaceName> = Vec::new();
-    let mut inside_pos = Vec::new();
-    let mut ok = true;
+    let mut inside: Vec<(InterfaceName, usize)> = Vec::new();
     if let Some(list) = s.string_list(report, "inside") {
         for item in list.value {
             let Some(name) = interface(report, &s.name("inside"), item) else {
@@ -444,67 +458,65 @@ pub(crate) fn read_nat(report: &mut Report, mut s: Section<'_, '_>) -> Option<(N
                     ),
                 );
                 ok = false;
-            } else if inside.contains(&name) {
+            } else if inside.iter().any(|(n, _)| *n == name) {
                 report.error(item.pos, format!("{} lists {name} twice", s.name("inside")));
                 ok = false;
             } else {
-                inside.push(name);
-                inside_pos.push(item.pos);
+                inside.push((name, item.pos));
             }
         }
     }
 
-    let snat_tables = s.tables(report, "snat");
     let mut snat: Vec<SnatRule> = Vec::new();
+    let mut snat_keys: Vec<(Ipv4Cidr, usize)> = Vec::new();
+    let snat_tables = s.tables(report, "snat");
     let snat_count = snat_tables.len();
     for (i, (table, pos)) in snat_tables.into_iter().enumerate() {
-        let section = Section::new(table, pos, format!("nat.snat[{}]: ", i + 1), "", SNAT_KEYS);
-        let Some((rule, rule_pos)) = read_snat(report, section) else {
-            continue;
-        };
-        if let Some(j) = snat.iter().position(|r| r.source == rule.source) {
-            report.error(
-                rule_pos,
-                format!(
-                    "nat.snat[{}]: source {} is already handled by nat.snat[{}]; merge the two rules",
-                    i + 1,
-                    rule.source,
-                    j + 1
-                ),
-            );
+        let n = i + 1;
+        let section = Section::new(table, pos, format!("nat.snat[{n}]: "), "", SNAT_KEYS);
+        let read = read_snat(report, section);
+        if let Some(source) = read.key {
+            if let Some((_, first)) = snat_keys.iter().find(|(k, _)| *k == source) {
+                report.error(
+                    read.pos,
+                    format!(
+                        "nat.snat[{n}]: source {source} is already handled by nat.snat[{first}]; \
+                         merge the two rules"
+                    ),
+                );
+                ok = false;
+            }
+            snat_keys.push((source, n));
         }
-        snat.push(rule);
+        ok &= read.rule.is_some();
+        snat.extend(read.rule);
     }
-    ok &= snat.len() == snat_count;
 
-    let dnat_tables = s.tables(report, "dnat");
     let mut dnat: Vec<DnatRule> = Vec::new();
+    let mut dnat_keys: Vec<(DnatKey, usize)> = Vec::new();
+    let dnat_tables = s.tables(report, "dnat");
     let dnat_count = dnat_tables.len();
     for (i, (table, pos)) in dnat_tables.into_iter().enumerate() {
-        let section = Section::new(table, pos, format!("nat.dnat[{}]: ", i + 1), "", DNAT_KEYS);
-        let Some((rule, rule_pos)) = read_dnat(report, section) else {
-            continue;
-        };
-        if let Some(j) = dnat.iter().position(|r| {
-            r.source == rule.source
-                && r.destination == rule.destination
-                && r.protocol == rule.protocol
-                && r.port == rule.port
-        }) {
-            report.error(
-                rule_pos,
-                format!(
-                    "nat.dnat[{}]: matches the same {} port {} traffic as nat.dnat[{}]; keep one",
-                    i + 1,
-                    rule.protocol,
-                    rule.port,
-                    j + 1
-                ),
-            );
+        let n = i + 1;
+        let section = Section::new(table, pos, format!("nat.dnat[{n}]: "), "", DNAT_KEYS);
+        let read = read_dnat(report, section);
+        if let Some(key) = read.key {
+            if let Some((_, first)) = dnat_keys.iter().find(|(k, _)| *k == key) {
+                report.error(
+                    read.pos,
+                    format!(
+                        "nat.dnat[{n}]: matches the same {} port {} traffic as nat.dnat[{first}]; \
+                         keep one",
+                        key.2, key.3
+                    ),
+                );
+                ok = false;
+            }
+            dnat_keys.push((key, n));
         }
-        dnat.push(rule);
+        ok &= read.rule.is_some();
+        dnat.extend(read.rule);
     }
-    ok &= dnat.len() == dnat_count;
 
     let timeouts_section = s.table(report, "timeouts", TIMEOUT_KEYS);
     let timeouts = read_timeouts(report, timeouts_section);
@@ -519,19 +531,20 @@ pub(crate) fn read_nat(report: &mut Report, mut s: Section<'_, '_>) -> Option<(N
     }
     s.finish(report);
 
-    let uplink = uplink?;
-    ok.then_some((
-        Nat {
-            uplink,
-            inside,
+    let nat = match &uplink {
+        Some(uplink) if ok => Some(Nat {
+            uplink: uplink.clone(),
+            inside: inside.iter().map(|(n, _)| n.clone()).collect(),
             snat,
             dnat,
             timeouts,
             limits,
-        },
-        NatPositions {
-            uplink: uplink_at.map_or(0, |u| u.pos),
-            inside: inside_pos,
-        },
-    ))
+        }),
+        _ => None,
+    };
+    NatRead {
+        nat,
+        uplink: uplink.zip(uplink_at.map(|u| u.pos)),
+        inside,
+    }
 }

@@ -176,7 +176,8 @@ impl<'a, 'i> Section<'a, 'i> {
         }
     }
 
-    /// An array of strings; each wrong element is reported and skipped.
+    /// An array of strings. Each element of another type is reported, and
+    /// then the whole list is `None`: checks on a broken list are noise.
     pub fn string_list(
         &mut self,
         report: &mut Report,
@@ -197,21 +198,25 @@ impl<'a, 'i> Section<'a, 'i> {
             return None;
         };
         let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
         for item in items.iter() {
             match item.get_ref() {
                 DeValue::String(s) => out.push(at(s.as_ref(), item.span())),
-                other => report.error(
-                    item.span().start,
-                    format!(
-                        "{} must hold only strings, not {} {}",
-                        self.name(key),
-                        article(other.type_str()),
-                        other.type_str()
-                    ),
-                ),
+                other => {
+                    ok = false;
+                    report.error(
+                        item.span().start,
+                        format!(
+                            "{} must hold only strings, not {} {}",
+                            self.name(key),
+                            article(other.type_str()),
+                            other.type_str()
+                        ),
+                    );
+                }
             }
         }
-        Some(out)
+        ok.then_some(out)
     }
 
     /// A sub-table such as `[hub.dhcp]`. Messages keep this section's
