@@ -94,7 +94,13 @@ impl Config {
 
         let mut read_hubs = Vec::new();
         for (i, (table, pos)) in top.tables(&mut report, "hub").into_iter().enumerate() {
-            let section = Section::new(table, pos, format!("hub[{}]: ", i + 1), "", hub::HUB_KEYS);
+            let section = Section::new(
+                table,
+                pos,
+                format!("hub[{}]: ", i + 1),
+                "hub",
+                hub::HUB_KEYS,
+            );
             read_hubs.push(hub::read_hub(&mut report, section, i + 1));
         }
         hub::check_hubs(&mut report, &read_hubs);

@@ -473,7 +473,13 @@ pub(crate) fn read_nat(report: &mut Report, mut s: Section<'_, '_>) -> NatRead {
     let snat_count = snat_tables.len();
     for (i, (table, pos)) in snat_tables.into_iter().enumerate() {
         let n = i + 1;
-        let section = Section::new(table, pos, format!("nat.snat[{n}]: "), "", SNAT_KEYS);
+        let section = Section::new(
+            table,
+            pos,
+            format!("nat.snat[{n}]: "),
+            "nat.snat",
+            SNAT_KEYS,
+        );
         let read = read_snat(report, section);
         if let Some(source) = read.key {
             if let Some((_, first)) = snat_keys.iter().find(|(k, _)| *k == source) {
@@ -498,7 +504,13 @@ pub(crate) fn read_nat(report: &mut Report, mut s: Section<'_, '_>) -> NatRead {
     let dnat_count = dnat_tables.len();
     for (i, (table, pos)) in dnat_tables.into_iter().enumerate() {
         let n = i + 1;
-        let section = Section::new(table, pos, format!("nat.dnat[{n}]: "), "", DNAT_KEYS);
+        let section = Section::new(
+            table,
+            pos,
+            format!("nat.dnat[{n}]: "),
+            "nat.dnat",
+            DNAT_KEYS,
+        );
         let read = read_dnat(report, section);
         if let Some(key) = read.key {
             if let Some((_, first)) = dnat_keys.iter().find(|(k, _)| *k == key) {

@@ -39,23 +39,28 @@ pub(crate) struct Section<'a, 'i> {
     context: String,
     /// Dotted path of this table inside that object, e.g. `dhcp.`.
     prefix: String,
+    /// The table's TOML name, e.g. `hub.dhcp`; empty for the root.
+    header: String,
     known: &'static [&'static str],
     read: Vec<&'static str>,
 }
 
 impl<'a, 'i> Section<'a, 'i> {
+    /// A root table or an element of an array of tables (`[[hub]]`), whose
+    /// keys are named in messages without a dotted prefix.
     pub fn new(
         table: &'a DeTable<'i>,
         pos: usize,
         context: impl Into<String>,
-        prefix: impl Into<String>,
+        header: impl Into<String>,
         known: &'static [&'static str],
     ) -> Self {
         Self {
             table,
             pos,
             context: context.into(),
-            prefix: prefix.into(),
+            prefix: String::new(),
+            header: header.into(),
             known,
             read: Vec::new(),
         }
@@ -105,7 +110,7 @@ impl<'a, 'i> Section<'a, 'i> {
         let table = if self.prefix.is_empty() {
             String::new()
         } else {
-            format!(" in [{}]", self.prefix.trim_end_matches('.'))
+            format!(" in [{}]", self.header)
         };
         report.error(
             self.pos,
@@ -229,13 +234,19 @@ impl<'a, 'i> Section<'a, 'i> {
     ) -> Option<Section<'a, 'i>> {
         let v = self.get(key)?;
         match v.get_ref() {
-            DeValue::Table(t) => Some(Section::new(
-                t,
-                v.span().start,
-                self.context.clone(),
-                format!("{}{key}.", self.prefix),
+            DeValue::Table(t) => Some(Section {
+                table: t,
+                pos: v.span().start,
+                context: self.context.clone(),
+                prefix: format!("{}{key}.", self.prefix),
+                header: if self.header.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{}.{key}", self.header)
+                },
                 known,
-            )),
+                read: Vec::new(),
+            }),
             _ => {
                 self.wrong_type(report, key, v, "a table");
                 None
@@ -254,7 +265,11 @@ impl<'a, 'i> Section<'a, 'i> {
             return Vec::new();
         };
         let DeValue::Array(items) = v.get_ref() else {
-            let header = format!("[[{}{key}]]", self.prefix);
+            let header = if self.header.is_empty() {
+                format!("[[{key}]]")
+            } else {
+                format!("[[{}.{key}]]", self.header)
+            };
             self.wrong_type(
                 report,
                 key,
@@ -287,16 +302,16 @@ impl<'a, 'i> Section<'a, 'i> {
             let name: &str = key.get_ref();
             if !self.read.contains(&name) {
                 let place = if self.prefix.is_empty() && self.context.is_empty() {
-                    "at the top level".to_owned()
+                    " at the top level".to_owned()
                 } else if self.prefix.is_empty() {
-                    format!("for {}", self.context.trim_end_matches(": "))
+                    String::new()
                 } else {
-                    format!("in [{}]", self.prefix.trim_end_matches('.'))
+                    format!(" in [{}]", self.header)
                 };
                 report.error(
                     key.span().start,
                     format!(
-                        "{}unknown key {name:?} {place}; known keys are {}",
+                        "{}unknown key {name:?}{place}; known keys are {}",
                         self.context,
                         self.known.join(", ")
                     ),

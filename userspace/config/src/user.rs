@@ -137,18 +137,25 @@ pub(crate) fn read_users(
             table,
             pos,
             format!("{hub}user[{}]: ", index + 1),
-            "",
+            "hub.user",
             USER_KEYS,
         );
         let name = s.required_string(report, "name", "\"tsumura\"");
+        let name = name.filter(|n| match check_user_name(n.value) {
+            Ok(()) => true,
+            Err(why) => {
+                report.error(n.pos, format!("{hub}user name {:?} {why}", n.value));
+                false
+            }
+        });
+        // From here on messages name the user.
+        if let Some(n) = name {
+            s.set_context(format!("{hub}user {:?}: ", n.value));
+        }
         let hash = s.string(report, "password_hash");
         let password = s.string(report, "password");
         s.finish(report);
         let Some(name) = name else { continue };
-        if let Err(why) = check_user_name(name.value) {
-            report.error(name.pos, format!("{hub}user name {:?} {why}", name.value));
-            continue;
-        }
         let context = format!("{hub}user {:?}: ", name.value);
         let credential = match (hash, password) {
             (Some(hash), None) => match PasswordHash::from_base64(hash.value) {
