@@ -62,8 +62,8 @@ pub(crate) fn attach_xdp_with_fallback(
         }),
         Err(generic) => Err(DataplaneError::Attach {
             interface: interface.to_owned(),
-            native,
-            generic,
+            native: Box::new(native),
+            generic: Box::new(generic),
         }),
     }
 }

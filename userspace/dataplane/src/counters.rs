@@ -120,7 +120,7 @@ pub(crate) fn read(ebpf: &Ebpf) -> Result<CounterSnapshot, DataplaneError> {
             .get(&slot, 0)
             .map_err(|source| DataplaneError::Map {
                 map: COUNTERS_MAP,
-                source,
+                source: Box::new(source),
             })?;
         for (cpu, value) in values.iter().enumerate() {
             if let Some(cell) = per_cpu.get_mut(cpu).and_then(|c| c.get_mut(slot as usize)) {
@@ -132,7 +132,7 @@ pub(crate) fn read(ebpf: &Ebpf) -> Result<CounterSnapshot, DataplaneError> {
     for slot in 0..ParseIssue::COUNT {
         let values = issues.get(&slot, 0).map_err(|source| DataplaneError::Map {
             map: PARSE_ISSUES_MAP,
-            source,
+            source: Box::new(source),
         })?;
         for (cpu, value) in values.iter().enumerate() {
             if let Some(cell) = parse_issues
@@ -154,5 +154,8 @@ fn per_cpu_array<'a, V: aya::Pod>(
     name: &'static str,
 ) -> Result<PerCpuArray<&'a MapData, V>, DataplaneError> {
     let map = ebpf.map(name).ok_or(DataplaneError::MissingMap(name))?;
-    PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map { map: name, source })
+    PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map {
+        map: name,
+        source: Box::new(source),
+    })
 }

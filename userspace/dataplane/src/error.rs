@@ -1,33 +1,34 @@
 //! Errors of the data-plane loader, one variant per thing that can go wrong,
-//! each naming the program, map or interface involved.
+//! each naming the program, map or interface involved. aya's errors are
+//! large (verifier logs inline), so they are boxed to keep `Result`s small.
 
 use aya::{EbpfError, maps::MapError, programs::ProgramError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error("cannot load the embedded eBPF object (are we root / CAP_BPF?): {0}")]
-    Load(#[source] EbpfError),
+    Load(#[source] Box<EbpfError>),
     #[error("the eBPF object has no program named {0:?}; the build is inconsistent")]
     MissingProgram(&'static str),
     #[error("eBPF program {program:?} has an unexpected type: {source}")]
     WrongProgramType {
         program: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("the kernel verifier rejected eBPF program {program:?}: {source}")]
     Verify {
         program: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error(
         "cannot attach XDP to interface {interface:?}: native mode failed ({native}); generic mode failed ({generic})"
     )]
     Attach {
         interface: String,
-        native: ProgramError,
-        generic: ProgramError,
+        native: Box<ProgramError>,
+        generic: Box<ProgramError>,
     },
     #[error("the eBPF object has no map named {0:?}; the build is inconsistent")]
     MissingMap(&'static str),
@@ -35,7 +36,7 @@ pub enum DataplaneError {
     Map {
         map: &'static str,
         #[source]
-        source: MapError,
+        source: Box<MapError>,
     },
     #[error("cannot count the possible CPUs (per-CPU maps need it): {0}")]
     CpuCount(#[source] std::io::Error),
@@ -43,6 +44,6 @@ pub enum DataplaneError {
     TestRun {
         program: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
 }

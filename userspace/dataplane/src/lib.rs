@@ -48,11 +48,12 @@ impl Dataplane {
     /// Loads the embedded object and runs every program through the
     /// verifier. Needs CAP_BPF (or root).
     pub fn load() -> Result<Self, DataplaneError> {
-        let mut ebpf = Ebpf::load(PROGRAMS_OBJECT).map_err(DataplaneError::Load)?;
+        let mut ebpf =
+            Ebpf::load(PROGRAMS_OBJECT).map_err(|e| DataplaneError::Load(Box::new(e)))?;
         let uplink: &mut Xdp = program_mut(&mut ebpf, UPLINK_PROGRAM)?;
         uplink.load().map_err(|source| DataplaneError::Verify {
             program: UPLINK_PROGRAM,
-            source,
+            source: Box::new(source),
         })?;
         Ok(Self { ebpf, uplink: None })
     }
@@ -93,7 +94,7 @@ impl Dataplane {
             })
             .map_err(|source| DataplaneError::TestRun {
                 program: UPLINK_PROGRAM,
-                source,
+                source: Box::new(source),
             })?;
         out.truncate(result.data_size_out as usize);
         Ok(TestRunOutcome {
@@ -114,6 +115,6 @@ where
         .try_into()
         .map_err(|source| DataplaneError::WrongProgramType {
             program: name,
-            source,
+            source: Box::new(source),
         })
 }
