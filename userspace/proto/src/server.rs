@@ -1,0 +1,500 @@
+//! Server side of one SoftEther TCP connection, sans-IO (spec §0–§8).
+//! The driver feeds received bytes and `now`, sends what
+//! [`ServerConnection::transmit`] holds, honours [`ServerConnection::poll_timeout`],
+//! and answers the two questions the protocol cannot decide alone: a login
+//! ([`ServerEvent::LoginRequested`] → `accept_login`/`reject_login`, or the
+//! [`Authenticator`] shortcut) and an additional connection
+//! ([`ServerEvent::AdditionalConnectRequested`] → `accept_additional`/
+//! `reject_additional`). Both answers may come later, from an async task.
+//!
+//! Invariants: at most [`MAX_REQUESTS_PER_CONNECTION`] HTTP requests and
+//! [`MAX_PREAUTH_BUFFER`] buffered bytes before the tunnel; every refusal is
+//! an error PACK with a real SoftEther code, after which the connection is
+//! closed; the handshake as a whole must finish within
+//! `handshake_timeout_ms`; once closed, input is ignored.
+
+use std::collections::VecDeque;
+
+use crate::close::CloseReason;
+use crate::data::FrameSink;
+use crate::error_code::ErrorCode;
+use crate::http::{self, HttpError, MAX_HEAD, MAX_PACK_BODY, MAX_REQUESTS_PER_CONNECTION};
+use crate::messages::{
+    self, AdditionalConnect, Direction, HandshakeError, Hello, LoginRequest, Method,
+    NegotiationLimits, SessionGrant, Welcome,
+};
+use crate::pack::{Pack, PackLimits};
+use crate::rng::RandomSource;
+use crate::time::Timestamp;
+use crate::tunnel::Tunnel;
+
+/// Bytes we hold before authentication: one maximal head plus one maximal
+/// PACK body. A real client never pipelines beyond one request.
+pub const MAX_PREAUTH_BUFFER: usize = MAX_HEAD + MAX_PACK_BODY;
+/// The client's own pre-tunnel socket timeout (`CONNECTING_TIMEOUT`, §7.4).
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 15_000;
+
+/// Static server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Hello `hello` product string.
+    pub server_str: String,
+    /// Hello `version` (e.g. 501 = 5.01) and `build`.
+    pub version: u32,
+    pub build: u32,
+    pub negotiation: NegotiationLimits,
+    pub handshake_timeout_ms: u64,
+    /// Unix seconds at `Timestamp(0)`, to fill the `Date` header; `None`
+    /// omits it (the client does not check it).
+    pub unix_time_at_epoch: Option<u64>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            server_str: "ethergate VPN Server (SoftEther VPN compatible)".to_owned(),
+            version: 501,
+            build: 9674,
+            negotiation: NegotiationLimits::default(),
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            unix_time_at_epoch: None,
+        }
+    }
+}
+
+/// The hub's side of authentication: the protocol crate knows no users.
+/// Use [`crate::LoginRequest::verify_password`] with the stored hash `H`.
+pub trait Authenticator {
+    /// Decide a login. Return `ERR_HUB_NOT_FOUND` (8) for an unknown hub,
+    /// `ERR_AUTH_FAILED` (9) for bad credentials,
+    /// `ERR_AUTHTYPE_NOT_SUPPORTED` (7) for certificates, and so on.
+    fn authenticate(
+        &mut self,
+        req: &LoginRequest,
+        server_random: &[u8; 20],
+    ) -> Result<SessionGrant, ErrorCode>;
+}
+
+/// A session is up on this connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Established {
+    pub hubname: String,
+    pub username: String,
+    /// The negotiated welcome; `session_key` identifies the session for
+    /// later `additional_connect`s. For an additional connection this is
+    /// `None`.
+    pub welcome: Option<Welcome>,
+    pub session_key: [u8; 20],
+}
+
+/// Things the driver must react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// Answer with `accept_login` or `reject_login`.
+    LoginRequested(LoginRequest),
+    /// Answer with `accept_additional` or `reject_additional`.
+    AdditionalConnectRequested(AdditionalConnect),
+    /// The welcome (or `additional_connect` answer) is queued; the tunnel
+    /// is running.
+    Established(Established),
+    /// Flush the transmit buffer, then close the socket.
+    Closed(CloseReason),
+}
+
+#[derive(Debug)]
+enum State {
+    /// HTTP loop until a valid signature POST (§1.2, §1.3).
+    Signature,
+    /// Hello sent; waiting for the method PACK (§4, §6).
+    AwaitMethod,
+    LoginPending(Box<LoginRequest>),
+    AdditionalPending([u8; 20]),
+    Tunnel(Tunnel),
+    Closed,
+}
+
+/// One server-side TCP connection.
+pub struct ServerConnection<R: RandomSource> {
+    config: ServerConfig,
+    rng: R,
+    state: State,
+    random: [u8; 20],
+    requests: u32,
+    started: Timestamp,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    events: VecDeque<ServerEvent>,
+}
+
+impl<R: RandomSource> std::fmt::Debug for ServerConnection<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConnection")
+            .field("state", &self.state)
+            .field("requests", &self.requests)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: RandomSource> ServerConnection<R> {
+    /// A fresh connection (TLS already established by the driver).
+    pub fn new(config: ServerConfig, mut rng: R, now: Timestamp) -> Self {
+        let mut random = [0u8; 20];
+        rng.fill_bytes(&mut random);
+        ServerConnection {
+            config,
+            rng,
+            state: State::Signature,
+            random,
+            requests: 0,
+            started: now,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The hello challenge of this connection (`c->Random`).
+    pub fn server_random(&self) -> &[u8; 20] {
+        &self.random
+    }
+
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, State::Tunnel(_))
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Bytes waiting to be written to the TLS stream.
+    pub fn transmit(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Mark the first `n` transmit bytes as written.
+    pub fn consume_transmit(&mut self, n: usize) {
+        self.out.drain(..n.min(self.out.len()));
+    }
+
+    /// Move all pending transmit bytes to the end of `dst`.
+    pub fn drain_transmit(&mut self, dst: &mut Vec<u8>) {
+        if dst.is_empty() {
+            std::mem::swap(dst, &mut self.out);
+        } else {
+            dst.append(&mut self.out);
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Next instant `handle_timeout` must run, if any.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        match &self.state {
+            State::Tunnel(t) => Some(t.poll_timeout()),
+            State::Closed => None,
+            _ => Some(self.started.plus_ms(self.config.handshake_timeout_ms)),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        match &mut self.state {
+            State::Closed => {}
+            State::Tunnel(t) => {
+                if let Err(e) = t.handle_timeout(now, &mut self.out, &mut self.rng) {
+                    self.close(CloseReason::Tunnel(e));
+                }
+            }
+            _ => {
+                if now >= self.started.plus_ms(self.config.handshake_timeout_ms) {
+                    self.close(CloseReason::HandshakeTimeout);
+                }
+            }
+        }
+    }
+
+    /// Close locally (e.g. the socket hit EOF). Emits `Closed(Local)` once.
+    pub fn close_local(&mut self) {
+        self.close(CloseReason::Local);
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if !self.is_closed() {
+            self.state = State::Closed;
+            self.inbuf = Vec::new();
+            self.events.push_back(ServerEvent::Closed(reason));
+        }
+    }
+
+    /// Feed bytes received from the peer. In the data phase, frames go to
+    /// `frames`; before it, handshake progress shows up as events.
+    pub fn handle_input<S: FrameSink + ?Sized>(
+        &mut self,
+        now: Timestamp,
+        data: &[u8],
+        frames: &mut S,
+    ) {
+        if let State::Tunnel(t) = &mut self.state {
+            if !self.inbuf.is_empty() {
+                let pending = std::mem::take(&mut self.inbuf);
+                if let Err(e) = t.handle_input(now, &pending, frames) {
+                    self.close(CloseReason::Tunnel(e));
+                    return;
+                }
+            }
+            if let State::Tunnel(t) = &mut self.state {
+                if let Err(e) = t.handle_input(now, data, frames) {
+                    self.close(CloseReason::Tunnel(e));
+                }
+            }
+            return;
+        }
+        if self.is_closed() {
+            return;
+        }
+        self.inbuf.extend_from_slice(data);
+        self.process_handshake(now);
+        if !self.is_closed() && self.inbuf.len() > MAX_PREAUTH_BUFFER {
+            self.fail(HandshakeError::Protocol(
+                "too much data before authentication",
+            ));
+        }
+        if self.is_established() && !self.inbuf.is_empty() {
+            // Bytes pipelined behind the handshake belong to the tunnel.
+            self.handle_input(now, &[], frames);
+        }
+    }
+
+    fn process_handshake(&mut self, now: Timestamp) {
+        loop {
+            let max_body = match self.state {
+                State::Signature => http::MAX_SIGNATURE_BODY,
+                State::AwaitMethod => MAX_PACK_BODY,
+                // Waiting for the hub, tunnel, or closed: leave bytes queued.
+                _ => return,
+            };
+            let (req, used) = match http::parse_request(&self.inbuf, max_body) {
+                Ok(Some(x)) => x,
+                Ok(None) => return,
+                Err(e) => return self.fail(e.into()),
+            };
+            self.inbuf.drain(..used);
+            self.requests += 1;
+            if self.requests > MAX_REQUESTS_PER_CONNECTION {
+                return self.fail(
+                    HttpError::TooManyRequests {
+                        max: MAX_REQUESTS_PER_CONNECTION,
+                    }
+                    .into(),
+                );
+            }
+            match self.state {
+                State::Signature => self.on_signature_phase_request(now, &req),
+                State::AwaitMethod => self.on_method_request(now, &req),
+                _ => return,
+            }
+            if self.is_closed() {
+                return;
+            }
+        }
+    }
+
+    fn on_signature_phase_request(&mut self, now: Timestamp, req: &http::Message) {
+        if http::is_signature_request(req) && http::is_valid_signature(&req.body) {
+            let hello = Hello {
+                server_str: self.config.server_str.clone(),
+                version: self.config.version,
+                build: self.config.build,
+                random: self.random,
+            };
+            if self.send_pack(now, hello.to_pack()) {
+                self.state = State::AwaitMethod;
+            }
+        } else {
+            // The probe, a bad watermark, or anything else: the 403 page
+            // the client's probe check recognises, and keep looping.
+            http::write_forbidden(&mut self.out, req.target());
+        }
+    }
+
+    fn on_method_request(&mut self, now: Timestamp, req: &http::Message) {
+        if let Err(e) = http::check_pack_request(req) {
+            return self.fail(e.into());
+        }
+        let pack = match Pack::decode(&req.body, &PackLimits::HANDSHAKE) {
+            Ok(p) => p,
+            Err(e) => return self.fail(e.into()),
+        };
+        // NOOP (§1.4): noop=1 → reply {error:0,noop:1}; noop=2 → ignore.
+        match pack.int_or_zero("noop") {
+            0 => {}
+            2 => return,
+            _ => {
+                let mut reply = Pack::new();
+                reply.set_int("error", 0).set_int("noop", 1);
+                self.send_pack(now, reply);
+                return;
+            }
+        }
+        let method = match Method::from_pack(&pack) {
+            Ok(m) => m,
+            Err(_) => return self.refuse(now, ErrorCode::PROTOCOL_ERROR),
+        };
+        match method {
+            Method::Login => match LoginRequest::from_pack(&pack) {
+                Ok(login) => {
+                    self.events
+                        .push_back(ServerEvent::LoginRequested(login.clone()));
+                    self.state = State::LoginPending(Box::new(login));
+                }
+                Err(_) => self.refuse(now, ErrorCode::PROTOCOL_ERROR),
+            },
+            Method::AdditionalConnect => match AdditionalConnect::from_pack(&pack) {
+                Ok(ac) => {
+                    self.state = State::AdditionalPending(ac.session_key);
+                    self.events
+                        .push_back(ServerEvent::AdditionalConnectRequested(ac));
+                }
+                Err(_) => self.refuse(now, ErrorCode::PROTOCOL_ERROR),
+            },
+            // Admin RPC is not offered by a VPN-only server (§10).
+            Method::Admin => self.refuse(now, ErrorCode::NOT_SUPPORTED),
+            Method::Other(_) => self.refuse(now, ErrorCode::PROTOCOL_ERROR),
+        }
+    }
+
+    /// The login awaiting an answer, if any.
+    pub fn pending_login(&self) -> Option<&LoginRequest> {
+        match &self.state {
+            State::LoginPending(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Answer the pending login through an [`Authenticator`]. Does nothing
+    /// if no login is pending.
+    pub fn authenticate_with<A: Authenticator + ?Sized>(&mut self, now: Timestamp, auth: &mut A) {
+        let Some(login) = self.pending_login() else {
+            return;
+        };
+        match auth.authenticate(login, &self.random) {
+            Ok(grant) => self.accept_login(now, grant),
+            Err(code) => self.reject_login(now, code),
+        }
+    }
+
+    /// Accept the pending login: negotiate and send the welcome (§5),
+    /// start the tunnel, and emit `Established`.
+    pub fn accept_login(&mut self, now: Timestamp, grant: SessionGrant) {
+        if !matches!(self.state, State::LoginPending(_)) {
+            return;
+        }
+        let State::LoginPending(login) = std::mem::replace(&mut self.state, State::AwaitMethod)
+        else {
+            return;
+        };
+        let mut key = [0u8; 20];
+        self.rng.fill_bytes(&mut key);
+        let key32 = self.rng.next_u32();
+        let welcome =
+            messages::negotiate_welcome(&login, &grant, &self.config.negotiation, key, key32);
+        if !self.send_pack(now, welcome.to_pack()) {
+            return;
+        }
+        self.start_tunnel(now, welcome.timeout_ms, welcome.use_compress);
+        self.events.push_back(ServerEvent::Established(Established {
+            hubname: login.hubname,
+            username: login.username,
+            session_key: key,
+            welcome: Some(welcome),
+        }));
+    }
+
+    /// Refuse the pending login with `code` (8 unknown hub, 9 bad password …).
+    pub fn reject_login(&mut self, now: Timestamp, code: ErrorCode) {
+        if matches!(self.state, State::LoginPending(_)) {
+            self.refuse(now, code);
+        }
+    }
+
+    /// Attach this connection to the existing session (found by the
+    /// driver via `session_key`) with that session's `timeout_ms` and
+    /// `use_compress`.
+    pub fn accept_additional(
+        &mut self,
+        now: Timestamp,
+        direction: Direction,
+        timeout_ms: u32,
+        use_compress: bool,
+    ) {
+        let State::AdditionalPending(key) = self.state else {
+            return;
+        };
+        if !self.send_pack(now, messages::additional_connect_reply(direction)) {
+            return;
+        }
+        self.start_tunnel(now, timeout_ms, use_compress);
+        self.events.push_back(ServerEvent::Established(Established {
+            hubname: String::new(),
+            username: String::new(),
+            session_key: key,
+            welcome: None,
+        }));
+    }
+
+    /// Refuse the additional connection. Use `ERR_TOO_MANY_CONNECTION` (15),
+    /// not 13/14, which make the client drop the whole session (§6).
+    pub fn reject_additional(&mut self, now: Timestamp, code: ErrorCode) {
+        if matches!(self.state, State::AdditionalPending(_)) {
+            self.refuse(now, code);
+        }
+    }
+
+    /// Queue `frames` as one batch (data phase only); returns how many
+    /// were queued.
+    pub fn send_frames<'a, I>(&mut self, now: Timestamp, frames: I) -> u32
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        match &mut self.state {
+            State::Tunnel(t) => t.send_frames(now, &mut self.out, frames, &mut self.rng),
+            _ => 0,
+        }
+    }
+
+    fn start_tunnel(&mut self, now: Timestamp, timeout_ms: u32, use_compress: bool) {
+        let mut t = Tunnel::new(now, timeout_ms, use_compress);
+        // The server's keep-alive clock also starts at 0 (§7.2): send one now.
+        let _ = t.handle_timeout(now, &mut self.out, &mut self.rng);
+        self.state = State::Tunnel(t);
+    }
+
+    /// Queue `pack` as an HTTP 200 response. False (and closed) if it does
+    /// not encode, e.g. a hub-supplied policy name longer than 63 bytes.
+    fn send_pack(&mut self, now: Timestamp, mut pack: Pack) -> bool {
+        messages::add_pencore(&mut pack, &mut self.rng);
+        let mut body = Vec::with_capacity(pack.encoded_len());
+        if pack.encode(&mut body).is_err() {
+            self.close(CloseReason::Refused(ErrorCode::INTERNAL_ERROR));
+            return false;
+        }
+        let date = self
+            .config
+            .unix_time_at_epoch
+            .map(|t| http::http_date(t.saturating_add(now.0 / 1000)));
+        http::write_pack_response(&mut self.out, &body, date.as_deref());
+        true
+    }
+
+    /// Send `{error, no_save_password}` and close (§8).
+    fn refuse(&mut self, now: Timestamp, code: ErrorCode) {
+        // Ignoring the result: on failure `send_pack` already closed.
+        let _ = self.send_pack(now, messages::error_pack(code, false));
+        self.close(CloseReason::Refused(code));
+    }
+
+    fn fail(&mut self, e: HandshakeError) {
+        self.close(CloseReason::Handshake(e));
+    }
+}
