@@ -145,6 +145,18 @@ impl<'t> Report<'t> {
         self.errors.push(d);
     }
 
+    /// True the first time a position on a given line is offered; `seen`
+    /// holds the lines offered so far.
+    pub(crate) fn report_once_per_line(&self, pos: usize, seen: &mut Vec<usize>) -> bool {
+        let (line, _) = self.lines.locate(self.text, pos);
+        if seen.contains(&line) {
+            false
+        } else {
+            seen.push(line);
+            true
+        }
+    }
+
     pub(crate) fn warn(&mut self, pos: usize, message: impl Into<String>) {
         let d = self.diagnostic(pos, message.into());
         self.warnings.push(d);

@@ -75,18 +75,24 @@ impl Config {
     /// (`ethergate.toml:14: ...`); it is not opened.
     pub fn from_str_with_origin(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
         let mut report = Report::new(text, origin);
-        let root = match DeTable::parse(text) {
-            Ok(root) => root,
-            Err(e) => {
-                report.error(
-                    e.span().map_or(0, |s| s.start),
-                    format!("TOML syntax: {}", e.message().trim_end()),
-                );
-                return Err(report
-                    .finish()
-                    .expect_err("a syntax error was just reported"));
+        // Recovering parse: syntax errors on several lines are all reported,
+        // but nothing is validated past them, since a recovered tree would
+        // only add noise. Only the first error of each line is kept: after
+        // one mistake the parser's recovery cascades (an unclosed array
+        // yields four more complaints about the same line).
+        let (root, syntax_errors) = DeTable::parse_recoverable(text);
+        if !syntax_errors.is_empty() {
+            let mut lines_seen = Vec::new();
+            for e in syntax_errors {
+                let pos = e.span().map_or(0, |s| s.start);
+                if report.report_once_per_line(pos, &mut lines_seen) {
+                    report.error(pos, format!("TOML syntax: {}", e.message().trim_end()));
+                }
             }
-        };
+            return Err(report
+                .finish()
+                .expect_err("syntax errors were just reported"));
+        }
         let mut top = Section::new(root.get_ref(), 0, "", "", TOP_KEYS);
 
         let server_section = top.table(&mut report, "server", server::SERVER_KEYS);
@@ -123,7 +129,8 @@ impl Config {
     }
 
     /// Reads and validates the file at `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,

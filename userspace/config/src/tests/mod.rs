@@ -215,6 +215,14 @@ fn syntax_error_has_a_line() {
 }
 
 #[test]
+fn every_syntax_error_is_reported() {
+    let e = errors("[server\nlisten = \"a\nstate_dir = 1\n[nat]\nuplink = = \"eth0\"\n");
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[0], "t.toml:1: TOML syntax: unclosed table, expected `]`");
+    assert_eq!(e[1], "t.toml:5: TOML syntax: extra `=`, expected nothing");
+}
+
+#[test]
 fn duplicate_toml_key_is_a_syntax_error() {
     let e = errors("[nat]\nuplink = \"eth0\"\nuplink = \"eth1\"\n");
     assert_eq!(e.len(), 1);
@@ -367,7 +375,7 @@ fn load_reads_a_file_and_reports_a_missing_one() {
         Config::embedded_default()
     );
     std::fs::remove_dir_all(&dir).expect("remove temp dir");
-    let missing = Config::load(&dir.join("nope.toml")).expect_err("missing file");
+    let missing = Config::load(dir.join("nope.toml")).expect_err("missing file");
     assert!(matches!(missing, ConfigError::Read { .. }));
     assert!(
         missing.to_string().starts_with("cannot read config file "),
