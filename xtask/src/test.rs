@@ -57,6 +57,22 @@ pub fn main() -> Result<()> {
         "warnings",
     ])?;
 
+    step("cargo clippy (eBPF programs, bpfel-unknown-none) -D warnings");
+    run(&[
+        "cargo",
+        "+nightly",
+        "clippy",
+        "-p",
+        "ethergate-programs",
+        "--target",
+        "bpfel-unknown-none",
+        "-Zbuild-std=core",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+
     step("unit and property tests");
     let mut unit = vec![
         "cargo",

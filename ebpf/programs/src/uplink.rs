@@ -25,12 +25,12 @@ pub fn uplink(ctx: XdpContext) -> u32 {
     let frame = XdpFrame::new(&ctx);
     let seen = classify(&frame);
     let verdict = Verdict::Pass;
-    if let Some(issue) = seen.issue {
-        if let Some(slot) = PARSE_ISSUES.get_ptr_mut(issue as u32) {
-            // SAFETY: per-CPU slot, so no other CPU writes it concurrently;
-            // the pointer comes from a successful map lookup.
-            unsafe { *slot += 1 };
-        }
+    if let Some(issue) = seen.issue
+        && let Some(slot) = PARSE_ISSUES.get_ptr_mut(issue as u32)
+    {
+        // SAFETY: per-CPU slot, so no other CPU writes it concurrently; the
+        // pointer comes from a successful map lookup.
+        unsafe { *slot += 1 };
     }
     count(
         counter_index(seen.class, verdict),
