@@ -60,54 +60,44 @@ impl CounterSnapshot {
     /// Counter growth since `earlier` (saturating: counters only grow while
     /// the program stays loaded).
     pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
-        let per_cpu = self
-            .per_cpu
-            .iter()
-            .enumerate()
-            .map(|(cpu, slots)| {
-                slots
-                    .iter()
-                    .enumerate()
-                    .map(|(i, now)| {
-                        let before = earlier
-                            .per_cpu
-                            .get(cpu)
-                            .and_then(|s| s.get(i))
-                            .copied()
-                            .unwrap_or_default();
-                        PacketCounter {
-                            packets: now.packets.saturating_sub(before.packets),
-                            bytes: now.bytes.saturating_sub(before.bytes),
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        let parse_issues = self
-            .parse_issues
-            .iter()
-            .enumerate()
-            .map(|(cpu, slots)| {
-                slots
-                    .iter()
-                    .enumerate()
-                    .map(|(i, now)| {
-                        let before = earlier
-                            .parse_issues
-                            .get(cpu)
-                            .and_then(|s| s.get(i))
-                            .copied()
-                            .unwrap_or_default();
-                        now.saturating_sub(before)
-                    })
-                    .collect()
-            })
-            .collect();
         CounterSnapshot {
-            per_cpu,
-            parse_issues,
+            per_cpu: grid_delta(&self.per_cpu, &earlier.per_cpu, |now, before| {
+                PacketCounter {
+                    packets: now.packets.saturating_sub(before.packets),
+                    bytes: now.bytes.saturating_sub(before.bytes),
+                }
+            }),
+            parse_issues: grid_delta(&self.parse_issues, &earlier.parse_issues, |now, before| {
+                now.saturating_sub(before)
+            }),
         }
     }
+}
+
+/// `now[cpu][slot] - before[cpu][slot]`, a missing `before` cell counting
+/// as zero.
+fn grid_delta<T: Copy + Default>(
+    now: &[Vec<T>],
+    before: &[Vec<T>],
+    minus: impl Fn(T, T) -> T,
+) -> Vec<Vec<T>> {
+    now.iter()
+        .enumerate()
+        .map(|(cpu, slots)| {
+            slots
+                .iter()
+                .enumerate()
+                .map(|(i, &value)| {
+                    let old = before
+                        .get(cpu)
+                        .and_then(|s| s.get(i))
+                        .copied()
+                        .unwrap_or_default();
+                    minus(value, old)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 pub(crate) fn read(ebpf: &Ebpf) -> Result<CounterSnapshot, DataplaneError> {
