@@ -9,7 +9,6 @@
 //! after it can be trusted.
 #![forbid(unsafe_code)]
 
-mod base64;
 mod cidr;
 mod dhcp;
 mod diagnostic;
@@ -18,7 +17,6 @@ mod ifname;
 mod nat;
 mod reader;
 mod server;
-mod sha0;
 mod user;
 
 use std::path::Path;

@@ -5,14 +5,13 @@
 //! `password` (hashed here, and warned about). Names are unique within a
 //! hub, compared ASCII-case-insensitively as SoftEther's `StrCmpi` does.
 
+use ethergate_proto::password::{Base64Error, base64_decode, base64_encode, hash_password};
 use std::fmt;
 
 use toml::de::DeTable;
 
-use crate::base64;
 use crate::diagnostic::Report;
 use crate::reader::Section;
-use crate::sha0;
 
 /// SoftEther's `MAX_USERNAME_LEN`.
 pub const MAX_USER_NAME_LEN: usize = 255;
@@ -39,7 +38,7 @@ pub struct PasswordHash([u8; 20]);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordHashError {
     #[error("is not base64: {0}")]
-    Base64(#[from] base64::Base64Error),
+    Base64(#[from] Base64Error),
     #[error("decodes to {0} bytes; a SoftEther password hash is 20 bytes (28 base64 characters)")]
     Length(usize),
 }
@@ -51,15 +50,12 @@ impl PasswordHash {
 
     /// The hash SoftEther derives from a password for this user.
     pub fn from_password(user_name: &str, password: &str) -> Self {
-        let mut input = Vec::with_capacity(password.len() + user_name.len());
-        input.extend_from_slice(password.as_bytes());
-        input.extend(user_name.bytes().map(|b| b.to_ascii_uppercase()));
-        Self(sha0::digest(&input))
+        Self(hash_password(password, user_name))
     }
 
     /// Parses the base64 form written in the config.
     pub fn from_base64(text: &str) -> Result<Self, PasswordHashError> {
-        let bytes = base64::decode(text.trim())?;
+        let bytes = base64_decode(text.trim())?;
         let array: [u8; 20] = bytes
             .as_slice()
             .try_into()
@@ -68,7 +64,7 @@ impl PasswordHash {
     }
 
     pub fn to_base64(&self) -> String {
-        base64::encode(&self.0)
+        base64_encode(&self.0)
     }
 
     pub const fn as_bytes(&self) -> &[u8; 20] {

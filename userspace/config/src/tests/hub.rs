@@ -134,8 +134,8 @@ password = "x"
              password_hash = \"…\" (from `ethergate user hash --user neither`)",
             "t.toml:16: hub \"mikalab\": user \"short\": password_hash decodes to 6 bytes; a \
              SoftEther password hash is 20 bytes (28 base64 characters)",
-            "t.toml:19: hub \"mikalab\": user \"garbage\": password_hash is not base64: its \
-             length is not a multiple of 4",
+            "t.toml:19: hub \"mikalab\": user \"garbage\": password_hash is not base64: \
+             base64 length 11 is not a multiple of 4",
             "t.toml:21: hub \"mikalab\": user \"TSUMURA\" is defined twice (user names are \
              case-insensitive; the first is \"tsumura\"); remove or rename one",
             "t.toml:24: hub \"mikalab\": user name \"SecureNAT\" is reserved by SoftEther for \

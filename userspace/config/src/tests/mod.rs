@@ -184,7 +184,7 @@ fn interface_example_placeholder_hash_is_rejected_with_its_line() {
         errors(&text),
         vec![
             "t.toml:22: hub \"mikalab\": user \"tsumura\": password_hash is not base64: \
-             its length is not a multiple of 4"
+             base64 length 9 is not a multiple of 4"
         ]
     );
 }
