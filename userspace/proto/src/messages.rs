@@ -408,14 +408,13 @@ impl Welcome {
         }
         let mut policies = Vec::new();
         for e in p.elements() {
-            if let Some(name) = e.name().strip_prefix("policy:") {
-                if let crate::pack::Values::Int(v) = e.values() {
-                    if let Some(&x) = v.first() {
-                        if name != "Access" && name != "Ver3" {
-                            policies.push((name.to_owned(), x));
-                        }
-                    }
-                }
+            if let (Some(name), crate::pack::Values::Int(v)) =
+                (e.name().strip_prefix("policy:"), e.values())
+                && let Some(&x) = v.first()
+                && name != "Access"
+                && name != "Ver3"
+            {
+                policies.push((name.to_owned(), x));
             }
         }
         Ok(Welcome {
@@ -514,12 +513,11 @@ pub fn negotiate_welcome(
     };
     let half = login.half_connection && limits.allow_half_connection;
     let qos = login.qos && limits.allow_qos;
-    let mut max = login
-        .max_connection
-        .min(policy_max)
+    // Clamped into 1..=32 first: a configured 0 must not make clamp panic.
+    let upper = policy_max
         .min(limits.max_connection)
-        .min(MAX_CONNECTION_CAP)
-        .max(1);
+        .clamp(1, MAX_CONNECTION_CAP);
+    let mut max = login.max_connection.clamp(1, upper);
     if half {
         max = max.max(2);
     }

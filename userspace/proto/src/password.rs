@@ -145,7 +145,7 @@ pub enum Base64Error {
 /// Strict standard base64 decoding (padding required, no whitespace).
 pub fn base64_decode(text: &str) -> Result<Vec<u8>, Base64Error> {
     let b = text.as_bytes();
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return Err(Base64Error::Length(b.len()));
     }
     let mut out = Vec::with_capacity(b.len() / 4 * 3);

@@ -236,17 +236,16 @@ impl<R: RandomSource> ServerConnection<R> {
         frames: &mut S,
     ) {
         if let State::Tunnel(t) = &mut self.state {
-            if !self.inbuf.is_empty() {
-                let pending = std::mem::take(&mut self.inbuf);
-                if let Err(e) = t.handle_input(now, &pending, frames) {
-                    self.close(CloseReason::Tunnel(e));
-                    return;
-                }
-            }
-            if let State::Tunnel(t) = &mut self.state {
-                if let Err(e) = t.handle_input(now, data, frames) {
-                    self.close(CloseReason::Tunnel(e));
-                }
+            let res = if self.inbuf.is_empty() {
+                t.handle_input(now, data, frames)
+            } else {
+                // Bytes pipelined behind the handshake come first.
+                let mut pending = std::mem::take(&mut self.inbuf);
+                pending.extend_from_slice(data);
+                t.handle_input(now, &pending, frames)
+            };
+            if let Err(e) = res {
+                self.close(CloseReason::Tunnel(e));
             }
             return;
         }

@@ -55,7 +55,11 @@ fn emit(items: &[Item], compressed: bool, seed: u64) -> (Vec<u8>, Vec<Vec<u8>>, 
     (out, frames, kas)
 }
 
-fn decode_chunked(stream: &[u8], cuts: &[usize], compressed: bool) -> Result<(Vec<Vec<u8>>, u32), DataError> {
+fn decode_chunked(
+    stream: &[u8],
+    cuts: &[usize],
+    compressed: bool,
+) -> Result<(Vec<Vec<u8>>, u32), DataError> {
     let mut dec = DataDecoder::new(compressed);
     let mut got = Vec::new();
     let mut kas = 0;
@@ -64,7 +68,9 @@ fn decode_chunked(stream: &[u8], cuts: &[usize], compressed: bool) -> Result<(Ve
     cuts.sort_unstable();
     cuts.push(stream.len());
     for c in cuts {
-        let rep = dec.decode(&stream[pos..c.max(pos)], &mut |f: &[u8]| got.push(f.to_vec()))?;
+        let rep = dec.decode(&stream[pos..c.max(pos)], &mut |f: &[u8]| {
+            got.push(f.to_vec())
+        })?;
         kas += rep.keepalives;
         pos = c.max(pos);
     }
@@ -122,7 +128,13 @@ proptest! {
     }
 }
 
-fn decode_all(stream: &[u8], compressed: bool) -> (Result<ethergate_proto::data::DecodeReport, DataError>, Frames) {
+fn decode_all(
+    stream: &[u8],
+    compressed: bool,
+) -> (
+    Result<ethergate_proto::data::DecodeReport, DataError>,
+    Frames,
+) {
     let mut f = Frames::new();
     let r = DataDecoder::new(compressed).decode(stream, &mut f);
     (r, f)
@@ -132,7 +144,10 @@ fn decode_all(stream: &[u8], compressed: bool) -> (Result<ethergate_proto::data:
 fn block_over_3200_closes() {
     let mut s = 1u32.to_be_bytes().to_vec();
     s.extend_from_slice(&(MAX_BLOCK_SIZE as u32 + 1).to_be_bytes());
-    assert_eq!(decode_all(&s, false).0, Err(DataError::BlockTooLarge { size: 3201 }));
+    assert_eq!(
+        decode_all(&s, false).0,
+        Err(DataError::BlockTooLarge { size: 3201 })
+    );
     // Exactly 3200 is legal (and the frame is then dropped as > 1600).
     let mut s = 1u32.to_be_bytes().to_vec();
     s.extend_from_slice(&(MAX_BLOCK_SIZE as u32).to_be_bytes());
@@ -148,8 +163,14 @@ fn keepalive_over_512_closes_and_decoder_stays_failed() {
     s.extend_from_slice(&(MAX_KEEPALIVE_SIZE as u32 + 1).to_be_bytes());
     let mut dec = DataDecoder::new(false);
     let mut f = Frames::new();
-    assert_eq!(dec.decode(&s, &mut f), Err(DataError::KeepAliveTooLarge { size: 513 }));
-    assert_eq!(dec.decode(&[0, 0, 0, 0], &mut f), Err(DataError::KeepAliveTooLarge { size: 513 }));
+    assert_eq!(
+        dec.decode(&s, &mut f),
+        Err(DataError::KeepAliveTooLarge { size: 513 })
+    );
+    assert_eq!(
+        dec.decode(&[0, 0, 0, 0], &mut f),
+        Err(DataError::KeepAliveTooLarge { size: 513 })
+    );
     let mut ok = u32::MAX.to_be_bytes().to_vec();
     ok.extend_from_slice(&512u32.to_be_bytes());
     ok.extend_from_slice(&[7u8; 512]);

@@ -8,8 +8,10 @@ fn arb_values() -> impl Strategy<Value = Values> {
     prop_oneof![
         prop::collection::vec(any::<u32>(), 1..4).prop_map(Values::Int),
         prop::collection::vec(any::<u64>(), 1..4).prop_map(Values::Int64),
-        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..4).prop_map(Values::Data),
-        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..4).prop_map(Values::Str),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..4)
+            .prop_map(Values::Data),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..4)
+            .prop_map(Values::Str),
         prop::collection::vec("[^\u{0}]{0,12}", 1..4).prop_map(Values::UniStr),
     ]
 }
@@ -93,13 +95,22 @@ fn decode(b: &[u8]) -> Result<Pack, PackError> {
 #[test]
 fn rejects_empty_element() {
     let b = pack_of(&[element(b"a", 0, &[])]);
-    assert_eq!(decode(&b), Err(PackError::EmptyElement { element: "a".into() }));
+    assert_eq!(
+        decode(&b),
+        Err(PackError::EmptyElement {
+            element: "a".into()
+        })
+    );
 }
 
 #[test]
 fn rejects_case_insensitive_duplicates() {
     let one = 1u32.to_be_bytes();
-    let b = pack_of(&[element(b"Name", 0, &[&one]), element(b"x", 0, &[&one]), element(b"nAME", 0, &[&one])]);
+    let b = pack_of(&[
+        element(b"Name", 0, &[&one]),
+        element(b"x", 0, &[&one]),
+        element(b"nAME", 0, &[&one]),
+    ]);
     assert!(matches!(decode(&b), Err(PackError::DuplicateName { .. })));
 }
 
@@ -110,17 +121,33 @@ fn rejects_zero_name_length_and_long_names() {
     assert_eq!(decode(&b), Err(PackError::EmptyName));
     let one = 1u32.to_be_bytes();
     let long = [b'a'; 64];
-    assert!(matches!(decode(&pack_of(&[element(&long, 0, &[&one])])), Err(PackError::NameTooLong { .. })));
+    assert!(matches!(
+        decode(&pack_of(&[element(&long, 0, &[&one])])),
+        Err(PackError::NameTooLong { .. })
+    ));
     assert!(decode(&pack_of(&[element(&long[..63], 0, &[&one])])).is_ok());
 }
 
 #[test]
 fn rejects_unknown_type_bad_unistr_and_trailing_bytes() {
     let one = 1u32.to_be_bytes();
-    assert!(matches!(decode(&pack_of(&[element(b"a", 5, &[&one])])), Err(PackError::UnknownType { code: 5, .. })));
+    assert!(matches!(
+        decode(&pack_of(&[element(b"a", 5, &[&one])])),
+        Err(PackError::UnknownType { code: 5, .. })
+    ));
     // UNISTR size 0, unterminated, and with an inner NUL.
-    for v in [&[0, 0, 0, 0][..], &[0, 0, 0, 1, b'x'], &[0, 0, 0, 3, b'x', 0, 0]] {
-        assert!(matches!(decode(&pack_of(&[element(b"u", 3, &[v])])), Err(PackError::BadUniStr { .. })), "{v:?}");
+    for v in [
+        &[0, 0, 0, 0][..],
+        &[0, 0, 0, 1, b'x'],
+        &[0, 0, 0, 3, b'x', 0, 0],
+    ] {
+        assert!(
+            matches!(
+                decode(&pack_of(&[element(b"u", 3, &[v])])),
+                Err(PackError::BadUniStr { .. })
+            ),
+            "{v:?}"
+        );
     }
     let mut b = pack_of(&[element(b"a", 0, &[&one])]);
     b.push(0);

@@ -77,7 +77,10 @@ fn typed_getters_require_matching_type() {
 
 #[test]
 fn sha0_test_vectors() {
-    assert_eq!(hex(&sha0(b"abc")), "0164b8a914cd2a5e74c4f7ff082c4d97f1edf880");
+    assert_eq!(
+        hex(&sha0(b"abc")),
+        "0164b8a914cd2a5e74c4f7ff082c4d97f1edf880"
+    );
     assert_eq!(hex(&sha0(b"")), "f96cea198ad1dd5617ac084a3d92c6107708c0ef");
     // Messages crossing the 55/56/64-byte padding boundaries must not panic
     // and must differ from each other.
@@ -93,7 +96,10 @@ fn password_proof_vectors() {
     assert_eq!(hex(&h), "0e782dacdb78918d73007999da81bc408906d451");
     assert_eq!(h, sha0(b"secretALICE"));
     assert_eq!(base64_encode(&h), "DngtrNt4kY1zAHmZ2oG8QIkG1FE=");
-    assert_eq!(password_hash_from_base64("DngtrNt4kY1zAHmZ2oG8QIkG1FE=").expect("b64"), h);
+    assert_eq!(
+        password_hash_from_base64("DngtrNt4kY1zAHmZ2oG8QIkG1FE=").expect("b64"),
+        h
+    );
     let proof = secure_password(&h, &random20());
     assert_eq!(hex(&proof), "1394b82845bfb7a2711c4963f2b62978cb2c6ce3");
 }
@@ -102,7 +108,10 @@ fn password_proof_vectors() {
 fn base64_round_trip_and_rejects() {
     for n in 0..40u8 {
         let data: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
-        assert_eq!(base64_decode(&base64_encode(&data)).expect("round trip"), data);
+        assert_eq!(
+            base64_decode(&base64_encode(&data)).expect("round trip"),
+            data
+        );
     }
     assert!(base64_decode("abc").is_err());
     assert!(base64_decode("ab=c").is_err());
@@ -119,7 +128,10 @@ fn ipv4_in_pack_is_byte_swapped() {
     // The "ip" INT element is last: its value is the final four bytes.
     assert_eq!(&bytes[bytes.len() - 4..], &[0x01, 0x00, 0xa8, 0xc0]);
     let back = Pack::decode(&bytes, &PackLimits::HANDSHAKE).expect("decode");
-    assert_eq!(back.ip("IP").expect("ip"), IpAddr::V4(Ipv4Addr::new(192, 168, 0, 1)));
+    assert_eq!(
+        back.ip("IP").expect("ip"),
+        IpAddr::V4(Ipv4Addr::new(192, 168, 0, 1))
+    );
 
     // The client's observed clientipaddress = 33574154 is 10.77.0.2.
     let mut q = Pack::new();
