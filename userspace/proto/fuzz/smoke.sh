@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Short fuzz smoke run of every ethergate-proto target, one at a time.
+# Usage: smoke.sh [seconds-per-target]   (default 20)
+# Needs the nightly toolchain; installs cargo-fuzz if it is missing.
+# New inputs go to a throwaway corpus so the checked-in seeds stay as they are;
+# a crash leaves its reproducer in fuzz/artifacts/<target>/ and fails the run.
+set -euo pipefail
+
+secs="${1:-20}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+targets=(pack_decode http_preamble server_handshake data_phase_decode)
+cargo +nightly fuzz build -O >/dev/null
+for t in "${targets[@]}"; do
+    mkdir -p "$work/$t"
+    echo "== fuzz smoke: $t for ${secs}s"
+    set +e
+    cargo +nightly fuzz run -O "$t" "$work/$t" "corpus/$t" -- \
+        -max_total_time="$secs" -print_final_stats=1 >"$work/$t.log" 2>&1
+    rc=$?
+    set -e
+    grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|Done )' "$work/$t.log" || true
+    if [ "$rc" -ne 0 ]; then
+        tail -n 60 "$work/$t.log" >&2
+        echo "fuzz smoke: $t FAILED (reproducer in $here/artifacts/$t)" >&2
+        exit 1
+    fi
+done
+echo "fuzz smoke: all targets passed"

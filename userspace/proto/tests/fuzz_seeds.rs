@@ -1,0 +1,275 @@
+//! Writes the checked-in seed corpora of `fuzz/` from real-looking
+//! handshakes and the spec's hex dumps. Run after changing a message shape:
+//! `cargo test -p ethergate-proto --test fuzz_seeds -- --ignored`.
+//! The non-ignored test checks that the session seed still reaches the
+//! tunnel, so the corpus keeps covering the deep states.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use ethergate_proto::data::DataEncoder;
+use ethergate_proto::http;
+use ethergate_proto::messages::{add_pencore, error_pack};
+use ethergate_proto::pack::{Pack, Values};
+use ethergate_proto::password::{hash_password, secure_password};
+use ethergate_proto::{
+    Credentials, Frames, Hello, LoginRequest, ServerConfig, ServerConnection, ServerEvent, TestRng,
+    Timestamp, Welcome,
+};
+
+/// Must match `SERVER_RNG_SEED` in fuzz/fuzz_targets/server_handshake.rs.
+const SERVER_RNG_SEED: u64 = 7;
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+const EXAMPLE_A: &str = "00000004000000066275696c640000000000000001000025ca0000000668656c6c6f000000020000000100000004546573740000000772616e646f6d000000010000000100000014000102030405060708090a0b0c0d0e0f101112130000000876657273696f6e0000000000000001000001f5";
+const EXAMPLE_B: &str = "00000003000000046d736700000003000000010000000448c3a90000000004743634000000040000000101020304050607080000000461727200000000000000020000000100000002";
+
+fn server_random() -> [u8; 20] {
+    *ServerConnection::new(ServerConfig::default(), TestRng::new(SERVER_RNG_SEED), Timestamp(0))
+        .server_random()
+}
+
+/// A login PACK shaped like the Debian client's (§4.3): auth part, version
+/// info, session wishes, capability flags, UDP-accel offer, NODE_INFO, WinVer.
+pub fn debian_like_login(credentials: Credentials, hub: &str, user: &str, compress: bool) -> Pack {
+    let mut p = LoginRequest {
+        hubname: hub.into(),
+        username: user.into(),
+        credentials,
+        client_str: "SoftEther VPN Client Developer Edition".into(),
+        client_ver: 501,
+        client_build: 9674,
+        max_connection: 1,
+        use_encrypt: true,
+        use_compress: compress,
+        half_connection: false,
+        qos: true,
+        require_bridge_routing_mode: false,
+        require_monitor_mode: false,
+        unique_id: Some([0x42; 20]),
+    }
+    .to_pack();
+    for (k, v) in [
+        ("support_bulk_on_rudp", 1),
+        ("support_hmac_on_bulk_of_rudp", 1),
+        ("support_udp_recovery", 1),
+        ("rudp_bulk_max_version", 2),
+        ("use_udp_acceleration", 1),
+        ("udp_acceleration_version", 1),
+        ("udp_acceleration_client_port", 40000),
+        ("support_hmac_on_udp_acceleration", 1),
+        ("support_udp_accel_fast_disconnect_detect", 1),
+        ("udp_acceleration_max_version", 2),
+        ("ClientProductVer", 0xf501_0000),
+        ("ClientProductBuild", 0xca25_0000),
+        ("ServerProductVer", 0),
+        ("ServerProductBuild", 0),
+        ("ClientPort", 0x5c9c_0000),
+        ("ServerPort2", 0xbb01_0000),
+        ("ProxyPort", 0),
+        ("V_IsWindows", 0),
+        ("V_IsNT", 0),
+        ("V_IsServer", 0),
+        ("V_IsBeta", 0),
+        ("V_VerMajor", 6),
+        ("V_VerMinor", 1),
+        ("V_Build", 0),
+        ("V_ServicePack", 0),
+    ] {
+        p.set_int(k, v);
+    }
+    for (k, v) in [
+        ("ClientProductName", "SoftEther VPN Client Developer Edition"),
+        ("ServerProductName", ""),
+        ("ClientOsName", "Linux"),
+        ("ClientOsVer", "6.1.0-18-amd64"),
+        ("ClientOsProductId", ""),
+        ("ClientHostname", "secl"),
+        ("ServerHostname", "10.77.0.1"),
+        ("ProxyHostname", ""),
+        ("HubName", hub),
+        ("V_Title", "Debian GNU/Linux"),
+    ] {
+        p.set_str(k, v);
+    }
+    p.set_data("udp_acceleration_client_key", &[1; 20])
+        .set_data("udp_acceleration_client_key_v2", &[2; 128])
+        .set_data("UniqueId", &[3; 16]);
+    p.set_ip("udp_acceleration_client_ip", IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)));
+    for ip in ["ClientIpAddress", "ServerIpAddress", "ProxyIpAddress"] {
+        p.set_ip(ip, IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)));
+        p.set(&format!("{ip}6"), Values::Data(vec![vec![0; 16]]));
+    }
+    add_pencore(&mut p, &mut TestRng::new(11));
+    p
+}
+
+fn pack_request(p: &Pack) -> Vec<u8> {
+    let mut v = Vec::new();
+    http::write_pack_request(&mut v, "10.77.0.1", &p.to_bytes().expect("encode"), Some("Thu, 01 Jan 1970 00:00:00 GMT"));
+    v
+}
+
+fn preamble(probe: bool) -> Vec<u8> {
+    let mut v = Vec::new();
+    if probe {
+        http::write_probe_request(&mut v, "10.77.0.1");
+    }
+    http::write_signature_request(&mut v, "10.77.0.1");
+    v
+}
+
+fn data_stream(compress: bool) -> Vec<u8> {
+    let mut enc = DataEncoder::new(compress);
+    let mut v = Vec::new();
+    enc.encode_keepalive(&mut v, &mut TestRng::new(3));
+    let arp: Vec<u8> = (0..60u8).collect();
+    let big = vec![0x45u8; 1514];
+    enc.encode_batch(&mut v, [arp.as_slice(), big.as_slice(), arp.as_slice()]);
+    enc.encode_keepalive(&mut v, &mut TestRng::new(4));
+    v
+}
+
+fn password_login() -> Credentials {
+    Credentials::Password {
+        secure_password: secure_password(&hash_password("secret", "alice"), &server_random()),
+    }
+}
+
+/// ctl byte 0x7f → one chunk per 128 bytes, no compression allowed.
+fn session_seed(compress: bool) -> Vec<u8> {
+    let mut v = vec![if compress { 0xff } else { 0x7f }];
+    v.extend(preamble(true));
+    v.extend(pack_request(&debian_like_login(password_login(), "TEST", "alice", compress)));
+    v.extend(data_stream(compress));
+    v
+}
+
+#[test]
+fn session_seed_reaches_the_tunnel() {
+    let seed = session_seed(false);
+    let mut s = ServerConnection::new(ServerConfig::default(), TestRng::new(SERVER_RNG_SEED), Timestamp(0));
+    let mut frames = Frames::new();
+    s.handle_input(Timestamp(1), &seed[1..], &mut frames);
+    assert!(matches!(s.poll_event(), Some(ServerEvent::LoginRequested(_))));
+    let login = s.pending_login().expect("pending").clone();
+    assert!(login.verify_password(&hash_password("secret", "alice"), s.server_random()));
+    s.accept_login(Timestamp(1), ethergate_proto::SessionGrant::new("S", "C"));
+    s.handle_input(Timestamp(2), &[], &mut frames);
+    assert_eq!(frames.len(), 3);
+}
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join(name), bytes).expect("write seed");
+}
+
+#[test]
+#[ignore = "writes fuzz/corpus; run by hand"]
+fn write_fuzz_seeds() {
+    // pack_decode
+    write("pack_decode", "example_a", &unhex(EXAMPLE_A));
+    write("pack_decode", "example_b", &unhex(EXAMPLE_B));
+    let login = debian_like_login(password_login(), "TEST", "alice", false);
+    write("pack_decode", "login_debian_like", &login.to_bytes().expect("encode"));
+    let hello = Hello { server_str: "SoftEther VPN Server".into(), version: 501, build: 9674, random: [7; 20] };
+    write("pack_decode", "hello", &hello.to_pack().to_bytes().expect("encode"));
+    let welcome = Welcome {
+        session_name: "SID-ALICE-2".into(),
+        connection_name: "CID-14".into(),
+        session_key: [5; 20],
+        session_key_32: 77,
+        max_connection: 1,
+        use_encrypt: true,
+        use_compress: false,
+        half_connection: false,
+        qos: false,
+        timeout_ms: 20_000,
+        policies: vec![("MaxConnection".into(), 32), ("TimeOut".into(), 20)],
+        message: Some("hi".into()),
+    };
+    write("pack_decode", "welcome", &welcome.to_pack().to_bytes().expect("encode"));
+    write("pack_decode", "error9", &error_pack(ethergate_proto::ErrorCode(9), false).to_bytes().expect("encode"));
+
+    // http_preamble
+    write("http_preamble", "probe", &preamble(true)[..preamble(true).len() - preamble(false).len()]);
+    write("http_preamble", "signature", &preamble(false));
+    write("http_preamble", "login_post", &pack_request(&login));
+    let mut r = Vec::new();
+    http::write_forbidden(&mut r, "/");
+    write("http_preamble", "forbidden", &r);
+    let mut r = Vec::new();
+    http::write_pack_response(&mut r, &hello.to_pack().to_bytes().expect("encode"), Some("Thu, 01 Jan 1970 00:00:00 GMT"));
+    write("http_preamble", "hello_response", &r);
+    let mut wm = http::WATERMARK_PREFIX.to_vec();
+    wm.resize(http::WATERMARK_LEN + 100, 0);
+    let mut r = format!(
+        "POST /vpnsvc/connect.cgi HTTP/1.1\r\nConnection: Keep-Alive\r\nContent-Length: {}\r\nContent-Type: image/jpeg\r\nHost: 10.77.0.1\r\n\r\n",
+        wm.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(&wm);
+    write("http_preamble", "watermark_signature", &r);
+
+    // server_handshake
+    write("server_handshake", "session_password", &session_seed(false));
+    write("server_handshake", "session_compressed", &session_seed(true));
+    let mut v = vec![3u8];
+    v.extend(preamble(false));
+    v.extend(pack_request(&debian_like_login(
+        Credentials::PlainPassword { password: "secret".into() },
+        "TEST",
+        "alice",
+        false,
+    )));
+    v.extend(data_stream(false));
+    write("server_handshake", "session_plain_password", &v);
+    let mut v = vec![200u8];
+    v.extend(preamble(false));
+    v.extend(pack_request(&debian_like_login(Credentials::Anonymous, "TEST", "guest", false)));
+    write("server_handshake", "anonymous", &v);
+    let mut v = vec![0x7f];
+    v.extend(preamble(false));
+    v.extend(pack_request(&debian_like_login(password_login(), "NOPE", "alice", false)));
+    write("server_handshake", "unknown_hub", &v);
+    let mut admin = Pack::new();
+    admin.set_str("method", "admin").set_int("accept_empty_password", 1);
+    let mut v = vec![0x7f];
+    v.extend(preamble(false));
+    v.extend(pack_request(&admin));
+    write("server_handshake", "admin", &v);
+    let mut noop = Pack::new();
+    noop.set_int("error", 0).set_int("noop", 1);
+    let ac = ethergate_proto::messages::AdditionalConnect {
+        session_key: [2; 20],
+        client_str: "SoftEther VPN Client Developer Edition".into(),
+        client_ver: 501,
+        client_build: 9674,
+    };
+    let mut v = vec![0x10];
+    v.extend(preamble(false));
+    v.extend(pack_request(&noop));
+    v.extend(pack_request(&ac.to_pack()));
+    v.extend(data_stream(false));
+    write("server_handshake", "noop_then_additional_connect", &v);
+
+    // data_phase_decode: ctl byte (bit 0 = compressed, rest = chunk size).
+    let mut v = vec![0x00];
+    v.extend(unhex("000000010000003c"));
+    v.extend(0..60u8);
+    v.extend(unhex("ffffffff00000003aabbcc"));
+    write("data_phase_decode", "spec_examples", &v);
+    let mut v = vec![0x20];
+    v.extend(data_stream(false));
+    write("data_phase_decode", "mixed_plain", &v);
+    let mut v = vec![0x21];
+    v.extend(data_stream(true));
+    write("data_phase_decode", "mixed_compressed", &v);
+}
