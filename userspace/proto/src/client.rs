@@ -177,6 +177,14 @@ impl<R: RandomSource> ClientConnection<R> {
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
     }
+
+    /// Receive counters of the data phase (`None` before or after it).
+    pub fn tunnel_stats(&self) -> Option<crate::tunnel::TunnelStats> {
+        match &self.state {
+            State::Tunnel(t) => Some(t.stats()),
+            _ => None,
+        }
+    }
     pub fn transmit(&self) -> &[u8] {
         &self.out
     }

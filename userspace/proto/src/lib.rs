@@ -42,4 +42,4 @@ pub use pack::{Pack, PackError, PackLimits, ValueType, Values};
 pub use rng::{RandomSource, TestRng};
 pub use server::{Authenticator, Established, ServerConfig, ServerConnection, ServerEvent};
 pub use time::Timestamp;
-pub use tunnel::{Tunnel, TunnelError};
+pub use tunnel::{Tunnel, TunnelError, TunnelStats};

@@ -166,6 +166,14 @@ impl<R: RandomSource> ServerConnection<R> {
         matches!(self.state, State::Closed)
     }
 
+    /// Receive counters of the data phase (`None` before or after it).
+    pub fn tunnel_stats(&self) -> Option<crate::tunnel::TunnelStats> {
+        match &self.state {
+            State::Tunnel(t) => Some(t.stats()),
+            _ => None,
+        }
+    }
+
     /// Bytes waiting to be written to the TLS stream.
     pub fn transmit(&self) -> &[u8] {
         &self.out

@@ -68,12 +68,23 @@ impl KeepAliveTimer {
     }
 }
 
+/// Cumulative receive counters of one tunnel, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelStats {
+    pub frames_received: u64,
+    /// Frames over 1600 bytes or failing decompression (§7.1, §7.5).
+    pub frames_dropped: u64,
+    pub keepalives_received: u64,
+    pub bytes_received: u64,
+}
+
 /// Data-phase state for one TCP connection, used by both roles.
 #[derive(Debug)]
 pub struct Tunnel {
     decoder: DataDecoder,
     encoder: DataEncoder,
     timer: KeepAliveTimer,
+    stats: TunnelStats,
 }
 
 impl Tunnel {
@@ -82,11 +93,16 @@ impl Tunnel {
             decoder: DataDecoder::new(use_compress),
             encoder: DataEncoder::new(use_compress),
             timer: KeepAliveTimer::new(now, timeout_ms),
+            stats: TunnelStats::default(),
         }
     }
 
     pub fn timer(&self) -> &KeepAliveTimer {
         &self.timer
+    }
+
+    pub fn stats(&self) -> TunnelStats {
+        self.stats
     }
 
     /// Feed received stream bytes; any byte counts as life (§7.4).
@@ -99,7 +115,12 @@ impl Tunnel {
         if !input.is_empty() {
             self.timer.on_receive(now);
         }
-        Ok(self.decoder.decode(input, sink)?)
+        self.stats.bytes_received += input.len() as u64;
+        let rep = self.decoder.decode(input, sink)?;
+        self.stats.frames_received += u64::from(rep.frames);
+        self.stats.frames_dropped += u64::from(rep.dropped);
+        self.stats.keepalives_received += u64::from(rep.keepalives);
+        Ok(rep)
     }
 
     /// Encode `frames` as one batch into `out`; postpones the keep-alive

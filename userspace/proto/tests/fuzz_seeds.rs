@@ -31,8 +31,12 @@ const EXAMPLE_A: &str = "00000004000000066275696c640000000000000001000025ca00000
 const EXAMPLE_B: &str = "00000003000000046d736700000003000000010000000448c3a90000000004743634000000040000000101020304050607080000000461727200000000000000020000000100000002";
 
 fn server_random() -> [u8; 20] {
-    *ServerConnection::new(ServerConfig::default(), TestRng::new(SERVER_RNG_SEED), Timestamp(0))
-        .server_random()
+    *ServerConnection::new(
+        ServerConfig::default(),
+        TestRng::new(SERVER_RNG_SEED),
+        Timestamp(0),
+    )
+    .server_random()
 }
 
 /// A login PACK shaped like the Debian client's (§4.3): auth part, version
@@ -85,7 +89,10 @@ pub fn debian_like_login(credentials: Credentials, hub: &str, user: &str, compre
         p.set_int(k, v);
     }
     for (k, v) in [
-        ("ClientProductName", "SoftEther VPN Client Developer Edition"),
+        (
+            "ClientProductName",
+            "SoftEther VPN Client Developer Edition",
+        ),
         ("ServerProductName", ""),
         ("ClientOsName", "Linux"),
         ("ClientOsVer", "6.1.0-18-amd64"),
@@ -101,7 +108,10 @@ pub fn debian_like_login(credentials: Credentials, hub: &str, user: &str, compre
     p.set_data("udp_acceleration_client_key", &[1; 20])
         .set_data("udp_acceleration_client_key_v2", &[2; 128])
         .set_data("UniqueId", &[3; 16]);
-    p.set_ip("udp_acceleration_client_ip", IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)));
+    p.set_ip(
+        "udp_acceleration_client_ip",
+        IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)),
+    );
     for ip in ["ClientIpAddress", "ServerIpAddress", "ProxyIpAddress"] {
         p.set_ip(ip, IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)));
         p.set(&format!("{ip}6"), Values::Data(vec![vec![0; 16]]));
@@ -112,7 +122,12 @@ pub fn debian_like_login(credentials: Credentials, hub: &str, user: &str, compre
 
 fn pack_request(p: &Pack) -> Vec<u8> {
     let mut v = Vec::new();
-    http::write_pack_request(&mut v, "10.77.0.1", &p.to_bytes().expect("encode"), Some("Thu, 01 Jan 1970 00:00:00 GMT"));
+    http::write_pack_request(
+        &mut v,
+        "10.77.0.1",
+        &p.to_bytes().expect("encode"),
+        Some("Thu, 01 Jan 1970 00:00:00 GMT"),
+    );
     v
 }
 
@@ -146,7 +161,12 @@ fn password_login() -> Credentials {
 fn session_seed(compress: bool) -> Vec<u8> {
     let mut v = vec![if compress { 0xff } else { 0x7f }];
     v.extend(preamble(true));
-    v.extend(pack_request(&debian_like_login(password_login(), "TEST", "alice", compress)));
+    v.extend(pack_request(&debian_like_login(
+        password_login(),
+        "TEST",
+        "alice",
+        compress,
+    )));
     v.extend(data_stream(compress));
     v
 }
@@ -154,10 +174,17 @@ fn session_seed(compress: bool) -> Vec<u8> {
 #[test]
 fn session_seed_reaches_the_tunnel() {
     let seed = session_seed(false);
-    let mut s = ServerConnection::new(ServerConfig::default(), TestRng::new(SERVER_RNG_SEED), Timestamp(0));
+    let mut s = ServerConnection::new(
+        ServerConfig::default(),
+        TestRng::new(SERVER_RNG_SEED),
+        Timestamp(0),
+    );
     let mut frames = Frames::new();
     s.handle_input(Timestamp(1), &seed[1..], &mut frames);
-    assert!(matches!(s.poll_event(), Some(ServerEvent::LoginRequested(_))));
+    assert!(matches!(
+        s.poll_event(),
+        Some(ServerEvent::LoginRequested(_))
+    ));
     let login = s.pending_login().expect("pending").clone();
     assert!(login.verify_password(&hash_password("secret", "alice"), s.server_random()));
     s.accept_login(Timestamp(1), ethergate_proto::SessionGrant::new("S", "C"));
@@ -166,7 +193,9 @@ fn session_seed_reaches_the_tunnel() {
 }
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join(name), bytes).expect("write seed");
 }
@@ -178,9 +207,22 @@ fn write_fuzz_seeds() {
     write("pack_decode", "example_a", &unhex(EXAMPLE_A));
     write("pack_decode", "example_b", &unhex(EXAMPLE_B));
     let login = debian_like_login(password_login(), "TEST", "alice", false);
-    write("pack_decode", "login_debian_like", &login.to_bytes().expect("encode"));
-    let hello = Hello { server_str: "SoftEther VPN Server".into(), version: 501, build: 9674, random: [7; 20] };
-    write("pack_decode", "hello", &hello.to_pack().to_bytes().expect("encode"));
+    write(
+        "pack_decode",
+        "login_debian_like",
+        &login.to_bytes().expect("encode"),
+    );
+    let hello = Hello {
+        server_str: "SoftEther VPN Server".into(),
+        version: 501,
+        build: 9674,
+        random: [7; 20],
+    };
+    write(
+        "pack_decode",
+        "hello",
+        &hello.to_pack().to_bytes().expect("encode"),
+    );
     let welcome = Welcome {
         session_name: "SID-ALICE-2".into(),
         connection_name: "CID-14".into(),
@@ -195,18 +237,36 @@ fn write_fuzz_seeds() {
         policies: vec![("MaxConnection".into(), 32), ("TimeOut".into(), 20)],
         message: Some("hi".into()),
     };
-    write("pack_decode", "welcome", &welcome.to_pack().to_bytes().expect("encode"));
-    write("pack_decode", "error9", &error_pack(ethergate_proto::ErrorCode(9), false).to_bytes().expect("encode"));
+    write(
+        "pack_decode",
+        "welcome",
+        &welcome.to_pack().to_bytes().expect("encode"),
+    );
+    write(
+        "pack_decode",
+        "error9",
+        &error_pack(ethergate_proto::ErrorCode(9), false)
+            .to_bytes()
+            .expect("encode"),
+    );
 
     // http_preamble
-    write("http_preamble", "probe", &preamble(true)[..preamble(true).len() - preamble(false).len()]);
+    write(
+        "http_preamble",
+        "probe",
+        &preamble(true)[..preamble(true).len() - preamble(false).len()],
+    );
     write("http_preamble", "signature", &preamble(false));
     write("http_preamble", "login_post", &pack_request(&login));
     let mut r = Vec::new();
     http::write_forbidden(&mut r, "/");
     write("http_preamble", "forbidden", &r);
     let mut r = Vec::new();
-    http::write_pack_response(&mut r, &hello.to_pack().to_bytes().expect("encode"), Some("Thu, 01 Jan 1970 00:00:00 GMT"));
+    http::write_pack_response(
+        &mut r,
+        &hello.to_pack().to_bytes().expect("encode"),
+        Some("Thu, 01 Jan 1970 00:00:00 GMT"),
+    );
     write("http_preamble", "hello_response", &r);
     let mut wm = http::WATERMARK_PREFIX.to_vec();
     wm.resize(http::WATERMARK_LEN + 100, 0);
@@ -220,11 +280,17 @@ fn write_fuzz_seeds() {
 
     // server_handshake
     write("server_handshake", "session_password", &session_seed(false));
-    write("server_handshake", "session_compressed", &session_seed(true));
+    write(
+        "server_handshake",
+        "session_compressed",
+        &session_seed(true),
+    );
     let mut v = vec![3u8];
     v.extend(preamble(false));
     v.extend(pack_request(&debian_like_login(
-        Credentials::PlainPassword { password: "secret".into() },
+        Credentials::PlainPassword {
+            password: "secret".into(),
+        },
         "TEST",
         "alice",
         false,
@@ -233,14 +299,26 @@ fn write_fuzz_seeds() {
     write("server_handshake", "session_plain_password", &v);
     let mut v = vec![200u8];
     v.extend(preamble(false));
-    v.extend(pack_request(&debian_like_login(Credentials::Anonymous, "TEST", "guest", false)));
+    v.extend(pack_request(&debian_like_login(
+        Credentials::Anonymous,
+        "TEST",
+        "guest",
+        false,
+    )));
     write("server_handshake", "anonymous", &v);
     let mut v = vec![0x7f];
     v.extend(preamble(false));
-    v.extend(pack_request(&debian_like_login(password_login(), "NOPE", "alice", false)));
+    v.extend(pack_request(&debian_like_login(
+        password_login(),
+        "NOPE",
+        "alice",
+        false,
+    )));
     write("server_handshake", "unknown_hub", &v);
     let mut admin = Pack::new();
-    admin.set_str("method", "admin").set_int("accept_empty_password", 1);
+    admin
+        .set_str("method", "admin")
+        .set_int("accept_empty_password", 1);
     let mut v = vec![0x7f];
     v.extend(preamble(false));
     v.extend(pack_request(&admin));

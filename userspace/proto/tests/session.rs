@@ -225,6 +225,9 @@ fn full_session_probe_login_frames_keepalives_timeout() {
     assert_eq!(p.s.send_frames(p.now, [f2.as_slice()]), 1);
     p.pump();
     assert_eq!(p.c_frames.iter().collect::<Vec<_>>(), vec![f2.as_slice()]);
+    let st = p.s.tunnel_stats().expect("tunnel");
+    assert_eq!((st.frames_received, st.frames_dropped), (2, 0));
+    assert!(st.keepalives_received >= 1, "client's first keep-alive");
 
     // Two minutes of silence apart from keep-alives: the session survives,
     // and the server's keep-alives are spaced within [timeout/5, timeout/2).
