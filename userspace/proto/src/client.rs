@@ -55,8 +55,13 @@ impl std::fmt::Debug for ClientAuth {
 pub enum ClientMode {
     /// A new session.
     Login(ClientAuth),
-    /// One more TCP connection of an existing session (§6).
-    AdditionalConnect { session_key: [u8; 20] },
+    /// One more TCP connection of an existing session (§6), carrying that
+    /// session's `session_key`, `timeout` and `use_compress` from its welcome.
+    AdditionalConnect {
+        session_key: [u8; 20],
+        timeout_ms: u32,
+        use_compress: bool,
+    },
 }
 
 /// Client settings.
@@ -352,7 +357,7 @@ impl<R: RandomSource> ClientConnection<R> {
                 }
                 .to_pack()
             }
-            ClientMode::AdditionalConnect { session_key } => AdditionalConnect {
+            ClientMode::AdditionalConnect { session_key, .. } => AdditionalConnect {
                 session_key: *session_key,
                 client_str: c.client_str.clone(),
                 client_ver: c.client_ver,
@@ -382,10 +387,12 @@ impl<R: RandomSource> ClientConnection<R> {
                 }
                 Err(e) => return self.fail(e),
             },
-            ClientMode::AdditionalConnect { .. } => match messages::pack_error(p) {
-                crate::ErrorCode::NO_ERROR => {
-                    (None, messages::DEFAULT_TIMEOUT_MS, self.config.use_compress)
-                }
+            ClientMode::AdditionalConnect {
+                timeout_ms,
+                use_compress,
+                ..
+            } => match messages::pack_error(p) {
+                crate::ErrorCode::NO_ERROR => (None, *timeout_ms, *use_compress),
                 code => return self.fail(HandshakeError::Remote(code)),
             },
         };

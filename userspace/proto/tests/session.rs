@@ -372,7 +372,11 @@ fn compression_is_negotiated_and_works() {
 fn additional_connect_accept_and_refuse() {
     let key = [9u8; 20];
     let mut cfg = alice(password_auth());
-    cfg.mode = ClientMode::AdditionalConnect { session_key: key };
+    cfg.mode = ClientMode::AdditionalConnect {
+        session_key: key,
+        timeout_ms: 20_000,
+        use_compress: false,
+    };
     let mut p = Pair::new(cfg);
     p.pump();
     let ev = p
@@ -397,7 +401,11 @@ fn additional_connect_accept_and_refuse() {
     assert_eq!(p.s_frames.len(), 1);
 
     let mut cfg = alice(password_auth());
-    cfg.mode = ClientMode::AdditionalConnect { session_key: key };
+    cfg.mode = ClientMode::AdditionalConnect {
+        session_key: key,
+        timeout_ms: 20_000,
+        use_compress: false,
+    };
     let mut p = Pair::new(cfg);
     p.pump();
     p.s.reject_additional(p.now, ErrorCode::TOO_MANY_CONNECTION);
