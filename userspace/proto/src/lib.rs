@@ -13,6 +13,52 @@
 //! Nothing here performs IO, reads a clock or owns an RNG: callers pass
 //! received bytes, a [`Timestamp`] and a [`RandomSource`], and take bytes to
 //! send from the state machine (quinn-proto / boringtun style).
+//!
+//! # Driving a server connection
+//!
+//! ```
+//! use ethergate_proto::{
+//!     Authenticator, ErrorCode, Frames, LoginRequest, ServerConfig, ServerConnection,
+//!     ServerEvent, SessionGrant, TestRng, Timestamp,
+//! };
+//!
+//! struct Hub;
+//! impl Authenticator for Hub {
+//!     fn authenticate(&mut self, req: &LoginRequest, random: &[u8; 20]) -> Result<SessionGrant, ErrorCode> {
+//!         if req.hubname != "TEST" {
+//!             return Err(ErrorCode::HUB_NOT_FOUND);
+//!         }
+//!         let stored = ethergate_proto::password::hash_password("secret", "alice");
+//!         if req.verify_password(&stored, random) {
+//!             Ok(SessionGrant::new("SID-ALICE-1", "CID-1"))
+//!         } else {
+//!             Err(ErrorCode::AUTH_FAILED)
+//!         }
+//!     }
+//! }
+//!
+//! // Production drivers pass a CSPRNG, e.g. `|b: &mut [u8]| rng.fill_bytes(b)`.
+//! let mut conn = ServerConnection::new(ServerConfig::default(), TestRng::new(1), Timestamp(0));
+//! let mut frames = Frames::new();
+//! let received: &[u8] = b"GET / HTTP/1.1\r\nX-VPN: 1\r\n\r\n"; // from the TLS stream
+//! conn.handle_input(Timestamp(5), received, &mut frames);
+//! while let Some(ev) = conn.poll_event() {
+//!     match ev {
+//!         ServerEvent::LoginRequested(_) => conn.authenticate_with(Timestamp(5), &mut Hub),
+//!         ServerEvent::AdditionalConnectRequested(_) => {
+//!             conn.reject_additional(Timestamp(5), ErrorCode::TOO_MANY_CONNECTION)
+//!         }
+//!         ServerEvent::Established(_) => { /* register the session with the hub */ }
+//!         ServerEvent::Closed(_) => { /* flush transmit, then close the socket */ }
+//!     }
+//! }
+//! for frame in frames.iter() { /* hand to the hub */ let _ = frame; }
+//! frames.clear();
+//! let mut to_send = Vec::new();
+//! conn.drain_transmit(&mut to_send); // write to the TLS stream
+//! assert!(to_send.starts_with(b"HTTP/1.1 403 Forbidden"));
+//! // Sleep until `conn.poll_timeout()`, then call `conn.handle_timeout(now)`.
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod client;
