@@ -227,9 +227,15 @@ fn set_only_address(
     // secondaries (unless promote_secondaries is set), so adding first could
     // see `wanted` vanish with an old primary of the same subnet.
     for old in present.into_iter().filter(|a| *a != wanted) {
+        // IFA_ADDRESS makes the kernel match the prefix length too;
+        // IFA_LOCAL alone deletes the first address with that local part,
+        // which may be the very one we want (192.168.30.1/24 vs /16). On a
+        // broadcast link IFA_ADDRESS equals IFA_LOCAL (it differs only on
+        // point-to-point links, which a tap never is).
         let del = Request::new(libc::RTM_DELADDR, 0)
             .header(&ifaddrmsg(libc::AF_INET as u8, old.prefix, RT_SCOPE_UNIVERSE, index))
-            .attr(libc::IFA_LOCAL, &old.addr.octets());
+            .attr(libc::IFA_LOCAL, &old.addr.octets())
+            .attr(libc::IFA_ADDRESS, &old.addr.octets());
         match nl.request(del, |_, _| {}) {
             // Gone already (removed with its primary, or by someone else):
             // that is the state we want.
