@@ -32,8 +32,7 @@ mod tap;
 
 pub use error::{LinkError, TapError};
 pub use link::{
-    DEFAULT_MTU, Ipv4Cidr, LinkConfig, MacAddr, ParseCidrError, configure, configure_index,
-    ifindex,
+    DEFAULT_MTU, Ipv4Cidr, LinkConfig, MacAddr, ParseCidrError, configure, configure_index, ifindex,
 };
 pub use netlink::NetlinkError;
 pub use tap::{MAX_QUEUES, Tap, TapOptions, TapQueue};

@@ -86,7 +86,9 @@ impl FromStr for Ipv4Cidr {
     type Err = ParseCidrError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseCidrError { input: s.to_owned() };
+        let err = || ParseCidrError {
+            input: s.to_owned(),
+        };
         let (addr, prefix) = s.split_once('/').ok_or_else(err)?;
         let addr = addr.parse().map_err(|_| err())?;
         let prefix = prefix.parse().map_err(|_| err())?;
@@ -202,11 +204,10 @@ pub fn configure_index(interface: &str, index: u32, config: &LinkConfig) -> Resu
 
     if config.up {
         let up = Request::new(libc::RTM_NEWLINK, 0).header(&ifinfomsg(index, IFF_UP, IFF_UP));
-        nl.request(up, |_, _| {})
-            .map_err(|source| LinkError::Up {
-                interface: name(),
-                source,
-            })?;
+        nl.request(up, |_, _| {}).map_err(|source| LinkError::Up {
+            interface: name(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -233,7 +234,12 @@ fn set_only_address(
         // broadcast link IFA_ADDRESS equals IFA_LOCAL (it differs only on
         // point-to-point links, which a tap never is).
         let del = Request::new(libc::RTM_DELADDR, 0)
-            .header(&ifaddrmsg(libc::AF_INET as u8, old.prefix, RT_SCOPE_UNIVERSE, index))
+            .header(&ifaddrmsg(
+                libc::AF_INET as u8,
+                old.prefix,
+                RT_SCOPE_UNIVERSE,
+                index,
+            ))
             .attr(libc::IFA_LOCAL, &old.addr.octets())
             .attr(libc::IFA_ADDRESS, &old.addr.octets());
         match nl.request(del, |_, _| {}) {
@@ -250,7 +256,12 @@ fn set_only_address(
     // CREATE|REPLACE: adds the address, or refreshes it in place if it is
     // there already — never a duplicate, never EEXIST.
     let mut add = Request::new(libc::RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE)
-        .header(&ifaddrmsg(libc::AF_INET as u8, wanted.prefix, RT_SCOPE_UNIVERSE, index))
+        .header(&ifaddrmsg(
+            libc::AF_INET as u8,
+            wanted.prefix,
+            RT_SCOPE_UNIVERSE,
+            index,
+        ))
         .attr(libc::IFA_LOCAL, &wanted.addr.octets())
         .attr(libc::IFA_ADDRESS, &wanted.addr.octets());
     if let Some(broadcast) = wanted.broadcast() {
@@ -384,7 +395,13 @@ mod tests {
         assert_eq!(c.prefix(), 24);
         assert_eq!(c.to_string(), "192.168.30.1/24");
         assert_eq!(c.broadcast(), Some(Ipv4Addr::new(192, 168, 30, 255)));
-        for bad in ["192.168.30.1", "192.168.30.1/33", "x/24", "192.168.30.1/", "1.2.3.4/-1"] {
+        for bad in [
+            "192.168.30.1",
+            "192.168.30.1/33",
+            "x/24",
+            "192.168.30.1/",
+            "1.2.3.4/-1",
+        ] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad} accepted");
         }
         let host: Ipv4Cidr = "10.0.0.1/32".parse().expect("valid");

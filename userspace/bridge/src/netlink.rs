@@ -182,7 +182,8 @@ impl<'a> Iterator for Attrs<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         let header = self.0.get(..NLA_HDRLEN)?;
         let len = usize::from(u16::from_ne_bytes([header[0], header[1]]));
-        let kind = u16::from_ne_bytes([header[2], header[3]]) & !(NLA_F_NESTED | NLA_F_NET_BYTEORDER);
+        let kind =
+            u16::from_ne_bytes([header[2], header[3]]) & !(NLA_F_NESTED | NLA_F_NET_BYTEORDER);
         let value = self.0.get(NLA_HDRLEN..len)?;
         self.0 = self.0.get(align(len)..).unwrap_or_default();
         Some((kind, value))
@@ -353,8 +354,14 @@ mod tests {
             .finish(42);
         // 16 header + 16 ifinfomsg + (4 + 6 → 12 aligned) attribute.
         assert_eq!(bytes.len(), 44);
-        assert_eq!(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]), 44);
-        assert_eq!(u32::from_ne_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]), 42);
+        assert_eq!(
+            u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+            44
+        );
+        assert_eq!(
+            u32::from_ne_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]),
+            42
+        );
         let attrs: Vec<_> = Attrs::new(&bytes[32..]).collect();
         assert_eq!(attrs, vec![(libc::IFLA_ADDRESS, &[2u8, 0, 0, 0, 0, 1][..])]);
     }

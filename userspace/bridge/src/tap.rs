@@ -91,11 +91,10 @@ impl Tap {
         })?;
         // Looked up now, in the namespace the device was created in, so
         // that later configuration by index works from any thread.
-        let ifindex =
-            nix::net::if_::if_nametoindex(name).map_err(|source| TapError::Ifindex {
-                name: name.to_owned(),
-                source,
-            })?;
+        let ifindex = nix::net::if_::if_nametoindex(name).map_err(|source| TapError::Ifindex {
+            name: name.to_owned(),
+            source,
+        })?;
         Ok(Tap {
             name: name.to_owned(),
             ifindex,
@@ -239,13 +238,9 @@ fn attach_queue(name: &str, index: usize) -> Result<OwnedFd, TapError> {
                 Ok(Some(
                     found @ (LinkKind::Other(_)
                     | LinkKind::Physical
+                    | LinkKind::TunTap { tap: false, .. }
                     | LinkKind::TunTap {
-                        tap: false,
-                        ..
-                    }
-                    | LinkKind::TunTap {
-                        multi_queue: false,
-                        ..
+                        multi_queue: false, ..
                     }),
                 )) => TapError::NotATap {
                     name: name.to_owned(),
@@ -295,7 +290,16 @@ mod tests {
         for good in ["tap_00", "t", "a23456789012345"] {
             assert!(validate_name(good).is_ok(), "{good} refused");
         }
-        for bad in ["", ".", "..", "a234567890123456", "tap/0", "tap:0", "tap%d", "tap 0"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a234567890123456",
+            "tap/0",
+            "tap:0",
+            "tap%d",
+            "tap 0",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?} accepted");
         }
     }

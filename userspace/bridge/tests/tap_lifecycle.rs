@@ -32,30 +32,44 @@ fn create_configure_and_reconfigure_idempotently() {
         tap.ifindex()
     );
     let mac = MacAddr::from_seed(HUB).to_string();
-    assert!(show.contains(&format!("link/ether {mac}")), "MAC {mac} not set: {show}");
+    assert!(
+        show.contains(&format!("link/ether {mac}")),
+        "MAC {mac} not set: {show}"
+    );
     assert_eq!(
         ipv4_lines(&show),
-        vec![format!("inet 192.168.30.1/24 brd 192.168.30.255 scope global {TAP}")],
+        vec![format!(
+            "inet 192.168.30.1/24 brd 192.168.30.255 scope global {TAP}"
+        )],
         "{show}"
     );
     // The tun driver reports the queue count over netlink.
     let details = ip(&topo, &["-d", "link", "show", TAP]);
-    assert!(details.contains("tap") && details.contains("multi_queue"), "{details}");
+    assert!(
+        details.contains("tap") && details.contains("multi_queue"),
+        "{details}"
+    );
 
     // Configure again, with a stray address of our own subnet, one of
     // another and the same address with another prefix on the link: after
     // reconfiguring, exactly the configured address is left.
-    topo.enter("nat", || tap.configure(&config).expect("reconfiguring as is"))
-        .expect("entering nat");
+    topo.enter("nat", || {
+        tap.configure(&config).expect("reconfiguring as is")
+    })
+    .expect("entering nat");
     ip(&topo, &["addr", "add", "192.168.30.7/24", "dev", TAP]);
     ip(&topo, &["addr", "add", "10.9.9.9/8", "dev", TAP]);
     ip(&topo, &["addr", "add", "192.168.30.1/16", "dev", TAP]);
-    topo.enter("nat", || tap.configure(&config).expect("reconfiguring over strays"))
-        .expect("entering nat");
+    topo.enter("nat", || {
+        tap.configure(&config).expect("reconfiguring over strays")
+    })
+    .expect("entering nat");
     let show = ip(&topo, &["addr", "show", TAP]);
     assert_eq!(
         ipv4_lines(&show),
-        vec![format!("inet 192.168.30.1/24 brd 192.168.30.255 scope global {TAP}")],
+        vec![format!(
+            "inet 192.168.30.1/24 brd 192.168.30.255 scope global {TAP}"
+        )],
         "{show}"
     );
 
@@ -66,8 +80,10 @@ fn create_configure_and_reconfigure_idempotently() {
         ipv4: Some("192.168.31.1/24".parse().expect("cidr")),
         up: true,
     };
-    topo.enter("nat", || tap.configure(&changed).expect("changing the config"))
-        .expect("entering nat");
+    topo.enter("nat", || {
+        tap.configure(&changed).expect("changing the config")
+    })
+    .expect("entering nat");
     let show = ip(&topo, &["addr", "show", TAP]);
     assert!(show.contains("mtu 1400"), "{show}");
     let other_mac = MacAddr::from_seed("other-hub").to_string();
@@ -92,6 +108,7 @@ fn configure_by_name_and_bad_mtu_is_a_named_error() {
         })
         .expect("entering nat");
     let text = err.to_string();
+    eprintln!("{text}");
     assert!(text.contains(TAP) && text.contains("MTU 1000000"), "{text}");
     let missing = topo
         .enter("nat", || {
@@ -116,10 +133,15 @@ fn dropping_the_tap_removes_the_device() {
 
     // into_queues: the device lives while any queue does.
     let mut queues = topo
-        .enter("nat", || Tap::create(TAP, 2).expect("creating tap_00").into_queues())
+        .enter("nat", || {
+            Tap::create(TAP, 2).expect("creating tap_00").into_queues()
+        })
         .expect("entering nat");
     drop(queues.pop());
-    assert!(topo.ip("nat", &["link", "show", TAP]).is_ok(), "gone with one queue left");
+    assert!(
+        topo.ip("nat", &["link", "show", TAP]).is_ok(),
+        "gone with one queue left"
+    );
     drop(queues);
     assert!(topo.ip("nat", &["link", "show", TAP]).is_err());
 }
@@ -129,7 +151,9 @@ fn persistent_option_and_attaching_to_an_existing_tap() {
     let topo = topology();
     let persistent = TapOptions { persistent: true };
     let first = topo
-        .enter("nat", || Tap::create_with(TAP, 2, persistent).expect("persistent tap"))
+        .enter("nat", || {
+            Tap::create_with(TAP, 2, persistent).expect("persistent tap")
+        })
         .expect("entering nat");
     // A second Tap on the same name attaches more queues to the same device.
     let second = topo
@@ -138,18 +162,29 @@ fn persistent_option_and_attaching_to_an_existing_tap() {
     assert_eq!(first.ifindex(), second.ifindex());
     drop(second); // cleared persistence
     drop(first);
-    assert!(topo.ip("nat", &["link", "show", TAP]).is_err(), "second create made it non-persistent");
+    assert!(
+        topo.ip("nat", &["link", "show", TAP]).is_err(),
+        "second create made it non-persistent"
+    );
 
     let kept = topo
-        .enter("nat", || Tap::create_with(TAP, 1, persistent).expect("persistent tap"))
+        .enter("nat", || {
+            Tap::create_with(TAP, 1, persistent).expect("persistent tap")
+        })
         .expect("entering nat");
     drop(kept);
-    assert!(topo.ip("nat", &["link", "show", TAP]).is_ok(), "persistent tap vanished");
+    assert!(
+        topo.ip("nat", &["link", "show", TAP]).is_ok(),
+        "persistent tap vanished"
+    );
 
     // A multi-queue tap made by someone else (here: iproute2) is attached
     // to, and configured like our own.
     ip(&topo, &["link", "del", TAP]);
-    ip(&topo, &["tuntap", "add", "dev", TAP, "mode", "tap", "multi_queue"]);
+    ip(
+        &topo,
+        &["tuntap", "add", "dev", TAP, "mode", "tap", "multi_queue"],
+    );
     let adopted = topo
         .enter("nat", || {
             let tap = Tap::create(TAP, 2).expect("attaching to the iproute2 tap");
@@ -166,19 +201,36 @@ fn persistent_option_and_attaching_to_an_existing_tap() {
 fn a_non_tap_with_the_name_is_a_clear_error() {
     let topo = topology();
     for (kind, setup) in [
-        ("veth", &["link", "add", TAP, "type", "veth", "peer", "name", "tap_00p"][..]),
-        ("single-queue tap", &["tuntap", "add", "dev", TAP, "mode", "tap"][..]),
-        ("tun", &["tuntap", "add", "dev", TAP, "mode", "tun", "multi_queue"][..]),
+        (
+            "veth",
+            &[
+                "link", "add", TAP, "type", "veth", "peer", "name", "tap_00p",
+            ][..],
+        ),
+        (
+            "single-queue tap",
+            &["tuntap", "add", "dev", TAP, "mode", "tap"][..],
+        ),
+        (
+            "tun",
+            &["tuntap", "add", "dev", TAP, "mode", "tun", "multi_queue"][..],
+        ),
     ] {
         ip(&topo, setup);
         let err = topo
-            .enter("nat", || Tap::create(TAP, 2).expect_err("a non-tap must be refused"))
+            .enter("nat", || {
+                Tap::create(TAP, 2).expect_err("a non-tap must be refused")
+            })
             .expect("entering nat");
         let text = err.to_string();
+        eprintln!("{kind}: {text}");
         assert!(matches!(err, TapError::NotATap { .. }), "{kind}: {err:?}");
         assert!(text.contains(TAP) && text.contains(kind), "{kind}: {text}");
         // The existing device is left alone.
-        assert!(topo.ip("nat", &["link", "show", TAP]).is_ok(), "{kind} removed");
+        assert!(
+            topo.ip("nat", &["link", "show", TAP]).is_ok(),
+            "{kind} removed"
+        );
         ip(&topo, &["link", "del", TAP]);
     }
 }
