@@ -17,6 +17,7 @@ use crate::{
 /// namespaces.
 const PRIVILEGED: &[&str] = &[
     "ethergate-dataplane",
+    "ethergate-bridge",
     "ethergate-netns",
     "ethergate-integration",
     "ethergate",
