@@ -1,0 +1,422 @@
+//! One TCP connection: rustls (driven sans-IO, so we choose record sizes and
+//! can later hand keys to kTLS) around the SoftEther protocol state machine
+//! from `ethergate-proto`, wired to the session's hub.
+//!
+//! Two tasks share the connection state (`Rc<RefCell<..>>`, never borrowed
+//! across an await): the reader turns socket bytes into protocol input and
+//! frames for the hub; the writer waits for hub frames, timers or a wake-up
+//! from the reader, and writes whatever the protocol queued. Invariant: every
+//! state change that may produce output is followed by a writer wake-up, and
+//! the writer exits only after flushing, so a queued error PACK or
+//! keep-alive is never lost to a race.
+
+use std::{
+    cell::RefCell,
+    io::{Read, Write},
+    rc::Rc,
+    sync::{Arc, atomic::Ordering},
+    time::Instant,
+};
+
+use compio::{
+    BufResult,
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+use ethergate_proto::{
+    Authenticator, CloseReason, Direction, ServerConnection, ServerEvent, Timestamp, data::Frames,
+};
+use futures_util::future::{Either, select};
+use tracing::{debug, info, warn};
+
+use crate::{
+    directory::{HubEntry, LoginCheck, SessionShared},
+    hub_actor::HubInput,
+    worker::{Worker, now, system_random},
+};
+
+/// Socket read size: a full TLS record (16 KiB + overhead) several times
+/// over, so one read usually yields many frames (design.md: small buffers
+/// cost CPU).
+const READ_CHUNK: usize = 64 * 1024;
+/// Hub batches coalesced into one protocol batch / TLS write.
+const MAX_BATCHES_PER_WRITE: usize = 32;
+
+struct Conn {
+    tls: rustls::ServerConnection,
+    proto: ServerConnection<fn(&mut [u8])>,
+    id: u64,
+    session: Option<Arc<SessionShared>>,
+    session_key: [u8; 20],
+    /// The hub a login was accepted for, until its session opens.
+    pending_hub: Option<Arc<HubEntry>>,
+    /// Set once the handshake has ended one way or the other.
+    handshake_done: bool,
+    closing: bool,
+    frames_in: Frames,
+    plain_out: Vec<u8>,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker>) {
+    let directory = &worker.directory;
+    let pending = directory.pending_handshakes.fetch_add(1, Ordering::AcqRel);
+    if pending >= directory.limits.max_pending_handshakes {
+        directory.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
+        warn!(%peer, "too many pending handshakes; closing the new connection");
+        let _ = tcp.close().await;
+        return;
+    }
+    let _ = tcp.set_nodelay(true);
+    let tls = match rustls::ServerConnection::new(Arc::clone(&worker.tls)) {
+        Ok(tls) => tls,
+        Err(e) => {
+            directory.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
+            warn!(%peer, "cannot start TLS: {e}");
+            return;
+        }
+    };
+    let id = directory.next_connection_id();
+    let conn = Rc::new(RefCell::new(Conn {
+        tls,
+        proto: ServerConnection::new(worker.proto.clone(), system_random as fn(&mut [u8]), now()),
+        id,
+        session: None,
+        session_key: [0; 20],
+        pending_hub: None,
+        handshake_done: false,
+        closing: false,
+        frames_in: Frames::new(),
+        plain_out: Vec::with_capacity(READ_CHUNK),
+    }));
+    debug!(%peer, id, "connection accepted");
+    let (read_half, write_half) = tcp.into_split();
+    let (wake_tx, wake_rx) = async_channel::bounded::<()>(1);
+    let reader = compio::runtime::spawn(read_loop(
+        read_half,
+        Rc::clone(&conn),
+        wake_tx,
+        Rc::clone(&worker),
+    ));
+    write_loop(write_half, &conn, wake_rx).await;
+    // The writer has flushed everything; stop reading (cancels the read).
+    drop(reader);
+
+    let mut c = conn.borrow_mut();
+    if !c.handshake_done {
+        directory.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
+    }
+    if let Some(session) = c.session.take() {
+        directory.leave_session(&c.session_key, &session);
+        if session.connections() == 0 {
+            info!(
+                session = session.session_name,
+                hub = session.hub.name,
+                "session closed"
+            );
+        }
+    }
+    debug!(%peer, id, "connection closed");
+}
+
+async fn read_loop(
+    mut socket: TcpStream,
+    conn: Rc<RefCell<Conn>>,
+    wake: async_channel::Sender<()>,
+    worker: Rc<Worker>,
+) {
+    let mut buf = Vec::with_capacity(READ_CHUNK);
+    loop {
+        buf.clear();
+        let BufResult(result, returned) = socket.read(buf).await;
+        buf = returned;
+        let n = match result {
+            Ok(0) | Err(_) => {
+                conn.borrow_mut().closing = true;
+                let _ = wake.try_send(());
+                return;
+            }
+            Ok(n) => n,
+        };
+        let to_hub = {
+            let mut c = conn.borrow_mut();
+            on_bytes(&mut c, &buf[..n], &worker);
+            match &c.session {
+                Some(session) if !c.frames_in.is_empty() => Some((
+                    session.hub.to_hub.clone(),
+                    session.port,
+                    std::mem::take(&mut c.frames_in),
+                )),
+                _ => {
+                    c.frames_in.clear();
+                    None
+                }
+            }
+        };
+        if let Some((to_hub, port, frames)) = to_hub {
+            // Full queue: drop the batch, as SoftEther drops rather than
+            // stalls a session (§7.1); TCP inside the tunnel recovers.
+            if to_hub.try_send(HubInput::Frames { port, frames }).is_err() {
+                worker.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let _ = wake.try_send(());
+        if conn.borrow().closing {
+            return;
+        }
+    }
+}
+
+/// TLS-decrypts `bytes` and feeds the plaintext to the protocol, then
+/// handles the protocol's events.
+fn on_bytes(c: &mut Conn, mut bytes: &[u8], worker: &Worker) {
+    let mut plain = [0u8; 16 * 1024];
+    while !bytes.is_empty() {
+        if let Err(e) = c.tls.read_tls(&mut bytes) {
+            debug!(id = c.id, "TLS read: {e}");
+            c.closing = true;
+            return;
+        }
+        if let Err(e) = c.tls.process_new_packets() {
+            // rustls has queued an alert; the writer sends it, then closes.
+            debug!(id = c.id, "TLS error: {e}");
+            c.closing = true;
+            return;
+        }
+        loop {
+            match c.tls.reader().read(&mut plain) {
+                Ok(0) => {
+                    c.closing = true;
+                    break;
+                }
+                Ok(n) => {
+                    let Conn {
+                        proto, frames_in, ..
+                    } = c;
+                    proto.handle_input(now(), &plain[..n], frames_in);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    debug!(id = c.id, "TLS plaintext: {e}");
+                    c.closing = true;
+                    return;
+                }
+            }
+        }
+        handle_events(c, worker);
+    }
+}
+
+fn handle_events(c: &mut Conn, worker: &Worker) {
+    let directory = &worker.directory;
+    while let Some(event) = c.proto.poll_event() {
+        match event {
+            ServerEvent::LoginRequested(request) => {
+                let mut check = LoginCheck {
+                    directory,
+                    connection_id: c.id,
+                    hub: None,
+                };
+                let random = *c.proto.server_random();
+                let decision = check
+                    .authenticate(&request, &random)
+                    .and_then(|grant| match &check.hub {
+                        Some(hub) => directory.reserve_session(hub).map(|()| grant),
+                        None => Err(ethergate_proto::ErrorCode::INTERNAL_ERROR),
+                    });
+                match decision {
+                    Ok(grant) => {
+                        c.proto.accept_login(now(), grant);
+                        c.pending_hub = check.hub;
+                    }
+                    Err(code) => {
+                        info!(
+                            id = c.id,
+                            hub = request.hubname,
+                            user = request.username,
+                            code = code.0,
+                            "login refused"
+                        );
+                        worker.stats.logins_failed.fetch_add(1, Ordering::Relaxed);
+                        c.proto.reject_login(now(), code);
+                    }
+                }
+            }
+            ServerEvent::AdditionalConnectRequested(request) => {
+                match directory.join_session(&request.session_key) {
+                    Ok(session) => {
+                        c.proto.accept_additional(
+                            now(),
+                            Direction::Both,
+                            session.timeout_ms,
+                            session.use_compress,
+                        );
+                        c.session_key = request.session_key;
+                        debug!(
+                            id = c.id,
+                            session = session.session_name,
+                            connections = session.connections(),
+                            "additional connection joined"
+                        );
+                        c.session = Some(session);
+                    }
+                    Err(code) => c.proto.reject_additional(now(), code),
+                }
+            }
+            ServerEvent::Established(established) => {
+                finish_handshake(c, directory);
+                if let Some(welcome) = established.welcome {
+                    let Some(hub) = c.pending_hub.take() else {
+                        c.proto.close_local();
+                        continue;
+                    };
+                    match directory.open_reserved(&hub, &welcome) {
+                        Ok(session) => {
+                            info!(
+                                id = c.id,
+                                hub = hub.name,
+                                user = established.username,
+                                session = welcome.session_name,
+                                max_connection = welcome.max_connection,
+                                "session established"
+                            );
+                            worker.stats.logins_ok.fetch_add(1, Ordering::Relaxed);
+                            c.session_key = welcome.session_key;
+                            c.session = Some(session);
+                        }
+                        Err(code) => {
+                            warn!(
+                                id = c.id,
+                                code = code.0,
+                                "cannot attach the session to its hub"
+                            );
+                            c.proto.close_local();
+                        }
+                    }
+                }
+            }
+            ServerEvent::Closed(reason) => {
+                finish_handshake(c, directory);
+                log_close(c.id, &reason);
+                c.closing = true;
+            }
+        }
+    }
+}
+
+fn finish_handshake(c: &mut Conn, directory: &crate::directory::Directory) {
+    if !c.handshake_done {
+        c.handshake_done = true;
+        directory.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn log_close(id: u64, reason: &CloseReason) {
+    debug!(id, ?reason, "protocol closed the connection");
+}
+
+async fn write_loop(
+    mut socket: TcpStream,
+    conn: &Rc<RefCell<Conn>>,
+    wake: async_channel::Receiver<()>,
+) {
+    let mut out = Vec::with_capacity(READ_CHUNK);
+    loop {
+        // Everything queued so far goes out before we wait again.
+        {
+            let mut c = conn.borrow_mut();
+            encrypt_pending(&mut c, &mut out);
+        }
+        if !out.is_empty() {
+            let BufResult(result, returned) = socket.write_all(out).await;
+            out = returned;
+            out.clear();
+            if result.is_err() {
+                conn.borrow_mut().closing = true;
+                return;
+            }
+            continue;
+        }
+        let (closing, deadline, from_hub) = {
+            let c = conn.borrow();
+            (
+                c.closing || c.proto.is_closed(),
+                c.proto.poll_timeout(),
+                c.session.as_ref().map(|s| s.from_hub.clone()),
+            )
+        };
+        if closing {
+            let _ = socket.shutdown().await;
+            return;
+        }
+        let timer = async {
+            match deadline {
+                Some(at) => compio::time::sleep_until(to_instant(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+        let hub = async {
+            match &from_hub {
+                Some(rx) => rx.recv().await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let woken = wake.recv();
+        futures_util::pin_mut!(timer, hub, woken);
+        match select(woken, select(hub, timer)).await {
+            Either::Left((Ok(()), _)) => {}
+            Either::Left((Err(_), _)) => {
+                // The reader is gone: finish what is queued, then close.
+                conn.borrow_mut().closing = true;
+            }
+            Either::Right((Either::Left((batch, _)), _)) => {
+                let mut c = conn.borrow_mut();
+                match batch {
+                    Some(first) => send_hub_batches(&mut c, first, from_hub.as_ref()),
+                    // The hub dropped this session (hub stopping).
+                    None => c.proto.close_local(),
+                }
+            }
+            Either::Right((Either::Right(((), _)), _)) => {
+                conn.borrow_mut().proto.handle_timeout(now());
+            }
+        }
+    }
+}
+
+/// Writes `first` and whatever else is already queued (up to a bound) as
+/// one protocol batch: one TLS record train, one syscall.
+fn send_hub_batches(c: &mut Conn, first: Frames, rx: Option<&async_channel::Receiver<Frames>>) {
+    let now = now();
+    c.proto.send_frames(now, first.iter());
+    if let Some(rx) = rx {
+        for _ in 1..MAX_BATCHES_PER_WRITE {
+            match rx.try_recv() {
+                Ok(more) => {
+                    c.proto.send_frames(now, more.iter());
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Moves the protocol's queued plaintext through rustls into `out`.
+fn encrypt_pending(c: &mut Conn, out: &mut Vec<u8>) {
+    c.plain_out.clear();
+    c.proto.drain_transmit(&mut c.plain_out);
+    if !c.plain_out.is_empty() {
+        // Only fails after the connection is closed, when output no longer
+        // matters.
+        let _ = c.tls.writer().write_all(&c.plain_out);
+    }
+    while c.tls.wants_write() {
+        if c.tls.write_tls(out).is_err() {
+            break;
+        }
+    }
+}
+
+fn to_instant(at: Timestamp) -> Instant {
+    crate::worker::epoch() + at.as_duration()
+}

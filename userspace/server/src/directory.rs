@@ -1,0 +1,280 @@
+//! What every worker thread needs to know about hubs and sessions, shared
+//! across threads: the hubs with their users (for authentication), the
+//! channel into each hub's actor, and the session registry that lets an
+//! `additional_connect` find the session it belongs to.
+//!
+//! Invariant: a session is in the registry exactly while at least one of
+//! its TCP connections is alive; the last connection to leave removes it and
+//! detaches its port from the hub, so a hub never forwards to a dead port.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    },
+};
+
+use ethergate_proto::{
+    Authenticator, ErrorCode, LoginRequest, SessionGrant, Welcome, data::Frames,
+};
+
+use crate::hub_actor::{HubInput, PortId};
+
+/// A hub as the workers see it.
+pub struct HubEntry {
+    pub name: String,
+    /// Lower-cased user name → stored SoftEther hash `H`.
+    users: HashMap<String, [u8; 20]>,
+    pub to_hub: async_channel::Sender<HubInput>,
+    sessions: AtomicUsize,
+}
+
+/// Caps, each refused with the code SoftEther itself uses.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// TCP connections that have not finished the handshake (a slow-loris
+    /// guard; SoftEther has no equivalent cap).
+    pub max_pending_handshakes: usize,
+    /// Sessions in the whole server → ERR_TOO_MANY_CONNECTION (15).
+    pub max_sessions: usize,
+    /// Sessions per hub → ERR_HUB_IS_BUSY (16), which SoftEther clients
+    /// answer by retrying later rather than giving up.
+    pub max_sessions_per_hub: usize,
+    /// Frames queued from the hub to one session before new ones are
+    /// dropped (SoftEther drops rather than blocks, §7.1).
+    pub session_queue_batches: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_pending_handshakes: 1024,
+            max_sessions: 4096,
+            max_sessions_per_hub: 4096,
+            session_queue_batches: 256,
+        }
+    }
+}
+
+/// State of one session shared by its connections.
+pub struct SessionShared {
+    pub hub: Arc<HubEntry>,
+    pub port: PortId,
+    pub session_name: String,
+    /// Batches from the hub; every connection of the session receives from
+    /// it, which spreads frames over the connections (§6: any connection
+    /// may carry any frame).
+    pub from_hub: async_channel::Receiver<Frames>,
+    connections: AtomicU32,
+    pub max_connections: u32,
+    /// Negotiated at login; additional connections inherit them.
+    pub timeout_ms: u32,
+    pub use_compress: bool,
+}
+
+impl SessionShared {
+    pub fn connections(&self) -> u32 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Directory {
+    hubs: HashMap<String, Arc<HubEntry>>,
+    sessions: Mutex<HashMap<[u8; 20], Arc<SessionShared>>>,
+    pub limits: Limits,
+    total_sessions: AtomicUsize,
+    pub pending_handshakes: AtomicUsize,
+    next_port: AtomicU64,
+    next_connection: AtomicU64,
+}
+
+impl Directory {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            hubs: HashMap::new(),
+            sessions: Mutex::new(HashMap::new()),
+            limits,
+            total_sessions: AtomicUsize::new(0),
+            pending_handshakes: AtomicUsize::new(0),
+            // Port 0 is the hub's local bridge.
+            next_port: AtomicU64::new(1),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// Registers a hub with its users (name, stored hash) and actor channel.
+    pub fn add_hub(
+        &mut self,
+        name: &str,
+        users: impl IntoIterator<Item = (String, [u8; 20])>,
+        to_hub: async_channel::Sender<HubInput>,
+    ) {
+        let entry = HubEntry {
+            name: name.to_owned(),
+            users: users
+                .into_iter()
+                .map(|(n, h)| (n.to_ascii_lowercase(), h))
+                .collect(),
+            to_hub,
+            sessions: AtomicUsize::new(0),
+        };
+        self.hubs.insert(name.to_ascii_lowercase(), Arc::new(entry));
+    }
+
+    pub fn hub(&self, name: &str) -> Option<&Arc<HubEntry>> {
+        self.hubs.get(&name.to_ascii_lowercase())
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.total_sessions.load(Ordering::Relaxed)
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Takes a session slot for an authenticated login, before the welcome
+    /// is sent: past a cap the login is refused with the cap's code.
+    pub fn reserve_session(&self, hub: &HubEntry) -> Result<(), ErrorCode> {
+        if self.total_sessions.fetch_add(1, Ordering::AcqRel) >= self.limits.max_sessions {
+            self.total_sessions.fetch_sub(1, Ordering::AcqRel);
+            return Err(ErrorCode::TOO_MANY_CONNECTION);
+        }
+        if hub.sessions.fetch_add(1, Ordering::AcqRel) >= self.limits.max_sessions_per_hub {
+            hub.sessions.fetch_sub(1, Ordering::AcqRel);
+            self.total_sessions.fetch_sub(1, Ordering::AcqRel);
+            return Err(ErrorCode::HUB_IS_BUSY);
+        }
+        Ok(())
+    }
+
+    /// Turns a reservation into a session once the welcome is queued: takes
+    /// a port on the hub and registers the session key. On failure the
+    /// reservation is released.
+    pub fn open_reserved(
+        &self,
+        hub: &Arc<HubEntry>,
+        welcome: &Welcome,
+    ) -> Result<Arc<SessionShared>, ErrorCode> {
+        let port = PortId(self.next_port.fetch_add(1, Ordering::Relaxed));
+        let (to_session, from_hub) = async_channel::bounded(self.limits.session_queue_batches);
+        let shared = Arc::new(SessionShared {
+            hub: Arc::clone(hub),
+            port,
+            session_name: welcome.session_name.clone(),
+            from_hub,
+            connections: AtomicU32::new(1),
+            max_connections: welcome.max_connection.max(1),
+            timeout_ms: welcome.timeout_ms,
+            use_compress: welcome.use_compress,
+        });
+        // The actor learns of the port before any frame from it can arrive:
+        // both go through the same FIFO channel.
+        if hub
+            .to_hub
+            .try_send(HubInput::Attach { port, to_session })
+            .is_err()
+        {
+            self.release_counts(hub);
+            return Err(ErrorCode::HUB_STOPPING);
+        }
+        self.lock_sessions()
+            .insert(welcome.session_key, Arc::clone(&shared));
+        Ok(shared)
+    }
+
+    /// An `additional_connect` with `session_key`: joins the session if it
+    /// exists and has room (ERR_TOO_MANY_CONNECTION otherwise, which the
+    /// client takes as "stop adding", §6).
+    pub fn join_session(&self, session_key: &[u8; 20]) -> Result<Arc<SessionShared>, ErrorCode> {
+        let sessions = self.lock_sessions();
+        let shared = sessions
+            .get(session_key)
+            .ok_or(ErrorCode::TOO_MANY_CONNECTION)?;
+        let mut current = shared.connections.load(Ordering::Acquire);
+        loop {
+            if current == 0 || current >= shared.max_connections {
+                return Err(ErrorCode::TOO_MANY_CONNECTION);
+            }
+            match shared.connections.compare_exchange(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(Arc::clone(shared)),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// A connection of `shared` ended; the last one closes the session.
+    pub fn leave_session(&self, session_key: &[u8; 20], shared: &Arc<SessionShared>) {
+        let mut sessions = self.lock_sessions();
+        if shared.connections.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        sessions.remove(session_key);
+        drop(sessions);
+        // Best effort: if the actor is gone there is nothing to detach from.
+        let _ = shared
+            .hub
+            .to_hub
+            .try_send(HubInput::Detach { port: shared.port });
+        self.release_counts(&shared.hub);
+    }
+
+    fn release_counts(&self, hub: &HubEntry) {
+        hub.sessions.fetch_sub(1, Ordering::AcqRel);
+        self.total_sessions.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 20], Arc<SessionShared>>> {
+        // A panic while holding this lock can't leave the map inconsistent
+        // (single insert/remove calls), so a poisoned lock is still usable.
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Checks a login against the hub's users; the grant's names follow
+/// SoftEther's `SID-<USER>-<n>` / `CID-<n>` form.
+pub struct LoginCheck<'a> {
+    pub directory: &'a Directory,
+    pub connection_id: u64,
+    /// Set when the login succeeds: which hub it was for.
+    pub hub: Option<Arc<HubEntry>>,
+}
+
+impl Authenticator for LoginCheck<'_> {
+    fn authenticate(
+        &mut self,
+        req: &LoginRequest,
+        server_random: &[u8; 20],
+    ) -> Result<SessionGrant, ErrorCode> {
+        let hub = self
+            .directory
+            .hub(&req.hubname)
+            .ok_or(ErrorCode::HUB_NOT_FOUND)?;
+        // Unknown user and wrong password look the same to the client (9),
+        // as on the real server: no user enumeration.
+        let stored = hub
+            .users
+            .get(&req.username.to_ascii_lowercase())
+            .ok_or(ErrorCode::AUTH_FAILED)?;
+        if !req.verify_password(stored, server_random) {
+            return Err(ErrorCode::AUTH_FAILED);
+        }
+        self.hub = Some(Arc::clone(hub));
+        Ok(SessionGrant::new(
+            format!(
+                "SID-{}-{}",
+                req.username.to_ascii_uppercase(),
+                self.connection_id
+            ),
+            format!("CID-{}", self.connection_id),
+        ))
+    }
+}

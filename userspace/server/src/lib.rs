@@ -1,0 +1,112 @@
+//! ethergate's VPN server runtime: io_uring (compio) workers, one per core,
+//! serving SoftEther-protocol sessions over TLS, and one actor per virtual
+//! hub that switches frames between sessions and the hub's local bridge.
+//!
+//! The protocol itself lives in `ethergate-proto` (sans-IO); this crate only
+//! moves bytes: sockets ↔ rustls ↔ protocol state machine ↔ hub channels.
+//! See docs/decisions/0002-vpn-server-runtime.md for the threading model.
+
+pub mod connection;
+pub mod directory;
+pub mod hub_actor;
+pub mod ktls;
+pub mod tls;
+pub mod worker;
+
+use std::{net::SocketAddr, sync::Arc, thread::JoinHandle};
+
+pub use directory::{Directory, Limits};
+pub use worker::Stats;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start worker thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// What the listeners need; hubs are registered in the [`Directory`].
+pub struct ListenerSetup {
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads; 0 means one per available core.
+    pub workers: usize,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub proto: ethergate_proto::ServerConfig,
+}
+
+/// Running listeners; dropping it (or [`RunningServer::stop`]) stops them.
+pub struct RunningServer {
+    stop: Option<async_channel::Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+    pub stats: Arc<Stats>,
+    pub directory: Arc<Directory>,
+    pub workers: usize,
+}
+
+impl RunningServer {
+    /// Binds every address once per worker (SO_REUSEPORT), then starts the
+    /// workers. Bind errors are returned before anything runs.
+    pub fn start(setup: ListenerSetup, directory: Arc<Directory>) -> Result<Self, ServerError> {
+        let workers = if setup.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            setup.workers
+        };
+        let mut per_worker = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let mut listeners = Vec::with_capacity(setup.listen.len());
+            for &addr in &setup.listen {
+                let listener = worker::bind_listener(addr)
+                    .map_err(|source| ServerError::Listen { addr, source })?;
+                listeners.push(listener);
+            }
+            per_worker.push(listeners);
+        }
+        let stats = Arc::new(Stats::default());
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let mut threads = Vec::with_capacity(workers);
+        for (index, listeners) in per_worker.into_iter().enumerate() {
+            let worker = worker::Worker {
+                directory: Arc::clone(&directory),
+                tls: Arc::clone(&setup.tls),
+                proto: setup.proto.clone(),
+                stats: Arc::clone(&stats),
+            };
+            let thread = worker::spawn(index, listeners, worker, stop_rx.clone())
+                .map_err(ServerError::Thread)?;
+            threads.push(thread);
+        }
+        Ok(Self {
+            stop: Some(stop_tx),
+            threads,
+            stats,
+            directory,
+            workers,
+        })
+    }
+
+    /// Stops accepting and drops every connection; returns when all worker
+    /// threads have ended.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        // Closing the channel wakes every worker's `stop.recv()`.
+        drop(self.stop.take());
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

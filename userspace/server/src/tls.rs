@@ -1,0 +1,165 @@
+//! TLS server configuration: rustls with the aws-lc-rs provider, TLS 1.2
+//! and 1.3 (rustls implements only AEAD suites — no CBC, no RC4 — so "AEAD
+//! only" holds by construction), and the certificate either from the config
+//! or generated once into `state_dir` and reused on every start.
+//!
+//! Invariant: a generated key is written with mode 0600 through a temp file,
+//! fsync and rename, so a crash never leaves a half-written key that a later
+//! start would trust. SoftEther clients don't verify the certificate by
+//! default (softether-protocol.md §1.1), but a stable one lets users who do
+//! pin it.
+
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use rustls::{
+    ServerConfig,
+    crypto::aws_lc_rs,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+};
+
+/// File names inside `state_dir` for the generated pair.
+const GENERATED_CERT: &str = "tls-cert.pem";
+const GENERATED_KEY: &str = "tls-key.pem";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read TLS certificate {path}: {reason}")]
+    Certificate { path: PathBuf, reason: String },
+    #[error("cannot read TLS private key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the certificate and key don't form a usable TLS identity: {0}")]
+    Config(#[source] rustls::Error),
+}
+
+/// Where the certificate came from, for logs and `ethergate status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertificateSource {
+    Configured(PathBuf),
+    Generated(PathBuf),
+    Reused(PathBuf),
+}
+
+/// Builds the rustls server config from configured PEM files.
+pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain = read_chain(cert)?;
+    let key = read_key(key)?;
+    build(chain, key)
+}
+
+/// Reuses the pair in `state_dir`, generating it first if absent.
+pub fn self_signed(state_dir: &Path) -> Result<(Arc<ServerConfig>, CertificateSource), TlsError> {
+    let cert_path = state_dir.join(GENERATED_CERT);
+    let key_path = state_dir.join(GENERATED_KEY);
+    let source = if cert_path.exists() && key_path.exists() {
+        CertificateSource::Reused(cert_path.clone())
+    } else {
+        generate(state_dir, &cert_path, &key_path)?;
+        CertificateSource::Generated(cert_path.clone())
+    };
+    let config = build(read_chain(&cert_path)?, read_key(&key_path)?)?;
+    Ok((config, source))
+}
+
+fn generate(state_dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
+    fs::create_dir_all(state_dir).map_err(|source| TlsError::Write {
+        path: state_dir.to_owned(),
+        source,
+    })?;
+    let host = hostname();
+    let certified = rcgen::generate_simple_self_signed(vec![host, "ethergate".to_owned()])
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    // Key first: a cert without its key is useless, and we check both.
+    write_atomically(
+        key_path,
+        certified.key_pair.serialize_pem().as_bytes(),
+        0o600,
+    )?;
+    write_atomically(cert_path, certified.cert.pem().as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// temp file → write → fsync → rename → fsync(dir): after a crash the file
+/// is either the old one, absent, or complete.
+pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
+    let wrap = |source| TlsError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(wrap)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(wrap)?;
+    file.write_all(contents).map_err(wrap)?;
+    file.sync_all().map_err(wrap)?;
+    fs::rename(&tmp, path).map_err(wrap)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(wrap)?;
+    }
+    Ok(())
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let err = |reason: String| TlsError::Certificate {
+        path: path.to_owned(),
+        reason,
+    };
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(err("no CERTIFICATE block in the file".to_owned()));
+    }
+    Ok(chain)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Key {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn build(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(TlsError::Config)?;
+    Ok(Arc::new(config))
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

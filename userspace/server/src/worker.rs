@@ -1,0 +1,144 @@
+//! Thread-per-core workers, each with its own io_uring runtime (compio) and
+//! its own SO_REUSEPORT listening socket per address, so the kernel spreads
+//! new connections across cores and no accept lock is shared.
+//!
+//! Invariant: every listening socket is bound in the caller's thread before
+//! any worker starts, so "address in use" and permission errors surface at
+//! start-up as errors, not as a half-started server.
+
+use std::{
+    net::SocketAddr,
+    rc::Rc,
+    sync::{Arc, OnceLock, atomic::AtomicU64},
+    thread::JoinHandle,
+    time::Instant,
+};
+
+use compio::net::TcpListener;
+use ethergate_proto::Timestamp;
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{debug, error, info};
+
+use crate::{connection, directory::Directory};
+
+/// Backlog per listening socket; the kernel caps it at somaxconn.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Counters shared by all workers.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub logins_ok: AtomicU64,
+    pub logins_failed: AtomicU64,
+    /// Batches dropped because the hub's queue was full.
+    pub frames_dropped: AtomicU64,
+}
+
+/// What one worker thread serves connections with.
+pub struct Worker {
+    pub directory: Arc<Directory>,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub proto: ethergate_proto::ServerConfig,
+    pub stats: Arc<Stats>,
+}
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// The instant all protocol timestamps count from.
+pub fn epoch() -> Instant {
+    *EPOCH.get_or_init(Instant::now)
+}
+
+pub fn now() -> Timestamp {
+    Timestamp::from_elapsed(epoch().elapsed())
+}
+
+static RANDOM: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
+
+/// Session keys and server randoms come from the same CSPRNG as TLS.
+pub fn system_random(buf: &mut [u8]) {
+    let provider = RANDOM.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    // Without a working system RNG no TLS handshake can succeed either;
+    // there is nothing sensible to continue with.
+    provider
+        .secure_random
+        .fill(buf)
+        .expect("the system random number generator failed");
+}
+
+/// A bound, listening, non-blocking socket for one worker.
+pub fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        // `[::]:443` next to `0.0.0.0:443` must not collide.
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Runs one worker thread until `stop` closes.
+pub fn spawn(
+    index: usize,
+    listeners: Vec<std::net::TcpListener>,
+    worker: Worker,
+    stop: async_channel::Receiver<()>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("ethergate-w{index}"))
+        .spawn(move || {
+            let runtime = match compio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!("worker {index}: cannot start io_uring runtime: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(run(index, listeners, Rc::new(worker), stop));
+        })
+}
+
+async fn run(
+    index: usize,
+    listeners: Vec<std::net::TcpListener>,
+    worker: Rc<Worker>,
+    stop: async_channel::Receiver<()>,
+) {
+    let mut accepting = Vec::new();
+    for std_listener in listeners {
+        let listener = match TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                error!("worker {index}: cannot register a listener: {e}");
+                continue;
+            }
+        };
+        accepting.push(compio::runtime::spawn(accept_loop(
+            listener,
+            Rc::clone(&worker),
+        )));
+    }
+    debug!(index, listeners = accepting.len(), "worker running");
+    let _ = stop.recv().await;
+    drop(accepting);
+    info!(index, "worker stopping");
+}
+
+async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                compio::runtime::spawn(connection::serve(stream, peer, Rc::clone(&worker)))
+                    .detach();
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                error!("accept: {e}");
+                compio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
