@@ -3,6 +3,7 @@
 //! Exit codes follow interface.md: 0 success, 1 user error (bad config, bad
 //! arguments), 2 runtime failure. Errors are one sentence on stderr.
 
+mod appliance;
 mod check;
 mod serve;
 mod signals;

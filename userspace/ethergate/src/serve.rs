@@ -1,11 +1,12 @@
 //! `ethergate serve`: the appliance in the foreground.
 //!
-//! What runs today: the config is loaded and validated, the eBPF programs are
-//! loaded (through the verifier) and the uplink XDP program is attached to
-//! `[nat].uplink`, classifying and counting every frame. The VPN listeners,
-//! hubs and NAT rewriting are later issues; serve says so at start instead of
-//! pretending. SIGTERM/SIGINT stop it cleanly (counters printed, programs
-//! detached); SIGHUP is acknowledged and ignored until reload exists.
+//! What runs: the config is loaded and validated; the VPN listeners, one
+//! tap and hub per `[[hub]]`, and the eBPF programs (through the verifier,
+//! uplink XDP attached to `[nat].uplink`, classifying and counting) start.
+//! NAT rewriting is a later issue; serve says so instead of pretending.
+//! SIGTERM/SIGINT stop it cleanly (counters printed, sessions closed, taps
+//! removed, programs detached); SIGHUP is acknowledged and ignored until
+//! reload exists.
 
 use std::{path::Path, time::Duration};
 
@@ -15,7 +16,7 @@ use ethergate_dataplane::Dataplane;
 use nix::sys::signal::Signal;
 use tracing::{info, warn};
 
-use crate::{Failure, check, signals::Signals, stats};
+use crate::{Failure, appliance::Appliance, check, signals::Signals, stats};
 
 pub fn run(config_path: Option<&Path>, stats_interval_secs: u64) -> Result<(), Failure> {
     let config = match config_path {
@@ -42,12 +43,18 @@ pub fn run(config_path: Option<&Path>, stats_interval_secs: u64) -> Result<(), F
         }
         None => info!("no [nat] section: no data-plane program attached"),
     }
-    if !config.hubs.is_empty() {
-        warn!(
-            hubs = config.hubs.len(),
-            "VPN listeners and virtual hubs are not implemented yet; the hubs in the config are \
-             validated but not served"
-        );
+    let appliance = Appliance::start(&config).map_err(Failure::Runtime)?;
+    info!(
+        certificate = ?appliance.certificate,
+        tls = appliance.ktls.session_mode(),
+        "appliance running"
+    );
+    if config
+        .nat
+        .as_ref()
+        .is_some_and(|n| !n.snat.is_empty() || !n.dnat.is_empty())
+    {
+        warn!("[nat] snat/dnat rules are validated but not applied yet (eBPF NAT pending)");
     }
 
     let interval = (stats_interval_secs > 0).then(|| Duration::from_secs(stats_interval_secs));
@@ -65,6 +72,7 @@ pub fn run(config_path: Option<&Path>, stats_interval_secs: u64) -> Result<(), F
         }
     }
     print_counters(&dataplane);
+    appliance.stop();
     drop(dataplane);
     info!("data-plane programs detached; bye");
     Ok(())

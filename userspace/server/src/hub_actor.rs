@@ -6,9 +6,18 @@
 //! always attached before its first frame and detached after its last; a
 //! frame is never delivered to a port that has been detached.
 
-use std::collections::HashMap;
+use std::{cell::RefCell, collections::HashMap, os::fd::AsFd, rc::Rc, thread::JoinHandle};
 
+use compio::{
+    BufResult,
+    io::{AsyncRead, AsyncWrite},
+    runtime::fd::AsyncFd,
+};
+use ethergate_bridge::TapQueue;
 use ethergate_proto::data::Frames;
+use tracing::{debug, error, info, warn};
+
+use crate::switch::{Delivery, HubSwitch};
 
 /// A hub port: a session (ids from 1) or the local bridge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,38 +41,218 @@ pub enum HubInput {
     Detach { port: PortId },
 }
 
-/// Session ports as the actor knows them.
-#[derive(Default)]
-pub struct Ports {
+/// Largest frame read from the tap: MTU 1500 + Ethernet + one VLAN tag,
+/// SoftEther's own ceiling is 1600 (§7.1).
+const TAP_FRAME_MAX: usize = 1600;
+/// Input messages handled before yielding to the tap readers.
+const INPUT_BURST: usize = 64;
+
+struct Actor {
+    name: String,
+    switch: Box<dyn HubSwitch>,
     sessions: HashMap<PortId, async_channel::Sender<Frames>>,
+    /// Per-port batches being assembled for one burst of input.
+    outgoing: HashMap<PortId, Frames>,
+    /// Frames for the bridge, written after the burst.
+    to_bridge: Vec<Vec<u8>>,
+    dropped: u64,
 }
 
-impl Ports {
-    pub fn attach(&mut self, port: PortId, to_session: async_channel::Sender<Frames>) {
-        self.sessions.insert(port, to_session);
+impl Actor {
+    fn input(&mut self, input: HubInput) {
+        match input {
+            HubInput::Attach { port, to_session } => {
+                self.sessions.insert(port, to_session);
+                self.switch.port_added(port);
+                debug!(hub = self.name, port = port.0, "port attached");
+            }
+            HubInput::Detach { port } => {
+                self.sessions.remove(&port);
+                self.outgoing.remove(&port);
+                self.switch.port_removed(port);
+                debug!(hub = self.name, port = port.0, "port detached");
+            }
+            HubInput::Frames { port, frames } => {
+                for frame in frames.iter() {
+                    self.switch_frame(port, frame);
+                }
+            }
+        }
     }
 
-    pub fn detach(&mut self, port: PortId) {
-        self.sessions.remove(&port);
+    fn switch_frame(&mut self, ingress: PortId, frame: &[u8]) {
+        let Self {
+            switch,
+            sessions,
+            outgoing,
+            to_bridge,
+            ..
+        } = self;
+        switch.forward(ingress, frame, &mut |delivery| match delivery {
+            Delivery::Bridge(bytes) => to_bridge.push(bytes.to_vec()),
+            Delivery::Port(port, bytes) => {
+                if sessions.contains_key(&port) {
+                    outgoing.entry(port).or_default().push(bytes);
+                }
+            }
+            Delivery::AllExcept(except, bytes) => {
+                for &port in sessions.keys() {
+                    if port != except {
+                        outgoing.entry(port).or_default().push(bytes);
+                    }
+                }
+                if except != PortId::BRIDGE {
+                    to_bridge.push(bytes.to_vec());
+                }
+            }
+        });
     }
 
-    pub fn len(&self) -> usize {
-        self.sessions.len()
+    /// Hands each session its batch; a full queue drops the batch.
+    fn flush_sessions(&mut self) {
+        for (port, frames) in self.outgoing.drain() {
+            if frames.is_empty() {
+                continue;
+            }
+            let sent = self
+                .sessions
+                .get(&port)
+                .is_some_and(|tx| tx.try_send(frames).is_ok());
+            if !sent {
+                self.dropped += 1;
+            }
+        }
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-    }
+/// A running hub actor. Dropping the input sender (all of them) stops it.
+pub struct HubActor {
+    pub input: async_channel::Sender<HubInput>,
+    pub thread: JoinHandle<()>,
+}
 
-    /// Queues `frames` to a session; false when its queue is full or it is
-    /// gone (the batch is dropped, as SoftEther drops, §7.1).
-    pub fn send(&self, port: PortId, frames: Frames) -> bool {
-        self.sessions
-            .get(&port)
-            .is_some_and(|tx| tx.try_send(frames).is_ok())
-    }
+/// Starts the actor thread for one hub with its tap queues (may be empty:
+/// a hub without a local bridge only switches between sessions).
+pub fn spawn(
+    name: &str,
+    switch: Box<dyn HubSwitch + Send>,
+    tap_queues: Vec<TapQueue>,
+    queue_len: usize,
+) -> std::io::Result<HubActor> {
+    let (tx, rx) = async_channel::bounded::<HubInput>(queue_len);
+    let name = name.to_owned();
+    let thread = std::thread::Builder::new()
+        .name(format!("hub-{name}"))
+        .spawn(move || {
+            let runtime = match compio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!(hub = name, "cannot start io_uring runtime: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(run(name, switch, tap_queues, rx));
+        })?;
+    Ok(HubActor { input: tx, thread })
+}
 
-    pub fn ids(&self) -> impl Iterator<Item = PortId> + '_ {
-        self.sessions.keys().copied()
+async fn run(
+    name: String,
+    switch: Box<dyn HubSwitch + Send>,
+    tap_queues: Vec<TapQueue>,
+    rx: async_channel::Receiver<HubInput>,
+) {
+    let actor = Rc::new(RefCell::new(Actor {
+        name: name.clone(),
+        switch,
+        sessions: HashMap::new(),
+        outgoing: HashMap::new(),
+        to_bridge: Vec::new(),
+        dropped: 0,
+    }));
+    let mut taps = Vec::new();
+    for queue in tap_queues {
+        match make_blocking(&queue).and_then(|()| AsyncFd::new(queue)) {
+            Ok(fd) => taps.push(Rc::new(fd)),
+            Err(e) => error!(hub = name, "cannot register a tap queue: {e}"),
+        }
     }
+    let mut readers = Vec::new();
+    for tap in &taps {
+        readers.push(compio::runtime::spawn(tap_reader(
+            Rc::clone(tap),
+            Rc::clone(&actor),
+        )));
+    }
+    let writer = taps.first().cloned();
+    info!(hub = name, taps = taps.len(), "hub running");
+    while let Ok(first) = rx.recv().await {
+        {
+            let mut a = actor.borrow_mut();
+            a.input(first);
+            for _ in 1..INPUT_BURST {
+                match rx.try_recv() {
+                    Ok(more) => a.input(more),
+                    Err(_) => break,
+                }
+            }
+            a.flush_sessions();
+        }
+        let frames = std::mem::take(&mut actor.borrow_mut().to_bridge);
+        if let Some(tap) = &writer {
+            write_to_tap(tap, frames).await;
+        }
+    }
+    drop(readers);
+    info!(hub = name, "hub stopped");
+}
+
+async fn tap_reader(tap: Rc<AsyncFd<TapQueue>>, actor: Rc<RefCell<Actor>>) {
+    let mut buf = Vec::with_capacity(TAP_FRAME_MAX);
+    loop {
+        buf.clear();
+        let BufResult(result, returned) = (&*tap).read(buf).await;
+        buf = returned;
+        match result {
+            Ok(0) => return,
+            Ok(n) => {
+                let to_bridge = {
+                    let mut a = actor.borrow_mut();
+                    if let Some(frame) = buf.get(..n) {
+                        a.switch_frame(PortId::BRIDGE, frame);
+                    }
+                    a.flush_sessions();
+                    std::mem::take(&mut a.to_bridge)
+                };
+                // DHCP answers to the bridge side are rare but possible.
+                if !to_bridge.is_empty() {
+                    write_to_tap(&tap, to_bridge).await;
+                }
+            }
+            Err(e) => {
+                warn!("tap read: {e}");
+                compio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn write_to_tap(tap: &AsyncFd<TapQueue>, frames: Vec<Vec<u8>>) {
+    let mut writer = tap;
+    for frame in frames {
+        let BufResult(result, _) = writer.write(frame).await;
+        if let Err(e) = result {
+            debug!("tap write: {e}");
+        }
+    }
+}
+
+/// io_uring retries reads on a blocking fd by polling; on a non-blocking
+/// one it would hand us EAGAIN instead.
+fn make_blocking(queue: &TapQueue) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(queue.as_fd(), FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
+    fcntl(queue.as_fd(), FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+    Ok(())
 }

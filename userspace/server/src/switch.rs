@@ -1,0 +1,36 @@
+//! The seam between the hub actor (IO) and the hub's switching logic
+//! (sans-IO, in `ethergate-hub`): the actor hands every frame with its
+//! ingress port to a [`HubSwitch`], which says where copies go.
+
+use crate::hub_actor::PortId;
+
+/// One copy of a frame and where it goes.
+pub enum Delivery<'a> {
+    /// To the local bridge.
+    Bridge(&'a [u8]),
+    /// To one session port.
+    Port(PortId, &'a [u8]),
+    /// To every port (sessions and bridge) except one: flooding.
+    AllExcept(PortId, &'a [u8]),
+}
+
+pub trait HubSwitch {
+    fn port_added(&mut self, port: PortId);
+    fn port_removed(&mut self, port: PortId);
+    /// Decides what happens to `frame` from `ingress`; frames the hub
+    /// answers itself (DHCP) come back as deliveries too.
+    fn forward(&mut self, ingress: PortId, frame: &[u8], deliver: &mut dyn FnMut(Delivery<'_>));
+}
+
+/// A hub without learning: every frame to every other port. Used by tests
+/// of the IO paths, where what matters is that frames move at all.
+#[derive(Default)]
+pub struct Repeater;
+
+impl HubSwitch for Repeater {
+    fn port_added(&mut self, _port: PortId) {}
+    fn port_removed(&mut self, _port: PortId) {}
+    fn forward(&mut self, ingress: PortId, frame: &[u8], deliver: &mut dyn FnMut(Delivery<'_>)) {
+        deliver(Delivery::AllExcept(ingress, frame));
+    }
+}
