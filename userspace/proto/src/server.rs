@@ -392,7 +392,9 @@ impl<R: RandomSource> ServerConnection<R> {
     }
 
     /// Accept the pending login: negotiate and send the welcome (§5),
-    /// start the tunnel, and emit `Established`.
+    /// start the tunnel, and emit `Established`. Bytes that arrived while
+    /// the answer was pending are decoded by the next `handle_input` call
+    /// (an empty slice will do); a real client sends none.
     pub fn accept_login(&mut self, now: Timestamp, grant: SessionGrant) {
         if !matches!(self.state, State::LoginPending(_)) {
             return;
