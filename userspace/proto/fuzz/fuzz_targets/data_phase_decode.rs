@@ -24,7 +24,9 @@ fn run(stream: &[u8], chunk: usize, compressed: bool) -> (Vec<Vec<u8>>, bool) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&ctl, stream)) = data.split_first() else { return };
+    let Some((&ctl, stream)) = data.split_first() else {
+        return;
+    };
     let compressed = ctl & 1 == 1;
     let chunk = usize::from(ctl >> 1) + 1;
     let whole = run(stream, stream.len(), compressed);

@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = http::check_pack_request(&m);
             let _ = http::is_signature_request(&m) && http::is_valid_signature(&m.body);
             // Re-parsing only the consumed prefix gives the same message.
-            assert_eq!(http::parse_request(&data[..used], max_body), Ok(Some((m, used))));
+            assert_eq!(
+                http::parse_request(&data[..used], max_body),
+                Ok(Some((m, used)))
+            );
         }
         if let Ok(Some((m, used))) = http::parse_response(data, max_body) {
             assert!(used <= data.len());

@@ -14,7 +14,14 @@ fuzz_target!(|data: &[u8]| {
             // Exercise the typed getters on whatever names exist.
             for e in p.elements() {
                 let n = e.name();
-                let _ = (p.int(n), p.int64(n), p.data(n), p.str(n), p.unistr(n), p.ip(n));
+                let _ = (
+                    p.int(n),
+                    p.int64(n),
+                    p.data(n),
+                    p.str(n),
+                    p.unistr(n),
+                    p.ip(n),
+                );
             }
         }
     }

@@ -17,7 +17,11 @@ pub const SERVER_RNG_SEED: u64 = 7;
 struct Hub;
 
 impl Authenticator for Hub {
-    fn authenticate(&mut self, req: &LoginRequest, random: &[u8; 20]) -> Result<SessionGrant, ErrorCode> {
+    fn authenticate(
+        &mut self,
+        req: &LoginRequest,
+        random: &[u8; 20],
+    ) -> Result<SessionGrant, ErrorCode> {
         if req.hubname != "TEST" {
             return Err(ErrorCode::HUB_NOT_FOUND);
         }
@@ -37,7 +41,9 @@ impl Authenticator for Hub {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&ctl, stream)) = data.split_first() else { return };
+    let Some((&ctl, stream)) = data.split_first() else {
+        return;
+    };
     let chunk = usize::from(ctl & 0x7f) + 1;
     let mut cfg = ServerConfig::default();
     cfg.negotiation.allow_compress = ctl & 0x80 != 0;
@@ -54,7 +60,12 @@ fuzz_target!(|data: &[u8]| {
                 ServerEvent::LoginRequested(_) => s.authenticate_with(Timestamp(now), &mut Hub),
                 ServerEvent::AdditionalConnectRequested(a) => {
                     if a.session_key[0] % 2 == 0 {
-                        s.accept_additional(Timestamp(now), Direction::Both, 5_000, a.session_key[1] % 2 == 0);
+                        s.accept_additional(
+                            Timestamp(now),
+                            Direction::Both,
+                            5_000,
+                            a.session_key[1] % 2 == 0,
+                        );
                     } else {
                         s.reject_additional(Timestamp(now), ErrorCode::TOO_MANY_CONNECTION);
                     }
