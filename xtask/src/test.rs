@@ -20,6 +20,7 @@ const PRIVILEGED: &[&str] = &[
     "ethergate-bridge",
     "ethergate-netns",
     "ethergate-integration",
+    "ethergate-softether",
     "ethergate",
 ];
 

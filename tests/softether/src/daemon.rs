@@ -1,0 +1,313 @@
+//! One SoftEther daemon (`vpnserver` or `vpnclient`) in `execsvc`
+//! (foreground) mode inside a namespace of a [`Topology`], with its own
+//! state, and vpncmd pointed at it.
+//!
+//! Invariants:
+//! * The daemon never sees the host's `/var/lib`, `/var/log` or `/run`: it
+//!   runs in a private mount namespace where those three are bind-mounted
+//!   from a per-instance scratch directory (the Debian build keeps its
+//!   config, logs and pid files under `<dir>/softether`). Whole directories
+//!   are covered because `/var/lib/softether` etc. do not exist on the host
+//!   and creating them would touch the host.
+//! * vpncmd for this instance runs inside the daemon's own mount and network
+//!   namespaces (`nsenter --target <daemon pid> --mount --net`), so any file
+//!   it writes lands in the same scratch directory.
+//! * Only processes we started are ever signalled, by PID: the daemon, and
+//!   the worker child it forks (which outlives a SIGTERM to its parent).
+
+use std::{
+    fs,
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use ethergate_netns::{Process, Topology};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+use crate::{
+    Result, SoftEtherError,
+    command::{Outcome, run_bounded},
+    vpncmd::VpncmdOutput,
+};
+
+/// Where Debian installs the real binaries (`/usr/bin/*` are exec wrappers).
+pub(crate) const LIBEXEC: &str = "/usr/libexec/softether";
+
+/// How long a daemon gets to start listening for admin connections.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Deadline of one vpncmd call; the slowest seen (HubCreate) takes ~0.3 s.
+const VPNCMD_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Grace period for the worker child after SIGTERM (it saves its config).
+const WORKER_GRACE: Duration = Duration::from_secs(3);
+
+/// vpncmd's line after a refused login; what follows is a password prompt
+/// it would spin on forever.
+const ACCESS_DENIED: &str = "Access has been denied.";
+
+/// Distinguishes scratch directories of instances in one process.
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+/// The state directories the Debian build uses, relative to `/`.
+const STATE_DIRS: [&str; 3] = ["var/lib", "var/log", "run"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Server,
+    Client,
+}
+
+impl Kind {
+    fn binary(self) -> &'static str {
+        match self {
+            Kind::Server => "vpnserver",
+            Kind::Client => "vpnclient",
+        }
+    }
+
+    /// The management port the daemon listens on inside its namespace.
+    pub(crate) fn admin_port(self) -> u16 {
+        match self {
+            Kind::Server => 5555,
+            // GC_CLIENT_CONFIG_PORT in 5.x (4.x used 9930).
+            Kind::Client => 9931,
+        }
+    }
+}
+
+pub(crate) struct Daemon<'t> {
+    topo: &'t Topology,
+    namespace: String,
+    kind: Kind,
+    scratch: PathBuf,
+    process: Option<Process>,
+}
+
+impl<'t> Daemon<'t> {
+    /// Starts the daemon in `namespace` and waits until its management port
+    /// accepts TCP connections.
+    pub(crate) fn start(topo: &'t Topology, namespace: &str, kind: Kind) -> Result<Self> {
+        for tool in [kind.binary(), "vpncmd"] {
+            let path = format!("{LIBEXEC}/{tool}/{tool}");
+            if !Path::new(&path).exists() {
+                return Err(SoftEtherError::MissingBinary(path));
+            }
+        }
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let scratch = std::env::temp_dir().join(format!(
+            "{}-softether-{}-{seq}",
+            topo.prefix(),
+            kind.binary()
+        ));
+        let mut mounts = Vec::new();
+        for dir in STATE_DIRS {
+            let source = scratch.join(dir);
+            fs::create_dir_all(source.join("softether"))?;
+            mounts.push(format!(
+                "mount --bind {} /{dir}",
+                shell_quote(&source.to_string_lossy())
+            ));
+        }
+        let script = format!(
+            "{} && exec {LIBEXEC}/{bin}/{bin} execsvc",
+            mounts.join(" && "),
+            bin = kind.binary()
+        );
+        let mut daemon = Daemon {
+            topo,
+            namespace: namespace.to_owned(),
+            kind,
+            scratch,
+            process: None,
+        };
+        daemon.process = Some(topo.spawn(
+            namespace,
+            &[
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ],
+        )?);
+        daemon.wait_listening()?;
+        Ok(daemon)
+    }
+
+    fn wait_listening(&mut self) -> Result<()> {
+        let port = self.kind.admin_port();
+        let started = Instant::now();
+        loop {
+            if !self.process.as_mut().is_some_and(Process::is_running) {
+                return Err(SoftEtherError::DaemonExited {
+                    daemon: self.kind.binary().to_owned(),
+                    log: self.log(),
+                });
+            }
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let up = self.topo.enter(&self.namespace, || {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            })?;
+            if up {
+                return Ok(());
+            }
+            if started.elapsed() > START_TIMEOUT {
+                return Err(SoftEtherError::NotReady {
+                    daemon: self.kind.binary().to_owned(),
+                    port,
+                    waited: started.elapsed(),
+                    log: self.log(),
+                });
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the daemon printed on stdout/stderr (little: it logs to files).
+    pub(crate) fn log(&self) -> String {
+        self.process.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    /// The daemon's private `/var/lib/softether`, `/var/log/softether`, …
+    /// as seen from the host.
+    pub(crate) fn state_dir(&self, dir: &str) -> PathBuf {
+        self.scratch.join(dir).join("softether")
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
+    }
+
+    /// Runs `vpncmd <target> <mode_args…> /CMD <args…>` inside the daemon's
+    /// namespaces. `target` is `localhost:5555 /SERVER` or `localhost
+    /// /CLIENT`; `mode_args` carries `/PASSWORD:` (always given: without it
+    /// vpncmd prompts and spins) and `/ADMINHUB:`.
+    pub(crate) fn vpncmd(&self, mode_args: &[&str], args: &[&str]) -> Result<VpncmdOutput> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| SoftEtherError::DaemonExited {
+                daemon: self.kind.binary().to_owned(),
+                log: String::new(),
+            })?
+            .to_string();
+        let mut argv: Vec<String> = [
+            "nsenter",
+            "--target",
+            &pid,
+            "--mount",
+            "--net",
+            &format!("{LIBEXEC}/vpncmd/vpncmd"),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        match self.kind {
+            Kind::Server => argv.extend([
+                format!("localhost:{}", self.kind.admin_port()),
+                "/SERVER".into(),
+            ]),
+            Kind::Client => argv.extend(["localhost".into(), "/CLIENT".into()]),
+        }
+        argv.extend(mode_args.iter().map(|s| (*s).to_owned()));
+        argv.push("/CMD".into());
+        argv.extend(args.iter().map(|s| (*s).to_owned()));
+        let command = argv[6..].join(" ");
+        match run_bounded(&argv, VPNCMD_TIMEOUT, Some(ACCESS_DENIED))? {
+            Outcome::Aborted(output) => Err(SoftEtherError::VpncmdAccessDenied { command, output }),
+            Outcome::Finished(done) => {
+                let out = VpncmdOutput::new(done.output);
+                if done.exit == Some(0) && out.completed() {
+                    Ok(out)
+                } else {
+                    Err(SoftEtherError::Vpncmd {
+                        command,
+                        exit: done.exit,
+                        error_code: out.error_code(),
+                        output: out.raw().to_owned(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Stops the daemon: SIGTERM to it, then to the worker child it forked
+    /// (found by parent PID), SIGKILL for a worker that lingers.
+    pub(crate) fn stop(&mut self) {
+        let Some(mut process) = self.process.take() else {
+            return;
+        };
+        let workers = children_of(process.pid());
+        process.stop();
+        for &pid in &workers {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + WORKER_GRACE;
+        while workers.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        for &pid in &workers {
+            if alive(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        self.stop();
+        if std::env::var_os("ETHERGATE_KEEP_LOGS").is_none() {
+            let _ = fs::remove_dir_all(&self.scratch);
+        }
+    }
+}
+
+/// PIDs whose parent is `parent` (from `/proc/<pid>/stat`, field 4).
+fn children_of(parent: u32) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The command name (field 2) may contain spaces: skip past ')'.
+                    let rest = stat.rsplit_once(')')?.1;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// True while `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

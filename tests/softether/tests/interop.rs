@@ -1,0 +1,207 @@
+//! Real Debian vpnclient against real Debian vpnserver, each in its own
+//! namespace: `client (198.51.100.2) — server (198.51.100.1)`.
+//! Needs root; run with `--test-threads=1`.
+
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use ethergate_netns::{Endpoint, Topology};
+use ethergate_softether::{
+    DhcpSettings, PasswordKind, SoftEtherClient, SoftEtherError, SoftEtherServer, StaticRoute,
+    Udhcpc,
+};
+
+const SERVER: &str = "198.51.100.1:443";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn topology() -> Topology {
+    Topology::builder()
+        .namespace("client")
+        .namespace("server")
+        .veth(
+            Endpoint::new("client", "cl0", &["198.51.100.2/24"]),
+            Endpoint::new("server", "sv0", &["198.51.100.1/24"]),
+        )
+        .build()
+        .expect("build client/server topology")
+}
+
+/// Hub TEST with user alice/secret and SecureNAT pushing 10.99.0.0/16.
+fn server(topo: &Topology) -> SoftEtherServer<'_> {
+    let server = SoftEtherServer::start(topo, "server").expect("start vpnserver");
+    server.hub_create("TEST").expect("HubCreate TEST");
+    server
+        .user_create("TEST", "alice", "secret")
+        .expect("create alice");
+    server.secure_nat_enable("TEST").expect("SecureNatEnable");
+    server
+        .dhcp_set(
+            "TEST",
+            &DhcpSettings {
+                push_routes: vec![(
+                    Ipv4Addr::new(10, 99, 0, 0),
+                    16,
+                    Ipv4Addr::new(192, 168, 30, 1),
+                )],
+                ..DhcpSettings::default()
+            },
+        )
+        .expect("DhcpSet with /PUSHROUTE");
+    server
+}
+
+#[test]
+fn real_client_connects_to_real_server_and_gets_dhcp_with_routes() {
+    let topo = topology();
+    let server = server(&topo);
+    let client = SoftEtherClient::start(&topo, "client").expect("start vpnclient");
+    let tap = client.nic_create("vpn0").expect("NicCreate vpn0");
+    assert_eq!(tap, "vpn_vpn0");
+    client
+        .account_create("acc", SERVER, "TEST", "alice", "vpn0")
+        .expect("AccountCreate");
+    client
+        .account_password_set("acc", "secret", PasswordKind::Standard)
+        .expect("AccountPasswordSet");
+
+    let started = Instant::now();
+    client.account_connect("acc").expect("AccountConnect");
+    let status = client
+        .wait_connected("acc", CONNECT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("real client did not connect: {e}"));
+    let connected = started.elapsed();
+    assert_eq!(status.get("Virtual Hub Name").unwrap_or("TEST"), "TEST");
+    assert_eq!(client.last_error_code("acc"), None);
+
+    let lease = Udhcpc::new(&tap)
+        .static_routes(true)
+        .run(&topo, "client")
+        .unwrap_or_else(|e| panic!("no DHCP lease through the tunnel: {e}"));
+    let leased = started.elapsed();
+    eprintln!("connect {connected:?}, connect + DHCP {leased:?}, lease {lease:?}");
+
+    assert_eq!(lease.ip.octets()[..3], [192, 168, 30]);
+    assert_eq!(lease.prefix_len, 24);
+    assert_eq!(lease.router, Some(Ipv4Addr::new(192, 168, 30, 1)));
+    let pushed = StaticRoute {
+        network: Ipv4Addr::new(10, 99, 0, 0),
+        prefix_len: 16,
+        gateway: Ipv4Addr::new(192, 168, 30, 1),
+    };
+    assert!(
+        lease.staticroutes.contains(&pushed),
+        "option 121 lacks {pushed}: {:?}",
+        lease.staticroutes
+    );
+    assert_eq!(
+        lease.msstaticroutes, lease.staticroutes,
+        "option 249 != 121"
+    );
+
+    let routes = topo
+        .exec("client", &["ip", "route", "show", "10.99.0.0/16"])
+        .expect("ip route");
+    assert!(
+        routes.stdout.contains("via 192.168.30.1"),
+        "pushed route not installed: {}",
+        routes.stdout
+    );
+    let ping = topo
+        .run(
+            "client",
+            &["ping", "-c", "3", "-i", "0.2", "-W", "2", "192.168.30.1"],
+        )
+        .expect("run ping");
+    assert!(
+        ping.success,
+        "ping through the tunnel failed:\n{}{}",
+        ping.stdout, ping.stderr
+    );
+
+    client.account_disconnect("acc").expect("AccountDisconnect");
+    let config = server.config_text().expect("ConfigGet");
+    assert!(config.contains("declare root"), "config:\n{config}");
+    assert!(
+        config.contains("declare TEST"),
+        "hub TEST missing from config"
+    );
+}
+
+/// Connects account `name` and returns how the attempt failed.
+fn failed_attempt(client: &SoftEtherClient<'_>, name: &str) -> SoftEtherError {
+    client.account_connect(name).expect("AccountConnect");
+    let err = client
+        .wait_connected(name, CONNECT_TIMEOUT)
+        .expect_err("the attempt should fail");
+    client.account_disconnect(name).expect("AccountDisconnect");
+    err
+}
+
+#[test]
+fn wrong_password_is_code_9_and_unknown_hub_is_code_8() {
+    let topo = topology();
+    let _server = server(&topo);
+    let client = SoftEtherClient::start(&topo, "client").expect("start vpnclient");
+    client.nic_create("vpn0").expect("NicCreate vpn0");
+
+    client
+        .account_create("badpw", SERVER, "TEST", "alice", "vpn0")
+        .expect("AccountCreate badpw");
+    client
+        .account_password_set("badpw", "wrong", PasswordKind::Standard)
+        .expect("AccountPasswordSet");
+    let err = failed_attempt(&client, "badpw");
+    assert!(
+        matches!(err, SoftEtherError::ConnectFailed { code: Some(9), .. }),
+        "wrong password: {err}"
+    );
+    assert_eq!(client.last_error_code("badpw"), Some(9));
+
+    client
+        .account_create("nohub", SERVER, "NOPE", "alice", "vpn0")
+        .expect("AccountCreate nohub");
+    client
+        .account_password_set("nohub", "secret", PasswordKind::Standard)
+        .expect("AccountPasswordSet");
+    let err = failed_attempt(&client, "nohub");
+    assert!(
+        matches!(err, SoftEtherError::ConnectFailed { code: Some(8), .. }),
+        "unknown hub: {err}"
+    );
+    assert_eq!(client.last_error_code("nohub"), Some(8));
+    assert_eq!(
+        client.last_error_code("badpw"),
+        Some(9),
+        "codes are per account"
+    );
+}
+
+#[test]
+fn a_refused_vpncmd_login_fails_fast_instead_of_spinning() {
+    let topo = topology();
+    let server = SoftEtherServer::start(&topo, "server").expect("start vpnserver");
+    let listeners = server.listeners().expect("ListenerList");
+    for port in [443, 992, 5555] {
+        assert!(
+            listeners.iter().any(|(p, _)| *p == port),
+            "no listener on {port}: {listeners:?}"
+        );
+    }
+    // vpncmd with a wrong /PASSWORD: re-prompts and spins forever on EOF;
+    // the harness must kill it at the prompt, well before its deadline.
+    let started = Instant::now();
+    let err = server
+        .vpncmd_with_password("wrong", &["HubList"])
+        .expect_err("a wrong admin password is refused");
+    assert!(
+        matches!(err, SoftEtherError::VpncmdAccessDenied { .. }),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
