@@ -5,9 +5,10 @@
 //! [`Tap::create`] opens one non-blocking `/dev/net/tun` descriptor per queue
 //! (one queue per core); the server wraps each [`TapQueue`] in its runtime's
 //! async fd. [`Tap::configure`] (or [`configure`] for any link) sets MAC,
-//! MTU, the IPv4 address and up over rtnetlink. Everything acts in the
-//! calling thread's network namespace, so tests can run it in a thread that
-//! entered a throwaway namespace.
+//! MTU, the IPv4 address and up over rtnetlink; [`add_route`] installs a
+//! route through a link (a DHCP lease's routes, for `ethergate client`).
+//! Everything acts in the calling thread's network namespace, so tests can
+//! run it in a thread that entered a throwaway namespace.
 //!
 //! ```no_run
 //! use ethergate_bridge::{LinkConfig, MacAddr, Tap};
@@ -28,6 +29,7 @@
 mod error;
 mod link;
 mod netlink;
+mod route;
 mod tap;
 
 pub use error::{LinkError, TapError};
@@ -35,4 +37,5 @@ pub use link::{
     DEFAULT_MTU, Ipv4Cidr, LinkConfig, MacAddr, ParseCidrError, configure, configure_index, ifindex,
 };
 pub use netlink::NetlinkError;
+pub use route::{RouteError, add_route};
 pub use tap::{MAX_QUEUES, Tap, TapOptions, TapQueue};
