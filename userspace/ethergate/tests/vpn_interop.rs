@@ -1,0 +1,271 @@
+//! The recipe's main scenario with the real Debian SoftEther VPN Client:
+//! `client (198.51.100.2) — nat (ethergate: 198.51.100.1, tap_00
+//! 192.168.30.1/24, 10.0.0.1/16) — private (web server 10.0.1.26:80)`.
+//! Needs root; run with `--test-threads=1`.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use ethergate_netns::{Endpoint, Process, Topology};
+use ethergate_softether::{AccountDetail, PasswordKind, SoftEtherClient, StaticRoute, Udhcpc};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ethergate");
+const SERVER: &str = "198.51.100.1:443";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const PAGE: &str = "private web server says hello\n";
+
+const CONFIG: &str = r#"
+[server]
+listen = ["198.51.100.1:443", "198.51.100.1:992", "198.51.100.1:5555"]
+state_dir = "STATE"
+admin_socket = "STATE/admin.sock"
+metrics = "off"
+
+[[hub]]
+name = "mikalab"
+bridge = "tap_00"
+bridge_address = "192.168.30.1/24"
+
+[hub.dhcp]
+range = "192.168.30.10-192.168.30.200"
+lease_secs = 7200
+dns = ["192.168.30.1"]
+routes = ["10.0.0.0/16 via 192.168.30.1"]
+
+[[hub.user]]
+name = "tsumura"
+password_hash = "HASH"
+"#;
+
+struct Appliance {
+    topo: Topology,
+    serve: Process,
+    _web: Process,
+    state: std::path::PathBuf,
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+fn password_hash(user: &str, password: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BIN)
+        .args(["user", "hash", "--user", user])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ethergate user hash");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("wait");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn appliance() -> Appliance {
+    let topo = Topology::builder()
+        .namespace("client")
+        .namespace("nat")
+        .namespace("private")
+        .veth(
+            Endpoint::new("client", "eth0", &["198.51.100.2/24"]),
+            Endpoint::new("nat", "eth0", &["198.51.100.1/24"]),
+        )
+        .veth(
+            Endpoint::new("nat", "eth1", &["10.0.0.1/16"]),
+            Endpoint::new("private", "eth0", &["10.0.1.26/16"]),
+        )
+        .route("private", "default via 10.0.0.1")
+        .build()
+        .expect("topology (run as root)");
+    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
+    std::fs::create_dir_all(&state).expect("state dir");
+    let site = state.join("www");
+    std::fs::create_dir_all(&site).expect("site dir");
+    std::fs::write(site.join("index.html"), PAGE).expect("page");
+    let config = CONFIG
+        .replace("STATE", &state.display().to_string())
+        .replace("HASH", &password_hash("tsumura", "mikalab-pass"));
+    let config_path = state.join("ethergate.toml");
+    std::fs::write(&config_path, config).expect("config");
+    let site_arg = site.display().to_string();
+    let web = topo
+        .spawn(
+            "private",
+            &["busybox", "httpd", "-f", "-p", "10.0.1.26:80", "-h", &site_arg],
+        )
+        .expect("web server");
+    let config_arg = config_path.display().to_string();
+    let mut serve = topo
+        .spawn("nat", &[BIN, "serve", "--config", &config_arg])
+        .expect("ethergate serve");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !serve.log().contains("VPN listeners up") {
+        assert!(serve.is_running(), "serve exited:\n{}", serve.log());
+        assert!(std::time::Instant::now() < deadline, "not up:\n{}", serve.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Appliance {
+        topo,
+        serve,
+        _web: web,
+        state,
+    }
+}
+
+fn account(client: &SoftEtherClient<'_>, name: &str, nic: &str, hub: &str, password: &str) {
+    client
+        .account_create(name, SERVER, hub, "tsumura", nic)
+        .expect("AccountCreate");
+    client
+        .account_password_set(name, password, PasswordKind::Standard)
+        .expect("AccountPasswordSet");
+}
+
+fn connect(app: &Appliance, client: &SoftEtherClient<'_>, name: &str) {
+    client.account_connect(name).expect("AccountConnect");
+    if let Err(e) = client.wait_connected(name, CONNECT_TIMEOUT) {
+        panic!("vpnclient did not connect: {e}\nethergate log:\n{}", app.serve.log());
+    }
+}
+
+/// Address, routes and a page fetch through the tunnel, with the tap at
+/// `tap`. Returns the lease.
+fn use_tunnel(app: &Appliance, tap: &str) -> ethergate_softether::Lease {
+    let lease = Udhcpc::new(tap)
+        .static_routes(true)
+        .run(&app.topo, "client")
+        .unwrap_or_else(|e| panic!("no DHCP lease: {e}\nethergate log:\n{}", app.serve.log()));
+    let page = app
+        .topo
+        .run(
+            "client",
+            &["curl", "-sS", "--max-time", "10", "http://10.0.1.26/"],
+        )
+        .expect("curl");
+    assert_eq!(
+        page.stdout, PAGE,
+        "curl through the tunnel: {}\nethergate log:\n{}",
+        page.stderr,
+        app.serve.log()
+    );
+    lease
+}
+
+#[test]
+fn default_client_gets_classless_routes_and_reaches_the_private_web_server() {
+    let app = appliance();
+    let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
+    let tap = client.nic_create("vpn0").expect("NicCreate");
+    account(&client, "acc", "vpn0", "mikalab", "mikalab-pass");
+    connect(&app, &client, "acc");
+    let lease = use_tunnel(&app, &tap);
+    assert_eq!(lease.ip.octets()[..3], [192, 168, 30]);
+    assert_eq!(lease.prefix_len, 24);
+    assert_eq!(lease.router, None, "no router configured: no option 3");
+    let pushed = StaticRoute {
+        network: Ipv4Addr::new(10, 0, 0, 0),
+        prefix_len: 16,
+        gateway: Ipv4Addr::new(192, 168, 30, 1),
+    };
+    assert_eq!(lease.staticroutes, vec![pushed]);
+    assert_eq!(lease.msstaticroutes, lease.staticroutes);
+    let default = app
+        .topo
+        .exec("client", &["ip", "route", "show", "default"])
+        .expect("ip route");
+    assert!(
+        !default.stdout.contains(&tap),
+        "the VPN must not take the default route: {}",
+        default.stdout
+    );
+}
+
+#[test]
+fn maxtcp_8_and_compression_carry_traffic() {
+    let app = appliance();
+    let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
+    let tap = client.nic_create("vpn0").expect("NicCreate");
+    account(&client, "acc", "vpn0", "mikalab", "mikalab-pass");
+    client
+        .account_detail_set(
+            "acc",
+            &AccountDetail {
+                max_tcp: 8,
+                ..AccountDetail::default()
+            },
+        )
+        .expect("AccountDetailSet /MAXTCP:8");
+    client.account_compress("acc", true).expect("compress on");
+    connect(&app, &client, "acc");
+    // The client adds one connection per second up to the negotiated 8.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = client.account_status("acc").expect("status");
+        let n: u32 = status
+            .get("Number of TCP Connections")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if n == 8 {
+            assert_eq!(status.get("Maximum Number of TCP Connections"), Some("8"));
+            assert!(
+                status
+                    .get("Use of Data Compression")
+                    .is_some_and(|v| v.contains("Yes")),
+                "{:?}",
+                status.items
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {n} TCP connections: {:?}\n{}",
+            status.items,
+            app.serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    use_tunnel(&app, &tap);
+    // Bulk data spread over the 8 connections, compressed.
+    let big = app
+        .topo
+        .run(
+            "client",
+            &[
+                "ping", "-c", "50", "-i", "0.01", "-s", "1400", "-W", "2", "192.168.30.1",
+            ],
+        )
+        .expect("ping");
+    assert!(big.stdout.contains(" 0% packet loss"), "{}", big.stdout);
+}
+
+#[test]
+fn wrong_password_is_code_9_unknown_hub_is_code_8_and_the_server_stays_up() {
+    let app = appliance();
+    let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
+    client.nic_create("vpn0").expect("NicCreate vpn0");
+    client.nic_create("vpn1").expect("NicCreate vpn1");
+    client.nic_create("vpn2").expect("NicCreate vpn2");
+    account(&client, "badpw", "vpn0", "mikalab", "not-the-password");
+    account(&client, "badhub", "vpn1", "nosuchhub", "mikalab-pass");
+    for (name, code) in [("badpw", 9), ("badhub", 8)] {
+        client.account_connect(name).expect("AccountConnect");
+        let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
+        while client.last_error_code(name).is_none() {
+            assert!(std::time::Instant::now() < deadline, "{name}: no error code");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(client.last_error_code(name), Some(code), "{name}");
+        client.account_disconnect(name).expect("AccountDisconnect");
+    }
+    account(&client, "good", "vpn2", "mikalab", "mikalab-pass");
+    connect(&app, &client, "good");
+    let log = app.serve.log();
+    assert!(log.contains("login refused"), "{log}");
+    assert!(log.contains("code=9") && log.contains("code=8"), "{log}");
+}
