@@ -69,7 +69,7 @@ impl Appliance {
                 listen: config.server.listen.clone(),
                 workers,
                 tls: tls_config,
-                proto: ethergate_proto::ServerConfig::default(),
+                proto: proto_config(),
             },
             Arc::new(directory),
         )?;
@@ -97,6 +97,16 @@ impl Appliance {
         }
     }
 }
+
+/// Sessions may use up to 32 TCP connections (`/MAXTCP:32`, SoftEther's own
+/// ceiling); a default client asks for 1 and is granted 1.
+fn proto_config() -> ethergate_proto::ServerConfig {
+    let mut config = ethergate_proto::ServerConfig::default();
+    config.negotiation.max_connection = MAX_CONNECTIONS_PER_SESSION;
+    config
+}
+
+const MAX_CONNECTIONS_PER_SESSION: u32 = 32;
 
 fn start_hub(hub: &Hub, workers: usize) -> Result<HubActor> {
     let bridge = hub.bridge.as_str();
