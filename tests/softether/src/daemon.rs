@@ -45,12 +45,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Deadline of one vpncmd call; the slowest seen (HubCreate) takes ~0.3 s.
 const VPNCMD_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Grace period for the worker child after SIGTERM (it saves its config).
-const WORKER_GRACE: Duration = Duration::from_secs(3);
+/// Grace period after SIGTERM (the server saves its config on the way out).
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// vpncmd's line after a refused login; what follows is a password prompt
 /// it would spin on forever.
 const ACCESS_DENIED: &str = "Access has been denied.";
+
+/// vpncmd's code when it cannot reach the daemon's RPC (Cedar.h).
+const ERR_CONNECT_FAILED: u32 = 1;
 
 /// Distinguishes scratch directories of instances in one process.
 static SEQUENCE: AtomicU32 = AtomicU32::new(0);
@@ -69,6 +72,14 @@ impl Kind {
         match self {
             Kind::Server => "vpnserver",
             Kind::Client => "vpnclient",
+        }
+    }
+
+    /// A read-only vpncmd command that needs no set-up, to probe readiness.
+    fn probe_command(self) -> &'static str {
+        match self {
+            Kind::Server => "ServerInfoGet",
+            Kind::Client => "VersionGet",
         }
     }
 
@@ -139,13 +150,32 @@ impl<'t> Daemon<'t> {
                 &script,
             ],
         )?);
-        daemon.wait_listening()?;
+        daemon.wait_ready()?;
         Ok(daemon)
     }
 
-    fn wait_listening(&mut self) -> Result<()> {
-        let port = self.kind.admin_port();
+    /// Waits until the management port accepts TCP, then until vpncmd gets
+    /// an answer: the port opens before the RPC behind it works, and vpncmd
+    /// then fails with error 1 (ERR_CONNECT_FAILED).
+    fn wait_ready(&mut self) -> Result<()> {
         let started = Instant::now();
+        self.wait_listening(started)?;
+        loop {
+            match self.vpncmd(&["/PASSWORD:"], &[self.kind.probe_command()]) {
+                Ok(_) => return Ok(()),
+                Err(SoftEtherError::Vpncmd {
+                    error_code: Some(ERR_CONNECT_FAILED),
+                    ..
+                }) if started.elapsed() < START_TIMEOUT => {
+                    thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn wait_listening(&mut self, started: Instant) -> Result<()> {
+        let port = self.kind.admin_port();
         loop {
             if !self.process.as_mut().is_some_and(Process::is_running) {
                 return Err(SoftEtherError::DaemonExited {
@@ -239,19 +269,23 @@ impl<'t> Daemon<'t> {
         }
     }
 
-    /// Stops the daemon: SIGTERM to it, then to the worker child it forked
-    /// (found by parent PID), SIGKILL for a worker that lingers.
+    /// Stops the daemon: SIGTERM to it and to the worker child it forked
+    /// (found by parent PID) at once, SIGKILL for whichever lingers past
+    /// the grace period. (Signalling only the parent left the worker
+    /// running; signalling it first made the parent wait ~3 s.)
     pub(crate) fn stop(&mut self) {
         let Some(mut process) = self.process.take() else {
             return;
         };
         let workers = children_of(process.pid());
-        process.stop();
         for &pid in &workers {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
-        let deadline = Instant::now() + WORKER_GRACE;
-        while workers.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+        let _ = process.signal(Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        while (process.is_running() || workers.iter().any(|&p| alive(p)))
+            && Instant::now() < deadline
+        {
             thread::sleep(Duration::from_millis(20));
         }
         for &pid in &workers {
@@ -259,6 +293,11 @@ impl<'t> Daemon<'t> {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
+        if process.is_running() {
+            let _ = process.signal(Signal::SIGKILL);
+        }
+        // Reaps the parent (it has exited or was just killed).
+        process.stop();
     }
 }
 

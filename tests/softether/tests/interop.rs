@@ -54,9 +54,12 @@ fn server(topo: &Topology) -> SoftEtherServer<'_> {
 
 #[test]
 fn real_client_connects_to_real_server_and_gets_dhcp_with_routes() {
+    let t0 = Instant::now();
     let topo = topology();
     let server = server(&topo);
+    let t_server = t0.elapsed();
     let client = SoftEtherClient::start(&topo, "client").expect("start vpnclient");
+    let t_client = t0.elapsed();
     let tap = client.nic_create("vpn0").expect("NicCreate vpn0");
     assert_eq!(tap, "vpn_vpn0");
     client
@@ -80,7 +83,10 @@ fn real_client_connects_to_real_server_and_gets_dhcp_with_routes() {
         .run(&topo, "client")
         .unwrap_or_else(|e| panic!("no DHCP lease through the tunnel: {e}"));
     let leased = started.elapsed();
-    eprintln!("connect {connected:?}, connect + DHCP {leased:?}, lease {lease:?}");
+    eprintln!(
+        "server up+configured {t_server:?}, client up {t_client:?}; \
+         connect {connected:?}, connect + DHCP {leased:?}; lease {lease:?}"
+    );
 
     assert_eq!(lease.ip.octets()[..3], [192, 168, 30]);
     assert_eq!(lease.prefix_len, 24);
@@ -126,6 +132,27 @@ fn real_client_connects_to_real_server_and_gets_dhcp_with_routes() {
     assert!(
         config.contains("declare TEST"),
         "hub TEST missing from config"
+    );
+    let t = Instant::now();
+    client.stop();
+    let t_client_stop = t.elapsed();
+    server.stop();
+    for ns in ["client", "server"] {
+        let real = topo.ns(ns).expect("namespace name");
+        let pids = std::process::Command::new("ip")
+            .args(["netns", "pids", real])
+            .output()
+            .expect("ip netns pids");
+        assert!(
+            pids.stdout.is_empty(),
+            "processes left in {ns} after stop: {}",
+            String::from_utf8_lossy(&pids.stdout)
+        );
+    }
+    eprintln!(
+        "stop: client {t_client_stop:?}, server {:?}; total {:?}",
+        t.elapsed() - t_client_stop,
+        t0.elapsed()
     );
 }
 
