@@ -1,0 +1,291 @@
+//! `Hub`: one virtual hub's switching decision for each frame.
+//!
+//! Invariants: hubs share nothing (one `Hub` value per configured hub, each
+//! with its own MAC table, ports and DHCP server), so isolation holds by
+//! construction. `forward` allocates nothing in steady state: decisions are
+//! an enum, flooding is an iterator over the hub's own port list, and DHCP
+//! replies are written into one reusable buffer. Frames to UDP/67 never
+//! reach the switch while the hub runs DHCP (see [`crate::dhcp`] for why
+//! this includes the bridge port).
+
+use std::time::Duration;
+
+use crate::dhcp::{DhcpFrameKind, DhcpOutcome, DhcpServer, DhcpServerConfig, classify};
+use crate::mac_table::{DEFAULT_MAC_AGING, LearnError, MAX_MAC_ENTRIES, MacTable};
+use crate::port::{DropReason, PortCounters, PortId, PortPolicy};
+use crate::{MacAddr, Timestamp};
+
+/// Ethernet header: destination, source, EtherType.
+pub const ETH_HEADER_LEN: usize = 14;
+/// 1500-byte MTU + 14-byte header + one 802.1Q tag; no FCS on a tap or in
+/// SoftEther's data blocks. Larger frames cannot be delivered to the tap.
+pub const MAX_FRAME_LEN: usize = 1514 + 4;
+
+/// Hub-wide tunables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubOptions {
+    pub mac_aging: Duration,
+    pub max_mac_entries: usize,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        Self {
+            mac_aging: DEFAULT_MAC_AGING,
+            max_mac_entries: MAX_MAC_ENTRIES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HubError {
+    #[error("port {0:?} is already attached")]
+    DuplicatePort(PortId),
+    #[error("port {0:?} is not attached")]
+    UnknownPort(PortId),
+}
+
+/// What to do with one frame.
+#[derive(Debug)]
+pub enum Forward<'a> {
+    /// Send the frame to this one port.
+    Unicast(PortId),
+    /// Send a copy to each of these ports (every port but the ingress).
+    Flood(FloodPorts<'a>),
+    /// The hub answered the frame itself (DHCP): send `frame` to `port`
+    /// instead. The original frame goes nowhere.
+    Reply {
+        port: PortId,
+        frame: &'a [u8],
+    },
+    /// The hub took the frame and has nothing to send (DHCP RELEASE, …).
+    Consumed,
+    Drop(DropReason),
+}
+
+/// `Forward` without borrows, so `decide` can mutate counters freely.
+enum Decision {
+    Unicast(PortId),
+    Flood,
+    Reply,
+    Consumed,
+}
+
+#[derive(Debug, Clone)]
+struct PortSlot {
+    id: PortId,
+    policy: PortPolicy,
+    counters: PortCounters,
+}
+
+/// The ports a flooded frame goes to, in ascending id order.
+#[derive(Debug, Clone)]
+pub struct FloodPorts<'a> {
+    ports: std::slice::Iter<'a, PortSlot>,
+    except: PortId,
+}
+
+impl Iterator for FloodPorts<'_> {
+    type Item = PortId;
+
+    fn next(&mut self) -> Option<PortId> {
+        let except = self.except;
+        self.ports.by_ref().map(|p| p.id).find(|&id| id != except)
+    }
+}
+
+pub struct Hub {
+    name: String,
+    table: MacTable,
+    /// Sorted by id: binary search for the ingress port, stable flood order.
+    ports: Vec<PortSlot>,
+    dhcp: Option<DhcpServer>,
+    /// The last DHCP reply frame; reused.
+    reply: Vec<u8>,
+    unknown_port_drops: u64,
+}
+
+impl Hub {
+    pub fn new(
+        name: impl Into<String>,
+        options: HubOptions,
+        dhcp: Option<DhcpServerConfig>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            table: MacTable::new(options.mac_aging, options.max_mac_entries),
+            ports: Vec::new(),
+            dhcp: dhcp.map(DhcpServer::new),
+            reply: Vec::with_capacity(MAX_FRAME_LEN),
+            unknown_port_drops: 0,
+        }
+    }
+
+    /// A hub as configured, with its DHCP server when `[hub.dhcp]` is set.
+    /// Ports, including the bridge, are added by the caller.
+    pub fn from_config(hub: &ethergate_config::Hub, options: HubOptions) -> Self {
+        Self::new(hub.name.clone(), options, DhcpServerConfig::for_hub(hub))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn mac_table(&self) -> &MacTable {
+        &self.table
+    }
+
+    pub fn dhcp(&self) -> Option<&DhcpServer> {
+        self.dhcp.as_ref()
+    }
+
+    pub fn dhcp_mut(&mut self) -> Option<&mut DhcpServer> {
+        self.dhcp.as_mut()
+    }
+
+    /// Frames that named a port the hub does not have.
+    pub fn unknown_port_drops(&self) -> u64 {
+        self.unknown_port_drops
+    }
+
+    fn slot(&self, port: PortId) -> Result<usize, usize> {
+        self.ports.binary_search_by_key(&port, |p| p.id)
+    }
+
+    pub fn add_port(&mut self, port: PortId, policy: PortPolicy) -> Result<(), HubError> {
+        match self.slot(port) {
+            Ok(_) => Err(HubError::DuplicatePort(port)),
+            Err(at) => {
+                self.ports.insert(
+                    at,
+                    PortSlot {
+                        id: port,
+                        policy,
+                        counters: PortCounters::default(),
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Detaches a port and forgets its MACs; returns its final counters.
+    pub fn remove_port(&mut self, port: PortId) -> Result<PortCounters, HubError> {
+        let at = self.slot(port).map_err(|_| HubError::UnknownPort(port))?;
+        self.table.remove_port(port);
+        Ok(self.ports.remove(at).counters)
+    }
+
+    pub fn counters(&self, port: PortId) -> Option<&PortCounters> {
+        self.slot(port).ok().map(|i| &self.ports[i].counters)
+    }
+
+    pub fn ports(&self) -> impl Iterator<Item = (PortId, &PortCounters)> {
+        self.ports.iter().map(|p| (p.id, &p.counters))
+    }
+
+    /// Removes aged MAC entries; call every few seconds. Returns how many.
+    pub fn expire(&mut self, now: Timestamp) -> usize {
+        self.table.expire(now)
+    }
+
+    /// Decides where `frame`, received on `ingress`, goes.
+    pub fn forward(&mut self, ingress: PortId, frame: &[u8], now: Timestamp) -> Forward<'_> {
+        let Ok(at) = self.slot(ingress) else {
+            self.unknown_port_drops += 1;
+            return Forward::Drop(DropReason::UnknownPort);
+        };
+        match self.decide(at, ingress, frame, now) {
+            Ok(Decision::Unicast(port)) => Forward::Unicast(port),
+            Ok(Decision::Flood) => Forward::Flood(FloodPorts {
+                ports: self.ports.iter(),
+                except: ingress,
+            }),
+            Ok(Decision::Reply) => Forward::Reply {
+                port: ingress,
+                frame: &self.reply,
+            },
+            Ok(Decision::Consumed) => Forward::Consumed,
+            Err(reason) => {
+                self.ports[at].counters.count_drop(reason);
+                Forward::Drop(reason)
+            }
+        }
+    }
+
+    fn decide(
+        &mut self,
+        at: usize,
+        ingress: PortId,
+        frame: &[u8],
+        now: Timestamp,
+    ) -> Result<Decision, DropReason> {
+        let len = frame.len();
+        let (Some(dst), Some(src)) = (
+            MacAddr::from_slice(frame),
+            frame.get(6..ETH_HEADER_LEN).and_then(MacAddr::from_slice),
+        ) else {
+            return Err(DropReason::Runt);
+        };
+        if len > MAX_FRAME_LEN {
+            return Err(DropReason::Oversize);
+        }
+        if src.is_multicast() || src.is_zero() {
+            return Err(DropReason::BadSourceMac);
+        }
+        let limit = self.ports[at].policy.max_macs;
+        self.table
+            .learn(src, ingress, limit, now)
+            .map_err(|e| match e {
+                LearnError::PortLimit => DropReason::MacLimit,
+                LearnError::TableFull => DropReason::MacTableFull,
+            })?;
+
+        if let Some(dhcp) = self.dhcp.as_mut() {
+            match classify(frame) {
+                DhcpFrameKind::ToServer => {
+                    let outcome = dhcp.handle_frame(frame, now, &mut self.reply);
+                    let slot = &mut self.ports[at];
+                    return match outcome {
+                        DhcpOutcome::Reply => {
+                            slot.counters.count_in(len);
+                            slot.counters.frames_local += 1;
+                            slot.counters.count_out(self.reply.len());
+                            Ok(Decision::Reply)
+                        }
+                        DhcpOutcome::Silent => {
+                            slot.counters.count_in(len);
+                            slot.counters.frames_local += 1;
+                            Ok(Decision::Consumed)
+                        }
+                        DhcpOutcome::Ignored(_) => Err(DropReason::DhcpIgnored),
+                        DhcpOutcome::Malformed => Err(DropReason::MalformedDhcp),
+                    };
+                }
+                DhcpFrameKind::FromServer => return Err(DropReason::ForeignDhcpServer),
+                DhcpFrameKind::Other => {}
+            }
+        }
+
+        if !dst.is_multicast()
+            && let Some(egress) = self.table.lookup(&dst, now)
+        {
+            if egress == ingress {
+                return Err(DropReason::Hairpin);
+            }
+            // The table only holds ports that are attached: remove_port
+            // forgets a port's MACs.
+            if let Ok(out) = self.slot(egress) {
+                self.ports[at].counters.count_in(len);
+                self.ports[out].counters.count_out(len);
+                return Ok(Decision::Unicast(egress));
+            }
+        }
+        // Broadcast, multicast or unknown unicast: flood.
+        self.ports[at].counters.count_in(len);
+        for p in self.ports.iter_mut().filter(|p| p.id != ingress) {
+            p.counters.count_out(len);
+        }
+        Ok(Decision::Flood)
+    }
+}

@@ -1,0 +1,30 @@
+//! ethergate's virtual hub, sans-IO: the MAC-learning switch of one
+//! SoftEther-style virtual hub and its virtual DHCP server.
+//!
+//! No sockets, no clock, no threads: the caller (the hub actor in
+//! `ethergate-server`) passes each frame with its ingress [`PortId`] and
+//! the current [`Timestamp`] to [`Hub::forward`], and gets back a
+//! [`Forward`] decision — unicast, flood, a reply frame the hub produced
+//! itself (DHCP), or a drop with a [`DropReason`]. Leases are handed out as
+//! values ([`DhcpServer::snapshot`]) and text ([`format_leases`]); writing
+//! them to `state_dir` is the caller's job.
+
+#![forbid(unsafe_code)]
+
+pub mod dhcp;
+mod hub;
+mod mac;
+mod mac_table;
+mod port;
+mod time;
+
+pub use dhcp::{
+    DhcpLease, DhcpServer, DhcpServerConfig, LeaseFileError, format_leases, parse_leases,
+};
+pub use hub::{ETH_HEADER_LEN, FloodPorts, Forward, Hub, HubError, HubOptions, MAX_FRAME_LEN};
+pub use mac::{MacAddr, MacParseError};
+pub use mac_table::{
+    DEFAULT_MAC_AGING, FORCED_SWEEP_INTERVAL, LearnError, MAX_MAC_ENTRIES, MIN_MAC_LIMIT, MacTable,
+};
+pub use port::{DropReason, PortCounters, PortId, PortPolicy};
+pub use time::Timestamp;

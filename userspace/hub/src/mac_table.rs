@@ -1,0 +1,200 @@
+//! `MacTable`: which port each source MAC was last seen on.
+//!
+//! Invariants: at most `capacity` entries; `per_port[p]` is exactly the
+//! number of entries whose port is `p` (ports with none are absent), so the
+//! per-port limit check is O(1); an entry not refreshed for `aging` is
+//! treated as absent by [`MacTable::lookup`] even before a sweep removes it.
+//! Sweeps are O(entries) and happen when the caller asks
+//! ([`MacTable::expire`]) or, rate-limited to one per
+//! [`FORCED_SWEEP_INTERVAL`], when a limit is hit — so a flood of new MACs
+//! cannot turn every frame into a full scan.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::{MacAddr, PortId, Timestamp};
+
+/// SoftEther's `MAC_TABLE_EXPIRE_TIME` (Cedar/Cedar.h: 600 * 1000 ms); an
+/// entry is gone once `updated + 600 s <= now` (Hub.c, `HubWatchDog`).
+pub const DEFAULT_MAC_AGING: Duration = Duration::from_secs(600);
+/// SoftEther's `MAX_MAC_TABLES` (Cedar/Cedar.h: 65536 per hub); beyond it
+/// SoftEther drops frames from new MACs, and so do we.
+pub const MAX_MAC_ENTRIES: usize = 65_536;
+/// SoftEther's `MAC_MIN_LIMIT_COUNT` (Cedar/Cedar.h): a `MaxMac` policy
+/// below 3 is raised to 3, since a host needs a few (IPv6 privacy, VMs).
+pub const MIN_MAC_LIMIT: u32 = 3;
+/// Sweeps forced by a full table or a port at its limit run at most this
+/// often.
+pub const FORCED_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a source MAC could not be learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LearnError {
+    #[error("port already owns its limit of MAC addresses")]
+    PortLimit,
+    #[error("MAC table is full")]
+    TableFull,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MacEntry {
+    port: PortId,
+    last_seen: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct MacTable {
+    entries: HashMap<MacAddr, MacEntry>,
+    per_port: HashMap<PortId, u32>,
+    aging: Duration,
+    capacity: usize,
+    last_forced_sweep: Option<Timestamp>,
+}
+
+impl MacTable {
+    pub fn new(aging: Duration, capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            per_port: HashMap::new(),
+            aging,
+            capacity,
+            last_forced_sweep: None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn aging(&self) -> Duration {
+        self.aging
+    }
+
+    fn is_fresh(&self, e: &MacEntry, now: Timestamp) -> bool {
+        now.saturating_since(e.last_seen) < self.aging
+    }
+
+    /// The port `mac` lives on, if learned and not aged out.
+    pub fn lookup(&self, mac: &MacAddr, now: Timestamp) -> Option<PortId> {
+        self.entries
+            .get(mac)
+            .filter(|e| self.is_fresh(e, now))
+            .map(|e| e.port)
+    }
+
+    /// MACs currently counted against `port` (aged but unswept included).
+    pub fn port_count(&self, port: PortId) -> u32 {
+        self.per_port.get(&port).copied().unwrap_or(0)
+    }
+
+    fn at_limit(&self, port: PortId, limit: Option<u32>) -> bool {
+        limit.is_some_and(|l| self.port_count(port) >= l.max(MIN_MAC_LIMIT))
+    }
+
+    fn dec(&mut self, port: PortId) {
+        if let Some(n) = self.per_port.get_mut(&port) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_port.remove(&port);
+            }
+        }
+    }
+
+    /// Records that `mac` was seen on `port`. A MAC seen on another port
+    /// moves there (the station moved, as SoftEther does without the
+    /// `CheckMac` policy). `limit` is the port's MaxMac policy.
+    pub fn learn(
+        &mut self,
+        mac: MacAddr,
+        port: PortId,
+        limit: Option<u32>,
+        now: Timestamp,
+    ) -> Result<(), LearnError> {
+        let current = self.entries.get(&mac).map(|e| e.port);
+        if current == Some(port) {
+            if let Some(e) = self.entries.get_mut(&mac) {
+                e.last_seen = now;
+            }
+            return Ok(());
+        }
+        if self.at_limit(port, limit) {
+            self.forced_sweep(now);
+            if self.at_limit(port, limit) {
+                return Err(LearnError::PortLimit);
+            }
+        }
+        // The sweep may have removed the entry we are about to move.
+        match self.entries.get(&mac).map(|e| e.port) {
+            Some(old) => {
+                self.dec(old);
+                self.entries.insert(
+                    mac,
+                    MacEntry {
+                        port,
+                        last_seen: now,
+                    },
+                );
+            }
+            None => {
+                if self.entries.len() >= self.capacity {
+                    self.forced_sweep(now);
+                    if self.entries.len() >= self.capacity {
+                        return Err(LearnError::TableFull);
+                    }
+                }
+                self.entries.insert(
+                    mac,
+                    MacEntry {
+                        port,
+                        last_seen: now,
+                    },
+                );
+            }
+        }
+        *self.per_port.entry(port).or_insert(0) += 1;
+        Ok(())
+    }
+
+    fn forced_sweep(&mut self, now: Timestamp) {
+        let due = self
+            .last_forced_sweep
+            .is_none_or(|t| now.saturating_since(t) >= FORCED_SWEEP_INTERVAL);
+        if due {
+            self.last_forced_sweep = Some(now);
+            self.expire(now);
+        }
+    }
+
+    /// Removes aged entries; returns how many.
+    pub fn expire(&mut self, now: Timestamp) -> usize {
+        let before = self.entries.len();
+        let aging = self.aging;
+        let per_port = &mut self.per_port;
+        self.entries.retain(|_, e| {
+            let keep = now.saturating_since(e.last_seen) < aging;
+            if !keep && let Some(n) = per_port.get_mut(&e.port) {
+                *n -= 1;
+            }
+            keep
+        });
+        self.per_port.retain(|_, n| *n > 0);
+        before - self.entries.len()
+    }
+
+    /// Forgets every MAC of `port`; returns how many.
+    pub fn remove_port(&mut self, port: PortId) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| e.port != port);
+        self.per_port.remove(&port);
+        before - self.entries.len()
+    }
+
+    /// Learned entries (aged ones included until swept).
+    pub fn iter(&self) -> impl Iterator<Item = (MacAddr, PortId, Timestamp)> + '_ {
+        self.entries.iter().map(|(m, e)| (*m, e.port, e.last_seen))
+    }
+}

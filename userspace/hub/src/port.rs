@@ -1,0 +1,131 @@
+//! Hub ports — sessions and the local bridge — and what is counted per port.
+//!
+//! Invariant: every frame the hub sees is counted exactly once on its
+//! ingress port, either as forwarded (`frames_in`) or under one
+//! [`DropReason`]; copies the hub decides to send are counted on the egress
+//! port (`frames_out`), at decision time.
+
+/// A hub port: a session (ids from 1) or the local bridge (0). Same shape as
+/// the server's port ids so the actor can pass them straight through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortId(pub u64);
+
+impl PortId {
+    /// The hub's local bridge (its tap).
+    pub const BRIDGE: PortId = PortId(0);
+
+    pub const fn is_bridge(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Per-port policy, fixed when the port is added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PortPolicy {
+    /// SoftEther's policy `MaxMac`: how many source MACs this port may own.
+    /// `None` means only the hub-wide table cap applies (the bridge, which
+    /// stands for a whole LAN, and sessions without the policy).
+    pub max_macs: Option<u32>,
+}
+
+/// Why a frame was dropped. Each has its own counter per port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header (14 bytes).
+    Runt,
+    /// Longer than [`crate::MAX_FRAME_LEN`].
+    Oversize,
+    /// The source MAC is multicast/broadcast (or all zeroes): no real
+    /// station sends from one, and learning it would poison the table.
+    BadSourceMac,
+    /// The port already owns its policy's number of MACs.
+    MacLimit,
+    /// The hub-wide MAC table is full (even after evicting aged entries).
+    MacTableFull,
+    /// The destination was learned on the ingress port: the frame would go
+    /// back where it came from.
+    Hairpin,
+    /// The ingress port is not attached to the hub.
+    UnknownPort,
+    /// A DHCP server message (UDP 67 → 68) from a port while the hub runs
+    /// its own DHCP server: a rogue server would hand out wrong leases.
+    ForeignDhcpServer,
+    /// A frame to UDP/67 that the DHCP server could not decode.
+    MalformedDhcp,
+    /// A well-formed DHCP message the server declines to answer (pool
+    /// exhausted, not for this server, unknown message type).
+    DhcpIgnored,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Runt,
+        DropReason::Oversize,
+        DropReason::BadSourceMac,
+        DropReason::MacLimit,
+        DropReason::MacTableFull,
+        DropReason::Hairpin,
+        DropReason::UnknownPort,
+        DropReason::ForeignDhcpServer,
+        DropReason::MalformedDhcp,
+        DropReason::DhcpIgnored,
+    ];
+
+    /// A short stable name for metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::Oversize => "oversize",
+            DropReason::BadSourceMac => "bad_source_mac",
+            DropReason::MacLimit => "mac_limit",
+            DropReason::MacTableFull => "mac_table_full",
+            DropReason::Hairpin => "hairpin",
+            DropReason::UnknownPort => "unknown_port",
+            DropReason::ForeignDhcpServer => "foreign_dhcp_server",
+            DropReason::MalformedDhcp => "malformed_dhcp",
+            DropReason::DhcpIgnored => "dhcp_ignored",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Traffic counters of one port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PortCounters {
+    /// Frames accepted from the port (forwarded, flooded or answered).
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    /// Copies the hub decided to send to the port.
+    pub frames_out: u64,
+    pub bytes_out: u64,
+    /// Frames from this port that the hub answered itself (DHCP).
+    pub frames_local: u64,
+    drops: [u64; DropReason::ALL.len()],
+}
+
+impl PortCounters {
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    pub(crate) fn count_drop(&mut self, reason: DropReason) {
+        self.drops[reason.index()] += 1;
+    }
+
+    pub(crate) fn count_in(&mut self, len: usize) {
+        self.frames_in += 1;
+        self.bytes_in += len as u64;
+    }
+
+    pub(crate) fn count_out(&mut self, len: usize) {
+        self.frames_out += 1;
+        self.bytes_out += len as u64;
+    }
+}
