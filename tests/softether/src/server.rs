@@ -177,12 +177,24 @@ impl<'t> SoftEtherServer<'t> {
         self.hub_vpncmd(hub, &["SecureNatDisable"]).map(drop)
     }
 
-    /// Sets SecureNAT's virtual host address (`SecureNatHostSet`); its MAC
-    /// stays random.
+    /// Sets SecureNAT's virtual host address (`SecureNatHostSet`), keeping
+    /// its MAC: vpncmd insists on a `/MAC:`, so the current one (from
+    /// `SecureNatHostGet`) is passed back.
     pub fn secure_nat_host_set(&self, hub: &str, ip: Ipv4Addr, mask: Ipv4Addr) -> Result<()> {
+        let current = self.hub_vpncmd(hub, &["SecureNatHostGet"])?;
+        let mac = current
+            .items()
+            .into_iter()
+            .find(|(k, _)| k.contains("MAC"))
+            .map(|(_, v)| v)
+            .ok_or_else(|| crate::SoftEtherError::Parse {
+                what: "SecureNatHostGet MAC address",
+                text: current.body().to_owned(),
+            })?;
+        let mac = format!("/MAC:{mac}");
         let ip = format!("/IP:{ip}");
         let mask = format!("/MASK:{mask}");
-        self.hub_vpncmd(hub, &["SecureNatHostSet", "/MAC:none", &ip, &mask])
+        self.hub_vpncmd(hub, &["SecureNatHostSet", &mac, &ip, &mask])
             .map(drop)
     }
 

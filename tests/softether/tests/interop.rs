@@ -9,8 +9,8 @@ use std::{
 
 use ethergate_netns::{Endpoint, Topology};
 use ethergate_softether::{
-    DhcpSettings, PasswordKind, SoftEtherClient, SoftEtherError, SoftEtherServer, StaticRoute,
-    Udhcpc,
+    AccountDetail, DhcpSettings, PasswordKind, SoftEtherClient, SoftEtherError, SoftEtherServer,
+    StaticRoute, Udhcpc,
 };
 
 const SERVER: &str = "198.51.100.1:443";
@@ -230,5 +230,118 @@ fn a_refused_vpncmd_login_fails_fast_instead_of_spinning() {
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+fn local_bridge_carries_client_traffic_to_a_lan() {
+    // client — server —(br0/lan0)— lan (192.168.40.1/24); the hub is
+    // bridged to br0, which has no address of its own.
+    let topo = Topology::builder()
+        .namespace("client")
+        .namespace("server")
+        .namespace("lan")
+        .veth(
+            Endpoint::new("client", "cl0", &["198.51.100.2/24"]),
+            Endpoint::new("server", "sv0", &["198.51.100.1/24"]),
+        )
+        .veth(
+            Endpoint::new("server", "br0", &[]),
+            Endpoint::new("lan", "lan0", &["192.168.40.1/24"]),
+        )
+        .build()
+        .expect("build client/server/lan topology");
+    let server = SoftEtherServer::start(&topo, "server").expect("start vpnserver");
+    server.hub_create("TEST").expect("HubCreate TEST");
+    server
+        .user_create("TEST", "alice", "secret")
+        .expect("create alice");
+    server.bridge_create("TEST", "br0").expect("BridgeCreate");
+
+    let client = SoftEtherClient::start(&topo, "client").expect("start vpnclient");
+    let tap = client.nic_create("vpn0").expect("NicCreate vpn0");
+    client
+        .account_create("acc", SERVER, "TEST", "alice", "vpn0")
+        .expect("AccountCreate");
+    client
+        .account_password_set("acc", "secret", PasswordKind::Standard)
+        .expect("AccountPasswordSet");
+    client.account_connect("acc").expect("AccountConnect");
+    client
+        .wait_connected("acc", CONNECT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("real client did not connect: {e}"));
+    topo.ip("client", &["addr", "add", "192.168.40.2/24", "dev", &tap])
+        .expect("address on the VPN NIC");
+    let ping = topo
+        .run(
+            "client",
+            &["ping", "-c", "3", "-i", "0.2", "-W", "3", "192.168.40.1"],
+        )
+        .expect("run ping");
+    assert!(
+        ping.success,
+        "ping across the local bridge failed:\n{}{}\nserver log:\n{}",
+        ping.stdout,
+        ping.stderr,
+        server.log_lines().join("\n")
+    );
+}
+
+#[test]
+fn account_tuning_reaches_the_session() {
+    let topo = topology();
+    let server = server(&topo);
+    let config = server.config_text().expect("ConfigGet");
+    assert!(
+        config.starts_with("# Software Configuration File") && config.trim_end().ends_with('}'),
+        "config text is not just the file:\n{config}"
+    );
+    server
+        .secure_nat_host_set(
+            "TEST",
+            Ipv4Addr::new(192, 168, 30, 1),
+            Ipv4Addr::new(255, 255, 255, 0),
+        )
+        .expect("SecureNatHostSet");
+    let host = server
+        .hub_vpncmd("TEST", &["SecureNatHostGet"])
+        .expect("SecureNatHostGet");
+    assert!(
+        host.items().iter().any(|(_, v)| v == "192.168.30.1"),
+        "{:?}",
+        host.items()
+    );
+    let client = SoftEtherClient::start(&topo, "client").expect("start vpnclient");
+    client.nic_create("vpn0").expect("NicCreate vpn0");
+    client
+        .account_create("acc", SERVER, "TEST", "alice", "vpn0")
+        .expect("AccountCreate");
+    client
+        .account_password_set("acc", "secret", PasswordKind::Radius)
+        .expect("AccountPasswordSet radius (plaintext)");
+    client
+        .account_detail_set(
+            "acc",
+            &AccountDetail {
+                max_tcp: 4,
+                no_qos: true,
+                disable_udp: true,
+                ..AccountDetail::default()
+            },
+        )
+        .expect("AccountDetailSet");
+    client.account_compress("acc", true).expect("compress on");
+    client.account_connect("acc").expect("AccountConnect");
+    let status = client
+        .wait_connected("acc", CONNECT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("tuned client did not connect: {e}"));
+    assert_eq!(status.get("Maximum Number of TCP Connections"), Some("4"));
+    assert_eq!(status.get("VoIP / QoS Function"), Some("Disabled"));
+    assert!(
+        status
+            .get("Use of Compression")
+            .is_some_and(|c| c.starts_with("Yes")),
+        "{:?}",
+        status.items
     );
 }
