@@ -16,6 +16,36 @@
 //!   teardown removes anything left in its namespaces.
 //!
 //! Needs root (namespaces, mounts, taps); run tests with `--test-threads=1`.
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! # use ethergate_netns::{Endpoint, Topology};
+//! # use ethergate_softether::*;
+//! # fn main() -> Result<()> {
+//! let topo = Topology::builder()
+//!     .namespace("client")
+//!     .namespace("server")
+//!     .veth(
+//!         Endpoint::new("client", "cl0", &["198.51.100.2/24"]),
+//!         Endpoint::new("server", "sv0", &["198.51.100.1/24"]),
+//!     )
+//!     .build()?;
+//! let server = SoftEtherServer::start(&topo, "server")?;
+//! server.hub_create("TEST")?;
+//! server.user_create("TEST", "alice", "secret")?;
+//! server.secure_nat_enable("TEST")?;
+//!
+//! let client = SoftEtherClient::start(&topo, "client")?;
+//! let tap = client.nic_create("vpn0")?; // "vpn_vpn0"
+//! client.account_create("acc", "198.51.100.1:443", "TEST", "alice", "vpn0")?;
+//! client.account_password_set("acc", "secret", PasswordKind::Standard)?;
+//! client.account_connect("acc")?;
+//! client.wait_connected("acc", Duration::from_secs(20))?;
+//! let lease = Udhcpc::new(&tap).run(&topo, "client")?; // 192.168.30.x
+//! # let _ = lease;
+//! # Ok(())
+//! # }
+//! ```
 
 mod client;
 mod command;
