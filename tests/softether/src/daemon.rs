@@ -45,8 +45,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Deadline of one vpncmd call; the slowest seen (HubCreate) takes ~0.3 s.
 const VPNCMD_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Grace period after SIGTERM (the server saves its config on the way out).
-const STOP_GRACE: Duration = Duration::from_secs(3);
+/// Grace period after SIGTERM. The server saves vpn_server.config on the
+/// way out (someone may read it after `stop`); the client's state is never
+/// read back, and it sometimes ignores SIGTERM for seconds.
+const SERVER_STOP_GRACE: Duration = Duration::from_secs(3);
+const CLIENT_STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// vpncmd's line after a refused login; what follows is a password prompt
 /// it would spin on forever.
@@ -282,7 +285,11 @@ impl<'t> Daemon<'t> {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
         let _ = process.signal(Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
+        let grace = match self.kind {
+            Kind::Server => SERVER_STOP_GRACE,
+            Kind::Client => CLIENT_STOP_GRACE,
+        };
+        let deadline = Instant::now() + grace;
         while (process.is_running() || workers.iter().any(|&p| alive(p)))
             && Instant::now() < deadline
         {
