@@ -11,6 +11,9 @@
 
 #![forbid(unsafe_code)]
 
+/// The config types this crate's API takes (`DhcpConfig`, `Hub`, …).
+pub use ethergate_config as config;
+
 pub mod dhcp;
 mod hub;
 mod mac;

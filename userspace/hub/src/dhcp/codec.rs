@@ -179,7 +179,7 @@ fn fixed<const N: usize>(code: u8, data: &[u8]) -> Result<[u8; N], DhcpError> {
 }
 
 fn addr_list(code: u8, data: &[u8]) -> Result<Vec<Ipv4Addr>, DhcpError> {
-    if data.is_empty() || data.len() % 4 != 0 {
+    if data.is_empty() || !data.len().is_multiple_of(4) {
         return Err(DhcpError::BadOptionLength {
             code,
             len: data.len(),

@@ -59,7 +59,7 @@ pub fn format_leases(leases: &[DhcpLease]) -> String {
 }
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 2 != 0 || s.len() / 2 > MAX_CLIENT_ID_LEN {
+    if s.is_empty() || !s.len().is_multiple_of(2) || s.len() / 2 > MAX_CLIENT_ID_LEN {
         return None;
     }
     (0..s.len())

@@ -1,0 +1,253 @@
+//! The hub's switching decisions: learning, aging at the boundary, MAC
+//! limits, flooding, hairpin, port removal and drop counters.
+
+use std::time::Duration;
+
+use ethergate_hub::{
+    DEFAULT_MAC_AGING, DropReason, Forward, Hub, HubOptions, MIN_MAC_LIMIT, MacAddr, PortId,
+    PortPolicy, Timestamp,
+};
+
+const T0: Timestamp = Timestamp::from_unix_secs(1_700_000_000);
+
+fn mac(n: u8) -> MacAddr {
+    MacAddr([0x02, 0, 0, 0, 0, n])
+}
+
+fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    f
+}
+
+fn hub_with(ports: &[u64]) -> Hub {
+    let mut hub = Hub::new("test", HubOptions::default(), None);
+    for &p in ports {
+        hub.add_port(PortId(p), PortPolicy::default())
+            .expect("fresh port id");
+    }
+    hub
+}
+
+fn flood(hub: &mut Hub, ingress: u64, f: &[u8], now: Timestamp) -> Vec<u64> {
+    match hub.forward(PortId(ingress), f, now) {
+        Forward::Flood(ports) => ports.map(|p| p.0).collect(),
+        other => panic!("expected a flood from port {ingress}, got {other:?}"),
+    }
+}
+
+fn unicast(hub: &mut Hub, ingress: u64, f: &[u8], now: Timestamp) -> u64 {
+    match hub.forward(PortId(ingress), f, now) {
+        Forward::Unicast(p) => p.0,
+        other => panic!("expected unicast from port {ingress}, got {other:?}"),
+    }
+}
+
+fn dropped(hub: &mut Hub, ingress: u64, f: &[u8], now: Timestamp) -> DropReason {
+    match hub.forward(PortId(ingress), f, now) {
+        Forward::Drop(r) => r,
+        other => panic!("expected a drop on port {ingress}, got {other:?}"),
+    }
+}
+
+#[test]
+fn learns_then_unicasts() {
+    let mut hub = hub_with(&[0, 1, 2, 3]);
+    // Unknown destination floods to every other port, bridge included.
+    assert_eq!(flood(&mut hub, 1, &frame(mac(2), mac(1)), T0), [0, 2, 3]);
+    // mac(1) was learned on port 1.
+    assert_eq!(unicast(&mut hub, 2, &frame(mac(1), mac(2)), T0), 1);
+    assert_eq!(unicast(&mut hub, 1, &frame(mac(2), mac(1)), T0), 2);
+    let c1 = hub.counters(PortId(1)).expect("port 1");
+    assert_eq!((c1.frames_in, c1.frames_out), (2, 1));
+    assert_eq!(c1.bytes_in, 120);
+}
+
+#[test]
+fn broadcast_and_multicast_flood_excluding_ingress() {
+    let mut hub = hub_with(&[0, 1, 2]);
+    assert_eq!(
+        flood(&mut hub, 2, &frame(MacAddr::BROADCAST, mac(1)), T0),
+        [0, 1]
+    );
+    let ipv6_mcast = MacAddr([0x33, 0x33, 0, 0, 0, 1]);
+    // Even a learned-looking multicast destination is flooded.
+    assert_eq!(flood(&mut hub, 0, &frame(ipv6_mcast, mac(9)), T0), [1, 2]);
+    assert_eq!(hub.counters(PortId(0)).expect("bridge").frames_out, 1);
+}
+
+#[test]
+fn aging_boundary() {
+    let mut hub = hub_with(&[1, 2]);
+    let _ = hub.forward(PortId(1), &frame(MacAddr::BROADCAST, mac(1)), T0);
+    let just_before = T0.saturating_add(DEFAULT_MAC_AGING - Duration::from_millis(1));
+    assert_eq!(unicast(&mut hub, 2, &frame(mac(1), mac(2)), just_before), 1);
+    // SoftEther drops an entry once updated + 600 s <= now.
+    let at = T0.saturating_add(DEFAULT_MAC_AGING);
+    assert_eq!(flood(&mut hub, 2, &frame(mac(1), mac(2)), at), [1]);
+    assert_eq!(
+        hub.expire(at),
+        1,
+        "mac(1) is swept, mac(2) was just refreshed"
+    );
+    assert_eq!(hub.mac_table().len(), 1);
+}
+
+#[test]
+fn traffic_refreshes_entries() {
+    let mut hub = hub_with(&[1, 2]);
+    let half = DEFAULT_MAC_AGING / 2;
+    let _ = hub.forward(PortId(1), &frame(MacAddr::BROADCAST, mac(1)), T0);
+    let t1 = T0.saturating_add(half);
+    let _ = hub.forward(PortId(1), &frame(MacAddr::BROADCAST, mac(1)), t1);
+    let t2 = t1.saturating_add(half + Duration::from_secs(1));
+    assert_eq!(hub.expire(t2), 0);
+    assert_eq!(
+        unicast(
+            &mut hub,
+            2,
+            &frame(mac(1), mac(2)),
+            T0.saturating_add(DEFAULT_MAC_AGING)
+        ),
+        1
+    );
+}
+
+#[test]
+fn mac_limit_drops_and_counts() {
+    let mut hub = Hub::new("test", HubOptions::default(), None);
+    hub.add_port(PortId(0), PortPolicy::default())
+        .expect("bridge");
+    hub.add_port(
+        PortId(1),
+        PortPolicy {
+            max_macs: Some(MIN_MAC_LIMIT),
+        },
+    )
+    .expect("session");
+    for n in 1..=MIN_MAC_LIMIT as u8 {
+        let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(n)), T0);
+    }
+    let extra = frame(MacAddr::BROADCAST, mac(100));
+    assert_eq!(dropped(&mut hub, 1, &extra, T0), DropReason::MacLimit);
+    // Known MACs still pass.
+    let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(1)), T0);
+    let c = hub.counters(PortId(1)).expect("session");
+    assert_eq!(c.dropped(DropReason::MacLimit), 1);
+    assert_eq!(c.frames_in, u64::from(MIN_MAC_LIMIT) + 1);
+    // Once the old MACs age out, a new one fits.
+    let later = T0.saturating_add(DEFAULT_MAC_AGING);
+    let _ = flood(&mut hub, 1, &extra, later);
+}
+
+#[test]
+fn mac_limit_below_softether_minimum_is_raised() {
+    let mut hub = Hub::new("test", HubOptions::default(), None);
+    hub.add_port(PortId(1), PortPolicy { max_macs: Some(1) })
+        .expect("port");
+    hub.add_port(PortId(2), PortPolicy::default())
+        .expect("port");
+    for n in 1..=3 {
+        let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(n)), T0);
+    }
+    assert_eq!(
+        dropped(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(4)), T0),
+        DropReason::MacLimit
+    );
+}
+
+#[test]
+fn table_cap_drops_new_macs() {
+    let opts = HubOptions {
+        max_mac_entries: 2,
+        ..HubOptions::default()
+    };
+    let mut hub = Hub::new("test", opts, None);
+    hub.add_port(PortId(0), PortPolicy::default())
+        .expect("port");
+    hub.add_port(PortId(1), PortPolicy::default())
+        .expect("port");
+    let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(1)), T0);
+    let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(2)), T0);
+    assert_eq!(
+        dropped(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(3)), T0),
+        DropReason::MacTableFull
+    );
+}
+
+#[test]
+fn station_moves_between_ports() {
+    let mut hub = hub_with(&[1, 2, 3]);
+    let _ = hub.forward(PortId(1), &frame(MacAddr::BROADCAST, mac(1)), T0);
+    let _ = hub.forward(PortId(2), &frame(MacAddr::BROADCAST, mac(1)), T0);
+    assert_eq!(unicast(&mut hub, 3, &frame(mac(1), mac(3)), T0), 2);
+    assert_eq!(hub.mac_table().port_count(PortId(1)), 0);
+}
+
+#[test]
+fn hairpin_is_dropped() {
+    let mut hub = hub_with(&[1, 2]);
+    let _ = hub.forward(PortId(1), &frame(MacAddr::BROADCAST, mac(1)), T0);
+    assert_eq!(
+        dropped(&mut hub, 1, &frame(mac(1), mac(5)), T0),
+        DropReason::Hairpin
+    );
+}
+
+#[test]
+fn malformed_frames_are_dropped_with_reasons() {
+    let mut hub = hub_with(&[1, 2]);
+    assert_eq!(dropped(&mut hub, 1, &[0u8; 13], T0), DropReason::Runt);
+    let mut big = frame(MacAddr::BROADCAST, mac(1));
+    big.resize(ethergate_hub::MAX_FRAME_LEN + 1, 0);
+    assert_eq!(dropped(&mut hub, 1, &big, T0), DropReason::Oversize);
+    let mut max = frame(MacAddr::BROADCAST, mac(1));
+    max.resize(ethergate_hub::MAX_FRAME_LEN, 0);
+    let _ = flood(&mut hub, 1, &max, T0);
+    assert_eq!(
+        dropped(&mut hub, 1, &frame(mac(2), MacAddr::BROADCAST), T0),
+        DropReason::BadSourceMac
+    );
+    assert_eq!(
+        dropped(
+            &mut hub,
+            1,
+            &frame(mac(2), MacAddr([1, 0, 0x5e, 0, 0, 1])),
+            T0
+        ),
+        DropReason::BadSourceMac
+    );
+    assert_eq!(
+        dropped(&mut hub, 9, &frame(mac(2), mac(1)), T0),
+        DropReason::UnknownPort
+    );
+    let c = hub.counters(PortId(1)).expect("port 1");
+    assert_eq!(c.dropped_total(), 4);
+    assert_eq!(hub.unknown_port_drops(), 1);
+}
+
+#[test]
+fn removing_a_port_forgets_its_macs() {
+    let mut hub = hub_with(&[1, 2, 3]);
+    let _ = hub.forward(PortId(1), &frame(MacAddr::BROADCAST, mac(1)), T0);
+    let _ = hub.forward(PortId(2), &frame(MacAddr::BROADCAST, mac(2)), T0);
+    let last = hub.remove_port(PortId(1)).expect("attached");
+    assert_eq!(last.frames_in, 1);
+    assert_eq!(hub.mac_table().len(), 1);
+    // mac(1) is unknown again: flood, and port 1 is gone from the list.
+    assert_eq!(flood(&mut hub, 3, &frame(mac(1), mac(3)), T0), [2]);
+    assert!(hub.remove_port(PortId(1)).is_err());
+    assert!(hub.add_port(PortId(2), PortPolicy::default()).is_err());
+}
+
+#[test]
+fn hubs_are_isolated() {
+    let mut a = hub_with(&[1, 2]);
+    let mut b = hub_with(&[1, 2]);
+    let _ = a.forward(PortId(1), &frame(MacAddr::BROADCAST, mac(1)), T0);
+    assert_eq!(unicast(&mut a, 2, &frame(mac(1), mac(2)), T0), 1);
+    // Hub b never saw mac(1).
+    assert_eq!(flood(&mut b, 2, &frame(mac(1), mac(2)), T0), [1]);
+}
