@@ -80,12 +80,6 @@ fn check_name(name: &str) -> Result<(), PackError> {
     Ok(())
 }
 
-fn cmp_ci(a: &str, b: &str) -> std::cmp::Ordering {
-    a.bytes()
-        .map(|c| c.to_ascii_lowercase())
-        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
-}
-
 impl Pack {
     /// Decode one serialized PACK occupying all of `buf`.
     pub fn decode(buf: &[u8], limits: &PackLimits) -> Result<Pack, PackError> {
@@ -114,16 +108,26 @@ impl Pack {
         if !r.is_empty() {
             return Err(PackError::TrailingBytes { count: r.left() });
         }
-        // Duplicate check in O(n log n) without allocating lowered names.
-        let mut order: Vec<usize> = (0..elements.len()).collect();
-        order.sort_unstable_by(|&a, &b| cmp_ci(&elements[a].name, &elements[b].name));
-        for w in order.windows(2) {
-            if elements[w[0]]
-                .name
-                .eq_ignore_ascii_case(&elements[w[1]].name)
-            {
+        // Duplicate check in O(n log n): names are ≤ 63 bytes, so each gets
+        // a fixed-size lower-cased key that sorts with plain memcmp.
+        let mut keys: Vec<([u8; MAX_NAME_LEN], usize)> = elements
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut k = [0u8; MAX_NAME_LEN];
+                for (d, c) in k.iter_mut().zip(e.name.bytes()) {
+                    *d = c.to_ascii_lowercase();
+                }
+                (k, i)
+            })
+            .collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for w in keys.windows(2) {
+            // Names hold no NUL, so zero padding makes equal keys mean
+            // equal names.
+            if w[0].0 == w[1].0 {
                 return Err(PackError::DuplicateName {
-                    element: elements[w[1]].name.clone(),
+                    element: elements[w[1].1].name.clone(),
                 });
             }
         }
