@@ -121,7 +121,7 @@ impl Pack {
                 (k, i)
             })
             .collect();
-        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        keys.sort_unstable_by_key(|k| k.0);
         for w in keys.windows(2) {
             // Names hold no NUL, so zero padding makes equal keys mean
             // equal names.
