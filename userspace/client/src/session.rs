@@ -1,0 +1,461 @@
+//! One connection to the server: TCP, rustls driven sans-IO (as the
+//! server's `connection.rs` does), the `ethergate-proto` client state
+//! machine, and — once the session is up — frames between the tunnel and
+//! the tap, with the DHCP client speaking into the tunnel directly.
+//!
+//! Two tasks share the state (`Rc<RefCell<..>>`, never borrowed across an
+//! await): the reader turns socket bytes into protocol input, hands
+//! received frames to DHCP or the tap, and wakes the writer; the writer
+//! waits for tap frames, timers (protocol and DHCP), a wake-up or the stop
+//! signal, and writes whatever the protocol queued. Invariant: the writer
+//! flushes before it exits, so a DHCP RELEASE, a TLS close_notify or a
+//! final keep-alive is never lost to a race; the session reports exactly
+//! one [`SessionEnd`].
+
+use std::{
+    cell::RefCell,
+    io::{Read, Write},
+    net::SocketAddr,
+    rc::Rc,
+    sync::Arc,
+    time::Duration,
+};
+
+use compio::{
+    BufResult,
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+use ethergate_proto::{
+    ClientConfig, ClientConnection, ClientEvent, CloseReason, Timestamp, data::Frames,
+};
+use futures_util::future::{Either, select};
+use tracing::{debug, info};
+
+use crate::{
+    clock::{Clock, system_random},
+    dhcp::{DhcpClient, DhcpEvent},
+    nic::Nic,
+};
+
+/// Socket read size: several full TLS records, so one read yields many
+/// frames (design.md: small buffers cost CPU).
+const READ_CHUNK: usize = 64 * 1024;
+/// Tap frames coalesced into one protocol batch.
+const MAX_FRAMES_PER_BATCH: usize = 64;
+/// SoftEther's CONNECTING_TIMEOUT (spec §7.4): the TCP connect gets as long
+/// as the real client gives it.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionEnd {
+    /// The stop signal arrived; the lease was released and TLS closed.
+    #[error("stopped")]
+    Stopped,
+    /// The protocol ended the connection (refusal, bad handshake, silence).
+    #[error("{0}")]
+    Protocol(CloseReason),
+    /// TLS failed (certificate rejected, bad record, alert).
+    #[error("TLS: {0}")]
+    Tls(rustls::Error),
+    /// The socket failed or the server closed it.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What a finished session hands back to the reconnect loop.
+pub struct Outcome {
+    pub end: SessionEnd,
+    /// When the session came up, if it did.
+    pub established_at: Option<Timestamp>,
+    pub dhcp: Option<DhcpClient>,
+}
+
+struct Conn {
+    tls: rustls::ClientConnection,
+    proto: ClientConnection<fn(&mut [u8])>,
+    dhcp: Option<DhcpClient>,
+    nic: Rc<Nic>,
+    clock: Clock,
+    frames_in: Frames,
+    plain_out: Vec<u8>,
+    established_at: Option<Timestamp>,
+    closing: bool,
+    end: Option<SessionEnd>,
+}
+
+impl Conn {
+    fn finish(&mut self, end: SessionEnd) {
+        if self.end.is_none() {
+            self.end = Some(end);
+        }
+        self.closing = true;
+    }
+
+    fn handle_proto_events(&mut self) {
+        while let Some(event) = self.proto.poll_event() {
+            match event {
+                ClientEvent::Hello(hello) => debug!(
+                    server = hello.server_str,
+                    version = hello.version,
+                    build = hello.build,
+                    "server hello"
+                ),
+                ClientEvent::Established { welcome } => {
+                    let now = self.clock.now();
+                    self.established_at = Some(now);
+                    if let Some(w) = welcome {
+                        info!(
+                            session = w.session_name,
+                            connection = w.connection_name,
+                            timeout_ms = w.timeout_ms,
+                            "session established"
+                        );
+                    }
+                    if let Some(dhcp) = &mut self.dhcp {
+                        dhcp.start(now);
+                    }
+                }
+                ClientEvent::Closed(reason) => self.finish(SessionEnd::Protocol(reason)),
+            }
+        }
+    }
+
+    /// DHCP's results and frames: events applied to the tap, frames sent
+    /// into the tunnel as if they came from it.
+    fn pump_dhcp(&mut self) {
+        let Some(dhcp) = &mut self.dhcp else { return };
+        let now = self.clock.now();
+        dhcp.handle_timeout(now, &mut (system_random as fn(&mut [u8])));
+        while let Some(event) = dhcp.poll_event() {
+            match event {
+                DhcpEvent::Bound(lease) => {
+                    info!(
+                        address = %lease.address,
+                        prefix = lease.prefix_len,
+                        server = %lease.server_id,
+                        lease_secs = lease.lease_secs,
+                        routes = lease.routes().len(),
+                        "DHCP: lease acquired"
+                    );
+                    self.nic.apply_lease(&lease);
+                }
+                DhcpEvent::Renewed(lease) => {
+                    debug!(address = %lease.address, lease_secs = lease.lease_secs, "DHCP: lease renewed");
+                    self.nic.apply_lease(&lease);
+                }
+                DhcpEvent::Lost { address, reason } => self.nic.lease_lost(address, reason),
+            }
+        }
+        if !self.proto.is_established() {
+            return;
+        }
+        while let Some(frame) = dhcp.poll_transmit() {
+            self.proto.send_frames(now, [frame.as_slice()]);
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(dhcp) = &mut self.dhcp
+            && dhcp.release(&mut (system_random as fn(&mut [u8])))
+        {
+            info!("DHCP: releasing the lease");
+        }
+        self.pump_dhcp();
+        self.tls.send_close_notify();
+        self.finish(SessionEnd::Stopped);
+    }
+
+    /// TLS-decrypts `bytes` into the protocol.
+    fn on_bytes(&mut self, mut bytes: &[u8]) {
+        let mut plain = [0u8; 16 * 1024];
+        while !bytes.is_empty() && !self.closing {
+            if let Err(e) = self.tls.read_tls(&mut bytes) {
+                return self.finish(SessionEnd::Io(format!("TLS read: {e}")));
+            }
+            if let Err(e) = self.tls.process_new_packets() {
+                // rustls has queued an alert; the writer sends it.
+                return self.finish(SessionEnd::Tls(e));
+            }
+            loop {
+                match self.tls.reader().read(&mut plain) {
+                    Ok(0) => {
+                        self.finish(SessionEnd::Io("the server closed TLS".into()));
+                        break;
+                    }
+                    Ok(n) => {
+                        let now = self.clock.now();
+                        let Conn {
+                            proto, frames_in, ..
+                        } = self;
+                        proto.handle_input(now, &plain[..n], frames_in);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        self.finish(SessionEnd::Io(format!("TLS: {e}")));
+                        break;
+                    }
+                }
+            }
+            self.handle_proto_events();
+        }
+    }
+
+    /// The protocol's queued plaintext through rustls into `out`.
+    fn encrypt_pending(&mut self, out: &mut Vec<u8>) {
+        self.plain_out.clear();
+        self.proto.drain_transmit(&mut self.plain_out);
+        if !self.plain_out.is_empty() {
+            // Fails only once TLS is closed, when output no longer matters.
+            let _ = self.tls.writer().write_all(&self.plain_out);
+        }
+        while self.tls.wants_write() {
+            if self.tls.write_tls(out).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Everything one session needs from the long-lived client.
+pub struct SessionSetup {
+    pub address: SocketAddr,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub server_name: rustls::pki_types::ServerName<'static>,
+    pub proto: ClientConfig,
+    pub nic: Rc<Nic>,
+    pub from_tap: async_channel::Receiver<Vec<u8>>,
+    pub stop: async_channel::Receiver<()>,
+    pub dhcp: Option<DhcpClient>,
+    pub clock: Clock,
+}
+
+/// Runs one connection until it ends.
+pub async fn run(setup: SessionSetup) -> Outcome {
+    let SessionSetup {
+        address,
+        tls,
+        server_name,
+        proto,
+        nic,
+        from_tap,
+        stop,
+        dhcp,
+        clock,
+    } = setup;
+    let fail = |end, dhcp| Outcome {
+        end,
+        established_at: None,
+        dhcp,
+    };
+    let connect = compio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address));
+    let stopped = stop.recv();
+    futures_util::pin_mut!(connect, stopped);
+    let tcp = match select(connect, stopped).await {
+        Either::Left((Ok(Ok(tcp)), _)) => tcp,
+        Either::Left((Ok(Err(e)), _)) => {
+            return fail(
+                SessionEnd::Io(format!("connecting to {address}: {e}")),
+                dhcp,
+            );
+        }
+        Either::Left((Err(_), _)) => {
+            return fail(
+                SessionEnd::Io(format!("connecting to {address}: timed out")),
+                dhcp,
+            );
+        }
+        Either::Right(_) => return fail(SessionEnd::Stopped, dhcp),
+    };
+    let _ = tcp.set_nodelay(true);
+    let tls = match rustls::ClientConnection::new(tls, server_name) {
+        Ok(t) => t,
+        Err(e) => return fail(SessionEnd::Tls(e), dhcp),
+    };
+    debug!(%address, "TCP connected; TLS handshake");
+    // Frames the tap produced while we were disconnected are stale.
+    while from_tap.try_recv().is_ok() {}
+    let now = clock.now();
+    let conn = Rc::new(RefCell::new(Conn {
+        tls,
+        proto: ClientConnection::new(proto, system_random as fn(&mut [u8]), now),
+        dhcp,
+        nic: Rc::clone(&nic),
+        clock,
+        frames_in: Frames::new(),
+        plain_out: Vec::with_capacity(READ_CHUNK),
+        established_at: None,
+        closing: false,
+        end: None,
+    }));
+    let (read_half, write_half) = tcp.into_split();
+    let (wake_tx, wake_rx) = async_channel::bounded::<()>(1);
+    let reader = compio::runtime::spawn(read_loop(read_half, Rc::clone(&conn), wake_tx, nic));
+    write_loop(write_half, &conn, wake_rx, from_tap, stop).await;
+    drop(reader);
+    let mut c = conn.borrow_mut();
+    Outcome {
+        end: c
+            .end
+            .take()
+            .unwrap_or_else(|| SessionEnd::Io("connection closed".into())),
+        established_at: c.established_at,
+        dhcp: c.dhcp.take(),
+    }
+}
+
+async fn read_loop(
+    mut socket: TcpStream,
+    conn: Rc<RefCell<Conn>>,
+    wake: async_channel::Sender<()>,
+    nic: Rc<Nic>,
+) {
+    let mut buf = Vec::with_capacity(READ_CHUNK);
+    let mut frame_buf = Vec::with_capacity(crate::nic::TAP_FRAME_MAX);
+    loop {
+        buf.clear();
+        let BufResult(result, returned) = socket.read(buf).await;
+        buf = returned;
+        let n = match result {
+            Ok(0) => {
+                conn.borrow_mut()
+                    .finish(SessionEnd::Io("the server closed the connection".into()));
+                let _ = wake.try_send(());
+                return;
+            }
+            Err(e) => {
+                conn.borrow_mut()
+                    .finish(SessionEnd::Io(format!("reading from the server: {e}")));
+                let _ = wake.try_send(());
+                return;
+            }
+            Ok(n) => n,
+        };
+        let frames = {
+            let mut c = conn.borrow_mut();
+            c.on_bytes(&buf[..n]);
+            std::mem::take(&mut c.frames_in)
+        };
+        let _ = wake.try_send(());
+        // Frames to DHCP or the tap; tap writes happen outside the borrow.
+        for frame in frames.iter() {
+            let taken = {
+                let mut c = conn.borrow_mut();
+                let now = c.clock.now();
+                c.dhcp.as_mut().is_some_and(|d| d.handle_frame(now, frame))
+            };
+            if taken {
+                let _ = wake.try_send(());
+                continue;
+            }
+            frame_buf.clear();
+            frame_buf.extend_from_slice(frame);
+            let BufResult(result, returned) = nic.write(frame_buf).await;
+            frame_buf = returned;
+            if let Err(e) = result {
+                debug!("tap write: {e}");
+            }
+        }
+        // Give the allocation back for the next read's frames.
+        let mut frames = frames;
+        frames.clear();
+        {
+            let mut c = conn.borrow_mut();
+            if c.frames_in.is_empty() {
+                c.frames_in = frames;
+            }
+        }
+        if conn.borrow().closing {
+            return;
+        }
+    }
+}
+
+async fn write_loop(
+    mut socket: TcpStream,
+    conn: &Rc<RefCell<Conn>>,
+    wake: async_channel::Receiver<()>,
+    from_tap: async_channel::Receiver<Vec<u8>>,
+    stop: async_channel::Receiver<()>,
+) {
+    let mut out = Vec::with_capacity(READ_CHUNK);
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(MAX_FRAMES_PER_BATCH);
+    loop {
+        {
+            let mut c = conn.borrow_mut();
+            c.pump_dhcp();
+            c.encrypt_pending(&mut out);
+        }
+        if !out.is_empty() {
+            let BufResult(result, returned) = socket.write_all(out).await;
+            out = returned;
+            out.clear();
+            if let Err(e) = result {
+                conn.borrow_mut()
+                    .finish(SessionEnd::Io(format!("writing to the server: {e}")));
+                return;
+            }
+            continue;
+        }
+        let (closing, deadline) = {
+            let c = conn.borrow();
+            let dhcp_at = c.dhcp.as_ref().and_then(DhcpClient::poll_timeout);
+            let at = match (c.proto.poll_timeout(), dhcp_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (
+                c.closing || c.proto.is_closed(),
+                at.map(|t| c.clock.instant(t)),
+            )
+        };
+        if closing {
+            let _ = socket.shutdown().await;
+            return;
+        }
+        let timer = async {
+            match deadline {
+                Some(at) => compio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let woken = wake.recv();
+        let tap = from_tap.recv();
+        let stopped = stop.recv();
+        futures_util::pin_mut!(timer, woken, tap, stopped);
+        match select(select(woken, stopped), select(tap, timer)).await {
+            Either::Left((Either::Left(_), _)) => {}
+            Either::Left((Either::Right(_), _)) => {
+                info!("stopping");
+                conn.borrow_mut().stop();
+            }
+            Either::Right((Either::Left((frame, _)), _)) => {
+                let Ok(frame) = frame else {
+                    // The tap reader is gone: nothing more to carry.
+                    conn.borrow_mut()
+                        .finish(SessionEnd::Io("the tap reader stopped".into()));
+                    continue;
+                };
+                batch.push(frame);
+                while batch.len() < MAX_FRAMES_PER_BATCH {
+                    match from_tap.try_recv() {
+                        Ok(more) => batch.push(more),
+                        Err(_) => break,
+                    }
+                }
+                let mut c = conn.borrow_mut();
+                let now = c.clock.now();
+                // Before the welcome the protocol drops frames (returns 0).
+                c.proto.send_frames(now, batch.iter().map(Vec::as_slice));
+                batch.clear();
+            }
+            Either::Right((Either::Right(((), _)), _)) => {
+                let mut c = conn.borrow_mut();
+                let now = c.clock.now();
+                c.proto.handle_timeout(now);
+                c.handle_proto_events();
+            }
+        }
+    }
+}
