@@ -9,7 +9,10 @@
 #![no_std]
 #![deny(unsafe_code)]
 
+pub mod checksum;
 pub mod counters;
+pub mod nat;
 pub mod parse;
 
 pub use counters::{PacketCounter, ParseIssue, ProtoClass, Verdict};
+pub use nat::{DropReason, FlowKey, NatBinding, NatConfig, NatEvent, SnatAddresses};

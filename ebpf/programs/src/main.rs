@@ -4,6 +4,8 @@
 #![no_std]
 #![no_main]
 
+mod inside;
+mod nat;
 mod packet;
 mod uplink;
 

@@ -35,6 +35,26 @@ impl<'a> XdpFrame<'a> {
     }
 }
 
+impl XdpFrame<'_> {
+    /// Writable `N` bytes at `offset`, with the same checks as
+    /// [`PacketBytes::header`]. `&mut self` keeps a read view and a write
+    /// view of the frame from overlapping.
+    #[inline(always)]
+    pub fn header_mut<const N: usize>(&mut self, offset: usize) -> Option<&mut [u8; N]> {
+        if offset > MAX_PARSE_OFFSET {
+            return None;
+        }
+        let start = self.ctx.data() + offset;
+        if start + N > self.data_end() {
+            return None;
+        }
+        // SAFETY: [start, start + N) lies inside [data, data_end), checked
+        // just above; XDP frames are writable; [u8; N] has alignment 1; the
+        // borrow of `self` keeps any other view of the frame out.
+        Some(unsafe { &mut *(start as *mut [u8; N]) })
+    }
+}
+
 impl PacketBytes for XdpFrame<'_> {
     #[inline(always)]
     fn has_bytes(&self, len: usize) -> bool {

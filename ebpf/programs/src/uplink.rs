@@ -1,9 +1,10 @@
-//! XDP program for the uplink: classify, count, pass.
+//! XDP program for the uplink: classify, NAT (return traffic of SNAT flows;
+//! in one-armed mode also the private subnet's egress), count.
 //!
-//! Today it hands every frame to the kernel; it is the skeleton the NAT fast
-//! path grows in (SNAT/DNAT will return `Tx`/`Redirect`/`Drop` verdicts with
-//! their own counters). Every frame lands in exactly one `COUNTERS` slot, and
-//! every malformed frame additionally in one `PARSE_ISSUES` slot.
+//! Frames that are not a translated flow go to the kernel untouched. Every
+//! frame lands in exactly one `COUNTERS` slot under the verdict it got
+//! (`Redirect`/`Tx` when translated, `Drop` when NAT dropped it), and every
+//! malformed frame additionally in one `PARSE_ISSUES` slot.
 
 use aya_ebpf::{macros::map, macros::xdp, maps::PerCpuArray, programs::XdpContext};
 use ethergate_common::{
@@ -12,7 +13,10 @@ use ethergate_common::{
     parse::classify,
 };
 
-use crate::packet::XdpFrame;
+use crate::{
+    nat::{self, Nat},
+    packet::XdpFrame,
+};
 
 #[map]
 static COUNTERS: PerCpuArray<PacketCounter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
@@ -22,9 +26,14 @@ static PARSE_ISSUES: PerCpuArray<u64> = PerCpuArray::with_max_entries(ParseIssue
 
 #[xdp]
 pub fn uplink(ctx: XdpContext) -> u32 {
-    let frame = XdpFrame::new(&ctx);
+    let mut frame = XdpFrame::new(&ctx);
     let seen = classify(&frame);
-    let verdict = Verdict::Pass;
+    let (verdict, action) = match nat::process(&ctx, &mut frame, &seen) {
+        Nat::NotOurs => (Verdict::Pass, Verdict::Pass.xdp_action()),
+        Nat::Dropped => (Verdict::Drop, Verdict::Drop.xdp_action()),
+        Nat::Forwarded(action) if action == Verdict::Tx.xdp_action() => (Verdict::Tx, action),
+        Nat::Forwarded(action) => (Verdict::Redirect, action),
+    };
     if let Some(issue) = seen.issue
         && let Some(slot) = PARSE_ISSUES.get_ptr_mut(issue as u32)
     {
@@ -36,7 +45,7 @@ pub fn uplink(ctx: XdpContext) -> u32 {
         counter_index(seen.class, verdict),
         ctx.data_end() - ctx.data(),
     );
-    verdict.xdp_action()
+    action
 }
 
 #[inline(always)]

@@ -9,11 +9,11 @@ use aya::{
     maps::{MapData, PerCpuArray},
 };
 use ethergate_common::{
-    PacketCounter, ParseIssue, ProtoClass, Verdict,
+    DropReason, NatEvent, PacketCounter, ParseIssue, ProtoClass, Verdict,
     counters::{COUNTER_SLOTS, counter_index},
 };
 
-use crate::{COUNTERS_MAP, DataplaneError, PARSE_ISSUES_MAP};
+use crate::{COUNTERS_MAP, DataplaneError, NAT_DROPS_MAP, NAT_EVENTS_MAP, PARSE_ISSUES_MAP};
 
 /// Counters of the uplink program at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,6 +22,10 @@ pub struct CounterSnapshot {
     pub per_cpu: Vec<Vec<PacketCounter>>,
     /// `parse_issues[cpu][issue as usize]`.
     pub parse_issues: Vec<Vec<u64>>,
+    /// `nat_events[cpu][event as usize]`, from every program doing NAT.
+    pub nat_events: Vec<Vec<u64>>,
+    /// `nat_drops[cpu][reason as usize]`.
+    pub nat_drops: Vec<Vec<u64>>,
 }
 
 impl CounterSnapshot {
@@ -57,6 +61,20 @@ impl CounterSnapshot {
             .sum()
     }
 
+    pub fn nat_event(&self, event: NatEvent) -> u64 {
+        self.nat_events
+            .iter()
+            .filter_map(|cpu| cpu.get(event as usize))
+            .sum()
+    }
+
+    pub fn nat_drop(&self, reason: DropReason) -> u64 {
+        self.nat_drops
+            .iter()
+            .filter_map(|cpu| cpu.get(reason as usize))
+            .sum()
+    }
+
     /// Counter growth since `earlier` (saturating: counters only grow while
     /// the program stays loaded).
     pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
@@ -70,6 +88,8 @@ impl CounterSnapshot {
             parse_issues: grid_delta(&self.parse_issues, &earlier.parse_issues, |now, before| {
                 now.saturating_sub(before)
             }),
+            nat_events: grid_delta(&self.nat_events, &earlier.nat_events, u64::saturating_sub),
+            nat_drops: grid_delta(&self.nat_drops, &earlier.nat_drops, u64::saturating_sub),
         }
     }
 }
@@ -118,25 +138,44 @@ pub(crate) fn read(ebpf: &Ebpf) -> Result<CounterSnapshot, DataplaneError> {
             }
         }
     }
-    let mut parse_issues = vec![vec![0u64; ParseIssue::COUNT as usize]; cpus];
-    for slot in 0..ParseIssue::COUNT {
-        let values = issues.get(&slot, 0).map_err(|source| DataplaneError::Map {
-            map: PARSE_ISSUES_MAP,
+    Ok(CounterSnapshot {
+        per_cpu,
+        parse_issues: u64_grid(&issues, PARSE_ISSUES_MAP, ParseIssue::COUNT, cpus)?,
+        nat_events: u64_grid(
+            &per_cpu_array(ebpf, NAT_EVENTS_MAP)?,
+            NAT_EVENTS_MAP,
+            NatEvent::COUNT,
+            cpus,
+        )?,
+        nat_drops: u64_grid(
+            &per_cpu_array(ebpf, NAT_DROPS_MAP)?,
+            NAT_DROPS_MAP,
+            DropReason::COUNT,
+            cpus,
+        )?,
+    })
+}
+
+/// `grid[cpu][slot]` of a per-CPU `u64` array with `slots` entries.
+fn u64_grid(
+    map: &PerCpuArray<&MapData, u64>,
+    name: &'static str,
+    slots: u32,
+    cpus: usize,
+) -> Result<Vec<Vec<u64>>, DataplaneError> {
+    let mut grid = vec![vec![0u64; slots as usize]; cpus];
+    for slot in 0..slots {
+        let values = map.get(&slot, 0).map_err(|source| DataplaneError::Map {
+            map: name,
             source: Box::new(source),
         })?;
         for (cpu, value) in values.iter().enumerate() {
-            if let Some(cell) = parse_issues
-                .get_mut(cpu)
-                .and_then(|c| c.get_mut(slot as usize))
-            {
+            if let Some(cell) = grid.get_mut(cpu).and_then(|c| c.get_mut(slot as usize)) {
                 *cell = *value;
             }
         }
     }
-    Ok(CounterSnapshot {
-        per_cpu,
-        parse_issues,
-    })
+    Ok(grid)
 }
 
 fn per_cpu_array<'a, V: aya::Pod>(

@@ -46,4 +46,16 @@ pub enum DataplaneError {
         #[source]
         source: Box<ProgramError>,
     },
+    #[error("interface {interface:?}: {source}")]
+    Interface {
+        interface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("interface {0:?} has no IPv4 address to masquerade to")]
+    NoIpv4Address(String),
+    #[error(
+        "SNAT rule for {source_prefix}: {count} public addresses; between 1 and 8 are supported"
+    )]
+    SnatAddresses { source_prefix: String, count: usize },
 }

@@ -1,6 +1,13 @@
 //! ethergate's kernel data plane, seen from userspace: the eBPF object is
 //! built by `build.rs` (aya-build) and embedded in the binary; this crate
-//! loads it, attaches the programs, and reads their counters.
+//! loads it, attaches the programs, turns `[nat]` into map entries, sweeps
+//! idle NAT flows, and reads counters and flows.
+//!
+//! Programs: `uplink` (XDP on the uplink: counts every frame, restores
+//! return traffic of SNAT flows, and in one-armed mode also SNATs the
+//! private subnet's egress), `inside` (XDP on each inside interface: SNATs
+//! egress and redirects it to the uplink), `redirect_peer` (XDP_PASS; only
+//! for the far end of veth links in tests — see `attach_redirect_peer`).
 //!
 //! Invariant: attachments live exactly as long as the [`Dataplane`] value —
 //! they are bpf_links owned by it, so dropping it (or the process dying)
@@ -9,15 +16,24 @@
 mod attach;
 mod counters;
 mod error;
+mod nat;
 
 pub use attach::XdpAttachMode;
 pub use counters::CounterSnapshot;
 pub use error::DataplaneError;
+pub use nat::{NatFlow, SNAT_PORT_MAX, SNAT_PORT_MIN, SweepStats, interface_ipv4, sweep_interval};
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key},
     programs::{TestRun, TestRunOptions, Xdp},
 };
+use ethergate_common::{NatConfig, SnatAddresses};
 
 /// The compiled eBPF object, embedded at build time.
 static PROGRAMS_OBJECT: &[u8] =
@@ -26,13 +42,46 @@ static PROGRAMS_OBJECT: &[u8] =
 /// Program and map names as they appear in the object (the Rust item names in
 /// ebpf/programs).
 pub(crate) const UPLINK_PROGRAM: &str = "uplink";
+pub(crate) const INSIDE_PROGRAM: &str = "inside";
+pub(crate) const REDIRECT_PEER_PROGRAM: &str = "redirect_peer";
 pub(crate) const COUNTERS_MAP: &str = "COUNTERS";
 pub(crate) const PARSE_ISSUES_MAP: &str = "PARSE_ISSUES";
+pub(crate) const NAT_EVENTS_MAP: &str = "NAT_EVENTS";
+pub(crate) const NAT_DROPS_MAP: &str = "NAT_DROPS";
+const NAT_OUT_MAP: &str = "NAT_OUT";
+const NAT_IN_MAP: &str = "NAT_IN";
+const SNAT_RULES_MAP: &str = "SNAT_RULES";
+const NAT_CONFIG_MAP: &str = "NAT_CONFIG";
+
+/// Flow-table size when the config does not say
+/// (`ethergate_config::DEFAULT_MAX_FLOWS`).
+pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
+
+/// The XDP programs in the object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpProgram {
+    Uplink,
+    Inside,
+}
+
+impl XdpProgram {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Uplink => UPLINK_PROGRAM,
+            Self::Inside => INSIDE_PROGRAM,
+        }
+    }
+}
 
 /// Loaded (verified) eBPF programs and their maps.
 pub struct Dataplane {
-    ebpf: Ebpf,
+    // Field order is drop order: the sweeper thread stops before the maps
+    // and programs go away.
+    sweeper: Option<nat::Sweeper>,
+    flows: Arc<Mutex<nat::FlowMaps>>,
     uplink: Option<attach::UplinkAttachment>,
+    inside: Vec<attach::UplinkAttachment>,
+    ebpf: Ebpf,
 }
 
 /// Outcome of one BPF_PROG_TEST_RUN.
@@ -42,20 +91,185 @@ pub struct TestRunOutcome {
     pub action: u32,
     /// The frame as the program left it.
     pub frame: Vec<u8>,
+    /// Run time as the kernel measured it (average over repeats).
+    pub duration: Duration,
 }
 
 impl Dataplane {
-    /// Loads the embedded object and runs every program through the
-    /// verifier. Needs CAP_BPF (or root).
+    /// Loads the embedded object with the default flow-table size and runs
+    /// every program through the verifier. Needs CAP_BPF (or root).
     pub fn load() -> Result<Self, DataplaneError> {
-        let mut ebpf =
-            Ebpf::load(PROGRAMS_OBJECT).map_err(|e| DataplaneError::Load(Box::new(e)))?;
-        let uplink: &mut Xdp = program_mut(&mut ebpf, UPLINK_PROGRAM)?;
-        uplink.load().map_err(|source| DataplaneError::Verify {
-            program: UPLINK_PROGRAM,
-            source: Box::new(source),
-        })?;
-        Ok(Self { ebpf, uplink: None })
+        Self::load_with_max_flows(DEFAULT_MAX_FLOWS)
+    }
+
+    /// Like [`Dataplane::load`], with `NAT_OUT` and `NAT_IN` sized for
+    /// `max_flows` flows (`[nat.limits].max_flows`).
+    pub fn load_with_max_flows(max_flows: u32) -> Result<Self, DataplaneError> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(NAT_OUT_MAP, max_flows)
+            .map_max_entries(NAT_IN_MAP, max_flows)
+            .load(PROGRAMS_OBJECT)
+            .map_err(|e| DataplaneError::Load(Box::new(e)))?;
+        for name in [UPLINK_PROGRAM, INSIDE_PROGRAM, REDIRECT_PEER_PROGRAM] {
+            let program: &mut Xdp = program_mut(&mut ebpf, name)?;
+            program.load().map_err(|source| DataplaneError::Verify {
+                program: name,
+                source: Box::new(source),
+            })?;
+        }
+        let flows = nat::FlowMaps {
+            out: take_hash_map(&mut ebpf, NAT_OUT_MAP)?,
+            inbound: take_hash_map(&mut ebpf, NAT_IN_MAP)?,
+        };
+        Ok(Self {
+            sweeper: None,
+            flows: Arc::new(Mutex::new(flows)),
+            uplink: None,
+            inside: Vec::new(),
+            ebpf,
+        })
+    }
+
+    /// Applies `[nat]` in the calling thread's network namespace: writes the
+    /// SNAT rules (masquerade = the uplink's current IPv4 address) and the
+    /// uplink's ifindex, attaches `uplink` to the uplink (once) and `inside`
+    /// to every inside interface not yet attached, and (re)starts the idle
+    /// flow sweeper with the configured timeouts. Calling it again with a
+    /// changed config replaces the rules and keeps every existing flow.
+    pub fn apply_nat(&mut self, config: &ethergate_config::Nat) -> Result<(), DataplaneError> {
+        self.configure_nat(config)?;
+        if self.uplink.is_none() {
+            self.attach_uplink(config.uplink.as_str())?;
+        }
+        for interface in &config.inside {
+            if !self
+                .inside
+                .iter()
+                .any(|a| a.interface == interface.as_str())
+            {
+                self.attach_inside(interface.as_str())?;
+            }
+        }
+        self.sweeper = None;
+        self.sweeper = Some(nat::Sweeper::start(
+            Arc::clone(&self.flows),
+            config.timeouts,
+        ));
+        Ok(())
+    }
+
+    /// Writes the NAT maps for `config` without attaching anything (what
+    /// BPF_PROG_TEST_RUN fixtures need). Interfaces are resolved in the
+    /// calling thread's network namespace.
+    pub fn configure_nat(&mut self, config: &ethergate_config::Nat) -> Result<(), DataplaneError> {
+        let uplink_ifindex = nat::ifindex(config.uplink.as_str())?;
+        let entries = nat::snat_entries(config)?;
+        let mut rules: LpmTrie<&mut MapData, [u8; 4], SnatAddresses> =
+            map_mut(&mut self.ebpf, SNAT_RULES_MAP)?;
+        let stale: Vec<Key<[u8; 4]>> = rules
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| {
+                !entries
+                    .iter()
+                    .any(|(n, _)| n.prefix_len() == k.prefix_len() && n.data() == k.data())
+            })
+            .collect();
+        for (key, value) in &entries {
+            rules
+                .insert(key, value, 0)
+                .map_err(|e| map_error(SNAT_RULES_MAP, e))?;
+        }
+        for key in &stale {
+            rules
+                .remove(key)
+                .map_err(|e| map_error(SNAT_RULES_MAP, e))?;
+        }
+        let mut settings: Array<&mut MapData, NatConfig> = map_mut(&mut self.ebpf, NAT_CONFIG_MAP)?;
+        settings
+            .set(
+                0,
+                NatConfig {
+                    uplink_ifindex,
+                    port_min: SNAT_PORT_MIN,
+                    port_max: SNAT_PORT_MAX,
+                },
+                0,
+            )
+            .map_err(|e| map_error(NAT_CONFIG_MAP, e))
+    }
+
+    /// Narrows the SNAT port range (tests: fill a destination tuple fast).
+    pub fn set_snat_port_range(&mut self, min: u16, max: u16) -> Result<(), DataplaneError> {
+        let mut settings: Array<&mut MapData, NatConfig> = map_mut(&mut self.ebpf, NAT_CONFIG_MAP)?;
+        let mut current = settings
+            .get(&0, 0)
+            .map_err(|e| map_error(NAT_CONFIG_MAP, e))?;
+        current.port_min = min;
+        current.port_max = max.max(min);
+        settings
+            .set(0, current, 0)
+            .map_err(|e| map_error(NAT_CONFIG_MAP, e))
+    }
+
+    /// Every translated flow, with idle times.
+    pub fn nat_flows(&self) -> Vec<NatFlow> {
+        match self.flows.lock() {
+            Ok(maps) => nat::flows(&maps, nat::monotonic_ns()),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// One sweep now, as if `now` were `extra` later than it is (tests
+    /// expire flows without waiting).
+    pub fn sweep_nat_flows(
+        &self,
+        timeouts: &ethergate_config::NatTimeouts,
+        extra: Duration,
+    ) -> SweepStats {
+        match self.flows.lock() {
+            Ok(mut maps) => nat::sweep(
+                &mut maps,
+                nat::monotonic_ns() + extra.as_nanos() as u64,
+                timeouts,
+            ),
+            Err(_) => SweepStats::default(),
+        }
+    }
+
+    /// Attaches the `inside` (private-side SNAT) program to `interface`.
+    pub fn attach_inside(&mut self, interface: &str) -> Result<XdpAttachMode, DataplaneError> {
+        let program: &mut Xdp = program_mut(&mut self.ebpf, INSIDE_PROGRAM)?;
+        let attachment = attach::attach_xdp_with_fallback(program, interface)?;
+        let mode = attachment.mode;
+        self.inside.push(attachment);
+        Ok(mode)
+    }
+
+    /// Attaches the do-nothing `redirect_peer` program to `interface`.
+    ///
+    /// A veth delivers frames that XDP_REDIRECT pushed into it only when its
+    /// *peer* runs an XDP program (or has GRO on); otherwise they vanish
+    /// without a counter. Tests attach this to the far end of every veth the
+    /// NAT redirects into. Physical NICs (a cloud instance's ENA/virtio
+    /// uplink) need nothing. The attachment lives as long as `self`.
+    pub fn attach_redirect_peer(
+        &mut self,
+        interface: &str,
+    ) -> Result<XdpAttachMode, DataplaneError> {
+        let program: &mut Xdp = program_mut(&mut self.ebpf, REDIRECT_PEER_PROGRAM)?;
+        let attachment = attach::attach_xdp_with_fallback(program, interface)?;
+        let mode = attachment.mode;
+        self.inside.push(attachment);
+        Ok(mode)
+    }
+
+    /// Interfaces running `inside` (and test peers), with their modes.
+    pub fn inside_attachments(&self) -> Vec<(&str, XdpAttachMode)> {
+        self.inside
+            .iter()
+            .map(|a| (a.interface.as_str(), a.mode))
+            .collect()
     }
 
     /// Attaches the uplink program to `interface` in the calling thread's
@@ -82,26 +296,71 @@ impl Dataplane {
     /// Runs the uplink program once on `frame` with BPF_PROG_TEST_RUN.
     /// Counters move exactly as they would for a received frame.
     pub fn test_run_uplink(&mut self, frame: &[u8]) -> Result<TestRunOutcome, DataplaneError> {
-        let program: &mut Xdp = program_mut(&mut self.ebpf, UPLINK_PROGRAM)?;
+        self.test_run(XdpProgram::Uplink, frame, None)
+    }
+
+    /// Runs `program` once on `frame` with BPF_PROG_TEST_RUN, as if received
+    /// on `ingress_ifindex` (an interface of the calling thread's network
+    /// namespace; `None`: loopback). The ingress interface matters to NAT:
+    /// `bpf_fib_lookup` routes from it.
+    pub fn test_run(
+        &mut self,
+        program: XdpProgram,
+        frame: &[u8],
+        ingress_ifindex: Option<u32>,
+    ) -> Result<TestRunOutcome, DataplaneError> {
+        let name = program.name();
+        let xdp: &mut Xdp = program_mut(&mut self.ebpf, name)?;
         // XDP may grow the frame by up to its tailroom; 4 KiB covers any
         // frame plus what a NAT rewrite could add (encapsulation headers).
         let mut out = vec![0u8; frame.len() + 4096];
-        let result = program
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex (all u32). The kernel wants
+        // data = 0 and data_end = the frame's length.
+        let ctx: Vec<u8> = [0, frame.len() as u32, 0, ingress_ifindex.unwrap_or(0), 0, 0]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        let result = xdp
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
+                ctx_in: ingress_ifindex.map(|_| ctx.as_slice()),
                 ..TestRunOptions::default()
             })
             .map_err(|source| DataplaneError::TestRun {
-                program: UPLINK_PROGRAM,
+                program: name,
                 source: Box::new(source),
             })?;
         out.truncate(result.data_size_out as usize);
         Ok(TestRunOutcome {
             action: result.return_value,
             frame: out,
+            duration: result.duration,
         })
     }
+}
+
+fn map_error(map: &'static str, source: aya::maps::MapError) -> DataplaneError {
+    DataplaneError::Map {
+        map,
+        source: Box::new(source),
+    }
+}
+
+fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.map_mut(name).ok_or(DataplaneError::MissingMap(name))?;
+    T::try_from(map).map_err(|e| map_error(name, e))
+}
+
+fn take_hash_map(ebpf: &mut Ebpf, name: &'static str) -> Result<nat::FlowMap, DataplaneError> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::MissingMap(name))?;
+    HashMap::try_from(map).map_err(|e| map_error(name, e))
 }
 
 fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DataplaneError>

@@ -1,0 +1,220 @@
+//! NAT map keys, values and counter slots, shared by the XDP programs and the
+//! userspace loader.
+//!
+//! Flow state is two LRU hash maps that always hold a flow as a *pair*:
+//! * `NAT_OUT`: key = the tuple a private host sends (private source,
+//!   remote destination) → value = the public (address, port) it is
+//!   rewritten to;
+//! * `NAT_IN`: key = the tuple the remote side sends back (remote source,
+//!   public destination) → value = the private (address, port) to restore.
+//!
+//! Invariant: addresses and ports in keys and values are *numbers*
+//! (`u32::from_be_bytes` of the wire bytes), so userspace prints them with
+//! `Ipv4Addr::from(u32)` and both sides agree without byte-order games.
+//! ICMP echo uses the identifier as the port of the side that chose it:
+//! requests are keyed `(src_port = id, dst_port = 0)`, replies
+//! `(src_port = 0, dst_port = id)`.
+
+/// TCP flag bits as they sit in byte 13 of the TCP header (RFC 9293 §3.1).
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// Random ports tried for a new flow before it counts as exhausted. With
+/// 64,512 ports per (public address, remote address, remote port,
+/// protocol), 32 uniform probes fail with probability fill^32: under 0.01 %
+/// at 75 % fill, about 3.5 % at 90 %.
+pub const MAX_PORT_PROBES: u32 = 32;
+
+/// Public addresses one SNAT rule can spread flows over.
+pub const MAX_SNAT_ADDRESSES: usize = 8;
+
+/// One direction of a flow, as it appears on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src_addr: u32,
+    pub dst_addr: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// IP protocol number (6, 17, 1).
+    pub protocol: u8,
+    /// Always zero: hash keys compare every byte, padding included.
+    pub pad: [u8; 3],
+}
+
+impl FlowKey {
+    #[inline(always)]
+    pub const fn new(
+        protocol: u8,
+        src_addr: u32,
+        src_port: u16,
+        dst_addr: u32,
+        dst_port: u16,
+    ) -> Self {
+        Self {
+            src_addr,
+            dst_addr,
+            src_port,
+            dst_port,
+            protocol,
+            pad: [0; 3],
+        }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 16);
+const _: () = assert!(core::mem::align_of::<FlowKey>() == 4);
+
+/// Where one direction of a flow is rewritten to, and when it was last used.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatBinding {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the last packet in this
+    /// direction; the userspace sweeper expires idle pairs.
+    pub last_seen_ns: u64,
+    /// In `NAT_OUT`: the public address; in `NAT_IN`: the private address.
+    pub addr: u32,
+    pub port: u16,
+    /// Union of the TCP flags seen in this direction (0 for UDP/ICMP);
+    /// decides between the established and the transitory timeout.
+    pub tcp_flags: u8,
+    pub pad: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<NatBinding>() == 16);
+const _: () = assert!(core::mem::align_of::<NatBinding>() == 8);
+
+/// `SNAT_RULES` value (an LPM trie keyed by private source prefix): the
+/// public addresses a matching source is translated to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnatAddresses {
+    /// Valid entries at the front of `addrs`, 1..=[`MAX_SNAT_ADDRESSES`].
+    pub count: u32,
+    pub addrs: [u32; MAX_SNAT_ADDRESSES],
+}
+
+const _: () = assert!(core::mem::size_of::<SnatAddresses>() == 36);
+
+/// `NAT_CONFIG[0]`: what the programs need to know about the appliance.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatConfig {
+    /// ifindex of the uplink; 0 = NAT off (every frame passes untouched).
+    pub uplink_ifindex: u32,
+    /// Inclusive range SNAT ports (and ICMP identifiers) are drawn from.
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+const _: () = assert!(core::mem::size_of::<NatConfig>() == 8);
+
+/// Things the NAT path did, one per-CPU `u64` slot each in `NAT_EVENTS`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NatEvent {
+    /// A new flow pair was created (public port allocated).
+    FlowCreated = 0,
+    /// A private → public packet was rewritten and forwarded.
+    TranslatedOut = 1,
+    /// A public → private packet was rewritten and forwarded.
+    TranslatedIn = 2,
+    /// IPv4 fragment: handed to the kernel untouched (never translated).
+    FragmentPassed = 3,
+    /// TTL would expire here: handed to the kernel, which answers with
+    /// ICMP time exceeded.
+    TtlPassed = 4,
+    /// Matched an SNAT rule but does not leave through the uplink (or the
+    /// route lookup said "local" / "unreachable"): handed to the kernel.
+    NotRoutedPassed = 5,
+    /// A port probe hit an allocated port (allocator quality: probes per
+    /// created flow = 1 + collisions / created).
+    PortCollision = 6,
+}
+
+impl NatEvent {
+    pub const COUNT: u32 = 7;
+
+    pub const ALL: [NatEvent; Self::COUNT as usize] = [
+        Self::FlowCreated,
+        Self::TranslatedOut,
+        Self::TranslatedIn,
+        Self::FragmentPassed,
+        Self::TtlPassed,
+        Self::NotRoutedPassed,
+        Self::PortCollision,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::FlowCreated => "flow_created",
+            Self::TranslatedOut => "translated_out",
+            Self::TranslatedIn => "translated_in",
+            Self::FragmentPassed => "fragment_passed",
+            Self::TtlPassed => "ttl_passed",
+            Self::NotRoutedPassed => "not_routed_passed",
+            Self::PortCollision => "port_collision",
+        }
+    }
+}
+
+/// Why the NAT path dropped a frame, one per-CPU `u64` slot each in
+/// `NAT_DROPS` (cilium's `drop.h` idea: no silent drops).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// Every probed public port was taken: the new flow is dropped;
+    /// existing flows are untouched.
+    PortsExhausted = 0,
+    /// The next hop's MAC is not resolved yet. Passing the frame would send
+    /// it out with its private source, so it is dropped; the sender
+    /// retransmits once the kernel has resolved the neighbour.
+    NoNeighbour = 1,
+    /// Larger than the egress MTU without DF: the kernel would fragment it
+    /// untranslated.
+    FragmentationNeeded = 2,
+    /// Another CPU created the same flow at the same instant and its pair
+    /// could not be read back.
+    FlowRace = 3,
+    /// `bpf_redirect` refused the egress interface.
+    RedirectFailed = 4,
+}
+
+impl DropReason {
+    pub const COUNT: u32 = 5;
+
+    pub const ALL: [DropReason; Self::COUNT as usize] = [
+        Self::PortsExhausted,
+        Self::NoNeighbour,
+        Self::FragmentationNeeded,
+        Self::FlowRace,
+        Self::RedirectFailed,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::PortsExhausted => "ports_exhausted",
+            Self::NoNeighbour => "no_neighbour",
+            Self::FragmentationNeeded => "fragmentation_needed",
+            Self::FlowRace => "flow_race",
+            Self::RedirectFailed => "redirect_failed",
+        }
+    }
+}
+
+// SAFETY (all four): repr(C), no implicit padding (explicit `pad` fields,
+// sizes asserted above), and every bit pattern is a valid value.
+#[cfg(feature = "user")]
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for FlowKey {}
+#[cfg(feature = "user")]
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for NatBinding {}
+#[cfg(feature = "user")]
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for SnatAddresses {}
+#[cfg(feature = "user")]
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for NatConfig {}

@@ -1,0 +1,317 @@
+//! `[nat]` config → map entries, the idle-flow sweeper, and flow snapshots.
+//!
+//! Invariants:
+//! * Rules are replaced entry by entry (new and changed prefixes written
+//!   first, stale ones removed after), and the flow maps are never touched
+//!   by a rule change: a reload keeps established flows.
+//! * A flow is a pair (`NAT_OUT` entry + `NAT_IN` entry); the sweeper
+//!   removes both halves together, judging idleness by the *later* of the
+//!   two last-seen stamps, so a one-way stream (a download) is not expired
+//!   because the other direction is quiet.
+
+use std::{
+    collections::BTreeSet,
+    net::{Ipv4Addr, SocketAddrV4},
+    sync::{Arc, Mutex, mpsc},
+    thread,
+    time::Duration,
+};
+
+use aya::maps::{HashMap, MapData, lpm_trie::Key};
+use ethergate_common::{
+    FlowKey, NatBinding, SnatAddresses,
+    nat::{MAX_SNAT_ADDRESSES, TCP_ACK, TCP_FIN, TCP_RST},
+    parse::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+};
+use ethergate_config::{Nat, NatTimeouts, SnatTarget};
+
+use crate::DataplaneError;
+
+/// First port SNAT hands out: below it live the well-known services of the
+/// appliance itself (443, 992), whose return traffic must never be taken
+/// for a NAT flow.
+pub const SNAT_PORT_MIN: u16 = 1024;
+pub const SNAT_PORT_MAX: u16 = 65535;
+
+/// Longest pause between sweeps, whatever the timeouts: expiry is at most
+/// this late.
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
+
+pub(crate) type FlowMap = HashMap<MapData, FlowKey, NatBinding>;
+
+/// The two flow maps, shared by the loader and the sweeper thread.
+pub(crate) struct FlowMaps {
+    pub(crate) out: FlowMap,
+    pub(crate) inbound: FlowMap,
+}
+
+/// One translated flow, as a snapshot shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatFlow {
+    /// 6 (TCP), 17 (UDP) or 1 (ICMP echo; "ports" are identifiers, the
+    /// remote's is 0).
+    pub protocol: u8,
+    pub private: SocketAddrV4,
+    pub public: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// Since the last packet in either direction (`None` if the reverse
+    /// half is missing, e.g. evicted by the LRU).
+    pub idle: Duration,
+    /// TCP flags seen leaving / coming back.
+    pub tcp_flags_out: u8,
+    pub tcp_flags_in: Option<u8>,
+}
+
+/// What one sweep removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepStats {
+    /// Flow pairs idle past their timeout.
+    pub expired: usize,
+    /// `NAT_IN` halves whose `NAT_OUT` half was gone and that were idle.
+    pub orphans: usize,
+}
+
+/// One `SNAT_RULES` entry: source prefix → public addresses.
+pub(crate) type SnatEntry = (Key<[u8; 4]>, SnatAddresses);
+
+/// SNAT rules resolved to map entries.
+pub(crate) fn snat_entries(nat: &Nat) -> Result<Vec<SnatEntry>, DataplaneError> {
+    let mut entries = Vec::with_capacity(nat.snat.len());
+    for rule in &nat.snat {
+        let addrs: Vec<Ipv4Addr> = match &rule.to {
+            SnatTarget::Masquerade => vec![interface_ipv4(nat.uplink.as_str())?],
+            SnatTarget::Addresses(addrs) => addrs.clone(),
+        };
+        if addrs.is_empty() || addrs.len() > MAX_SNAT_ADDRESSES {
+            return Err(DataplaneError::SnatAddresses {
+                source_prefix: rule.source.to_string(),
+                count: addrs.len(),
+            });
+        }
+        let mut value = SnatAddresses {
+            count: addrs.len() as u32,
+            ..SnatAddresses::default()
+        };
+        for (slot, addr) in value.addrs.iter_mut().zip(&addrs) {
+            *slot = u32::from(*addr);
+        }
+        let source = rule.source.trunc();
+        entries.push((
+            Key::new(u32::from(source.prefix_len()), source.network().octets()),
+            value,
+        ));
+    }
+    Ok(entries)
+}
+
+/// The first IPv4 address of `interface` in the calling thread's network
+/// namespace (what `MASQUERADE` uses).
+pub fn interface_ipv4(interface: &str) -> Result<Ipv4Addr, DataplaneError> {
+    let addrs = nix::ifaddrs::getifaddrs().map_err(|e| DataplaneError::Interface {
+        interface: interface.to_owned(),
+        source: std::io::Error::from(e),
+    })?;
+    addrs
+        .filter(|a| a.interface_name == interface)
+        .find_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
+        .ok_or_else(|| DataplaneError::NoIpv4Address(interface.to_owned()))
+}
+
+pub(crate) fn ifindex(interface: &str) -> Result<u32, DataplaneError> {
+    nix::net::if_::if_nametoindex(interface).map_err(|e| DataplaneError::Interface {
+        interface: interface.to_owned(),
+        source: std::io::Error::from(e),
+    })
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec; CLOCK_MONOTONIC always
+    // exists on Linux, so the call cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts)
+    };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The `NAT_IN` key of the pair whose `NAT_OUT` half is (`key`, `public`).
+pub(crate) fn reverse_key(key: &FlowKey, public: &NatBinding) -> FlowKey {
+    FlowKey::new(
+        key.protocol,
+        key.dst_addr,
+        key.dst_port,
+        public.addr,
+        public.port,
+    )
+}
+
+fn timeout(protocol: u8, flags_out: u8, flags_in: u8, t: &NatTimeouts) -> Duration {
+    let secs = match protocol {
+        IPPROTO_TCP => {
+            let both = flags_out | flags_in;
+            if both & (TCP_FIN | TCP_RST) == 0
+                && flags_out & TCP_ACK != 0
+                && flags_in & TCP_ACK != 0
+            {
+                t.tcp_established_secs
+            } else {
+                t.tcp_transitory_secs
+            }
+        }
+        IPPROTO_UDP => t.udp_secs,
+        IPPROTO_ICMP => t.icmp_secs,
+        _ => t.udp_secs,
+    };
+    Duration::from_secs(u64::from(secs))
+}
+
+pub(crate) fn flows(maps: &FlowMaps, now_ns: u64) -> Vec<NatFlow> {
+    let mut out = Vec::new();
+    for (key, public) in maps.out.iter().filter_map(Result::ok) {
+        let back = maps.inbound.get(&reverse_key(&key, &public), 0).ok();
+        let last = back.map_or(public.last_seen_ns, |b| {
+            b.last_seen_ns.max(public.last_seen_ns)
+        });
+        out.push(NatFlow {
+            protocol: key.protocol,
+            private: SocketAddrV4::new(Ipv4Addr::from(key.src_addr), key.src_port),
+            public: SocketAddrV4::new(Ipv4Addr::from(public.addr), public.port),
+            remote: SocketAddrV4::new(Ipv4Addr::from(key.dst_addr), key.dst_port),
+            idle: Duration::from_nanos(now_ns.saturating_sub(last)),
+            tcp_flags_out: public.tcp_flags,
+            tcp_flags_in: back.map(|b| b.tcp_flags),
+        });
+    }
+    out
+}
+
+pub(crate) fn sweep(maps: &mut FlowMaps, now_ns: u64, timeouts: &NatTimeouts) -> SweepStats {
+    let mut stats = SweepStats::default();
+    let mut paired = BTreeSet::new();
+    let mut expired = Vec::new();
+    for (key, public) in maps.out.iter().filter_map(Result::ok) {
+        let back_key = reverse_key(&key, &public);
+        let back = maps.inbound.get(&back_key, 0).ok();
+        let last = back.map_or(public.last_seen_ns, |b| {
+            b.last_seen_ns.max(public.last_seen_ns)
+        });
+        let limit = timeout(
+            key.protocol,
+            public.tcp_flags,
+            back.map_or(0, |b| b.tcp_flags),
+            timeouts,
+        );
+        if Duration::from_nanos(now_ns.saturating_sub(last)) > limit {
+            expired.push((key, back_key));
+        } else {
+            paired.insert(key_bytes(&back_key));
+        }
+    }
+    for (key, back_key) in expired {
+        // Reverse half first: once it is gone no reply can be restored to a
+        // flow that is being removed.
+        let _ = maps.inbound.remove(&back_key);
+        let _ = maps.out.remove(&key);
+        stats.expired += 1;
+    }
+    let mut orphans = Vec::new();
+    for (key, private) in maps.inbound.iter().filter_map(Result::ok) {
+        if paired.contains(&key_bytes(&key)) {
+            continue;
+        }
+        let limit = timeout(key.protocol, 0, private.tcp_flags, timeouts);
+        if Duration::from_nanos(now_ns.saturating_sub(private.last_seen_ns)) > limit {
+            orphans.push(key);
+        }
+    }
+    for key in orphans {
+        let _ = maps.inbound.remove(&key);
+        stats.orphans += 1;
+    }
+    stats
+}
+
+fn key_bytes(k: &FlowKey) -> (u8, u32, u16, u32, u16) {
+    (k.protocol, k.src_addr, k.src_port, k.dst_addr, k.dst_port)
+}
+
+/// How often to sweep for the given timeouts: a quarter of the shortest,
+/// within [`MIN_SWEEP_INTERVAL`, `MAX_SWEEP_INTERVAL`].
+pub fn sweep_interval(t: &NatTimeouts) -> Duration {
+    let shortest = [
+        t.tcp_established_secs,
+        t.tcp_transitory_secs,
+        t.udp_secs,
+        t.icmp_secs,
+    ]
+    .into_iter()
+    .min()
+    .unwrap_or(1);
+    (Duration::from_secs(u64::from(shortest)) / 4).clamp(MIN_SWEEP_INTERVAL, MAX_SWEEP_INTERVAL)
+}
+
+/// The background sweeper; stops (and joins) when dropped.
+pub(crate) struct Sweeper {
+    stop: Option<mpsc::Sender<()>>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Sweeper {
+    pub(crate) fn start(maps: Arc<Mutex<FlowMaps>>, timeouts: NatTimeouts) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let interval = sweep_interval(&timeouts);
+        let handle = thread::Builder::new()
+            .name("nat-sweeper".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    if let Ok(mut maps) = maps.lock() {
+                        sweep(&mut maps, monotonic_ns(), &timeouts);
+                    }
+                }
+            })
+            .ok();
+        Self {
+            stop: Some(stop),
+            handle,
+        }
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_is_established_only_with_acks_both_ways_and_no_fin() {
+        let t = NatTimeouts::default();
+        let est = Duration::from_secs(u64::from(t.tcp_established_secs));
+        let tr = Duration::from_secs(u64::from(t.tcp_transitory_secs));
+        assert_eq!(timeout(IPPROTO_TCP, 0x02, 0, &t), tr);
+        assert_eq!(timeout(IPPROTO_TCP, 0x12, 0x12, &t), est);
+        assert_eq!(timeout(IPPROTO_TCP, 0x13, 0x10, &t), tr);
+        assert_eq!(timeout(IPPROTO_TCP, 0x10, 0x14, &t), tr);
+    }
+
+    #[test]
+    fn sweep_interval_is_bounded() {
+        let mut t = NatTimeouts::default();
+        assert_eq!(sweep_interval(&t), MAX_SWEEP_INTERVAL);
+        t.icmp_secs = 1;
+        assert_eq!(sweep_interval(&t), Duration::from_millis(250));
+    }
+}
