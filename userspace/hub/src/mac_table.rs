@@ -97,7 +97,7 @@ impl MacTable {
 
     fn dec(&mut self, port: PortId) {
         if let Some(n) = self.per_port.get_mut(&port) {
-            *n -= 1;
+            *n = n.saturating_sub(1);
             if *n == 0 {
                 self.per_port.remove(&port);
             }
@@ -177,7 +177,7 @@ impl MacTable {
         self.entries.retain(|_, e| {
             let keep = now.saturating_since(e.last_seen) < aging;
             if !keep && let Some(n) = per_port.get_mut(&e.port) {
-                *n -= 1;
+                *n = n.saturating_sub(1);
             }
             keep
         });
@@ -196,5 +196,51 @@ impl MacTable {
     /// Learned entries (aged ones included until swept).
     pub fn iter(&self) -> impl Iterator<Item = (MacAddr, PortId, Timestamp)> + '_ {
         self.entries.iter().map(|(m, e)| (*m, e.port, e.last_seen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Timestamp = Timestamp::from_unix_secs(1_000_000);
+
+    fn mac(n: u8) -> MacAddr {
+        MacAddr([2, 0, 0, 0, 0, n])
+    }
+
+    #[test]
+    fn counts_follow_moves_sweeps_and_removal() {
+        let mut t = MacTable::new(Duration::from_secs(10), 100);
+        t.learn(mac(1), PortId(1), None, T0).expect("learn");
+        t.learn(mac(2), PortId(1), None, T0).expect("learn");
+        t.learn(mac(2), PortId(2), None, T0).expect("move");
+        assert_eq!((t.port_count(PortId(1)), t.port_count(PortId(2))), (1, 1));
+        assert_eq!(t.expire(T0.saturating_add(Duration::from_secs(10))), 2);
+        assert_eq!((t.port_count(PortId(1)), t.port_count(PortId(2))), (0, 0));
+        t.learn(mac(3), PortId(3), None, T0).expect("learn");
+        assert_eq!(t.remove_port(PortId(3)), 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn forced_sweeps_are_rate_limited() {
+        let mut t = MacTable::new(Duration::from_secs(10), 1);
+        t.learn(mac(1), PortId(1), None, T0).expect("learn");
+        let at = |ms: u64| Timestamp::from_millis(T0.as_millis() + ms);
+        // Full, nothing aged yet: the forced sweep finds nothing.
+        assert_eq!(
+            t.learn(mac(2), PortId(1), None, at(9_500)),
+            Err(LearnError::TableFull)
+        );
+        // mac(1) has aged out, but the last sweep was 0.7 s ago.
+        assert_eq!(
+            t.learn(mac(2), PortId(1), None, at(10_200)),
+            Err(LearnError::TableFull)
+        );
+        let aged = at(10_600);
+        assert_eq!(t.learn(mac(2), PortId(1), None, aged), Ok(()));
+        assert_eq!(t.lookup(&mac(1), aged), None);
+        assert_eq!(t.lookup(&mac(2), aged), Some(PortId(1)));
     }
 }
