@@ -11,15 +11,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ethergate_bridge::{LinkConfig, MacAddr, Tap};
-use ethergate_config::{Config, Hub};
+use ethergate_config::Config;
+use ethergate_hub::{DhcpServerConfig, Hub, HubOptions};
 use ethergate_server::{
     Directory, Limits, RunningServer,
     hub_actor::{self, HubActor},
     ktls::{self, KtlsSupport},
-    switch::Repeater,
+    learning::LearningHub,
     tls::{self, CertificateSource},
 };
-use tracing::{info, warn};
+use tracing::info;
 
 /// Inputs queued per hub before senders see "full" and drop (a few
 /// milliseconds of line rate; SoftEther drops rather than blocks, §7.1).
@@ -54,7 +55,7 @@ impl Appliance {
         let mut directory = Directory::new(Limits::default());
         let mut hubs = Vec::with_capacity(config.hubs.len());
         for hub in &config.hubs {
-            let actor = start_hub(hub, workers)?;
+            let actor = start_hub(hub, workers, &config.server.state_dir)?;
             directory.add_hub(
                 &hub.name,
                 hub.users
@@ -108,7 +109,11 @@ fn proto_config() -> ethergate_proto::ServerConfig {
 
 const MAX_CONNECTIONS_PER_SESSION: u32 = 32;
 
-fn start_hub(hub: &Hub, workers: usize) -> Result<HubActor> {
+fn start_hub(
+    hub: &ethergate_config::Hub,
+    workers: usize,
+    state_dir: &std::path::Path,
+) -> Result<HubActor> {
     let bridge = hub.bridge.as_str();
     let tap = Tap::create(bridge, workers)
         .with_context(|| format!("hub {:?}: creating local bridge tap {bridge}", hub.name))?;
@@ -117,19 +122,28 @@ fn start_hub(hub: &Hub, workers: usize) -> Result<HubActor> {
         hub.bridge_address.prefix_len(),
     )
     .with_context(|| format!("hub {:?}: bridge_address", hub.name))?;
+    let mac = MacAddr::from_seed(&hub.name);
     tap.configure(&LinkConfig {
-        mac: Some(MacAddr::from_seed(&hub.name)),
+        mac: Some(mac),
         ipv4: Some(address),
         ..LinkConfig::default()
     })
     .with_context(|| format!("hub {:?}: configuring {bridge}", hub.name))?;
-    if hub.dhcp.is_some() {
-        warn!(
-            hub = hub.name,
-            "the virtual DHCP server is not wired in yet; clients need static addresses"
-        );
-    }
-    let actor = hub_actor::spawn(&hub.name, Box::new(Repeater), tap.into_queues(), HUB_QUEUE)
+    // DHCP answers come from the tap's own MAC and address, so a client's
+    // unicast RENEW to the server id reaches the hub like any other frame.
+    let dhcp = DhcpServerConfig::for_hub(hub).map(|mut d| {
+        d.server_mac = ethergate_hub::MacAddr(mac.0);
+        d
+    });
+    let switch = Hub::new(hub.name.clone(), HubOptions::default(), dhcp);
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
+    let lease_file = hub
+        .dhcp
+        .as_ref()
+        .map(|_| state_dir.join(format!("leases-{}.txt", hub.name.to_ascii_lowercase())));
+    let switch = LearningHub::new(switch, lease_file);
+    let actor = hub_actor::spawn(&hub.name, Box::new(switch), tap.into_queues(), HUB_QUEUE)
         .with_context(|| format!("hub {:?}: starting its thread", hub.name))?;
     info!(hub = hub.name, bridge, address = %hub.bridge_address, "hub up");
     Ok(actor)

@@ -5,6 +5,7 @@
 
 mod appliance;
 mod check;
+mod client;
 mod serve;
 mod signals;
 mod stats;
@@ -50,6 +51,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Linux VPN client: tap + SoftEther-protocol session (+ DHCP).
+    Client(client::ClientArgs),
     /// User tools.
     User {
         #[command(subcommand)]
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
             stats_interval,
         } => serve::run(config.as_deref(), stats_interval),
         Command::Check { config } => check::run(&config),
+        Command::Client(args) => client::run(args),
         Command::User {
             command: UserCommand::Hash { user },
         } => user::hash(&user),

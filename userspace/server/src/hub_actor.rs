@@ -19,14 +19,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::switch::{Delivery, HubSwitch};
 
-/// A hub port: a session (ids from 1) or the local bridge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortId(pub u64);
-
-impl PortId {
-    /// The hub's local bridge (its tap).
-    pub const BRIDGE: PortId = PortId(0);
-}
+/// A hub port: a session (ids from 1) or the local bridge (0).
+pub use ethergate_hub::PortId;
 
 /// What workers send a hub.
 pub enum HubInput {

@@ -10,6 +10,7 @@ pub mod connection;
 pub mod directory;
 pub mod hub_actor;
 pub mod ktls;
+pub mod learning;
 pub mod switch;
 pub mod tls;
 pub mod worker;

@@ -1,0 +1,110 @@
+//! `ethergate client`: the Linux VPN client (library `ethergate-client`)
+//! behind the command line. The password comes from `--password-file` or
+//! stdin, never from an argument. SIGINT/SIGTERM stop it cleanly (DHCP
+//! RELEASE, TLS close); a refused login or a rejected certificate exits 1,
+//! a local failure (tap, runtime) exits 2, network trouble is retried.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::anyhow;
+use ethergate_bridge::Ipv4Cidr;
+use ethergate_client::{ClientError, ClientOptions, ServerCertCheck};
+use nix::sys::signal::Signal;
+use tracing::{info, warn};
+
+use crate::{Failure, signals::Signals};
+
+/// How long a stopping client may take to release its lease and close.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(clap::Args)]
+pub struct ClientArgs {
+    /// Server as HOST:PORT (port 443 if omitted).
+    #[arg(long)]
+    server: String,
+    /// Virtual hub to join.
+    #[arg(long)]
+    hub: String,
+    /// Hub user name.
+    #[arg(long)]
+    user: String,
+    /// File whose first line is the password; without it, read from stdin.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Tap interface to create.
+    #[arg(long, default_value = ethergate_client::DEFAULT_TAP)]
+    tap: String,
+    /// Get an address and routes by DHCP through the tunnel.
+    #[arg(long, conflicts_with = "address")]
+    dhcp: bool,
+    /// A static address for the tap instead of DHCP, e.g. 192.168.30.5/24.
+    #[arg(long)]
+    address: Option<Ipv4Cidr>,
+    /// Accept the server only with this certificate (pinned), or one
+    /// issued by a CA in this PEM file. Default: any certificate, as
+    /// SoftEther clients do, with a warning.
+    #[arg(long, conflicts_with = "insecure")]
+    ca_cert: Option<PathBuf>,
+    /// Accept any server certificate without the warning.
+    #[arg(long)]
+    insecure: bool,
+}
+
+pub fn run(args: ClientArgs) -> Result<(), Failure> {
+    let user_error = |e: ClientError| Failure::User(e.into());
+    let (host, port) = ethergate_client::parse_server(&args.server).map_err(user_error)?;
+    let password = ethergate_client::read_password(args.password_file.as_deref(), &args.user)
+        .map_err(user_error)?;
+    let options = ClientOptions {
+        host,
+        port,
+        hub: args.hub,
+        user: args.user,
+        password,
+        tap: args.tap,
+        mac: None,
+        dhcp: args.dhcp,
+        address: args.address,
+        cert_check: match args.ca_cert {
+            Some(path) => ServerCertCheck::Pinned(path),
+            None => ServerCertCheck::None {
+                acknowledged: args.insecure,
+            },
+        },
+    };
+    // Block the signals before the client thread starts, so it inherits
+    // the mask and only this thread sees them.
+    let mut signals = Signals::install()
+        .map_err(|e| Failure::Runtime(anyhow!("cannot set up signal handling: {e}")))?;
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let client = std::thread::Builder::new()
+        .name("ethergate-client".into())
+        .spawn(move || ethergate_client::run(options, stop_rx))
+        .map_err(|e| Failure::Runtime(anyhow!("cannot start the client thread: {e}")))?;
+    let mut stopping_since: Option<Instant> = None;
+    while !client.is_finished() {
+        if stopping_since.is_some_and(|t| t.elapsed() > STOP_GRACE) {
+            warn!("the client did not stop within {STOP_GRACE:?}; exiting anyway");
+            return Ok(());
+        }
+        match signals.wait(Some(Duration::from_millis(200))) {
+            Ok(Some(Signal::SIGHUP)) => info!("SIGHUP ignored by the client"),
+            Ok(Some(signal)) => {
+                info!(%signal, "stopping");
+                let _ = stop_tx.try_send(());
+                stopping_since.get_or_insert_with(Instant::now);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Failure::Runtime(anyhow!("waiting for signals: {e}"))),
+        }
+    }
+    match client.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if e.is_user_error() => Err(Failure::User(e.into())),
+        Ok(Err(e)) => Err(Failure::Runtime(e.into())),
+        Err(_) => Err(Failure::Runtime(anyhow!("the client thread panicked"))),
+    }
+}
