@@ -45,6 +45,9 @@ enum Command {
         /// Print data-plane counters every N seconds (0: only at exit).
         #[arg(long, default_value_t = 0)]
         stats_interval: u64,
+        /// Override `[server] state_dir` (leases, generated TLS key).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Validate a config file: exit 0, or print every problem and exit 1.
     Check {
@@ -84,7 +87,8 @@ fn main() -> ExitCode {
         Command::Serve {
             config,
             stats_interval,
-        } => serve::run(config.as_deref(), stats_interval),
+            state_dir,
+        } => serve::run(config.as_deref(), stats_interval, state_dir),
         Command::Check { config } => check::run(&config),
         Command::Client(args) => client::run(args),
         Command::User {

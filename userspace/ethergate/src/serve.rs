@@ -8,7 +8,10 @@
 //! removed, programs detached); SIGHUP is acknowledged and ignored until
 //! reload exists.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::anyhow;
 use ethergate_config::Config;
@@ -18,8 +21,12 @@ use tracing::{info, warn};
 
 use crate::{Failure, appliance::Appliance, check, signals::Signals, stats};
 
-pub fn run(config_path: Option<&Path>, stats_interval_secs: u64) -> Result<(), Failure> {
-    let config = match config_path {
+pub fn run(
+    config_path: Option<&Path>,
+    stats_interval_secs: u64,
+    state_dir: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let mut config = match config_path {
         Some(path) => check::load(path)?,
         None => {
             info!("no --config given: using the embedded default config");
@@ -28,6 +35,9 @@ pub fn run(config_path: Option<&Path>, stats_interval_secs: u64) -> Result<(), F
     };
     for warning in &config.warnings {
         warn!("config: {warning}");
+    }
+    if let Some(dir) = state_dir {
+        config.server.state_dir = dir;
     }
     let mut signals = Signals::install()
         .map_err(|e| Failure::Runtime(anyhow!("cannot set up signal handling: {e}")))?;

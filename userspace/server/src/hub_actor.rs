@@ -178,6 +178,7 @@ async fn run(
             Rc::clone(&actor),
         )));
     }
+    let ticker = compio::runtime::spawn(tick_loop(Rc::clone(&actor)));
     let writer = taps.first().cloned();
     info!(hub = name, taps = taps.len(), "hub running");
     while let Ok(first) = rx.recv().await {
@@ -198,7 +199,15 @@ async fn run(
         }
     }
     drop(readers);
+    drop(ticker);
     info!(hub = name, "hub stopped");
+}
+
+async fn tick_loop(actor: Rc<RefCell<Actor>>) {
+    loop {
+        compio::time::sleep(crate::switch::TICK).await;
+        actor.borrow_mut().switch.tick();
+    }
 }
 
 async fn tap_reader(tap: Rc<AsyncFd<TapQueue>>, actor: Rc<RefCell<Actor>>) {

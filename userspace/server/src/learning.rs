@@ -91,6 +91,11 @@ impl HubSwitch for LearningHub {
         let _ = self.hub.remove_port(port);
     }
 
+    fn tick(&mut self) {
+        // The hub only sweeps on its own when a limit is hit.
+        self.hub.expire(now());
+    }
+
     fn forward(&mut self, ingress: PortId, frame: &[u8], deliver: &mut dyn FnMut(Delivery<'_>)) {
         let mut dhcp_activity = false;
         match self.hub.forward(ingress, frame, now()) {

@@ -20,7 +20,12 @@ pub trait HubSwitch {
     /// Decides what happens to `frame` from `ingress`; frames the hub
     /// answers itself (DHCP) come back as deliveries too.
     fn forward(&mut self, ingress: PortId, frame: &[u8], deliver: &mut dyn FnMut(Delivery<'_>));
+    /// Periodic housekeeping (MAC aging); called every [`TICK`].
+    fn tick(&mut self) {}
 }
+
+/// How often the hub actor calls [`HubSwitch::tick`].
+pub const TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A hub without learning: every frame to every other port. Used by tests
 /// of the IO paths, where what matters is that frames move at all.
