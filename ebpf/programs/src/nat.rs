@@ -315,7 +315,18 @@ fn forward(
     } as u32;
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS => {}
-        BPF_FIB_LKUP_RET_NO_NEIGH => return dropped(DropReason::NoNeighbour),
+        BPF_FIB_LKUP_RET_NO_NEIGH => {
+            // The helper fills in the egress ifindex before it looks for the
+            // neighbour. Forward traffic that does not leave through the
+            // uplink is not ours (private to private: the kernel resolves
+            // and forwards it).
+            let forward = !matches!(rewrite, Rewrite::Destination(..));
+            if forward && fib.ifindex != config.uplink_ifindex {
+                event(NatEvent::NotRoutedPassed);
+                return Nat::NotOurs;
+            }
+            return dropped(DropReason::NoNeighbour);
+        }
         BPF_FIB_LKUP_RET_FRAG_NEEDED => {
             let frag = u16::from_be_bytes([ip[6], ip[7]]);
             // With DF the kernel answers "fragmentation needed" (PMTUD),
