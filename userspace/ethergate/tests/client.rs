@@ -1,0 +1,376 @@
+//! `ethergate client` against `ethergate serve`, both as users run them, in
+//! the recipe's namespaces: `client (198.51.100.2) — nat (ethergate serve:
+//! 198.51.100.1, tap_00 192.168.30.1/24, 10.0.0.1/16) — private (web server
+//! 10.0.1.26:80)`. DHCP over the tunnel with classless routes, a static
+//! address, clean stop with RELEASE, reconnect after a server restart, a
+//! pinned certificate, and refused logins ending with exit 1.
+//! Needs root; run with `--test-threads=1`.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use ethergate_netns::{Endpoint, Process, Topology};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ethergate");
+const SERVER: &str = "198.51.100.1:443";
+const TAP: &str = "vpn_eg0";
+const PAGE: &str = "private web server says hello\n";
+const PASSWORD: &str = "mikalab-pass";
+
+const CONFIG: &str = r#"
+[server]
+listen = ["198.51.100.1:443"]
+state_dir = "STATE"
+admin_socket = "STATE/admin.sock"
+metrics = "off"
+
+[[hub]]
+name = "mikalab"
+bridge = "tap_00"
+bridge_address = "192.168.30.1/24"
+
+[hub.dhcp]
+range = "192.168.30.10-192.168.30.200"
+lease_secs = 7200
+dns = ["192.168.30.1"]
+routes = ["10.0.0.0/16 via 192.168.30.1"]
+
+[[hub.user]]
+name = "tsumura"
+password = "PASSWORD"
+"#;
+
+struct Setup {
+    topo: Topology,
+    serve: Option<Process>,
+    _web: Process,
+    state: PathBuf,
+    config: PathBuf,
+    password_file: PathBuf,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let topo = Topology::builder()
+            .namespace("client")
+            .namespace("nat")
+            .namespace("private")
+            .veth(
+                Endpoint::new("client", "eth0", &["198.51.100.2/24"]),
+                Endpoint::new("nat", "eth0", &["198.51.100.1/24"]),
+            )
+            .veth(
+                Endpoint::new("nat", "eth1", &["10.0.0.1/16"]),
+                Endpoint::new("private", "eth0", &["10.0.1.26/16"]),
+            )
+            .route("private", "default via 10.0.0.1")
+            .build()
+            .expect("topology (run as root)");
+        let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
+        let site = state.join("www");
+        std::fs::create_dir_all(&site).expect("state and site dirs");
+        std::fs::write(site.join("index.html"), PAGE).expect("page");
+        let config = state.join("ethergate.toml");
+        std::fs::write(
+            &config,
+            CONFIG
+                .replace("STATE", &state.display().to_string())
+                .replace("PASSWORD", PASSWORD),
+        )
+        .expect("config");
+        let password_file = state.join("password");
+        std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");
+        let site_arg = site.display().to_string();
+        let web = topo
+            .spawn(
+                "private",
+                &[
+                    "busybox",
+                    "httpd",
+                    "-f",
+                    "-p",
+                    "10.0.1.26:80",
+                    "-h",
+                    &site_arg,
+                ],
+            )
+            .expect("web server");
+        let mut setup = Setup {
+            topo,
+            serve: None,
+            _web: web,
+            state,
+            config,
+            password_file,
+        };
+        setup.start_server();
+        setup
+    }
+
+    fn start_server(&mut self) {
+        let config = self.config.display().to_string();
+        let mut serve = self
+            .topo
+            .spawn("nat", &[BIN, "serve", "--config", &config])
+            .expect("ethergate serve");
+        wait_for(&mut serve, "VPN listeners up", Duration::from_secs(15));
+        self.serve = Some(serve);
+    }
+
+    fn server_log(&self) -> String {
+        self.serve.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    fn client(&self, extra: &[&str]) -> Process {
+        let password = self.password_file.display().to_string();
+        let mut argv = vec![
+            BIN,
+            "client",
+            "--server",
+            SERVER,
+            "--hub",
+            "mikalab",
+            "--user",
+            "tsumura",
+            "--password-file",
+            &password,
+        ];
+        argv.extend_from_slice(extra);
+        self.topo.spawn("client", &argv).expect("ethergate client")
+    }
+
+    fn client_sh(&self, argv: &[&str]) -> ethergate_netns::CommandOutput {
+        self.topo.run("client", argv).expect("command in client")
+    }
+}
+
+/// Waits until `needle` appears in the process's log (panics with the log
+/// after `timeout` or if the process exits).
+fn wait_for(p: &mut Process, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !p.log().contains(needle) {
+        assert!(p.is_running(), "{} exited early:\n{}", p.name(), p.log());
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} within {timeout:?}:\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+fn ping(setup: &Setup, target: &str) -> ethergate_netns::CommandOutput {
+    setup.client_sh(&["ping", "-c", "3", "-i", "0.2", "-W", "2", target])
+}
+
+#[test]
+fn dhcp_over_the_tunnel_installs_routes_and_reaches_the_web_server() {
+    let setup = Setup::new();
+    let mut client = setup.client(&["--dhcp"]);
+    wait_for(
+        &mut client,
+        "DHCP: route installed",
+        Duration::from_secs(20),
+    );
+    let log = client.log();
+    assert!(log.contains("NOT VERIFIED"), "default warns loudly:\n{log}");
+
+    let addr = setup.client_sh(&["ip", "-4", "addr", "show", TAP]).stdout;
+    assert!(
+        addr.contains("inet 192.168.30.") && addr.contains("/24"),
+        "no lease on {TAP}: {addr}\n{log}"
+    );
+    let routes = setup.client_sh(&["ip", "-4", "route", "show"]).stdout;
+    assert!(
+        routes.contains(&format!(
+            "10.0.0.0/16 via 192.168.30.1 dev {TAP} proto dhcp"
+        )),
+        "pushed route missing: {routes}"
+    );
+    assert!(
+        !routes.contains("default"),
+        "no router configured: no default route: {routes}"
+    );
+    let out = ping(&setup, "192.168.30.1");
+    assert!(
+        out.success,
+        "ping through the tunnel: {}\n{log}",
+        out.stdout
+    );
+    let page = setup.client_sh(&["curl", "-sS", "--max-time", "10", "http://10.0.1.26/"]);
+    assert_eq!(
+        page.stdout,
+        PAGE,
+        "curl: {}\nserver:\n{}",
+        page.stderr,
+        setup.server_log()
+    );
+
+    assert_eq!(client.stop(), Some(0), "{}", client.log());
+    let log = client.log();
+    assert!(log.contains("DHCP: releasing the lease"), "{log}");
+    // The tap, its address and routes leave with the client.
+    let links = setup.client_sh(&["ip", "link", "show"]).stdout;
+    assert!(!links.contains(TAP), "{links}");
+}
+
+#[test]
+fn static_address_pings_the_hub_bridge_and_pinned_certificate_is_accepted() {
+    let setup = Setup::new();
+    // The server generated its certificate into state_dir at start.
+    let cert = setup.state.join("tls-cert.pem");
+    assert!(
+        cert.exists(),
+        "no generated certificate at {}",
+        cert.display()
+    );
+    let cert_arg = cert.display().to_string();
+    let mut client = setup.client(&["--address", "192.168.30.250/24", "--ca-cert", &cert_arg]);
+    wait_for(&mut client, "session established", Duration::from_secs(20));
+    assert!(!client.log().contains("NOT VERIFIED"), "{}", client.log());
+    let out = ping(&setup, "192.168.30.1");
+    assert!(
+        out.success,
+        "ping: {}\nclient:\n{}\nserver:\n{}",
+        out.stdout,
+        client.log(),
+        setup.server_log()
+    );
+    assert_eq!(client.stop(), Some(0), "{}", client.log());
+}
+
+#[test]
+fn a_certificate_not_in_ca_cert_is_refused_with_exit_1() {
+    let setup = Setup::new();
+    let other = setup.state.join("other.pem");
+    let key = setup.state.join("other.key");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=other", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let other_arg = other.display().to_string();
+    let mut client = setup.client(&["--address", "192.168.30.250/24", "--ca-cert", &other_arg]);
+    let code = client.wait_timeout(Duration::from_secs(20));
+    let log = client.log();
+    assert_eq!(code, Some(Some(1)), "{log}");
+    assert!(log.contains("certificate was rejected"), "{log}");
+}
+
+fn refused(setup: &Setup, extra: &[&str], password: &str) -> (Option<Option<i32>>, String) {
+    std::fs::write(&setup.password_file, format!("{password}\n")).expect("password file");
+    let mut client = setup.client(extra);
+    let code = client.wait_timeout(Duration::from_secs(20));
+    (code, client.log())
+}
+
+#[test]
+fn wrong_password_and_unknown_hub_exit_1_and_the_server_stays_healthy() {
+    let mut setup = Setup::new();
+    let (code, log) = refused(&setup, &[], "not-the-password");
+    assert_eq!(code, Some(Some(1)), "{log}");
+    assert!(
+        log.contains("wrong password") && log.contains("ERR_AUTH_FAILED (9)"),
+        "{log}"
+    );
+    let password = setup.password_file.display().to_string();
+    std::fs::write(&setup.password_file, format!("{PASSWORD}\n")).expect("password file");
+    let mut client = setup
+        .topo
+        .spawn(
+            "client",
+            &[
+                BIN,
+                "client",
+                "--server",
+                SERVER,
+                "--hub",
+                "nohub",
+                "--user",
+                "tsumura",
+                "--password-file",
+                &password,
+            ],
+        )
+        .expect("client");
+    let code = client.wait_timeout(Duration::from_secs(20));
+    let log = client.log();
+    assert_eq!(code, Some(Some(1)), "{log}");
+    assert!(log.contains("ERR_HUB_NOT_FOUND (8)"), "{log}");
+    // The server is still fine: a correct login works.
+    let mut ok = setup.client(&["--dhcp"]);
+    wait_for(&mut ok, "DHCP: lease acquired", Duration::from_secs(20));
+    assert!(setup.serve.as_mut().is_some_and(Process::is_running));
+}
+
+#[test]
+fn reconnects_by_itself_after_a_server_restart() {
+    let mut setup = Setup::new();
+    let mut client = setup.client(&["--dhcp"]);
+    wait_for(
+        &mut client,
+        "DHCP: route installed",
+        Duration::from_secs(20),
+    );
+    let before = setup.client_sh(&["ip", "-4", "addr", "show", TAP]).stdout;
+    if let Some(mut serve) = setup.serve.take() {
+        assert_eq!(serve.stop(), Some(0), "{}", serve.log());
+    }
+    wait_for(&mut client, "reconnecting in", Duration::from_secs(30));
+    setup.start_server();
+    // Back within the backoff (≤ a few seconds after a fresh failure).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while count(&client.log(), "session established") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no reconnect:\n{}\nserver:\n{}",
+            client.log(),
+            setup.server_log()
+        );
+        assert!(client.is_running(), "{}", client.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The tap and its address survived the outage.
+    let after = setup.client_sh(&["ip", "-4", "addr", "show", TAP]).stdout;
+    let inet = |s: &str| s.lines().find(|l| l.contains("inet ")).map(str::to_owned);
+    assert_eq!(inet(&before), inet(&after), "{after}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if ping(&setup, "192.168.30.1").success {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ping after reconnect:\n{}",
+            client.log()
+        );
+    }
+    assert_eq!(client.stop(), Some(0), "{}", client.log());
+}
