@@ -1,0 +1,166 @@
+//! `ethergate client` against the real Debian SoftEther VPN Server
+//! (`softether-vpnserver` 5.01) — our client side checked by a peer nobody
+//! here wrote: `client (198.51.100.2) — server (vpnserver 198.51.100.1, hub
+//! TEST, user alice, SecureNAT with its DHCP at 192.168.30.1)`.
+//! Needs root; run with `--test-threads=1`.
+
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use ethergate_netns::{Endpoint, Process, Topology};
+use ethergate_softether::{DhcpSettings, SoftEtherServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ethergate");
+const SERVER: &str = "198.51.100.1:443";
+const TAP: &str = "vpn_eg0";
+
+fn topology() -> Topology {
+    Topology::builder()
+        .namespace("client")
+        .namespace("server")
+        .veth(
+            Endpoint::new("client", "cl0", &["198.51.100.2/24"]),
+            Endpoint::new("server", "sv0", &["198.51.100.1/24"]),
+        )
+        .build()
+        .expect("topology (run as root)")
+}
+
+/// Hub TEST, user alice/secret, SecureNAT; DHCP pushes `routes`.
+fn server<'t>(topo: &'t Topology, routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>) -> SoftEtherServer<'t> {
+    let server = SoftEtherServer::start(topo, "server").expect("start vpnserver");
+    server.hub_create("TEST").expect("HubCreate TEST");
+    server
+        .user_create("TEST", "alice", "secret")
+        .expect("create alice");
+    server.secure_nat_enable("TEST").expect("SecureNatEnable");
+    server
+        .dhcp_set(
+            "TEST",
+            &DhcpSettings {
+                push_routes: routes,
+                ..DhcpSettings::default()
+            },
+        )
+        .expect("DhcpSet");
+    server
+}
+
+fn client(topo: &Topology, password: &str, extra: &[&str]) -> Process {
+    let file = std::env::temp_dir().join(format!("{}-password", topo.prefix()));
+    std::fs::write(&file, format!("{password}\n")).expect("password file");
+    let file = file.display().to_string();
+    let mut argv = vec![
+        BIN,
+        "client",
+        "--server",
+        SERVER,
+        "--hub",
+        "TEST",
+        "--user",
+        "alice",
+        "--password-file",
+        &file,
+    ];
+    argv.extend_from_slice(extra);
+    topo.spawn("client", &argv).expect("ethergate client")
+}
+
+fn wait_for(p: &mut Process, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !p.log().contains(needle) {
+        assert!(p.is_running(), "client exited early:\n{}", p.log());
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} within {timeout:?}:\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sh(topo: &Topology, argv: &[&str]) -> ethergate_netns::CommandOutput {
+    topo.run("client", argv).expect("command in client")
+}
+
+#[test]
+fn dhcp_from_securenat_with_pushed_routes_and_ping() {
+    let topo = topology();
+    let gw = Ipv4Addr::new(192, 168, 30, 1);
+    let server = server(&topo, vec![(Ipv4Addr::new(10, 99, 0, 0), 16, gw)]);
+    let mut client = client(&topo, "secret", &["--dhcp"]);
+    wait_for(
+        &mut client,
+        "DHCP: route installed",
+        Duration::from_secs(30),
+    );
+
+    let addr = sh(&topo, &["ip", "-4", "addr", "show", TAP]).stdout;
+    assert!(
+        addr.contains("inet 192.168.30.") && addr.contains("/24"),
+        "{addr}\n{}",
+        client.log()
+    );
+    let routes = sh(&topo, &["ip", "-4", "route", "show"]).stdout;
+    assert!(
+        routes.contains(&format!(
+            "10.99.0.0/16 via 192.168.30.1 dev {TAP} proto dhcp"
+        )),
+        "pushed route missing: {routes}"
+    );
+    // SecureNAT sends option 3 as well; with option 121 present it must be
+    // ignored (RFC 3442), so no default route through the VPN.
+    assert!(!routes.contains("default"), "{routes}");
+    let ping = sh(
+        &topo,
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "192.168.30.1"],
+    );
+    assert!(
+        ping.success,
+        "ping SecureNAT through the tunnel: {}\n{}",
+        ping.stdout,
+        client.log()
+    );
+    assert_eq!(client.stop(), Some(0), "{}", client.log());
+    eprintln!("ethergate client against vpnserver:\n{}", client.log());
+    assert!(
+        client.log().contains("DHCP: releasing the lease"),
+        "{}",
+        client.log()
+    );
+    server.stop();
+}
+
+#[test]
+fn securenat_router_becomes_the_default_route_without_option_121() {
+    let topo = topology();
+    let server = server(&topo, Vec::new());
+    let mut client = client(&topo, "secret", &["--dhcp"]);
+    wait_for(
+        &mut client,
+        "DHCP: route installed",
+        Duration::from_secs(30),
+    );
+    let routes = sh(&topo, &["ip", "-4", "route", "show", "default"]).stdout;
+    assert!(
+        routes.contains(&format!("default via 192.168.30.1 dev {TAP} proto dhcp")),
+        "option 3 without 121 gives the default route: {routes}\n{}",
+        client.log()
+    );
+    assert_eq!(client.stop(), Some(0), "{}", client.log());
+    server.stop();
+}
+
+#[test]
+fn wrong_password_is_error_9_and_exit_1() {
+    let topo = topology();
+    let server = server(&topo, Vec::new());
+    let mut client = client(&topo, "wrong", &["--dhcp"]);
+    let code = client.wait_timeout(Duration::from_secs(30));
+    let log = client.log();
+    assert_eq!(code, Some(Some(1)), "{log}");
+    assert!(log.contains("ERR_AUTH_FAILED (9)"), "{log}");
+    server.stop();
+}
