@@ -186,6 +186,14 @@ pub fn process(ctx: &XdpContext, frame: &mut XdpFrame, seen: &Classification) ->
             Rewrite::Source(addr, port),
         ),
         None => {
+            // TCP flows start with a SYN. Anything else without a flow is a
+            // reply of a connection that came *in* (a routed or port-forwarded
+            // service in the private subnet answering an outside client), or
+            // a stray: like iptables MASQUERADE (which only sees NEW
+            // connections), leave it to the kernel.
+            if tuple.protocol == IPPROTO_TCP && tuple.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+                return Nat::NotOurs;
+            }
             let rule_key = Key::new(32, tuple.src_addr.to_be_bytes());
             let Some(rule) = SNAT_RULES.get(&rule_key) else {
                 return Nat::NotOurs;

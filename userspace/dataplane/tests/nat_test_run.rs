@@ -408,6 +408,18 @@ fn everything_else_passes_untouched() {
         ),
         ("ttl 1", Ipv4Flow { ttl: 1, ..tcp }.frame(b"")),
         (
+            "tcp without a flow that is not a SYN (reply of an inbound connection)",
+            Ipv4Flow {
+                l4: L4::Tcp {
+                    src: 40001,
+                    dst: 443,
+                    flags: 0x12,
+                },
+                ..tcp
+            }
+            .frame(b""),
+        ),
+        (
             "source not in a rule",
             Ipv4Flow {
                 src: [192, 168, 5, 5],

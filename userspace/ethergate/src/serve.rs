@@ -2,8 +2,9 @@
 //!
 //! What runs: the config is loaded and validated; the VPN listeners, one
 //! tap and hub per `[[hub]]`, and the eBPF programs (through the verifier,
-//! uplink XDP attached to `[nat].uplink`, classifying and counting) start.
-//! NAT rewriting is a later issue; serve says so instead of pretending.
+//! uplink XDP attached to `[nat].uplink`, classifying, counting and doing
+//! SNAT with the inside interfaces) start. DNAT is a later step; serve says
+//! so instead of pretending.
 //! SIGTERM/SIGINT stop it cleanly (counters printed, sessions closed, taps
 //! removed, programs detached); SIGHUP is acknowledged and ignored until
 //! reload exists.
@@ -42,14 +43,24 @@ pub fn run(
     let mut signals = Signals::install()
         .map_err(|e| Failure::Runtime(anyhow!("cannot set up signal handling: {e}")))?;
 
-    let mut dataplane = Dataplane::load().map_err(|e| Failure::Runtime(e.into()))?;
+    // [nat]: SNAT rules to maps, XDP on uplink + inside, idle-flow sweeper
+    // (ethergate-dataplane's apply_nat; DNAT is not applied yet).
+    let max_flows = config
+        .nat
+        .as_ref()
+        .map_or(ethergate_dataplane::DEFAULT_MAX_FLOWS, |n| {
+            n.limits.max_flows
+        });
+    let mut dataplane =
+        Dataplane::load_with_max_flows(max_flows).map_err(|e| Failure::Runtime(e.into()))?;
     info!("eBPF programs loaded and verified");
     match &config.nat {
         Some(nat) => {
-            let mode = dataplane
-                .attach_uplink(nat.uplink.as_str())
+            dataplane
+                .apply_nat(nat)
                 .map_err(|e| Failure::Runtime(e.into()))?;
-            info!(uplink = nat.uplink.as_str(), %mode, "uplink XDP program attached");
+            let mode = dataplane.uplink_attachment().map(|(_, m)| m.name());
+            info!(uplink = nat.uplink.as_str(), ?mode, inside = ?dataplane.inside_attachments(), "NAT data plane attached (SNAT in XDP)");
         }
         None => info!("no [nat] section: no data-plane program attached"),
     }
@@ -59,12 +70,8 @@ pub fn run(
         tls = appliance.ktls.session_mode(),
         "appliance running"
     );
-    if config
-        .nat
-        .as_ref()
-        .is_some_and(|n| !n.snat.is_empty() || !n.dnat.is_empty())
-    {
-        warn!("[nat] snat/dnat rules are validated but not applied yet (eBPF NAT pending)");
+    if config.nat.as_ref().is_some_and(|n| !n.dnat.is_empty()) {
+        warn!("[nat] dnat rules are validated but not applied yet (eBPF DNAT pending)");
     }
 
     let interval = (stats_interval_secs > 0).then(|| Duration::from_secs(stats_interval_secs));
