@@ -67,6 +67,23 @@ fn password_hash(user: &str, password: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+fn start_serve(topo: &Topology, config_arg: &str) -> Process {
+    let mut serve = topo
+        .spawn("nat", &[BIN, "serve", "--config", config_arg])
+        .expect("ethergate serve");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !serve.log().contains("VPN listeners up") {
+        assert!(serve.is_running(), "serve exited:\n{}", serve.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not up:\n{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    serve
+}
+
 fn appliance() -> Appliance {
     let topo = Topology::builder()
         .namespace("client")
@@ -296,4 +313,119 @@ fn wrong_password_is_code_9_unknown_hub_is_code_8_and_the_server_stays_up() {
     let log = app.serve.log();
     assert!(log.contains("login refused"), "{log}");
     assert!(log.contains("code=9") && log.contains("code=8"), "{log}");
+}
+
+#[test]
+fn restart_restores_leases() {
+    // What this does not test: the real client resuming on its own after
+    // a restart. It logs in again, then drops the new TCP connection after
+    // ~0.1 s and tries to resume through `additional_connect` with the new
+    // session's key; that loop is under investigation (see the issue note),
+    // so the client here reconnects by explicit disconnect + connect.
+    let mut app = appliance();
+    let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
+    let tap = client.nic_create("vpn0").expect("NicCreate");
+    account(&client, "acc", "vpn0", "mikalab", "mikalab-pass");
+    connect(&app, &client, "acc");
+    let before = use_tunnel(&app, &tap);
+    client.account_disconnect("acc").expect("AccountDisconnect");
+
+    assert_eq!(app.serve.stop(), Some(0), "{}", app.serve.log());
+    let leases =
+        std::fs::read_to_string(app.state.join("leases-mikalab.txt")).expect("lease file written");
+    assert!(
+        leases.contains(&before.ip.to_string()),
+        "lease file lacks {}: {leases}",
+        before.ip
+    );
+    let config_arg = app.state.join("ethergate.toml").display().to_string();
+    app.serve = start_serve(&app.topo, &config_arg);
+    assert!(
+        app.serve.log().contains("DHCP leases restored"),
+        "{}",
+        app.serve.log()
+    );
+    connect(&app, &client, "acc");
+    let after = use_tunnel(&app, &tap);
+    assert_eq!(
+        after.ip, before.ip,
+        "the restored lease must give the same address"
+    );
+}
+
+/// Python's ssl module as a hostile TLS client (python3 is on every
+/// machine of this kind; no extra package).
+const HOSTILE: &str = r#"
+import socket, ssl, sys, os
+kind = sys.argv[1]
+s = socket.create_connection(("198.51.100.1", 443), timeout=5)
+if kind == "random":
+    s.sendall(os.urandom(4096))
+elif kind == "plain-http":
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+else:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(s)
+    if kind == "huge-pack":
+        s.sendall(b"POST /vpnsvc/connect.cgi HTTP/1.1\r\nContent-Length: 10\r\n\r\nVPNCONNECT")
+        s.recv(65536)
+        s.sendall(b"POST /vpnsvc/vpn.cgi HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Length: 536870912\r\n\r\n" + b"\x00" * 1000)
+    elif kind == "header-flood":
+        s.sendall(b"GET / HTTP/1.1\r\n" + b"X: " + b"a" * 100000)
+try:
+    data = s.recv(65536)
+    while data:
+        data = s.recv(65536)
+    print("closed")
+except Exception as e:
+    print("ended:", type(e).__name__)
+"#;
+
+#[test]
+fn garbage_on_the_tls_port_costs_one_connection_only() {
+    let app = appliance();
+    let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
+    let tap = client.nic_create("vpn0").expect("NicCreate");
+    account(&client, "acc", "vpn0", "mikalab", "mikalab-pass");
+    connect(&app, &client, "acc");
+    use_tunnel(&app, &tap);
+
+    // A TLS handshake that stalls: a bare TCP connection that never speaks.
+    let staller = app
+        .topo
+        .spawn(
+            "client",
+            &["python3", "-c", "import socket,time; s=socket.create_connection(('198.51.100.1',443)); time.sleep(60)"],
+        )
+        .expect("staller");
+    let script = app.state.join("hostile.py");
+    std::fs::write(&script, HOSTILE).expect("script");
+    let script_arg = script.display().to_string();
+    for kind in ["random", "plain-http", "huge-pack", "header-flood"] {
+        let out = app
+            .topo
+            .run("client", &["python3", &script_arg, kind])
+            .expect("hostile client");
+        assert!(
+            out.stdout.contains("closed") || out.stdout.contains("ended"),
+            "{kind}: the server should close the connection: {} {}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    // The session that was up is still up and carries traffic.
+    let status = client.account_status("acc").expect("status");
+    assert!(status.is_established(), "{:?}", status.items);
+    let ping = app
+        .topo
+        .run(
+            "client",
+            &["ping", "-c", "3", "-i", "0.2", "-W", "2", "192.168.30.1"],
+        )
+        .expect("ping");
+    assert!(ping.success, "{}", ping.stdout);
+    drop(staller);
+    assert!(app.serve.log().contains("session established"));
 }

@@ -132,6 +132,7 @@ async fn read_loop(
         buf = returned;
         let n = match result {
             Ok(0) | Err(_) => {
+                debug!(id = conn.borrow().id, ?result, "socket read ended");
                 conn.borrow_mut().closing = true;
                 let _ = wake.try_send(());
                 return;

@@ -185,13 +185,17 @@ impl Directory {
     }
 
     /// An `additional_connect` with `session_key`: joins the session if it
-    /// exists and has room (ERR_TOO_MANY_CONNECTION otherwise, which the
-    /// client takes as "stop adding", §6).
+    /// exists and has room. A full session gets ERR_TOO_MANY_CONNECTION,
+    /// which the client takes as "stop adding" (§6). An unknown key gets
+    /// ERR_SESSION_TIMEOUT, as from SoftEther's own `GetSessionFromKey`
+    /// miss: it makes the client drop the dead session and log in afresh —
+    /// exactly right after a server restart, where refusing with 15 would
+    /// leave the client retrying additional connections forever.
     pub fn join_session(&self, session_key: &[u8; 20]) -> Result<Arc<SessionShared>, ErrorCode> {
         let sessions = self.lock_sessions();
         let shared = sessions
             .get(session_key)
-            .ok_or(ErrorCode::TOO_MANY_CONNECTION)?;
+            .ok_or(ErrorCode::SESSION_TIMEOUT)?;
         let mut current = shared.connections.load(Ordering::Acquire);
         loop {
             if current == 0 || current >= shared.max_connections {
