@@ -140,8 +140,9 @@ pub fn main() -> Result<()> {
     println!(
         "\nWhat you saw: a stock SoftEther client on ethergate's TLS listener, a DHCP lease with\n\
          RFC 3442 routes from the virtual hub, the private web page through the local bridge, and\n\
-         the uplink XDP program counting the tunnel's packets. Not built yet: the eBPF NAT (issue 5);\n\
-         the private subnet is reached by kernel routing."
+         the uplink XDP program counting the tunnel's packets. The eBPF SNAT for the\n\
+         private subnet's egress exists (tests/integration/tests/nat_snat.rs); DNAT for VPN\n\
+         clients does not yet, so this path to 10.0.1.26 is kernel routing."
     );
     Ok(())
 }

@@ -11,36 +11,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ethergate_netns::{Endpoint, Process, Topology};
+use ethergate_netns::{Process, Topology};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ethergate");
+mod common;
+use common::{BIN, PAGE, recipe_topology, start_serve, wait_for, web_server, write_recipe_config};
+
 const SERVER: &str = "198.51.100.1:443";
 const TAP: &str = "vpn_eg0";
-const PAGE: &str = "private web server says hello\n";
 const PASSWORD: &str = "mikalab-pass";
-
-const CONFIG: &str = r#"
-[server]
-listen = ["198.51.100.1:443"]
-state_dir = "STATE"
-admin_socket = "STATE/admin.sock"
-metrics = "off"
-
-[[hub]]
-name = "mikalab"
-bridge = "tap_00"
-bridge_address = "192.168.30.1/24"
-
-[hub.dhcp]
-range = "192.168.30.10-192.168.30.200"
-lease_secs = 7200
-dns = ["192.168.30.1"]
-routes = ["10.0.0.0/16 via 192.168.30.1"]
-
-[[hub.user]]
-name = "tsumura"
-password = "PASSWORD"
-"#;
 
 struct Setup {
     topo: Topology,
@@ -59,50 +37,13 @@ impl Drop for Setup {
 
 impl Setup {
     fn new() -> Setup {
-        let topo = Topology::builder()
-            .namespace("client")
-            .namespace("nat")
-            .namespace("private")
-            .veth(
-                Endpoint::new("client", "eth0", &["198.51.100.2/24"]),
-                Endpoint::new("nat", "eth0", &["198.51.100.1/24"]),
-            )
-            .veth(
-                Endpoint::new("nat", "eth1", &["10.0.0.1/16"]),
-                Endpoint::new("private", "eth0", &["10.0.1.26/16"]),
-            )
-            .route("private", "default via 10.0.0.1")
-            .build()
-            .expect("topology (run as root)");
+        let topo = recipe_topology();
         let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-        let site = state.join("www");
-        std::fs::create_dir_all(&site).expect("state and site dirs");
-        std::fs::write(site.join("index.html"), PAGE).expect("page");
-        let config = state.join("ethergate.toml");
-        std::fs::write(
-            &config,
-            CONFIG
-                .replace("STATE", &state.display().to_string())
-                .replace("PASSWORD", PASSWORD),
-        )
-        .expect("config");
+        std::fs::create_dir_all(&state).expect("state dir");
+        let config = write_recipe_config(&state, &format!("password = \"{PASSWORD}\""));
         let password_file = state.join("password");
         std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");
-        let site_arg = site.display().to_string();
-        let web = topo
-            .spawn(
-                "private",
-                &[
-                    "busybox",
-                    "httpd",
-                    "-f",
-                    "-p",
-                    "10.0.1.26:80",
-                    "-h",
-                    &site_arg,
-                ],
-            )
-            .expect("web server");
+        let web = web_server(&topo, &state);
         let mut setup = Setup {
             topo,
             serve: None,
@@ -116,13 +57,7 @@ impl Setup {
     }
 
     fn start_server(&mut self) {
-        let config = self.config.display().to_string();
-        let mut serve = self
-            .topo
-            .spawn("nat", &[BIN, "serve", "--config", &config])
-            .expect("ethergate serve");
-        wait_for(&mut serve, "VPN listeners up", Duration::from_secs(15));
-        self.serve = Some(serve);
+        self.serve = Some(start_serve(&self.topo, &self.config));
     }
 
     fn server_log(&self) -> String {
@@ -154,19 +89,6 @@ impl Setup {
 
 /// Waits until `needle` appears in the process's log (panics with the log
 /// after `timeout` or if the process exits).
-fn wait_for(p: &mut Process, needle: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while !p.log().contains(needle) {
-        assert!(p.is_running(), "{} exited early:\n{}", p.name(), p.log());
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} within {timeout:?}:\n{}",
-            p.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
 }

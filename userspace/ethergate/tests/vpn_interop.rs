@@ -5,36 +5,14 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use ethergate_netns::{Endpoint, Process, Topology};
+use ethergate_netns::{Process, Topology};
+
+mod common;
+use common::{BIN, PAGE, recipe_topology, start_serve, web_server, write_recipe_config};
 use ethergate_softether::{AccountDetail, PasswordKind, SoftEtherClient, StaticRoute, Udhcpc};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ethergate");
 const SERVER: &str = "198.51.100.1:443";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-const PAGE: &str = "private web server says hello\n";
-
-const CONFIG: &str = r#"
-[server]
-listen = ["198.51.100.1:443", "198.51.100.1:992", "198.51.100.1:5555"]
-state_dir = "STATE"
-admin_socket = "STATE/admin.sock"
-metrics = "off"
-
-[[hub]]
-name = "mikalab"
-bridge = "tap_00"
-bridge_address = "192.168.30.1/24"
-
-[hub.dhcp]
-range = "192.168.30.10-192.168.30.200"
-lease_secs = 7200
-dns = ["192.168.30.1"]
-routes = ["10.0.0.0/16 via 192.168.30.1"]
-
-[[hub.user]]
-name = "tsumura"
-password_hash = "HASH"
-"#;
 
 struct Appliance {
     topo: Topology,
@@ -67,78 +45,14 @@ fn password_hash(user: &str, password: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn start_serve(topo: &Topology, config_arg: &str) -> Process {
-    let mut serve = topo
-        .spawn("nat", &[BIN, "serve", "--config", config_arg])
-        .expect("ethergate serve");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !serve.log().contains("VPN listeners up") {
-        assert!(serve.is_running(), "serve exited:\n{}", serve.log());
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not up:\n{}",
-            serve.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    serve
-}
-
 fn appliance() -> Appliance {
-    let topo = Topology::builder()
-        .namespace("client")
-        .namespace("nat")
-        .namespace("private")
-        .veth(
-            Endpoint::new("client", "eth0", &["198.51.100.2/24"]),
-            Endpoint::new("nat", "eth0", &["198.51.100.1/24"]),
-        )
-        .veth(
-            Endpoint::new("nat", "eth1", &["10.0.0.1/16"]),
-            Endpoint::new("private", "eth0", &["10.0.1.26/16"]),
-        )
-        .route("private", "default via 10.0.0.1")
-        .build()
-        .expect("topology (run as root)");
+    let topo = recipe_topology();
     let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
     std::fs::create_dir_all(&state).expect("state dir");
-    let site = state.join("www");
-    std::fs::create_dir_all(&site).expect("site dir");
-    std::fs::write(site.join("index.html"), PAGE).expect("page");
-    let config = CONFIG
-        .replace("STATE", &state.display().to_string())
-        .replace("HASH", &password_hash("tsumura", "mikalab-pass"));
-    let config_path = state.join("ethergate.toml");
-    std::fs::write(&config_path, config).expect("config");
-    let site_arg = site.display().to_string();
-    let web = topo
-        .spawn(
-            "private",
-            &[
-                "busybox",
-                "httpd",
-                "-f",
-                "-p",
-                "10.0.1.26:80",
-                "-h",
-                &site_arg,
-            ],
-        )
-        .expect("web server");
-    let config_arg = config_path.display().to_string();
-    let mut serve = topo
-        .spawn("nat", &[BIN, "serve", "--config", &config_arg])
-        .expect("ethergate serve");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !serve.log().contains("VPN listeners up") {
-        assert!(serve.is_running(), "serve exited:\n{}", serve.log());
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not up:\n{}",
-            serve.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let hash = password_hash("tsumura", "mikalab-pass");
+    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
+    let web = web_server(&topo, &state);
+    let serve = start_serve(&topo, &config);
     Appliance {
         topo,
         serve,
@@ -338,8 +252,7 @@ fn restart_restores_leases() {
         "lease file lacks {}: {leases}",
         before.ip
     );
-    let config_arg = app.state.join("ethergate.toml").display().to_string();
-    app.serve = start_serve(&app.topo, &config_arg);
+    app.serve = start_serve(&app.topo, &app.state.join("ethergate.toml"));
     assert!(
         app.serve.log().contains("DHCP leases restored"),
         "{}",

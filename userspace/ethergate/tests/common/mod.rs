@@ -1,0 +1,118 @@
+//! The recipe's topology and appliance, shared by the end-to-end tests:
+//! `client (198.51.100.2) — nat (ethergate serve: 198.51.100.1, tap_00
+//! 192.168.30.1/24, 10.0.0.1/16) — private (web server 10.0.1.26:80)`.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use ethergate_netns::{Endpoint, Process, Topology};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ethergate");
+pub const PAGE: &str = "private web server says hello\n";
+
+/// The recipe's hub; `CREDENTIAL` is replaced by the user's credential line.
+pub const RECIPE_CONFIG: &str = r#"
+[server]
+listen = ["198.51.100.1:443", "198.51.100.1:992", "198.51.100.1:5555"]
+state_dir = "STATE"
+admin_socket = "STATE/admin.sock"
+metrics = "off"
+
+[[hub]]
+name = "mikalab"
+bridge = "tap_00"
+bridge_address = "192.168.30.1/24"
+
+[hub.dhcp]
+range = "192.168.30.10-192.168.30.200"
+lease_secs = 7200
+dns = ["192.168.30.1"]
+routes = ["10.0.0.0/16 via 192.168.30.1"]
+
+[[hub.user]]
+name = "tsumura"
+CREDENTIAL
+"#;
+
+pub fn recipe_topology() -> Topology {
+    Topology::builder()
+        .namespace("client")
+        .namespace("nat")
+        .namespace("private")
+        .veth(
+            Endpoint::new("client", "eth0", &["198.51.100.2/24"]),
+            Endpoint::new("nat", "eth0", &["198.51.100.1/24"]),
+        )
+        .veth(
+            Endpoint::new("nat", "eth1", &["10.0.0.1/16"]),
+            Endpoint::new("private", "eth0", &["10.0.1.26/16"]),
+        )
+        .route("private", "default via 10.0.0.1")
+        .build()
+        .expect("topology (run as root)")
+}
+
+/// Writes the recipe config into `state` with `credential` (e.g.
+/// `password_hash = "…"`) and returns its path.
+pub fn write_recipe_config(state: &Path, credential: &str) -> PathBuf {
+    let path = state.join("ethergate.toml");
+    let text = RECIPE_CONFIG
+        .replace("STATE", &state.display().to_string())
+        .replace("CREDENTIAL", credential);
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+/// busybox httpd serving [`PAGE`] on 10.0.1.26:80 from `state/www`.
+pub fn web_server(topo: &Topology, state: &Path) -> Process {
+    let site = state.join("www");
+    std::fs::create_dir_all(&site).expect("site dir");
+    std::fs::write(site.join("index.html"), PAGE).expect("page");
+    let site_arg = site.display().to_string();
+    topo.spawn(
+        "private",
+        &[
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "10.0.1.26:80",
+            "-h",
+            &site_arg,
+        ],
+    )
+    .expect("web server")
+}
+
+/// `ethergate serve --config` in `nat`, once its listeners are up.
+pub fn start_serve(topo: &Topology, config: &Path) -> Process {
+    let config = config.display().to_string();
+    let mut serve = topo
+        .spawn("nat", &[BIN, "serve", "--config", &config])
+        .expect("ethergate serve");
+    wait_for(&mut serve, "VPN listeners up", Duration::from_secs(15));
+    serve
+}
+
+/// Waits until `process`'s log contains `needle`; panics with the log if it
+/// exits or the time runs out.
+pub fn wait_for(process: &mut Process, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !process.log().contains(needle) {
+        assert!(
+            process.is_running(),
+            "{} exited before {needle:?}:\n{}",
+            process.name(),
+            process.log()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} within {timeout:?}:\n{}",
+            process.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
