@@ -95,9 +95,16 @@ pub fn main() -> Result<()> {
     }
 
     step("privileged tests (eBPF, namespaces), one at a time");
+    // One cargo invocation: one feature resolution and one build for all
+    // of them (separate `-p` runs re-resolve features and rebuild); test
+    // binaries run one after another and --test-threads=1 serialises the
+    // tests inside each.
+    let mut privileged = vec!["cargo", "test"];
     for krate in PRIVILEGED {
-        run(&["cargo", "test", "-p", krate, "--", "--test-threads=1"])?;
+        privileged.extend(["-p", krate]);
     }
+    privileged.extend(["--", "--test-threads=1"]);
+    run(&privileged)?;
 
     assert_nothing_left_behind()?;
     println!("\nall tests passed");
