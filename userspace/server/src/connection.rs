@@ -106,15 +106,14 @@ pub async fn serve(tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker
     if !c.handshake_done {
         directory.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
     }
-    if let Some(session) = c.session.take() {
-        directory.leave_session(&c.session_key, &session);
-        if session.connections() == 0 {
-            info!(
-                session = session.session_name,
-                hub = session.hub.name,
-                "session closed"
-            );
-        }
+    if let Some(session) = c.session.take()
+        && directory.leave_session(&c.session_key, &session)
+    {
+        info!(
+            session = session.session_name,
+            hub = session.hub.name,
+            "last connection closed; session kept for its timeout to be resumed"
+        );
     }
     debug!(%peer, id, "connection closed");
 }

@@ -3,9 +3,11 @@
 //! channel into each hub's actor, and the session registry that lets an
 //! `additional_connect` find the session it belongs to.
 //!
-//! Invariant: a session is in the registry exactly while at least one of
-//! its TCP connections is alive; the last connection to leave removes it and
-//! detaches its port from the hub, so a hub never forwards to a dead port.
+//! Invariant: a session is in the registry while at least one of its TCP
+//! connections is alive, and for up to its `timeout` after the last one
+//! left (SoftEther keeps a session that long, and the client resumes it
+//! with `additional_connect`); then the reaper removes it and detaches its
+//! port, so a hub never forwards to a session nobody can resume.
 
 use std::{
     collections::HashMap,
@@ -13,6 +15,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use ethergate_proto::{
@@ -57,6 +60,14 @@ impl Default for Limits {
     }
 }
 
+/// The session registry: live sessions by key, and the deadlines of those
+/// whose connections have all gone (still in `live`, resumable).
+#[derive(Default)]
+struct Sessions {
+    live: HashMap<[u8; 20], Arc<SessionShared>>,
+    orphaned: HashMap<[u8; 20], Instant>,
+}
+
 /// State of one session shared by its connections.
 pub struct SessionShared {
     pub hub: Arc<HubEntry>,
@@ -81,7 +92,7 @@ impl SessionShared {
 
 pub struct Directory {
     hubs: HashMap<String, Arc<HubEntry>>,
-    sessions: Mutex<HashMap<[u8; 20], Arc<SessionShared>>>,
+    sessions: Mutex<Sessions>,
     pub limits: Limits,
     total_sessions: AtomicUsize,
     pub pending_handshakes: AtomicUsize,
@@ -93,7 +104,7 @@ impl Directory {
     pub fn new(limits: Limits) -> Self {
         Self {
             hubs: HashMap::new(),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
             limits,
             total_sessions: AtomicUsize::new(0),
             pending_handshakes: AtomicUsize::new(0),
@@ -180,6 +191,7 @@ impl Directory {
             return Err(ErrorCode::HUB_STOPPING);
         }
         self.lock_sessions()
+            .live
             .insert(welcome.session_key, Arc::clone(&shared));
         Ok(shared)
     }
@@ -192,10 +204,18 @@ impl Directory {
     /// exactly right after a server restart, where refusing with 15 would
     /// leave the client retrying additional connections forever.
     pub fn join_session(&self, session_key: &[u8; 20]) -> Result<Arc<SessionShared>, ErrorCode> {
-        let sessions = self.lock_sessions();
-        let shared = sessions
-            .get(session_key)
-            .ok_or(ErrorCode::SESSION_TIMEOUT)?;
+        let mut sessions = self.lock_sessions();
+        let shared = Arc::clone(
+            sessions
+                .live
+                .get(session_key)
+                .ok_or(ErrorCode::SESSION_TIMEOUT)?,
+        );
+        if sessions.orphaned.remove(session_key).is_some() {
+            // Resuming a session whose connections all dropped.
+            shared.connections.store(1, Ordering::Release);
+            return Ok(shared);
+        }
         let mut current = shared.connections.load(Ordering::Acquire);
         loop {
             if current == 0 || current >= shared.max_connections {
@@ -207,26 +227,52 @@ impl Directory {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok(Arc::clone(shared)),
+                Ok(_) => return Ok(shared),
                 Err(seen) => current = seen,
             }
         }
     }
 
-    /// A connection of `shared` ended; the last one closes the session.
-    pub fn leave_session(&self, session_key: &[u8; 20], shared: &Arc<SessionShared>) {
+    /// A connection of `shared` ended. After the last one the session is
+    /// kept for its timeout, for the client to resume; returns true then.
+    pub fn leave_session(&self, session_key: &[u8; 20], shared: &Arc<SessionShared>) -> bool {
         let mut sessions = self.lock_sessions();
         if shared.connections.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return;
+            return false;
         }
-        sessions.remove(session_key);
+        let grace = Duration::from_millis(u64::from(shared.timeout_ms));
+        sessions
+            .orphaned
+            .insert(*session_key, Instant::now() + grace);
+        true
+    }
+
+    /// Removes sessions whose resume window has passed; returns how many.
+    pub fn reap_orphans(&self, now: Instant) -> usize {
+        let mut sessions = self.lock_sessions();
+        let expired: Vec<[u8; 20]> = sessions
+            .orphaned
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(key, _)| *key)
+            .collect();
+        let mut reaped = Vec::with_capacity(expired.len());
+        for key in &expired {
+            sessions.orphaned.remove(key);
+            if let Some(shared) = sessions.live.remove(key) {
+                reaped.push(shared);
+            }
+        }
         drop(sessions);
-        // Best effort: if the actor is gone there is nothing to detach from.
-        let _ = shared
-            .hub
-            .to_hub
-            .try_send(HubInput::Detach { port: shared.port });
-        self.release_counts(&shared.hub);
+        for shared in &reaped {
+            // Best effort: if the actor is gone there is nothing to detach.
+            let _ = shared
+                .hub
+                .to_hub
+                .try_send(HubInput::Detach { port: shared.port });
+            self.release_counts(&shared.hub);
+        }
+        reaped.len()
     }
 
     fn release_counts(&self, hub: &HubEntry) {
@@ -234,7 +280,7 @@ impl Directory {
         self.total_sessions.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 20], Arc<SessionShared>>> {
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
         // A panic while holding this lock can't leave the map inconsistent
         // (single insert/remove calls), so a poisoned lock is still usable.
         self.sessions
@@ -280,5 +326,78 @@ impl Authenticator for LoginCheck<'_> {
             ),
             format!("CID-{}", self.connection_id),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn welcome(key: u8) -> Welcome {
+        Welcome {
+            session_name: format!("SID-T-{key}"),
+            connection_name: "CID-1".to_owned(),
+            session_key: [key; 20],
+            session_key_32: 0,
+            max_connection: 2,
+            use_encrypt: true,
+            use_compress: false,
+            half_connection: false,
+            qos: false,
+            timeout_ms: 20_000,
+            policies: Vec::new(),
+            message: None,
+        }
+    }
+
+    fn directory() -> (Directory, async_channel::Receiver<HubInput>, Arc<HubEntry>) {
+        let (tx, rx) = async_channel::unbounded();
+        let mut dir = Directory::new(Limits {
+            max_sessions: 2,
+            max_sessions_per_hub: 1,
+            ..Limits::default()
+        });
+        dir.add_hub("Hub1", [("Alice".to_owned(), [0u8; 20])], tx);
+        let hub = Arc::clone(dir.hub("HUB1").expect("case-insensitive hub lookup"));
+        (dir, rx, hub)
+    }
+
+    #[test]
+    fn caps_refuse_with_softether_codes() {
+        let (dir, _rx, hub) = directory();
+        dir.reserve_session(&hub).expect("first session");
+        assert_eq!(dir.reserve_session(&hub), Err(ErrorCode::HUB_IS_BUSY));
+    }
+
+    #[test]
+    fn a_session_outlives_its_connections_until_reaped() {
+        let (dir, rx, hub) = directory();
+        dir.reserve_session(&hub).expect("reserve");
+        let w = welcome(7);
+        let session = dir.open_reserved(&hub, &w).expect("open");
+        assert!(matches!(rx.try_recv(), Ok(HubInput::Attach { .. })));
+        // Second connection joins; the cap (2) then refuses a third.
+        let joined = dir.join_session(&w.session_key).expect("join");
+        assert_eq!(
+            dir.join_session(&w.session_key).err(),
+            Some(ErrorCode::TOO_MANY_CONNECTION)
+        );
+        assert!(!dir.leave_session(&w.session_key, &joined));
+        assert!(dir.leave_session(&w.session_key, &session), "last one out");
+        // Still resumable: the port stays attached.
+        assert!(rx.try_recv().is_err());
+        let resumed = dir.join_session(&w.session_key).expect("resume");
+        assert!(dir.leave_session(&w.session_key, &resumed));
+        assert_eq!(dir.reap_orphans(Instant::now()), 0, "not yet expired");
+        let later = Instant::now() + Duration::from_millis(20_001);
+        assert_eq!(dir.reap_orphans(later), 1);
+        assert!(matches!(rx.try_recv(), Ok(HubInput::Detach { .. })));
+        assert_eq!(
+            dir.join_session(&w.session_key).err(),
+            Some(ErrorCode::SESSION_TIMEOUT)
+        );
+        assert_eq!(dir.session_count(), 0);
+        dir.reserve_session(&hub)
+            .expect("slot released by the reaper");
     }
 }

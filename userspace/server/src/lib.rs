@@ -45,6 +45,7 @@ pub struct ListenerSetup {
 pub struct RunningServer {
     stop: Option<async_channel::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
+    reaper: Option<(std::sync::mpsc::Sender<()>, JoinHandle<()>)>,
     pub stats: Arc<Stats>,
     pub directory: Arc<Directory>,
     pub workers: usize,
@@ -83,9 +84,11 @@ impl RunningServer {
                 .map_err(ServerError::Thread)?;
             threads.push(thread);
         }
+        let reaper = spawn_reaper(Arc::clone(&directory)).map_err(ServerError::Thread)?;
         Ok(Self {
             stop: Some(stop_tx),
             threads,
+            reaper: Some(reaper),
             stats,
             directory,
             workers,
@@ -104,6 +107,10 @@ impl RunningServer {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        if let Some((stop, thread)) = self.reaper.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
     }
 }
 
@@ -111,4 +118,25 @@ impl Drop for RunningServer {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Every second, removes sessions whose resume window has passed. Ends when
+/// its sender is dropped.
+fn spawn_reaper(
+    directory: Arc<Directory>,
+) -> std::io::Result<(std::sync::mpsc::Sender<()>, JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("session-reaper".to_owned())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(std::time::Duration::from_secs(1))
+            {
+                let reaped = directory.reap_orphans(std::time::Instant::now());
+                if reaped > 0 {
+                    tracing::info!(reaped, "sessions closed (not resumed within their timeout)");
+                }
+            }
+        })?;
+    Ok((tx, thread))
 }

@@ -14,7 +14,10 @@ fn probe_reports_the_kernels_answer() {
         }
         KtlsSupport::Unavailable(reason) => {
             eprintln!("skipping kTLS offload checks: {reason}");
-            assert!(reason.contains("TCP_ULP"), "reason names the failed step: {reason}");
+            assert!(
+                reason.contains("TCP_ULP"),
+                "reason names the failed step: {reason}"
+            );
         }
     }
 }
