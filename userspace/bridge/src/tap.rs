@@ -154,6 +154,17 @@ impl TapQueue {
     pub fn write(&self, frame: &[u8]) -> io::Result<usize> {
         nix::unistd::write(&self.fd, frame).map_err(io::Error::from)
     }
+
+    /// Clears O_NONBLOCK, for io_uring drivers: io_uring retries a read on
+    /// a blocking fd by polling it, but hands EAGAIN back for a
+    /// non-blocking one. (The sync `read`/`write` above then block.)
+    pub fn set_blocking(&self) -> io::Result<()> {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let flags = fcntl(&self.fd, FcntlArg::F_GETFL).map_err(io::Error::from)?;
+        let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
+        fcntl(&self.fd, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+        Ok(())
+    }
 }
 
 impl AsRawFd for TapQueue {

@@ -7,7 +7,7 @@
 //! survive a server restart. The kernel removes the tap, with its address
 //! and routes, when the client exits.
 
-use std::{net::Ipv4Addr, os::fd::AsFd, rc::Rc};
+use std::{net::Ipv4Addr, rc::Rc};
 
 use compio::{
     BufResult,
@@ -50,7 +50,7 @@ impl Nic {
             .into_iter()
             .next()
             .ok_or_else(|| ClientError::Options(format!("tap {name} came without a queue")))?;
-        make_blocking(&queue).map_err(ClientError::Runtime)?;
+        queue.set_blocking().map_err(ClientError::Runtime)?;
         let queue = AsyncFd::new(queue).map_err(ClientError::Runtime)?;
         info!(tap = name, %mac, address = ?address.map(|a| a.to_string()), "VPN interface up");
         Ok(Rc::new(Nic {
@@ -116,14 +116,4 @@ impl Nic {
     pub fn lease_lost(&self, address: Ipv4Addr, reason: &str) {
         warn!(tap = self.name, %address, "DHCP: lease lost: {reason}; acquiring a new one");
     }
-}
-
-/// io_uring retries reads on a blocking fd by polling; on a non-blocking
-/// one it would hand us EAGAIN instead (same as the server's hub actor).
-fn make_blocking(queue: &TapQueue) -> std::io::Result<()> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = fcntl(queue.as_fd(), FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
-    let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
-    fcntl(queue.as_fd(), FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
-    Ok(())
 }

@@ -6,7 +6,7 @@
 //! always attached before its first frame and detached after its last; a
 //! frame is never delivered to a port that has been detached.
 
-use std::{cell::RefCell, collections::HashMap, os::fd::AsFd, rc::Rc, thread::JoinHandle};
+use std::{cell::RefCell, collections::HashMap, rc::Rc, thread::JoinHandle};
 
 use compio::{
     BufResult,
@@ -166,7 +166,7 @@ async fn run(
     }));
     let mut taps = Vec::new();
     for queue in tap_queues {
-        match make_blocking(&queue).and_then(|()| AsyncFd::new(queue)) {
+        match queue.set_blocking().and_then(|()| AsyncFd::new(queue)) {
             Ok(fd) => taps.push(Rc::new(fd)),
             Err(e) => error!(hub = name, "cannot register a tap queue: {e}"),
         }
@@ -248,14 +248,4 @@ async fn write_to_tap(tap: &AsyncFd<TapQueue>, frames: Vec<Vec<u8>>) {
             debug!("tap write: {e}");
         }
     }
-}
-
-/// io_uring retries reads on a blocking fd by polling; on a non-blocking
-/// one it would hand us EAGAIN instead.
-fn make_blocking(queue: &TapQueue) -> std::io::Result<()> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = fcntl(queue.as_fd(), FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
-    let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
-    fcntl(queue.as_fd(), FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
-    Ok(())
 }
