@@ -157,7 +157,7 @@ async fn read_loop(
             // Full queue: drop the batch, as SoftEther drops rather than
             // stalls a session (§7.1); TCP inside the tunnel recovers.
             if to_hub.try_send(HubInput::Frames { port, frames }).is_err() {
-                worker.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                worker.stats.batches_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
         let _ = wake.try_send(());

@@ -47,8 +47,9 @@ struct Actor {
     sessions: HashMap<PortId, async_channel::Sender<Frames>>,
     /// Per-port batches being assembled for one burst of input.
     outgoing: HashMap<PortId, Frames>,
-    /// Frames for the bridge, written after the burst.
-    to_bridge: Vec<Vec<u8>>,
+    /// Frames for the bridge, written after the burst. Swapped with the
+    /// writer's spare container, so neither side allocates per frame.
+    to_bridge: Frames,
     dropped: u64,
 }
 
@@ -83,20 +84,10 @@ impl Actor {
             ..
         } = self;
         switch.forward(ingress, frame, &mut |delivery| match delivery {
-            Delivery::Bridge(bytes) => to_bridge.push(bytes.to_vec()),
+            Delivery::Bridge(bytes) => to_bridge.push(bytes),
             Delivery::Port(port, bytes) => {
                 if sessions.contains_key(&port) {
                     outgoing.entry(port).or_default().push(bytes);
-                }
-            }
-            Delivery::AllExcept(except, bytes) => {
-                for &port in sessions.keys() {
-                    if port != except {
-                        outgoing.entry(port).or_default().push(bytes);
-                    }
-                }
-                if except != PortId::BRIDGE {
-                    to_bridge.push(bytes.to_vec());
                 }
             }
         });
@@ -161,7 +152,7 @@ async fn run(
         switch,
         sessions: HashMap::new(),
         outgoing: HashMap::new(),
-        to_bridge: Vec::new(),
+        to_bridge: Frames::new(),
         dropped: 0,
     }));
     let mut taps = Vec::new();
@@ -180,6 +171,8 @@ async fn run(
     }
     let ticker = compio::runtime::spawn(tick_loop(Rc::clone(&actor)));
     let writer = taps.first().cloned();
+    let mut bridge_batch = Frames::new();
+    let mut write_buf = Vec::with_capacity(TAP_FRAME_MAX);
     info!(hub = name, taps = taps.len(), "hub running");
     while let Ok(first) = rx.recv().await {
         {
@@ -193,10 +186,11 @@ async fn run(
             }
             a.flush_sessions();
         }
-        let frames = std::mem::take(&mut actor.borrow_mut().to_bridge);
+        std::mem::swap(&mut actor.borrow_mut().to_bridge, &mut bridge_batch);
         if let Some(tap) = &writer {
-            write_to_tap(tap, frames).await;
+            write_buf = write_to_tap(tap, &bridge_batch, write_buf).await;
         }
+        bridge_batch.clear();
     }
     drop(readers);
     drop(ticker);
@@ -212,6 +206,8 @@ async fn tick_loop(actor: Rc<RefCell<Actor>>) {
 
 async fn tap_reader(tap: Rc<AsyncFd<TapQueue>>, actor: Rc<RefCell<Actor>>) {
     let mut buf = Vec::with_capacity(TAP_FRAME_MAX);
+    let mut bridge_batch = Frames::new();
+    let mut write_buf = Vec::with_capacity(TAP_FRAME_MAX);
     loop {
         buf.clear();
         let BufResult(result, returned) = (&*tap).read(buf).await;
@@ -219,17 +215,18 @@ async fn tap_reader(tap: Rc<AsyncFd<TapQueue>>, actor: Rc<RefCell<Actor>>) {
         match result {
             Ok(0) => return,
             Ok(n) => {
-                let to_bridge = {
+                {
                     let mut a = actor.borrow_mut();
                     if let Some(frame) = buf.get(..n) {
                         a.switch_frame(PortId::BRIDGE, frame);
                     }
                     a.flush_sessions();
-                    std::mem::take(&mut a.to_bridge)
-                };
+                    std::mem::swap(&mut a.to_bridge, &mut bridge_batch);
+                }
                 // DHCP answers to the bridge side are rare but possible.
-                if !to_bridge.is_empty() {
-                    write_to_tap(&tap, to_bridge).await;
+                if !bridge_batch.is_empty() {
+                    write_buf = write_to_tap(&tap, &bridge_batch, write_buf).await;
+                    bridge_batch.clear();
                 }
             }
             Err(e) => {
@@ -240,12 +237,18 @@ async fn tap_reader(tap: Rc<AsyncFd<TapQueue>>, actor: Rc<RefCell<Actor>>) {
     }
 }
 
-async fn write_to_tap(tap: &AsyncFd<TapQueue>, frames: Vec<Vec<u8>>) {
+/// Writes each frame of `frames` to the tap through one reused buffer
+/// (io_uring takes ownership of what it writes), which it returns.
+async fn write_to_tap(tap: &AsyncFd<TapQueue>, frames: &Frames, mut buf: Vec<u8>) -> Vec<u8> {
     let mut writer = tap;
-    for frame in frames {
-        let BufResult(result, _) = writer.write(frame).await;
+    for frame in frames.iter() {
+        buf.clear();
+        buf.extend_from_slice(frame);
+        let BufResult(result, returned) = writer.write(buf).await;
+        buf = returned;
         if let Err(e) = result {
             debug!("tap write: {e}");
         }
     }
+    buf
 }

@@ -8,10 +8,8 @@ use crate::hub_actor::PortId;
 pub enum Delivery<'a> {
     /// To the local bridge.
     Bridge(&'a [u8]),
-    /// To one session port.
+    /// To one session port (a flood is one delivery per port).
     Port(PortId, &'a [u8]),
-    /// To every port (sessions and bridge) except one: flooding.
-    AllExcept(PortId, &'a [u8]),
 }
 
 pub trait HubSwitch {
@@ -26,16 +24,3 @@ pub trait HubSwitch {
 
 /// How often the hub actor calls [`HubSwitch::tick`].
 pub const TICK: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A hub without learning: every frame to every other port. Used by tests
-/// of the IO paths, where what matters is that frames move at all.
-#[derive(Default)]
-pub struct Repeater;
-
-impl HubSwitch for Repeater {
-    fn port_added(&mut self, _port: PortId) {}
-    fn port_removed(&mut self, _port: PortId) {}
-    fn forward(&mut self, ingress: PortId, frame: &[u8], deliver: &mut dyn FnMut(Delivery<'_>)) {
-        deliver(Delivery::AllExcept(ingress, frame));
-    }
-}

@@ -29,8 +29,8 @@ const LISTEN_BACKLOG: i32 = 1024;
 pub struct Stats {
     pub logins_ok: AtomicU64,
     pub logins_failed: AtomicU64,
-    /// Batches dropped because the hub's queue was full.
-    pub frames_dropped: AtomicU64,
+    /// Frame batches dropped because the hub's queue was full.
+    pub batches_dropped: AtomicU64,
 }
 
 /// What one worker thread serves connections with.
