@@ -24,6 +24,14 @@ const PRIVILEGED: &[&str] = &[
     "ethergate",
 ];
 
+/// cargo-fuzz crates (own workspaces, nightly): every target of each gets
+/// a smoke run, and their sources the same fmt check as the workspace.
+const FUZZ_CRATES: &[&str] = &[
+    "userspace/proto/fuzz",
+    "userspace/hub/fuzz",
+    "userspace/admin/fuzz",
+];
+
 /// Seconds per fuzz target in the smoke run.
 const FUZZ_SMOKE_SECS: &str = "15";
 
@@ -35,15 +43,9 @@ pub fn main() -> Result<()> {
 
     step("cargo fmt --check");
     run(&["cargo", "fmt", "--all", "--check"])?;
-    let fuzz = root().join("userspace/proto/fuzz");
-    if fuzz.join("Cargo.toml").exists() {
-        run(&[
-            "cargo",
-            "fmt",
-            "--manifest-path",
-            "userspace/proto/fuzz/Cargo.toml",
-            "--check",
-        ])?;
+    for krate in FUZZ_CRATES {
+        let manifest = format!("{krate}/Cargo.toml");
+        run(&["cargo", "fmt", "--manifest-path", &manifest, "--check"])?;
     }
 
     step("cargo clippy (host crates) -D warnings");
@@ -88,10 +90,11 @@ pub fn main() -> Result<()> {
     }
     run(&unit)?;
 
-    if fuzz.join("smoke.sh").exists() {
-        step("fuzz smoke run");
-        let script = fuzz.join("smoke.sh");
-        run(&[&script.display().to_string(), FUZZ_SMOKE_SECS])?;
+    let script = root().join("xtask/fuzz-smoke.sh").display().to_string();
+    for krate in FUZZ_CRATES {
+        step(&format!("fuzz smoke run: {krate}"));
+        let dir = root().join(krate).display().to_string();
+        run(&[&script, &dir, FUZZ_SMOKE_SECS])?;
     }
 
     step("privileged tests (eBPF, namespaces), one at a time");

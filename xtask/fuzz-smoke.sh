@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Short fuzz smoke run of every ethergate-proto target, one at a time.
-# Usage: smoke.sh [seconds-per-target]   (default 20)
+# Short fuzz smoke run of every target of one cargo-fuzz crate, one at a time.
+# Usage: fuzz-smoke.sh FUZZ_DIR [seconds-per-target]   (default 20)
 # Needs the nightly toolchain; installs cargo-fuzz if it is missing.
 # New inputs go to a throwaway corpus so the checked-in seeds stay as they are;
 # a crash leaves its reproducer in fuzz/artifacts/<target>/ and fails the run.
 set -euo pipefail
 
-secs="${1:-20}"
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+here="$(cd "${1:?usage: fuzz-smoke.sh FUZZ_DIR [SECS]}" && pwd)"
+secs="${2:-20}"
 cd "$here"
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
@@ -17,7 +17,7 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-targets=(pack_decode http_preamble server_handshake data_phase_decode)
+mapfile -t targets < <(cargo +nightly fuzz list)
 cargo +nightly fuzz build -O >/dev/null
 for t in "${targets[@]}"; do
     mkdir -p "$work/$t"
@@ -34,4 +34,4 @@ for t in "${targets[@]}"; do
         exit 1
     fi
 done
-echo "fuzz smoke: all targets passed"
+echo "fuzz smoke: all ${#targets[@]} targets of $here passed"

@@ -1,0 +1,139 @@
+//! The status of a running appliance, as the daemon reports it.
+//!
+//! Counters are totals since start (Prometheus counters); gauges are values
+//! at the time of the snapshot. Maps are `BTreeMap`s so JSON, text and
+//! metrics come out in a stable order.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub config: ConfigStatus,
+    pub server: ServerStatus,
+    pub hubs: Vec<HubStatus>,
+    pub sessions: Vec<SessionStatus>,
+    /// `None` when the config has no `[nat]` section.
+    pub nat: Option<NatStatus>,
+    pub ready: Readiness,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    /// `None`: the embedded default config.
+    pub path: Option<String>,
+    /// Successful reloads since start.
+    pub reloads: u64,
+    pub reload_failures: u64,
+    /// Why the last reload was refused, until one succeeds.
+    pub last_reload_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub listen: Vec<String>,
+    pub workers: usize,
+    /// How session bytes are encrypted: "userspace (rustls)" or "kernel (kTLS)".
+    pub tls_mode: String,
+    /// Why kTLS is or is not used, as detected at start.
+    pub ktls: String,
+    pub certificate: String,
+    pub pending_handshakes: u64,
+    pub logins_ok: u64,
+    /// Refused logins by reason ("auth_failed", "hub_not_found", …).
+    pub logins_failed: BTreeMap<String, u64>,
+    /// Frame batches dropped because a hub's input queue was full.
+    pub batches_dropped: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HubStatus {
+    pub name: String,
+    pub bridge: String,
+    pub bridge_address: String,
+    pub users: usize,
+    pub sessions: usize,
+    pub mac_entries: u64,
+    /// Bound leases; `None` when the hub has no DHCP server.
+    pub dhcp_leases: Option<u64>,
+    pub from_sessions: Traffic,
+    pub to_sessions: Traffic,
+    pub from_bridge: Traffic,
+    pub to_bridge: Traffic,
+    /// Batches for a session dropped because its queue was full.
+    pub session_batches_dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    pub frames: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionStatus {
+    pub name: String,
+    pub hub: String,
+    pub user: String,
+    /// The address the first connection came from.
+    pub client: String,
+    pub connections: u32,
+    pub max_connections: u32,
+    /// Seconds since the session was established.
+    pub age_secs: u64,
+    /// No TCP connection right now; resumable until its timeout.
+    pub orphaned: bool,
+    /// Client → hub.
+    pub received: Traffic,
+    /// Hub → client.
+    pub sent: Traffic,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NatStatus {
+    pub uplink: String,
+    /// How each program is attached, e.g. "xdp native", "xdp generic", "tc".
+    pub attachments: Vec<Attachment>,
+    pub active_flows: u64,
+    pub max_flows: u64,
+    /// Packets and bytes by (class, verdict) as the uplink classifier saw them.
+    pub uplink_packets: Vec<ClassCounter>,
+    /// Translation events (flows created, translated out/in, …).
+    pub events: BTreeMap<String, u64>,
+    /// Drops by reason (ports exhausted, no neighbour, …).
+    pub drops: BTreeMap<String, u64>,
+    /// Flows removed by the idle sweeper.
+    pub idle_timeouts: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub interface: String,
+    pub role: String,
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassCounter {
+    pub class: String,
+    pub verdict: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What `/readyz` checks: every part the config asks for is up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// Reasons the appliance is not ready; empty when it is.
+    pub problems: Vec<String>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.problems.is_empty()
+    }
+}

@@ -1,0 +1,376 @@
+//! Prometheus text exposition (format 0.0.4) of a [`Status`].
+//!
+//! Names follow Prometheus conventions (`_total` counters, base units,
+//! `ethergate_` prefix). The NAT family covers the AWS NAT gateway's
+//! CloudWatch set: active connections (`ethergate_nat_active_flows`),
+//! connection attempts (`ethergate_nat_events_total{event="flow_created"}`),
+//! packets in/out (`…{event="translated_in"|"translated_out"}`, and the
+//! uplink's per-class bytes), packets dropped
+//! (`ethergate_nat_packets_dropped_total`), port-allocation errors
+//! (`ethergate_nat_port_allocation_errors_total`) and idle timeouts
+//! (`ethergate_nat_idle_timeouts_total`).
+
+use std::fmt::Write as _;
+
+use crate::model::{Status, Traffic};
+
+/// The content type Prometheus expects for this format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub fn render(s: &Status) -> String {
+    let mut m = Exposition::default();
+    m.family("ethergate_build_info", "gauge", "Build information.");
+    m.sample("ethergate_build_info", &[("version", &s.version)], 1);
+    m.single(
+        "ethergate_uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        s.uptime_secs,
+    );
+    m.single(
+        "ethergate_ready",
+        "gauge",
+        "1 when every configured part is up (what /readyz answers).",
+        u64::from(s.ready.is_ready()),
+    );
+
+    m.family(
+        "ethergate_config_reloads_total",
+        "counter",
+        "Config reloads by result.",
+    );
+    m.sample(
+        "ethergate_config_reloads_total",
+        &[("result", "ok")],
+        s.config.reloads,
+    );
+    m.sample(
+        "ethergate_config_reloads_total",
+        &[("result", "refused")],
+        s.config.reload_failures,
+    );
+
+    m.family(
+        "ethergate_tls_mode",
+        "gauge",
+        "TLS record layer in use (1 for the active mode).",
+    );
+    m.sample("ethergate_tls_mode", &[("mode", &s.server.tls_mode)], 1);
+    m.single(
+        "ethergate_pending_handshakes",
+        "gauge",
+        "TCP connections that have not finished the VPN handshake.",
+        s.server.pending_handshakes,
+    );
+    m.single(
+        "ethergate_logins_total",
+        "counter",
+        "Sessions established by a successful login.",
+        s.server.logins_ok,
+    );
+    m.family(
+        "ethergate_login_failures_total",
+        "counter",
+        "Refused logins by reason.",
+    );
+    for (reason, n) in &s.server.logins_failed {
+        m.sample("ethergate_login_failures_total", &[("reason", reason)], *n);
+    }
+    m.single(
+        "ethergate_session_batches_dropped_total",
+        "counter",
+        "Frame batches from sessions dropped because a hub's input queue was full.",
+        s.server.batches_dropped,
+    );
+
+    hubs(&mut m, s);
+    nat(&mut m, s);
+    m.out
+}
+
+fn hubs(m: &mut Exposition, s: &Status) {
+    m.family(
+        "ethergate_sessions",
+        "gauge",
+        "Sessions per hub (connected or resumable).",
+    );
+    for hub in &s.hubs {
+        m.sample(
+            "ethergate_sessions",
+            &[("hub", &hub.name)],
+            hub.sessions as u64,
+        );
+    }
+    m.family(
+        "ethergate_hub_mac_entries",
+        "gauge",
+        "Learned MAC addresses per hub.",
+    );
+    for hub in &s.hubs {
+        m.sample(
+            "ethergate_hub_mac_entries",
+            &[("hub", &hub.name)],
+            hub.mac_entries,
+        );
+    }
+    m.family(
+        "ethergate_dhcp_leases",
+        "gauge",
+        "Bound DHCP leases per hub.",
+    );
+    for hub in &s.hubs {
+        if let Some(n) = hub.dhcp_leases {
+            m.sample("ethergate_dhcp_leases", &[("hub", &hub.name)], n);
+        }
+    }
+    let directions = |hub: &crate::model::HubStatus| -> [(&'static str, Traffic); 4] {
+        [
+            ("from_sessions", hub.from_sessions),
+            ("to_sessions", hub.to_sessions),
+            ("from_bridge", hub.from_bridge),
+            ("to_bridge", hub.to_bridge),
+        ]
+    };
+    m.family(
+        "ethergate_hub_frames_total",
+        "counter",
+        "Frames through each hub by direction.",
+    );
+    for hub in &s.hubs {
+        for (direction, t) in directions(hub) {
+            let labels = [("hub", hub.name.as_str()), ("direction", direction)];
+            m.sample("ethergate_hub_frames_total", &labels, t.frames);
+        }
+    }
+    m.family(
+        "ethergate_hub_bytes_total",
+        "counter",
+        "Bytes through each hub by direction.",
+    );
+    for hub in &s.hubs {
+        for (direction, t) in directions(hub) {
+            let labels = [("hub", hub.name.as_str()), ("direction", direction)];
+            m.sample("ethergate_hub_bytes_total", &labels, t.bytes);
+        }
+    }
+    m.family(
+        "ethergate_hub_batches_dropped_total",
+        "counter",
+        "Frame batches for a session dropped because its queue was full.",
+    );
+    for hub in &s.hubs {
+        m.sample(
+            "ethergate_hub_batches_dropped_total",
+            &[("hub", &hub.name)],
+            hub.session_batches_dropped,
+        );
+    }
+}
+
+fn nat(m: &mut Exposition, s: &Status) {
+    let Some(nat) = &s.nat else {
+        return;
+    };
+    m.family(
+        "ethergate_datapath_mode",
+        "gauge",
+        "How each eBPF program is attached (1 per attachment).",
+    );
+    for a in &nat.attachments {
+        m.sample(
+            "ethergate_datapath_mode",
+            &[
+                ("interface", &a.interface),
+                ("role", &a.role),
+                ("mode", &a.mode),
+            ],
+            1,
+        );
+    }
+    m.single(
+        "ethergate_nat_active_flows",
+        "gauge",
+        "NAT flows in the flow table.",
+        nat.active_flows,
+    );
+    m.single(
+        "ethergate_nat_max_flows",
+        "gauge",
+        "NAT flow table capacity.",
+        nat.max_flows,
+    );
+    m.family(
+        "ethergate_nat_events_total",
+        "counter",
+        "NAT translation events.",
+    );
+    for (event, n) in &nat.events {
+        m.sample("ethergate_nat_events_total", &[("event", event)], *n);
+    }
+    m.single(
+        "ethergate_nat_port_allocation_errors_total",
+        "counter",
+        "New flows dropped because no source port was free.",
+        nat.drops.get("ports_exhausted").copied().unwrap_or(0),
+    );
+    m.family(
+        "ethergate_nat_packets_dropped_total",
+        "counter",
+        "NAT drops by reason.",
+    );
+    for (reason, n) in &nat.drops {
+        m.sample(
+            "ethergate_nat_packets_dropped_total",
+            &[("reason", reason)],
+            *n,
+        );
+    }
+    m.single(
+        "ethergate_nat_idle_timeouts_total",
+        "counter",
+        "Flows removed after their idle timeout.",
+        nat.idle_timeouts,
+    );
+    m.family(
+        "ethergate_uplink_packets_total",
+        "counter",
+        "Uplink packets by class and verdict.",
+    );
+    for c in &nat.uplink_packets {
+        let labels = [("class", c.class.as_str()), ("verdict", c.verdict.as_str())];
+        m.sample("ethergate_uplink_packets_total", &labels, c.packets);
+    }
+    m.family(
+        "ethergate_uplink_bytes_total",
+        "counter",
+        "Uplink bytes by class and verdict.",
+    );
+    for c in &nat.uplink_packets {
+        let labels = [("class", c.class.as_str()), ("verdict", c.verdict.as_str())];
+        m.sample("ethergate_uplink_bytes_total", &labels, c.bytes);
+    }
+}
+
+#[derive(Default)]
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: u64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(key);
+                self.out.push_str("=\"");
+                escape_label(&mut self.out, value);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// Label values escape `\`, `"` and newline (exposition format spec).
+fn escape_label(out: &mut String, value: &str) {
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{HubStatus, NatStatus};
+
+    fn sample_status() -> Status {
+        Status {
+            version: "0.1.0".into(),
+            hubs: vec![HubStatus {
+                name: "mi\"ka\\lab\n".into(),
+                sessions: 2,
+                dhcp_leases: Some(1),
+                from_sessions: Traffic {
+                    frames: 10,
+                    bytes: 1000,
+                },
+                ..HubStatus::default()
+            }],
+            nat: Some(NatStatus {
+                drops: [("ports_exhausted".to_owned(), 7)].into(),
+                ..NatStatus::default()
+            }),
+            ..Status::default()
+        }
+    }
+
+    #[test]
+    fn every_sample_line_parses_and_has_a_declared_family() {
+        let text = render(&sample_status());
+        let mut declared = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut parts = rest.split(' ');
+                let name = parts.next().unwrap_or_default();
+                assert!(matches!(parts.next(), Some("gauge" | "counter")), "{line}");
+                assert!(
+                    declared.insert(name.to_owned()),
+                    "family declared twice: {name}"
+                );
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+            let name = &line[..name_end];
+            assert!(declared.contains(name), "sample before its family: {line}");
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            assert!(value.parse::<u64>().is_ok(), "{line}");
+        }
+    }
+
+    #[test]
+    fn labels_are_escaped_and_aws_set_is_present() {
+        let text = render(&sample_status());
+        assert!(
+            text.contains(r#"ethergate_sessions{hub="mi\"ka\\lab\n"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("ethergate_nat_port_allocation_errors_total 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"direction="from_sessions"} 1000"#),
+            "{text}"
+        );
+        for name in [
+            "ethergate_nat_active_flows",
+            "ethergate_nat_idle_timeouts_total",
+            "ethergate_nat_packets_dropped_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! `ethergate status` for people: short sections, aligned columns, the
+//! modes first (they answer "is it using the fast path?"), zero rows left
+//! out of the counter tables.
+
+use std::fmt::Write as _;
+
+use crate::model::{HubStatus, NatStatus, SessionStatus, Status, Traffic};
+
+pub fn status(s: &Status) -> String {
+    let mut out = String::new();
+    let ready = if s.ready.is_ready() {
+        "ready".to_owned()
+    } else {
+        format!("NOT READY: {}", s.ready.problems.join("; "))
+    };
+    let _ = writeln!(
+        out,
+        "ethergate {} (pid {}), up {}, {ready}",
+        s.version,
+        s.pid,
+        duration(s.uptime_secs)
+    );
+    let config = s.config.path.as_deref().unwrap_or("(embedded default)");
+    let _ = writeln!(
+        out,
+        "config      {config}; {} reload(s), {} refused",
+        s.config.reloads, s.config.reload_failures
+    );
+    if let Some(error) = &s.config.last_reload_error {
+        let _ = writeln!(out, "            last reload refused: {error}");
+    }
+    let _ = writeln!(
+        out,
+        "listen      {} ({} worker(s))",
+        s.server.listen.join(", "),
+        s.server.workers
+    );
+    let _ = writeln!(out, "tls         {} — {}", s.server.tls_mode, s.server.ktls);
+    let failed: u64 = s.server.logins_failed.values().sum();
+    let _ = write!(
+        out,
+        "logins      {} ok, {failed} refused",
+        s.server.logins_ok
+    );
+    if failed > 0 {
+        let reasons: Vec<String> = s
+            .server
+            .logins_failed
+            .iter()
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        let _ = write!(out, " ({})", reasons.join(", "));
+    }
+    let _ = writeln!(out);
+    if let Some(nat) = &s.nat {
+        let modes: Vec<String> = nat
+            .attachments
+            .iter()
+            .map(|a| format!("{} {} ({})", a.role, a.interface, a.mode))
+            .collect();
+        let _ = writeln!(out, "data path   {}", modes.join(", "));
+    } else {
+        let _ = writeln!(out, "data path   no [nat] section: kernel routing only");
+    }
+
+    let _ = writeln!(out, "\nhubs");
+    for hub in &s.hubs {
+        hub_line(&mut out, hub);
+    }
+    let _ = writeln!(out, "\nsessions ({})", s.sessions.len());
+    if !s.sessions.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<10} {:<12} {:<21} {:>5} {:>8} {:>12} {:>12}",
+            "name", "hub", "user", "client", "conns", "age", "rx bytes", "tx bytes"
+        );
+        for session in &s.sessions {
+            session_line(&mut out, session);
+        }
+    }
+    if let Some(nat) = &s.nat {
+        nat_section(&mut out, nat);
+    }
+    out
+}
+
+fn hub_line(out: &mut String, hub: &HubStatus) {
+    let leases = hub
+        .dhcp_leases
+        .map_or_else(|| "no DHCP".to_owned(), |n| format!("{n} lease(s)"));
+    let _ = writeln!(
+        out,
+        "  {} on {} ({}): {} session(s), {} user(s), {} MAC(s), {leases}",
+        hub.name, hub.bridge, hub.bridge_address, hub.sessions, hub.users, hub.mac_entries
+    );
+    let _ = writeln!(
+        out,
+        "    from sessions {}  to sessions {}  from bridge {}  to bridge {}  dropped batches {}",
+        traffic(hub.from_sessions),
+        traffic(hub.to_sessions),
+        traffic(hub.from_bridge),
+        traffic(hub.to_bridge),
+        hub.session_batches_dropped
+    );
+}
+
+fn session_line(out: &mut String, s: &SessionStatus) {
+    let conns = if s.orphaned {
+        "idle".to_owned()
+    } else {
+        format!("{}/{}", s.connections, s.max_connections)
+    };
+    let _ = writeln!(
+        out,
+        "  {:<24} {:<10} {:<12} {:<21} {:>5} {:>8} {:>12} {:>12}",
+        s.name,
+        s.hub,
+        s.user,
+        s.client,
+        conns,
+        duration(s.age_secs),
+        s.received.bytes,
+        s.sent.bytes
+    );
+}
+
+fn nat_section(out: &mut String, nat: &NatStatus) {
+    let _ = writeln!(
+        out,
+        "\nnat (uplink {}): {} active flow(s) of {}, {} idle timeout(s)",
+        nat.uplink, nat.active_flows, nat.max_flows, nat.idle_timeouts
+    );
+    for (name, n) in nat.events.iter().filter(|(_, n)| **n > 0) {
+        let _ = writeln!(out, "  {name:<28} {n:>14}");
+    }
+    for (name, n) in nat.drops.iter().filter(|(_, n)| **n > 0) {
+        let _ = writeln!(out, "  drop {name:<23} {n:>14}");
+    }
+    let moved: Vec<_> = nat
+        .uplink_packets
+        .iter()
+        .filter(|c| c.packets > 0)
+        .collect();
+    if !moved.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<9} {:>12} {:>14}",
+            "class", "verdict", "packets", "bytes"
+        );
+        for c in moved {
+            let _ = writeln!(
+                out,
+                "  {:<16} {:<9} {:>12} {:>14}",
+                c.class, c.verdict, c.packets, c.bytes
+            );
+        }
+    }
+}
+
+fn traffic(t: Traffic) -> String {
+    format!("{}f/{}B", t.frames, t.bytes)
+}
+
+fn duration(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Attachment, Readiness, ServerStatus};
+
+    #[test]
+    fn shows_modes_sessions_and_readiness() {
+        let s = Status {
+            version: "0.1.0".into(),
+            pid: 42,
+            uptime_secs: 3725,
+            server: ServerStatus {
+                listen: vec!["0.0.0.0:443".into()],
+                workers: 2,
+                tls_mode: "userspace (rustls)".into(),
+                ktls: "kernel has no tls ULP".into(),
+                logins_ok: 3,
+                logins_failed: [("auth_failed".to_owned(), 2)].into(),
+                ..ServerStatus::default()
+            },
+            sessions: vec![SessionStatus {
+                name: "SID-TSUMURA-1".into(),
+                hub: "mikalab".into(),
+                user: "tsumura".into(),
+                client: "192.0.2.7:50000".into(),
+                connections: 8,
+                max_connections: 8,
+                age_secs: 61,
+                ..SessionStatus::default()
+            }],
+            nat: Some(NatStatus {
+                uplink: "eth0".into(),
+                attachments: vec![Attachment {
+                    interface: "eth0".into(),
+                    role: "uplink".into(),
+                    mode: "xdp native".into(),
+                }],
+                ..NatStatus::default()
+            }),
+            ready: Readiness {
+                problems: vec!["bridge tap_00 is down".into()],
+            },
+            ..Status::default()
+        };
+        let text = status(&s);
+        assert!(text.contains("up 1h02m"), "{text}");
+        assert!(text.contains("NOT READY: bridge tap_00 is down"), "{text}");
+        assert!(text.contains("userspace (rustls)"), "{text}");
+        assert!(text.contains("uplink eth0 (xdp native)"), "{text}");
+        assert!(text.contains("3 ok, 2 refused (auth_failed 2)"), "{text}");
+        assert!(text.contains("SID-TSUMURA-1"), "{text}");
+        assert!(text.contains("8/8"), "{text}");
+    }
+}
