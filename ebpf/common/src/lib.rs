@@ -11,8 +11,10 @@
 
 pub mod checksum;
 pub mod counters;
+pub mod dnat;
 pub mod nat;
 pub mod parse;
 
 pub use counters::{PacketCounter, ParseIssue, ProtoClass, Verdict};
+pub use dnat::DnatTarget;
 pub use nat::{DropReason, FlowKey, NatBinding, NatConfig, NatEvent, SnatAddresses};

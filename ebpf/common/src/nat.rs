@@ -107,9 +107,14 @@ pub struct NatConfig {
     /// Inclusive range SNAT ports (and ICMP identifiers) are drawn from.
     pub port_min: u16,
     pub port_max: u16,
+    /// Which of the two rule-map sets (`*_RULES_0` / `*_RULES_1`) is live.
+    /// A reload fills the other set, then flips this one word: a program
+    /// run reads it once, so it sees either the old rules or the new ones,
+    /// never a mix. Flow maps are not part of a set and survive.
+    pub rule_set: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<NatConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<NatConfig>() == 12);
 
 /// Things the NAT path did, one per-CPU `u64` slot each in `NAT_EVENTS`.
 #[repr(u32)]
@@ -132,10 +137,26 @@ pub enum NatEvent {
     /// A port probe hit an allocated port (allocator quality: probes per
     /// created flow = 1 + collisions / created).
     PortCollision = 6,
+    /// A new DNAT flow pair was created (a `[[nat.dnat]]` rule matched).
+    DnatCreated = 7,
+    /// A VPN client's packet had its destination rewritten and was
+    /// forwarded.
+    DnatTranslated = 8,
+    /// A reply of a DNAT flow had its source restored on its way into the
+    /// hub's tap.
+    DnatRestored = 9,
+    /// An ICMP error about a translated flow was translated, embedded
+    /// header included (RFC 5508 REQ-4).
+    IcmpErrorTranslated = 10,
+    /// Return traffic was translated but the next hop's MAC is unknown:
+    /// handed to the kernel, which resolves the neighbour and forwards it.
+    /// Safe in this direction: the source is the remote, nothing private
+    /// leaks.
+    TranslatedInPassed = 11,
 }
 
 impl NatEvent {
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 12;
 
     pub const ALL: [NatEvent; Self::COUNT as usize] = [
         Self::FlowCreated,
@@ -145,6 +166,11 @@ impl NatEvent {
         Self::TtlPassed,
         Self::NotRoutedPassed,
         Self::PortCollision,
+        Self::DnatCreated,
+        Self::DnatTranslated,
+        Self::DnatRestored,
+        Self::IcmpErrorTranslated,
+        Self::TranslatedInPassed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -156,6 +182,11 @@ impl NatEvent {
             Self::TtlPassed => "ttl_passed",
             Self::NotRoutedPassed => "not_routed_passed",
             Self::PortCollision => "port_collision",
+            Self::DnatCreated => "dnat_created",
+            Self::DnatTranslated => "dnat_translated",
+            Self::DnatRestored => "dnat_restored",
+            Self::IcmpErrorTranslated => "icmp_error_translated",
+            Self::TranslatedInPassed => "translated_in_passed",
         }
     }
 }

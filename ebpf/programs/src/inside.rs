@@ -26,7 +26,7 @@ pub fn inside(ctx: XdpContext) -> u32 {
     let mut frame = XdpFrame::new(&ctx);
     let seen = classify(&frame);
     match nat::process(&ctx, &mut frame, &seen) {
-        Nat::NotOurs => xdp_action::XDP_PASS,
+        Nat::NotOurs | Nat::Passed => xdp_action::XDP_PASS,
         Nat::Dropped => xdp_action::XDP_DROP,
         Nat::Forwarded(action) => action,
     }

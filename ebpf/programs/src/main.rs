@@ -4,9 +4,15 @@
 #![no_std]
 #![no_main]
 
+mod flow;
+mod icmp_error;
 mod inside;
+mod maps;
 mod nat;
 mod packet;
+mod route;
+mod tap;
+mod tc_frame;
 mod uplink;
 
 #[cfg(not(test))]

@@ -29,7 +29,7 @@ pub fn uplink(ctx: XdpContext) -> u32 {
     let mut frame = XdpFrame::new(&ctx);
     let seen = classify(&frame);
     let (verdict, action) = match nat::process(&ctx, &mut frame, &seen) {
-        Nat::NotOurs => (Verdict::Pass, Verdict::Pass.xdp_action()),
+        Nat::NotOurs | Nat::Passed => (Verdict::Pass, Verdict::Pass.xdp_action()),
         Nat::Dropped => (Verdict::Drop, Verdict::Drop.xdp_action()),
         Nat::Forwarded(action) if action == Verdict::Tx.xdp_action() => (Verdict::Tx, action),
         Nat::Forwarded(action) => (Verdict::Redirect, action),

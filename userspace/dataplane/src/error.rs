@@ -30,6 +30,22 @@ pub enum DataplaneError {
         native: Box<ProgramError>,
         generic: Box<ProgramError>,
     },
+    #[error("cannot attach tc program {program:?} to interface {interface:?}: {source}")]
+    TcAttach {
+        interface: String,
+        program: &'static str,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error(
+        "nat.dnat rules for {source_prefix} {protocol} port {port} differ only in destination; \
+         the data plane keeps one rule per source, protocol and port"
+    )]
+    DnatOverlap {
+        source_prefix: String,
+        protocol: String,
+        port: u16,
+    },
     #[error("the eBPF object has no map named {0:?}; the build is inconsistent")]
     MissingMap(&'static str),
     #[error("eBPF map {map:?}: {source}")]

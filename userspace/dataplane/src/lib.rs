@@ -17,11 +17,18 @@ mod attach;
 mod counters;
 mod error;
 mod nat;
+mod neighbour;
+mod rules;
+mod tap;
 
 pub use attach::XdpAttachMode;
 pub use counters::CounterSnapshot;
 pub use error::DataplaneError;
-pub use nat::{NatFlow, SNAT_PORT_MAX, SNAT_PORT_MIN, SweepStats, interface_ipv4, sweep_interval};
+pub use nat::{
+    DnatFlow, NatFlow, SNAT_PORT_MAX, SNAT_PORT_MIN, SweepStats, interface_ipv4, sweep_interval,
+};
+pub use neighbour::uplink_gateways;
+pub use tap::TcProgram;
 
 use std::{
     sync::{Arc, Mutex},
@@ -30,10 +37,10 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key},
-    programs::{TestRun, TestRunOptions, Xdp},
+    maps::HashMap,
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
-use ethergate_common::{NatConfig, SnatAddresses};
+use ethergate_common::NatConfig;
 
 /// The compiled eBPF object, embedded at build time.
 static PROGRAMS_OBJECT: &[u8] =
@@ -50,8 +57,8 @@ pub(crate) const NAT_EVENTS_MAP: &str = "NAT_EVENTS";
 pub(crate) const NAT_DROPS_MAP: &str = "NAT_DROPS";
 const NAT_OUT_MAP: &str = "NAT_OUT";
 const NAT_IN_MAP: &str = "NAT_IN";
-const SNAT_RULES_MAP: &str = "SNAT_RULES";
-const NAT_CONFIG_MAP: &str = "NAT_CONFIG";
+const DNAT_OUT_MAP: &str = "DNAT_OUT";
+const DNAT_IN_MAP: &str = "DNAT_IN";
 
 /// Flow-table size when the config does not say
 /// (`ethergate_config::DEFAULT_MAX_FLOWS`).
@@ -81,6 +88,8 @@ pub struct Dataplane {
     flows: Arc<Mutex<nat::FlowMaps>>,
     uplink: Option<attach::UplinkAttachment>,
     inside: Vec<attach::UplinkAttachment>,
+    taps: Vec<tap::TapAttachment>,
+    gateways: Result<Vec<std::net::Ipv4Addr>, String>,
     ebpf: Ebpf,
 }
 
@@ -108,6 +117,8 @@ impl Dataplane {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(NAT_OUT_MAP, max_flows)
             .map_max_entries(NAT_IN_MAP, max_flows)
+            .map_max_entries(DNAT_OUT_MAP, max_flows)
+            .map_max_entries(DNAT_IN_MAP, max_flows)
             .load(PROGRAMS_OBJECT)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
         for name in [UPLINK_PROGRAM, INSIDE_PROGRAM, REDIRECT_PEER_PROGRAM] {
@@ -117,15 +128,27 @@ impl Dataplane {
                 source: Box::new(source),
             })?;
         }
+        for program in [TcProgram::TapIngress, TcProgram::TapEgress] {
+            let name = program.name();
+            let classifier: &mut SchedClassifier = program_mut(&mut ebpf, name)?;
+            classifier.load().map_err(|source| DataplaneError::Verify {
+                program: name,
+                source: Box::new(source),
+            })?;
+        }
         let flows = nat::FlowMaps {
             out: take_hash_map(&mut ebpf, NAT_OUT_MAP)?,
             inbound: take_hash_map(&mut ebpf, NAT_IN_MAP)?,
+            dnat_out: take_hash_map(&mut ebpf, DNAT_OUT_MAP)?,
+            dnat_in: take_hash_map(&mut ebpf, DNAT_IN_MAP)?,
         };
         Ok(Self {
             sweeper: None,
             flows: Arc::new(Mutex::new(flows)),
             uplink: None,
             inside: Vec::new(),
+            taps: Vec::new(),
+            gateways: Ok(Vec::new()),
             ebpf,
         })
     }
@@ -150,6 +173,7 @@ impl Dataplane {
                 self.attach_inside(interface.as_str())?;
             }
         }
+        self.gateways = self.manage_gateway_neighbours(config.uplink.as_str());
         self.sweeper = None;
         self.sweeper = Some(nat::Sweeper::start(
             Arc::clone(&self.flows),
@@ -158,58 +182,96 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Gives the uplink's gateways managed neighbour entries (see
+    /// `neighbour.rs`). A failure (kernel before 5.16) is kept for status,
+    /// not fatal: SNAT then drops a new flow's first packets as
+    /// `no_neighbour` until the kernel resolves the gateway by itself.
+    fn manage_gateway_neighbours(&self, uplink: &str) -> Result<Vec<std::net::Ipv4Addr>, String> {
+        let gateways = neighbour::uplink_gateways(uplink).map_err(|e| e.to_string())?;
+        let ifindex = nat::ifindex(uplink).map_err(|e| e.to_string())?;
+        neighbour::manage(ifindex, &gateways)
+            .map_err(|e| format!("managed neighbour entries on {uplink}: {e}"))?;
+        Ok(gateways)
+    }
+
+    /// The uplink gateways kept resolved by the kernel (managed neighbour
+    /// entries), or why that failed.
+    pub fn gateway_neighbours(&self) -> Result<&[std::net::Ipv4Addr], &str> {
+        self.gateways.as_deref().map_err(String::as_str)
+    }
+
+    /// Attaches the DNAT/SNAT tc programs to a hub's tap: `tap_ingress`
+    /// (frames VPN clients send) and `tap_egress` (frames going to them).
+    /// The tap must exist (it does once the hub runs). Needs `[nat]` to be
+    /// configured to translate anything; before that both pass every frame.
+    pub fn attach_hub_tap(&mut self, interface: &str) -> Result<(), DataplaneError> {
+        if self.taps.iter().any(|t| t.interface == interface) {
+            return Ok(());
+        }
+        let attachment = tap::attach(&mut self.ebpf, interface)?;
+        self.taps.push(attachment);
+        Ok(())
+    }
+
+    /// Taps running the tc programs.
+    pub fn hub_taps(&self) -> Vec<&str> {
+        self.taps.iter().map(|t| t.interface.as_str()).collect()
+    }
+
+    /// Every DNAT (port-forward) flow, with idle times.
+    pub fn dnat_flows(&self) -> Vec<DnatFlow> {
+        match self.flows.lock() {
+            Ok(maps) => nat::dnat_flows(&maps, nat::monotonic_ns()),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Replaces every SNAT and DNAT rule at once (a reload): the idle rule
+    /// set is filled, then made live with one map write. Flows are not
+    /// touched, so established flows keep their translation; new flows
+    /// follow the new rules. Returns the now-live set (0 or 1).
+    pub fn replace_nat_rules(
+        &mut self,
+        config: &ethergate_config::Nat,
+    ) -> Result<u32, DataplaneError> {
+        self.configure_nat(config)?;
+        Ok(rules::current_config(&mut self.ebpf)?.rule_set)
+    }
+
     /// Writes the NAT maps for `config` without attaching anything (what
     /// BPF_PROG_TEST_RUN fixtures need). Interfaces are resolved in the
     /// calling thread's network namespace.
     pub fn configure_nat(&mut self, config: &ethergate_config::Nat) -> Result<(), DataplaneError> {
         let uplink_ifindex = nat::ifindex(config.uplink.as_str())?;
-        let entries = nat::snat_entries(config)?;
-        let mut rules: LpmTrie<&mut MapData, [u8; 4], SnatAddresses> =
-            map_mut(&mut self.ebpf, SNAT_RULES_MAP)?;
-        let stale: Vec<Key<[u8; 4]>> = rules
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| {
-                !entries
-                    .iter()
-                    .any(|(n, _)| n.prefix_len() == k.prefix_len() && n.data() == k.data())
-            })
-            .collect();
-        for (key, value) in &entries {
-            rules
-                .insert(key, value, 0)
-                .map_err(|e| map_error(SNAT_RULES_MAP, e))?;
-        }
-        for key in &stale {
-            rules
-                .remove(key)
-                .map_err(|e| map_error(SNAT_RULES_MAP, e))?;
-        }
-        let mut settings: Array<&mut MapData, NatConfig> = map_mut(&mut self.ebpf, NAT_CONFIG_MAP)?;
-        settings
-            .set(
-                0,
-                NatConfig {
-                    uplink_ifindex,
-                    port_min: SNAT_PORT_MIN,
-                    port_max: SNAT_PORT_MAX,
-                },
-                0,
-            )
-            .map_err(|e| map_error(NAT_CONFIG_MAP, e))
+        let snat = rules::snat_entries(config)?;
+        let dnat = rules::dnat_entries(config)?;
+        let live = rules::current_config(&mut self.ebpf)?;
+        // A narrowed port range (tests) survives a rule swap.
+        let (port_min, port_max) = if live.port_min == 0 {
+            (SNAT_PORT_MIN, SNAT_PORT_MAX)
+        } else {
+            (live.port_min, live.port_max)
+        };
+        rules::swap(
+            &mut self.ebpf,
+            &snat,
+            &dnat,
+            NatConfig {
+                uplink_ifindex,
+                port_min,
+                port_max,
+                rule_set: live.rule_set,
+            },
+        )?;
+        Ok(())
     }
 
     /// Narrows the SNAT port range (tests: fill a destination tuple fast).
     pub fn set_snat_port_range(&mut self, min: u16, max: u16) -> Result<(), DataplaneError> {
-        let mut settings: Array<&mut MapData, NatConfig> = map_mut(&mut self.ebpf, NAT_CONFIG_MAP)?;
-        let mut current = settings
-            .get(&0, 0)
-            .map_err(|e| map_error(NAT_CONFIG_MAP, e))?;
+        let mut current = rules::current_config(&mut self.ebpf)?;
         current.port_min = min;
         current.port_max = max.max(min);
-        settings
-            .set(0, current, 0)
-            .map_err(|e| map_error(NAT_CONFIG_MAP, e))
+        rules::write_config(&mut self.ebpf, current)
     }
 
     /// Every translated flow, with idle times.
@@ -341,14 +403,14 @@ impl Dataplane {
     }
 }
 
-fn map_error(map: &'static str, source: aya::maps::MapError) -> DataplaneError {
+pub(crate) fn map_error(map: &'static str, source: aya::maps::MapError) -> DataplaneError {
     DataplaneError::Map {
         map,
         source: Box::new(source),
     }
 }
 
-fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
+pub(crate) fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
 where
     T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
 {
@@ -363,7 +425,10 @@ fn take_hash_map(ebpf: &mut Ebpf, name: &'static str) -> Result<nat::FlowMap, Da
     HashMap::try_from(map).map_err(|e| map_error(name, e))
 }
 
-fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DataplaneError>
+pub(crate) fn program_mut<'a, T>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut T, DataplaneError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {

@@ -17,13 +17,13 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{HashMap, MapData, lpm_trie::Key};
+use aya::maps::{HashMap, MapData};
 use ethergate_common::{
-    FlowKey, NatBinding, SnatAddresses,
-    nat::{MAX_SNAT_ADDRESSES, TCP_ACK, TCP_FIN, TCP_RST},
+    FlowKey, NatBinding,
+    nat::{TCP_ACK, TCP_FIN, TCP_RST},
     parse::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
-use ethergate_config::{Nat, NatTimeouts, SnatTarget};
+use ethergate_config::NatTimeouts;
 
 use crate::DataplaneError;
 
@@ -40,10 +40,13 @@ const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 
 pub(crate) type FlowMap = HashMap<MapData, FlowKey, NatBinding>;
 
-/// The two flow maps, shared by the loader and the sweeper thread.
+/// The flow maps, shared by the loader and the sweeper thread: the SNAT
+/// pair and the DNAT pair.
 pub(crate) struct FlowMaps {
     pub(crate) out: FlowMap,
     pub(crate) inbound: FlowMap,
+    pub(crate) dnat_out: FlowMap,
+    pub(crate) dnat_in: FlowMap,
 }
 
 /// One translated flow, as a snapshot shows it.
@@ -63,6 +66,23 @@ pub struct NatFlow {
     pub tcp_flags_in: Option<u8>,
 }
 
+/// One DNAT (port-forward) flow, as a snapshot shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnatFlow {
+    /// 6 (TCP) or 17 (UDP).
+    pub protocol: u8,
+    /// The VPN client (or other inside host) that opened the flow.
+    pub client: SocketAddrV4,
+    /// The destination it used, restored as the source of replies.
+    pub original: SocketAddrV4,
+    /// The rule's `to`: where the flow really goes.
+    pub translated: SocketAddrV4,
+    /// Since the last packet in either direction.
+    pub idle: Duration,
+    pub tcp_flags_out: u8,
+    pub tcp_flags_in: Option<u8>,
+}
+
 /// What one sweep removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SweepStats {
@@ -70,39 +90,6 @@ pub struct SweepStats {
     pub expired: usize,
     /// `NAT_IN` halves whose `NAT_OUT` half was gone and that were idle.
     pub orphans: usize,
-}
-
-/// One `SNAT_RULES` entry: source prefix → public addresses.
-pub(crate) type SnatEntry = (Key<[u8; 4]>, SnatAddresses);
-
-/// SNAT rules resolved to map entries.
-pub(crate) fn snat_entries(nat: &Nat) -> Result<Vec<SnatEntry>, DataplaneError> {
-    let mut entries = Vec::with_capacity(nat.snat.len());
-    for rule in &nat.snat {
-        let addrs: Vec<Ipv4Addr> = match &rule.to {
-            SnatTarget::Masquerade => vec![interface_ipv4(nat.uplink.as_str())?],
-            SnatTarget::Addresses(addrs) => addrs.clone(),
-        };
-        if addrs.is_empty() || addrs.len() > MAX_SNAT_ADDRESSES {
-            return Err(DataplaneError::SnatAddresses {
-                source_prefix: rule.source.to_string(),
-                count: addrs.len(),
-            });
-        }
-        let mut value = SnatAddresses {
-            count: addrs.len() as u32,
-            ..SnatAddresses::default()
-        };
-        for (slot, addr) in value.addrs.iter_mut().zip(&addrs) {
-            *slot = u32::from(*addr);
-        }
-        let source = rule.source.trunc();
-        entries.push((
-            Key::new(u32::from(source.prefix_len()), source.network().octets()),
-            value,
-        ));
-    }
-    Ok(entries)
 }
 
 /// The first IPv4 address of `interface` in the calling thread's network
@@ -151,6 +138,12 @@ pub(crate) fn reverse_key(key: &FlowKey, public: &NatBinding) -> FlowKey {
     )
 }
 
+/// The `DNAT_IN` key of the pair whose `DNAT_OUT` half is (`key`, `to`):
+/// the server answers from the translated destination to the client.
+pub(crate) fn dnat_reverse_key(key: &FlowKey, to: &NatBinding) -> FlowKey {
+    FlowKey::new(key.protocol, to.addr, to.port, key.src_addr, key.src_port)
+}
+
 fn timeout(protocol: u8, flags_out: u8, flags_in: u8, t: &NatTimeouts) -> Duration {
     let secs = match protocol {
         IPPROTO_TCP => {
@@ -191,19 +184,66 @@ pub(crate) fn flows(maps: &FlowMaps, now_ns: u64) -> Vec<NatFlow> {
     out
 }
 
+pub(crate) fn dnat_flows(maps: &FlowMaps, now_ns: u64) -> Vec<DnatFlow> {
+    let mut out = Vec::new();
+    for (key, to) in maps.dnat_out.iter().filter_map(Result::ok) {
+        let back = maps.dnat_in.get(&dnat_reverse_key(&key, &to), 0).ok();
+        let last = back.map_or(to.last_seen_ns, |b| b.last_seen_ns.max(to.last_seen_ns));
+        out.push(DnatFlow {
+            protocol: key.protocol,
+            client: SocketAddrV4::new(Ipv4Addr::from(key.src_addr), key.src_port),
+            original: SocketAddrV4::new(Ipv4Addr::from(key.dst_addr), key.dst_port),
+            translated: SocketAddrV4::new(Ipv4Addr::from(to.addr), to.port),
+            idle: Duration::from_nanos(now_ns.saturating_sub(last)),
+            tcp_flags_out: to.tcp_flags,
+            tcp_flags_in: back.map(|b| b.tcp_flags),
+        });
+    }
+    out
+}
+
 pub(crate) fn sweep(maps: &mut FlowMaps, now_ns: u64, timeouts: &NatTimeouts) -> SweepStats {
+    let snat = sweep_pairs(
+        &mut maps.out,
+        &mut maps.inbound,
+        reverse_key,
+        now_ns,
+        timeouts,
+    );
+    let dnat = sweep_pairs(
+        &mut maps.dnat_out,
+        &mut maps.dnat_in,
+        dnat_reverse_key,
+        now_ns,
+        timeouts,
+    );
+    SweepStats {
+        expired: snat.expired + dnat.expired,
+        orphans: snat.orphans + dnat.orphans,
+    }
+}
+
+/// Expires idle pairs of one (forward, reverse) map pair, and idle
+/// reverse halves whose forward half is gone.
+fn sweep_pairs(
+    out: &mut FlowMap,
+    inbound: &mut FlowMap,
+    reverse: fn(&FlowKey, &NatBinding) -> FlowKey,
+    now_ns: u64,
+    timeouts: &NatTimeouts,
+) -> SweepStats {
     let mut stats = SweepStats::default();
     let mut paired = BTreeSet::new();
     let mut expired = Vec::new();
-    for (key, public) in maps.out.iter().filter_map(Result::ok) {
-        let back_key = reverse_key(&key, &public);
-        let back = maps.inbound.get(&back_key, 0).ok();
-        let last = back.map_or(public.last_seen_ns, |b| {
-            b.last_seen_ns.max(public.last_seen_ns)
+    for (key, forward) in out.iter().filter_map(Result::ok) {
+        let back_key = reverse(&key, &forward);
+        let back = inbound.get(&back_key, 0).ok();
+        let last = back.map_or(forward.last_seen_ns, |b| {
+            b.last_seen_ns.max(forward.last_seen_ns)
         });
         let limit = timeout(
             key.protocol,
-            public.tcp_flags,
+            forward.tcp_flags,
             back.map_or(0, |b| b.tcp_flags),
             timeouts,
         );
@@ -216,22 +256,22 @@ pub(crate) fn sweep(maps: &mut FlowMaps, now_ns: u64, timeouts: &NatTimeouts) ->
     for (key, back_key) in expired {
         // Reverse half first: once it is gone no reply can be restored to a
         // flow that is being removed.
-        let _ = maps.inbound.remove(&back_key);
-        let _ = maps.out.remove(&key);
+        let _ = inbound.remove(&back_key);
+        let _ = out.remove(&key);
         stats.expired += 1;
     }
     let mut orphans = Vec::new();
-    for (key, private) in maps.inbound.iter().filter_map(Result::ok) {
+    for (key, back) in inbound.iter().filter_map(Result::ok) {
         if paired.contains(&key_bytes(&key)) {
             continue;
         }
-        let limit = timeout(key.protocol, 0, private.tcp_flags, timeouts);
-        if Duration::from_nanos(now_ns.saturating_sub(private.last_seen_ns)) > limit {
+        let limit = timeout(key.protocol, 0, back.tcp_flags, timeouts);
+        if Duration::from_nanos(now_ns.saturating_sub(back.last_seen_ns)) > limit {
             orphans.push(key);
         }
     }
     for key in orphans {
-        let _ = maps.inbound.remove(&key);
+        let _ = inbound.remove(&key);
         stats.orphans += 1;
     }
     stats

@@ -1,0 +1,124 @@
+//! The NAT maps, and the small helpers every NAT path uses to count.
+//!
+//! Rule maps come in two sets (`*_RULES_0`, `*_RULES_1`); `NAT_CONFIG`
+//! names the live one. Userspace fills the idle set and flips the index, so
+//! a reload changes every rule at once and never touches a flow map.
+
+use aya_ebpf::{
+    helpers::generated::bpf_ktime_get_ns,
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+};
+use ethergate_common::{
+    DnatTarget, DropReason, FlowKey, NatBinding, NatConfig, NatEvent, SnatAddresses,
+    dnat::dnat_rule_key,
+};
+
+/// Default flow-table size; userspace resizes the flow maps to
+/// `[nat.limits].max_flows` before loading.
+const DEFAULT_MAX_FLOWS: u32 = 262_144;
+/// Rules per set: one per `[[nat.snat]]` / `[[nat.dnat]]` entry, far more
+/// than a config holds.
+const MAX_RULES: u32 = 256;
+
+#[map]
+pub static NAT_OUT: LruHashMap<FlowKey, NatBinding> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+#[map]
+pub static NAT_IN: LruHashMap<FlowKey, NatBinding> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+#[map]
+pub static DNAT_OUT: LruHashMap<FlowKey, NatBinding> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+#[map]
+pub static DNAT_IN: LruHashMap<FlowKey, NatBinding> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// Private source prefix (network byte order) → public addresses.
+#[map]
+static SNAT_RULES_0: LpmTrie<[u8; 4], SnatAddresses> = LpmTrie::with_max_entries(MAX_RULES, 0);
+#[map]
+static SNAT_RULES_1: LpmTrie<[u8; 4], SnatAddresses> = LpmTrie::with_max_entries(MAX_RULES, 0);
+
+/// (protocol, port, source prefix) → DNAT target; see `ethergate_common::dnat`.
+#[map]
+static DNAT_RULES_0: LpmTrie<[u8; 8], DnatTarget> = LpmTrie::with_max_entries(MAX_RULES, 0);
+#[map]
+static DNAT_RULES_1: LpmTrie<[u8; 8], DnatTarget> = LpmTrie::with_max_entries(MAX_RULES, 0);
+
+#[map]
+pub static NAT_CONFIG: Array<NatConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+static NAT_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(NatEvent::COUNT, 0);
+
+#[map]
+static NAT_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DropReason::COUNT, 0);
+
+/// The live config, or `None` when NAT is off (no uplink configured).
+#[inline(always)]
+pub fn config() -> Option<&'static NatConfig> {
+    let config = NAT_CONFIG.get(0)?;
+    (config.uplink_ifindex != 0).then_some(config)
+}
+
+/// The SNAT rule (longest prefix) for a private source.
+#[inline(always)]
+pub fn snat_rule(config: &NatConfig, src: u32) -> Option<SnatAddresses> {
+    let key = Key::new(32, src.to_be_bytes());
+    let rule = if config.rule_set == 0 {
+        SNAT_RULES_0.get(&key)
+    } else {
+        SNAT_RULES_1.get(&key)
+    };
+    rule.copied()
+}
+
+/// The DNAT rule for (protocol, destination port, source), if its
+/// destination condition holds too.
+#[inline(always)]
+pub fn dnat_rule(
+    config: &NatConfig,
+    protocol: u8,
+    port: u16,
+    src: u32,
+    dst: u32,
+) -> Option<DnatTarget> {
+    let key = Key::new(64, dnat_rule_key(protocol, port, src));
+    let rule = if config.rule_set == 0 {
+        DNAT_RULES_0.get(&key)
+    } else {
+        DNAT_RULES_1.get(&key)
+    };
+    let rule = *rule?;
+    rule.matches_destination(dst).then_some(rule)
+}
+
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // SAFETY: plain helper call.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
+pub fn event(event: NatEvent) {
+    bump(&NAT_EVENTS, event as u32);
+}
+
+/// Counts a drop; the caller drops the frame.
+#[inline(always)]
+pub fn count_drop(reason: DropReason) {
+    bump(&NAT_DROPS, reason as u32);
+}
+
+#[inline(always)]
+fn bump(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(slot) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, written only by this CPU with preemption
+        // disabled; the pointer comes from a successful map lookup.
+        unsafe { *slot += 1 };
+    }
+}

@@ -1,0 +1,348 @@
+//! tc programs on a hub's tap (the local bridge VPN clients' frames enter
+//! the kernel through).
+//!
+//! `tap_ingress` (frames the hub writes, i.e. sent by VPN clients):
+//! * DNAT: a flow in `DNAT_OUT`, or a first packet matching a live
+//!   `[[nat.dnat]]` rule (TCP: a SYN), gets its destination rewritten;
+//! * SNAT: a flow in `NAT_OUT`, or a first packet from a source in a live
+//!   SNAT rule that the FIB sends out of the uplink, gets its source
+//!   rewritten to a public (address, port), exactly as XDP does for the
+//!   private subnet; replies come back through the uplink's XDP program.
+//!
+//! Translated frames are routed with `bpf_fib_lookup` and leave with
+//! `bpf_redirect` (next hop known) or `bpf_redirect_neigh` (next hop not
+//! resolved yet: the kernel's neighbour code resolves it and sends the
+//! frame, so tc has no "no neighbour" gap). TTL drops by one, as routed.
+//!
+//! `tap_egress` (frames the kernel sends to the hub): a reply of a DNAT
+//! flow (`DNAT_IN`) gets its source restored to the destination the client
+//! used, so the client's socket accepts it.
+//!
+//! Everything else — ARP, DHCP, IPv6, fragments, ICMP to the appliance,
+//! traffic without a rule — goes on untouched (`TC_ACT_OK`).
+//!
+//! Invariant: every check that can fail (classification, flow or rule
+//! lookup, routing, allocation) happens before the first write.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT, bpf_fib_lookup as FibParams,
+    },
+    cty::c_long,
+    helpers::generated::{bpf_redirect, bpf_redirect_neigh},
+    macros::classifier,
+    programs::TcContext,
+};
+use ethergate_common::{
+    DropReason, NatConfig, NatEvent, ProtoClass,
+    parse::{Classification, ETH_HEADER_LEN, IPPROTO_TCP, IPPROTO_UDP, PacketBytes, classify},
+};
+
+use crate::{
+    flow::{self, IP_DF, IP_MF_OR_OFFSET, Tuple, read_tuple},
+    maps::{self, DNAT_IN, DNAT_OUT, NAT_OUT, count_drop, event, now_ns},
+    route::{self, Route},
+    tc_frame::TcFrame,
+};
+
+const IP_CHECK_AT: usize = ETH_HEADER_LEN + 10;
+const IP_TTL_AT: usize = ETH_HEADER_LEN + 8;
+const IP_SRC_AT: usize = ETH_HEADER_LEN + 12;
+const IP_DST_AT: usize = ETH_HEADER_LEN + 16;
+
+#[classifier]
+pub fn tap_ingress(ctx: TcContext) -> i32 {
+    ingress(&ctx)
+}
+
+#[classifier]
+pub fn tap_egress(ctx: TcContext) -> i32 {
+    egress(&ctx)
+}
+
+/// A translated IPv4 packet as read before any write.
+struct Seen {
+    ip: [u8; 20],
+    l4: usize,
+    tuple: Tuple,
+}
+
+/// The IPv4 TCP/UDP/ICMP-echo packet NAT may translate, or `None` (the
+/// kernel's). Counts fragments and expiring TTLs when `forwarding`.
+#[inline(always)]
+fn read(frame: &TcFrame, seen: &Classification, forwarding: bool) -> Option<Seen> {
+    if seen.class == ProtoClass::Ipv4Fragment {
+        event(NatEvent::FragmentPassed);
+        return None;
+    }
+    if seen.vlan_tags != 0 || seen.l3_offset != ETH_HEADER_LEN {
+        return None;
+    }
+    if !matches!(
+        seen.class,
+        ProtoClass::Tcp4 | ProtoClass::Udp4 | ProtoClass::Icmp4
+    ) {
+        return None;
+    }
+    let ip = *frame.header::<20>(ETH_HEADER_LEN)?;
+    if u16::from_be_bytes([ip[6], ip[7]]) & IP_MF_OR_OFFSET != 0 {
+        event(NatEvent::FragmentPassed);
+        return None;
+    }
+    if forwarding && ip[8] <= 1 {
+        event(NatEvent::TtlPassed);
+        return None;
+    }
+    let tuple = read_tuple(frame, &ip, seen.l4_offset)?;
+    Some(Seen {
+        ip,
+        l4: seen.l4_offset,
+        tuple,
+    })
+}
+
+#[inline(always)]
+fn ingress(ctx: &TcContext) -> i32 {
+    let Some(config) = maps::config() else {
+        return TC_ACT_OK;
+    };
+    let frame = TcFrame::new(ctx);
+    let classified = classify(&frame);
+    let Some(seen) = read(&frame, &classified, true) else {
+        return TC_ACT_OK;
+    };
+    let tuple = seen.tuple;
+    let now = now_ns();
+    let key = tuple.key();
+    if let Some(binding) = DNAT_OUT.get_ptr_mut(key) {
+        // SAFETY: pointer from a successful lookup.
+        let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
+        return forward(ctx, &seen, config, Translation::Dnat(to));
+    }
+    if let Some(binding) = NAT_OUT.get_ptr_mut(key) {
+        // SAFETY: pointer from a successful lookup.
+        let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
+        return forward(ctx, &seen, config, Translation::Snat(to));
+    }
+    if !tuple.may_open() {
+        return TC_ACT_OK;
+    }
+    if (tuple.protocol == IPPROTO_TCP || tuple.protocol == IPPROTO_UDP)
+        && let Some(target) = maps::dnat_rule(
+            config,
+            tuple.protocol,
+            tuple.dst_port,
+            tuple.src_addr,
+            tuple.dst_addr,
+        )
+    {
+        return forward(ctx, &seen, config, Translation::NewDnat(target, now));
+    }
+    if let Some(rule) = maps::snat_rule(config, tuple.src_addr) {
+        return forward(ctx, &seen, config, Translation::NewSnat(rule, now));
+    }
+    TC_ACT_OK
+}
+
+enum Translation {
+    /// Destination of a known DNAT flow.
+    Dnat((u32, u16)),
+    /// First packet of a DNAT flow: pair created once routing succeeds.
+    NewDnat(ethergate_common::DnatTarget, u64),
+    /// Source of a known SNAT flow.
+    Snat((u32, u16)),
+    /// First packet of an SNAT flow: port allocated once routing succeeds.
+    NewSnat(ethergate_common::SnatAddresses, u64),
+}
+
+#[inline(always)]
+fn dropped(reason: DropReason) -> i32 {
+    count_drop(reason);
+    TC_ACT_SHOT
+}
+
+#[inline(always)]
+fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Translation) -> i32 {
+    let tuple = &seen.tuple;
+    let dst_after = match &translation {
+        Translation::Dnat((addr, _)) => *addr,
+        Translation::NewDnat(target, _) => target.to_addr,
+        _ => tuple.dst_addr,
+    };
+    // SAFETY: skb is this run's __sk_buff; reading ifindex is always
+    // allowed for tc programs.
+    let ingress = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: ctx.skb.skb is this program's context.
+    let route = unsafe {
+        route::lookup(
+            ctx.skb.skb.cast(),
+            ingress,
+            &seen.ip,
+            tuple.src_addr,
+            dst_after,
+        )
+    };
+    let (fib, egress): (Option<FibParams>, u32) = match route {
+        Route::Resolved(fib) => (Some(fib), fib.ifindex),
+        Route::NoNeighbour { ifindex } => (None, ifindex),
+        Route::FragNeeded => {
+            // With DF the kernel answers "fragmentation needed" to the
+            // client (PMTUD); without, it would fragment untranslated.
+            if u16::from_be_bytes([seen.ip[6], seen.ip[7]]) & IP_DF != 0 {
+                return TC_ACT_OK;
+            }
+            return dropped(DropReason::FragmentationNeeded);
+        }
+        Route::Elsewhere => {
+            event(NatEvent::NotRoutedPassed);
+            return TC_ACT_OK;
+        }
+    };
+    let snat = matches!(translation, Translation::Snat(_) | Translation::NewSnat(..));
+    if snat && egress != config.uplink_ifindex {
+        // Hub to private subnet (or back into the hub): plain routing,
+        // no source translation; the kernel does it.
+        event(NatEvent::NotRoutedPassed);
+        return TC_ACT_OK;
+    }
+    let (side, new_addr, new_port) = match translation {
+        Translation::Dnat((addr, port)) => (Side::Destination, addr, port),
+        Translation::NewDnat(target, now) => match flow::open_dnat(tuple, &target, now) {
+            Ok((addr, port)) => (Side::Destination, addr, port),
+            Err(reason) => return dropped(reason),
+        },
+        Translation::Snat((addr, port)) => (Side::Source, addr, port),
+        Translation::NewSnat(rule, now) => match flow::allocate(tuple, &rule, config, now) {
+            Ok((addr, port)) => (Side::Source, addr, port),
+            Err(reason) => return dropped(reason),
+        },
+    };
+    let ttl_proto = [seen.ip[8], seen.ip[9]];
+    if rewrite(
+        ctx,
+        seen.l4,
+        tuple,
+        side,
+        new_addr,
+        new_port,
+        Some(ttl_proto),
+    )
+    .is_err()
+    {
+        return dropped(DropReason::RedirectFailed);
+    }
+    event(if snat {
+        NatEvent::TranslatedOut
+    } else {
+        NatEvent::DnatTranslated
+    });
+    let action = match fib {
+        Some(fib) => {
+            if ctx.store(0, &fib.dmac, 0).is_err() || ctx.store(6, &fib.smac, 0).is_err() {
+                return dropped(DropReason::RedirectFailed);
+            }
+            // SAFETY: plain helper call; flags 0 = egress of `egress`.
+            unsafe { bpf_redirect(egress, 0) }
+        }
+        // SAFETY: plain helper call; no nexthop given, so the kernel routes
+        // the (translated) destination itself and resolves its neighbour.
+        None => unsafe { bpf_redirect_neigh(egress, core::ptr::null_mut(), 0, 0) },
+    };
+    if action == TC_ACT_SHOT as c_long {
+        return dropped(DropReason::RedirectFailed);
+    }
+    action as i32
+}
+
+#[inline(always)]
+fn egress(ctx: &TcContext) -> i32 {
+    if maps::config().is_none() {
+        return TC_ACT_OK;
+    }
+    let frame = TcFrame::new(ctx);
+    let classified = classify(&frame);
+    let Some(seen) = read(&frame, &classified, false) else {
+        return TC_ACT_OK;
+    };
+    let tuple = seen.tuple;
+    let Some(binding) = DNAT_IN.get_ptr_mut(tuple.key()) else {
+        return TC_ACT_OK;
+    };
+    // SAFETY: pointer from a successful lookup.
+    let (addr, port) = unsafe { flow::touch(binding, now_ns(), tuple.tcp_flags) };
+    // The kernel routed this reply already (TTL and MACs are its business).
+    if rewrite(ctx, seen.l4, &tuple, Side::Source, addr, port, None).is_err() {
+        return dropped(DropReason::RedirectFailed);
+    }
+    event(NatEvent::DnatRestored);
+    TC_ACT_OK
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Destination,
+}
+
+/// Rewrites one side's address and port (or echo identifier) with the
+/// checksum helpers; with `ttl_proto`, also decrements the TTL.
+#[inline(always)]
+fn rewrite(
+    ctx: &TcContext,
+    l4: usize,
+    tuple: &Tuple,
+    side: Side,
+    new_addr: u32,
+    new_port: u16,
+    ttl_proto: Option<[u8; 2]>,
+) -> Result<(), c_long> {
+    let (old_addr, old_port, addr_at, port_at) = match side {
+        Side::Source => (tuple.src_addr, tuple.src_port, IP_SRC_AT, 0),
+        Side::Destination => (tuple.dst_addr, tuple.dst_port, IP_DST_AT, 2),
+    };
+    // The helpers take values as they sit in memory (network order).
+    let (from_addr, to_addr) = (u64::from(old_addr.to_be()), u64::from(new_addr.to_be()));
+    let (from_port, to_port) = (u64::from(old_port.to_be()), u64::from(new_port.to_be()));
+    match tuple.protocol {
+        IPPROTO_TCP => {
+            let check = l4 + 16;
+            ctx.l4_csum_replace(check, from_addr, to_addr, u64::from(BPF_F_PSEUDO_HDR) | 4)?;
+            ctx.l4_csum_replace(check, from_port, to_port, 2)?;
+            ctx.store(l4 + port_at, &new_port.to_be_bytes(), 0)?;
+        }
+        IPPROTO_UDP => {
+            // MARK_MANGLED_0: a zero checksum ("none", RFC 768) stays zero
+            // and a computed zero is sent as 0xffff.
+            let check = l4 + 6;
+            let mangled = u64::from(BPF_F_MARK_MANGLED_0);
+            ctx.l4_csum_replace(
+                check,
+                from_addr,
+                to_addr,
+                u64::from(BPF_F_PSEUDO_HDR) | mangled | 4,
+            )?;
+            ctx.l4_csum_replace(check, from_port, to_port, mangled | 2)?;
+            ctx.store(l4 + port_at, &new_port.to_be_bytes(), 0)?;
+        }
+        _ => {
+            // ICMP echo: the identifier (request: our "source port";
+            // reply: our "destination port") at byte 4; no pseudo-header.
+            ctx.l4_csum_replace(l4 + 2, from_port, to_port, 2)?;
+            ctx.store(l4 + 4, &new_port.to_be_bytes(), 0)?;
+        }
+    }
+    ctx.l3_csum_replace(IP_CHECK_AT, from_addr, to_addr, 4)?;
+    ctx.store(addr_at, &new_addr.to_be_bytes(), 0)?;
+    if let Some([ttl, proto]) = ttl_proto {
+        let old = u16::from_be_bytes([ttl, proto]);
+        let new = old - 0x0100;
+        ctx.l3_csum_replace(
+            IP_CHECK_AT,
+            u64::from(old.to_be()),
+            u64::from(new.to_be()),
+            2,
+        )?;
+        ctx.store(IP_TTL_AT, &[ttl - 1], 0)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! The hub-tap tc programs: attaching them, and running them through
+//! BPF_PROG_TEST_RUN.
+//!
+//! tc, not XDP, because a tap's XDP hook only sees what userspace writes
+//! *and* only in the tun driver's own XDP path; tc ingress sees every frame
+//! the hub writes and tc egress every frame the kernel sends to the hub,
+//! with one program type for both directions and `bpf_redirect_neigh`
+//! available for next hops that are not resolved yet.
+
+use aya::{
+    Ebpf,
+    programs::{
+        SchedClassifier, TestRun, TestRunOptions,
+        tc::{self, SchedClassifierLinkId, TcAttachType},
+    },
+};
+
+use crate::{Dataplane, DataplaneError, TestRunOutcome, program_mut};
+
+/// The tc programs in the object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcProgram {
+    /// Frames VPN clients send (DNAT, SNAT toward the uplink).
+    TapIngress,
+    /// Frames the kernel sends to VPN clients (DNAT replies restored).
+    TapEgress,
+}
+
+impl TcProgram {
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::TapIngress => "tap_ingress",
+            Self::TapEgress => "tap_egress",
+        }
+    }
+}
+
+pub(crate) struct TapAttachment {
+    pub(crate) interface: String,
+    // Owned so the attachment lives exactly as long as the Dataplane; the
+    // links detach when the programs are dropped.
+    #[allow(dead_code)]
+    links: [SchedClassifierLinkId; 2],
+}
+
+/// struct __sk_buff up to and including `ifindex` (offset 40): the fields
+/// BPF_PROG_TEST_RUN lets a caller set that we need.
+const SKB_CTX_LEN: usize = 44;
+const SKB_IFINDEX_AT: usize = 40;
+
+pub(crate) fn attach(ebpf: &mut Ebpf, interface: &str) -> Result<TapAttachment, DataplaneError> {
+    // TCX (Linux ≥ 6.6, what aya uses there) needs no qdisc; older kernels
+    // need clsact, and "already exists" is fine.
+    let _ = tc::qdisc_add_clsact(interface);
+    let mut attach_one = |program: TcProgram, at: TcAttachType| {
+        let classifier: &mut SchedClassifier = program_mut(ebpf, program.name())?;
+        classifier
+            .attach(interface, at)
+            .map_err(|source| DataplaneError::TcAttach {
+                interface: interface.to_owned(),
+                program: program.name(),
+                source: Box::new(source),
+            })
+    };
+    let ingress = attach_one(TcProgram::TapIngress, TcAttachType::Ingress)?;
+    let egress = attach_one(TcProgram::TapEgress, TcAttachType::Egress)?;
+    Ok(TapAttachment {
+        interface: interface.to_owned(),
+        links: [ingress, egress],
+    })
+}
+
+impl Dataplane {
+    /// Runs a tc `program` once on `frame` with BPF_PROG_TEST_RUN, with the
+    /// skb's device = `ifindex` (an interface of the calling thread's
+    /// network namespace; it is where `bpf_fib_lookup` routes from). The
+    /// action is a `TC_ACT_*` code; redirects are decided, not performed.
+    pub fn test_run_tc(
+        &mut self,
+        program: TcProgram,
+        frame: &[u8],
+        ifindex: u32,
+    ) -> Result<TestRunOutcome, DataplaneError> {
+        let name = program.name();
+        let classifier: &mut SchedClassifier = program_mut(&mut self.ebpf, name)?;
+        let mut out = vec![0u8; frame.len() + 4096];
+        let mut ctx = [0u8; SKB_CTX_LEN];
+        ctx[SKB_IFINDEX_AT..SKB_IFINDEX_AT + 4].copy_from_slice(&ifindex.to_ne_bytes());
+        let result = classifier
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+            .map_err(|source| DataplaneError::TestRun {
+                program: name,
+                source: Box::new(source),
+            })?;
+        out.truncate(result.data_size_out as usize);
+        Ok(TestRunOutcome {
+            action: result.return_value,
+            frame: out,
+            duration: result.duration,
+        })
+    }
+}
