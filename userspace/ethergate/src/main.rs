@@ -6,6 +6,7 @@
 mod appliance;
 mod check;
 mod client;
+mod import_softether;
 mod serve;
 mod signals;
 mod stats;
@@ -56,6 +57,8 @@ enum Command {
     },
     /// Linux VPN client: tap + SoftEther-protocol session (+ DHCP).
     Client(client::ClientArgs),
+    /// Convert a SoftEther server's vpn_server.config (users keep passwords).
+    ImportSoftether(import_softether::ImportArgs),
     /// User tools.
     User {
         #[command(subcommand)]
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         } => serve::run(config.as_deref(), stats_interval, state_dir),
         Command::Check { config } => check::run(&config),
         Command::Client(args) => client::run(args),
+        Command::ImportSoftether(args) => import_softether::run(args),
         Command::User {
             command: UserCommand::Hash { user },
         } => user::hash(&user),

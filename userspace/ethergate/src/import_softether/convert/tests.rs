@@ -1,0 +1,251 @@
+use ethergate_config::Config;
+use proptest::prelude::*;
+
+use super::super::cfg::{self, Folder};
+use super::*;
+
+fn real() -> Folder {
+    cfg::parse(include_bytes!("../testdata/vpn_server.config")).expect("fixture parses")
+}
+
+fn tls() -> TlsPaths {
+    TlsPaths {
+        cert: "/etc/ethergate/ethergate.cert.pem".into(),
+        key: "/etc/ethergate/ethergate.key.pem".into(),
+    }
+}
+
+#[test]
+fn real_config_converts_to_a_valid_ethergate_config() {
+    let imported = convert(&real(), "vpn_server.config", Some(&tls()));
+    let config = Config::from_str_with_origin(&imported.toml, "imported.toml")
+        .unwrap_or_else(|e| panic!("{e}\n{}", imported.toml));
+    assert_eq!(config.hubs.len(), 1, "DEFAULT (untouched) is skipped");
+    let hub = &config.hubs[0];
+    assert_eq!(hub.name, "MIKALAB");
+    assert_eq!(hub.bridge.as_str(), "tap_00", "the tap-mode local bridge");
+    assert_eq!(hub.bridge_address.to_string(), "192.168.30.1/24");
+    // vpncmd UserPasswordSet tsumura /PASSWORD:old-secret on the server.
+    let user = hub.user("tsumura").expect("password user");
+    assert_eq!(
+        user.password_hash,
+        PasswordHash::from_password("tsumura", "old-secret")
+    );
+    assert_eq!(hub.users.len(), 1, "the RADIUS user is not imported");
+    let dhcp = hub.dhcp.as_ref().expect("SecureNAT DHCP");
+    assert_eq!(dhcp.range.first, Ipv4Addr::new(192, 168, 30, 10));
+    assert_eq!(dhcp.range.last, Ipv4Addr::new(192, 168, 30, 200));
+    assert_eq!(dhcp.lease_secs, 7200);
+    assert_eq!(dhcp.dns, vec![Ipv4Addr::new(192, 168, 30, 1)]);
+    assert_eq!(dhcp.router, None, "/GW:none is stored as 0.0.0.0");
+    let routes: Vec<String> = dhcp.routes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        routes,
+        [
+            "10.0.0.0/16 via 192.168.30.1",
+            "172.16.0.0/12 via 192.168.30.1"
+        ]
+    );
+    let listen: Vec<String> = config
+        .server
+        .listen
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        listen,
+        ["0.0.0.0:443", "0.0.0.0:992", "0.0.0.0:1194", "0.0.0.0:5555"]
+    );
+    let tls = config.server.tls.expect("certificate carried over");
+    assert_eq!(tls.cert.to_str(), Some("/etc/ethergate/ethergate.cert.pem"));
+    let identity = imported.identity.expect("identity");
+    assert_eq!(identity.cert_der[0], 0x30, "DER certificate");
+
+    let notes = imported.notes.join("\n");
+    for expected in [
+        "user certuser uses RADIUS authentication",
+        "local bridge to the existing interface veth1",
+        "hub DEFAULT: no password users",
+        "SecureNAT's user-mode NAT",
+        "OpenVPN: enabled",
+        "administrator password",
+    ] {
+        assert!(
+            notes.contains(expected),
+            "missing {expected:?} in:\n{notes}"
+        );
+    }
+}
+
+#[test]
+fn without_an_output_file_the_certificate_is_reported_not_written() {
+    let imported = convert(&real(), "vpn_server.config", None);
+    let config = Config::from_str_with_origin(&imported.toml, "x").expect("valid");
+    assert!(config.server.tls.is_none());
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.starts_with("server certificate: not written"))
+    );
+}
+
+/// A hand-written config exercising what the real one does not: groups,
+/// policies, expiry, certificate users, a generated tap name, a gateway,
+/// a second DNS server and a domain.
+const EDGES: &str = "declare root\r\n{\r\n\
+\tdeclare VirtualHUB\r\n\t{\r\n\
+\t\tdeclare Sales$20Team\r\n\t\t{\r\n\
+\t\t\tbool Online false\r\n\
+\t\t\tdeclare SecureNAT\r\n\t\t\t{\r\n\
+\t\t\t\tbool Disabled false\r\n\
+\t\t\t\tdeclare VirtualDhcpServer\r\n\t\t\t\t{\r\n\
+\t\t\t\t\tstring DhcpDnsServerAddress 10.9.0.1\r\n\
+\t\t\t\t\tstring DhcpDnsServerAddress2 10.9.0.2\r\n\
+\t\t\t\t\tstring DhcpDomainName corp.example\r\n\
+\t\t\t\t\tbool DhcpEnabled true\r\n\
+\t\t\t\t\tuint DhcpExpireTimeSpan 10\r\n\
+\t\t\t\t\tstring DhcpGatewayAddress 10.9.0.1\r\n\
+\t\t\t\t\tstring DhcpLeaseIPEnd 10.9.0.99\r\n\
+\t\t\t\t\tstring DhcpLeaseIPStart 10.9.0.10\r\n\
+\t\t\t\t\tstring DhcpPushRoutes 10.1.2.3/16/10.9.0.1,bogus\r\n\
+\t\t\t\t\tstring DhcpSubnetMask 255.255.255.0\r\n\
+\t\t\t\t}\r\n\
+\t\t\t\tdeclare VirtualHost\r\n\t\t\t\t{\r\n\
+\t\t\t\t\tstring VirtualHostIp 10.9.0.1\r\n\
+\t\t\t\t\tstring VirtualHostIpSubnetMask 255.255.255.0\r\n\
+\t\t\t\t}\r\n\
+\t\t\t}\r\n\
+\t\t\tdeclare SecurityAccountDatabase\r\n\t\t\t{\r\n\
+\t\t\t\tdeclare GroupList\r\n\t\t\t\t{\r\n\
+\t\t\t\t\tdeclare staff\r\n\t\t\t\t\t{\r\n\t\t\t\t\t}\r\n\
+\t\t\t\t}\r\n\
+\t\t\t\tdeclare UserList\r\n\t\t\t\t{\r\n\
+\t\t\t\t\tdeclare bob\r\n\t\t\t\t\t{\r\n\
+\t\t\t\t\t\tbyte AuthPassword DngtrNt4kY1zAHmZ2oG8QIkG1FE=\r\n\
+\t\t\t\t\t\tuint AuthType 1\r\n\
+\t\t\t\t\t\tstring GroupName staff\r\n\
+\t\t\t\t\t\tuint64 ExpireTime 1900000000000\r\n\
+\t\t\t\t\t\tdeclare Policy\r\n\t\t\t\t\t\t{\r\n\t\t\t\t\t\t\tbool Access true\r\n\t\t\t\t\t\t}\r\n\
+\t\t\t\t\t}\r\n\
+\t\t\t\t\tdeclare carol\r\n\t\t\t\t\t{\r\n\
+\t\t\t\t\t\tuint AuthType 2\r\n\
+\t\t\t\t\t}\r\n\
+\t\t\t\t\tdeclare dave\r\n\t\t\t\t\t{\r\n\
+\t\t\t\t\t\tbyte AuthPassword AAAA\r\n\
+\t\t\t\t\t\tuint AuthType 1\r\n\
+\t\t\t\t\t}\r\n\
+\t\t\t\t}\r\n\
+\t\t\t}\r\n\
+\t\t}\r\n\
+\t}\r\n\
+}\r\n";
+
+#[test]
+fn edge_cases_are_converted_or_reported() {
+    let root = cfg::parse(EDGES.as_bytes()).expect("parses");
+    let imported = convert(&root, "edges", None);
+    let config = Config::from_str_with_origin(&imported.toml, "x")
+        .unwrap_or_else(|e| panic!("{e}\n{}", imported.toml));
+    let hub = config
+        .hub("sales team")
+        .expect("hub with a space in its name");
+    assert_eq!(hub.bridge.as_str(), "tap_salesteam");
+    assert_eq!(hub.users.len(), 1);
+    assert_eq!(
+        hub.users[0].password_hash,
+        PasswordHash::from_password("alice", "secret"),
+        "bob's hash is the reference vector's bytes"
+    );
+    let dhcp = hub.dhcp.as_ref().expect("dhcp");
+    assert_eq!(dhcp.router, Some(Ipv4Addr::new(10, 9, 0, 1)));
+    assert_eq!(dhcp.dns.len(), 2);
+    assert_eq!(dhcp.lease_secs, MIN_LEASE_SECS, "10 s clamped");
+    assert_eq!(dhcp.routes[0].to_string(), "10.1.0.0/16 via 10.9.0.1");
+    let notes = imported.notes.join("\n");
+    for expected in [
+        "was offline",
+        "group membership",
+        "security policy",
+        "expiry date",
+        "user carol uses client certificate",
+        "user dave has no 20-byte AuthPassword",
+        "groups (and their policies)",
+        "domain name",
+        "host bits",
+        "\"bogus\" is not NET/MASK/GATEWAY",
+        "lease of 10 s",
+    ] {
+        assert!(
+            notes.contains(expected),
+            "missing {expected:?} in:\n{notes}"
+        );
+    }
+}
+
+#[test]
+fn masks_and_prefixes() {
+    assert_eq!(mask_to_prefix(Ipv4Addr::new(255, 255, 255, 0)), Some(24));
+    assert_eq!(mask_to_prefix(Ipv4Addr::new(255, 240, 0, 0)), Some(12));
+    assert_eq!(mask_to_prefix(Ipv4Addr::new(0, 0, 0, 0)), Some(0));
+    assert_eq!(mask_to_prefix(Ipv4Addr::new(255, 255, 255, 255)), Some(32));
+    assert_eq!(mask_to_prefix(Ipv4Addr::new(255, 0, 255, 0)), None);
+    assert_eq!(prefix_mask(0), 0);
+    assert_eq!(prefix_mask(32), u32::MAX);
+}
+
+#[test]
+fn generated_tap_names_fit_and_do_not_collide() {
+    let long = generated_tap("AVeryLongHubNameIndeed", &[]);
+    assert_eq!(long, "tap_averylonghu", "IFNAMSIZ - 1 = 15 bytes");
+    let second = generated_tap("AVeryLongHubNameIndeed", std::slice::from_ref(&long));
+    assert_eq!(second, "tap_averylongh1");
+    assert_eq!(generated_tap("!!!", &[]), "tap_hub");
+}
+
+proptest! {
+    /// Whatever pushed-route text SoftEther held, each output route parses
+    /// in ethergate's config and at most 64 come out.
+    #[test]
+    fn push_routes_output_is_always_valid(
+        routes in proptest::collection::vec(
+            (any::<u32>(), 0u8..=32, any::<u32>(), any::<bool>()), 0..80)
+    ) {
+        let text: Vec<String> = routes
+            .iter()
+            .map(|(net, len, gw, as_mask)| {
+                let middle = if *as_mask {
+                    Ipv4Addr::from_bits(prefix_mask(*len)).to_string()
+                } else {
+                    len.to_string()
+                };
+                format!("{}/{middle}/{}", Ipv4Addr::from_bits(*net), Ipv4Addr::from_bits(*gw))
+            })
+            .collect();
+        let mut notes = Vec::new();
+        let out = push_routes("h", &text.join(", "), &mut notes);
+        prop_assert!(out.len() <= MAX_CLASSLESS_ROUTES);
+        prop_assert_eq!(out.len(), routes.len().min(MAX_CLASSLESS_ROUTES));
+        for r in out {
+            prop_assert!(r.parse::<ethergate_config::ClasslessRoute>().is_ok(), "{}", r);
+        }
+    }
+
+    /// A quoted string reads back as itself through ethergate's own TOML
+    /// loader (the ethergate crate has no direct toml dependency): used as
+    /// a plaintext password, it must hash like the original.
+    #[test]
+    fn quote_is_a_toml_string(s in any::<String>()) {
+        let config = format!(
+            "[[hub]]\nname = \"h\"\nbridge = \"tap_0\"\nbridge_address = \"10.0.0.1/24\"\n\
+             [[hub.user]]\nname = \"u\"\npassword = {}\n",
+            quote(&s)
+        );
+        let parsed = Config::from_str_with_origin(&config, "q")
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{config}")))?;
+        prop_assert_eq!(
+            parsed.hubs[0].users[0].password_hash,
+            PasswordHash::from_password("u", &s)
+        );
+    }
+}
