@@ -3,8 +3,8 @@
 //! What runs: the config is loaded and validated; the VPN listeners, one
 //! tap and hub per `[[hub]]`, and the eBPF programs (through the verifier,
 //! uplink XDP attached to `[nat].uplink`, classifying, counting and doing
-//! SNAT with the inside interfaces) start. DNAT is a later step; serve says
-//! so instead of pretending.
+//! SNAT with the inside interfaces; once the hubs' taps exist, tc on each
+//! tap for DNAT and VPN-client SNAT) start.
 //! SIGTERM/SIGINT stop it cleanly (counters printed, sessions closed, taps
 //! removed, programs detached); SIGHUP is acknowledged and ignored until
 //! reload exists.
@@ -70,8 +70,16 @@ pub fn run(
         tls = appliance.ktls.session_mode(),
         "appliance running"
     );
-    if config.nat.as_ref().is_some_and(|n| !n.dnat.is_empty()) {
-        warn!("[nat] dnat rules are validated but not applied yet (eBPF DNAT pending)");
+    // The hubs' taps exist only now: DNAT and VPN-client SNAT run in tc on
+    // each of them.
+    if let Some(nat) = &config.nat {
+        for hub in &config.hubs {
+            if let Err(e) = dataplane.attach_hub_tap(hub.bridge.as_str()) {
+                appliance.stop();
+                return Err(Failure::Runtime(e.into()));
+            }
+        }
+        info!(taps = ?dataplane.hub_taps(), dnat_rules = nat.dnat.len(), "NAT attached to hub taps (DNAT and SNAT in tc)");
     }
 
     let interval = (stats_interval_secs > 0).then(|| Duration::from_secs(stats_interval_secs));
