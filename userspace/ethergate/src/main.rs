@@ -7,6 +7,7 @@ mod appliance;
 mod check;
 mod client;
 mod import_softether;
+mod notify;
 mod serve;
 mod signals;
 mod stats;

@@ -81,6 +81,10 @@ pub fn run(
         }
         info!(taps = ?dataplane.hub_taps(), dnat_rules = nat.dnat.len(), "NAT attached to hub taps (DNAT and SNAT in tc)");
     }
+    // systemd (Type=notify): listeners, taps and programs are up.
+    let systemd = crate::notify::Notifier::from_env();
+    let _watchdog = crate::notify::start_watchdog(&appliance.hubs);
+    systemd.ready();
 
     let interval = (stats_interval_secs > 0).then(|| Duration::from_secs(stats_interval_secs));
     loop {
@@ -90,6 +94,7 @@ pub fn run(
             }
             Ok(Some(signal)) => {
                 info!(%signal, "stopping");
+                systemd.stopping();
                 break;
             }
             Ok(None) => print_counters(&dataplane),
