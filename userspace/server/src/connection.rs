@@ -1,6 +1,7 @@
-//! One TCP connection: rustls (driven sans-IO, so we choose record sizes and
-//! can later hand keys to kTLS) around the SoftEther protocol state machine
-//! from `ethergate-proto`, wired to the session's hub.
+//! One TCP connection: a [`Transport`] (rustls driven sans-IO, so we choose
+//! record sizes, or kernel TLS once the handshake is done) around the
+//! SoftEther protocol state machine from `ethergate-proto`, wired to the
+//! session's hub.
 //!
 //! Two tasks share the connection state (`Rc<RefCell<..>>`, never borrowed
 //! across an await): the reader turns socket bytes into protocol input and
@@ -12,7 +13,6 @@
 
 use std::{
     cell::RefCell,
-    io::{Read, Write},
     rc::Rc,
     sync::{Arc, atomic::Ordering},
     time::Instant,
@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 use crate::{
     directory::{HubEntry, LoginCheck, SessionShared},
     hub_actor::HubInput,
+    transport::{self, Received, Transport},
     worker::{Worker, now, system_random},
 };
 
@@ -43,7 +44,7 @@ const READ_CHUNK: usize = 64 * 1024;
 const MAX_BATCHES_PER_WRITE: usize = 32;
 
 struct Conn {
-    tls: rustls::ServerConnection,
+    transport: Transport,
     proto: ServerConnection<fn(&mut [u8])>,
     id: u64,
     session: Option<Arc<SessionShared>>,
@@ -58,7 +59,7 @@ struct Conn {
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker>) {
+pub async fn serve(mut tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker>) {
     let directory = &worker.directory;
     let pending = directory.pending_handshakes.fetch_add(1, Ordering::AcqRel);
     if pending >= directory.limits.max_pending_handshakes {
@@ -77,9 +78,20 @@ pub async fn serve(tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker
         }
     };
     let id = directory.next_connection_id();
+    let proto = ServerConnection::new(worker.proto.clone(), system_random as fn(&mut [u8]), now());
+    let deadline = proto.poll_timeout().map(to_instant);
+    let handover = match transport::establish(&mut tcp, tls, deadline, &worker.offload, id).await {
+        Ok(handover) => handover,
+        Err(why) => {
+            directory.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
+            debug!(%peer, id, "TLS: {why}");
+            let _ = tcp.close().await;
+            return;
+        }
+    };
     let conn = Rc::new(RefCell::new(Conn {
-        tls,
-        proto: ServerConnection::new(worker.proto.clone(), system_random as fn(&mut [u8]), now()),
+        transport: handover.transport,
+        proto,
         id,
         session: None,
         session_key: [0; 20],
@@ -89,7 +101,19 @@ pub async fn serve(tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker
         frames_in: Frames::new(),
         plain_out: Vec::with_capacity(READ_CHUNK),
     }));
-    debug!(%peer, id, "connection accepted");
+    debug!(%peer, id, tls = conn.borrow().transport.mode(), "connection accepted");
+    {
+        // What crossed the switch into kernel TLS, in order.
+        let mut c = conn.borrow_mut();
+        if !handover.plaintext.is_empty() {
+            let Conn {
+                proto, frames_in, ..
+            } = &mut *c;
+            proto.handle_input(now(), &handover.plaintext, frames_in);
+            handle_events(&mut c, &worker);
+        }
+        on_bytes(&mut c, &handover.unread, &worker);
+    }
     let (read_half, write_half) = tcp.into_split();
     let (wake_tx, wake_rx) = async_channel::bounded::<()>(1);
     let reader = compio::runtime::spawn(read_loop(
@@ -131,7 +155,12 @@ async fn read_loop(
         buf = returned;
         let n = match result {
             Ok(0) | Err(_) => {
-                debug!(id = conn.borrow().id, ?result, "socket read ended");
+                let c = conn.borrow();
+                match &result {
+                    Err(e) => debug!(id = c.id, "{}", c.transport.explain_read_error(&socket, e)),
+                    Ok(_) => debug!(id = c.id, "socket read ended"),
+                }
+                drop(c);
                 conn.borrow_mut().closing = true;
                 let _ = wake.try_send(());
                 return;
@@ -167,40 +196,26 @@ async fn read_loop(
     }
 }
 
-/// TLS-decrypts `bytes` and feeds the plaintext to the protocol, then
-/// handles the protocol's events.
+/// Decrypts `bytes` (or not, with kernel TLS) and feeds the plaintext to
+/// the protocol, then handles the protocol's events.
 fn on_bytes(c: &mut Conn, mut bytes: &[u8], worker: &Worker) {
-    let mut plain = [0u8; 16 * 1024];
     while !bytes.is_empty() {
-        if let Err(e) = c.tls.read_tls(&mut bytes) {
-            debug!(id = c.id, "TLS read: {e}");
-            c.closing = true;
-            return;
-        }
-        if let Err(e) = c.tls.process_new_packets() {
-            // rustls has queued an alert; the writer sends it, then closes.
-            debug!(id = c.id, "TLS error: {e}");
-            c.closing = true;
-            return;
-        }
-        loop {
-            match c.tls.reader().read(&mut plain) {
-                Ok(0) => {
-                    c.closing = true;
-                    break;
-                }
-                Ok(n) => {
-                    let Conn {
-                        proto, frames_in, ..
-                    } = c;
-                    proto.handle_input(now(), &plain[..n], frames_in);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    debug!(id = c.id, "TLS plaintext: {e}");
-                    c.closing = true;
-                    return;
-                }
+        let Conn {
+            transport,
+            proto,
+            frames_in,
+            ..
+        } = c;
+        match transport.receive(&mut bytes, |plain| {
+            proto.handle_input(now(), plain, frames_in)
+        }) {
+            Received::Open => {}
+            Received::PeerClosed => c.closing = true,
+            Received::Failed(why) => {
+                // rustls has queued an alert; the writer sends it, then closes.
+                debug!(id = c.id, "{why}");
+                c.closing = true;
+                return;
             }
         }
         handle_events(c, worker);
@@ -401,20 +416,11 @@ fn send_hub_batches(c: &mut Conn, first: Frames, rx: Option<&async_channel::Rece
     }
 }
 
-/// Moves the protocol's queued plaintext through rustls into `out`.
+/// Moves the protocol's queued plaintext through the transport into `out`.
 fn encrypt_pending(c: &mut Conn, out: &mut Vec<u8>) {
     c.plain_out.clear();
     c.proto.drain_transmit(&mut c.plain_out);
-    if !c.plain_out.is_empty() {
-        // Only fails after the connection is closed, when output no longer
-        // matters.
-        let _ = c.tls.writer().write_all(&c.plain_out);
-    }
-    while c.tls.wants_write() {
-        if c.tls.write_tls(out).is_err() {
-            break;
-        }
-    }
+    c.transport.send(&mut c.plain_out, out);
 }
 
 fn to_instant(at: Timestamp) -> Instant {

@@ -13,6 +13,7 @@ pub mod ktls;
 pub mod learning;
 pub mod switch;
 pub mod tls;
+pub mod transport;
 pub mod worker;
 
 use std::{net::SocketAddr, sync::Arc, thread::JoinHandle};
@@ -49,12 +50,33 @@ pub struct RunningServer {
     pub stats: Arc<Stats>,
     pub directory: Arc<Directory>,
     pub workers: usize,
+    /// TLS mode (kernel or userspace) and per-connection outcome counters.
+    pub tls_offload: Arc<ktls::Offload>,
 }
 
 impl RunningServer {
     /// Binds every address once per worker (SO_REUSEPORT), then starts the
-    /// workers. Bind errors are returned before anything runs.
+    /// workers. Bind errors are returned before anything runs. Sessions move
+    /// into kernel TLS when the kernel offers it ([`ktls::OffloadPolicy`]
+    /// `Auto`), unless `ETHERGATE_KTLS` says `never` (or `always`, which
+    /// tries on every connection and falls back per connection).
     pub fn start(setup: ListenerSetup, directory: Arc<Directory>) -> Result<Self, ServerError> {
+        let policy = match std::env::var("ETHERGATE_KTLS").as_deref() {
+            Ok("never") => ktls::OffloadPolicy::Never,
+            Ok("always") => ktls::OffloadPolicy::Always,
+            _ => ktls::OffloadPolicy::Auto,
+        };
+        Self::start_with_offload(setup, directory, policy)
+    }
+
+    /// [`RunningServer::start`] with an explicit kTLS offload policy.
+    pub fn start_with_offload(
+        setup: ListenerSetup,
+        directory: Arc<Directory>,
+        policy: ktls::OffloadPolicy,
+    ) -> Result<Self, ServerError> {
+        let offload = Arc::new(ktls::Offload::new(policy, ktls::probe()));
+        let tls = offload.server_config(Arc::clone(&setup.tls));
         let workers = if setup.workers == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -76,9 +98,10 @@ impl RunningServer {
         for (index, listeners) in per_worker.into_iter().enumerate() {
             let worker = worker::Worker {
                 directory: Arc::clone(&directory),
-                tls: Arc::clone(&setup.tls),
+                tls: Arc::clone(&tls),
                 proto: setup.proto.clone(),
                 stats: Arc::clone(&stats),
+                offload: Arc::clone(&offload),
             };
             let thread = worker::spawn(index, listeners, worker, stop_rx.clone())
                 .map_err(ServerError::Thread)?;
@@ -92,6 +115,7 @@ impl RunningServer {
             stats,
             directory,
             workers,
+            tls_offload: offload,
         })
     }
 

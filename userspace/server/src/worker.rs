@@ -39,6 +39,8 @@ pub struct Worker {
     pub tls: Arc<rustls::ServerConfig>,
     pub proto: ethergate_proto::ServerConfig,
     pub stats: Arc<Stats>,
+    /// Whether connections move into kernel TLS, and how many did.
+    pub offload: Arc<crate::ktls::Offload>,
 }
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
