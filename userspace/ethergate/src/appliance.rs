@@ -7,7 +7,7 @@
 //! names the hub, interface or address, and whatever was already started is
 //! dropped (taps vanish, threads stop) before serve exits.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use anyhow::{Context, Result};
 use ethergate_bridge::{LinkConfig, MacAddr, Tap};
@@ -15,7 +15,8 @@ use ethergate_config::Config;
 use ethergate_hub::{DhcpServerConfig, Hub, HubOptions};
 use ethergate_server::{
     Directory, Limits, RunningServer,
-    hub_actor::{self, HubActor},
+    counters::HubCounters,
+    hub_actor::{self, HubActor, HubInput},
     ktls::{self, KtlsSupport},
     learning::LearningHub,
     tls::{self, CertificateSource},
@@ -28,9 +29,19 @@ const HUB_QUEUE: usize = 4096;
 
 pub struct Appliance {
     pub server: RunningServer,
-    pub hubs: Vec<HubActor>,
+    /// By lower-cased hub name.
+    pub hubs: BTreeMap<String, RunningHub>,
     pub ktls: KtlsSupport,
     pub certificate: CertificateSource,
+    workers: usize,
+    state_dir: std::path::PathBuf,
+}
+
+/// One hub's actor and the config it runs with.
+pub struct RunningHub {
+    pub actor: HubActor,
+    pub config: ethergate_config::Hub,
+    pub counters: Arc<HubCounters>,
 }
 
 impl Appliance {
@@ -52,18 +63,12 @@ impl Appliance {
             enable_ipv4_forwarding()?;
         }
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut directory = Directory::new(Limits::default());
-        let mut hubs = Vec::with_capacity(config.hubs.len());
+        let directory = Directory::new(Limits::default());
+        let mut hubs = BTreeMap::new();
         for hub in &config.hubs {
-            let actor = start_hub(hub, workers, &config.server.state_dir)?;
-            directory.add_hub(
-                &hub.name,
-                hub.users
-                    .iter()
-                    .map(|u| (u.name.clone(), *u.password_hash.as_bytes())),
-                actor.input.clone(),
-            );
-            hubs.push(actor);
+            let running = start_hub(hub, workers, &config.server.state_dir)?;
+            register(&directory, &running);
+            hubs.insert(hub.name.to_ascii_lowercase(), running);
         }
         let server = RunningServer::start(
             ethergate_server::ListenerSetup {
@@ -85,18 +90,100 @@ impl Appliance {
             hubs,
             ktls,
             certificate,
+            workers,
+            state_dir: config.server.state_dir.clone(),
         })
+    }
+
+    /// Starts a hub that a reload added: its tap, actor and directory entry.
+    pub fn add_hub(&mut self, hub: &ethergate_config::Hub) -> Result<()> {
+        if !hub.users.is_empty() || hub.dhcp.is_some() {
+            enable_ipv4_forwarding()?;
+        }
+        let running = start_hub(hub, self.workers, &self.state_dir)?;
+        register(&self.server.directory, &running);
+        self.hubs.insert(hub.name.to_ascii_lowercase(), running);
+        Ok(())
+    }
+
+    /// Stops a hub that a reload removed: its sessions close, and its actor
+    /// (and tap) ends once their connections have let go of it.
+    pub fn remove_hub(&mut self, name: &str) {
+        self.server.directory.remove_hub(name);
+        // Dropping our sender (and the directory's) lets the actor finish;
+        // it is not joined here so a reload never waits on a slow client.
+        self.hubs.remove(&name.to_ascii_lowercase());
+    }
+
+    /// Replaces a running hub's users; sessions of removed users end.
+    /// Returns how many sessions were closed.
+    pub fn set_users(&mut self, hub: &ethergate_config::Hub) -> usize {
+        let directory = &self.server.directory;
+        let Some(entry) = directory.hub(&hub.name) else {
+            return 0;
+        };
+        entry.set_users(users_of(hub));
+        let mut closed = 0;
+        if let Some(running) = self.hubs.get_mut(&hub.name.to_ascii_lowercase()) {
+            for old in &running.config.users {
+                if !entry.has_user(&old.name) {
+                    closed += directory.disconnect_user(&hub.name, &old.name);
+                }
+            }
+            running.config.users = hub.users.clone();
+        }
+        closed
+    }
+
+    /// Hands a running hub its new DHCP settings (leases that still fit
+    /// the range are kept).
+    pub fn set_dhcp(&mut self, hub: &ethergate_config::Hub) -> Result<()> {
+        let Some(running) = self.hubs.get_mut(&hub.name.to_ascii_lowercase()) else {
+            return Ok(());
+        };
+        let dhcp = dhcp_config(hub, MacAddr::from_seed(&hub.name));
+        running
+            .actor
+            .input
+            .try_send(HubInput::SetDhcp(dhcp.map(Box::new)))
+            .map_err(|_| anyhow::anyhow!("hub {:?} is not accepting input", hub.name))?;
+        running.config.dhcp = hub.dhcp.clone();
+        Ok(())
     }
 
     /// Stops listeners and sessions, then the hubs (which closes the taps).
     pub fn stop(self) {
         let Self { server, hubs, .. } = self;
         server.stop();
-        for hub in hubs {
-            drop(hub.input);
-            let _ = hub.thread.join();
+        for (_, hub) in hubs {
+            drop(hub.actor.input);
+            let _ = hub.actor.thread.join();
         }
     }
+}
+
+fn users_of(hub: &ethergate_config::Hub) -> impl Iterator<Item = (String, [u8; 20])> + '_ {
+    hub.users
+        .iter()
+        .map(|u| (u.name.clone(), *u.password_hash.as_bytes()))
+}
+
+fn register(directory: &Directory, running: &RunningHub) {
+    directory.add_hub(
+        &running.config.name,
+        users_of(&running.config),
+        running.actor.input.clone(),
+        Arc::clone(&running.counters),
+    );
+}
+
+/// DHCP answers come from the tap's own MAC and address, so a client's
+/// unicast RENEW to the server id reaches the hub like any other frame.
+fn dhcp_config(hub: &ethergate_config::Hub, mac: MacAddr) -> Option<DhcpServerConfig> {
+    DhcpServerConfig::for_hub(hub).map(|mut d| {
+        d.server_mac = ethergate_hub::MacAddr(mac.0);
+        d
+    })
 }
 
 /// Sessions may use up to 32 TCP connections (`/MAXTCP:32`, SoftEther's own
@@ -113,7 +200,7 @@ fn start_hub(
     hub: &ethergate_config::Hub,
     workers: usize,
     state_dir: &std::path::Path,
-) -> Result<HubActor> {
+) -> Result<RunningHub> {
     let bridge = hub.bridge.as_str();
     let tap = Tap::create(bridge, workers)
         .with_context(|| format!("hub {:?}: creating local bridge tap {bridge}", hub.name))?;
@@ -129,12 +216,7 @@ fn start_hub(
         ..LinkConfig::default()
     })
     .with_context(|| format!("hub {:?}: configuring {bridge}", hub.name))?;
-    // DHCP answers come from the tap's own MAC and address, so a client's
-    // unicast RENEW to the server id reaches the hub like any other frame.
-    let dhcp = DhcpServerConfig::for_hub(hub).map(|mut d| {
-        d.server_mac = ethergate_hub::MacAddr(mac.0);
-        d
-    });
+    let dhcp = dhcp_config(hub, mac);
     let switch = Hub::new(hub.name.clone(), HubOptions::default(), dhcp);
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
@@ -143,10 +225,21 @@ fn start_hub(
         .as_ref()
         .map(|_| state_dir.join(format!("leases-{}.txt", hub.name.to_ascii_lowercase())));
     let switch = LearningHub::new(switch, lease_file);
-    let actor = hub_actor::spawn(&hub.name, Box::new(switch), tap.into_queues(), HUB_QUEUE)
-        .with_context(|| format!("hub {:?}: starting its thread", hub.name))?;
+    let counters = Arc::new(HubCounters::default());
+    let actor = hub_actor::spawn(
+        &hub.name,
+        Box::new(switch),
+        tap.into_queues(),
+        HUB_QUEUE,
+        Arc::clone(&counters),
+    )
+    .with_context(|| format!("hub {:?}: starting its thread", hub.name))?;
     info!(hub = hub.name, bridge, address = %hub.bridge_address, "hub up");
-    Ok(actor)
+    Ok(RunningHub {
+        actor,
+        config: hub.clone(),
+        counters,
+    })
 }
 
 /// VPN clients reach the private subnet through the kernel's routing until

@@ -3,11 +3,16 @@
 //! Exit codes follow interface.md: 0 success, 1 user error (bad config, bad
 //! arguments), 2 runtime failure. Errors are one sentence on stderr.
 
+mod admin_cli;
+mod admin_socket;
 mod appliance;
 mod check;
 mod client;
+mod control;
 mod import_softether;
+mod metrics_http;
 mod notify;
+mod reload;
 mod serve;
 mod signals;
 mod stats;
@@ -58,6 +63,23 @@ enum Command {
     },
     /// Linux VPN client: tap + SoftEther-protocol session (+ DHCP).
     Client(client::ClientArgs),
+    /// Sessions, hubs, NAT counters, TLS and data-path modes of a running serve.
+    Status {
+        #[command(flatten)]
+        socket: admin_cli::SocketArgs,
+        #[arg(short = 'o', long, value_enum, default_value_t = admin_cli::Output::Text)]
+        output: admin_cli::Output,
+    },
+    /// Make a running serve re-read its config (atomic; sessions and flows stay).
+    Reload {
+        #[command(flatten)]
+        socket: admin_cli::SocketArgs,
+    },
+    /// List or end sessions of a running serve.
+    Session {
+        #[command(subcommand)]
+        command: admin_cli::SessionCommand,
+    },
     /// Convert a SoftEther server's vpn_server.config (users keep passwords).
     ImportSoftether(import_softether::ImportArgs),
     /// User tools.
@@ -95,6 +117,9 @@ fn main() -> ExitCode {
         } => serve::run(config.as_deref(), stats_interval, state_dir),
         Command::Check { config } => check::run(&config),
         Command::Client(args) => client::run(args),
+        Command::Status { socket, output } => admin_cli::status(&socket, output),
+        Command::Reload { socket } => admin_cli::reload(&socket),
+        Command::Session { command } => admin_cli::session(command),
         Command::ImportSoftether(args) => import_softether::run(args),
         Command::User {
             command: UserCommand::Hash { user },

@@ -175,9 +175,11 @@ impl Drop for Watchdog {
 /// the hub threads as the health check: a hub actor that died closes its
 /// input channel. Weak senders, so the check never keeps a hub alive that
 /// stop or a reload removes (a hub that is gone is not a failure).
-pub fn start_watchdog(hubs: &[ethergate_server::hub_actor::HubActor]) -> Option<Watchdog> {
+pub fn start_watchdog<'a>(
+    hubs: impl IntoIterator<Item = &'a ethergate_server::hub_actor::HubActor>,
+) -> Option<Watchdog> {
     let interval = watchdog_interval()?;
-    let inputs: Vec<_> = hubs.iter().map(|h| h.input.downgrade()).collect();
+    let inputs: Vec<_> = hubs.into_iter().map(|h| h.input.downgrade()).collect();
     let alive = move || {
         inputs
             .iter()

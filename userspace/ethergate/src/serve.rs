@@ -6,11 +6,13 @@
 //! SNAT with the inside interfaces; once the hubs' taps exist, tc on each
 //! tap for DNAT and VPN-client SNAT) start.
 //! SIGTERM/SIGINT stop it cleanly (counters printed, sessions closed, taps
-//! removed, programs detached); SIGHUP is acknowledged and ignored until
-//! reload exists.
+//! removed, programs detached); SIGHUP (or `ethergate reload`) re-reads the
+//! config and applies it atomically. The admin socket and the metrics
+//! endpoint start last, once everything they report on is up.
 
 use std::{
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -20,7 +22,10 @@ use ethergate_dataplane::Dataplane;
 use nix::sys::signal::Signal;
 use tracing::{info, warn};
 
-use crate::{Failure, appliance::Appliance, check, signals::Signals, stats};
+use crate::{
+    Failure, admin_socket::AdminSocket, appliance::Appliance, check, control::Control,
+    metrics_http::MetricsServer, signals::Signals, stats,
+};
 
 pub fn run(
     config_path: Option<&Path>,
@@ -81,31 +86,89 @@ pub fn run(
         }
         info!(taps = ?dataplane.hub_taps(), dnat_rules = nat.dnat.len(), "NAT attached to hub taps (DNAT and SNAT in tc)");
     }
-    // systemd (Type=notify): listeners, taps and programs are up.
+
+    // systemd (Type=notify): READY=1 below, once the admin socket and
+    // metrics are up too.
     let systemd = crate::notify::Notifier::from_env();
-    let _watchdog = crate::notify::start_watchdog(&appliance.hubs);
+    let _watchdog = crate::notify::start_watchdog(appliance.hubs.values().map(|h| &h.actor));
+    let admin_path = config.server.admin_socket.clone();
+    let metrics_addr = config.server.metrics;
+    let control = Arc::new(Mutex::new(Control::new(
+        config_path.map(Path::to_path_buf),
+        config,
+        appliance,
+        dataplane,
+    )));
+    let surfaces = start_surfaces(&admin_path, metrics_addr, &control);
+    let (admin, metrics) = match surfaces {
+        Ok(s) => s,
+        Err(e) => {
+            stop(control);
+            return Err(Failure::Runtime(e));
+        }
+    };
+    info!(admin_socket = %admin_path.display(), metrics = ?metrics_addr, "admin socket and metrics up");
     systemd.ready();
 
     let interval = (stats_interval_secs > 0).then(|| Duration::from_secs(stats_interval_secs));
-    loop {
+    let outcome = loop {
         match signals.wait(interval) {
             Ok(Some(Signal::SIGHUP)) => {
-                warn!("SIGHUP received: reload is not implemented yet; keeping the running config")
+                info!("SIGHUP: reloading the config");
+                // Success and refusal are both logged by reload itself.
+                systemd.reloading();
+                let _ = lock(&control).reload();
+                systemd.ready();
             }
             Ok(Some(signal)) => {
                 info!(%signal, "stopping");
                 systemd.stopping();
-                break;
+                break Ok(());
             }
-            Ok(None) => print_counters(&dataplane),
-            Err(e) => return Err(Failure::Runtime(anyhow!("waiting for signals: {e}"))),
+            Ok(None) => print_counters(&lock(&control).dataplane),
+            Err(e) => break Err(Failure::Runtime(anyhow!("waiting for signals: {e}"))),
         }
-    }
-    print_counters(&dataplane);
-    appliance.stop();
-    drop(dataplane);
+    };
+    drop(metrics);
+    drop(admin);
+    print_counters(&lock(&control).dataplane);
+    stop(control);
+    outcome
+}
+
+fn start_surfaces(
+    admin_path: &Path,
+    metrics: Option<std::net::SocketAddr>,
+    control: &Arc<Mutex<Control>>,
+) -> anyhow::Result<(AdminSocket, Option<MetricsServer>)> {
+    let admin = AdminSocket::start(admin_path, Arc::clone(control))?;
+    let metrics = match metrics {
+        Some(addr) => Some(MetricsServer::start(addr, Arc::clone(control))?),
+        None => None,
+    };
+    Ok((admin, metrics))
+}
+
+fn lock(control: &Mutex<Control>) -> std::sync::MutexGuard<'_, Control> {
+    control
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Sessions, hubs and taps first, then the programs.
+fn stop(control: Arc<Mutex<Control>>) {
+    // The admin and metrics threads have been joined, so this is the last
+    // reference; if not, the process is exiting anyway.
+    let Ok(control) = Arc::try_unwrap(control) else {
+        warn!("control still shared at exit; leaving cleanup to the kernel");
+        return;
+    };
+    let control = control
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    control.appliance.stop();
+    drop(control.dataplane);
     info!("data-plane programs detached; bye");
-    Ok(())
 }
 
 fn print_counters(dataplane: &Dataplane) {

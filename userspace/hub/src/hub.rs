@@ -143,6 +143,22 @@ impl Hub {
         self.dhcp.as_mut()
     }
 
+    /// Replaces the DHCP server (config reload). Bound leases move to the
+    /// new server where they still fit its range; the report says how many
+    /// did. `None` turns DHCP off.
+    pub fn set_dhcp(
+        &mut self,
+        config: Option<DhcpServerConfig>,
+        now: Timestamp,
+    ) -> Option<crate::dhcp::RestoreReport> {
+        let leases = self.dhcp.as_ref().map(DhcpServer::snapshot);
+        self.dhcp = config.map(DhcpServer::new);
+        match (&mut self.dhcp, leases) {
+            (Some(server), Some(leases)) => Some(server.restore(leases, now)),
+            _ => None,
+        }
+    }
+
     /// Frames that named a port the hub does not have.
     pub fn unknown_port_drops(&self) -> u64 {
         self.unknown_port_drops

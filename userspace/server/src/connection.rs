@@ -30,7 +30,7 @@ use futures_util::future::{Either, select};
 use tracing::{debug, info, warn};
 
 use crate::{
-    directory::{HubEntry, LoginCheck, SessionShared},
+    directory::{HubEntry, LoginCheck, LoginInfo, SessionShared},
     hub_actor::HubInput,
     transport::{self, Received, Transport},
     worker::{Worker, now, system_random},
@@ -47,6 +47,7 @@ struct Conn {
     transport: Transport,
     proto: ServerConnection<fn(&mut [u8])>,
     id: u64,
+    peer: std::net::SocketAddr,
     session: Option<Arc<SessionShared>>,
     session_key: [u8; 20],
     /// The hub a login was accepted for, until its session opens.
@@ -93,6 +94,7 @@ pub async fn serve(mut tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Wo
         transport: handover.transport,
         proto,
         id,
+        peer,
         session: None,
         session_key: [0; 20],
         pending_hub: None,
@@ -183,6 +185,9 @@ async fn read_loop(
             }
         };
         if let Some((to_hub, port, frames)) = to_hub {
+            if let Some(session) = &conn.borrow().session {
+                session.counters.received.add_batch(&frames);
+            }
             // Full queue: drop the batch, as SoftEther drops rather than
             // stalls a session (§7.1); TCP inside the tunnel recovers.
             if to_hub.try_send(HubInput::Frames { port, frames }).is_err() {
@@ -252,7 +257,7 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                             code = code.0,
                             "login refused"
                         );
-                        worker.stats.logins_failed.fetch_add(1, Ordering::Relaxed);
+                        worker.stats.login_failed(code);
                         c.proto.reject_login(now(), code);
                     }
                 }
@@ -285,7 +290,11 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                         c.proto.close_local();
                         continue;
                     };
-                    match directory.open_reserved(&hub, &welcome) {
+                    let login = LoginInfo {
+                        user: &established.username,
+                        client: c.peer,
+                    };
+                    match directory.open_reserved(&hub, &welcome, &login) {
                         Ok(session) => {
                             info!(
                                 id = c.id,
@@ -403,11 +412,19 @@ async fn write_loop(
 /// one protocol batch: one TLS record train, one syscall.
 fn send_hub_batches(c: &mut Conn, first: Frames, rx: Option<&async_channel::Receiver<Frames>>) {
     let now = now();
+    let counters = c.session.as_ref().map(Arc::clone);
+    let count = |batch: &Frames| {
+        if let Some(session) = &counters {
+            session.counters.sent.add_batch(batch);
+        }
+    };
+    count(&first);
     c.proto.send_frames(now, first.iter());
     if let Some(rx) = rx {
         for _ in 1..MAX_BATCHES_PER_WRITE {
             match rx.try_recv() {
                 Ok(more) => {
+                    count(&more);
                     c.proto.send_frames(now, more.iter());
                 }
                 Err(_) => break,

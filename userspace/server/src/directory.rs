@@ -11,9 +11,10 @@
 
 use std::{
     collections::HashMap,
+    net::SocketAddr,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -22,15 +23,63 @@ use ethergate_proto::{
     Authenticator, ErrorCode, LoginRequest, SessionGrant, Welcome, data::Frames,
 };
 
-use crate::hub_actor::{HubInput, PortId};
+use crate::{
+    counters::{HubCounters, SessionCounters},
+    hub_actor::{HubInput, PortId},
+};
 
 /// A hub as the workers see it.
 pub struct HubEntry {
     pub name: String,
-    /// Lower-cased user name → stored SoftEther hash `H`.
-    users: HashMap<String, [u8; 20]>,
+    /// Lower-cased user name → stored SoftEther hash `H`. Replaced whole on
+    /// reload; a login sees either the old set or the new one.
+    users: RwLock<HashMap<String, [u8; 20]>>,
     pub to_hub: async_channel::Sender<HubInput>,
     sessions: AtomicUsize,
+    pub counters: Arc<HubCounters>,
+}
+
+impl HubEntry {
+    pub fn session_count(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.read_users().len()
+    }
+
+    pub fn has_user(&self, name: &str) -> bool {
+        self.read_users().contains_key(&name.to_ascii_lowercase())
+    }
+
+    /// Replaces the hub's users (reload). Sessions are not touched here.
+    pub fn set_users(&self, users: impl IntoIterator<Item = (String, [u8; 20])>) {
+        let users = lowercase_keys(users);
+        *self
+            .users
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = users;
+    }
+
+    fn stored_hash(&self, user: &str) -> Option<[u8; 20]> {
+        self.read_users().get(&user.to_ascii_lowercase()).copied()
+    }
+
+    fn read_users(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, [u8; 20]>> {
+        // Writers replace the map in one assignment: never half-updated.
+        self.users
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn lowercase_keys(
+    users: impl IntoIterator<Item = (String, [u8; 20])>,
+) -> HashMap<String, [u8; 20]> {
+    users
+        .into_iter()
+        .map(|(n, h)| (n.to_ascii_lowercase(), h))
+        .collect()
 }
 
 /// Caps, each refused with the code SoftEther itself uses.
@@ -73,6 +122,14 @@ pub struct SessionShared {
     pub hub: Arc<HubEntry>,
     pub port: PortId,
     pub session_name: String,
+    pub user: String,
+    /// Where the login connection came from.
+    pub client: SocketAddr,
+    pub established: Instant,
+    pub counters: SessionCounters,
+    /// Set when an operator or a reload ended the session: its connections
+    /// close and it is not kept for resumption.
+    closed: AtomicBool,
     /// Batches from the hub; every connection of the session receives from
     /// it, which spreads frames over the connections (§6: any connection
     /// may carry any frame).
@@ -88,10 +145,27 @@ impl SessionShared {
     pub fn connections(&self) -> u32 {
         self.connections.load(Ordering::Relaxed)
     }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// A session as status shows it.
+pub struct SessionView {
+    pub shared: Arc<SessionShared>,
+    /// No connection right now; resumable until its timeout.
+    pub orphaned: bool,
+}
+
+/// Who logged in and from where, for the session registry.
+pub struct LoginInfo<'a> {
+    pub user: &'a str,
+    pub client: SocketAddr,
 }
 
 pub struct Directory {
-    hubs: HashMap<String, Arc<HubEntry>>,
+    hubs: RwLock<HashMap<String, Arc<HubEntry>>>,
     sessions: Mutex<Sessions>,
     pub limits: Limits,
     total_sessions: AtomicUsize,
@@ -103,7 +177,7 @@ pub struct Directory {
 impl Directory {
     pub fn new(limits: Limits) -> Self {
         Self {
-            hubs: HashMap::new(),
+            hubs: RwLock::new(HashMap::new()),
             sessions: Mutex::new(Sessions::default()),
             limits,
             total_sessions: AtomicUsize::new(0),
@@ -114,27 +188,112 @@ impl Directory {
         }
     }
 
-    /// Registers a hub with its users (name, stored hash) and actor channel.
+    /// Registers a hub with its users (name, stored hash), actor channel
+    /// and counters (shared with the actor). Replaces a hub of that name.
     pub fn add_hub(
-        &mut self,
+        &self,
         name: &str,
         users: impl IntoIterator<Item = (String, [u8; 20])>,
         to_hub: async_channel::Sender<HubInput>,
+        counters: Arc<HubCounters>,
     ) {
         let entry = HubEntry {
             name: name.to_owned(),
-            users: users
-                .into_iter()
-                .map(|(n, h)| (n.to_ascii_lowercase(), h))
-                .collect(),
+            users: RwLock::new(lowercase_keys(users)),
             to_hub,
             sessions: AtomicUsize::new(0),
+            counters,
         };
-        self.hubs.insert(name.to_ascii_lowercase(), Arc::new(entry));
+        self.write_hubs()
+            .insert(name.to_ascii_lowercase(), Arc::new(entry));
     }
 
-    pub fn hub(&self, name: &str) -> Option<&Arc<HubEntry>> {
-        self.hubs.get(&name.to_ascii_lowercase())
+    /// Removes a hub (reload) and closes its sessions; new logins to it get
+    /// "hub not found".
+    pub fn remove_hub(&self, name: &str) -> Option<Arc<HubEntry>> {
+        let hub = self.write_hubs().remove(&name.to_ascii_lowercase())?;
+        self.close_sessions_where(|s| Arc::ptr_eq(&s.hub, &hub));
+        Some(hub)
+    }
+
+    pub fn hub(&self, name: &str) -> Option<Arc<HubEntry>> {
+        self.read_hubs().get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    /// Every hub, in name order.
+    pub fn hubs(&self) -> Vec<Arc<HubEntry>> {
+        let mut hubs: Vec<_> = self.read_hubs().values().cloned().collect();
+        hubs.sort_by(|a, b| a.name.cmp(&b.name));
+        hubs
+    }
+
+    /// Every session, oldest first.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        let sessions = self.lock_sessions();
+        let mut views: Vec<SessionView> = sessions
+            .live
+            .iter()
+            .map(|(key, shared)| SessionView {
+                shared: Arc::clone(shared),
+                orphaned: sessions.orphaned.contains_key(key),
+            })
+            .collect();
+        views.sort_by_key(|v| v.shared.established);
+        views
+    }
+
+    /// Ends the session called `name` (case-insensitive, as SoftEther
+    /// shows names upper-case); false if there is none.
+    pub fn disconnect(&self, name: &str) -> bool {
+        self.close_sessions_where(|s| s.session_name.eq_ignore_ascii_case(name)) > 0
+    }
+
+    /// Ends the sessions of `user` on `hub` (the user was removed).
+    pub fn disconnect_user(&self, hub: &str, user: &str) -> usize {
+        self.close_sessions_where(|s| {
+            s.hub.name.eq_ignore_ascii_case(hub) && s.user.eq_ignore_ascii_case(user)
+        })
+    }
+
+    /// Removes matching sessions from the registry and detaches their
+    /// ports: the hub drops their queues, which ends their connections.
+    fn close_sessions_where(&self, matches: impl Fn(&SessionShared) -> bool) -> usize {
+        let mut sessions = self.lock_sessions();
+        let keys: Vec<[u8; 20]> = sessions
+            .live
+            .iter()
+            .filter(|(_, s)| matches(s))
+            .map(|(key, _)| *key)
+            .collect();
+        let mut closed = Vec::with_capacity(keys.len());
+        for key in &keys {
+            sessions.orphaned.remove(key);
+            if let Some(shared) = sessions.live.remove(key) {
+                shared.closed.store(true, Ordering::Release);
+                closed.push(shared);
+            }
+        }
+        drop(sessions);
+        for shared in &closed {
+            let _ = shared
+                .hub
+                .to_hub
+                .try_send(HubInput::Detach { port: shared.port });
+            self.release_counts(&shared.hub);
+        }
+        closed.len()
+    }
+
+    fn read_hubs(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<HubEntry>>> {
+        self.hubs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_hubs(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<HubEntry>>> {
+        self.hubs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn session_count(&self) -> usize {
@@ -167,6 +326,7 @@ impl Directory {
         &self,
         hub: &Arc<HubEntry>,
         welcome: &Welcome,
+        login: &LoginInfo<'_>,
     ) -> Result<Arc<SessionShared>, ErrorCode> {
         let port = PortId(self.next_port.fetch_add(1, Ordering::Relaxed));
         let (to_session, from_hub) = async_channel::bounded(self.limits.session_queue_batches);
@@ -174,6 +334,11 @@ impl Directory {
             hub: Arc::clone(hub),
             port,
             session_name: welcome.session_name.clone(),
+            user: login.user.to_owned(),
+            client: login.client,
+            established: Instant::now(),
+            counters: SessionCounters::default(),
+            closed: AtomicBool::new(false),
             from_hub,
             connections: AtomicU32::new(1),
             max_connections: welcome.max_connection.max(1),
@@ -237,7 +402,7 @@ impl Directory {
     /// kept for its timeout, for the client to resume; returns true then.
     pub fn leave_session(&self, session_key: &[u8; 20], shared: &Arc<SessionShared>) -> bool {
         let mut sessions = self.lock_sessions();
-        if shared.connections.fetch_sub(1, Ordering::AcqRel) != 1 {
+        if shared.connections.fetch_sub(1, Ordering::AcqRel) != 1 || shared.is_closed() {
             return false;
         }
         let grace = Duration::from_millis(u64::from(shared.timeout_ms));
@@ -311,13 +476,12 @@ impl Authenticator for LoginCheck<'_> {
         // Unknown user and wrong password look the same to the client (9),
         // as on the real server: no user enumeration.
         let stored = hub
-            .users
-            .get(&req.username.to_ascii_lowercase())
+            .stored_hash(&req.username)
             .ok_or(ErrorCode::AUTH_FAILED)?;
-        if !req.verify_password(stored, server_random) {
+        if !req.verify_password(&stored, server_random) {
             return Err(ErrorCode::AUTH_FAILED);
         }
-        self.hub = Some(Arc::clone(hub));
+        self.hub = Some(hub);
         Ok(SessionGrant::new(
             format!(
                 "SID-{}-{}",
@@ -352,14 +516,73 @@ mod tests {
 
     fn directory() -> (Directory, async_channel::Receiver<HubInput>, Arc<HubEntry>) {
         let (tx, rx) = async_channel::unbounded();
-        let mut dir = Directory::new(Limits {
+        let dir = Directory::new(Limits {
             max_sessions: 2,
             max_sessions_per_hub: 1,
             ..Limits::default()
         });
-        dir.add_hub("Hub1", [("Alice".to_owned(), [0u8; 20])], tx);
-        let hub = Arc::clone(dir.hub("HUB1").expect("case-insensitive hub lookup"));
+        dir.add_hub(
+            "Hub1",
+            [("Alice".to_owned(), [0u8; 20])],
+            tx,
+            Arc::default(),
+        );
+        let hub = dir.hub("HUB1").expect("case-insensitive hub lookup");
         (dir, rx, hub)
+    }
+
+    fn login() -> LoginInfo<'static> {
+        LoginInfo {
+            user: "alice",
+            client: "192.0.2.1:40000".parse().expect("literal address"),
+        }
+    }
+
+    #[test]
+    fn disconnect_ends_a_session_for_good() {
+        let (dir, rx, hub) = directory();
+        dir.reserve_session(&hub).expect("reserve");
+        let w = welcome(9);
+        let session = dir.open_reserved(&hub, &w, &login()).expect("open");
+        assert!(matches!(rx.try_recv(), Ok(HubInput::Attach { .. })));
+        assert_eq!(dir.sessions().len(), 1);
+        assert!(!dir.disconnect("SID-T-8"), "no such session");
+        assert!(dir.disconnect("sid-t-9"), "names match case-insensitively");
+        assert!(matches!(rx.try_recv(), Ok(HubInput::Detach { .. })));
+        assert!(session.is_closed());
+        assert_eq!(dir.session_count(), 0);
+        // Its connection leaving afterwards neither orphans nor double-counts.
+        assert!(!dir.leave_session(&w.session_key, &session));
+        assert_eq!(
+            dir.reap_orphans(Instant::now() + Duration::from_secs(60)),
+            0
+        );
+        assert_eq!(
+            dir.join_session(&w.session_key).err(),
+            Some(ErrorCode::SESSION_TIMEOUT)
+        );
+        assert!(dir.sessions().is_empty());
+    }
+
+    #[test]
+    fn removed_users_and_hubs_close_their_sessions() {
+        let (dir, rx, hub) = directory();
+        dir.reserve_session(&hub).expect("reserve");
+        dir.open_reserved(&hub, &welcome(1), &login())
+            .expect("open");
+        hub.set_users([("Bob".to_owned(), [1u8; 20])]);
+        assert!(!hub.has_user("alice") && hub.has_user("BOB"));
+        assert_eq!(dir.disconnect_user("hub1", "ALICE"), 1);
+        dir.reserve_session(&hub).expect("slot released");
+        dir.open_reserved(&hub, &welcome(2), &login())
+            .expect("open");
+        assert!(dir.remove_hub("HUB1").is_some());
+        assert!(dir.hub("hub1").is_none());
+        assert_eq!(dir.session_count(), 0);
+        let detaches = std::iter::from_fn(|| rx.try_recv().ok())
+            .filter(|m| matches!(m, HubInput::Detach { .. }))
+            .count();
+        assert_eq!(detaches, 2);
     }
 
     #[test]
@@ -374,7 +597,7 @@ mod tests {
         let (dir, rx, hub) = directory();
         dir.reserve_session(&hub).expect("reserve");
         let w = welcome(7);
-        let session = dir.open_reserved(&hub, &w).expect("open");
+        let session = dir.open_reserved(&hub, &w, &login()).expect("open");
         assert!(matches!(rx.try_recv(), Ok(HubInput::Attach { .. })));
         // Second connection joins; the cap (2) then refuses a third.
         let joined = dir.join_session(&w.session_key).expect("join");

@@ -6,7 +6,13 @@
 //! always attached before its first frame and detached after its last; a
 //! frame is never delivered to a port that has been detached.
 
-use std::{cell::RefCell, collections::HashMap, rc::Rc, thread::JoinHandle};
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    rc::Rc,
+    sync::{Arc, atomic::Ordering},
+    thread::JoinHandle,
+};
 
 use compio::{
     BufResult,
@@ -17,7 +23,10 @@ use ethergate_bridge::TapQueue;
 use ethergate_proto::data::Frames;
 use tracing::{debug, error, info, warn};
 
-use crate::switch::{Delivery, HubSwitch};
+use crate::{
+    counters::HubCounters,
+    switch::{Delivery, HubSwitch},
+};
 
 /// A hub port: a session (ids from 1) or the local bridge (0).
 pub use ethergate_hub::PortId;
@@ -33,6 +42,8 @@ pub enum HubInput {
     Frames { port: PortId, frames: Frames },
     /// The session's last connection closed.
     Detach { port: PortId },
+    /// New DHCP settings (config reload); `None` turns DHCP off.
+    SetDhcp(Option<Box<ethergate_hub::DhcpServerConfig>>),
 }
 
 /// Largest frame read from the tap: MTU 1500 + Ethernet + one VLAN tag,
@@ -50,7 +61,7 @@ struct Actor {
     /// Frames for the bridge, written after the burst. Swapped with the
     /// writer's spare container, so neither side allocates per frame.
     to_bridge: Frames,
-    dropped: u64,
+    counters: Arc<HubCounters>,
 }
 
 impl Actor {
@@ -67,7 +78,12 @@ impl Actor {
                 self.switch.port_removed(port);
                 debug!(hub = self.name, port = port.0, "port detached");
             }
+            HubInput::SetDhcp(config) => {
+                self.switch.set_dhcp(config.map(|c| *c));
+                self.counters.publish(self.switch.gauges());
+            }
             HubInput::Frames { port, frames } => {
+                self.counters.from_sessions.add_batch(&frames);
                 for frame in frames.iter() {
                     self.switch_frame(port, frame);
                 }
@@ -99,15 +115,23 @@ impl Actor {
             if frames.is_empty() {
                 continue;
             }
-            let sent = self
-                .sessions
-                .get(&port)
-                .is_some_and(|tx| tx.try_send(frames).is_ok());
-            if !sent {
-                self.dropped += 1;
+            let Some(tx) = self.sessions.get(&port) else {
+                continue;
+            };
+            let (count, bytes) = (frames.len() as u64, frame_bytes(&frames));
+            if tx.try_send(frames).is_ok() {
+                self.counters.to_sessions.add(count, bytes);
+            } else {
+                self.counters
+                    .session_batches_dropped
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
     }
+}
+
+fn frame_bytes(frames: &Frames) -> u64 {
+    frames.iter().map(|f| f.len() as u64).sum()
 }
 
 /// A running hub actor. Dropping the input sender (all of them) stops it.
@@ -123,6 +147,7 @@ pub fn spawn(
     switch: Box<dyn HubSwitch + Send>,
     tap_queues: Vec<TapQueue>,
     queue_len: usize,
+    counters: Arc<HubCounters>,
 ) -> std::io::Result<HubActor> {
     let (tx, rx) = async_channel::bounded::<HubInput>(queue_len);
     let name = name.to_owned();
@@ -136,7 +161,7 @@ pub fn spawn(
                     return;
                 }
             };
-            runtime.block_on(run(name, switch, tap_queues, rx));
+            runtime.block_on(run(name, switch, tap_queues, rx, counters));
         })?;
     Ok(HubActor { input: tx, thread })
 }
@@ -146,14 +171,16 @@ async fn run(
     switch: Box<dyn HubSwitch + Send>,
     tap_queues: Vec<TapQueue>,
     rx: async_channel::Receiver<HubInput>,
+    counters: Arc<HubCounters>,
 ) {
+    counters.publish(switch.gauges());
     let actor = Rc::new(RefCell::new(Actor {
         name: name.clone(),
         switch,
         sessions: HashMap::new(),
         outgoing: HashMap::new(),
         to_bridge: Frames::new(),
-        dropped: 0,
+        counters,
     }));
     let mut taps = Vec::new();
     for queue in tap_queues {
@@ -188,6 +215,7 @@ async fn run(
         }
         std::mem::swap(&mut actor.borrow_mut().to_bridge, &mut bridge_batch);
         if let Some(tap) = &writer {
+            actor.borrow().counters.to_bridge.add_batch(&bridge_batch);
             write_buf = write_to_tap(tap, &bridge_batch, write_buf).await;
         }
         bridge_batch.clear();
@@ -200,7 +228,9 @@ async fn run(
 async fn tick_loop(actor: Rc<RefCell<Actor>>) {
     loop {
         compio::time::sleep(crate::switch::TICK).await;
-        actor.borrow_mut().switch.tick();
+        let a = &mut *actor.borrow_mut();
+        a.switch.tick();
+        a.counters.publish(a.switch.gauges());
     }
 }
 
@@ -218,6 +248,7 @@ async fn tap_reader(tap: Rc<AsyncFd<TapQueue>>, actor: Rc<RefCell<Actor>>) {
                 {
                     let mut a = actor.borrow_mut();
                     if let Some(frame) = buf.get(..n) {
+                        a.counters.from_bridge.add(1, frame.len() as u64);
                         a.switch_frame(PortId::BRIDGE, frame);
                     }
                     a.flush_sessions();
@@ -225,6 +256,7 @@ async fn tap_reader(tap: Rc<AsyncFd<TapQueue>>, actor: Rc<RefCell<Actor>>) {
                 }
                 // DHCP answers to the bridge side are rare but possible.
                 if !bridge_batch.is_empty() {
+                    actor.borrow().counters.to_bridge.add_batch(&bridge_batch);
                     write_buf = write_to_tap(&tap, &bridge_batch, write_buf).await;
                     bridge_batch.clear();
                 }

@@ -12,6 +12,7 @@ use ethergate_hub::{DhcpLease, Forward, Hub, PortPolicy, Timestamp, format_lease
 use tracing::{info, warn};
 
 use crate::{
+    counters::SwitchGauges,
     hub_actor::PortId,
     switch::{Delivery, HubSwitch},
     tls::write_atomically,
@@ -94,6 +95,19 @@ impl HubSwitch for LearningHub {
     fn tick(&mut self) {
         // The hub only sweeps on its own when a limit is hit.
         self.hub.expire(now());
+    }
+
+    fn set_dhcp(&mut self, config: Option<ethergate_hub::DhcpServerConfig>) {
+        let report = self.hub.set_dhcp(config, now());
+        info!(hub = self.hub.name(), ?report, "DHCP settings replaced");
+        self.persist_if_changed();
+    }
+
+    fn gauges(&self) -> SwitchGauges {
+        SwitchGauges {
+            mac_entries: self.hub.mac_table().len() as u64,
+            dhcp_leases: self.hub.dhcp().map(|d| d.snapshot().len() as u64),
+        }
     }
 
     fn forward(&mut self, ingress: PortId, frame: &[u8], deliver: &mut dyn FnMut(Delivery<'_>)) {

@@ -7,6 +7,7 @@
 //! See docs/decisions/0002-vpn-server-runtime.md for the threading model.
 
 pub mod connection;
+pub mod counters;
 pub mod directory;
 pub mod hub_actor;
 pub mod ktls;

@@ -2,7 +2,7 @@
 //! (sans-IO, in `ethergate-hub`): the actor hands every frame with its
 //! ingress port to a [`HubSwitch`], which says where copies go.
 
-use crate::hub_actor::PortId;
+use crate::{counters::SwitchGauges, hub_actor::PortId};
 
 /// One copy of a frame and where it goes.
 pub enum Delivery<'a> {
@@ -20,6 +20,14 @@ pub trait HubSwitch {
     fn forward(&mut self, ingress: PortId, frame: &[u8], deliver: &mut dyn FnMut(Delivery<'_>));
     /// Periodic housekeeping (MAC aging); called every [`TICK`].
     fn tick(&mut self) {}
+    /// New DHCP settings from a reload.
+    fn set_dhcp(&mut self, config: Option<ethergate_hub::DhcpServerConfig>) {
+        let _ = config;
+    }
+    /// Table sizes for status; called after each tick.
+    fn gauges(&self) -> SwitchGauges {
+        SwitchGauges::default()
+    }
 }
 
 /// How often the hub actor calls [`HubSwitch::tick`].

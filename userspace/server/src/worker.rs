@@ -25,12 +25,45 @@ use crate::{connection, directory::Directory};
 const LISTEN_BACKLOG: i32 = 1024;
 
 /// Counters shared by all workers.
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct Stats {
     pub logins_ok: AtomicU64,
-    pub logins_failed: AtomicU64,
+    /// Refused logins by SoftEther error code (index; the last slot
+    /// collects codes past the table).
+    logins_failed: [AtomicU64; FAILURE_CODES],
     /// Frame batches dropped because the hub's queue was full.
     pub batches_dropped: AtomicU64,
+}
+
+const FAILURE_CODES: usize = 64;
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            logins_ok: AtomicU64::new(0),
+            logins_failed: std::array::from_fn(|_| AtomicU64::new(0)),
+            batches_dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Stats {
+    pub fn login_failed(&self, code: ethergate_proto::ErrorCode) {
+        let slot = (code.0 as usize).min(FAILURE_CODES - 1);
+        self.logins_failed[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Refused logins so far, by error code (codes with a count only).
+    pub fn logins_failed(&self) -> Vec<(ethergate_proto::ErrorCode, u64)> {
+        self.logins_failed
+            .iter()
+            .enumerate()
+            .filter_map(|(code, n)| {
+                let n = n.load(std::sync::atomic::Ordering::Relaxed);
+                (n > 0).then_some((ethergate_proto::ErrorCode(code as u32), n))
+            })
+            .collect()
+    }
 }
 
 /// What one worker thread serves connections with.

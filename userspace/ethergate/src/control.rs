@@ -1,0 +1,314 @@
+//! The running appliance as one object the operator surfaces share: the
+//! admin socket, the metrics endpoint and the signal loop each lock it to
+//! read a status, reload the config or end a session.
+
+use std::{path::PathBuf, sync::atomic::Ordering, time::Instant};
+
+use anyhow::{Context, Result};
+use ethergate_admin::model::{
+    Attachment, ClassCounter, ConfigStatus, HubStatus, NatStatus, Readiness, ServerStatus,
+    SessionStatus, Status, Traffic,
+};
+use ethergate_common::{DropReason, NatEvent, ProtoClass, Verdict};
+use ethergate_config::Config;
+use ethergate_dataplane::Dataplane;
+use ethergate_server::ktls::KtlsSupport;
+use tracing::{info, warn};
+
+use crate::{appliance::Appliance, reload};
+
+pub struct Control {
+    pub config_path: Option<PathBuf>,
+    pub config: Config,
+    pub appliance: Appliance,
+    pub dataplane: Dataplane,
+    started: Instant,
+    reloads: u64,
+    reload_failures: u64,
+    last_reload_error: Option<String>,
+}
+
+impl Control {
+    pub fn new(
+        config_path: Option<PathBuf>,
+        config: Config,
+        appliance: Appliance,
+        dataplane: Dataplane,
+    ) -> Self {
+        Self {
+            config_path,
+            config,
+            appliance,
+            dataplane,
+            started: Instant::now(),
+            reloads: 0,
+            reload_failures: 0,
+            last_reload_error: None,
+        }
+    }
+
+    /// Re-reads the config file and applies it, or changes nothing and
+    /// says why. Returns the list of changes applied.
+    pub fn reload(&mut self) -> Result<Vec<String>> {
+        let result = self.try_reload();
+        match &result {
+            Ok(changes) => {
+                self.reloads += 1;
+                self.last_reload_error = None;
+                info!(?changes, "config reloaded");
+            }
+            Err(e) => {
+                self.reload_failures += 1;
+                self.last_reload_error = Some(format!("{e:#}"));
+                warn!("reload refused, running config kept: {e:#}");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&mut self) -> Result<Vec<String>> {
+        let Some(path) = &self.config_path else {
+            anyhow::bail!("serve runs the embedded default config; there is no file to re-read");
+        };
+        let mut new = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Command-line overrides stay in force across reloads.
+        new.server.state_dir = self.config.server.state_dir.clone();
+        let plan = reload::plan(&self.config, &new)
+            .map_err(|reasons| anyhow::anyhow!("nothing applied: {}", reasons.join("; ")))?;
+        let changes = plan.describe();
+        self.apply(plan)?;
+        self.config = new;
+        Ok(changes)
+    }
+
+    fn apply(&mut self, plan: reload::Plan) -> Result<()> {
+        let mut added: Vec<String> = Vec::new();
+        for hub in &plan.add_hubs {
+            if let Err(e) = self.appliance.add_hub(hub) {
+                for name in &added {
+                    self.appliance.remove_hub(name);
+                }
+                return Err(e.context(format!("hub {:?}: nothing applied", hub.name)));
+            }
+            added.push(hub.name.clone());
+        }
+        if let Some(nat) = &plan.nat
+            && let Err(e) = self.dataplane.apply_nat(nat)
+        {
+            for name in &added {
+                self.appliance.remove_hub(name);
+            }
+            if let Some(old) = &self.config.nat {
+                // Put the old rules back; flows were never touched.
+                let _ = self.dataplane.apply_nat(old);
+            }
+            return Err(anyhow::Error::new(e).context("writing NAT rules: nothing applied"));
+        }
+        for hub in &plan.users {
+            let closed = self.appliance.set_users(hub);
+            if closed > 0 {
+                info!(hub = hub.name, closed, "sessions of removed users closed");
+            }
+        }
+        for hub in &plan.dhcp {
+            self.appliance
+                .set_dhcp(hub)
+                .with_context(|| format!("hub {:?}: DHCP", hub.name))?;
+        }
+        for name in &plan.remove_hubs {
+            self.appliance.remove_hub(name);
+        }
+        Ok(())
+    }
+
+    pub fn disconnect(&self, session: &str) -> bool {
+        self.appliance.server.directory.disconnect(session)
+    }
+
+    pub fn status(&self) -> Status {
+        let server = &self.appliance.server;
+        let directory = &server.directory;
+        let stats = &server.stats;
+        let hubs: Vec<HubStatus> = self
+            .appliance
+            .hubs
+            .values()
+            .map(|running| {
+                let c = &running.counters;
+                let entry = directory.hub(&running.config.name);
+                HubStatus {
+                    name: running.config.name.clone(),
+                    bridge: running.config.bridge.as_str().to_owned(),
+                    bridge_address: running.config.bridge_address.to_string(),
+                    users: entry.as_ref().map_or(0, |e| e.user_count()),
+                    sessions: entry.as_ref().map_or(0, |e| e.session_count()),
+                    mac_entries: c.mac_entries.load(Ordering::Relaxed),
+                    dhcp_leases: c.dhcp_leases(),
+                    from_sessions: traffic(&c.from_sessions),
+                    to_sessions: traffic(&c.to_sessions),
+                    from_bridge: traffic(&c.from_bridge),
+                    to_bridge: traffic(&c.to_bridge),
+                    session_batches_dropped: c.session_batches_dropped.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        let now = Instant::now();
+        let sessions = directory
+            .sessions()
+            .into_iter()
+            .map(|view| {
+                let s = &view.shared;
+                SessionStatus {
+                    name: s.session_name.clone(),
+                    hub: s.hub.name.clone(),
+                    user: s.user.clone(),
+                    client: s.client.to_string(),
+                    connections: s.connections(),
+                    max_connections: s.max_connections,
+                    age_secs: now.saturating_duration_since(s.established).as_secs(),
+                    orphaned: view.orphaned,
+                    received: traffic(&s.counters.received),
+                    sent: traffic(&s.counters.sent),
+                }
+            })
+            .collect();
+        let logins_failed = stats
+            .logins_failed()
+            .into_iter()
+            .map(|(code, n)| (failure_reason(code), n))
+            .collect();
+        let nat = self.nat_status();
+        let ready = self.readiness(&hubs);
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            config: ConfigStatus {
+                path: self.config_path.as_ref().map(|p| p.display().to_string()),
+                reloads: self.reloads,
+                reload_failures: self.reload_failures,
+                last_reload_error: self.last_reload_error.clone(),
+            },
+            server: ServerStatus {
+                listen: self
+                    .config
+                    .server
+                    .listen
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                workers: server.workers,
+                tls_mode: self.appliance.ktls.session_mode().to_owned(),
+                ktls: match &self.appliance.ktls {
+                    KtlsSupport::Available => "the kernel offers the tls ULP".to_owned(),
+                    KtlsSupport::Unavailable(why) => format!("kTLS unavailable: {why}"),
+                },
+                certificate: format!("{:?}", self.appliance.certificate),
+                pending_handshakes: directory.pending_handshakes.load(Ordering::Relaxed) as u64,
+                logins_ok: stats.logins_ok.load(Ordering::Relaxed),
+                logins_failed,
+                batches_dropped: stats.batches_dropped.load(Ordering::Relaxed),
+            },
+            hubs,
+            sessions,
+            nat,
+            ready,
+        }
+    }
+
+    fn nat_status(&self) -> Option<NatStatus> {
+        let nat = self.config.nat.as_ref()?;
+        let mut attachments = Vec::new();
+        if let Some((interface, mode)) = self.dataplane.uplink_attachment() {
+            attachments.push(Attachment {
+                interface: interface.to_owned(),
+                role: "uplink".to_owned(),
+                mode: mode.name().to_owned(),
+            });
+        }
+        for (interface, mode) in self.dataplane.inside_attachments() {
+            attachments.push(Attachment {
+                interface: interface.to_owned(),
+                role: "inside".to_owned(),
+                mode: mode.name().to_owned(),
+            });
+        }
+        let mut status = NatStatus {
+            uplink: nat.uplink.as_str().to_owned(),
+            attachments,
+            active_flows: self.dataplane.nat_flows().len() as u64,
+            max_flows: u64::from(nat.limits.max_flows),
+            ..NatStatus::default()
+        };
+        match self.dataplane.counters() {
+            Ok(snapshot) => {
+                for class in ProtoClass::ALL {
+                    for verdict in Verdict::ALL {
+                        let c = snapshot.total(class, verdict);
+                        if c.packets > 0 {
+                            status.uplink_packets.push(ClassCounter {
+                                class: class.name().to_owned(),
+                                verdict: verdict.name().to_owned(),
+                                packets: c.packets,
+                                bytes: c.bytes,
+                            });
+                        }
+                    }
+                }
+                for event in NatEvent::ALL {
+                    status
+                        .events
+                        .insert(event.name().to_owned(), snapshot.nat_event(event));
+                }
+                for reason in DropReason::ALL {
+                    status
+                        .drops
+                        .insert(reason.name().to_owned(), snapshot.nat_drop(reason));
+                }
+            }
+            Err(e) => warn!("cannot read data-plane counters: {e}"),
+        }
+        Some(status)
+    }
+
+    fn readiness(&self, hubs: &[HubStatus]) -> Readiness {
+        let mut problems = Vec::new();
+        for (name, running) in &self.appliance.hubs {
+            if running.actor.thread.is_finished() {
+                problems.push(format!("hub {name}: its thread has stopped"));
+            }
+        }
+        for hub in hubs {
+            if !interface_is_up(&hub.bridge) {
+                problems.push(format!("bridge {} is not up", hub.bridge));
+            }
+        }
+        if let Some(nat) = &self.config.nat
+            && self.dataplane.uplink_attachment().is_none()
+        {
+            problems.push(format!("no program attached to uplink {}", nat.uplink));
+        }
+        Readiness { problems }
+    }
+}
+
+fn traffic(t: &ethergate_server::counters::Traffic) -> Traffic {
+    let (frames, bytes) = t.get();
+    Traffic { frames, bytes }
+}
+
+/// Prometheus-friendly reason for a SoftEther error code.
+fn failure_reason(code: ethergate_proto::ErrorCode) -> String {
+    code.name().map_or_else(
+        || format!("code_{}", code.0),
+        |name| name.trim_start_matches("ERR_").to_ascii_lowercase(),
+    )
+}
+
+/// IFF_UP from sysfs; the tap lives in our network namespace.
+fn interface_is_up(name: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/flags"))
+        .ok()
+        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+        .is_some_and(|flags| flags & 1 != 0)
+}

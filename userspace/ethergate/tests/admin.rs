@@ -1,0 +1,316 @@
+//! The operator surface of a running `ethergate serve`, used as operators
+//! use it: `ethergate status` (text and JSON), `ethergate reload` and
+//! SIGHUP (accepted, refused for a bad file with its line, refused for a
+//! restart-only change), `ethergate session disconnect`, and the metrics
+//! endpoint (`/metrics`, `/healthz`, `/readyz`) — with real sessions from
+//! `ethergate client` in the recipe's namespaces.
+//! Needs root; run with `--test-threads=1`.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use ethergate_netns::{Process, Topology};
+use serde_json::Value;
+
+mod common;
+use common::{BIN, recipe_topology, start_serve, wait_for, write_recipe_config};
+
+const SERVER: &str = "198.51.100.1:443";
+const METRICS: &str = "127.0.0.1:9464";
+
+struct Setup {
+    topo: Topology,
+    state: PathBuf,
+    config: PathBuf,
+    socket: String,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let topo = recipe_topology();
+        let state = std::env::temp_dir().join(format!("{}-admin", topo.prefix()));
+        std::fs::create_dir_all(&state).expect("state dir");
+        let config = write_recipe_config(&state, "password = \"first-pass\"");
+        let socket = state.join("admin.sock").display().to_string();
+        let setup = Setup {
+            topo,
+            state,
+            config,
+            socket,
+        };
+        setup.write_config(&[]);
+        setup
+    }
+
+    /// The recipe config with the metrics endpoint on, plus `extra` users.
+    fn write_config(&self, extra_users: &[(&str, &str)]) {
+        let mut text = std::fs::read_to_string(&self.config).expect("config");
+        text = text.replace("metrics = \"off\"", &format!("metrics = \"{METRICS}\""));
+        if let Some(cut) = text.find("\n[[hub.user]]\nname = \"second\"") {
+            text.truncate(cut + 1);
+        }
+        for (name, password) in extra_users {
+            text.push_str(&format!(
+                "\n[[hub.user]]\nname = \"{name}\"\npassword = \"{password}\"\n"
+            ));
+        }
+        std::fs::write(&self.config, text).expect("config");
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(BIN)
+            .args(args)
+            .args(["--socket", &self.socket])
+            .output()
+            .expect("ethergate cli")
+    }
+
+    fn status(&self) -> Value {
+        let out = self.cli(&["status", "-o", "json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    fn client(&self, user: &str, password: &str, tap: &str, address: &str) -> Process {
+        let file = self.state.join(format!("{user}.password"));
+        std::fs::write(&file, format!("{password}\n")).expect("password file");
+        let file = file.display().to_string();
+        self.topo
+            .spawn(
+                "client",
+                &[
+                    BIN,
+                    "client",
+                    "--server",
+                    SERVER,
+                    "--hub",
+                    "mikalab",
+                    "--user",
+                    user,
+                    "--password-file",
+                    &file,
+                    "--tap",
+                    tap,
+                    "--address",
+                    address,
+                ],
+            )
+            .expect("ethergate client")
+    }
+
+    fn http(&self, path: &str) -> ethergate_netns::CommandOutput {
+        let url = format!("http://{METRICS}{path}");
+        self.topo
+            .run("nat", &["curl", "-sS", "-i", "--max-time", "5", &url])
+            .expect("curl in nat")
+    }
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn sessions(status: &Value) -> Vec<Value> {
+    status["sessions"].as_array().cloned().unwrap_or_default()
+}
+
+fn session_names(status: &Value) -> Vec<String> {
+    sessions(status)
+        .iter()
+        .filter_map(|s| s["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Polls `status` until `check` holds (the data path updates counters
+/// asynchronously); panics with the last status after `timeout`.
+fn wait_status(setup: &Setup, timeout: Duration, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = setup.status();
+        if check(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached; last status:\n{status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn status_reload_disconnect_and_metrics_on_a_live_appliance() {
+    let setup = Setup::new();
+    let mut serve = start_serve(&setup.topo, &setup.config);
+    wait_for(
+        &mut serve,
+        "admin socket and metrics up",
+        Duration::from_secs(10),
+    );
+
+    // A fresh appliance: ready, one hub, no session, its modes named.
+    let status = setup.status();
+    assert_eq!(status["hubs"][0]["name"], "mikalab", "{status:#}");
+    assert_eq!(status["hubs"][0]["bridge"], "tap_00");
+    assert!(sessions(&status).is_empty());
+    assert!(
+        status["ready"]["problems"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{status:#}"
+    );
+    assert!(
+        !status["server"]["tls_mode"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty()
+    );
+    let text = setup.cli(&["status"]);
+    let text_out = String::from_utf8_lossy(&text.stdout);
+    assert!(text_out.contains("mikalab on tap_00"), "{text_out}");
+    assert!(text_out.contains("ready"), "{text_out}");
+
+    // A session with traffic shows up with its user and counters.
+    let mut first = setup.client("tsumura", "first-pass", "vpn_eg0", "192.168.30.250/24");
+    wait_for(&mut first, "session established", Duration::from_secs(20));
+    let ping = setup
+        .topo
+        .run(
+            "client",
+            &["ping", "-c", "3", "-i", "0.2", "-W", "2", "192.168.30.1"],
+        )
+        .expect("ping");
+    assert!(ping.success, "ping through the tunnel: {}", ping.stdout);
+    let status = wait_status(&setup, Duration::from_secs(10), |s| {
+        sessions(s)
+            .first()
+            .is_some_and(|x| x["received"]["frames"].as_u64() >= Some(3))
+    });
+    let session = &sessions(&status)[0];
+    assert_eq!(session["user"], "tsumura", "{status:#}");
+    assert!(
+        session["client"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("198.51.100.2:")
+    );
+    assert!(session["sent"]["frames"].as_u64() >= Some(3), "{status:#}");
+    assert!(status["hubs"][0]["from_sessions"]["frames"].as_u64() >= Some(3));
+    assert!(status["hubs"][0]["to_bridge"]["frames"].as_u64() >= Some(3));
+    assert_eq!(status["server"]["logins_ok"], 1);
+    let first_name = session["name"].as_str().expect("session name").to_owned();
+
+    // A refused login is counted by reason.
+    let mut wrong = setup.client("tsumura", "not-it", "vpn_eg9", "192.168.30.249/24");
+    assert_eq!(wrong.wait_timeout(Duration::from_secs(20)), Some(Some(1)));
+    let status = setup.status();
+    assert_eq!(
+        status["server"]["logins_failed"]["auth_failed"], 1,
+        "{status:#}"
+    );
+
+    // Metrics and health on the configured address.
+    let metrics = setup.http("/metrics");
+    assert!(
+        metrics.stdout.starts_with("HTTP/1.1 200"),
+        "{}",
+        metrics.stdout
+    );
+    for needle in [
+        "ethergate_sessions{hub=\"mikalab\"} 1",
+        "ethergate_logins_total 1",
+        "ethergate_login_failures_total{reason=\"auth_failed\"} 1",
+        "ethergate_ready 1",
+        "ethergate_hub_frames_total{hub=\"mikalab\",direction=\"from_sessions\"}",
+    ] {
+        assert!(
+            metrics.stdout.contains(needle),
+            "{needle} missing:\n{}",
+            metrics.stdout
+        );
+    }
+    assert!(setup.http("/healthz").stdout.starts_with("HTTP/1.1 200"));
+    assert!(setup.http("/readyz").stdout.contains("ready"));
+    assert!(setup.http("/nope").stdout.starts_with("HTTP/1.1 404"));
+
+    // Reload adds a user; the running session is untouched.
+    setup.write_config(&[("second", "second-pass")]);
+    let out = setup.cli(&["reload"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("users replaced"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut second = setup.client("second", "second-pass", "vpn_eg1", "192.168.30.251/24");
+    wait_for(&mut second, "session established", Duration::from_secs(20));
+    let status = setup.status();
+    assert!(session_names(&status).contains(&first_name), "{status:#}");
+    assert_eq!(status["hubs"][0]["users"], 2);
+
+    // A broken file is refused with its line; nothing changes.
+    let good = std::fs::read_to_string(&setup.config).expect("config");
+    std::fs::write(
+        &setup.config,
+        format!("{good}\n[[hub.user]]\nname = \"x\"\nbogus = 1\n"),
+    )
+    .expect("config");
+    let out = setup.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let why = stderr(&out);
+    assert!(
+        why.contains("ethergate.toml:") && why.contains("unknown key \"bogus\""),
+        "the refusal names file, line and reason: {why}"
+    );
+    // So is a change that needs a restart, naming it.
+    std::fs::write(
+        &setup.config,
+        good.replace("198.51.100.1:992", "198.51.100.1:993"),
+    )
+    .expect("config");
+    let out = setup.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("listen"), "{}", stderr(&out));
+    let status = setup.status();
+    assert_eq!(status["config"]["reload_failures"], 2, "{status:#}");
+    assert_eq!(sessions(&status).len(), 2, "{status:#}");
+
+    // SIGHUP with "second" removed: its session ends, the first stays.
+    std::fs::write(&setup.config, &good).expect("config");
+    setup.write_config(&[]);
+    serve
+        .signal(nix::sys::signal::Signal::SIGHUP)
+        .expect("SIGHUP");
+    let status = wait_status(&setup, Duration::from_secs(10), |s| {
+        s["config"]["reloads"] == 2 && sessions(s).len() == 1
+    });
+    assert_eq!(session_names(&status), vec![first_name.clone()]);
+    assert!(status["config"]["last_reload_error"].is_null());
+
+    // An operator ends the first session by name.
+    let out = setup.cli(&["session", "disconnect", &first_name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = setup.status();
+    assert!(!session_names(&status).contains(&first_name), "{status:#}");
+    let out = setup.cli(&["session", "disconnect", "SID-NOBODY-1"]);
+    assert_eq!(out.status.code(), Some(1));
+
+    drop(second);
+    drop(first);
+    assert_eq!(serve.stop(), Some(0), "{}", serve.log());
+    assert!(
+        !Path::new(&setup.socket).exists(),
+        "admin socket left behind"
+    );
+    let out = setup.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "no serve: runtime failure");
+    assert!(stderr(&out).contains("admin socket"), "{}", stderr(&out));
+}

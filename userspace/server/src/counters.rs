@@ -1,0 +1,82 @@
+//! Counters the admin surface reads while the data path runs: plain relaxed
+//! atomics, each written by one thread (a hub actor or a session's
+//! connections) and read by the status snapshot. Counts are bumped per
+//! batch, not per frame, so they cost nothing measurable.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ethergate_proto::data::Frames;
+
+/// Frames and bytes in one direction.
+#[derive(Default, Debug)]
+pub struct Traffic {
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl Traffic {
+    pub fn add(&self, frames: u64, bytes: u64) {
+        self.frames.fetch_add(frames, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn add_batch(&self, batch: &Frames) {
+        let bytes: usize = batch.iter().map(<[u8]>::len).sum();
+        self.add(batch.len() as u64, bytes as u64);
+    }
+
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.frames.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// One hub's traffic and gauges, shared by its actor and the directory.
+#[derive(Default, Debug)]
+pub struct HubCounters {
+    pub from_sessions: Traffic,
+    pub to_sessions: Traffic,
+    pub from_bridge: Traffic,
+    pub to_bridge: Traffic,
+    /// Batches for a session dropped because its queue was full.
+    pub session_batches_dropped: AtomicU64,
+    pub mac_entries: AtomicU64,
+    /// Bound DHCP leases; [`NO_DHCP`] when the hub has no DHCP server.
+    pub dhcp_leases: AtomicU64,
+}
+
+pub const NO_DHCP: u64 = u64::MAX;
+
+/// One session's traffic, over all its connections.
+#[derive(Default, Debug)]
+pub struct SessionCounters {
+    /// Client → hub.
+    pub received: Traffic,
+    /// Hub → client.
+    pub sent: Traffic,
+}
+
+/// What a hub's switch reports for status, refreshed by the actor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SwitchGauges {
+    pub mac_entries: u64,
+    pub dhcp_leases: Option<u64>,
+}
+
+impl HubCounters {
+    pub fn publish(&self, gauges: SwitchGauges) {
+        self.mac_entries
+            .store(gauges.mac_entries, Ordering::Relaxed);
+        self.dhcp_leases
+            .store(gauges.dhcp_leases.unwrap_or(NO_DHCP), Ordering::Relaxed);
+    }
+
+    pub fn dhcp_leases(&self) -> Option<u64> {
+        match self.dhcp_leases.load(Ordering::Relaxed) {
+            NO_DHCP => None,
+            n => Some(n),
+        }
+    }
+}
