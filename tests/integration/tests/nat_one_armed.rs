@@ -1,0 +1,202 @@
+//! One-armed SNAT with real traffic, as on a cloud NAT instance: the
+//! appliance has a single interface; the VPC router sends the private
+//! subnet's default route to it, and translated packets leave through the
+//! same interface (`XDP_TX` both ways).
+//!
+//! ```text
+//! private (10.0.1.26) — vpcrouter (10.0.1.1 | 203.0.113.254 | 198.18.0.1) — internet (198.18.0.10)
+//!                                        │
+//!                                 nat (eth0 203.0.113.1, the only interface)
+//! ```
+//!
+//! No ping warms the neighbour cache first: the gateway's managed
+//! neighbour entry (made by `apply_nat`) must be enough, and no new flow
+//! may be dropped as `no_neighbour`. `iptables-save` and
+//! `nft list ruleset` in `nat` stay empty.
+
+use std::{
+    io::{Read, Write},
+    net::TcpListener,
+    str::FromStr,
+    time::{Duration, Instant},
+};
+
+use ethergate_common::{DropReason, NatEvent};
+use ethergate_config::{
+    InterfaceName, Ipv4Cidr, Nat, NatLimits, NatTimeouts, SnatRule, SnatTarget,
+};
+use ethergate_dataplane::Dataplane;
+use ethergate_netns::{Endpoint, Topology};
+
+fn topology() -> Topology {
+    let topo = Topology::builder()
+        .namespace("private")
+        .namespace("vpcrouter")
+        .namespace("nat")
+        .namespace("internet")
+        .sysctl_everywhere("net.ipv6.conf.default.disable_ipv6", "1")
+        .sysctl("nat", "net.ipv4.ip_forward", "1")
+        .sysctl("vpcrouter", "net.ipv4.ip_forward", "1")
+        // The router sends the appliance's own translated packets back out
+        // of the interface they came in on: no redirects, please.
+        .sysctl("vpcrouter", "net.ipv4.conf.all.send_redirects", "0")
+        .veth(
+            Endpoint::new("private", "eth0", &["10.0.1.26/24"]),
+            Endpoint::new("vpcrouter", "priv", &["10.0.1.1/24"]),
+        )
+        .veth(
+            Endpoint::new("nat", "eth0", &["203.0.113.1/24"]),
+            Endpoint::new("vpcrouter", "pub", &["203.0.113.254/24"]),
+        )
+        .veth(
+            Endpoint::new("internet", "eth0", &["198.18.0.10/24"]),
+            Endpoint::new("vpcrouter", "inet", &["198.18.0.1/24"]),
+        )
+        .route("private", "default via 10.0.1.1")
+        .route("internet", "default via 198.18.0.1")
+        .route("nat", "default via 203.0.113.254")
+        .route("nat", "10.0.1.0/24 via 203.0.113.254")
+        .build()
+        .expect("build topology (run as root)");
+    // The private subnet's route table (a VPC router routes by the
+    // subnet a packet comes from): everything not local goes to the NAT.
+    topo.ip(
+        "vpcrouter",
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            "203.0.113.1",
+            "table",
+            "100",
+        ],
+    )
+    .expect("private subnet route table");
+    topo.ip(
+        "vpcrouter",
+        &["rule", "add", "iif", "priv", "lookup", "100"],
+    )
+    .expect("private subnet rule");
+    topo
+}
+
+fn nat_config() -> Nat {
+    Nat {
+        uplink: InterfaceName::new("eth0").expect("name"),
+        inside: Vec::new(),
+        snat: vec![SnatRule {
+            source: Ipv4Cidr::from_str("10.0.0.0/16").expect("cidr"),
+            to: SnatTarget::Masquerade,
+        }],
+        dnat: Vec::new(),
+        timeouts: NatTimeouts::default(),
+        limits: NatLimits::default(),
+    }
+}
+
+/// Waits until the kernel has resolved `gateway` in `nat` (the managed
+/// entry's first probe is asynchronous). Polls; asserts nothing about time.
+fn wait_resolved(topo: &Topology, gateway: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let neigh = topo
+            .exec("nat", &["ip", "neigh", "show", gateway])
+            .expect("ip neigh")
+            .stdout;
+        if neigh.contains("lladdr") {
+            assert!(neigh.contains("managed"), "not a managed entry: {neigh}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{gateway} never resolved: {neigh}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn private_reaches_internet_through_one_interface() {
+    let topo = topology();
+    for ns in ["private", "internet"] {
+        topo.exec(
+            ns,
+            &[
+                "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
+            ],
+        )
+        .expect("ethtool");
+    }
+    let mut dp = Dataplane::load().expect("load eBPF (run as root)");
+    topo.enter("nat", || dp.apply_nat(&nat_config()))
+        .expect("enter nat")
+        .expect("apply [nat]");
+    // XDP_TX on a veth delivers only if the peer runs XDP (decision 0003).
+    topo.enter("vpcrouter", || dp.attach_redirect_peer("pub"))
+        .expect("enter")
+        .expect("redirect_peer");
+    assert_eq!(
+        dp.gateway_neighbours().expect("managed neighbours"),
+        ["203.0.113.254".parse::<std::net::Ipv4Addr>().expect("ip")]
+    );
+    wait_resolved(&topo, "203.0.113.254");
+
+    let listener = topo
+        .enter("internet", || {
+            TcpListener::bind("198.18.0.10:8080").expect("bind")
+        })
+        .expect("enter internet");
+    let server = std::thread::spawn(move || {
+        let (mut stream, peer) = listener.accept().expect("accept");
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).expect("read");
+        let body = format!("{}\n", peer.ip());
+        let response = format!(
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).expect("respond");
+    });
+    let seen = topo
+        .exec(
+            "private",
+            &["curl", "-sS", "--max-time", "5", "http://198.18.0.10:8080/"],
+        )
+        .expect("curl through one-armed SNAT");
+    server.join().expect("server");
+    assert_eq!(seen.stdout.trim(), "203.0.113.1");
+    topo.exec(
+        "private",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.10"],
+    )
+    .expect("ping through one-armed SNAT");
+
+    let c = dp.counters().expect("counters");
+    assert_eq!(c.nat_event(NatEvent::FlowCreated), 2, "tcp + echo");
+    assert!(c.nat_event(NatEvent::TranslatedOut) >= 6);
+    assert!(c.nat_event(NatEvent::TranslatedIn) >= 6);
+    for reason in DropReason::ALL {
+        assert_eq!(c.nat_drop(reason), 0, "{reason:?}");
+    }
+    // Both directions left by XDP_TX: nothing was redirected elsewhere.
+    assert!(
+        c.total(
+            ethergate_common::ProtoClass::Tcp4,
+            ethergate_common::Verdict::Tx
+        )
+        .packets
+            >= 6
+    );
+    let iptables = topo.exec("nat", &["iptables-save"]).expect("iptables-save");
+    assert!(
+        iptables
+            .stdout
+            .lines()
+            .all(|l| l.trim().is_empty() || l.starts_with('#')),
+        "{}",
+        iptables.stdout
+    );
+    let nft = topo.exec("nat", &["nft", "list", "ruleset"]).expect("nft");
+    assert!(nft.stdout.trim().is_empty(), "{}", nft.stdout);
+}
