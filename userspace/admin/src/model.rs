@@ -41,6 +41,9 @@ pub struct ServerStatus {
     pub tls_mode: String,
     /// Why kTLS is or is not used, as detected at start.
     pub ktls: String,
+    /// Connections by the TLS mode they ended up in ("kernel",
+    /// "userspace", "fell_back", "failed").
+    pub tls_connections: BTreeMap<String, u64>,
     pub certificate: String,
     pub pending_handshakes: u64,
     pub logins_ok: u64,

@@ -56,6 +56,14 @@ pub fn render(s: &Status) -> String {
         "TLS record layer in use (1 for the active mode).",
     );
     m.sample("ethergate_tls_mode", &[("mode", &s.server.tls_mode)], 1);
+    m.family(
+        "ethergate_tls_connections_total",
+        "counter",
+        "Connections by the TLS mode they ran in (kernel, userspace, fell_back, failed).",
+    );
+    for (mode, n) in &s.server.tls_connections {
+        m.sample("ethergate_tls_connections_total", &[("mode", mode)], *n);
+    }
     m.single(
         "ethergate_pending_handshakes",
         "gauge",

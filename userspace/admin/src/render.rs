@@ -36,6 +36,15 @@ pub fn status(s: &Status) -> String {
         s.server.workers
     );
     let _ = writeln!(out, "tls         {} — {}", s.server.tls_mode, s.server.ktls);
+    if !s.server.tls_connections.is_empty() {
+        let modes: Vec<String> = s
+            .server
+            .tls_connections
+            .iter()
+            .map(|(mode, n)| format!("{mode} {n}"))
+            .collect();
+        let _ = writeln!(out, "            connections: {}", modes.join(", "));
+    }
     let failed: u64 = s.server.logins_failed.values().sum();
     let _ = write!(
         out,

@@ -84,7 +84,15 @@ impl Control {
     fn apply(&mut self, plan: reload::Plan) -> Result<()> {
         let mut added: Vec<String> = Vec::new();
         for hub in &plan.add_hubs {
-            if let Err(e) = self.appliance.add_hub(hub) {
+            let started = self.appliance.add_hub(hub).and_then(|()| {
+                // A new hub's tap gets the DNAT / VPN-client SNAT programs
+                // like the ones that existed at start.
+                if self.config.nat.is_some() {
+                    self.dataplane.attach_hub_tap(hub.bridge.as_str())?;
+                }
+                Ok(())
+            });
+            if let Err(e) = started {
                 for name in &added {
                     self.appliance.remove_hub(name);
                 }
@@ -198,7 +206,19 @@ impl Control {
                     .map(ToString::to_string)
                     .collect(),
                 workers: server.workers,
-                tls_mode: self.appliance.ktls.session_mode().to_owned(),
+                tls_mode: server.tls_offload.mode().to_owned(),
+                tls_connections: {
+                    let t = server.tls_offload.counters.snapshot();
+                    [
+                        ("kernel", t.kernel),
+                        ("userspace", t.userspace),
+                        ("fell_back", t.fell_back),
+                        ("failed", t.failed),
+                    ]
+                    .into_iter()
+                    .map(|(mode, n)| (mode.to_owned(), n))
+                    .collect()
+                },
                 ktls: match &self.appliance.ktls {
                     KtlsSupport::Available => "the kernel offers the tls ULP".to_owned(),
                     KtlsSupport::Unavailable(why) => format!("kTLS unavailable: {why}"),
@@ -233,10 +253,18 @@ impl Control {
                 mode: mode.name().to_owned(),
             });
         }
+        for tap in self.dataplane.hub_taps() {
+            attachments.push(Attachment {
+                interface: tap.to_owned(),
+                role: "hub tap (DNAT, VPN-client SNAT)".to_owned(),
+                mode: "tc".to_owned(),
+            });
+        }
         let mut status = NatStatus {
             uplink: nat.uplink.as_str().to_owned(),
             attachments,
-            active_flows: self.dataplane.nat_flows().len() as u64,
+            active_flows: (self.dataplane.nat_flows().len() + self.dataplane.dnat_flows().len())
+                as u64,
             max_flows: u64::from(nat.limits.max_flows),
             ..NatStatus::default()
         };

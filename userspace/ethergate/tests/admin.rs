@@ -206,6 +206,11 @@ fn status_reload_disconnect_and_metrics_on_a_live_appliance() {
     assert!(status["hubs"][0]["from_sessions"]["frames"].as_u64() >= Some(3));
     assert!(status["hubs"][0]["to_bridge"]["frames"].as_u64() >= Some(3));
     assert_eq!(status["server"]["logins_ok"], 1);
+    let tls = &status["server"]["tls_connections"];
+    assert!(
+        tls["userspace"].as_u64().unwrap_or(0) + tls["kernel"].as_u64().unwrap_or(0) >= 1,
+        "every connection is counted in a TLS mode: {status:#}"
+    );
     let first_name = session["name"].as_str().expect("session name").to_owned();
 
     // A refused login is counted by reason.
