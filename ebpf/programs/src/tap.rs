@@ -40,7 +40,7 @@ use ethergate_common::{
 
 use crate::{
     flow::{self, IP_DF, IP_MF_OR_OFFSET, Tuple, read_tuple},
-    maps::{self, DNAT_IN, DNAT_OUT, NAT_OUT, count_drop, event, now_ns},
+    maps::{self, DNAT_IN, DNAT_OUT, NAT_IN, NAT_OUT, count_drop, event, now_ns},
     route::{self, Route},
     tc_frame::TcFrame,
 };
@@ -52,6 +52,15 @@ const IP_DST_AT: usize = ETH_HEADER_LEN + 16;
 
 #[classifier]
 pub fn tap_ingress(ctx: TcContext) -> i32 {
+    ingress(&ctx)
+}
+
+/// The fallback for the uplink and inside interfaces when neither native
+/// nor generic XDP attaches: the same ingress path (it restores `NAT_IN`
+/// return traffic and SNATs egress as the XDP programs do, and applies
+/// DNAT rules as iptables PREROUTING would on any interface).
+#[classifier]
+pub fn nat_ingress(ctx: TcContext) -> i32 {
     ingress(&ctx)
 }
 
@@ -114,6 +123,15 @@ fn ingress(ctx: &TcContext) -> i32 {
     let tuple = seen.tuple;
     let now = now_ns();
     let key = tuple.key();
+    if let Some(binding) = NAT_IN.get_ptr_mut(key) {
+        // Return traffic of an SNAT flow (tc fallback on the uplink).
+        // SAFETY: pointer from a successful lookup.
+        let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
+        return forward(ctx, &seen, config, Translation::Restore(to));
+    }
+    if tuple.echo_reply {
+        return TC_ACT_OK;
+    }
     if let Some(binding) = DNAT_OUT.get_ptr_mut(key) {
         // SAFETY: pointer from a successful lookup.
         let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
@@ -145,6 +163,8 @@ fn ingress(ctx: &TcContext) -> i32 {
 }
 
 enum Translation {
+    /// Private destination of an SNAT flow's return traffic.
+    Restore((u32, u16)),
     /// Destination of a known DNAT flow.
     Dnat((u32, u16)),
     /// First packet of a DNAT flow: pair created once routing succeeds.
@@ -165,7 +185,7 @@ fn dropped(reason: DropReason) -> i32 {
 fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Translation) -> i32 {
     let tuple = &seen.tuple;
     let dst_after = match &translation {
-        Translation::Dnat((addr, _)) => *addr,
+        Translation::Dnat((addr, _)) | Translation::Restore((addr, _)) => *addr,
         Translation::NewDnat(target, _) => target.to_addr,
         _ => tuple.dst_addr,
     };
@@ -198,7 +218,12 @@ fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Transl
             return TC_ACT_OK;
         }
     };
-    let snat = matches!(translation, Translation::Snat(_) | Translation::NewSnat(..));
+    let translation_kind = match translation {
+        Translation::Snat(_) | Translation::NewSnat(..) => Kind::Snat,
+        Translation::Restore(_) => Kind::Restore,
+        _ => Kind::Dnat,
+    };
+    let snat = translation_kind == Kind::Snat;
     if snat && egress != config.uplink_ifindex {
         // Hub to private subnet (or back into the hub): plain routing,
         // no source translation; the kernel does it.
@@ -206,7 +231,9 @@ fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Transl
         return TC_ACT_OK;
     }
     let (side, new_addr, new_port) = match translation {
-        Translation::Dnat((addr, port)) => (Side::Destination, addr, port),
+        Translation::Dnat((addr, port)) | Translation::Restore((addr, port)) => {
+            (Side::Destination, addr, port)
+        }
         Translation::NewDnat(target, now) => match flow::open_dnat(tuple, &target, now) {
             Ok((addr, port)) => (Side::Destination, addr, port),
             Err(reason) => return dropped(reason),
@@ -231,10 +258,10 @@ fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Transl
     {
         return dropped(DropReason::RedirectFailed);
     }
-    event(if snat {
-        NatEvent::TranslatedOut
-    } else {
-        NatEvent::DnatTranslated
+    event(match translation_kind {
+        Kind::Snat => NatEvent::TranslatedOut,
+        Kind::Restore => NatEvent::TranslatedIn,
+        Kind::Dnat => NatEvent::DnatTranslated,
     });
     let action = match fib {
         Some(fib) => {
@@ -276,6 +303,13 @@ fn egress(ctx: &TcContext) -> i32 {
     }
     event(NatEvent::DnatRestored);
     TC_ACT_OK
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Snat,
+    Restore,
+    Dnat,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

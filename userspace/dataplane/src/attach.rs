@@ -1,9 +1,10 @@
 //! Attaching XDP programs with a fallback chain: native (driver) mode where
-//! the NIC driver supports it, generic (skb) mode otherwise. The mode that
-//! took is reported, because it decides performance and operators need to
-//! see it in `ethergate status`.
+//! the NIC driver supports it, generic (skb) mode otherwise, and (for the
+//! NAT programs, see `Dataplane::attach_uplink`) tc ingress when neither
+//! XDP mode attaches. The mode that took is reported, because it decides
+//! performance and operators need to see it in `ethergate status`.
 
-use aya::programs::{Xdp, XdpMode, xdp::XdpLinkId};
+use aya::programs::{Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId};
 
 use crate::DataplaneError;
 
@@ -15,6 +16,11 @@ pub enum XdpAttachMode {
     /// In the generic receive path, after skb allocation: works everywhere,
     /// costs roughly what the kernel stack's first layer costs.
     Generic,
+    /// Neither XDP mode attached (another XDP program owns the interface,
+    /// or the device refuses XDP): the tc ingress program `nat_ingress`
+    /// does the same translation on the skb. The uplink's per-class
+    /// `COUNTERS` are not kept in this mode; NAT events and drops are.
+    Tc,
 }
 
 impl XdpAttachMode {
@@ -22,6 +28,7 @@ impl XdpAttachMode {
         match self {
             Self::Native => "xdp-native",
             Self::Generic => "xdp-generic",
+            Self::Tc => "tc",
         }
     }
 }
@@ -35,9 +42,17 @@ impl std::fmt::Display for XdpAttachMode {
 pub(crate) struct UplinkAttachment {
     pub(crate) interface: String,
     pub(crate) mode: XdpAttachMode,
-    // Kept so a later reload can swap the program atomically on this link.
+    // Owned so the attachment lives exactly as long as the Dataplane.
     #[allow(dead_code)]
-    pub(crate) link: XdpLinkId,
+    pub(crate) link: AttachmentLink,
+}
+
+// The program owns its links (dropping the Ebpf detaches them); the id is
+// what a later detach or program swap on this interface would need.
+#[allow(dead_code)]
+pub(crate) enum AttachmentLink {
+    Xdp(XdpLinkId),
+    Tc(SchedClassifierLinkId),
 }
 
 pub(crate) fn attach_xdp_with_fallback(
@@ -49,7 +64,7 @@ pub(crate) fn attach_xdp_with_fallback(
             return Ok(UplinkAttachment {
                 interface: interface.to_owned(),
                 mode: XdpAttachMode::Native,
-                link,
+                link: AttachmentLink::Xdp(link),
             });
         }
         Err(err) => err,
@@ -58,7 +73,7 @@ pub(crate) fn attach_xdp_with_fallback(
         Ok(link) => Ok(UplinkAttachment {
             interface: interface.to_owned(),
             mode: XdpAttachMode::Generic,
-            link,
+            link: AttachmentLink::Xdp(link),
         }),
         Err(generic) => Err(DataplaneError::Attach {
             interface: interface.to_owned(),

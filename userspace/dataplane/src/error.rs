@@ -30,6 +30,11 @@ pub enum DataplaneError {
         native: Box<ProgramError>,
         generic: Box<ProgramError>,
     },
+    #[error("no attach mode works: {xdp}; and the tc fallback: {tc}")]
+    NoAttachMode {
+        xdp: Box<DataplaneError>,
+        tc: Box<DataplaneError>,
+    },
     #[error("cannot attach tc program {program:?} to interface {interface:?}: {source}")]
     TcAttach {
         interface: String,

@@ -128,7 +128,11 @@ impl Dataplane {
                 source: Box::new(source),
             })?;
         }
-        for program in [TcProgram::TapIngress, TcProgram::TapEgress] {
+        for program in [
+            TcProgram::TapIngress,
+            TcProgram::TapEgress,
+            TcProgram::NatIngress,
+        ] {
             let name = program.name();
             let classifier: &mut SchedClassifier = program_mut(&mut ebpf, name)?;
             classifier.load().map_err(|source| DataplaneError::Verify {
@@ -301,8 +305,7 @@ impl Dataplane {
 
     /// Attaches the `inside` (private-side SNAT) program to `interface`.
     pub fn attach_inside(&mut self, interface: &str) -> Result<XdpAttachMode, DataplaneError> {
-        let program: &mut Xdp = program_mut(&mut self.ebpf, INSIDE_PROGRAM)?;
-        let attachment = attach::attach_xdp_with_fallback(program, interface)?;
+        let attachment = self.attach_nat_program(INSIDE_PROGRAM, interface)?;
         let mode = attachment.mode;
         self.inside.push(attachment);
         Ok(mode)
@@ -338,11 +341,34 @@ impl Dataplane {
     /// network namespace: native (driver) XDP first, generic XDP if the
     /// driver refuses. Returns the mode that took.
     pub fn attach_uplink(&mut self, interface: &str) -> Result<XdpAttachMode, DataplaneError> {
-        let program: &mut Xdp = program_mut(&mut self.ebpf, UPLINK_PROGRAM)?;
-        let attachment = attach::attach_xdp_with_fallback(program, interface)?;
+        let attachment = self.attach_nat_program(UPLINK_PROGRAM, interface)?;
         let mode = attachment.mode;
         self.uplink = Some(attachment);
         Ok(mode)
+    }
+
+    /// Native XDP, then generic XDP, then tc ingress (`nat_ingress`).
+    fn attach_nat_program(
+        &mut self,
+        name: &'static str,
+        interface: &str,
+    ) -> Result<attach::UplinkAttachment, DataplaneError> {
+        let program: &mut Xdp = program_mut(&mut self.ebpf, name)?;
+        let xdp_error = match attach::attach_xdp_with_fallback(program, interface) {
+            Ok(attachment) => return Ok(attachment),
+            Err(e) => e,
+        };
+        match tap::attach_nat_fallback(&mut self.ebpf, interface) {
+            Ok(link) => Ok(attach::UplinkAttachment {
+                interface: interface.to_owned(),
+                mode: XdpAttachMode::Tc,
+                link: attach::AttachmentLink::Tc(link),
+            }),
+            Err(tc) => Err(DataplaneError::NoAttachMode {
+                xdp: Box::new(xdp_error),
+                tc: Box::new(tc),
+            }),
+        }
     }
 
     /// Where and how the uplink program is attached, if it is.

@@ -24,6 +24,9 @@ pub enum TcProgram {
     TapIngress,
     /// Frames the kernel sends to VPN clients (DNAT replies restored).
     TapEgress,
+    /// The uplink/inside fallback when XDP does not attach (same ingress
+    /// path as `TapIngress`).
+    NatIngress,
 }
 
 impl TcProgram {
@@ -31,6 +34,7 @@ impl TcProgram {
         match self {
             Self::TapIngress => "tap_ingress",
             Self::TapEgress => "tap_egress",
+            Self::NatIngress => "nat_ingress",
         }
     }
 }
@@ -47,6 +51,24 @@ pub(crate) struct TapAttachment {
 /// BPF_PROG_TEST_RUN lets a caller set that we need.
 const SKB_CTX_LEN: usize = 44;
 const SKB_IFINDEX_AT: usize = 40;
+
+/// Attaches `nat_ingress` to `interface`'s tc ingress: the last step of the
+/// uplink/inside fallback chain.
+pub(crate) fn attach_nat_fallback(
+    ebpf: &mut Ebpf,
+    interface: &str,
+) -> Result<SchedClassifierLinkId, DataplaneError> {
+    let _ = tc::qdisc_add_clsact(interface);
+    let program = TcProgram::NatIngress;
+    let classifier: &mut SchedClassifier = program_mut(ebpf, program.name())?;
+    classifier
+        .attach(interface, TcAttachType::Ingress)
+        .map_err(|source| DataplaneError::TcAttach {
+            interface: interface.to_owned(),
+            program: program.name(),
+            source: Box::new(source),
+        })
+}
 
 pub(crate) fn attach(ebpf: &mut Ebpf, interface: &str) -> Result<TapAttachment, DataplaneError> {
     // TCX (Linux ≥ 6.6, what aya uses there) needs no qdisc; older kernels
