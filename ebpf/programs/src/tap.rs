@@ -8,6 +8,9 @@
 //!   SNAT rule that the FIB sends out of the uplink, gets its source
 //!   rewritten to a public (address, port), exactly as XDP does for the
 //!   private subnet; replies come back through the uplink's XDP program.
+//! * (first) a tuple in `NAT_IN` gets its private destination restored:
+//!   never true on a tap, but it makes the same path usable as
+//!   `nat_ingress`, the tc fallback for the uplink and inside interfaces.
 //!
 //! Translated frames are routed with `bpf_fib_lookup` and leave with
 //! `bpf_redirect` (next hop known) or `bpf_redirect_neigh` (next hop not
