@@ -27,6 +27,11 @@ const APT_PACKAGES: &[&str] = &[
     "softether-vpnclient",
     "softether-vpncmd",
     "softether-vpnserver",
+    // deploy tests: a Debian 12 root for provision.sh, the template check,
+    // certificate fingerprints in the import test.
+    "debootstrap",
+    "packer",
+    "openssl",
 ];
 
 /// design.md: newer bpf-linker needs a newer LLVM/rustc than this machine has.
