@@ -1,0 +1,122 @@
+//! The recipe's DNAT with the real Debian SoftEther VPN Client and
+//! `ethergate serve`: `[[nat.dnat]] 192.168.0.0/16 tcp 80 → 10.0.1.26:80`
+//! is applied in tc on the hub's tap (`tap_00`), so a VPN client asking
+//! the hub's own address for port 80 — where nothing listens in the
+//! appliance — gets the private web server's page. No iptables or
+//! nftables rule exists in the appliance's namespace.
+//! Needs root; run with `--test-threads=1`.
+
+use std::time::Duration;
+
+mod common;
+use common::{BIN, PAGE, recipe_topology, start_serve, web_server, write_recipe_config};
+use ethergate_softether::{PasswordKind, SoftEtherClient, Udhcpc};
+
+const SERVER: &str = "198.51.100.1:443";
+
+/// The recipe's `[nat]`: masquerade for the private subnet, and its DNAT.
+const RECIPE_NAT: &str = r#"
+[nat]
+uplink = "eth0"
+inside = ["eth1"]
+
+[[nat.snat]]
+source = "10.0.0.0/16"
+to = "masquerade"
+
+[[nat.dnat]]
+source = "192.168.0.0/16"
+protocol = "tcp"
+port = 80
+to = "10.0.1.26:80"
+"#;
+
+fn password_hash(user: &str, password: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BIN)
+        .args(["user", "hash", "--user", user])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ethergate user hash");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("wait");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn vpn_client_reaches_the_private_web_server_through_the_recipe_dnat() {
+    let topo = recipe_topology();
+    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
+    std::fs::create_dir_all(&state).expect("state dir");
+    let hash = password_hash("tsumura", "mikalab-pass");
+    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(RECIPE_NAT);
+    std::fs::write(&config, text).expect("config with [nat]");
+    let _web = web_server(&topo, &state);
+    let mut serve = start_serve(&topo, &config);
+    common::wait_for(
+        &mut serve,
+        "NAT attached to hub taps",
+        Duration::from_secs(15),
+    );
+
+    let client = SoftEtherClient::start(&topo, "client").expect("vpnclient");
+    let tap = client.nic_create("vpn0").expect("NicCreate");
+    client
+        .account_create("acc", SERVER, "mikalab", "tsumura", "vpn0")
+        .expect("AccountCreate");
+    client
+        .account_password_set("acc", "mikalab-pass", PasswordKind::Standard)
+        .expect("AccountPasswordSet");
+    client.account_connect("acc").expect("AccountConnect");
+    if let Err(e) = client.wait_connected("acc", Duration::from_secs(20)) {
+        panic!(
+            "vpnclient did not connect: {e}\nethergate log:\n{}",
+            serve.log()
+        );
+    }
+    let lease = Udhcpc::new(&tap)
+        .static_routes(true)
+        .run(&topo, "client")
+        .unwrap_or_else(|e| panic!("no DHCP lease: {e}\nethergate log:\n{}", serve.log()));
+    assert_eq!(lease.ip.octets()[..3], [192, 168, 30]);
+
+    // Nothing listens on 192.168.30.1:80 in the appliance: only DNAT can
+    // answer with the private server's page.
+    let page = topo
+        .run(
+            "client",
+            &["curl", "-sS", "--max-time", "10", "http://192.168.30.1/"],
+        )
+        .expect("curl");
+    assert_eq!(
+        page.stdout,
+        PAGE,
+        "curl through the tunnel and DNAT: {}\nethergate log:\n{}",
+        page.stderr,
+        serve.log()
+    );
+    let iptables = topo.exec("nat", &["iptables-save"]).expect("iptables-save");
+    assert!(
+        iptables
+            .stdout
+            .lines()
+            .all(|l| l.trim().is_empty() || l.starts_with('#')),
+        "iptables rules in nat: {}",
+        iptables.stdout
+    );
+    let nft = topo.exec("nat", &["nft", "list", "ruleset"]).expect("nft");
+    assert!(
+        nft.stdout.trim().is_empty(),
+        "nft ruleset in nat: {}",
+        nft.stdout
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
