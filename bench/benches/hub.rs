@@ -1,5 +1,6 @@
 //! Hub switching and DHCP costs per frame: MAC lookup + forward decision,
-//! flooding to 100 ports, and a DHCP DISCOVER answered with an OFFER.
+//! flooding to 100 ports, a DHCP DISCOVER answered with an OFFER, and a
+//! REQUEST answered with an ACK.
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
@@ -110,6 +111,46 @@ fn bench_hub(c: &mut Criterion) {
         b.iter(|| match hub.forward(PortId(1), black_box(&f), now) {
             Forward::Reply { frame, .. } => black_box(frame.len()),
             other => panic!("expected an offer, got {other:?}"),
+        })
+    });
+
+    // REQUEST for the offered address → ACK (the second half of a lease;
+    // renewing the same binding each iteration).
+    let offered = match hub.forward(PortId(1), &f, now) {
+        Forward::Reply { frame, .. } => {
+            let udp = etherparse::SlicedPacket::from_ethernet(frame).expect("offer frame");
+            let payload = match udp.transport {
+                Some(etherparse::TransportSlice::Udp(u)) => u.payload().to_vec(),
+                other => panic!("offer is not UDP: {other:?}"),
+            };
+            DhcpMessage::decode(&payload).expect("offer").yiaddr
+        }
+        other => panic!("expected an offer, got {other:?}"),
+    };
+    let request = DhcpMessage {
+        xid: 8,
+        chaddr,
+        options: DhcpOptions {
+            message_type: Some(MessageType::Request),
+            requested_ip: Some(offered),
+            server_id: Some(Ipv4Addr::new(192, 168, 30, 1)),
+            parameter_request_list: vec![1, 3, 6, 121, 249],
+            ..DhcpOptions::default()
+        },
+        ..DhcpMessage::default()
+    };
+    let mut payload = Vec::new();
+    request.encode(&mut payload);
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2(client.0, [0xff; 6])
+        .ipv4([0, 0, 0, 0], [255, 255, 255, 255], 64)
+        .udp(68, 67)
+        .write(&mut f, &payload)
+        .expect("request frame");
+    g.bench_function("dhcp_request_ack", |b| {
+        b.iter(|| match hub.forward(PortId(1), black_box(&f), now) {
+            Forward::Reply { frame, .. } => black_box(frame.len()),
+            other => panic!("expected an ack, got {other:?}"),
         })
     });
     g.finish();

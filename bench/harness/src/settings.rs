@@ -1,0 +1,65 @@
+//! Run settings: `--quick` (one run per point, short runs; about three
+//! minutes) or the full run (median of three, longer runs, 1,000 sessions).
+
+use std::path::PathBuf;
+
+pub struct Settings {
+    /// Runs per point; the row gets the median.
+    pub reps: usize,
+    /// Seconds per throughput/pps run.
+    pub secs: u64,
+    pub logins: usize,
+    pub login_parallel: usize,
+    /// Idle session counts for the RSS rows.
+    pub idle_sessions: Vec<usize>,
+    /// Flows of the "many flows" NAT pps rows.
+    pub many_flows: u32,
+    /// Flows of the large-table NAT pps rows.
+    pub huge_flows: u32,
+    pub ping_count: u32,
+    pub ethergate_bin: PathBuf,
+    /// Scratch directory (configs, nginx); removed at the end.
+    pub work: PathBuf,
+    /// Only run rows whose workload or system contains this.
+    pub only: Option<String>,
+}
+
+impl Settings {
+    pub fn new(quick: bool, ethergate_bin: PathBuf, work: PathBuf, only: Option<String>) -> Self {
+        if quick {
+            Self {
+                reps: 1,
+                secs: 3,
+                logins: 200,
+                login_parallel: 16,
+                idle_sessions: vec![100],
+                many_flows: 4096,
+                huge_flows: 1_000_000,
+                ping_count: 200,
+                ethergate_bin,
+                work,
+                only,
+            }
+        } else {
+            Self {
+                reps: 3,
+                secs: 10,
+                logins: 1000,
+                login_parallel: 32,
+                idle_sessions: vec![100, 1000],
+                many_flows: 4096,
+                huge_flows: 1_000_000,
+                ping_count: 1000,
+                ethergate_bin,
+                work,
+                only,
+            }
+        }
+    }
+
+    pub fn wants(&self, system: &str) -> bool {
+        self.only
+            .as_deref()
+            .is_none_or(|o| system.to_lowercase().contains(&o.to_lowercase()))
+    }
+}

@@ -1,0 +1,687 @@
+//! Tunnel rows: the Debian SoftEther VPN Client in `client` connects to a
+//! SoftEther-protocol server in `nat` (ethergate, then the Debian SoftEther
+//! VPN Server with the recipe's local bridge + iptables), and traffic goes
+//! through the tunnel to `private`. Then the server alone: memory per idle
+//! session and login rate with the Rust login driver.
+//!
+//! Invariant: one server runs at a time, each on the same addresses, hub,
+//! user and client account; whatever fails is recorded in its rows and
+//! the next system still runs.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use ethergate_netns::{Process, Topology};
+use ethergate_softether::{PasswordKind, SoftEtherClient, SoftEtherServer};
+
+use crate::{
+    login,
+    report::{Better, Point, Report, Sample},
+    settings::Settings,
+    sys, tools,
+    topo::{LOGIN_SOURCES, PRIVATE_IP, SERVER_IP, TAP_IP, VPN_CLIENT_CIDR},
+    udpgen::{self, UdpGen},
+};
+
+pub const HUB: &str = "mikalab";
+pub const USER: &str = "tsumura";
+pub const PASSWORD: &str = "bench-password";
+const ACCOUNT: &str = "bench";
+const NIC: &str = "vpn0";
+const TAP: &str = "vpn_vpn0";
+pub const ETHERGATE: &str = "ethergate";
+pub const SOFTETHER: &str = "SoftEther 5.01 (bridge+iptables)";
+
+/// The recipe's iptables rules for the SoftEther system (design.md).
+const SOFTETHER_RULES: [&[&str]; 2] = [
+    &[
+        "-t",
+        "nat",
+        "-A",
+        "PREROUTING",
+        "-s",
+        "192.168.0.0/16",
+        "-p",
+        "tcp",
+        "--dport",
+        "80",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        "10.0.1.26:80",
+    ],
+    &[
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        "10.0.0.0/16",
+        "-o",
+        "eth0",
+        "-j",
+        "MASQUERADE",
+    ],
+];
+
+const CLIENT_METHOD: &str = "Debian vpnclient 5.01, 1 TCP conn, TLS, no compression";
+
+/// ethergate's config for every row: the recipe's hub, DHCP, and [nat]
+/// with SNAT for the private subnet and the recipe's DNAT rule.
+pub fn ethergate_config(dir: &Path, max_flows: u32) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let d = dir.display();
+    let text = format!(
+        r#"[server]
+listen = ["{SERVER_IP}:443", "{SERVER_IP}:992", "{SERVER_IP}:5555"]
+state_dir = "{d}"
+admin_socket = "{d}/admin.sock"
+metrics = "off"
+
+[[hub]]
+name = "{HUB}"
+bridge = "tap_00"
+bridge_address = "{TAP_IP}/24"
+
+[hub.dhcp]
+range = "192.168.30.10-192.168.30.200"
+lease_secs = 7200
+dns = ["{TAP_IP}"]
+routes = ["10.0.0.0/16 via {TAP_IP}"]
+
+[[hub.user]]
+name = "{USER}"
+password = "{PASSWORD}"
+
+[nat]
+uplink = "eth0"
+inside = ["eth1"]
+
+[[nat.snat]]
+source = "10.0.0.0/16"
+to = "masquerade"
+
+[[nat.dnat]]
+source = "192.168.0.0/16"
+protocol = "tcp"
+port = 80
+to = "{PRIVATE_IP}:80"
+
+[nat.limits]
+max_flows = {max_flows}
+"#
+    );
+    let path = dir.join("ethergate.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// `ethergate serve` in `nat`, once its listeners are up.
+pub fn start_ethergate(topo: &Topology, settings: &Settings, max_flows: u32) -> Result<Process> {
+    let dir = settings
+        .work
+        .join(format!("ethergate-{}", sys::timestamp()));
+    let config = ethergate_config(&dir, max_flows)?;
+    let bin = settings.ethergate_bin.display().to_string();
+    let cfg = config.display().to_string();
+    let mut p = topo.spawn("nat", &[&bin, "serve", "--config", &cfg])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p.log().contains("VPN listeners up") {
+        if !p.is_running() {
+            bail!("ethergate serve exited: {}", p.log());
+        }
+        if Instant::now() > deadline {
+            bail!("ethergate serve not up within 60 s: {}", p.log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(p)
+}
+
+fn start_softether<'t>(topo: &'t Topology) -> Result<SoftEtherServer<'t>> {
+    let server = SoftEtherServer::start(topo, "nat")?;
+    server.hub_create(HUB)?;
+    server.user_create(HUB, USER, PASSWORD)?;
+    // The recipe's local bridge: a tap named tap_00 created by vpnserver.
+    server.vpncmd(&["BridgeCreate", HUB, "/DEVICE:00", "/TAP:yes"])?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !topo.run("nat", &["ip", "link", "show", "tap_00"])?.success {
+        if Instant::now() > deadline {
+            bail!("vpnserver did not create tap_00 within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    topo.exec(
+        "nat",
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{TAP_IP}/24"),
+            "dev",
+            "tap_00",
+        ],
+    )?;
+    topo.exec("nat", &["ip", "link", "set", "tap_00", "up"])?;
+    for rule in SOFTETHER_RULES {
+        let mut argv = vec!["iptables"];
+        argv.extend_from_slice(rule);
+        topo.exec("nat", &argv)?;
+    }
+    Ok(server)
+}
+
+fn remove_softether_rules(topo: &Topology) {
+    let _ = topo.run("nat", &["iptables", "-t", "nat", "-F"]);
+}
+
+/// The SoftEther client daemon with one NIC and one account for all
+/// servers (they share address, hub, user and password).
+fn start_client(topo: &Topology) -> Result<SoftEtherClient<'_>> {
+    let client = SoftEtherClient::start(topo, "client")?;
+    client.nic_create(NIC)?;
+    client.account_create(ACCOUNT, &format!("{SERVER_IP}:443"), HUB, USER, NIC)?;
+    client.account_password_set(ACCOUNT, PASSWORD, PasswordKind::Standard)?;
+    Ok(client)
+}
+
+fn connect(topo: &Topology, client: &SoftEtherClient<'_>) -> Result<()> {
+    client.account_connect(ACCOUNT)?;
+    client.wait_connected(ACCOUNT, Duration::from_secs(40))?;
+    // A static address outside the DHCP pool: the same for every server
+    // (the Debian server's bridge has no DHCP of its own).
+    topo.exec("client", &["ip", "addr", "flush", "dev", TAP])?;
+    topo.exec(
+        "client",
+        &["ip", "addr", "add", VPN_CLIENT_CIDR, "dev", TAP],
+    )?;
+    topo.exec("client", &["ip", "link", "set", TAP, "up"])?;
+    topo.exec(
+        "client",
+        &[
+            "ip",
+            "route",
+            "replace",
+            "10.0.0.0/16",
+            "via",
+            TAP_IP,
+            "dev",
+            TAP,
+        ],
+    )?;
+    for _ in 0..20 {
+        if topo
+            .run("client", &["ping", "-c1", "-W1", PRIVATE_IP])?
+            .success
+        {
+            return Ok(());
+        }
+    }
+    bail!("connected, but {PRIVATE_IP} does not answer through the tunnel")
+}
+
+fn disconnect(topo: &Topology, client: &SoftEtherClient<'_>) {
+    let _ = client.account_disconnect(ACCOUNT);
+    let _ = topo.run("client", &["ip", "addr", "flush", "dev", TAP]);
+}
+
+/// Names of the rows one VPN system produces, so a system that fails to
+/// start still gets a row per workload, each with the error.
+fn workloads(settings: &Settings) -> Vec<(String, &'static str, Better)> {
+    let mut w = vec![];
+    for (streams, dir) in [(1, "up"), (1, "down"), (4, "up"), (4, "down")] {
+        w.push((tcp_name(streams, dir), "Mbit/s", Better::Higher));
+    }
+    w.push((cpu_name("up"), "CPU s/GB", Better::Lower));
+    w.push((cpu_name("down"), "CPU s/GB", Better::Lower));
+    w.push((
+        "64-byte UDP client→private, 64 flows".into(),
+        "pps",
+        Better::Higher,
+    ));
+    w.push(("ping RTT p50 client→tap".into(), "µs", Better::Lower));
+    w.push(("ping RTT p99 client→tap".into(), "µs", Better::Lower));
+    w.push((
+        "added latency p50 (tunnel − direct)".into(),
+        "µs",
+        Better::Lower,
+    ));
+    w.push((
+        "HTTP via DNAT, wrk 32 conns".into(),
+        "req/s",
+        Better::Higher,
+    ));
+    w.push(("HTTP via DNAT p50".into(), "µs", Better::Lower));
+    w.push(("HTTP via DNAT p99".into(), "µs", Better::Lower));
+    for n in &settings.idle_sessions {
+        w.push((rss_name(*n), "KiB", Better::Lower));
+    }
+    w.push((login_name(settings), "logins/s", Better::Higher));
+    w.push(("connect latency p50".into(), "ms", Better::Lower));
+    w.push(("connect latency p99".into(), "ms", Better::Lower));
+    w
+}
+
+fn tcp_name(streams: u32, dir: &str) -> String {
+    let path = if dir == "up" {
+        "client→private"
+    } else {
+        "private→client"
+    };
+    format!(
+        "TCP {streams} stream{} {path}",
+        if streams > 1 { "s" } else { "" }
+    )
+}
+
+fn cpu_name(dir: &str) -> String {
+    format!("server CPU per GB, {}", tcp_name(1, dir))
+}
+
+fn rss_name(n: usize) -> String {
+    format!("RSS per idle session @{n}")
+}
+
+fn login_name(settings: &Settings) -> String {
+    format!(
+        "login rate ({} logins, {} parallel)",
+        settings.logins, settings.login_parallel
+    )
+}
+
+pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<()> {
+    report.progress(
+        "tunnel: starting nginx and iperf3 in `private`, the SoftEther client in `client`",
+    );
+    let _web = tools::nginx(
+        topo,
+        "private",
+        &format!("{PRIVATE_IP}:80"),
+        &settings.work.join("nginx"),
+    )?;
+    let _iperf = tools::iperf3_server(topo, "private", PRIVATE_IP)?;
+    let client = start_client(topo);
+    for system in [ETHERGATE, SOFTETHER] {
+        if !settings.wants(system) || sys::interrupted() {
+            continue;
+        }
+        report.progress(&format!("tunnel: starting {system}"));
+        let server: Result<(Option<Process>, Option<SoftEtherServer<'_>>)> = match system {
+            ETHERGATE => start_ethergate(topo, settings, ethergate_dataplane_default_flows())
+                .map(|p| (Some(p), None)),
+            _ => start_softether(topo).map(|s| (None, Some(s))),
+        };
+        let (eg, se) = match server {
+            Ok(s) => s,
+            Err(e) => {
+                fail_all(
+                    report,
+                    settings,
+                    system,
+                    &format!("server did not start: {e:#}"),
+                );
+                remove_softether_rules(topo);
+                continue;
+            }
+        };
+        let pid = eg
+            .as_ref()
+            .map(Process::pid)
+            .or_else(|| se.as_ref().and_then(SoftEtherServer::pid))
+            .ok_or_else(|| anyhow!("no server pid"))?;
+        match &client {
+            Ok(c) => match connect(topo, c) {
+                Ok(()) => {
+                    traffic(topo, report, settings, system, pid);
+                    disconnect(topo, c);
+                }
+                Err(e) => {
+                    disconnect(topo, c);
+                    fail_traffic(
+                        report,
+                        settings,
+                        system,
+                        &format!("vpnclient did not connect: {e:#}"),
+                    );
+                }
+            },
+            Err(e) => fail_traffic(
+                report,
+                settings,
+                system,
+                &format!("vpnclient did not start: {e:#}"),
+            ),
+        }
+        sessions(topo, report, settings, system, pid);
+        report.progress(&format!("tunnel: stopping {system}"));
+        drop(eg);
+        drop(se);
+        remove_softether_rules(topo);
+        // The tap goes with its server; wait so the next one can create it.
+        for _ in 0..50 {
+            if !topo.run("nat", &["ip", "link", "show", "tap_00"])?.success {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// Sessions rows need no client; keep the flow table at ethergate's default.
+fn ethergate_dataplane_default_flows() -> u32 {
+    262_144
+}
+
+fn point<'a>(
+    workload: &'a str,
+    system: &'a str,
+    unit: &'a str,
+    better: Better,
+    method: &'a str,
+) -> Point<'a> {
+    Point {
+        group: "tunnel",
+        workload,
+        system,
+        unit,
+        better,
+        method,
+    }
+}
+
+fn fail_all(report: &mut Report, settings: &Settings, system: &str, error: &str) {
+    for (w, unit, better) in workloads(settings) {
+        report.derived(point(&w, system, unit, better, ""), Err(anyhow!("{error}")));
+    }
+}
+
+fn fail_traffic(report: &mut Report, settings: &Settings, system: &str, error: &str) {
+    let session_rows = settings.idle_sessions.len() + 3;
+    let all = workloads(settings);
+    for (w, unit, better) in &all[..all.len() - session_rows] {
+        report.derived(point(w, system, unit, *better, ""), Err(anyhow!("{error}")));
+    }
+}
+
+/// Rows that need the vpnclient connected.
+fn traffic(topo: &Topology, report: &mut Report, settings: &Settings, system: &str, pid: u32) {
+    let secs = settings.secs;
+    for (streams, dir) in [(1u32, "up"), (1, "down"), (4, "up"), (4, "down")] {
+        let name = tcp_name(streams, dir);
+        let method = format!(
+            "iperf3 -t {secs} -P {streams}{} to {PRIVATE_IP}; {CLIENT_METHOD}",
+            if dir == "down" { " -R" } else { "" }
+        );
+        report.measure(
+            point(&name, system, "Mbit/s", Better::Higher, &method),
+            settings.reps,
+            || {
+                let cpu0 = sys::cpu_seconds(pid);
+                let r = tools::iperf3(topo, "client", PRIVATE_IP, secs, streams, dir == "down")?;
+                let cpu = sys::cpu_seconds(pid) - cpu0;
+                let gb = r.bytes / 1e9;
+                Ok(Sample::new(r.bits_per_second / 1e6)
+                    .with("retransmits", r.retransmits)
+                    .with("server_cpu_s", cpu)
+                    .with(
+                        "server_cpu_s_per_gb",
+                        if gb > 0.0 { cpu / gb } else { f64::NAN },
+                    ))
+            },
+        );
+        if streams == 1 {
+            let cpu = report
+                .rows
+                .last()
+                .and_then(|r| r.extra.get("server_cpu_s_per_gb").copied())
+                .ok_or_else(|| anyhow!("no throughput run succeeded"));
+            let method = "utime+stime of the server's process tree (/proc/<pid>/stat) ÷ GB iperf3 received, same runs as the row above";
+            report.derived(
+                point(&cpu_name(dir), system, "CPU s/GB", Better::Lower, method),
+                cpu,
+            );
+        }
+    }
+
+    let method = format!(
+        "own sendmmsg generator in client, {} B UDP payload (64 B frames), 64 dst ports, {secs} s; counted by a tc drop filter on private eth0",
+        udpgen::PAYLOAD
+    );
+    report.measure(
+        point(
+            "64-byte UDP client→private, 64 flows",
+            system,
+            "pps",
+            Better::Higher,
+            &method,
+        ),
+        settings.reps,
+        || {
+            udp_pps(
+                topo,
+                "client",
+                "private",
+                PRIVATE_IP.parse()?,
+                64,
+                Duration::from_secs(secs),
+                false,
+            )
+        },
+    );
+
+    let method = format!(
+        "ping -i 0.005 ×{} to {TAP_IP} (tunnel), hdrhistogram; direct = to {SERVER_IP}",
+        settings.ping_count
+    );
+    let rtt = tools::ping(topo, "client", TAP_IP, settings.ping_count, "0.005");
+    let direct = tools::ping(topo, "client", SERVER_IP, settings.ping_count, "0.005");
+    let q = |h: &Result<hdrhistogram::Histogram<u64>>, p: f64| -> Result<f64> {
+        h.as_ref()
+            .map(|h| h.value_at_quantile(p) as f64)
+            .map_err(|e| anyhow!("{e:#}"))
+    };
+    report.derived(
+        point(
+            "ping RTT p50 client→tap",
+            system,
+            "µs",
+            Better::Lower,
+            &method,
+        ),
+        q(&rtt, 0.5),
+    );
+    report.derived(
+        point(
+            "ping RTT p99 client→tap",
+            system,
+            "µs",
+            Better::Lower,
+            &method,
+        ),
+        q(&rtt, 0.99),
+    );
+    report.derived(
+        point(
+            "added latency p50 (tunnel − direct)",
+            system,
+            "µs",
+            Better::Lower,
+            &method,
+        ),
+        q(&rtt, 0.5).and_then(|t| Ok(t - q(&direct, 0.5)?)),
+    );
+
+    let url = format!("http://{TAP_IP}/");
+    let method =
+        format!("wrk -t1 -c32 -d{secs}s {url} → DNAT 192.168.0.0/16:80 → nginx {PRIVATE_IP}:80");
+    let probe = topo.run("client", &["curl", "-sS", "--max-time", "3", &url]);
+    let wrk_result = match probe {
+        Ok(p) if p.success => None,
+        Ok(p) => Some(format!(
+            "no answer at {url} (is the DNAT rule in effect?): {}",
+            p.stderr.trim()
+        )),
+        Err(e) => Some(e.to_string()),
+    };
+    let mut p50 = Err(anyhow!("no run"));
+    let mut p99 = Err(anyhow!("no run"));
+    report.measure(
+        point(
+            "HTTP via DNAT, wrk 32 conns",
+            system,
+            "req/s",
+            Better::Higher,
+            &method,
+        ),
+        settings.reps,
+        || {
+            if let Some(e) = &wrk_result {
+                bail!("{e}");
+            }
+            let w = tools::wrk(topo, "client", &url, secs, 32)?;
+            Ok(Sample::new(w.requests_per_second)
+                .with("p50_us", w.p50_us)
+                .with("p99_us", w.p99_us)
+                .with("errors", w.errors))
+        },
+    );
+    if let Some(row) = report.rows.last() {
+        if let Some(v) = row.extra.get("p50_us") {
+            p50 = Ok(*v);
+            p99 = Ok(row.extra.get("p99_us").copied().unwrap_or(f64::NAN));
+        } else if let Some(e) = &row.error {
+            p50 = Err(anyhow!("{e}"));
+            p99 = Err(anyhow!("{e}"));
+        }
+    }
+    report.derived(
+        point("HTTP via DNAT p50", system, "µs", Better::Lower, &method),
+        p50,
+    );
+    report.derived(
+        point("HTTP via DNAT p99", system, "µs", Better::Lower, &method),
+        p99,
+    );
+}
+
+/// `flows` distinct UDP flows from `from` to `base…` for `duration`; the
+/// received rate at `to`'s eth0.
+pub fn udp_pps(
+    topo: &Topology,
+    from: &str,
+    to: &str,
+    base: Ipv4Addr,
+    flows: u32,
+    duration: Duration,
+    once: bool,
+) -> Result<Sample> {
+    let sink = tools::UdpSink::install(topo, to, "eth0")?;
+    let before = sink.packets()?;
+    let generator = UdpGen { base, flows };
+    let sent = topo.enter(from, || generator.run(duration, once))??;
+    // Let the last batches drain through the queues.
+    std::thread::sleep(Duration::from_millis(200));
+    let received = sink.packets()? - before;
+    let secs = sent.elapsed.as_secs_f64();
+    Ok(Sample::new(received as f64 / secs)
+        .with("sent_pps", sent.packets as f64 / secs)
+        .with("received", received as f64)
+        .with("sent", sent.packets as f64))
+}
+
+/// Rows of the server alone: memory per idle session, login rate.
+fn sessions(topo: &Topology, report: &mut Report, settings: &Settings, system: &str, pid: u32) {
+    let target = login::Target {
+        server: SocketAddrV4::new(SERVER_IP.parse().unwrap_or(Ipv4Addr::UNSPECIFIED), 443),
+        hub: HUB.into(),
+        user: USER.into(),
+        password: PASSWORD.into(),
+        sources: LOGIN_SOURCES
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect(),
+    };
+    for &n in &settings.idle_sessions {
+        let method = format!(
+            "(VmRSS of the server tree with {n} idle sessions open − before) ÷ {n}; sessions from the Rust login driver (ethergate-proto + rustls), 16 parallel"
+        );
+        report.measure(
+            point(&rss_name(n), system, "KiB", Better::Lower, &method),
+            1,
+            || {
+                let before = sys::rss_kib(pid);
+                let logins = topo.enter("client", || login::run(&target, n, 16, true))??;
+                std::thread::sleep(Duration::from_secs(1));
+                let after = sys::rss_kib(pid);
+                let open = logins.sessions.len();
+                if open < n {
+                    bail!(
+                        "only {open} of {n} sessions came up: {}",
+                        logins.first_error.unwrap_or_default()
+                    );
+                }
+                drop(logins.sessions);
+                Ok(Sample::new((after as f64 - before as f64) / open as f64)
+                    .with("rss_before_kib", before as f64)
+                    .with("rss_after_kib", after as f64))
+            },
+        );
+    }
+
+    let method = format!(
+        "Rust login driver: {} parallel blocking clients, TCP connect → TLS → hello → password login → welcome, then close; {} logins; hdrhistogram",
+        settings.login_parallel, settings.logins
+    );
+    report.measure(
+        point(
+            &login_name(settings),
+            system,
+            "logins/s",
+            Better::Higher,
+            &method,
+        ),
+        settings.reps,
+        || {
+            let l = topo.enter("client", || {
+                login::run(&target, settings.logins, settings.login_parallel, false)
+            })??;
+            let ok = l.latency.len() as f64;
+            let s = Sample::new(ok / l.elapsed.as_secs_f64())
+                .with("p50_ms", l.latency.value_at_quantile(0.5) as f64 / 1e3)
+                .with("p99_ms", l.latency.value_at_quantile(0.99) as f64 / 1e3)
+                .with("failures", l.failures as f64);
+            if l.failures > 0 {
+                report_failures(l.failures, l.first_error.as_deref());
+            }
+            Ok(s)
+        },
+    );
+    let extra = |key: &str| -> Result<f64> {
+        let row = report.rows.last().context("no login row")?;
+        row.extra
+            .get(key)
+            .copied()
+            .ok_or_else(|| anyhow!("{}", row.error.clone().unwrap_or_else(|| "no value".into())))
+    };
+    let (p50, p99) = (extra("p50_ms"), extra("p99_ms"));
+    report.derived(
+        point("connect latency p50", system, "ms", Better::Lower, &method),
+        p50,
+    );
+    report.derived(
+        point("connect latency p99", system, "ms", Better::Lower, &method),
+        p99,
+    );
+}
+
+fn report_failures(n: usize, first: Option<&str>) {
+    println!(
+        "        ({n} logins failed; first: {})",
+        first.unwrap_or("?")
+    );
+}
