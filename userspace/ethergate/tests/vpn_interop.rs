@@ -232,11 +232,11 @@ fn wrong_password_is_code_9_unknown_hub_is_code_8_and_the_server_stays_up() {
 #[test]
 fn restart_restores_leases() {
     // What this does not test: the real client resuming on its own after
-    // a restart. It logs in again, then closes each new TCP connection
-    // after 0.1-0.3 s and resumes the session through `additional_connect`
-    // (which now succeeds: sessions outlive their connections for their
-    // timeout), over and over; the cause is under investigation (see the
-    // issue note), so the client here reconnects by explicit disconnect +
+    // a restart. Its automatic retry logs in, then closes the connection
+    // ~100 ms after our welcome without sending tunnel data, and keeps
+    // resuming through `additional_connect` the same way. This reproduces
+    // with `ethergate session disconnect` alone. See decision 0002, "Known
+    // interop gap". Here the client reconnects by explicit disconnect +
     // connect.
     let mut app = appliance();
     let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
