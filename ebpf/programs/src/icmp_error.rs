@@ -66,7 +66,16 @@ pub fn reverse(ctx: &XdpContext, frame: &mut XdpFrame, ip: &[u8; 20], l4: usize)
     let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
     let ingress = ctx.ingress_ifindex() as u32;
     // SAFETY: ctx.ctx is this program's xdp_md.
-    let route = unsafe { route::lookup(ctx.ctx.cast(), ingress, ip, src, embedded.private.0) };
+    let route = unsafe {
+        route::lookup(
+            ctx.ctx.cast(),
+            ingress,
+            ip,
+            u16::from_be_bytes([ip[2], ip[3]]),
+            src,
+            embedded.private.0,
+        )
+    };
     let (fib, egress) = match route {
         Route::Resolved(fib) => (Some(fib), fib.ifindex),
         Route::NoNeighbour { .. } => (None, 0),

@@ -178,7 +178,16 @@ fn forward(
     };
     let ingress = ctx.ingress_ifindex() as u32;
     // SAFETY: ctx.ctx is this program's xdp_md.
-    let route = unsafe { route::lookup(ctx.ctx.cast(), ingress, ip, tuple.src_addr, dst_after) };
+    let route = unsafe {
+        route::lookup(
+            ctx.ctx.cast(),
+            ingress,
+            ip,
+            u16::from_be_bytes([ip[2], ip[3]]),
+            tuple.src_addr,
+            dst_after,
+        )
+    };
     let fib = match route {
         Route::Resolved(fib) => fib,
         Route::NoNeighbour { ifindex } => {

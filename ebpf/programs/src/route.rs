@@ -28,7 +28,11 @@ pub enum Route {
     Elsewhere,
 }
 
-/// Looks up `src → dst` as received on `ingress_ifindex`.
+/// Looks up `src → dst` as received on `ingress_ifindex`. `tot_len` is
+/// the IP length to check against the egress MTU; tc passes 0 instead,
+/// which makes the kernel check the skb itself (`is_skb_forwardable`,
+/// which knows that a 64 KiB GSO skb leaves as MTU-sized segments; with a
+/// length given it would answer FRAG_NEEDED for every GSO skb).
 ///
 /// # Safety
 /// `ctx` is the running program's context pointer (`xdp_md` or
@@ -38,6 +42,7 @@ pub unsafe fn lookup(
     ctx: *mut c_void,
     ingress_ifindex: u32,
     ip: &[u8; 20],
+    tot_len: u16,
     src: u32,
     dst: u32,
 ) -> Route {
@@ -45,7 +50,7 @@ pub unsafe fn lookup(
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
     fib.family = AF_INET;
     fib.l4_protocol = ip[9];
-    fib.__bindgen_anon_1.tot_len = u16::from_be_bytes([ip[2], ip[3]]);
+    fib.__bindgen_anon_1.tot_len = tot_len;
     fib.ifindex = ingress_ifindex;
     fib.__bindgen_anon_2.tos = ip[1];
     fib.__bindgen_anon_3.ipv4_src = src.to_be();

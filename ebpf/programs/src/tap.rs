@@ -201,6 +201,7 @@ fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Transl
             ctx.skb.skb.cast(),
             ingress,
             &seen.ip,
+            0,
             tuple.src_addr,
             dst_after,
         )

@@ -12,18 +12,22 @@ use ethergate_common::parse::PacketBytes;
 
 /// Deepest byte a read may reach; see `packet.rs`.
 const MAX_PARSE_OFFSET: usize = 8192;
+/// Bytes pulled into the linear area: every header NAT reads (Ethernet,
+/// IPv4 with options, TCP with options: 14 + 60 + 60) with room to spare.
+/// Not the whole frame: a GSO skb from a local sender can be 64 KiB, and
+/// only its headers need to be linear.
+const PULL_LEN: u32 = 256;
 
 pub struct TcFrame<'a> {
     ctx: &'a TcContext,
 }
 
 impl<'a> TcFrame<'a> {
-    /// Pulls the whole frame into the linear area first (a no-op for the
-    /// linear skbs a tap write produces), so headers past the first page
-    /// fragment are readable.
+    /// Pulls the headers into the linear area first (a no-op for the
+    /// linear skbs a tap write produces).
     #[inline(always)]
     pub fn new(ctx: &'a TcContext) -> Self {
-        let _ = ctx.pull_data(ctx.len());
+        let _ = ctx.pull_data(ctx.len().min(PULL_LEN));
         Self { ctx }
     }
 
@@ -41,9 +45,13 @@ impl<'a> TcFrame<'a> {
 }
 
 impl PacketBytes for TcFrame<'_> {
+    /// Against the skb's whole length (linear part and fragments): the
+    /// classifier asks whether the frame holds what the IP header claims,
+    /// which for a 64 KiB GSO skb lies far beyond the linear headers.
+    /// A plain scalar, never used to bound a pointer.
     #[inline(always)]
     fn has_bytes(&self, len: usize) -> bool {
-        len <= MAX_PARSE_OFFSET && self.data() + len <= self.data_end()
+        len <= self.ctx.len() as usize
     }
 
     #[inline(always)]
