@@ -12,6 +12,7 @@
 
 mod login;
 mod nat;
+mod profile;
 mod report;
 mod settings;
 mod sys;
@@ -29,7 +30,9 @@ use crate::{report::Report, settings::Settings};
 const USAGE: &str = "usage: ethergate-bench --ethergate <path to release ethergate> [--quick] [--out DIR] [--only SYSTEM]
   --quick     one run per point, 3 s runs, 100 idle sessions (about 3 minutes)
   --out DIR   where results go (default bench/results)
-  --only S    only systems whose name contains S (e.g. softether, iptables)";
+  --only S    only systems whose name contains S (e.g. softether, iptables)
+  --perf      perf record the server during TCP 1-stream runs and the whole machine
+              during the large-flow-table pps run; reports in <out>/perf/";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -37,12 +40,14 @@ fn main() -> Result<()> {
     let mut bin = None;
     let mut out = None;
     let mut only = None;
+    let mut perf = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--ethergate" => bin = args.next().map(PathBuf::from),
             "--out" => out = args.next().map(PathBuf::from),
             "--only" => only = args.next(),
+            "--perf" => perf = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -62,7 +67,7 @@ fn main() -> Result<()> {
     let started_utc = sys::timestamp();
     let work = std::env::temp_dir().join(format!("ethergate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let settings = Settings::new(quick, bin, work.clone(), only);
+    let settings = Settings::new(quick, bin, work.clone(), only, perf, out.clone());
     sys::install_interrupt_flag();
 
     let mut report = Report::new();

@@ -12,6 +12,7 @@ use anyhow::{Result, anyhow, bail};
 use ethergate_netns::{Process, Topology};
 
 use crate::{
+    profile,
     report::{Better, Point, Report, Sample},
     settings::Settings,
     sys, tools,
@@ -255,7 +256,7 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
         .parse()
         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
     let gen_note = format!(
-        "own sendmmsg generator in private ({} B payload = 64 B frames), dst ports/addresses vary per flow, {secs} s; received rate by a tc drop filter on client eth0; generator and NAT share the 2 cores",
+        "own sendmmsg generator in private ({} B payload = 64 B frames), dst ports/addresses vary per flow, {secs} s; received rate by an nft netdev-ingress drop rule on client eth0; generator and NAT share the 2 cores",
         udpgen::PAYLOAD
     );
     let many = settings.many_flows;
@@ -282,7 +283,13 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
             &gen_note,
         ),
         settings.reps,
-        || udp_pps(topo, "private", "client", base, 1, dur, false),
+        || {
+            profiled(
+                settings,
+                &format!("nat-{}-1-flow", tunnel::slug(system)),
+                || udp_pps(topo, "private", "client", base, 1, dur, false),
+            )
+        },
     );
     let n = settings.huge_flows;
     let conntrack_note = if system == tunnel::ETHERGATE {
@@ -308,7 +315,13 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
     let many_pps = report.measure(
         point(&huge_name(settings), system, "pps", Better::Higher, &method),
         settings.reps,
-        || udp_pps(topo, "private", "client", base, n, dur, false),
+        || {
+            profiled(
+                settings,
+                &format!("nat-{}-{n}-flows", tunnel::slug(system)),
+                || udp_pps(topo, "private", "client", base, n, dur, false),
+            )
+        },
     );
     let loss = match (one, many_pps) {
         (Some(a), Some(b)) if a > 0.0 => Ok((a - b) / a * 100.0),
@@ -330,4 +343,15 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
             }
         }),
     );
+}
+
+/// Runs `f` under a machine-wide `perf record` when `--perf` is on.
+fn profiled(settings: &Settings, name: &str, f: impl FnOnce() -> Result<Sample>) -> Result<Sample> {
+    if !settings.perf {
+        return f();
+    }
+    let p = profile::start(None, &settings.work, &settings.out, name)?;
+    let result = f();
+    println!("        perf report: {}", p.finish()?.display());
+    result
 }

@@ -22,10 +22,20 @@ pub struct Settings {
     pub work: PathBuf,
     /// Only run rows whose workload or system contains this.
     pub only: Option<String>,
+    /// Profile chosen points with perf into `<out>/perf/`.
+    pub perf: bool,
+    pub out: PathBuf,
 }
 
 impl Settings {
-    pub fn new(quick: bool, ethergate_bin: PathBuf, work: PathBuf, only: Option<String>) -> Self {
+    pub fn new(
+        quick: bool,
+        ethergate_bin: PathBuf,
+        work: PathBuf,
+        only: Option<String>,
+        perf: bool,
+        out: PathBuf,
+    ) -> Self {
         if quick {
             Self {
                 reps: 1,
@@ -39,6 +49,8 @@ impl Settings {
                 ethergate_bin,
                 work,
                 only,
+                perf,
+                out,
             }
         } else {
             Self {
@@ -53,6 +65,8 @@ impl Settings {
                 ethergate_bin,
                 work,
                 only,
+                perf,
+                out,
             }
         }
     }

@@ -1,5 +1,5 @@
 //! The load generators and probes the harness drives — iperf3, wrk, ping,
-//! a tc drop counter, nginx — each run inside a namespace of the topology
+//! an nft drop counter, nginx — each run inside a namespace of the topology
 //! with a deadline, their output parsed into numbers.
 
 use std::time::Duration;

@@ -19,7 +19,7 @@ use ethergate_netns::{Process, Topology};
 use ethergate_softether::{PasswordKind, SoftEtherClient, SoftEtherServer};
 
 use crate::{
-    login,
+    login, profile,
     report::{Better, Point, Report, Sample},
     settings::Settings,
     sys, tools,
@@ -421,9 +421,17 @@ fn traffic(topo: &Topology, report: &mut Report, settings: &Settings, system: &s
             point(&name, system, "Mbit/s", Better::Higher, &method),
             settings.reps,
             || {
+                let name = format!("tunnel-{}-tcp{streams}-{dir}", slug(system));
+                let prof = (settings.perf && streams == 1)
+                    .then(|| profile::start(Some(pid), &settings.work, &settings.out, &name))
+                    .transpose()?;
                 let cpu0 = sys::cpu_seconds(pid);
-                let r = tools::iperf3(topo, "client", PRIVATE_IP, secs, streams, dir == "down")?;
+                let r = tools::iperf3(topo, "client", PRIVATE_IP, secs, streams, dir == "down");
                 let cpu = sys::cpu_seconds(pid) - cpu0;
+                if let Some(p) = prof {
+                    println!("        perf report: {}", p.finish()?.display());
+                }
+                let r = r?;
                 let gb = r.bytes / 1e9;
                 Ok(Sample::new(r.bits_per_second / 1e6)
                     .with("retransmits", r.retransmits)
@@ -447,32 +455,6 @@ fn traffic(topo: &Topology, report: &mut Report, settings: &Settings, system: &s
             );
         }
     }
-
-    let method = format!(
-        "own sendmmsg generator in client, {} B UDP payload (64 B frames), 64 dst ports, {secs} s; counted by a tc drop filter on private eth0",
-        udpgen::PAYLOAD
-    );
-    report.measure(
-        point(
-            "64-byte UDP client→private, 64 flows",
-            system,
-            "pps",
-            Better::Higher,
-            &method,
-        ),
-        settings.reps,
-        || {
-            udp_pps(
-                topo,
-                "client",
-                "private",
-                PRIVATE_IP.parse()?,
-                64,
-                Duration::from_secs(secs),
-                false,
-            )
-        },
-    );
 
     let method = format!(
         "ping -i 0.005 ×{} to {TAP_IP} (tunnel), hdrhistogram; direct = to {SERVER_IP}",
@@ -567,6 +549,35 @@ fn traffic(topo: &Topology, report: &mut Report, settings: &Settings, system: &s
         point("HTTP via DNAT p99", system, "µs", Better::Lower, &method),
         p99,
     );
+
+    let method = format!(
+        "own sendmmsg generator in client, {} B UDP payload (64 B frames), 64 dst ports, {secs} s; counted by an nft netdev-ingress drop rule on private eth0; runs last (queues it fills would skew the latency rows)",
+        udpgen::PAYLOAD
+    );
+    report.measure(
+        point(
+            "64-byte UDP client→private, 64 flows",
+            system,
+            "pps",
+            Better::Higher,
+            &method,
+        ),
+        settings.reps,
+        || {
+            udp_pps(
+                topo,
+                "client",
+                "private",
+                PRIVATE_IP.parse()?,
+                64,
+                Duration::from_secs(secs),
+                false,
+            )
+        },
+    );
+
+    // Let the queues the flood filled drain before the next system.
+    std::thread::sleep(Duration::from_secs(2));
 }
 
 /// `flows` distinct UDP flows from `from` to `base…` for `duration`; the
@@ -684,4 +695,17 @@ fn report_failures(n: usize, first: Option<&str>) {
         "        ({n} logins failed; first: {})",
         first.unwrap_or("?")
     );
+}
+
+/// `SoftEther 5.01 (bridge+iptables)` → `softether-5-01-bridge-iptables`.
+pub fn slug(system: &str) -> String {
+    let mut out = String::new();
+    for c in system.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_owned()
 }

@@ -1,0 +1,75 @@
+//! `--perf`: a `perf record -g` (Debian's linux-perf) running beside a
+//! workload, of the server process tree or of the whole machine (kernel
+//! data paths: XDP, conntrack), summarised with `perf report --stdio` into
+//! `<out>/perf/<name>.txt` so a missed goal names its bottleneck.
+//!
+//! Only our own `perf` child is signalled, by PID.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+use anyhow::{Context, Result};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+pub struct Profile {
+    child: Child,
+    data: PathBuf,
+    txt: PathBuf,
+}
+
+/// Starts sampling `pid` (or every CPU when `None`) at 999 Hz with call
+/// graphs.
+pub fn start(pid: Option<u32>, work: &Path, out: &Path, name: &str) -> Result<Profile> {
+    let data = work.join(format!("{name}.perf.data"));
+    let dir = out.join("perf");
+    std::fs::create_dir_all(&dir)?;
+    let txt = dir.join(format!("{name}.txt"));
+    let mut cmd = Command::new("perf");
+    cmd.args(["record", "-F", "999", "-g", "-q", "-o"])
+        .arg(&data);
+    match pid {
+        Some(p) => cmd.args(["-p", &p.to_string()]),
+        None => cmd.arg("-a"),
+    };
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting perf record (apt-get install linux-perf)")?;
+    Ok(Profile { child, data, txt })
+}
+
+impl Profile {
+    /// Stops sampling and writes the report; returns its path.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
+        self.child.wait()?;
+        // Per thread first (where the time goes), then per symbol.
+        let mut text = Vec::new();
+        for sort in ["comm", "comm,dso,symbol"] {
+            let report = Command::new("perf")
+                .args([
+                    "report",
+                    "--stdio",
+                    "--no-children",
+                    "--percent-limit",
+                    "0.5",
+                ])
+                .args(["-g", "none", "--sort", sort, "-i"])
+                .arg(&self.data)
+                .stdin(Stdio::null())
+                .output()
+                .context("perf report")?;
+            text.extend_from_slice(&report.stdout);
+        }
+        std::fs::write(&self.txt, text)?;
+        let _ = std::fs::remove_file(&self.data);
+        Ok(self.txt)
+    }
+}
