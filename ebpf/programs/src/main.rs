@@ -12,6 +12,7 @@ mod nat;
 mod packet;
 mod route;
 mod tap;
+mod tap_icmp;
 mod tc_frame;
 mod uplink;
 

@@ -19,7 +19,8 @@
 //!
 //! `tap_egress` (frames the kernel sends to the hub): a reply of a DNAT
 //! flow (`DNAT_IN`) gets its source restored to the destination the client
-//! used, so the client's socket accepts it.
+//! used, so the client's socket accepts it; an ICMP error about a DNAT flow
+//! gets its embedded header restored too (`tap_icmp`).
 //!
 //! Everything else — ARP, DHCP, IPv6, fragments, ICMP to the appliance,
 //! traffic without a rule — goes on untouched (`TC_ACT_OK`).
@@ -45,6 +46,7 @@ use crate::{
     flow::{self, IP_DF, IP_MF_OR_OFFSET, Tuple, read_tuple},
     maps::{self, DNAT_IN, DNAT_OUT, NAT_IN, NAT_OUT, count_drop, event, now_ns},
     route::{self, Route},
+    tap_icmp,
     tc_frame::TcFrame,
 };
 
@@ -292,6 +294,15 @@ fn egress(ctx: &TcContext) -> i32 {
     }
     let frame = TcFrame::new(ctx);
     let classified = classify(&frame);
+    if classified.class == ProtoClass::Icmp4
+        && classified.vlan_tags == 0
+        && classified.l3_offset == ETH_HEADER_LEN
+        && tap_icmp::is_error(&frame, classified.l4_offset)
+        && let Some(ip) = frame.header::<20>(ETH_HEADER_LEN)
+    {
+        let ip = *ip;
+        return tap_icmp::restore(ctx, &frame, &ip, classified.l4_offset);
+    }
     let Some(seen) = read(&frame, &classified, false) else {
         return TC_ACT_OK;
     };

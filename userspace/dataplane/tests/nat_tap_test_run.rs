@@ -18,7 +18,7 @@ use ethergate_config::{DnatRule, Ipv4Cidr, L4Protocol, Nat, SnatRule, SnatTarget
 use ethergate_dataplane::{Dataplane, TcProgram};
 use ethergate_fixtures::{
     arp_request,
-    nat::{Ipv4Flow, L4},
+    nat::{IcmpError, Ipv4Flow, L4, icmp_error},
     tcp6_syn,
 };
 
@@ -339,4 +339,86 @@ fn rule_swap_is_atomic_and_keeps_established_flows() {
     assert_eq!(public_port(&out, false), snat_port);
     let new_snat = bench.sent_by_private(tcp(41031, 80, 0x02)).frame(b"");
     assert_eq!(bench.out(&mut dp, &new_snat), (XDP_PASS, new_snat.clone()));
+}
+
+#[test]
+fn icmp_errors_about_dnat_flows_are_restored_on_the_way_to_the_client() {
+    let bench = Bench::new();
+    let mut nat = recipe_nat();
+    nat.dnat.push(DnatRule {
+        source: cidr("192.168.0.0/16"),
+        destination: cidr("0.0.0.0/0"),
+        protocol: L4Protocol::Udp,
+        port: 53,
+        to: SocketAddrV4::from_str("10.0.1.26:5353").expect("addr"),
+    });
+    let mut dp = dataplane(&bench, &nat);
+    let query = from_client(&bench, TAP_ADDRESS, L4::Udp { src: 5000, dst: 53 });
+    let (action, out) = bench.tap(&mut dp, TcProgram::TapIngress, &query.frame(b"query"));
+    assert_eq!(action, TC_ACT_REDIRECT);
+    // What the server quotes: the datagram as it arrived (after DNAT);
+    // what the client must see: its own datagram (the TTL stays as
+    // quoted: 63).
+    let quoted_wire = out[14..14 + 28].to_vec();
+    let client_sent = Ipv4Flow { ttl: 63, ..query }.frame(b"query");
+    let quoted_client = client_sent[14..14 + 28].to_vec();
+    let to_client = |src: [u8; 4], quoted: &[u8]| {
+        icmp_error(
+            bench.tap0.1,
+            CLIENT_MAC,
+            src,
+            CLIENT,
+            63,
+            IcmpError::PortUnreachable,
+            quoted,
+        )
+    };
+    // From the server itself: the outer source is restored too.
+    let (action, back) = bench.tap(
+        &mut dp,
+        TcProgram::TapEgress,
+        &to_client(PRIVATE_HOST, &quoted_wire),
+    );
+    assert_eq!(action, TC_ACT_OK);
+    assert_eq!(
+        back,
+        to_client(TAP_ADDRESS, &quoted_client),
+        "from the server"
+    );
+    // From a router on the way: its address stays.
+    let router = [10, 0, 0, 254];
+    let (action, back) = bench.tap(
+        &mut dp,
+        TcProgram::TapEgress,
+        &to_client(router, &quoted_wire),
+    );
+    assert_eq!(action, TC_ACT_OK);
+    assert_eq!(back, to_client(router, &quoted_client), "from a router");
+
+    // TCP with the whole header quoted (its checksum updated as well).
+    let syn = from_client(&bench, TAP_ADDRESS, tcp(40040, 80, 0x02));
+    let (_, out) = bench.tap(&mut dp, TcProgram::TapIngress, &syn.frame(b""));
+    let error = to_client(PRIVATE_HOST, &out[14..14 + 40]);
+    let (action, back) = bench.tap(&mut dp, TcProgram::TapEgress, &error);
+    assert_eq!(action, TC_ACT_OK);
+    let client_sent = Ipv4Flow { ttl: 63, ..syn }.frame(b"");
+    assert_eq!(
+        back,
+        to_client(TAP_ADDRESS, &client_sent[14..14 + 40]),
+        "tcp"
+    );
+
+    // An error about something else passes untouched.
+    let stranger = Ipv4Flow {
+        ttl: 63,
+        ..from_client(&bench, PRIVATE_HOST, L4::Udp { src: 6000, dst: 53 })
+    }
+    .frame(b"x");
+    let unrelated = to_client(PRIVATE_HOST, &stranger[14..14 + 28]);
+    assert_eq!(
+        bench.tap(&mut dp, TcProgram::TapEgress, &unrelated),
+        (TC_ACT_OK, unrelated.clone())
+    );
+    let c = dp.counters().expect("counters");
+    assert_eq!(c.nat_event(NatEvent::IcmpErrorTranslated), 3);
 }
