@@ -86,6 +86,8 @@ pub struct Dataplane {
     // and programs go away.
     sweeper: Option<nat::Sweeper>,
     flows: Arc<Mutex<nat::FlowMaps>>,
+    /// Flows the sweeper removed after their idle timeout, since load.
+    idle_timeouts: Arc<std::sync::atomic::AtomicU64>,
     uplink: Option<attach::UplinkAttachment>,
     inside: Vec<attach::UplinkAttachment>,
     taps: Vec<tap::TapAttachment>,
@@ -149,6 +151,7 @@ impl Dataplane {
         Ok(Self {
             sweeper: None,
             flows: Arc::new(Mutex::new(flows)),
+            idle_timeouts: Arc::default(),
             uplink: None,
             inside: Vec::new(),
             taps: Vec::new(),
@@ -182,6 +185,7 @@ impl Dataplane {
         self.sweeper = Some(nat::Sweeper::start(
             Arc::clone(&self.flows),
             config.timeouts,
+            Arc::clone(&self.idle_timeouts),
         ));
         Ok(())
     }
@@ -276,6 +280,12 @@ impl Dataplane {
         current.port_min = min;
         current.port_max = max.max(min);
         rules::write_config(&mut self.ebpf, current)
+    }
+
+    /// Flows (SNAT and DNAT pairs) expired by the idle sweeper since load.
+    pub fn idle_timeouts(&self) -> u64 {
+        self.idle_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every translated flow, with idle times.

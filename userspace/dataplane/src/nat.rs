@@ -303,7 +303,13 @@ pub(crate) struct Sweeper {
 }
 
 impl Sweeper {
-    pub(crate) fn start(maps: Arc<Mutex<FlowMaps>>, timeouts: NatTimeouts) -> Self {
+    /// Sweeps every `sweep_interval`; adds the flows it expires to
+    /// `expired_total` (status and metrics: idle timeouts).
+    pub(crate) fn start(
+        maps: Arc<Mutex<FlowMaps>>,
+        timeouts: NatTimeouts,
+        expired_total: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
         let (stop, stopped) = mpsc::channel::<()>();
         let interval = sweep_interval(&timeouts);
         let handle = thread::Builder::new()
@@ -311,7 +317,9 @@ impl Sweeper {
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
                     if let Ok(mut maps) = maps.lock() {
-                        sweep(&mut maps, monotonic_ns(), &timeouts);
+                        let stats = sweep(&mut maps, monotonic_ns(), &timeouts);
+                        expired_total
+                            .fetch_add(stats.expired as u64, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
             })

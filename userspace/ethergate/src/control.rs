@@ -266,6 +266,7 @@ impl Control {
             active_flows: (self.dataplane.nat_flows().len() + self.dataplane.dnat_flows().len())
                 as u64,
             max_flows: u64::from(nat.limits.max_flows),
+            idle_timeouts: self.dataplane.idle_timeouts(),
             ..NatStatus::default()
         };
         match self.dataplane.counters() {
