@@ -32,6 +32,8 @@ const APT_PACKAGES: &[&str] = &[
     "debootstrap",
     "packer",
     "openssl",
+    // cargo xtask bench --perf: name the bottleneck of a missed goal.
+    "linux-perf",
 ];
 
 /// design.md: newer bpf-linker needs a newer LLVM/rustc than this machine has.
