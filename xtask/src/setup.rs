@@ -27,9 +27,11 @@ const APT_PACKAGES: &[&str] = &[
     "softether-vpnclient",
     "softether-vpncmd",
     "softether-vpnserver",
-    // deploy tests: a Debian 12 root for provision.sh, the template check,
-    // certificate fingerprints in the import test.
+    // deploy tests: a Debian 12 root for provision.sh, booted with
+    // systemd-nspawn for the unit; the template check; certificate
+    // fingerprints in the import test.
     "debootstrap",
+    "systemd-container",
     "packer",
     "openssl",
     // cargo xtask bench --perf: name the bottleneck of a missed goal.

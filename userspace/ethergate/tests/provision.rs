@@ -3,161 +3,17 @@
 //! (Debian's own `systemd-analyze verify`) and `ethergate check` on the
 //! default config and on the config cloud-init writes.
 //!
-//! The root comes from a cache under /var/cache/ethergate-test: the first
-//! run downloads the packages from deb.debian.org with debootstrap (~40 s)
-//! and builds the root (~50 s); later runs unpack the cached root (~10 s).
-//! Needs root and debootstrap (cargo xtask setup installs it).
+//! The root comes from a cache (tests/debian): the first run downloads and
+//! builds it (~1.5 min), later runs unpack it (~10 s). Needs root,
+//! debootstrap and packer (cargo xtask setup installs both).
 
 use std::{
     os::unix::fs::{MetadataExt, PermissionsExt},
-    path::{Path, PathBuf},
     process::Command,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_ethergate");
-const CACHE: &str = "/var/cache/ethergate-test";
-const SUITE: &str = "bookworm";
-const MIRROR: &str = "http://deb.debian.org/debian";
-/// minbase plus what an EC2 image has and the unit needs: systemd (for
-/// systemctl enable and systemd-analyze) and procps (sysctl).
-const INCLUDE: &str = "systemd,systemd-sysv,procps,iproute2,ca-certificates";
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
-fn run(argv: &[&str]) -> std::process::Output {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", argv.join(" ")));
-    assert!(
-        out.status.success(),
-        "{} failed:\n{}{}",
-        argv.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The cached Debian 12 root as a tarball, built once.
-fn cached_root() -> PathBuf {
-    let cache = Path::new(CACHE);
-    let root_tgz = cache.join(format!("{SUITE}-root.tgz"));
-    if root_tgz.exists() {
-        return root_tgz;
-    }
-    assert!(
-        Path::new("/usr/sbin/debootstrap").exists(),
-        "debootstrap is missing: run `cargo xtask setup` (apt-get install debootstrap)"
-    );
-    std::fs::create_dir_all(cache).expect("cache dir");
-    let debs = cache.join(format!("{SUITE}-minbase.tgz"));
-    let work = cache.join(format!("build-{}", std::process::id()));
-    let work_arg = work.display().to_string();
-    let debs_arg = debs.display().to_string();
-    if !debs.exists() {
-        run(&[
-            "debootstrap",
-            "--variant=minbase",
-            &format!("--include={INCLUDE}"),
-            &format!("--make-tarball={debs_arg}"),
-            SUITE,
-            &work_arg,
-            MIRROR,
-        ]);
-    }
-    run(&[
-        "debootstrap",
-        "--variant=minbase",
-        &format!("--include={INCLUDE}"),
-        &format!("--unpack-tarball={debs_arg}"),
-        SUITE,
-        &work_arg,
-    ]);
-    let partial = root_tgz.with_extension("partial");
-    run(&[
-        "tar",
-        "-C",
-        &work_arg,
-        "-czf",
-        &partial.display().to_string(),
-        ".",
-    ]);
-    std::fs::rename(&partial, &root_tgz).expect("publish cached root");
-    let _ = std::fs::remove_dir_all(&work);
-    root_tgz
-}
-
-/// A throwaway root, removed also when the test fails.
-struct Chroot(PathBuf);
-
-impl Chroot {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("eg-provision-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("root dir");
-        let tgz = cached_root();
-        run(&[
-            "tar",
-            "-C",
-            &dir.display().to_string(),
-            "-xzf",
-            &tgz.display().to_string(),
-        ]);
-        Self(dir)
-    }
-
-    fn path(&self, inside: &str) -> PathBuf {
-        self.0.join(inside.trim_start_matches('/'))
-    }
-
-    /// `argv` inside the root, with /proc mounted in a private mount
-    /// namespace (systemctl needs it to see it is in a chroot).
-    fn exec(&self, argv: &[&str]) -> std::process::Output {
-        let root = self.0.display().to_string();
-        let script = format!("mount -t proc proc '{root}/proc' && exec chroot '{root}' \"$@\"");
-        let mut full = vec![
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-            "sh",
-        ];
-        full.extend_from_slice(argv);
-        Command::new(full[0])
-            .args(&full[1..])
-            .output()
-            .unwrap_or_else(|e| panic!("chroot {}: {e}", argv.join(" ")))
-    }
-
-    fn exec_ok(&self, argv: &[&str]) -> String {
-        let out = self.exec(argv);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "chroot {} failed:\n{text}",
-            argv.join(" ")
-        );
-        text
-    }
-}
-
-impl Drop for Chroot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod debian;
+use debian::{BIN, Chroot, repo};
 
 /// The config cloud-init writes: the `content: |` block of the user-data.
 fn cloud_init_config() -> String {
@@ -179,22 +35,8 @@ fn cloud_init_config() -> String {
 
 #[test]
 fn provision_sh_installs_a_working_service_in_debian_12() {
-    let root = Chroot::new();
-    let src = root.path("/tmp/ethergate");
-    std::fs::create_dir_all(&src).expect("src dir");
-    for (from, to) in [
-        (PathBuf::from(BIN), "ethergate"),
-        (
-            repo("deploy/systemd/ethergate.service"),
-            "ethergate.service",
-        ),
-        (repo("deploy/ethergate.toml"), "ethergate.toml"),
-        (repo("deploy/provision.sh"), "provision.sh"),
-    ] {
-        std::fs::copy(&from, src.join(to)).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
-    }
-
-    let first = root.exec_ok(&["/bin/sh", "/tmp/ethergate/provision.sh", "/tmp/ethergate"]);
+    let root = Chroot::new("provision");
+    let first = root.provision();
     assert!(
         first.contains("ok (1 hub(s), 1 user(s), nat on)"),
         "{first}"
