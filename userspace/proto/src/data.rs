@@ -79,6 +79,16 @@ impl Frames {
         self.buf.extend_from_slice(frame);
         self.ends.push(self.buf.len());
     }
+    /// Bytes of frame data held (all frames together).
+    pub fn byte_len(&self) -> usize {
+        self.buf.len()
+    }
+    /// Appends every frame of `other`, in order.
+    pub fn append(&mut self, other: &Frames) {
+        let base = self.buf.len();
+        self.buf.extend_from_slice(&other.buf);
+        self.ends.extend(other.ends.iter().map(|end| base + end));
+    }
     pub fn get(&self, i: usize) -> Option<&[u8]> {
         let end = *self.ends.get(i)?;
         let start = if i == 0 { 0 } else { self.ends[i - 1] };

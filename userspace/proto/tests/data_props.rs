@@ -233,3 +233,26 @@ fn compressed_frames_interoperate_with_plain_zlib() {
         .expect("zlib container");
     assert_eq!(inflated, frame);
 }
+
+proptest! {
+    /// `append` is the same as pushing every frame of the other batch.
+    #[test]
+    fn append_equals_pushing_each_frame(
+        a in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8),
+        b in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8),
+    ) {
+        let (mut left, mut right, mut expected) = (Frames::new(), Frames::new(), Frames::new());
+        for f in &a {
+            left.push(f);
+            expected.push(f);
+        }
+        for f in &b {
+            right.push(f);
+            expected.push(f);
+        }
+        left.append(&right);
+        prop_assert_eq!(left.len(), a.len() + b.len());
+        prop_assert_eq!(left.byte_len(), expected.byte_len());
+        prop_assert!(left.iter().eq(expected.iter()));
+    }
+}

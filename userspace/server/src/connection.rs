@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 use crate::{
     directory::{HubEntry, LoginCheck, LoginInfo, SessionShared},
     hub_actor::HubInput,
+    outbox::Outbox,
     transport::{self, Received, Transport},
     worker::{Worker, now, system_random},
 };
@@ -40,8 +41,6 @@ use crate::{
 /// over, so one read usually yields many frames (design.md: small buffers
 /// cost CPU).
 const READ_CHUNK: usize = 64 * 1024;
-/// Hub batches coalesced into one protocol batch / TLS write.
-const MAX_BATCHES_PER_WRITE: usize = 32;
 
 struct Conn {
     transport: Transport,
@@ -56,6 +55,8 @@ struct Conn {
     handshake_done: bool,
     closing: bool,
     frames_in: Frames,
+    /// The hub's frames being written; swapped with the outbox's buffer.
+    from_hub: Frames,
     plain_out: Vec<u8>,
 }
 
@@ -101,6 +102,7 @@ pub async fn serve(mut tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Wo
         handshake_done: false,
         closing: false,
         frames_in: Frames::new(),
+        from_hub: Frames::new(),
         plain_out: Vec::with_capacity(READ_CHUNK),
     }));
     debug!(%peer, id, tls = conn.borrow().transport.mode(), "connection accepted");
@@ -361,12 +363,12 @@ async fn write_loop(
             }
             continue;
         }
-        let (closing, deadline, from_hub) = {
+        let (closing, deadline, outbox) = {
             let c = conn.borrow();
             (
                 c.closing || c.proto.is_closed(),
                 c.proto.poll_timeout(),
-                c.session.as_ref().map(|s| s.from_hub.clone()),
+                c.session.as_ref().map(|s| Arc::clone(&s.outbox)),
             )
         };
         if closing {
@@ -380,8 +382,8 @@ async fn write_loop(
             }
         };
         let hub = async {
-            match &from_hub {
-                Some(rx) => rx.recv().await.ok(),
+            match &outbox {
+                Some(outbox) => outbox.wait().await,
                 None => std::future::pending().await,
             }
         };
@@ -393,12 +395,12 @@ async fn write_loop(
                 // The reader is gone: finish what is queued, then close.
                 conn.borrow_mut().closing = true;
             }
-            Either::Right((Either::Left((batch, _)), _)) => {
+            Either::Right((Either::Left((pending, _)), _)) => {
                 let mut c = conn.borrow_mut();
-                match batch {
-                    Some(first) => send_hub_batches(&mut c, first, from_hub.as_ref()),
-                    // The hub dropped this session (hub stopping).
-                    None => c.proto.close_local(),
+                match (pending, &outbox) {
+                    (true, Some(outbox)) => send_hub_frames(&mut c, outbox),
+                    // The session ended (disconnected, reaped, hub stopping).
+                    _ => c.proto.close_local(),
                 }
             }
             Either::Right((Either::Right(((), _)), _)) => {
@@ -408,29 +410,24 @@ async fn write_loop(
     }
 }
 
-/// Writes `first` and whatever else is already queued (up to a bound) as
-/// one protocol batch: one TLS record train, one syscall.
-fn send_hub_batches(c: &mut Conn, first: Frames, rx: Option<&async_channel::Receiver<Frames>>) {
-    let now = now();
-    let counters = c.session.as_ref().map(Arc::clone);
-    let count = |batch: &Frames| {
-        if let Some(session) = &counters {
-            session.counters.sent.add_batch(batch);
-        }
-    };
-    count(&first);
-    c.proto.send_frames(now, first.iter());
-    if let Some(rx) = rx {
-        for _ in 1..MAX_BATCHES_PER_WRITE {
-            match rx.try_recv() {
-                Ok(more) => {
-                    count(&more);
-                    c.proto.send_frames(now, more.iter());
-                }
-                Err(_) => break,
-            }
-        }
+/// Writes everything the hub has queued for the session as one protocol
+/// batch: one TLS record train, one syscall. Another connection of the
+/// session may have taken it first; then there is nothing to do.
+fn send_hub_frames(c: &mut Conn, outbox: &Outbox) {
+    let Conn {
+        from_hub,
+        proto,
+        session,
+        ..
+    } = c;
+    outbox.take(from_hub);
+    if from_hub.is_empty() {
+        return;
     }
+    if let Some(session) = session {
+        session.counters.sent.add_batch(from_hub);
+    }
+    proto.send_frames(now(), from_hub.iter());
 }
 
 /// Moves the protocol's queued plaintext through the transport into `out`.

@@ -19,13 +19,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ethergate_proto::{
-    Authenticator, ErrorCode, LoginRequest, SessionGrant, Welcome, data::Frames,
-};
+use ethergate_proto::{Authenticator, ErrorCode, LoginRequest, SessionGrant, Welcome};
 
 use crate::{
     counters::{HubCounters, SessionCounters},
     hub_actor::{HubInput, PortId},
+    outbox::Outbox,
 };
 
 /// A hub as the workers see it.
@@ -93,9 +92,11 @@ pub struct Limits {
     /// Sessions per hub → ERR_HUB_IS_BUSY (16), which SoftEther clients
     /// answer by retrying later rather than giving up.
     pub max_sessions_per_hub: usize,
-    /// Frames queued from the hub to one session before new ones are
-    /// dropped (SoftEther drops rather than blocks, §7.1).
-    pub session_queue_batches: usize,
+    /// Bytes of frames queued from the hub to one session before new
+    /// batches are dropped (SoftEther drops rather than blocks, §7.1):
+    /// 1 MiB is ~8 ms at 1 Gbit/s, enough to ride out a writer's stall
+    /// without building a latency queue.
+    pub session_queue_bytes: usize,
 }
 
 impl Default for Limits {
@@ -104,7 +105,7 @@ impl Default for Limits {
             max_pending_handshakes: 1024,
             max_sessions: 4096,
             max_sessions_per_hub: 4096,
-            session_queue_batches: 256,
+            session_queue_bytes: 1 << 20,
         }
     }
 }
@@ -130,10 +131,10 @@ pub struct SessionShared {
     /// Set when an operator or a reload ended the session: its connections
     /// close and it is not kept for resumption.
     closed: AtomicBool,
-    /// Batches from the hub; every connection of the session receives from
+    /// Frames from the hub; every connection of the session takes from
     /// it, which spreads frames over the connections (§6: any connection
     /// may carry any frame).
-    pub from_hub: async_channel::Receiver<Frames>,
+    pub outbox: Arc<Outbox>,
     connections: AtomicU32,
     pub max_connections: u32,
     /// Negotiated at login; additional connections inherit them.
@@ -275,6 +276,9 @@ impl Directory {
         }
         drop(sessions);
         for shared in &closed {
+            // Closing here, not only in the hub, ends the connections even
+            // when the hub itself is gone (a removed hub).
+            shared.outbox.close();
             let _ = shared
                 .hub
                 .to_hub
@@ -329,7 +333,7 @@ impl Directory {
         login: &LoginInfo<'_>,
     ) -> Result<Arc<SessionShared>, ErrorCode> {
         let port = PortId(self.next_port.fetch_add(1, Ordering::Relaxed));
-        let (to_session, from_hub) = async_channel::bounded(self.limits.session_queue_batches);
+        let outbox = Arc::new(Outbox::new(self.limits.session_queue_bytes));
         let shared = Arc::new(SessionShared {
             hub: Arc::clone(hub),
             port,
@@ -339,7 +343,7 @@ impl Directory {
             established: Instant::now(),
             counters: SessionCounters::default(),
             closed: AtomicBool::new(false),
-            from_hub,
+            outbox: Arc::clone(&outbox),
             connections: AtomicU32::new(1),
             max_connections: welcome.max_connection.max(1),
             timeout_ms: welcome.timeout_ms,
@@ -349,7 +353,7 @@ impl Directory {
         // both go through the same FIFO channel.
         if hub
             .to_hub
-            .try_send(HubInput::Attach { port, to_session })
+            .try_send(HubInput::Attach { port, outbox })
             .is_err()
         {
             self.release_counts(hub);
@@ -430,6 +434,7 @@ impl Directory {
         }
         drop(sessions);
         for shared in &reaped {
+            shared.outbox.close();
             // Best effort: if the actor is gone there is nothing to detach.
             let _ = shared
                 .hub

@@ -25,6 +25,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::{
     counters::HubCounters,
+    outbox::{Outbox, PushError},
     switch::{Delivery, HubSwitch},
 };
 
@@ -33,11 +34,8 @@ pub use ethergate_hub::PortId;
 
 /// What workers send a hub.
 pub enum HubInput {
-    /// A session joined; frames for it go to `to_session`.
-    Attach {
-        port: PortId,
-        to_session: async_channel::Sender<Frames>,
-    },
+    /// A session joined; frames for it go to `outbox`.
+    Attach { port: PortId, outbox: Arc<Outbox> },
     /// Frames a session sent into the hub.
     Frames { port: PortId, frames: Frames },
     /// The session's last connection closed.
@@ -55,8 +53,9 @@ const INPUT_BURST: usize = 64;
 struct Actor {
     name: String,
     switch: Box<dyn HubSwitch>,
-    sessions: HashMap<PortId, async_channel::Sender<Frames>>,
-    /// Per-port batches being assembled for one burst of input.
+    sessions: HashMap<PortId, Arc<Outbox>>,
+    /// Per-port batches being assembled for one burst of input; kept across
+    /// bursts so their buffers are reused.
     outgoing: HashMap<PortId, Frames>,
     /// Frames for the bridge, written after the burst. Swapped with the
     /// writer's spare container, so neither side allocates per frame.
@@ -67,13 +66,15 @@ struct Actor {
 impl Actor {
     fn input(&mut self, input: HubInput) {
         match input {
-            HubInput::Attach { port, to_session } => {
-                self.sessions.insert(port, to_session);
+            HubInput::Attach { port, outbox } => {
+                self.sessions.insert(port, outbox);
                 self.switch.port_added(port);
                 debug!(hub = self.name, port = port.0, "port attached");
             }
             HubInput::Detach { port } => {
-                self.sessions.remove(&port);
+                if let Some(outbox) = self.sessions.remove(&port) {
+                    outbox.close();
+                }
                 self.outgoing.remove(&port);
                 self.switch.port_removed(port);
                 debug!(hub = self.name, port = port.0, "port detached");
@@ -109,29 +110,36 @@ impl Actor {
         });
     }
 
-    /// Hands each session its batch; a full queue drops the batch.
+    /// Hands each session its batch; a full outbox drops the batch.
     fn flush_sessions(&mut self) {
-        for (port, frames) in self.outgoing.drain() {
+        for (port, frames) in &mut self.outgoing {
             if frames.is_empty() {
                 continue;
             }
-            let Some(tx) = self.sessions.get(&port) else {
+            let Some(outbox) = self.sessions.get(port) else {
+                frames.clear();
                 continue;
             };
-            let (count, bytes) = (frames.len() as u64, frame_bytes(&frames));
-            if tx.try_send(frames).is_ok() {
-                self.counters.to_sessions.add(count, bytes);
-            } else {
-                self.counters
-                    .session_batches_dropped
-                    .fetch_add(1, Ordering::Relaxed);
+            let (count, bytes) = (frames.len() as u64, frames.byte_len() as u64);
+            match outbox.push(frames) {
+                Ok(()) => self.counters.to_sessions.add(count, bytes),
+                Err(PushError::Full) => {
+                    self.counters
+                        .session_batches_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Err(PushError::Closed) => {}
             }
+            frames.clear();
         }
     }
-}
 
-fn frame_bytes(frames: &Frames) -> u64 {
-    frames.iter().map(|f| f.len() as u64).sum()
+    /// The hub is stopping: every session's connections end.
+    fn close_sessions(&mut self) {
+        for outbox in self.sessions.values() {
+            outbox.close();
+        }
+    }
 }
 
 /// A running hub actor. Dropping the input sender (all of them) stops it.
@@ -220,6 +228,7 @@ async fn run(
         }
         bridge_batch.clear();
     }
+    actor.borrow_mut().close_sessions();
     drop(readers);
     drop(ticker);
     info!(hub = name, "hub stopped");

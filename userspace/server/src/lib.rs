@@ -12,6 +12,7 @@ pub mod directory;
 pub mod hub_actor;
 pub mod ktls;
 pub mod learning;
+pub mod outbox;
 pub mod switch;
 pub mod tls;
 pub mod transport;
