@@ -79,6 +79,14 @@ impl Frames {
         self.buf.extend_from_slice(frame);
         self.ends.push(self.buf.len());
     }
+    /// Gives back capacity beyond `bytes` (and the matching offsets) once
+    /// a burst is over; a no-op while frames are held.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        if self.is_empty() {
+            self.buf.shrink_to(bytes);
+            self.ends.shrink_to(bytes / 64);
+        }
+    }
     /// Bytes of frame data held (all frames together).
     pub fn byte_len(&self) -> usize {
         self.buf.len()

@@ -33,14 +33,14 @@ use crate::{
     directory::{HubEntry, LoginCheck, LoginInfo, SessionShared},
     hub_actor::HubInput,
     outbox::Outbox,
+    read_sizer::ReadSizer,
     transport::{self, Received, Transport},
     worker::{Worker, now, system_random},
 };
 
-/// Socket read size: a full TLS record (16 KiB + overhead) several times
-/// over, so one read usually yields many frames (design.md: small buffers
-/// cost CPU).
-const READ_CHUNK: usize = 64 * 1024;
+/// Output buffers kept by a connection between keep-alive ticks; larger
+/// ones (bulk transfers) are given back when the session goes quiet.
+const IDLE_BUFFER: usize = 4 * 1024;
 
 struct Conn {
     transport: Transport,
@@ -103,7 +103,7 @@ pub async fn serve(mut tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Wo
         closing: false,
         frames_in: Frames::new(),
         from_hub: Frames::new(),
-        plain_out: Vec::with_capacity(READ_CHUNK),
+        plain_out: Vec::new(),
     }));
     debug!(%peer, id, tls = conn.borrow().transport.mode(), "connection accepted");
     {
@@ -152,9 +152,13 @@ async fn read_loop(
     wake: async_channel::Sender<()>,
     worker: Rc<Worker>,
 ) {
-    let mut buf = Vec::with_capacity(READ_CHUNK);
+    let mut sizer = ReadSizer::default();
+    let mut buf = Vec::with_capacity(sizer.size());
     loop {
         buf.clear();
+        if buf.capacity() != sizer.size() {
+            buf = Vec::with_capacity(sizer.size());
+        }
         let BufResult(result, returned) = socket.read(buf).await;
         buf = returned;
         let n = match result {
@@ -171,6 +175,7 @@ async fn read_loop(
             }
             Ok(n) => n,
         };
+        sizer.observe(n);
         let to_hub = {
             let mut c = conn.borrow_mut();
             on_bytes(&mut c, &buf[..n], &worker);
@@ -346,7 +351,7 @@ async fn write_loop(
     conn: &Rc<RefCell<Conn>>,
     wake: async_channel::Receiver<()>,
 ) {
-    let mut out = Vec::with_capacity(READ_CHUNK);
+    let mut out = Vec::new();
     loop {
         // Everything queued so far goes out before we wait again.
         {
@@ -404,7 +409,14 @@ async fn write_loop(
                 }
             }
             Either::Right((Either::Right(((), _)), _)) => {
-                conn.borrow_mut().proto.handle_timeout(now());
+                let mut c = conn.borrow_mut();
+                c.proto.handle_timeout(now());
+                // A timer fired, so nothing was written for a while: give
+                // back what a burst grew.
+                out.shrink_to(IDLE_BUFFER);
+                c.plain_out.shrink_to(IDLE_BUFFER);
+                c.from_hub.shrink_to(IDLE_BUFFER);
+                c.frames_in.shrink_to(IDLE_BUFFER);
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod hub_actor;
 pub mod ktls;
 pub mod learning;
 pub mod outbox;
+pub mod read_sizer;
 pub mod switch;
 pub mod tls;
 pub mod transport;
