@@ -4,9 +4,10 @@
 //! enabled — Type=notify (`Started` only after READY=1), as user
 //! ethergate with the unit's capabilities, seccomp filter, address-family
 //! and device restrictions — and a real SoftEther client logs in and fetches
-//! the private page through it. The watchdog keeps it running (a drop-in
-//! shortens WatchdogSec to 3 s for the test), and `systemctl stop` ends it
-//! cleanly.
+//! the private page through it. `systemctl reload` applies a new user with
+//! the session up and refuses a broken file (unit stays active). The
+//! watchdog keeps it running (a drop-in shortens WatchdogSec to 3 s for the
+//! test), and `systemctl stop` ends it cleanly.
 //!
 //! (PID 1 of this machine is not systemd, so `systemd-run` is unusable;
 //! nspawn's booted container is the nearest real thing.) The container
@@ -67,6 +68,20 @@ impl Container {
             .output()
             .expect("nsenter");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Like [`Self::exec`], for the exit status.
+    fn exec_status(&self, argv: &[&str]) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let leader = leader.to_string();
+        let mut full = vec!["nsenter", "--target", &leader, "--all"];
+        full.extend_from_slice(argv);
+        Command::new(full[0])
+            .args(&full[1..])
+            .output()
+            .is_ok_and(|out| out.status.success())
     }
 
     fn show(&self, property: &str) -> String {
@@ -242,6 +257,37 @@ fn unit_runs_under_systemd_in_a_booted_debian_12() {
         )
         .expect("curl");
     assert_eq!(page.stdout, PAGE, "{}\n{}", page.stderr, journal());
+
+    // systemctl reload (ExecReload=ethergate reload, as user ethergate over
+    // the admin socket): a new user is applied with the session still up;
+    // a broken file is refused, the unit stays active with the old config.
+    let config_path = root.path("/etc/ethergate/ethergate.toml");
+    let mut text = std::fs::read_to_string(&config_path).expect("config");
+    text = text.replace(
+        "[nat]",
+        &format!("[[hub.user]]\nname = \"second\"\npassword_hash = \"{hash}\"\n\n[nat]"),
+    );
+    std::fs::write(&config_path, &text).expect("config");
+    let reload = container.exec_status(&["systemctl", "reload", "ethergate"]);
+    assert!(reload, "systemctl reload failed:\n{}", journal());
+    assert!(journal().contains("config reloaded"), "{}", journal());
+    assert!(
+        client
+            .account_status("acc")
+            .expect("status")
+            .is_established(),
+        "the session did not survive the reload"
+    );
+    std::fs::write(&config_path, text.replace("[nat]", "[nat]\nbogus = 1")).expect("config");
+    let refused = container.exec_status(&["systemctl", "reload", "ethergate"]);
+    assert!(!refused, "a broken config must fail systemctl reload");
+    assert_eq!(container.show("ActiveState"), "active", "{}", journal());
+    // The reason, with file:line, is in the unit's journal.
+    assert!(
+        journal().contains("ethergate.toml:24: unknown key \"bogus\" in [nat]"),
+        "{}",
+        journal()
+    );
     drop(client);
 
     // Several watchdog periods later: still the same process, never
