@@ -333,6 +333,9 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
             .map(Process::pid)
             .or_else(|| se.as_ref().and_then(SoftEtherServer::pid))
             .ok_or_else(|| anyhow!("no server pid"))?;
+        // Memory first, on the fresh server: later traffic leaves freed
+        // buffers behind that new sessions would reuse unseen.
+        sessions(topo, report, settings, system, pid, Part::Memory);
         match &client {
             Ok(c) => match connect(topo, c) {
                 Ok(()) => {
@@ -356,7 +359,7 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
                 &format!("vpnclient did not start: {e:#}"),
             ),
         }
-        sessions(topo, report, settings, system, pid);
+        sessions(topo, report, settings, system, pid, Part::Logins);
         report.progress(&format!("tunnel: stopping {system}"));
         drop(eg);
         drop(se);
@@ -605,8 +608,21 @@ pub fn udp_pps(
         .with("sent", sent.packets as f64))
 }
 
+#[derive(PartialEq, Eq)]
+enum Part {
+    Memory,
+    Logins,
+}
+
 /// Rows of the server alone: memory per idle session, login rate.
-fn sessions(topo: &Topology, report: &mut Report, settings: &Settings, system: &str, pid: u32) {
+fn sessions(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    pid: u32,
+    part: Part,
+) {
     let target = login::Target {
         server: SocketAddrV4::new(SERVER_IP.parse().unwrap_or(Ipv4Addr::UNSPECIFIED), 443),
         hub: HUB.into(),
@@ -617,6 +633,21 @@ fn sessions(topo: &Topology, report: &mut Report, settings: &Settings, system: &
             .filter_map(|a| a.parse().ok())
             .collect(),
     };
+    if part == Part::Memory {
+        memory(topo, report, settings, system, pid, &target);
+        return;
+    }
+    logins(topo, report, settings, system, &target);
+}
+
+fn memory(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    pid: u32,
+    target: &login::Target,
+) {
     for &n in &settings.idle_sessions {
         let method = format!(
             "(VmRSS of the server tree with {n} idle sessions open − before) ÷ {n}; sessions from the Rust login driver (ethergate-proto + rustls), 16 parallel"
@@ -626,7 +657,7 @@ fn sessions(topo: &Topology, report: &mut Report, settings: &Settings, system: &
             1,
             || {
                 let before = sys::rss_kib(pid);
-                let logins = topo.enter("client", || login::run(&target, n, 16, true))??;
+                let logins = topo.enter("client", || login::run(target, n, 16, true))??;
                 std::thread::sleep(Duration::from_secs(1));
                 let after = sys::rss_kib(pid);
                 let open = logins.sessions.len();
@@ -643,7 +674,15 @@ fn sessions(topo: &Topology, report: &mut Report, settings: &Settings, system: &
             },
         );
     }
+}
 
+fn logins(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    target: &login::Target,
+) {
     let method = format!(
         "Rust login driver: {} parallel blocking clients, TCP connect → TLS → hello → password login → welcome, then close; {} logins; hdrhistogram",
         settings.login_parallel, settings.logins
@@ -659,7 +698,7 @@ fn sessions(topo: &Topology, report: &mut Report, settings: &Settings, system: &
         settings.reps,
         || {
             let l = topo.enter("client", || {
-                login::run(&target, settings.logins, settings.login_parallel, false)
+                login::run(target, settings.logins, settings.login_parallel, false)
             })??;
             let ok = l.latency.len() as f64;
             let s = Sample::new(ok / l.elapsed.as_secs_f64())
