@@ -182,10 +182,28 @@ fn serve_runs_unprivileged_with_the_units_capabilities() {
         move || std::fs::read_to_string(&path).unwrap_or_default()
     };
 
-    assert_eq!(
-        recv(&systemd, Duration::from_secs(30), &log),
-        "READY=1\nSTATUS=running"
-    );
+    // READY=1 within 30 s; a serve that exits first fails at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    systemd
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut buf = [0u8; 256];
+    let ready = loop {
+        if let Ok(n) = systemd.recv(&mut buf) {
+            break String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+        assert!(
+            serve.is_running(),
+            "serve exited before READY=1:\n{}",
+            log()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no READY=1 within 30 s:\n{}",
+            log()
+        );
+    };
+    assert_eq!(ready, "READY=1\nSTATUS=running");
     let pid = serve.pid();
     assert_eq!(
         status_field(pid, "Uid").split_whitespace().next(),
