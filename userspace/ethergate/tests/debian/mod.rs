@@ -57,8 +57,15 @@ fn cached_root() -> PathBuf {
     let work = cache.join(format!("build-{}", std::process::id()));
     let work_arg = work.display().to_string();
     let debs_arg = debs.display().to_string();
+    // debootstrap mounts /proc and /sys into the target and leaves them
+    // mounted: a private mount namespace takes them away when it exits.
+    let private = ["unshare", "-m", "--propagation", "private"];
     if !debs.exists() {
         run(&[
+            private[0],
+            private[1],
+            private[2],
+            private[3],
             "debootstrap",
             "--variant=minbase",
             &format!("--include={INCLUDE}"),
@@ -69,6 +76,10 @@ fn cached_root() -> PathBuf {
         ]);
     }
     run(&[
+        private[0],
+        private[1],
+        private[2],
+        private[3],
         "debootstrap",
         "--variant=minbase",
         &format!("--include={INCLUDE}"),
