@@ -224,3 +224,84 @@ fn softether_users_log_in_with_their_old_password_after_import() {
         log()
     );
 }
+
+/// The command's contract without a SoftEther server: exit codes, what
+/// goes to stdout and stderr, file modes, no silent overwrite.
+#[test]
+fn import_cli_reports_problems_and_keeps_existing_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch(std::env::temp_dir().join(format!("eg-import-cli-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).expect("dir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/import_softether/testdata/vpn_server.config");
+    let import = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(BIN)
+            .arg("import-softether")
+            .args(args)
+            .output()
+            .expect("run import-softether")
+    };
+
+    // A broken file: exit 1, the line named.
+    let bad = dir.0.join("bad.config");
+    std::fs::write(&bad, "declare root\r\n{\r\n\tuint Port x\r\n}\r\n").expect("write");
+    let out = import(&[bad.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 3"), "{stderr}");
+    // The binary form: exit 1, and how to get the text form.
+    std::fs::write(&bad, b"SEVPN DB\x00\x00").expect("write");
+    let out = import(&[bad.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ConfigGet"));
+
+    // To stdout: the config there, the notes on stderr, no key written.
+    let out = import(&[fixture.as_os_str()]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("[[hub]]") && !stdout.contains("tls_key"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not written (output went to stdout)"));
+
+    // To files: 0600, and never over an existing file without --force.
+    let target = dir.0.join("eg.toml");
+    let o = std::ffi::OsStr::new("-o");
+    assert!(
+        import(&[fixture.as_os_str(), o, target.as_os_str()])
+            .status
+            .success()
+    );
+    for name in ["eg.toml", "eg.cert.pem", "eg.key.pem"] {
+        let mode = std::fs::metadata(dir.0.join(name))
+            .expect(name)
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+    std::fs::write(&target, "# mine\n").expect("write");
+    let again = import(&[fixture.as_os_str(), o, target.as_os_str()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&target).expect("read"), "# mine\n");
+    // Nothing is half-written: with only the config taken, the certificate
+    // and key are not written either.
+    std::fs::remove_file(dir.0.join("eg.key.pem")).expect("rm key");
+    let partial = import(&[fixture.as_os_str(), o, target.as_os_str()]);
+    assert_eq!(partial.status.code(), Some(1));
+    assert!(
+        !dir.0.join("eg.key.pem").exists(),
+        "key written despite the refusal"
+    );
+    let force = std::ffi::OsStr::new("--force");
+    assert!(
+        import(&[fixture.as_os_str(), o, target.as_os_str(), force])
+            .status
+            .success()
+    );
+    assert!(
+        std::fs::read_to_string(&target)
+            .expect("read")
+            .contains("[[hub.user]]")
+    );
+}

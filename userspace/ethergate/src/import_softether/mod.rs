@@ -60,6 +60,16 @@ pub fn run(args: ImportArgs) -> Result<(), Failure> {
     let imported = convert::convert(&root, &source, Some(&tls));
     validate(&imported.toml, &output.display().to_string())?;
     let mut written = vec![output.clone()];
+    if imported.identity.is_some() {
+        written.extend([cert.clone(), key.clone()]);
+    }
+    // All or nothing: refuse before writing any file if one exists.
+    if let Some(taken) = written.iter().find(|p| !args.force && p.exists()) {
+        return Err(Failure::User(anyhow!(
+            "{} exists; remove it, choose another -o, or pass --force",
+            taken.display()
+        )));
+    }
     if let Some(id) = &imported.identity {
         write_new(&key, pem::private_key(&id.key_der).as_bytes(), args.force)?;
         write_new(
@@ -67,7 +77,6 @@ pub fn run(args: ImportArgs) -> Result<(), Failure> {
             pem::encode("CERTIFICATE", &id.cert_der).as_bytes(),
             args.force,
         )?;
-        written.extend([cert, key]);
     }
     write_new(&output, imported.toml.as_bytes(), args.force)?;
     report(&imported.notes);
