@@ -93,17 +93,27 @@ impl Transport {
     pub fn send(&mut self, plain: &mut Vec<u8>, out: &mut Vec<u8>) {
         match self {
             Transport::Userspace(tls) => {
-                if !plain.is_empty() {
-                    // Only fails after the connection is closed, when output
-                    // no longer matters.
-                    let _ = tls.writer().write_all(plain);
-                    plain.clear();
-                }
-                while tls.wants_write() {
-                    if tls.write_tls(out).is_err() {
+                // rustls buffers at most its buffer limit (64 KiB) of
+                // plaintext; a larger batch is fed in pieces, each sealed
+                // into `out` before the next (`write_all` would silently
+                // drop the rest — the tunnel's TCP then crawls on
+                // retransmits).
+                let mut rest = &plain[..];
+                loop {
+                    while tls.wants_write() {
+                        if tls.write_tls(out).is_err() {
+                            break;
+                        }
+                    }
+                    if rest.is_empty() {
                         break;
                     }
+                    match tls.writer().write(rest) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => rest = &rest[n..],
+                    }
                 }
+                plain.clear();
             }
             Transport::Kernel if out.is_empty() => std::mem::swap(plain, out),
             Transport::Kernel => {
@@ -335,6 +345,8 @@ async fn read_more(socket: &mut TcpStream, inbox: &mut Vec<u8>) -> Result<(), St
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -348,6 +360,94 @@ mod tests {
         // Not TLS: handed to rustls whole, so it refuses with an alert.
         assert_eq!(next_record(b"GET / HTTP/1.1\r\n"), Some(16));
         assert_eq!(next_record(&[22, 3, 1, 0xff, 0xff, 0]), Some(6));
+    }
+
+    /// A batch far beyond rustls's 64 KiB plaintext buffer arrives whole
+    /// (it used to be cut at the limit, silently).
+    #[test]
+    fn userspace_send_delivers_a_batch_larger_than_the_rustls_buffer() {
+        let state = std::env::temp_dir().join(format!("eg-transport-{}", std::process::id()));
+        let (server_config, _) = crate::tls::self_signed(&state).expect("self-signed pair");
+        let mut server = rustls::ServerConnection::new(server_config).expect("server");
+        let mut client = rustls::ClientConnection::new(
+            Arc::new(
+                rustls::ClientConfig::builder()
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AcceptAny))
+                    .with_no_client_auth(),
+            ),
+            "ethergate".try_into().expect("server name"),
+        )
+        .expect("client");
+        // Handshake in memory.
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            client.write_tls(&mut buf).expect("client tls");
+            server.read_tls(&mut buf.as_slice()).expect("server read");
+            server.process_new_packets().expect("server process");
+            let mut back = Vec::new();
+            server.write_tls(&mut back).expect("server tls");
+            client.read_tls(&mut back.as_slice()).expect("client read");
+            client.process_new_packets().expect("client process");
+        }
+        assert!(!server.is_handshaking() && !client.is_handshaking());
+
+        let mut transport = Transport::Userspace(Box::new(server));
+        let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        let mut plain = big.clone();
+        let mut out = Vec::new();
+        transport.send(&mut plain, &mut out);
+        assert!(plain.is_empty());
+        let mut got = Vec::new();
+        let mut wire = out.as_slice();
+        while !wire.is_empty() {
+            client.read_tls(&mut wire).expect("client read");
+            client.process_new_packets().expect("client process");
+            let _ = client.reader().read_to_end(&mut got);
+        }
+        let _ = std::fs::remove_dir_all(&state);
+        assert_eq!(got.len(), big.len());
+        assert!(got == big);
+    }
+
+    #[derive(Debug)]
+    struct AcceptAny;
+
+    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
     }
 
     #[test]
