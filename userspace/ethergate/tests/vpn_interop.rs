@@ -131,6 +131,47 @@ fn default_client_gets_classless_routes_and_reaches_the_private_web_server() {
         "the VPN must not take the default route: {}",
         default.stdout
     );
+    bulk_download_arrives_intact(&app);
+}
+
+/// 16 MiB from the private web server through the tunnel, checked by
+/// SHA-256. Not a speed check: the deadline is ~100× what it takes; it
+/// catches a data path that loses bytes and crawls on retransmits (a
+/// batch cut at rustls's buffer limit once made this 1 Mbit/s).
+fn bulk_download_arrives_intact(app: &Appliance) {
+    let blob: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(app.state.join("www").join("blob.bin"), &blob).expect("blob");
+    let want = app
+        .topo
+        .exec(
+            "private",
+            &[
+                "sha256sum",
+                &app.state.join("www/blob.bin").display().to_string(),
+            ],
+        )
+        .expect("sha256sum");
+    let got = app
+        .topo
+        .run(
+            "client",
+            &[
+                "sh",
+                "-c",
+                "curl -sS --max-time 120 http://10.0.1.26/blob.bin | sha256sum",
+            ],
+        )
+        .expect("curl");
+    let hash = |s: &str| s.split_whitespace().next().unwrap_or_default().to_owned();
+    assert_eq!(
+        hash(&got.stdout),
+        hash(&want.stdout),
+        "16 MiB through the tunnel: {}\nethergate log:\n{}",
+        got.stderr,
+        app.serve.log()
+    );
 }
 
 #[test]
