@@ -149,12 +149,19 @@ fn handle(request: Request, control: &Mutex<Control>) -> Response {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     match request {
         Request::Status => Response::Status(Box::new(control.status())),
-        Request::Reload => match control.reload() {
-            Ok(changes) => Response::Reloaded { changes },
-            Err(e) => Response::Error {
-                message: format!("reload refused, running config kept: {e:#}"),
-            },
-        },
+        Request::Reload => {
+            // systemd hears about it as for SIGHUP (Type=notify reload).
+            let systemd = crate::notify::Notifier::from_env();
+            systemd.reloading();
+            let result = control.reload();
+            systemd.ready();
+            match result {
+                Ok(changes) => Response::Reloaded { changes },
+                Err(e) => Response::Error {
+                    message: format!("reload refused, running config kept: {e:#}"),
+                },
+            }
+        }
         Request::Disconnect { session } => {
             if control.disconnect(&session) {
                 Response::Disconnected { session }

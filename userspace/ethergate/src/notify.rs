@@ -78,9 +78,6 @@ impl Notifier {
     /// applied or refused. (`Type=notify-reload` would also need
     /// MONOTONIC_USEC; the unit is `Type=notify` with `ExecReload=`, where
     /// systemd does not ask for it.)
-    // Called by the reload path (SIGHUP and `ethergate reload`), which is
-    // wired separately from serve's start and stop.
-    #[allow(dead_code)]
     pub fn reloading(&self) {
         self.send("RELOADING=1");
     }
