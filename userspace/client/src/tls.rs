@@ -50,12 +50,14 @@ pub enum TlsSetupError {
 
 pub fn client_config(check: &ServerCertCheck) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let provider = Arc::new(aws_lc_rs::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = match check {
-        ServerCertCheck::None { .. } => Arc::new(AnyCertificate {
-            provider: Arc::clone(&provider),
-        }),
-        ServerCertCheck::Pinned(path) => Arc::new(Pinned::load(path, &provider)?),
+    let trust = match check {
+        ServerCertCheck::None { .. } => Trust::Any,
+        ServerCertCheck::Pinned(path) => Trust::load_pinned(path, &provider)?,
     };
+    let verifier = Arc::new(Verifier {
+        trust,
+        provider: Arc::clone(&provider),
+    });
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .dangerous()
@@ -74,67 +76,28 @@ pub fn server_name(host: &str) -> ServerName<'static> {
     }
 }
 
-fn signature_checks(
-    provider: &CryptoProvider,
-) -> (
-    &rustls::crypto::WebPkiSupportedAlgorithms,
-    Vec<SignatureScheme>,
-) {
-    let algs = &provider.signature_verification_algorithms;
-    (algs, algs.supported_schemes())
+/// Which server certificates are accepted. The handshake signature is
+/// checked the same way under every policy (see the module invariant).
+#[derive(Debug)]
+enum Trust {
+    /// Any certificate (SoftEther's default).
+    Any,
+    Pinned {
+        pins: Vec<CertificateDer<'static>>,
+        /// The same certificates as trust anchors, for servers with a
+        /// CA-issued certificate. `None` if none of them can be an anchor.
+        webpki: Option<Arc<WebPkiServerVerifier>>,
+    },
 }
 
 #[derive(Debug)]
-struct AnyCertificate {
+struct Verifier {
+    trust: Trust,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, signature_checks(&self.provider).0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, signature_checks(&self.provider).0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        signature_checks(&self.provider).1
-    }
-}
-
-#[derive(Debug)]
-struct Pinned {
-    pins: Vec<CertificateDer<'static>>,
-    /// The same certificates as trust anchors, for servers with a CA-issued
-    /// certificate. `None` if none of them can be an anchor.
-    webpki: Option<Arc<WebPkiServerVerifier>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl Pinned {
-    fn load(path: &Path, provider: &Arc<CryptoProvider>) -> Result<Self, TlsSetupError> {
+impl Trust {
+    fn load_pinned(path: &Path, provider: &Arc<CryptoProvider>) -> Result<Self, TlsSetupError> {
         let shown = path.display().to_string();
         let pins = CertificateDer::pem_file_iter(path)
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -154,15 +117,11 @@ impl Pinned {
                 .build()
                 .ok()
         };
-        Ok(Pinned {
-            pins,
-            webpki,
-            provider: Arc::clone(provider),
-        })
+        Ok(Trust::Pinned { pins, webpki })
     }
 }
 
-impl ServerCertVerifier for Pinned {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -171,10 +130,13 @@ impl ServerCertVerifier for Pinned {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if self.pins.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+        let Trust::Pinned { pins, webpki } = &self.trust else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        if pins.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
             return Ok(ServerCertVerified::assertion());
         }
-        match &self.webpki {
+        match webpki {
             Some(v) => {
                 v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             }
@@ -190,7 +152,12 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, signature_checks(&self.provider).0)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -199,10 +166,17 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, signature_checks(&self.provider).0)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        signature_checks(&self.provider).1
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
