@@ -101,6 +101,7 @@ pub struct NatStatus {
     pub uplink: String,
     /// How each program is attached, e.g. "xdp native", "xdp generic", "tc".
     pub attachments: Vec<Attachment>,
+    /// Live flows as of the idle sweeper's last pass (O(1) to read).
     pub active_flows: u64,
     pub max_flows: u64,
     /// Packets and bytes by (class, verdict) as the uplink classifier saw them.

@@ -88,6 +88,8 @@ pub struct Dataplane {
     flows: Arc<Mutex<nat::FlowMaps>>,
     /// Flows the sweeper removed after their idle timeout, since load.
     idle_timeouts: Arc<std::sync::atomic::AtomicU64>,
+    /// Live flow pairs as of the sweeper's last pass.
+    active_flows: Arc<std::sync::atomic::AtomicU64>,
     uplink: Option<attach::UplinkAttachment>,
     inside: Vec<attach::UplinkAttachment>,
     taps: Vec<tap::TapAttachment>,
@@ -152,6 +154,7 @@ impl Dataplane {
             sweeper: None,
             flows: Arc::new(Mutex::new(flows)),
             idle_timeouts: Arc::default(),
+            active_flows: Arc::default(),
             uplink: None,
             inside: Vec::new(),
             taps: Vec::new(),
@@ -186,6 +189,7 @@ impl Dataplane {
             Arc::clone(&self.flows),
             config.timeouts,
             Arc::clone(&self.idle_timeouts),
+            Arc::clone(&self.active_flows),
         ));
         Ok(())
     }
@@ -286,6 +290,13 @@ impl Dataplane {
     pub fn idle_timeouts(&self) -> u64 {
         self.idle_timeouts
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Live flow pairs (SNAT and DNAT) as counted by the sweeper's last
+    /// pass — O(1), for status and metrics, where walking a million-entry
+    /// map on every scrape would stall the control plane.
+    pub fn active_flows(&self) -> u64 {
+        self.active_flows.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every translated flow, with idle times.

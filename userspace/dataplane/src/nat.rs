@@ -90,6 +90,8 @@ pub struct SweepStats {
     pub expired: usize,
     /// `NAT_IN` halves whose `NAT_OUT` half was gone and that were idle.
     pub orphans: usize,
+    /// Flow pairs (SNAT and DNAT) still live after the sweep.
+    pub active: usize,
 }
 
 /// The first IPv4 address of `interface` in the calling thread's network
@@ -220,6 +222,7 @@ pub(crate) fn sweep(maps: &mut FlowMaps, now_ns: u64, timeouts: &NatTimeouts) ->
     SweepStats {
         expired: snat.expired + dnat.expired,
         orphans: snat.orphans + dnat.orphans,
+        active: snat.active + dnat.active,
     }
 }
 
@@ -251,6 +254,7 @@ fn sweep_pairs(
             expired.push((key, back_key));
         } else {
             paired.insert(key_bytes(&back_key));
+            stats.active += 1;
         }
     }
     for (key, back_key) in expired {
@@ -304,11 +308,13 @@ pub(crate) struct Sweeper {
 
 impl Sweeper {
     /// Sweeps every `sweep_interval`; adds the flows it expires to
-    /// `expired_total` (status and metrics: idle timeouts).
+    /// `expired_total` (status and metrics: idle timeouts) and leaves the
+    /// number of live flows in `active_now`.
     pub(crate) fn start(
         maps: Arc<Mutex<FlowMaps>>,
         timeouts: NatTimeouts,
         expired_total: Arc<std::sync::atomic::AtomicU64>,
+        active_now: Arc<std::sync::atomic::AtomicU64>,
     ) -> Self {
         let (stop, stopped) = mpsc::channel::<()>();
         let interval = sweep_interval(&timeouts);
@@ -320,6 +326,7 @@ impl Sweeper {
                         let stats = sweep(&mut maps, monotonic_ns(), &timeouts);
                         expired_total
                             .fetch_add(stats.expired as u64, std::sync::atomic::Ordering::Relaxed);
+                        active_now.store(stats.active as u64, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
             })

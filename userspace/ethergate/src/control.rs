@@ -263,8 +263,7 @@ impl Control {
         let mut status = NatStatus {
             uplink: nat.uplink.as_str().to_owned(),
             attachments,
-            active_flows: (self.dataplane.nat_flows().len() + self.dataplane.dnat_flows().len())
-                as u64,
+            active_flows: self.dataplane.active_flows(),
             max_flows: u64::from(nat.limits.max_flows),
             idle_timeouts: self.dataplane.idle_timeouts(),
             ..NatStatus::default()
