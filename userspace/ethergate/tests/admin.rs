@@ -19,6 +19,20 @@ use common::{BIN, recipe_topology, start_serve, wait_for, write_recipe_config};
 
 const SERVER: &str = "198.51.100.1:443";
 const METRICS: &str = "127.0.0.1:9464";
+const NAT: &str = r#"
+[nat]
+uplink = "eth0"
+
+[[nat.snat]]
+source = "10.0.0.0/16"
+to = "masquerade"
+
+[[nat.dnat]]
+source = "192.168.0.0/16"
+protocol = "tcp"
+port = 80
+to = "10.0.1.26:80"
+"#;
 
 struct Setup {
     topo: Topology,
@@ -50,10 +64,14 @@ impl Setup {
         setup
     }
 
-    /// The recipe config with the metrics endpoint on, plus `extra` users.
+    /// The recipe config with the metrics endpoint on and the recipe's
+    /// `[nat]` (so status has a data path to show), plus `extra` users.
     fn write_config(&self, extra_users: &[(&str, &str)]) {
         let mut text = std::fs::read_to_string(&self.config).expect("config");
         text = text.replace("metrics = \"off\"", &format!("metrics = \"{METRICS}\""));
+        if !text.contains("[nat]") {
+            text = text.replace("\n[[hub]]", &format!("{NAT}\n[[hub]]"));
+        }
         if let Some(cut) = text.find("\n[[hub.user]]\nname = \"second\"") {
             text.truncate(cut + 1);
         }
@@ -173,6 +191,22 @@ fn status_reload_disconnect_and_metrics_on_a_live_appliance() {
             .unwrap_or("")
             .is_empty()
     );
+    let attachments = status["nat"]["attachments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        attachments
+            .iter()
+            .any(|a| a["interface"] == "eth0" && a["role"] == "uplink"),
+        "uplink program in status: {status:#}"
+    );
+    assert!(
+        attachments
+            .iter()
+            .any(|a| a["interface"] == "tap_00" && a["mode"] == "tc"),
+        "hub tap's tc programs in status: {status:#}"
+    );
     let text = setup.cli(&["status"]);
     let text_out = String::from_utf8_lossy(&text.stdout);
     assert!(text_out.contains("mikalab on tap_00"), "{text_out}");
@@ -234,6 +268,8 @@ fn status_reload_disconnect_and_metrics_on_a_live_appliance() {
         "ethergate_logins_total 1",
         "ethergate_login_failures_total{reason=\"auth_failed\"} 1",
         "ethergate_ready 1",
+        "ethergate_datapath_mode{interface=\"eth0\",role=\"uplink\"",
+        "ethergate_nat_port_allocation_errors_total 0",
         "ethergate_hub_frames_total{hub=\"mikalab\",direction=\"from_sessions\"}",
     ] {
         assert!(
