@@ -256,36 +256,46 @@ impl Directory {
         })
     }
 
-    /// Removes matching sessions from the registry and detaches their
-    /// ports: the hub drops their queues, which ends their connections.
+    /// Ends every session `matches` picks (see [`Self::end_sessions`]).
     fn close_sessions_where(&self, matches: impl Fn(&SessionShared) -> bool) -> usize {
-        let mut sessions = self.lock_sessions();
+        let sessions = self.lock_sessions();
         let keys: Vec<[u8; 20]> = sessions
             .live
             .iter()
             .filter(|(_, s)| matches(s))
             .map(|(key, _)| *key)
             .collect();
-        let mut closed = Vec::with_capacity(keys.len());
-        for key in &keys {
+        self.end_sessions(sessions, &keys)
+    }
+
+    /// Removes `keys` from the registry (releasing the lock), then ends
+    /// each session: its outbox closes, which ends its connections even
+    /// when the hub itself is gone (a removed hub), its port is detached,
+    /// and its slots are released. Returns how many ended.
+    fn end_sessions(
+        &self,
+        mut sessions: std::sync::MutexGuard<'_, Sessions>,
+        keys: &[[u8; 20]],
+    ) -> usize {
+        let mut ended = Vec::with_capacity(keys.len());
+        for key in keys {
             sessions.orphaned.remove(key);
             if let Some(shared) = sessions.live.remove(key) {
                 shared.closed.store(true, Ordering::Release);
-                closed.push(shared);
+                ended.push(shared);
             }
         }
         drop(sessions);
-        for shared in &closed {
-            // Closing here, not only in the hub, ends the connections even
-            // when the hub itself is gone (a removed hub).
+        for shared in &ended {
             shared.outbox.close();
+            // Best effort: if the actor is gone there is nothing to detach.
             let _ = shared
                 .hub
                 .to_hub
                 .try_send(HubInput::Detach { port: shared.port });
             self.release_counts(&shared.hub);
         }
-        closed.len()
+        ended.len()
     }
 
     fn read_hubs(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<HubEntry>>> {
@@ -418,31 +428,14 @@ impl Directory {
 
     /// Removes sessions whose resume window has passed; returns how many.
     pub fn reap_orphans(&self, now: Instant) -> usize {
-        let mut sessions = self.lock_sessions();
+        let sessions = self.lock_sessions();
         let expired: Vec<[u8; 20]> = sessions
             .orphaned
             .iter()
             .filter(|(_, deadline)| **deadline <= now)
             .map(|(key, _)| *key)
             .collect();
-        let mut reaped = Vec::with_capacity(expired.len());
-        for key in &expired {
-            sessions.orphaned.remove(key);
-            if let Some(shared) = sessions.live.remove(key) {
-                reaped.push(shared);
-            }
-        }
-        drop(sessions);
-        for shared in &reaped {
-            shared.outbox.close();
-            // Best effort: if the actor is gone there is nothing to detach.
-            let _ = shared
-                .hub
-                .to_hub
-                .try_send(HubInput::Detach { port: shared.port });
-            self.release_counts(&shared.hub);
-        }
-        reaped.len()
+        self.end_sessions(sessions, &expired)
     }
 
     fn release_counts(&self, hub: &HubEntry) {
