@@ -53,6 +53,7 @@ mod daemon;
 mod dhcp;
 mod error;
 mod server;
+mod setup;
 mod vpncmd;
 
 pub use client::{
@@ -62,4 +63,5 @@ pub use client::{
 pub use dhcp::{Lease, StaticRoute, Udhcpc};
 pub use error::{Result, SoftEtherError};
 pub use server::{DEFAULT_ADMIN_PASSWORD, DhcpSettings, SoftEtherServer};
+pub use setup::client_server_topology;
 pub use vpncmd::VpncmdOutput;

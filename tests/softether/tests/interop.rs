@@ -9,47 +9,25 @@ use std::{
 
 use ethergate_netns::{Endpoint, Topology};
 use ethergate_softether::{
-    AccountDetail, DhcpSettings, PasswordKind, SoftEtherClient, SoftEtherError, SoftEtherServer,
-    StaticRoute, Udhcpc,
+    AccountDetail, PasswordKind, SoftEtherClient, SoftEtherError, SoftEtherServer, StaticRoute,
+    Udhcpc, client_server_topology,
 };
 
 const SERVER: &str = "198.51.100.1:443";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn topology() -> Topology {
-    Topology::builder()
-        .namespace("client")
-        .namespace("server")
-        .veth(
-            Endpoint::new("client", "cl0", &["198.51.100.2/24"]),
-            Endpoint::new("server", "sv0", &["198.51.100.1/24"]),
-        )
-        .build()
-        .expect("build client/server topology")
-}
-
 /// Hub TEST with user alice/secret and SecureNAT pushing 10.99.0.0/16.
 fn server(topo: &Topology) -> SoftEtherServer<'_> {
-    let server = SoftEtherServer::start(topo, "server").expect("start vpnserver");
-    server.hub_create("TEST").expect("HubCreate TEST");
-    server
-        .user_create("TEST", "alice", "secret")
-        .expect("create alice");
-    server.secure_nat_enable("TEST").expect("SecureNatEnable");
-    server
-        .dhcp_set(
-            "TEST",
-            &DhcpSettings {
-                push_routes: vec![(
-                    Ipv4Addr::new(10, 99, 0, 0),
-                    16,
-                    Ipv4Addr::new(192, 168, 30, 1),
-                )],
-                ..DhcpSettings::default()
-            },
-        )
-        .expect("DhcpSet with /PUSHROUTE");
-    server
+    let routes = vec![(
+        Ipv4Addr::new(10, 99, 0, 0),
+        16,
+        Ipv4Addr::new(192, 168, 30, 1),
+    )];
+    SoftEtherServer::start_test_hub(topo, "server", routes).expect("vpnserver with hub TEST")
+}
+
+fn topology() -> Topology {
+    client_server_topology().expect("build client/server topology")
 }
 
 #[test]

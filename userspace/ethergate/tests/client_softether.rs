@@ -9,43 +9,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ethergate_netns::{Endpoint, Process, Topology};
-use ethergate_softether::{DhcpSettings, SoftEtherServer};
+use ethergate_netns::{Process, Topology};
+use ethergate_softether::{SoftEtherServer, client_server_topology};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ethergate");
 const SERVER: &str = "198.51.100.1:443";
 const TAP: &str = "vpn_eg0";
 
 fn topology() -> Topology {
-    Topology::builder()
-        .namespace("client")
-        .namespace("server")
-        .veth(
-            Endpoint::new("client", "cl0", &["198.51.100.2/24"]),
-            Endpoint::new("server", "sv0", &["198.51.100.1/24"]),
-        )
-        .build()
-        .expect("topology (run as root)")
+    client_server_topology().expect("topology (run as root)")
 }
 
 /// Hub TEST, user alice/secret, SecureNAT; DHCP pushes `routes`.
 fn server<'t>(topo: &'t Topology, routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>) -> SoftEtherServer<'t> {
-    let server = SoftEtherServer::start(topo, "server").expect("start vpnserver");
-    server.hub_create("TEST").expect("HubCreate TEST");
-    server
-        .user_create("TEST", "alice", "secret")
-        .expect("create alice");
-    server.secure_nat_enable("TEST").expect("SecureNatEnable");
-    server
-        .dhcp_set(
-            "TEST",
-            &DhcpSettings {
-                push_routes: routes,
-                ..DhcpSettings::default()
-            },
-        )
-        .expect("DhcpSet");
-    server
+    SoftEtherServer::start_test_hub(topo, "server", routes).expect("vpnserver with hub TEST")
 }
 
 fn client(topo: &Topology, password: &str, extra: &[&str]) -> Process {
