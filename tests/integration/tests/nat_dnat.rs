@@ -13,94 +13,46 @@
 //! kernel's checksum helpers, which handle CHECKSUM_PARTIAL skbs.
 //! `iptables-save` and `nft list ruleset` in `nat` stay empty.
 
-use std::{
-    io::{Read, Write},
-    net::{SocketAddrV4, TcpListener},
-    str::FromStr,
-};
+mod common;
 
-use ethergate_common::{DropReason, NatEvent};
-use ethergate_config::{
-    DnatRule, InterfaceName, Ipv4Cidr, L4Protocol, Nat, NatLimits, NatTimeouts, SnatRule,
-    SnatTarget,
+use std::{net::SocketAddrV4, str::FromStr};
+
+use common::{
+    assert_no_kernel_nat, assert_no_nat_drops, cidr, curl, http_peer_server, offloads_off,
+    snat_config, two_armed,
 };
+use ethergate_common::NatEvent;
+use ethergate_config::{DnatRule, L4Protocol, Nat, SnatRule, SnatTarget};
 use ethergate_dataplane::Dataplane;
 use ethergate_netns::{Endpoint, Topology};
 
 const PAGE: &str = "private web server says hello\n";
 
-fn cidr(s: &str) -> Ipv4Cidr {
-    Ipv4Cidr::from_str(s).expect("cidr")
-}
-
 fn topology() -> Topology {
-    Topology::builder()
-        .namespace("vpn")
-        .namespace("nat")
-        .namespace("private")
-        .namespace("internet")
-        .sysctl_everywhere("net.ipv6.conf.default.disable_ipv6", "1")
-        .sysctl("nat", "net.ipv4.ip_forward", "1")
+    two_armed(&["vpn"])
         .veth(
             Endpoint::new("vpn", "eth0", &["192.168.30.10/24"]),
             Endpoint::new("nat", "tap0", &["192.168.30.1/24"]),
         )
-        .veth(
-            Endpoint::new("private", "eth0", &["10.0.1.26/16"]),
-            Endpoint::new("nat", "priv0", &["10.0.0.1/16"]),
-        )
-        .veth(
-            Endpoint::new("nat", "pub0", &["203.0.113.1/24"]),
-            Endpoint::new("internet", "eth0", &["203.0.113.10/24"]),
-        )
         .route("vpn", "default via 192.168.30.1")
-        .route("private", "default via 10.0.0.1")
         .build()
         .expect("build topology (run as root)")
 }
 
 fn recipe_nat() -> Nat {
-    Nat {
-        uplink: InterfaceName::new("pub0").expect("name"),
-        inside: vec![InterfaceName::new("priv0").expect("name")],
-        snat: vec![
-            SnatRule {
-                source: cidr("10.0.0.0/16"),
-                to: SnatTarget::Masquerade,
-            },
-            SnatRule {
-                source: cidr("192.168.30.0/24"),
-                to: SnatTarget::Masquerade,
-            },
-        ],
-        dnat: vec![DnatRule {
-            source: cidr("192.168.0.0/16"),
-            destination: cidr("0.0.0.0/0"),
-            protocol: L4Protocol::Tcp,
-            port: 80,
-            to: SocketAddrV4::from_str("10.0.1.26:80").expect("addr"),
-        }],
-        timeouts: NatTimeouts::default(),
-        limits: NatLimits::default(),
-    }
-}
-
-fn assert_no_kernel_nat(topo: &Topology) {
-    let iptables = topo.exec("nat", &["iptables-save"]).expect("iptables-save");
-    assert!(
-        iptables
-            .stdout
-            .lines()
-            .all(|l| l.trim().is_empty() || l.starts_with('#')),
-        "iptables rules in nat: {}",
-        iptables.stdout
-    );
-    let nft = topo.exec("nat", &["nft", "list", "ruleset"]).expect("nft");
-    assert!(
-        nft.stdout.trim().is_empty(),
-        "nft ruleset in nat: {}",
-        nft.stdout
-    );
+    let mut nat = snat_config("pub0", &["priv0"], SnatTarget::Masquerade);
+    nat.snat.push(SnatRule {
+        source: cidr("192.168.30.0/24"),
+        to: SnatTarget::Masquerade,
+    });
+    nat.dnat.push(DnatRule {
+        source: cidr("192.168.0.0/16"),
+        destination: cidr("0.0.0.0/0"),
+        protocol: L4Protocol::Tcp,
+        port: 80,
+        to: SocketAddrV4::from_str("10.0.1.26:80").expect("addr"),
+    });
+    nat
 }
 
 /// The topology with `nat` applied in `nat`, the tap programs on `tap0`
@@ -110,15 +62,7 @@ fn nat_topology(nat: &Nat) -> (Topology, Dataplane) {
     // XDP_REDIRECT from the uplink into veths needs the peers to run XDP,
     // and frames an XDP program forwards must carry full checksums
     // (decision 0003); the VPN side only sees tc, so its offloads stay on.
-    for ns in ["private", "internet"] {
-        topo.exec(
-            ns,
-            &[
-                "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
-            ],
-        )
-        .expect("ethtool");
-    }
+    offloads_off(&topo, &["private", "internet"]);
     let mut dp = Dataplane::load().expect("load eBPF (run as root)");
     topo.enter("nat", || {
         dp.apply_nat(nat)?;
@@ -170,10 +114,7 @@ fn vpn_client_reaches_the_private_web_server_through_dnat() {
     // The recipe: the client asks the tap's address (or any address) for
     // port 80 and gets the private server's page.
     for url in ["http://192.168.30.1/", "http://198.51.100.77/"] {
-        let page = topo
-            .exec("vpn", &["curl", "-sS", "--max-time", "5", url])
-            .expect("curl through DNAT");
-        assert_eq!(page.stdout, PAGE, "{url}");
+        assert_eq!(curl(&topo, "vpn", url), PAGE, "{url}");
     }
     let flows = dp.dnat_flows();
     assert!(flows.len() >= 2, "{flows:#?}");
@@ -185,45 +126,17 @@ fn vpn_client_reaches_the_private_web_server_through_dnat() {
 
     // The client's own traffic to the internet leaves with the uplink's
     // address (SNAT in tc on the tap, return through the uplink's XDP).
-    let listener = topo
-        .enter("internet", || {
-            TcpListener::bind("203.0.113.10:8080").expect("bind")
-        })
-        .expect("enter internet");
-    let server = std::thread::spawn(move || {
-        let (mut stream, peer) = listener.accept().expect("accept");
-        let mut request = [0u8; 1024];
-        let _ = stream.read(&mut request).expect("read");
-        let body = format!("{}\n", peer.ip());
-        let response = format!(
-            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(response.as_bytes()).expect("respond");
-    });
-    let seen = topo
-        .exec(
-            "vpn",
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                "http://203.0.113.10:8080/",
-            ],
-        )
-        .expect("curl to the internet through SNAT");
+    let server = http_peer_server(&topo, "internet", "203.0.113.10:8080");
+    let seen = curl(&topo, "vpn", "http://203.0.113.10:8080/");
     server.join().expect("server");
-    assert_eq!(seen.stdout.trim(), "203.0.113.1");
+    assert_eq!(seen.trim(), "203.0.113.1");
 
     let c = dp.counters().expect("counters");
     assert!(c.nat_event(NatEvent::DnatCreated) >= 2);
     assert!(c.nat_event(NatEvent::DnatTranslated) >= 6);
     assert!(c.nat_event(NatEvent::DnatRestored) >= 6);
     assert!(c.nat_event(NatEvent::FlowCreated) >= 1);
-    for reason in DropReason::ALL {
-        assert_eq!(c.nat_drop(reason), 0, "{reason:?}");
-    }
+    assert_no_nat_drops(&c);
     assert_no_kernel_nat(&topo);
     let _ = std::fs::remove_dir_all(&site);
 }
@@ -242,33 +155,16 @@ fn iperf3_through_tc_dnat() {
     nat.dnat[0].port = 5201;
     nat.dnat[0].to = SocketAddrV4::from_str("10.0.1.26:5201").expect("addr");
     let (topo, dp) = nat_topology(&nat);
-    let mut server = topo
-        .spawn("private", &["iperf3", "-s", "-1", "-B", "10.0.1.26"])
-        .expect("iperf3 server");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let client = topo
-        .exec(
-            "vpn",
-            &["iperf3", "-c", "192.168.30.1", "-t", "2", "-f", "m"],
-        )
-        .expect("iperf3 through DNAT");
-    let _ = server.wait_timeout(std::time::Duration::from_secs(5));
-    let log = server.log();
-    assert!(
-        log.contains("Accepted connection from 192.168.30.10,"),
-        "DNAT keeps the client's source; server saw: {log}"
+    // DNAT keeps the client's source.
+    common::iperf3(
+        &topo,
+        ("private", "10.0.1.26"),
+        ("vpn", "192.168.30.1"),
+        "192.168.30.10",
+        "veth, tc DNAT on the tap, kernel forwards replies",
     );
-    let summary: Vec<&str> = client
-        .stdout
-        .lines()
-        .filter(|l| l.contains("receiver"))
-        .collect();
-    eprintln!("iperf3 (veth, tc DNAT on the tap, kernel forwards replies): {summary:?}");
-    assert!(!summary.is_empty(), "{}", client.stdout);
     let c = dp.counters().expect("counters");
     assert!(c.nat_event(NatEvent::DnatTranslated) > 1000);
-    for reason in DropReason::ALL {
-        assert_eq!(c.nat_drop(reason), 0, "{reason:?}");
-    }
+    assert_no_nat_drops(&c);
     assert_no_kernel_nat(&topo);
 }

@@ -14,17 +14,15 @@
 //! may be dropped as `no_neighbour`. `iptables-save` and
 //! `nft list ruleset` in `nat` stay empty.
 
-use std::{
-    io::{Read, Write},
-    net::TcpListener,
-    str::FromStr,
-    time::{Duration, Instant},
-};
+mod common;
 
-use ethergate_common::{DropReason, NatEvent};
-use ethergate_config::{
-    InterfaceName, Ipv4Cidr, Nat, NatLimits, NatTimeouts, SnatRule, SnatTarget,
+use std::time::{Duration, Instant};
+
+use common::{
+    assert_no_kernel_nat, assert_no_nat_drops, curl, http_peer_server, offloads_off, snat_config,
 };
+use ethergate_common::NatEvent;
+use ethergate_config::SnatTarget;
 use ethergate_dataplane::Dataplane;
 use ethergate_netns::{Endpoint, Topology};
 
@@ -81,20 +79,6 @@ fn topology() -> Topology {
     topo
 }
 
-fn nat_config() -> Nat {
-    Nat {
-        uplink: InterfaceName::new("eth0").expect("name"),
-        inside: Vec::new(),
-        snat: vec![SnatRule {
-            source: Ipv4Cidr::from_str("10.0.0.0/16").expect("cidr"),
-            to: SnatTarget::Masquerade,
-        }],
-        dnat: Vec::new(),
-        timeouts: NatTimeouts::default(),
-        limits: NatLimits::default(),
-    }
-}
-
 /// Waits until the kernel has resolved `gateway` in `nat` (the managed
 /// entry's first probe is asynchronous). Polls; asserts nothing about time.
 fn wait_resolved(topo: &Topology, gateway: &str) {
@@ -119,17 +103,10 @@ fn wait_resolved(topo: &Topology, gateway: &str) {
 #[test]
 fn private_reaches_internet_through_one_interface() {
     let topo = topology();
-    for ns in ["private", "internet"] {
-        topo.exec(
-            ns,
-            &[
-                "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
-            ],
-        )
-        .expect("ethtool");
-    }
+    offloads_off(&topo, &["private", "internet"]);
     let mut dp = Dataplane::load().expect("load eBPF (run as root)");
-    topo.enter("nat", || dp.apply_nat(&nat_config()))
+    let nat = snat_config("eth0", &[], SnatTarget::Masquerade);
+    topo.enter("nat", || dp.apply_nat(&nat))
         .expect("enter nat")
         .expect("apply [nat]");
     // XDP_TX on a veth delivers only if the peer runs XDP (decision 0003).
@@ -142,30 +119,10 @@ fn private_reaches_internet_through_one_interface() {
     );
     wait_resolved(&topo, "203.0.113.254");
 
-    let listener = topo
-        .enter("internet", || {
-            TcpListener::bind("198.18.0.10:8080").expect("bind")
-        })
-        .expect("enter internet");
-    let server = std::thread::spawn(move || {
-        let (mut stream, peer) = listener.accept().expect("accept");
-        let mut request = [0u8; 1024];
-        let _ = stream.read(&mut request).expect("read");
-        let body = format!("{}\n", peer.ip());
-        let response = format!(
-            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(response.as_bytes()).expect("respond");
-    });
-    let seen = topo
-        .exec(
-            "private",
-            &["curl", "-sS", "--max-time", "5", "http://198.18.0.10:8080/"],
-        )
-        .expect("curl through one-armed SNAT");
+    let server = http_peer_server(&topo, "internet", "198.18.0.10:8080");
+    let seen = curl(&topo, "private", "http://198.18.0.10:8080/");
     server.join().expect("server");
-    assert_eq!(seen.stdout.trim(), "203.0.113.1");
+    assert_eq!(seen.trim(), "203.0.113.1");
     topo.exec(
         "private",
         &["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.10"],
@@ -176,9 +133,7 @@ fn private_reaches_internet_through_one_interface() {
     assert_eq!(c.nat_event(NatEvent::FlowCreated), 2, "tcp + echo");
     assert!(c.nat_event(NatEvent::TranslatedOut) >= 6);
     assert!(c.nat_event(NatEvent::TranslatedIn) >= 6);
-    for reason in DropReason::ALL {
-        assert_eq!(c.nat_drop(reason), 0, "{reason:?}");
-    }
+    assert_no_nat_drops(&c);
     // Both directions left by XDP_TX: nothing was redirected elsewhere.
     assert!(
         c.total(
@@ -188,15 +143,5 @@ fn private_reaches_internet_through_one_interface() {
         .packets
             >= 6
     );
-    let iptables = topo.exec("nat", &["iptables-save"]).expect("iptables-save");
-    assert!(
-        iptables
-            .stdout
-            .lines()
-            .all(|l| l.trim().is_empty() || l.starts_with('#')),
-        "{}",
-        iptables.stdout
-    );
-    let nft = topo.exec("nat", &["nft", "list", "ruleset"]).expect("nft");
-    assert!(nft.stdout.trim().is_empty(), "{}", nft.stdout);
+    assert_no_kernel_nat(&topo);
 }

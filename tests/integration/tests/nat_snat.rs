@@ -9,76 +9,32 @@
 //! address they saw; it must be 203.0.113.1. `iptables-save` and
 //! `nft list ruleset` in `nat` stay empty: the kernel's NAT is not involved.
 
+mod common;
+
 use std::{
-    io::{Read, Write},
-    net::{Ipv4Addr, TcpListener, UdpSocket},
-    str::FromStr,
+    net::{Ipv4Addr, UdpSocket},
     time::Duration,
 };
 
-use ethergate_common::{DropReason, NatEvent, ProtoClass, Verdict};
-use ethergate_config::{
-    InterfaceName, Ipv4Cidr, Nat, NatLimits, NatTimeouts, SnatRule, SnatTarget,
+use common::{
+    assert_no_kernel_nat, assert_no_nat_drops, curl, http_peer_server, offloads_off, snat_config,
+    two_armed_topology,
 };
+use ethergate_common::{NatEvent, ProtoClass, Verdict};
+use ethergate_config::{NatTimeouts, SnatTarget};
 use ethergate_dataplane::{Dataplane, XdpAttachMode};
-use ethergate_netns::{Endpoint, Topology};
+use ethergate_netns::Topology;
 
 const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const PRIVATE_HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 26);
 
-fn topology() -> Topology {
-    Topology::builder()
-        .namespace("private")
-        .namespace("nat")
-        .namespace("internet")
-        .sysctl_everywhere("net.ipv6.conf.default.disable_ipv6", "1")
-        .sysctl("nat", "net.ipv4.ip_forward", "1")
-        .veth(
-            Endpoint::new("private", "eth0", &["10.0.1.26/16"]),
-            Endpoint::new("nat", "priv0", &["10.0.0.1/16"]),
-        )
-        .veth(
-            Endpoint::new("nat", "pub0", &["203.0.113.1/24"]),
-            Endpoint::new("internet", "eth0", &["203.0.113.10/24"]),
-        )
-        .route("private", "default via 10.0.0.1")
-        .build()
-        .expect("build topology (run as root)")
-}
-
-fn nat_config(snat_to: SnatTarget) -> Nat {
-    Nat {
-        uplink: InterfaceName::new("pub0").expect("name"),
-        inside: vec![InterfaceName::new("priv0").expect("name")],
-        snat: vec![SnatRule {
-            source: Ipv4Cidr::from_str("10.0.0.0/16").expect("cidr"),
-            to: snat_to,
-        }],
-        dnat: Vec::new(),
-        timeouts: NatTimeouts::default(),
-        limits: NatLimits::default(),
-    }
-}
-
 /// The topology with NAT applied in `nat` and `redirect_peer` on the far
 /// ends of both veths (the veth XDP_REDIRECT trap, design.md).
 fn nat_topology(snat_to: SnatTarget) -> (Topology, Dataplane) {
-    let topo = topology();
-    for ns in ["private", "internet"] {
-        // Same-host veth senders hand over CHECKSUM_PARTIAL skbs whose TCP/UDP
-        // checksum field holds only the pseudo-header sum; an XDP redirect
-        // turns them into raw frames and nobody completes the sum. Frames
-        // from a real wire always carry full checksums.
-        topo.exec(
-            ns,
-            &[
-                "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
-            ],
-        )
-        .expect("ethtool");
-    }
+    let topo = two_armed_topology();
+    offloads_off(&topo, &["private", "internet"]);
     let mut dataplane = Dataplane::load().expect("load eBPF (run as root)");
-    let config = nat_config(snat_to);
+    let config = snat_config("pub0", &["priv0"], snat_to);
     topo.enter("nat", || dataplane.apply_nat(&config))
         .expect("enter nat")
         .expect("apply [nat]");
@@ -100,46 +56,6 @@ fn nat_topology(snat_to: SnatTarget) -> (Topology, Dataplane) {
     (topo, dataplane)
 }
 
-fn assert_no_kernel_nat(topo: &Topology) {
-    let iptables = topo
-        .exec("nat", &["iptables-save"])
-        .expect("iptables-save")
-        .stdout;
-    assert!(
-        iptables
-            .lines()
-            .all(|l| l.trim().is_empty() || l.starts_with('#')),
-        "iptables rules in nat: {iptables}"
-    );
-    let nft = topo
-        .exec("nat", &["nft", "list", "ruleset"])
-        .expect("nft")
-        .stdout;
-    assert!(nft.trim().is_empty(), "nft ruleset in nat: {nft}");
-}
-
-/// A one-shot HTTP server in `internet` that answers with the peer address
-/// it saw.
-fn http_peer_server(topo: &Topology, port: u16) -> std::thread::JoinHandle<String> {
-    let listener = topo
-        .enter("internet", || {
-            TcpListener::bind(("203.0.113.10", port)).expect("bind http")
-        })
-        .expect("enter internet");
-    std::thread::spawn(move || {
-        let (mut stream, peer) = listener.accept().expect("accept");
-        let mut request = [0u8; 1024];
-        let _ = stream.read(&mut request).expect("read request");
-        let body = format!("{}\n", peer.ip());
-        let response = format!(
-            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(response.as_bytes()).expect("respond");
-        peer.ip().to_string()
-    })
-}
-
 #[test]
 fn private_reaches_internet_through_xdp_masquerade() {
     let (topo, dataplane) = nat_topology(SnatTarget::Masquerade);
@@ -147,20 +63,9 @@ fn private_reaches_internet_through_xdp_masquerade() {
     let before = dataplane.counters().expect("counters");
 
     // curl (TCP) from private; the server reports who it saw.
-    let server = http_peer_server(&topo, 8080);
-    let curl = topo
-        .exec(
-            "private",
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                "http://203.0.113.10:8080/",
-            ],
-        )
-        .expect("curl through SNAT");
-    assert_eq!(curl.stdout.trim(), PUBLIC.to_string());
+    let server = http_peer_server(&topo, "internet", "203.0.113.10:8080");
+    let seen = curl(&topo, "private", "http://203.0.113.10:8080/");
+    assert_eq!(seen.trim(), PUBLIC.to_string());
     assert_eq!(server.join().expect("server"), PUBLIC.to_string());
 
     // ping (ICMP echo, identifier mapping) from private.
@@ -211,9 +116,7 @@ fn private_reaches_internet_through_xdp_masquerade() {
     assert!(seen.nat_event(NatEvent::TranslatedIn) >= 8, "{events:?}");
     // curl + 3 pings (one ICMP flow) + one UDP flow.
     assert_eq!(seen.nat_event(NatEvent::FlowCreated), 3, "{events:?}");
-    for reason in DropReason::ALL {
-        assert_eq!(seen.nat_drop(reason), 0, "{reason:?}");
-    }
+    assert_no_nat_drops(&seen);
     // Return traffic was redirected by the uplink program, not passed.
     assert!(seen.total(ProtoClass::Tcp4, Verdict::Redirect).packets >= 3);
     assert_eq!(seen.total(ProtoClass::Udp4, Verdict::Redirect).packets, 1);
@@ -248,34 +151,16 @@ fn private_reaches_internet_through_xdp_masquerade() {
 #[test]
 fn iperf3_through_xdp_masquerade() {
     let (topo, dataplane) = nat_topology(SnatTarget::Masquerade);
-    let mut server = topo
-        .spawn("internet", &["iperf3", "-s", "-1", "-B", "203.0.113.10"])
-        .expect("iperf3 server");
-    std::thread::sleep(Duration::from_millis(500));
-    let client = topo
-        .exec(
-            "private",
-            &["iperf3", "-c", "203.0.113.10", "-t", "2", "-f", "m"],
-        )
-        .expect("iperf3 through SNAT");
-    let _ = server.wait_timeout(Duration::from_secs(5));
-    let log = server.log();
-    assert!(
-        log.contains("Accepted connection from 203.0.113.1,"),
-        "server saw: {log}"
+    common::iperf3(
+        &topo,
+        ("internet", "203.0.113.10"),
+        ("private", "203.0.113.10"),
+        "203.0.113.1",
+        "veth, XDP SNAT both ways",
     );
-    let summary: Vec<&str> = client
-        .stdout
-        .lines()
-        .filter(|l| l.contains("receiver"))
-        .collect();
-    eprintln!("iperf3 (veth, XDP SNAT both ways): {summary:?}");
-    assert!(!summary.is_empty(), "{}", client.stdout);
     let seen = dataplane.counters().expect("counters");
     assert!(seen.nat_event(NatEvent::TranslatedOut) > 1000);
-    for reason in DropReason::ALL {
-        assert_eq!(seen.nat_drop(reason), 0, "{reason:?}");
-    }
+    assert_no_nat_drops(&seen);
     assert_no_kernel_nat(&topo);
 }
 
@@ -287,19 +172,8 @@ fn explicit_public_address_is_used() {
         nat_topology(SnatTarget::Addresses(vec![Ipv4Addr::new(203, 0, 113, 5)]));
     topo.ip("nat", &["addr", "add", "203.0.113.5/24", "dev", "pub0"])
         .expect("secondary address");
-    let server = http_peer_server(&topo, 8081);
-    let curl = topo
-        .exec(
-            "private",
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                "http://203.0.113.10:8081/",
-            ],
-        )
-        .expect("curl through SNAT");
-    assert_eq!(curl.stdout.trim(), "203.0.113.5");
+    let server = http_peer_server(&topo, "internet", "203.0.113.10:8081");
+    let seen = curl(&topo, "private", "http://203.0.113.10:8081/");
+    assert_eq!(seen.trim(), "203.0.113.5");
     assert_eq!(server.join().expect("server"), "203.0.113.5");
 }
