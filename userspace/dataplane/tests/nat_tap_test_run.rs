@@ -71,6 +71,30 @@ fn from_client(bench: &Bench, dst: [u8; 4], l4: L4) -> Ipv4Flow {
     }
 }
 
+/// What the tap sends to the VPN client after a hop through the appliance.
+fn to_client(bench: &Bench, src: [u8; 4], l4: L4) -> Ipv4Flow {
+    Ipv4Flow {
+        src_mac: bench.tap0.1,
+        dst_mac: CLIENT_MAC,
+        src,
+        dst: CLIENT,
+        ttl: 63,
+        l4,
+    }
+}
+
+/// A client's packet after DNAT to the private web server.
+fn dnated(bench: &Bench, l4: L4) -> Ipv4Flow {
+    Ipv4Flow {
+        src_mac: bench.priv0.1,
+        dst_mac: PRIVATE_MAC,
+        src: CLIENT,
+        dst: PRIVATE_HOST,
+        ttl: 63,
+        l4,
+    }
+}
+
 fn tcp(src: u16, dst: u16, flags: u8) -> L4 {
     L4::Tcp { src, dst, flags }
 }
@@ -85,41 +109,14 @@ fn dnat_rewrites_destination_and_tap_egress_restores_the_reply() {
         let syn = from_client(&bench, dst, tcp(sport, 80, 0x02)).frame(b"");
         let (action, out) = bench.tap(&mut dp, TcProgram::TapIngress, &syn);
         assert_eq!(action, TC_ACT_REDIRECT, "SYN to {dst:?}");
-        let expected = Ipv4Flow {
-            src_mac: bench.priv0.1,
-            dst_mac: PRIVATE_MAC,
-            src: CLIENT,
-            dst: PRIVATE_HOST,
-            ttl: 63,
-            l4: tcp(sport, 80, 0x02),
-        }
-        .frame(b"");
+        let expected = dnated(&bench, tcp(sport, 80, 0x02)).frame(b"");
         assert_eq!(out, expected, "SYN to {dst:?} after DNAT");
 
         // The server's answer, as the kernel sends it out of the tap.
-        let synack = Ipv4Flow {
-            src_mac: bench.tap0.1,
-            dst_mac: CLIENT_MAC,
-            src: PRIVATE_HOST,
-            dst: CLIENT,
-            ttl: 63,
-            l4: tcp(80, sport, 0x12),
-        }
-        .frame(b"");
+        let synack = to_client(&bench, PRIVATE_HOST, tcp(80, sport, 0x12)).frame(b"");
         let (action, back) = bench.tap(&mut dp, TcProgram::TapEgress, &synack);
         assert_eq!(action, TC_ACT_OK);
-        let restored = Ipv4Flow {
-            src: dst,
-            ..Ipv4Flow {
-                src_mac: bench.tap0.1,
-                dst_mac: CLIENT_MAC,
-                src: PRIVATE_HOST,
-                dst: CLIENT,
-                ttl: 63,
-                l4: tcp(80, sport, 0x12),
-            }
-        }
-        .frame(b"");
+        let restored = to_client(&bench, dst, tcp(80, sport, 0x12)).frame(b"");
         assert_eq!(back, restored, "reply source restored to {dst:?}");
     }
     // The established flow keeps its translation, with a payload.
@@ -129,15 +126,7 @@ fn dnat_rewrites_destination_and_tap_egress_restores_the_reply() {
     assert_eq!(action, TC_ACT_REDIRECT);
     assert_eq!(
         out,
-        Ipv4Flow {
-            src_mac: bench.priv0.1,
-            dst_mac: PRIVATE_MAC,
-            src: CLIENT,
-            dst: PRIVATE_HOST,
-            ttl: 63,
-            l4: tcp(40000, 80, 0x10),
-        }
-        .frame(b"GET / HTTP/1.0\r\n\r\n")
+        dnated(&bench, tcp(40000, 80, 0x10)).frame(b"GET / HTTP/1.0\r\n\r\n")
     );
 
     let c = dp.counters().expect("counters");
@@ -242,15 +231,7 @@ fn vpn_client_snat_out_of_the_uplink_and_back_into_the_tap() {
     assert_eq!(action, XDP_REDIRECT);
     assert_eq!(
         back,
-        Ipv4Flow {
-            src_mac: bench.tap0.1,
-            dst_mac: CLIENT_MAC,
-            src: REMOTE,
-            dst: CLIENT,
-            ttl: 63,
-            l4: tcp(443, 40010, 0x12),
-        }
-        .frame(b"")
+        to_client(&bench, REMOTE, tcp(443, 40010, 0x12)).frame(b"")
     );
     let c = dp.counters().expect("counters");
     assert_eq!(c.nat_event(NatEvent::FlowCreated), 1);
@@ -362,7 +343,7 @@ fn icmp_errors_about_dnat_flows_are_restored_on_the_way_to_the_client() {
     let quoted_wire = out[14..14 + 28].to_vec();
     let client_sent = Ipv4Flow { ttl: 63, ..query }.frame(b"query");
     let quoted_client = client_sent[14..14 + 28].to_vec();
-    let to_client = |src: [u8; 4], quoted: &[u8]| {
+    let error_to_client = |src: [u8; 4], quoted: &[u8]| {
         icmp_error(
             bench.tap0.1,
             CLIENT_MAC,
@@ -377,12 +358,12 @@ fn icmp_errors_about_dnat_flows_are_restored_on_the_way_to_the_client() {
     let (action, back) = bench.tap(
         &mut dp,
         TcProgram::TapEgress,
-        &to_client(PRIVATE_HOST, &quoted_wire),
+        &error_to_client(PRIVATE_HOST, &quoted_wire),
     );
     assert_eq!(action, TC_ACT_OK);
     assert_eq!(
         back,
-        to_client(TAP_ADDRESS, &quoted_client),
+        error_to_client(TAP_ADDRESS, &quoted_client),
         "from the server"
     );
     // From a router on the way: its address stays.
@@ -390,21 +371,25 @@ fn icmp_errors_about_dnat_flows_are_restored_on_the_way_to_the_client() {
     let (action, back) = bench.tap(
         &mut dp,
         TcProgram::TapEgress,
-        &to_client(router, &quoted_wire),
+        &error_to_client(router, &quoted_wire),
     );
     assert_eq!(action, TC_ACT_OK);
-    assert_eq!(back, to_client(router, &quoted_client), "from a router");
+    assert_eq!(
+        back,
+        error_to_client(router, &quoted_client),
+        "from a router"
+    );
 
     // TCP with the whole header quoted (its checksum updated as well).
     let syn = from_client(&bench, TAP_ADDRESS, tcp(40040, 80, 0x02));
     let (_, out) = bench.tap(&mut dp, TcProgram::TapIngress, &syn.frame(b""));
-    let error = to_client(PRIVATE_HOST, &out[14..14 + 40]);
+    let error = error_to_client(PRIVATE_HOST, &out[14..14 + 40]);
     let (action, back) = bench.tap(&mut dp, TcProgram::TapEgress, &error);
     assert_eq!(action, TC_ACT_OK);
     let client_sent = Ipv4Flow { ttl: 63, ..syn }.frame(b"");
     assert_eq!(
         back,
-        to_client(TAP_ADDRESS, &client_sent[14..14 + 40]),
+        error_to_client(TAP_ADDRESS, &client_sent[14..14 + 40]),
         "tcp"
     );
 
@@ -414,7 +399,7 @@ fn icmp_errors_about_dnat_flows_are_restored_on_the_way_to_the_client() {
         ..from_client(&bench, PRIVATE_HOST, L4::Udp { src: 6000, dst: 53 })
     }
     .frame(b"x");
-    let unrelated = to_client(PRIVATE_HOST, &stranger[14..14 + 28]);
+    let unrelated = error_to_client(PRIVATE_HOST, &stranger[14..14 + 28]);
     assert_eq!(
         bench.tap(&mut dp, TcProgram::TapEgress, &unrelated),
         (TC_ACT_OK, unrelated.clone())

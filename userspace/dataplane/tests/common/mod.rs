@@ -142,6 +142,21 @@ impl Bench {
         (outcome.action, outcome.frame)
     }
 
+    /// Runs both XDP programs on `frame`, each as received on its own
+    /// interface, and asserts that each passes it unchanged; `name` names
+    /// the case in the failure message.
+    pub fn assert_xdp_passes_unchanged(&self, dp: &mut Dataplane, name: &str, frame: &[u8]) {
+        for program in [XdpProgram::Inside, XdpProgram::Uplink] {
+            let ifindex = match program {
+                XdpProgram::Inside => self.priv0.0,
+                XdpProgram::Uplink => self.pub0.0,
+            };
+            let (action, out) = self.run(dp, program, frame, ifindex);
+            assert_eq!(action, XDP_PASS, "{name} via {program:?}");
+            assert_eq!(out, frame, "{name} via {program:?} changed");
+        }
+    }
+
     pub fn out(&self, dp: &mut Dataplane, frame: &[u8]) -> (u32, Vec<u8>) {
         self.run(dp, XdpProgram::Inside, frame, self.priv0.0)
     }
