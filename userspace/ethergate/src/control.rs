@@ -129,6 +129,14 @@ impl Control {
         Ok(())
     }
 
+    /// Every hub thread of the running config is alive.
+    pub fn hub_threads_running(&self) -> bool {
+        self.appliance
+            .hubs
+            .values()
+            .all(|h| !h.actor.thread.is_finished())
+    }
+
     pub fn disconnect(&self, session: &str) -> bool {
         self.appliance.server.directory.disconnect(session)
     }

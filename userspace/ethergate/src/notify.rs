@@ -169,19 +169,11 @@ impl Drop for Watchdog {
 }
 
 /// Starts the watchdog when systemd asked for one (`WatchdogSec=`), with
-/// the hub threads as the health check: a hub actor that died closes its
-/// input channel. Weak senders, so the check never keeps a hub alive that
-/// stop or a reload removes (a hub that is gone is not a failure).
-pub fn start_watchdog<'a>(
-    hubs: impl IntoIterator<Item = &'a ethergate_server::hub_actor::HubActor>,
-) -> Option<Watchdog> {
+/// `alive` as the health check (serve passes one that looks at the live
+/// control object: every current hub thread running, the control lock not
+/// wedged).
+pub fn start_watchdog(alive: impl Fn() -> bool + Send + 'static) -> Option<Watchdog> {
     let interval = watchdog_interval()?;
-    let inputs: Vec<_> = hubs.into_iter().map(|h| h.input.downgrade()).collect();
-    let alive = move || {
-        inputs
-            .iter()
-            .all(|weak| weak.upgrade().is_none_or(|tx| !tx.is_closed()))
-    };
     match Watchdog::spawn(Notifier::from_env(), interval, alive) {
         Ok(dog) => Some(dog),
         Err(e) => {

@@ -90,7 +90,6 @@ pub fn run(
     // systemd (Type=notify): READY=1 below, once the admin socket and
     // metrics are up too.
     let systemd = crate::notify::Notifier::from_env();
-    let _watchdog = crate::notify::start_watchdog(appliance.hubs.values().map(|h| &h.actor));
     let admin_path = config.server.admin_socket.clone();
     let metrics_addr = config.server.metrics;
     let control = Arc::new(Mutex::new(Control::new(
@@ -99,10 +98,13 @@ pub fn run(
         appliance,
         dataplane,
     )));
+    // Holds a reference to the control object: dropped before stop().
+    let watchdog = crate::notify::start_watchdog(health_check(Arc::clone(&control)));
     let surfaces = start_surfaces(&admin_path, metrics_addr, &control);
     let (admin, metrics) = match surfaces {
         Ok(s) => s,
         Err(e) => {
+            drop(watchdog);
             stop(control);
             return Err(Failure::Runtime(e));
         }
@@ -131,6 +133,7 @@ pub fn run(
     };
     drop(metrics);
     drop(admin);
+    drop(watchdog);
     print_counters(&lock(&control).dataplane);
     stop(control);
     outcome
@@ -147,6 +150,25 @@ fn start_surfaces(
         None => None,
     };
     Ok((admin, metrics))
+}
+
+/// The watchdog's question: is the appliance still doing its job? Every
+/// hub thread of the *current* config must be running (hubs added by a
+/// reload included), and the control lock must not stay taken: a status
+/// or reload holds it for milliseconds, so only three busy looks in a row
+/// (1.5 watchdog periods) count as wedged.
+fn health_check(control: Arc<Mutex<Control>>) -> impl Fn() -> bool + Send + 'static {
+    let busy = std::sync::atomic::AtomicU32::new(0);
+    move || match control.try_lock() {
+        Ok(c) => {
+            busy.store(0, std::sync::atomic::Ordering::Relaxed);
+            c.hub_threads_running()
+        }
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().hub_threads_running(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 2
+        }
+    }
 }
 
 fn lock(control: &Mutex<Control>) -> std::sync::MutexGuard<'_, Control> {
