@@ -36,6 +36,8 @@ const APT_PACKAGES: &[&str] = &[
     "openssl",
     // cargo xtask bench --perf: name the bottleneck of a missed goal.
     "linux-perf",
+    // cargo xtask bench: the OpenVPN 2.6 rows.
+    "openvpn",
 ];
 
 /// design.md: newer bpf-linker needs a newer LLVM/rustc than this machine has.
@@ -82,7 +84,12 @@ fn apt_packages() -> Result<()> {
     run_env(&install, &env)?;
     // The Debian packages enable and start their daemons; tests run their
     // own instances in private namespaces, so stop the system-wide ones.
-    for unit in ["softether-vpnserver", "softether-vpnclient", "nginx"] {
+    for unit in [
+        "softether-vpnserver",
+        "softether-vpnclient",
+        "nginx",
+        "openvpn",
+    ] {
         let _ = probe(&["systemctl", "disable", "--now", unit]);
     }
     Ok(())
