@@ -13,39 +13,17 @@
 use aya_ebpf::programs::XdpContext;
 use ethergate_common::{
     DropReason, FlowKey, NatEvent, checksum,
-    parse::{ETH_HEADER_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PacketBytes},
+    parse::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PacketBytes},
 };
 
 use crate::{
     flow::{ICMP_ECHO_REQUEST, TCP_HEADER_LEN},
+    icmp_quote::{self, ICMP_ERROR_HEADER_LEN, INNER_IP_LEN},
     maps::{NAT_IN, event},
-    nat::{Nat, dropped, transmit},
+    nat::{Nat, dropped, rewrite_ip, transmit},
     packet::XdpFrame,
     route::{self, Route},
 };
-
-const ICMP_DEST_UNREACHABLE: u8 = 3;
-const ICMP_TIME_EXCEEDED: u8 = 11;
-const ICMP_PARAMETER_PROBLEM: u8 = 12;
-/// ICMP header (type, code, checksum, 4 bytes of type-specific data)
-/// before the embedded datagram.
-const ICMP_ERROR_HEADER_LEN: usize = 8;
-const INNER_IP_LEN: usize = 20;
-/// RFC 792: an error carries at least the embedded IP header and the first
-/// 8 bytes of its payload — ports, or the echo identifier.
-const INNER_L4_LEN: usize = 8;
-
-/// True for the ICMP types that embed the datagram they are about.
-#[inline(always)]
-pub fn is_error(frame: &XdpFrame, l4: usize) -> bool {
-    match frame.header::<2>(l4) {
-        Some(&[kind, _]) => matches!(
-            kind,
-            ICMP_DEST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM
-        ),
-        None => false,
-    }
-}
 
 /// What changes in the embedded datagram.
 struct Embedded {
@@ -95,34 +73,22 @@ pub fn reverse(ctx: &XdpContext, frame: &mut XdpFrame, ip: &[u8; 20], l4: usize)
 /// The flow the error is about, if it is one of ours.
 #[inline(always)]
 fn lookup(frame: &XdpFrame, ip: &[u8; 20], l4: usize) -> Option<Embedded> {
-    let outer_end = ETH_HEADER_LEN + u16::from_be_bytes([ip[2], ip[3]]) as usize;
-    let inner_ip_at = l4 + ICMP_ERROR_HEADER_LEN;
-    let inner_l4_at = inner_ip_at + INNER_IP_LEN;
-    if inner_l4_at + INNER_L4_LEN > outer_end {
-        return None;
-    }
-    let inner = *frame.header::<INNER_IP_LEN>(inner_ip_at)?;
-    // Options in the embedded header would move its L4 part; errors about
-    // such datagrams are rare enough to leave to the kernel.
-    if inner[0] != 0x45 {
-        return None;
-    }
-    let public_addr = u32::from_be_bytes([inner[12], inner[13], inner[14], inner[15]]);
-    let remote_addr = u32::from_be_bytes([inner[16], inner[17], inner[18], inner[19]]);
+    let quote = icmp_quote::quote(frame, ip, l4)?;
+    let (public_addr, remote_addr) = quote.addrs();
     let outer_dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
     if public_addr != outer_dst {
         return None;
     }
-    let ports = *frame.header::<INNER_L4_LEN>(inner_l4_at)?;
-    let protocol = inner[9];
+    let ports = quote.l4;
+    let protocol = quote.ip[9];
     let (public_port, remote_port, l4_check) = match protocol {
         IPPROTO_TCP => (
             u16::from_be_bytes([ports[0], ports[1]]),
             u16::from_be_bytes([ports[2], ports[3]]),
             // The TCP checksum sits at bytes 16-17, beyond the 8 bytes an
             // error must carry; update it only when it is there.
-            inner_l4_at + TCP_HEADER_LEN <= outer_end
-                && frame.header::<TCP_HEADER_LEN>(inner_l4_at).is_some(),
+            quote.l4_at + TCP_HEADER_LEN <= quote.outer_end
+                && frame.header::<TCP_HEADER_LEN>(quote.l4_at).is_some(),
         ),
         IPPROTO_UDP => (
             u16::from_be_bytes([ports[0], ports[1]]),
@@ -227,20 +193,5 @@ fn rewrite(
     icmp[2..4].copy_from_slice(&check.to_be_bytes());
 
     // Outer IP: destination (the public address) back to the private one.
-    let ip = frame.header_mut::<20>(ETH_HEADER_LEN)?;
-    let mut check = u16::from_be_bytes([ip[10], ip[11]]);
-    check = checksum::replace4(check, old_addr, new_addr);
-    if macs.is_some() {
-        let ttl_proto = u16::from_be_bytes([ip[8], ip[9]]);
-        check = checksum::replace2(check, ttl_proto, ttl_proto - 0x0100);
-        ip[8] -= 1;
-    }
-    ip[10..12].copy_from_slice(&check.to_be_bytes());
-    ip[16..20].copy_from_slice(&new_addr.to_be_bytes());
-    if let Some((dmac, smac)) = macs {
-        let eth = frame.header_mut::<12>(0)?;
-        eth[0..6].copy_from_slice(&dmac);
-        eth[6..12].copy_from_slice(&smac);
-    }
-    Some(())
+    rewrite_ip(frame, 16, old_addr, new_addr, macs)
 }

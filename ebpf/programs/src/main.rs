@@ -6,6 +6,7 @@
 
 mod flow;
 mod icmp_error;
+mod icmp_quote;
 mod inside;
 mod maps;
 mod nat;

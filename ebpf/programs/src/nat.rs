@@ -36,7 +36,7 @@ use crate::{
         self, ICMP_HEADER_LEN, IP_DF, IP_MF_OR_OFFSET, TCP_HEADER_LEN, Tuple, UDP_HEADER_LEN,
         read_tuple,
     },
-    icmp_error,
+    icmp_error, icmp_quote,
     maps::{self, NAT_IN, NAT_OUT, count_drop, event, now_ns},
     packet::XdpFrame,
     route::{self, Route},
@@ -90,7 +90,7 @@ pub fn process(ctx: &XdpContext, frame: &mut XdpFrame, seen: &Classification) ->
         return Nat::NotOurs;
     }
     let l4 = seen.l4_offset;
-    if ip[9] == IPPROTO_ICMP && icmp_error::is_error(frame, l4) {
+    if ip[9] == IPPROTO_ICMP && icmp_quote::is_error(frame, l4) {
         return icmp_error::reverse(ctx, frame, &ip, l4);
     }
     let Some(tuple) = read_tuple(frame, &ip, l4) else {
@@ -327,10 +327,26 @@ fn rewrite_frame(
             icmp[4..6].copy_from_slice(&new_port.to_be_bytes());
         }
     }
+    let at = if reverse { 16 } else { 12 };
+    rewrite_ip(frame, at, old_addr, new_addr, fib.map(|f| (f.dmac, f.smac)))
+}
+
+/// Outer IPv4 header: the address at `at` (12 source, 16 destination)
+/// goes from `old_addr` to `new_addr`, checksum updated. `macs` =
+/// (destination, source) when we forward: then the TTL drops by one too
+/// and the Ethernet addresses are written.
+#[inline(always)]
+pub fn rewrite_ip(
+    frame: &mut XdpFrame,
+    at: usize,
+    old_addr: u32,
+    new_addr: u32,
+    macs: Option<([u8; 6], [u8; 6])>,
+) -> Option<()> {
     let ip = frame.header_mut::<20>(ETH_HEADER_LEN)?;
     let mut check = u16::from_be_bytes([ip[10], ip[11]]);
     check = checksum::replace4(check, old_addr, new_addr);
-    if fib.is_some() {
+    if macs.is_some() {
         // We route, so TTL drops by one (RFC 1812 §5.3.1); TTL and
         // protocol share a 16-bit word.
         let ttl_proto = u16::from_be_bytes([ip[8], ip[9]]);
@@ -338,12 +354,11 @@ fn rewrite_frame(
         ip[8] -= 1;
     }
     ip[10..12].copy_from_slice(&check.to_be_bytes());
-    let at = if reverse { 16 } else { 12 };
     ip[at..at + 4].copy_from_slice(&new_addr.to_be_bytes());
-    if let Some(fib) = fib {
+    if let Some((dmac, smac)) = macs {
         let eth = frame.header_mut::<12>(0)?;
-        eth[0..6].copy_from_slice(&fib.dmac);
-        eth[6..12].copy_from_slice(&fib.smac);
+        eth[0..6].copy_from_slice(&dmac);
+        eth[6..12].copy_from_slice(&smac);
     }
     Some(())
 }

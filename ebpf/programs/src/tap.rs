@@ -44,6 +44,7 @@ use ethergate_common::{
 
 use crate::{
     flow::{self, IP_DF, IP_MF_OR_OFFSET, Tuple, read_tuple},
+    icmp_quote,
     maps::{self, DNAT_IN, DNAT_OUT, NAT_IN, NAT_OUT, count_drop, event, now_ns},
     route::{self, Route},
     tap_icmp,
@@ -297,7 +298,7 @@ fn egress(ctx: &TcContext) -> i32 {
     if classified.class == ProtoClass::Icmp4
         && classified.vlan_tags == 0
         && classified.l3_offset == ETH_HEADER_LEN
-        && tap_icmp::is_error(&frame, classified.l4_offset)
+        && icmp_quote::is_error(&frame, classified.l4_offset)
         && let Some(ip) = frame.header::<20>(ETH_HEADER_LEN)
     {
         let ip = *ip;

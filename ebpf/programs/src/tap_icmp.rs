@@ -19,28 +19,10 @@ use ethergate_common::{
 
 use crate::{
     flow::TCP_HEADER_LEN,
+    icmp_quote::{self, ICMP_ERROR_HEADER_LEN, INNER_IP_LEN},
     maps::{DNAT_IN, event},
     tc_frame::TcFrame,
 };
-
-const ICMP_DEST_UNREACHABLE: u8 = 3;
-const ICMP_TIME_EXCEEDED: u8 = 11;
-const ICMP_PARAMETER_PROBLEM: u8 = 12;
-const ICMP_ERROR_HEADER_LEN: usize = 8;
-const INNER_IP_LEN: usize = 20;
-const INNER_L4_LEN: usize = 8;
-
-/// True for the ICMP types that embed the datagram they are about.
-#[inline(always)]
-pub fn is_error(frame: &TcFrame, l4: usize) -> bool {
-    match frame.header::<2>(l4) {
-        Some(&[kind, _]) => matches!(
-            kind,
-            ICMP_DEST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM
-        ),
-        None => false,
-    }
-}
 
 /// Everything the rewrite needs, read before any write.
 struct Plan {
@@ -70,28 +52,19 @@ pub fn restore(ctx: &TcContext, frame: &TcFrame, ip: &[u8; 20], l4: usize) -> i3
 
 #[inline(always)]
 fn plan(frame: &TcFrame, ip: &[u8; 20], l4: usize) -> Option<Plan> {
-    let outer_end = ETH_HEADER_LEN + u16::from_be_bytes([ip[2], ip[3]]) as usize;
-    let inner_ip_at = l4 + ICMP_ERROR_HEADER_LEN;
-    let inner_l4_at = inner_ip_at + INNER_IP_LEN;
-    if inner_l4_at + INNER_L4_LEN > outer_end {
-        return None;
-    }
-    let inner = *frame.header::<INNER_IP_LEN>(inner_ip_at)?;
-    if inner[0] != 0x45 {
-        return None;
-    }
+    let quote = icmp_quote::quote(frame, ip, l4)?;
+    let inner = quote.ip;
     let protocol = inner[9];
     if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
         return None;
     }
-    let client = u32::from_be_bytes([inner[12], inner[13], inner[14], inner[15]]);
-    let target_addr = u32::from_be_bytes([inner[16], inner[17], inner[18], inner[19]]);
+    let (client, target_addr) = quote.addrs();
     let outer_src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
     let outer_dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
     if outer_dst != client {
         return None;
     }
-    let ports = *frame.header::<INNER_L4_LEN>(inner_l4_at)?;
+    let (inner_l4_at, outer_end, ports) = (quote.l4_at, quote.outer_end, quote.l4);
     let client_port = u16::from_be_bytes([ports[0], ports[1]]);
     let target_port = u16::from_be_bytes([ports[2], ports[3]]);
     let key = FlowKey::new(protocol, target_addr, target_port, client, client_port);
