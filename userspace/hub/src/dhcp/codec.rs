@@ -21,6 +21,9 @@ pub const BOOTP_HEADER_LEN: usize = 236;
 pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
 /// Header plus cookie: the shortest DHCP message (before options).
 pub const DHCP_FIXED_LEN: usize = BOOTP_HEADER_LEN + MAGIC_COOKIE.len();
+/// RFC 1542 §2.1: the smallest BOOTP message that some relays and servers
+/// still accept; clients pad their messages to it.
+pub const BOOTP_MIN_LEN: usize = 300;
 /// BOOTREQUEST / BOOTREPLY (RFC 2131 §2, `op`).
 pub const BOOTREQUEST: u8 = 1;
 pub const BOOTREPLY: u8 = 2;
@@ -373,6 +376,17 @@ impl DhcpMessage {
         self.encode_with(out, &[], usize::MAX);
     }
 
+    /// Encodes the message like [`encode`](Self::encode), then pads it
+    /// with PAD (zero) bytes after END to [`BOOTP_MIN_LEN`], as a client
+    /// sends it (RFC 1542 §2.1).
+    pub fn encode_padded(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        self.encode(out);
+        if out.len() - start < BOOTP_MIN_LEN {
+            out.resize(start + BOOTP_MIN_LEN, OPT_PAD);
+        }
+    }
+
     /// Encodes the message. Message type and server id come first, then
     /// options in `order` (a client's parameter request list), then the
     /// rest. An option that would push the message past `max_len` bytes is
@@ -550,6 +564,21 @@ mod tests {
         msg.encode(&mut out);
         // 64 routes of 7 bytes = 448 bytes: split over two instances each.
         assert_eq!(DhcpMessage::decode(&out), Ok(msg));
+    }
+
+    #[test]
+    fn padded_to_the_bootp_minimum() {
+        let mut out = vec![0xaa];
+        DhcpMessage::default().encode_padded(&mut out);
+        assert_eq!(out.len(), 1 + BOOTP_MIN_LEN, "appended, padded to 300");
+        assert_eq!(DhcpMessage::decode(&out[1..]), Ok(DhcpMessage::default()));
+        let mut plain = Vec::new();
+        sample().encode(&mut plain);
+        let mut padded = Vec::new();
+        sample().encode_padded(&mut padded);
+        assert_eq!(padded.len(), plain.len().max(BOOTP_MIN_LEN));
+        assert_eq!(&padded[..plain.len()], &plain[..]);
+        assert_eq!(DhcpMessage::decode(&padded), Ok(sample()));
     }
 
     #[test]

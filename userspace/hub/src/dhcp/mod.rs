@@ -36,8 +36,8 @@ mod pool;
 mod server;
 
 pub use codec::{
-    BOOTP_HEADER_LEN, BOOTREPLY, BOOTREQUEST, DHCP_FIXED_LEN, DhcpError, DhcpMessage, DhcpOptions,
-    FLAG_BROADCAST, MAGIC_COOKIE,
+    BOOTP_HEADER_LEN, BOOTP_MIN_LEN, BOOTREPLY, BOOTREQUEST, DHCP_FIXED_LEN, DhcpError,
+    DhcpMessage, DhcpOptions, FLAG_BROADCAST, MAGIC_COOKIE,
 };
 pub use frame::{
     DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DhcpFrame, DhcpFrameError, DhcpFrameKind, ReplyTo,

@@ -164,6 +164,21 @@ mod tests {
     }
 
     #[test]
+    fn softether_pushroute_bytes() {
+        // SoftEther's /PUSHROUTE:10.99.0.0/16/192.168.30.1,172.16.0.0/12/192.168.30.1
+        // as udhcpc decoded it (softether-protocol.md §11).
+        let bytes = [16, 10, 99, 192, 168, 30, 1, 12, 172, 16, 192, 168, 30, 1];
+        let routes = vec![
+            route("10.99.0.0/16 via 192.168.30.1"),
+            route("172.16.0.0/12 via 192.168.30.1"),
+        ];
+        assert_eq!(decode_classless_routes(121, &bytes), Ok(routes.clone()));
+        let mut out = Vec::new();
+        encode_classless_routes(&routes, &mut out);
+        assert_eq!(out, bytes);
+    }
+
+    #[test]
     fn truncated_route_lists_are_errors() {
         let mut out = Vec::new();
         encode_classless_routes(&[route("10.0.0.0/16 via 192.168.30.1")], &mut out);
