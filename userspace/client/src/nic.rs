@@ -93,12 +93,14 @@ impl Nic {
         }
         info!(tap = self.name, %address, "DHCP: address configured");
         for route in lease.routes() {
-            let Some(dest) = Ipv4Cidr::new(route.network, route.prefix_len) else {
+            let Some(dest) =
+                Ipv4Cidr::new(route.destination.network(), route.destination.prefix_len())
+            else {
                 continue;
             };
             match add_route(dest, route.gateway, self.ifindex) {
                 Ok(()) => info!(%dest, gateway = %route.gateway, "DHCP: route installed"),
-                Err(RouteError::Exists { .. }) if route.prefix_len == 0 => warn!(
+                Err(RouteError::Exists { .. }) if dest.prefix() == 0 => warn!(
                     gateway = %route.gateway,
                     "DHCP: a default route exists already; kept it (the server's gateway is not installed)"
                 ),

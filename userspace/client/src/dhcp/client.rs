@@ -15,10 +15,12 @@
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
+use ethergate_hub::MacAddr;
+use ethergate_hub::config::{ClasslessRoute, Ipv4Cidr};
+use ethergate_hub::dhcp::{DhcpMessage, DhcpOptions, MessageType};
 use ethergate_proto::{RandomSource, Timestamp};
 
-use super::frame::{BROADCAST_MAC, client_frame, server_reply};
-use super::message::{ClasslessRoute, DhcpMessage, MessageType, Options};
+use super::frame::{BROADCAST_MAC, MAX_MESSAGE, client_frame, client_message, server_reply};
 
 /// RFC 2131 §4.1: the first retransmission after 4 s, doubling to 64 s,
 /// each randomized by ±1 s.
@@ -67,10 +69,11 @@ impl Lease {
             return self.classless_routes.clone();
         }
         self.router
-            .map(|gateway| ClasslessRoute {
-                network: Ipv4Addr::UNSPECIFIED,
-                prefix_len: 0,
-                gateway,
+            .and_then(|gateway| {
+                Some(ClasslessRoute {
+                    destination: Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 0)?,
+                    gateway,
+                })
             })
             .into_iter()
             .collect()
@@ -106,11 +109,11 @@ impl Lease {
             lease_secs,
             renewal_secs: t1,
             rebinding_secs: t2,
-            classless_routes: o
-                .classless_routes
-                .clone()
-                .or_else(|| o.ms_classless_routes.clone())
-                .unwrap_or_default(),
+            classless_routes: if o.classless_routes.is_empty() {
+                o.ms_classless_routes.clone()
+            } else {
+                o.classless_routes.clone()
+            },
         })
     }
 }
@@ -372,7 +375,7 @@ impl DhcpClient {
         server_mac: [u8; 6],
         reply: &DhcpMessage,
     ) -> bool {
-        if reply.xid != self.xid || reply.chaddr != self.mac {
+        if reply.xid != self.xid || reply.client_mac() != Some(MacAddr(self.mac)) {
             return false;
         }
         let Some(kind) = reply.options.message_type else {
@@ -461,14 +464,14 @@ impl DhcpClient {
             return false;
         };
         self.xid = rng.next_u32();
-        let mut m = DhcpMessage::request(
+        let mut m = client_message(
             self.xid,
             self.mac,
-            Options {
+            DhcpOptions {
                 message_type: Some(MessageType::Release),
                 server_id: Some(a.lease.server_id),
                 client_id: Some(self.client_id()),
-                ..Options::default()
+                ..DhcpOptions::default()
             },
         );
         m.ciaddr = a.lease.address;
@@ -489,18 +492,18 @@ impl DhcpClient {
         id
     }
 
-    fn base_options(&self, kind: MessageType) -> Options {
-        Options {
+    fn base_options(&self, kind: MessageType) -> DhcpOptions {
+        DhcpOptions {
             message_type: Some(kind),
             client_id: Some(self.client_id()),
-            parameter_list: PARAMETER_LIST.to_vec(),
-            max_message_size: Some(super::message::MAX_MESSAGE as u16 + 28),
-            ..Options::default()
+            parameter_request_list: PARAMETER_LIST.to_vec(),
+            max_message_size: Some(MAX_MESSAGE as u16 + 28),
+            ..DhcpOptions::default()
         }
     }
 
-    fn message(&self, now: Timestamp, options: Options) -> DhcpMessage {
-        let mut m = DhcpMessage::request(self.xid, self.mac, options);
+    fn message(&self, now: Timestamp, options: DhcpOptions) -> DhcpMessage {
+        let mut m = client_message(self.xid, self.mac, options);
         m.secs = u16::try_from(now.since(self.began) / 1000).unwrap_or(u16::MAX);
         m
     }

@@ -8,7 +8,7 @@ use ethergate_proto::{TestRng, Timestamp};
 
 use super::*;
 use crate::dhcp::frame::{CLIENT_PORT, SERVER_PORT};
-use crate::dhcp::message::BOOTREPLY;
+use ethergate_hub::dhcp::BOOTREPLY;
 
 const MAC: [u8; 6] = [0x02, 0xe6, 0, 0, 0, 1];
 const SERVER_MAC: [u8; 6] = [0x5e, 0, 0, 0, 0, 0x30];
@@ -33,8 +33,8 @@ fn sent(c: &mut DhcpClient) -> (Vec<u8>, Ipv4Addr, Ipv4Addr, DhcpMessage) {
         (udp.source_port(), udp.destination_port()),
         (CLIENT_PORT, SERVER_PORT)
     );
-    let m = DhcpMessage::parse(udp.payload()).expect("valid DHCP");
-    assert_eq!(m.chaddr, MAC);
+    let m = DhcpMessage::decode(udp.payload()).expect("valid DHCP");
+    assert_eq!(m.client_mac(), Some(MacAddr(MAC)));
     (
         eth.destination().to_vec(),
         ip.header().source_addr(),
@@ -43,8 +43,8 @@ fn sent(c: &mut DhcpClient) -> (Vec<u8>, Ipv4Addr, Ipv4Addr, DhcpMessage) {
     )
 }
 
-fn reply(to: &DhcpMessage, kind: MessageType, options: Options) -> DhcpMessage {
-    let mut m = DhcpMessage::request(to.xid, MAC, options);
+fn reply(to: &DhcpMessage, kind: MessageType, options: DhcpOptions) -> DhcpMessage {
+    let mut m = client_message(to.xid, MAC, options);
     m.op = BOOTREPLY;
     m.options.message_type = Some(kind);
     if kind != MessageType::Nak {
@@ -53,19 +53,23 @@ fn reply(to: &DhcpMessage, kind: MessageType, options: Options) -> DhcpMessage {
     m
 }
 
-fn offer_options() -> Options {
-    Options {
+fn offer_options() -> DhcpOptions {
+    DhcpOptions {
         server_id: Some(SERVER),
         subnet_mask: Some(Ipv4Addr::new(255, 255, 255, 0)),
         routers: vec![SERVER],
         dns: vec![SERVER],
         lease_secs: Some(7200),
-        classless_routes: Some(vec![ClasslessRoute {
-            network: Ipv4Addr::new(10, 0, 0, 0),
-            prefix_len: 16,
-            gateway: SERVER,
-        }]),
-        ..Options::default()
+        classless_routes: vec![ten_slash_16()],
+        ..DhcpOptions::default()
+    }
+}
+
+/// 10.0.0.0/16 via the server.
+fn ten_slash_16() -> ClasslessRoute {
+    ClasslessRoute {
+        destination: "10.0.0.0/16".parse().expect("cidr"),
+        gateway: SERVER,
     }
 }
 
@@ -83,8 +87,8 @@ fn bound(rng: &mut TestRng) -> DhcpClient {
     assert_eq!(dst, [0xff; 6]);
     assert_eq!((src, dst_ip), (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST));
     assert_eq!(discover.options.message_type, Some(MessageType::Discover));
-    assert!(discover.options.parameter_list.contains(&121));
-    assert!(discover.options.parameter_list.contains(&249));
+    assert!(discover.options.parameter_request_list.contains(&121));
+    assert!(discover.options.parameter_request_list.contains(&249));
 
     let offer = reply(&discover, MessageType::Offer, offer_options());
     assert!(c.handle_reply(secs(0), SERVER_MAC, &offer));
@@ -214,7 +218,7 @@ fn nak_while_requesting_restarts_after_a_pause() {
     let offer = reply(&discover, MessageType::Offer, offer_options());
     c.handle_reply(secs(1), SERVER_MAC, &offer);
     let (.., request) = sent(&mut c);
-    let nak = reply(&request, MessageType::Nak, Options::default());
+    let nak = reply(&request, MessageType::Nak, DhcpOptions::default());
     assert!(c.handle_reply(secs(1), SERVER_MAC, &nak));
     assert_eq!(c.poll_event(), None, "no lease was lost");
     assert_eq!(c.poll_timeout(), Some(Timestamp(1000 + NAK_PAUSE_MS)));
@@ -230,7 +234,7 @@ fn nak_while_renewing_loses_the_lease() {
     let mut c = bound(&mut rng);
     c.handle_timeout(secs(3600), &mut rng);
     let (.., request) = sent(&mut c);
-    let nak = reply(&request, MessageType::Nak, Options::default());
+    let nak = reply(&request, MessageType::Nak, DhcpOptions::default());
     assert!(c.handle_reply(secs(3600), SERVER_MAC, &nak));
     assert!(matches!(c.poll_event(), Some(DhcpEvent::Lost { .. })));
     assert!(c.lease().is_none());
@@ -282,7 +286,7 @@ fn request_gives_up_after_four_tries() {
             let Some(etherparse::TransportSlice::Udp(udp)) = p.transport else {
                 panic!("udp")
             };
-            match DhcpMessage::parse(udp.payload())
+            match DhcpMessage::decode(udp.payload())
                 .expect("dhcp")
                 .options
                 .message_type
@@ -306,7 +310,7 @@ fn replies_for_others_are_ignored() {
     wrong_xid.xid ^= 1;
     assert!(!c.handle_reply(secs(0), SERVER_MAC, &wrong_xid));
     let mut wrong_mac = reply(&discover, MessageType::Offer, offer_options());
-    wrong_mac.chaddr = [2, 0, 0, 0, 0, 2];
+    wrong_mac.chaddr[5] = 2;
     assert!(!c.handle_reply(secs(0), SERVER_MAC, &wrong_mac));
     assert_eq!(c.state_name(), "selecting");
     // An ACK out of order is ours but changes nothing.
@@ -341,11 +345,7 @@ fn routes_follow_rfc3442() {
         lease_secs: 7200,
         renewal_secs: 3600,
         rebinding_secs: 6300,
-        classless_routes: vec![ClasslessRoute {
-            network: Ipv4Addr::new(10, 0, 0, 0),
-            prefix_len: 16,
-            gateway: SERVER,
-        }],
+        classless_routes: vec![ten_slash_16()],
     };
     assert_eq!(
         lease.routes(),
@@ -355,7 +355,7 @@ fn routes_follow_rfc3442() {
     lease.classless_routes.clear();
     let default = lease.routes();
     assert_eq!(default.len(), 1);
-    assert_eq!(default[0].prefix_len, 0);
+    assert_eq!(default[0].destination, "0.0.0.0/0".parse().expect("cidr"));
     assert_eq!(default[0].gateway, SERVER);
     lease.router = None;
     assert!(lease.routes().is_empty());
@@ -369,7 +369,7 @@ fn option_249_stands_in_for_121_and_times_are_sane() {
     c.handle_timeout(secs(0), &mut rng);
     let (.., discover) = sent(&mut c);
     let mut o = offer_options();
-    let routes = o.classless_routes.take();
+    let routes = std::mem::take(&mut o.classless_routes);
     o.ms_classless_routes = routes.clone();
     o.subnet_mask = None;
     // T1 > T2 is nonsense: fall back to the RFC defaults.
@@ -385,7 +385,7 @@ fn option_249_stands_in_for_121_and_times_are_sane() {
     let Some(DhcpEvent::Bound(lease)) = c.poll_event() else {
         panic!("bound")
     };
-    assert_eq!(Some(lease.classless_routes), routes);
+    assert_eq!(lease.classless_routes, routes);
     assert_eq!(lease.prefix_len, 24, "class C fallback without option 1");
     assert_eq!((lease.renewal_secs, lease.rebinding_secs), (3600, 6300));
 }
