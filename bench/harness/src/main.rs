@@ -12,6 +12,7 @@
 
 mod login;
 mod nat;
+mod openvpn;
 mod profile;
 mod report;
 mod settings;

@@ -18,8 +18,35 @@ pub struct Iperf {
     pub retransmits: f64,
 }
 
-/// `iperf3 -c server -t secs -P streams [-R] -J` from `ns`.
+/// `iperf3 -c server -t secs -P streams [-R] -J` from `ns`. A refused
+/// start (the server still finishing the previous test through a slow
+/// tunnel) is retried twice, a second apart.
 pub fn iperf3(
+    topo: &Topology,
+    ns: &str,
+    server: &str,
+    secs: u64,
+    streams: u32,
+    reverse: bool,
+) -> Result<Iperf> {
+    let mut attempt = 0;
+    loop {
+        match iperf3_once(topo, ns, server, secs, streams, reverse) {
+            Err(e)
+                if attempt < 2
+                    && ["unable to connect", "busy", "reset by peer"]
+                        .iter()
+                        .any(|m| e.to_string().contains(m)) =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn iperf3_once(
     topo: &Topology,
     ns: &str,
     server: &str,

@@ -269,7 +269,7 @@ fn workloads(settings: &Settings) -> Vec<(String, &'static str, Better)> {
     w
 }
 
-fn tcp_name(streams: u32, dir: &str) -> String {
+pub(crate) fn tcp_name(streams: u32, dir: &str) -> String {
     let path = if dir == "up" {
         "client→private"
     } else {
@@ -281,7 +281,7 @@ fn tcp_name(streams: u32, dir: &str) -> String {
     )
 }
 
-fn cpu_name(dir: &str) -> String {
+pub(crate) fn cpu_name(dir: &str) -> String {
     format!("server CPU per GB, {}", tcp_name(1, dir))
 }
 
@@ -376,6 +376,9 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    // The SoftEther client's route would shadow OpenVPN's.
+    let _ = topo.run("client", &["ip", "route", "del", "10.0.0.0/16"]);
+    crate::openvpn::run(topo, report, settings);
     Ok(())
 }
 
@@ -384,7 +387,7 @@ fn ethergate_dataplane_default_flows() -> u32 {
     262_144
 }
 
-fn point<'a>(
+pub(crate) fn point<'a>(
     workload: &'a str,
     system: &'a str,
     unit: &'a str,

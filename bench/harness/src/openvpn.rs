@@ -1,0 +1,356 @@
+//! OpenVPN 2.6 (Debian) as a third tunnel system, over TCP 443 and UDP
+//! 1194 with AES-256-GCM: server in `nat`, client in `client`, through to
+//! `private` like the SoftEther-protocol rows. AES-GCM needs OpenVPN's TLS
+//! mode (static-key mode is CBC-only and deprecated in 2.6), so a throwaway
+//! EC CA, server and client certificate are made locally with openssl.
+//!
+//! Rows: TCP 1/4 streams both ways, server CPU per GB, ping RTT to the
+//! server's tunnel address, 64-byte UDP pps. (No HTTP-via-DNAT, memory or
+//! login rows: those are SoftEther-protocol workloads.)
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, anyhow, bail};
+use ethergate_netns::{Process, Topology};
+
+use crate::{
+    report::{Better, Report, Sample},
+    settings::Settings,
+    sys, tools,
+    topo::{PRIVATE_IP, SERVER_IP},
+    tunnel::{cpu_name, point, tcp_name, udp_pps},
+    udpgen,
+};
+
+pub const OPENVPN_TCP: &str = "OpenVPN 2.6 TCP 443";
+pub const OPENVPN_UDP: &str = "OpenVPN 2.6 UDP 1194";
+const SERVER_TUN_IP: &str = "10.8.0.1";
+
+/// Makes ca, server and client keys/certificates under `dir`.
+fn certificates(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let run = |args: &[&str]| -> Result<()> {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=egbench-ca",
+    ]);
+    run(&ca)?;
+    for name in ["server", "client"] {
+        let (key, csr, crt, subj) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("/CN={name}"),
+        );
+        let mut req = vec!["req"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        run(&req)?;
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+        ])?;
+    }
+    Ok(())
+}
+
+fn start(topo: &Topology, dir: &Path, udp: bool) -> Result<(Process, Process)> {
+    let d = dir.display().to_string();
+    let (proto_s, proto_c, port) = if udp {
+        ("udp", "udp", "1194")
+    } else {
+        ("tcp-server", "tcp-client", "443")
+    };
+    let common = [
+        "--dev",
+        "",
+        "--dev-type",
+        "tun",
+        "--data-ciphers",
+        "AES-256-GCM",
+        "--cipher",
+        "AES-256-GCM",
+        "--ca",
+        "",
+        "--verb",
+        "3",
+        "--persist-key",
+    ];
+    let ca = format!("{d}/ca.crt");
+    let with = |dev: &str| -> Vec<String> {
+        common
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match i {
+                1 => dev.to_owned(),
+                9 => ca.clone(),
+                _ => (*a).to_owned(),
+            })
+            .collect()
+    };
+    let mut server = vec!["openvpn".to_owned()];
+    server.extend(with("ovpns"));
+    server.extend(
+        [
+            "--proto",
+            proto_s,
+            "--local",
+            SERVER_IP,
+            "--port",
+            port,
+            "--server",
+            "10.8.0.0",
+            "255.255.255.0",
+            "--topology",
+            "subnet",
+            "--dh",
+            "none",
+            "--cert",
+        ]
+        .map(str::to_owned),
+    );
+    server.extend([
+        format!("{d}/server.crt"),
+        "--key".into(),
+        format!("{d}/server.key"),
+    ]);
+    let server_refs: Vec<&str> = server.iter().map(String::as_str).collect();
+    let mut s = topo.spawn("nat", &server_refs)?;
+    let mut client = vec!["openvpn".to_owned()];
+    client.extend(with("ovpnc"));
+    client.extend(
+        [
+            "--client",
+            "--proto",
+            proto_c,
+            "--remote",
+            SERVER_IP,
+            port,
+            "--nobind",
+            "--connect-retry",
+            "1",
+            "--cert",
+        ]
+        .map(str::to_owned),
+    );
+    client.extend([
+        format!("{d}/client.crt"),
+        "--key".into(),
+        format!("{d}/client.key"),
+    ]);
+    let client_refs: Vec<&str> = client.iter().map(String::as_str).collect();
+    let mut c = topo.spawn("client", &client_refs)?;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !c.log().contains("Initialization Sequence Completed") {
+        if !s.is_running() {
+            bail!("openvpn server exited: {}", s.log());
+        }
+        if !c.is_running() {
+            bail!("openvpn client exited: {}", c.log());
+        }
+        if Instant::now() > deadline {
+            bail!("openvpn client not connected within 40 s: {}", c.log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    topo.exec(
+        "client",
+        &[
+            "ip",
+            "route",
+            "replace",
+            "10.0.0.0/16",
+            "via",
+            SERVER_TUN_IP,
+            "dev",
+            "ovpnc",
+        ],
+    )?;
+    for _ in 0..20 {
+        if topo
+            .run("client", &["ping", "-c1", "-W1", PRIVATE_IP])?
+            .success
+        {
+            return Ok((s, c));
+        }
+    }
+    bail!("connected, but {PRIVATE_IP} does not answer through OpenVPN")
+}
+
+pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) {
+    let dir = settings.work.join("openvpn");
+    let certs = certificates(&dir);
+    for (system, udp) in [(OPENVPN_TCP, false), (OPENVPN_UDP, true)] {
+        if !settings.wants(system) || sys::interrupted() {
+            continue;
+        }
+        report.progress(&format!("tunnel: starting {system}"));
+        let started = certs
+            .as_ref()
+            .map_err(|e| anyhow!("certificates: {e:#}"))
+            .and_then(|()| start(topo, &dir, udp));
+        match started {
+            Ok((server, client)) => {
+                rows(topo, report, settings, system, server.pid());
+                drop(client);
+                drop(server);
+            }
+            Err(e) => {
+                let e = format!("{e:#}");
+                report.derived(
+                    point(&tcp_name(1, "up"), system, "Mbit/s", Better::Higher, ""),
+                    Err(anyhow!("{e}")),
+                );
+            }
+        }
+        let _ = topo.run("client", &["ip", "route", "del", "10.0.0.0/16"]);
+    }
+}
+
+fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str, pid: u32) {
+    let secs = settings.secs;
+    for (streams, dir) in [(1u32, "up"), (1, "down"), (4, "up"), (4, "down")] {
+        let name = tcp_name(streams, dir);
+        let method = format!(
+            "iperf3 -t {secs} -P {streams}{} to {PRIVATE_IP}; OpenVPN 2.6 client, AES-256-GCM, tun",
+            if dir == "down" { " -R" } else { "" }
+        );
+        report.measure(
+            point(&name, system, "Mbit/s", Better::Higher, &method),
+            settings.reps,
+            || {
+                let cpu0 = sys::cpu_seconds(pid);
+                let r = tools::iperf3(topo, "client", PRIVATE_IP, secs, streams, dir == "down")?;
+                let cpu = sys::cpu_seconds(pid) - cpu0;
+                let gb = r.bytes / 1e9;
+                Ok(Sample::new(r.bits_per_second / 1e6)
+                    .with("retransmits", r.retransmits)
+                    .with(
+                        "server_cpu_s_per_gb",
+                        if gb > 0.0 { cpu / gb } else { f64::NAN },
+                    ))
+            },
+        );
+        if streams == 1 {
+            let cpu = report
+                .rows
+                .last()
+                .and_then(|r| r.extra.get("server_cpu_s_per_gb").copied())
+                .ok_or_else(|| anyhow!("no throughput run succeeded"));
+            let method = "utime+stime of the openvpn server process ÷ GB iperf3 received, same runs as the row above";
+            report.derived(
+                point(&cpu_name(dir), system, "CPU s/GB", Better::Lower, method),
+                cpu,
+            );
+        }
+    }
+    let method = format!(
+        "ping -i 0.005 ×{} to {SERVER_TUN_IP} (the server's tun), hdrhistogram; direct = to {SERVER_IP}",
+        settings.ping_count
+    );
+    let rtt = tools::ping(topo, "client", SERVER_TUN_IP, settings.ping_count, "0.005");
+    let direct = tools::ping(topo, "client", SERVER_IP, settings.ping_count, "0.005");
+    let q = |h: &Result<hdrhistogram::Histogram<u64>>, p: f64| -> Result<f64> {
+        h.as_ref()
+            .map(|h| h.value_at_quantile(p) as f64)
+            .map_err(|e| anyhow!("{e:#}"))
+    };
+    report.derived(
+        point(
+            "ping RTT p50 client→tap",
+            system,
+            "µs",
+            Better::Lower,
+            &method,
+        ),
+        q(&rtt, 0.5),
+    );
+    report.derived(
+        point(
+            "ping RTT p99 client→tap",
+            system,
+            "µs",
+            Better::Lower,
+            &method,
+        ),
+        q(&rtt, 0.99),
+    );
+    report.derived(
+        point(
+            "added latency p50 (tunnel − direct)",
+            system,
+            "µs",
+            Better::Lower,
+            &method,
+        ),
+        q(&rtt, 0.5).and_then(|t| Ok(t - q(&direct, 0.5)?)),
+    );
+    let method = format!(
+        "own sendmmsg generator in client, {} B UDP payload (64 B frames), 64 dst ports, {secs} s, through the OpenVPN tun; counted by an nft netdev-ingress drop rule on private eth0",
+        udpgen::PAYLOAD
+    );
+    report.measure(
+        point(
+            "64-byte UDP client→private, 64 flows",
+            system,
+            "pps",
+            Better::Higher,
+            &method,
+        ),
+        settings.reps,
+        || {
+            udp_pps(
+                topo,
+                "client",
+                "private",
+                PRIVATE_IP.parse()?,
+                64,
+                Duration::from_secs(secs),
+                false,
+            )
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+}
