@@ -116,7 +116,7 @@ fn main() -> Result<()> {
     report::write_json(&json, &doc)?;
     report::write_json(&out.join("latest.json"), &doc)?;
     let title = format!(
-        "ethergate vs SoftEther / kernel NAT ({} run {started_utc}, 2 shared cores)",
+        "ethergate vs SoftEther, OpenVPN and kernel NAT ({} run {started_utc}, 2 shared cores)",
         doc.mode
     );
     let svg = out.join(format!("{started_utc}.svg"));
