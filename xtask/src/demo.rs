@@ -110,6 +110,29 @@ pub fn main() -> Result<()> {
         &["ping", "-c", "5", "-i", "0.2", "-W", "2", "10.0.1.26"],
     )?;
     print!("{}", indent(ping.stdout.lines().last().unwrap_or_default()));
+    // Nothing listens on 192.168.30.1:80 in `nat`: the recipe's DNAT rule
+    // (tc on tap_00) sends it to the private web server.
+    let dnat = topo.exec(
+        "client",
+        &["curl", "-sS", "--max-time", "10", "http://192.168.30.1/"],
+    )?;
+    println!(
+        "    curl http://192.168.30.1/ (DNAT 192.168.0.0/16:80 -> 10.0.1.26:80) says: {}",
+        dnat.stdout.trim()
+    );
+    if dnat.stdout != WEB_PAGE {
+        bail!("the DNAT'd page did not come through: {:?}", dnat.stdout);
+    }
+
+    step("ethergate status (admin socket of the running serve)");
+    let status = std::process::Command::new(&binary).arg("status").output()?;
+    print!("{}", indent(&String::from_utf8_lossy(&status.stdout)));
+    if !status.status.success() {
+        bail!(
+            "ethergate status failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    }
     client.stop();
 
     step("stop ethergate (SIGTERM): final counters");
@@ -139,10 +162,10 @@ pub fn main() -> Result<()> {
     );
     println!(
         "\nWhat you saw: a stock SoftEther client on ethergate's TLS listener, a DHCP lease with\n\
-         RFC 3442 routes from the virtual hub, the private web page through the local bridge, and\n\
-         the uplink XDP program counting the tunnel's packets. The eBPF SNAT for the\n\
-         private subnet's egress exists (tests/integration/tests/nat_snat.rs); DNAT for VPN\n\
-         clients does not yet, so this path to 10.0.1.26 is kernel routing."
+         RFC 3442 routes from the virtual hub, the private web page through the local bridge,\n\
+         the recipe's DNAT rule done by the tc program on the hub's tap (no iptables rule\n\
+         anywhere), `ethergate status` of the running appliance, and the uplink XDP program\n\
+         counting the tunnel's packets."
     );
     Ok(())
 }

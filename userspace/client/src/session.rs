@@ -206,13 +206,22 @@ impl Conn {
     fn encrypt_pending(&mut self, out: &mut Vec<u8>) {
         self.plain_out.clear();
         self.proto.drain_transmit(&mut self.plain_out);
-        if !self.plain_out.is_empty() {
-            // Fails only once TLS is closed, when output no longer matters.
-            let _ = self.tls.writer().write_all(&self.plain_out);
-        }
-        while self.tls.wants_write() {
-            if self.tls.write_tls(out).is_err() {
+        // rustls buffers at most 64 KiB of plaintext: a larger batch goes
+        // in pieces, each sealed into `out` before the next (`write_all`
+        // silently dropped the rest; the server side had the same bug).
+        let mut rest = &self.plain_out[..];
+        loop {
+            while self.tls.wants_write() {
+                if self.tls.write_tls(out).is_err() {
+                    break;
+                }
+            }
+            if rest.is_empty() {
                 break;
+            }
+            match self.tls.writer().write(rest) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => rest = &rest[n..],
             }
         }
     }

@@ -98,19 +98,19 @@ pub fn run(
         appliance,
         dataplane,
     )));
-    // Holds a reference to the control object: dropped before stop().
-    let watchdog = crate::notify::start_watchdog(health_check(Arc::clone(&control)));
     let surfaces = start_surfaces(&admin_path, metrics_addr, &control);
     let (admin, metrics) = match surfaces {
         Ok(s) => s,
         Err(e) => {
-            drop(watchdog);
             stop(control);
             return Err(Failure::Runtime(e));
         }
     };
     info!(admin_socket = %admin_path.display(), metrics = ?metrics_addr, "admin socket and metrics up");
     systemd.ready();
+    // After READY=1 (systemd expects pings only once the unit is up). It
+    // holds a reference to the control object: dropped before stop().
+    let watchdog = crate::notify::start_watchdog(health_check(Arc::clone(&control)));
 
     let interval = (stats_interval_secs > 0).then(|| Duration::from_secs(stats_interval_secs));
     let outcome = loop {

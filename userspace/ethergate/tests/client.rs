@@ -170,6 +170,24 @@ fn static_address_pings_the_hub_bridge_and_pinned_certificate_is_accepted() {
         client.log(),
         setup.server_log()
     );
+    // 64 MiB uploaded through the client's tunnel. Not a speed check: the
+    // 60 s bound is ~20× what a debug build needs; it catches a writer that
+    // loses batch tails (rustls's 64 KiB buffer once cut them, and the
+    // upload crawled at 5 Mbit/s on retransmits).
+    let mut iperf = setup
+        .topo
+        .spawn("nat", &["iperf3", "-s", "-1", "-B", "192.168.30.1"])
+        .expect("iperf3 -s");
+    std::thread::sleep(Duration::from_millis(300));
+    let upload = setup.client_sh(&["timeout", "60", "iperf3", "-c", "192.168.30.1", "-n", "64M"]);
+    assert!(
+        upload.success,
+        "64 MiB upload: {}{}\nclient:\n{}",
+        upload.stdout,
+        upload.stderr,
+        client.log()
+    );
+    let _ = iperf.stop();
     assert_eq!(client.stop(), Some(0), "{}", client.log());
 }
 

@@ -106,8 +106,10 @@ impl Actor {
         });
     }
 
-    /// Hands each session its batch; a full outbox drops the batch.
+    /// Hands each session its batch; a full outbox drops the batch. Also
+    /// publishes the switch's gauges (O(1)), so status is current.
     fn flush_sessions(&mut self) {
+        self.counters.publish(self.switch.gauges());
         for (port, frames) in &mut self.outgoing {
             if frames.is_empty() {
                 continue;

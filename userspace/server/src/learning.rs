@@ -25,6 +25,9 @@ pub struct LearningHub {
     persisted: Vec<DhcpLease>,
     /// Frames dropped by the switch (all reasons), for logs.
     pub dropped: u64,
+    /// Bound leases, recounted after DHCP activity and each tick, so
+    /// [`HubSwitch::gauges`] is O(1) and can be published after every burst.
+    bound_leases: Option<u64>,
 }
 
 fn now() -> Timestamp {
@@ -58,12 +61,19 @@ impl LearningHub {
                 Err(e) => warn!(file = %path.display(), "cannot read lease file: {e}"),
             }
         }
-        Self {
+        let mut learning = Self {
             hub,
             lease_file,
             persisted,
             dropped: 0,
-        }
+            bound_leases: None,
+        };
+        learning.recount_leases();
+        learning
+    }
+
+    fn recount_leases(&mut self) {
+        self.bound_leases = self.hub.dhcp().map(|d| d.snapshot().len() as u64);
     }
 
     fn persist_if_changed(&mut self) {
@@ -95,18 +105,20 @@ impl HubSwitch for LearningHub {
     fn tick(&mut self) {
         // The hub only sweeps on its own when a limit is hit.
         self.hub.expire(now());
+        self.recount_leases();
     }
 
     fn set_dhcp(&mut self, config: Option<ethergate_hub::DhcpServerConfig>) {
         let report = self.hub.set_dhcp(config, now());
         info!(hub = self.hub.name(), ?report, "DHCP settings replaced");
+        self.recount_leases();
         self.persist_if_changed();
     }
 
     fn gauges(&self) -> SwitchGauges {
         SwitchGauges {
             mac_entries: self.hub.mac_table().len() as u64,
-            dhcp_leases: self.hub.dhcp().map(|d| d.snapshot().len() as u64),
+            dhcp_leases: self.bound_leases,
         }
     }
 
@@ -136,6 +148,7 @@ impl HubSwitch for LearningHub {
             Forward::Drop(_) => self.dropped += 1,
         }
         if dhcp_activity {
+            self.recount_leases();
             self.persist_if_changed();
         }
     }
