@@ -20,11 +20,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ethergate_softether::{PasswordKind, SoftEtherClient, Udhcpc};
-
 mod common;
 mod debian;
-use common::{PAGE, recipe_topology, web_server};
+use common::{recipe_topology, web_server};
 use debian::{Chroot, run};
 
 const PASSWORD: &str = "nspawn-pass";
@@ -234,29 +232,7 @@ fn unit_runs_under_systemd_in_a_booted_debian_12() {
         "no seccomp filter:\n{status}"
     );
 
-    let client = SoftEtherClient::start(&topo, "client").expect("vpnclient");
-    let tap = client.nic_create("vpn0").expect("NicCreate");
-    client
-        .account_create("acc", "198.51.100.1:443", "mikalab", "tsumura", "vpn0")
-        .expect("AccountCreate");
-    client
-        .account_password_set("acc", PASSWORD, PasswordKind::Standard)
-        .expect("AccountPasswordSet");
-    client.account_connect("acc").expect("AccountConnect");
-    if let Err(e) = client.wait_connected("acc", Duration::from_secs(20)) {
-        panic!("vpnclient did not connect: {e}\n{}", journal());
-    }
-    Udhcpc::new(&tap)
-        .static_routes(true)
-        .run(&topo, "client")
-        .unwrap_or_else(|e| panic!("no lease: {e}\n{}", journal()));
-    let page = topo
-        .run(
-            "client",
-            &["curl", "-sS", "--max-time", "10", "http://10.0.1.26/"],
-        )
-        .expect("curl");
-    assert_eq!(page.stdout, PAGE, "{}\n{}", page.stderr, journal());
+    let client = common::vpnclient_fetches_the_page(&topo, PASSWORD, journal);
 
     // systemctl reload (ExecReload=ethergate reload, as user ethergate over
     // the admin socket): a new user is applied with the session still up;

@@ -13,11 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ethergate_softether::{PasswordKind, SoftEtherClient, Udhcpc};
 use nix::sys::signal::Signal;
 
 mod common;
-use common::{BIN, PAGE, recipe_topology, web_server, write_recipe_config};
+use common::{BIN, recipe_topology, web_server, write_recipe_config};
 
 const UNIT: &str = include_str!("../../../deploy/systemd/ethergate.service");
 /// `nobody`: a uid with no files and no privileges of its own.
@@ -233,29 +232,7 @@ fn serve_runs_unprivileged_with_the_units_capabilities() {
     assert_eq!(recv(&systemd, Duration::from_secs(5), &log), "WATCHDOG=1");
     assert_eq!(recv(&systemd, Duration::from_secs(5), &log), "WATCHDOG=1");
 
-    let client = SoftEtherClient::start(&topo, "client").expect("vpnclient");
-    let tap = client.nic_create("vpn0").expect("NicCreate");
-    client
-        .account_create("acc", "198.51.100.1:443", "mikalab", "tsumura", "vpn0")
-        .expect("AccountCreate");
-    client
-        .account_password_set("acc", PASSWORD, PasswordKind::Standard)
-        .expect("AccountPasswordSet");
-    client.account_connect("acc").expect("AccountConnect");
-    if let Err(e) = client.wait_connected("acc", Duration::from_secs(20)) {
-        panic!("vpnclient did not connect: {e}\n{}", log());
-    }
-    Udhcpc::new(&tap)
-        .static_routes(true)
-        .run(&topo, "client")
-        .unwrap_or_else(|e| panic!("no lease: {e}\n{}", log()));
-    let page = topo
-        .run(
-            "client",
-            &["curl", "-sS", "--max-time", "10", "http://10.0.1.26/"],
-        )
-        .expect("curl");
-    assert_eq!(page.stdout, PAGE, "{}\n{}", page.stderr, log());
+    let client = common::vpnclient_fetches_the_page(&topo, PASSWORD, &log);
     drop(client);
 
     serve.signal(Signal::SIGTERM).expect("SIGTERM");

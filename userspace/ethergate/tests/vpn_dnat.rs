@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 mod common;
-use common::{BIN, PAGE, recipe_topology, start_serve, web_server, write_recipe_config};
+use common::{PAGE, password_hash, recipe_topology, start_serve, web_server, write_recipe_config};
 use ethergate_softether::{PasswordKind, SoftEtherClient, Udhcpc};
 
 const SERVER: &str = "198.51.100.1:443";
@@ -30,24 +30,6 @@ protocol = "tcp"
 port = 80
 to = "10.0.1.26:80"
 "#;
-
-fn password_hash(user: &str, password: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(BIN)
-        .args(["user", "hash", "--user", user])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("ethergate user hash");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write password");
-    let out = child.wait_with_output().expect("wait");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 #[test]
 fn vpn_client_reaches_the_private_web_server_through_the_recipe_dnat() {

@@ -8,7 +8,7 @@ use std::{net::Ipv4Addr, time::Duration};
 use ethergate_netns::{Process, Topology};
 
 mod common;
-use common::{BIN, PAGE, recipe_topology, start_serve, web_server, write_recipe_config};
+use common::{PAGE, password_hash, recipe_topology, start_serve, web_server, write_recipe_config};
 use ethergate_softether::{AccountDetail, PasswordKind, SoftEtherClient, StaticRoute, Udhcpc};
 
 const SERVER: &str = "198.51.100.1:443";
@@ -25,24 +25,6 @@ impl Drop for Appliance {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.state);
     }
-}
-
-fn password_hash(user: &str, password: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(BIN)
-        .args(["user", "hash", "--user", user])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("ethergate user hash");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write password");
-    let out = child.wait_with_output().expect("wait");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn appliance() -> Appliance {

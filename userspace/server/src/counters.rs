@@ -21,8 +21,7 @@ impl Traffic {
     }
 
     pub fn add_batch(&self, batch: &Frames) {
-        let bytes: usize = batch.iter().map(<[u8]>::len).sum();
-        self.add(batch.len() as u64, bytes as u64);
+        self.add(batch.len() as u64, batch.byte_len() as u64);
     }
 
     pub fn get(&self) -> (u64, u64) {

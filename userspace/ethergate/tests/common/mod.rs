@@ -116,3 +116,58 @@ pub fn wait_for(process: &mut Process, needle: &str, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `ethergate user hash` for `user`/`password`: the `password_hash` line.
+pub fn password_hash(user: &str, password: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BIN)
+        .args(["user", "hash", "--user", user])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ethergate user hash");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("wait");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The Debian vpnclient in `client` logs in to hub mikalab as tsumura
+/// with `password`, takes a DHCP lease and fetches [`PAGE`] from
+/// 10.0.1.26; `log` says what the server side logged when a step fails.
+/// Returns the client, still connected.
+pub fn vpnclient_fetches_the_page<'t>(
+    topo: &'t Topology,
+    password: &str,
+    log: impl Fn() -> String,
+) -> ethergate_softether::SoftEtherClient<'t> {
+    use ethergate_softether::{PasswordKind, SoftEtherClient, Udhcpc};
+    let client = SoftEtherClient::start(topo, "client").expect("vpnclient");
+    let tap = client.nic_create("vpn0").expect("NicCreate");
+    client
+        .account_create("acc", "198.51.100.1:443", "mikalab", "tsumura", "vpn0")
+        .expect("AccountCreate");
+    client
+        .account_password_set("acc", password, PasswordKind::Standard)
+        .expect("AccountPasswordSet");
+    client.account_connect("acc").expect("AccountConnect");
+    if let Err(e) = client.wait_connected("acc", Duration::from_secs(20)) {
+        panic!("vpnclient did not connect: {e}\n{}", log());
+    }
+    Udhcpc::new(&tap)
+        .static_routes(true)
+        .run(topo, "client")
+        .unwrap_or_else(|e| panic!("no lease: {e}\n{}", log()));
+    let page = topo
+        .run(
+            "client",
+            &["curl", "-sS", "--max-time", "10", "http://10.0.1.26/"],
+        )
+        .expect("curl");
+    assert_eq!(page.stdout, PAGE, "{}\n{}", page.stderr, log());
+    client
+}
