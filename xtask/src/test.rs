@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 
 use crate::{
     setup,
-    sh::{root, run, step},
+    sh::{probe, root, run, step},
 };
 
 /// Crates whose tests need root: they load eBPF programs or build
@@ -40,6 +40,7 @@ pub fn main() -> Result<()> {
         bail!("cargo xtask test needs root (eBPF, network namespaces); run it with sudo");
     }
     setup::main()?;
+    report_disk_use();
 
     step("cargo fmt --check");
     run(&["cargo", "fmt", "--all", "--check"])?;
@@ -110,8 +111,27 @@ pub fn main() -> Result<()> {
     run(&privileged)?;
 
     assert_nothing_left_behind()?;
+    report_disk_use();
     println!("\nall tests passed");
     Ok(())
+}
+
+/// The suite once failed on CI only because the disk filled up; print what
+/// the target dir holds and what is free so the next such failure is
+/// obvious from the log, and growth is visible before it fails.
+fn report_disk_use() {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
+    let target = target.display().to_string();
+    let used = probe(&["du", "-sh", &target]).unwrap_or_default();
+    let free = probe(&["df", "-h", "--output=avail", &root().display().to_string()])
+        .unwrap_or_default();
+    println!(
+        "disk: target dir {} | free on the workspace's filesystem: {}",
+        used.split_whitespace().next().unwrap_or("(empty)"),
+        free.lines().nth(1).map(str::trim).unwrap_or("unknown"),
+    );
 }
 
 fn nix_is_root() -> bool {

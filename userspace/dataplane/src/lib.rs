@@ -1,5 +1,5 @@
 //! ethergate's kernel data plane, seen from userspace: the eBPF object is
-//! built by `build.rs` (aya-build) and embedded in the binary; this crate
+//! built by `build.rs` (nightly cargo, bpf-linker) and embedded in the binary; this crate
 //! loads it, attaches the programs, turns `[nat]` into map entries, sweeps
 //! idle NAT flows, and reads counters and flows.
 //!
