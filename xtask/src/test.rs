@@ -125,8 +125,8 @@ fn report_disk_use() {
         .unwrap_or_else(|_| root().join("target"));
     let target = target.display().to_string();
     let used = probe(&["du", "-sh", &target]).unwrap_or_default();
-    let free = probe(&["df", "-h", "--output=avail", &root().display().to_string()])
-        .unwrap_or_default();
+    let free =
+        probe(&["df", "-h", "--output=avail", &root().display().to_string()]).unwrap_or_default();
     println!(
         "disk: target dir {} | free on the workspace's filesystem: {}",
         used.split_whitespace().next().unwrap_or("(empty)"),
