@@ -69,6 +69,15 @@ pub struct HubStatus {
     pub to_bridge: Traffic,
     /// Batches for a session dropped because its queue was full.
     pub session_batches_dropped: u64,
+    /// TCP segmentation/coalescing offload on the bridge's tap.
+    #[serde(default)]
+    pub tap_offload: bool,
+    /// read(2) and write(2) calls on the bridge's tap; with offload, the
+    /// ratio to frames is the offload's batching factor.
+    #[serde(default)]
+    pub bridge_reads: u64,
+    #[serde(default)]
+    pub bridge_writes: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

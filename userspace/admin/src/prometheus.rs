@@ -173,6 +173,29 @@ fn hubs(m: &mut Exposition, s: &Status) {
             hub.session_batches_dropped,
         );
     }
+    m.family(
+        "ethergate_hub_bridge_syscalls_total",
+        "counter",
+        "read(2)/write(2) calls on each hub's bridge tap (fewer than frames with offload).",
+    );
+    for hub in &s.hubs {
+        for (op, n) in [("read", hub.bridge_reads), ("write", hub.bridge_writes)] {
+            let labels = [("hub", hub.name.as_str()), ("op", op)];
+            m.sample("ethergate_hub_bridge_syscalls_total", &labels, n);
+        }
+    }
+    m.family(
+        "ethergate_hub_tap_offload",
+        "gauge",
+        "1 when the bridge tap uses TCP segmentation/coalescing offload.",
+    );
+    for hub in &s.hubs {
+        m.sample(
+            "ethergate_hub_tap_offload",
+            &[("hub", &hub.name)],
+            u64::from(hub.tap_offload),
+        );
+    }
 }
 
 fn nat(m: &mut Exposition, s: &Status) {

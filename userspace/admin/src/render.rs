@@ -111,6 +111,12 @@ fn hub_line(out: &mut String, hub: &HubStatus) {
         traffic(hub.to_bridge),
         hub.session_batches_dropped
     );
+    let offload = if hub.tap_offload { "on" } else { "off" };
+    let _ = writeln!(
+        out,
+        "    tap offload {offload}: {} read(s), {} write(s)",
+        hub.bridge_reads, hub.bridge_writes
+    );
 }
 
 fn session_line(out: &mut String, s: &SessionStatus) {

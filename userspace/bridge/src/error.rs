@@ -50,6 +50,9 @@ pub enum TapError {
         source: Errno,
     },
 
+    #[error("tap {name}: enabling checksum and TCP segmentation offload (TUNSETOFFLOAD): {source}")]
+    SetOffload { name: String, source: Errno },
+
     #[error("tap {name}: looking up its ifindex: {source}")]
     Ifindex { name: String, source: Errno },
 }

@@ -31,11 +31,17 @@ const MAX_NAME_LEN: usize = libc::IFNAMSIZ - 1;
 /// `IFF_MULTI_QUEUE` differs from the device's.
 const TAP_FLAGS: libc::c_int = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE;
 
+/// Offloads a tap with [`TapOptions::vnet_hdr`] takes: partial checksums
+/// and TCP segmentation for IPv4 and IPv6 (what `ethergate_hub::offload`
+/// can cut back into frames). UDP segmentation is left off.
+const TAP_OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+
 // TUNSETIFF reads the ifreq *and writes it back* (the final name), hence the
 // read-write form even though the ioctl number says _IOW.
 nix::ioctl_readwrite_bad!(tun_set_iff, libc::TUNSETIFF, libc::ifreq);
 // TUNSETPERSIST takes its argument by value, not through a pointer.
 nix::ioctl_write_int_bad!(tun_set_persist, libc::TUNSETPERSIST);
+nix::ioctl_write_int_bad!(tun_set_offload, libc::TUNSETOFFLOAD);
 
 /// Options beyond name and queue count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,6 +50,10 @@ pub struct TapOptions {
     /// Applied to an existing device too: ethergate owns the tap named in
     /// its config, so the config decides whether it outlives the process.
     pub persistent: bool,
+    /// Every read and write carries a 10-byte `virtio_net_hdr` first, and
+    /// the kernel may hand over (and accept) 64 KiB TCP super-frames and
+    /// partial checksums; see `ethergate_hub::offload`. Device-wide.
+    pub vnet_hdr: bool,
 }
 
 /// A multi-queue tap device and its queue descriptors.
@@ -75,9 +85,20 @@ impl Tap {
         let mut fds = Vec::with_capacity(queues);
         for index in 0..queues {
             fds.push(TapQueue {
-                fd: attach_queue(name, index)?,
+                fd: attach_queue(name, index, options.vnet_hdr)?,
                 index,
+                vnet_hdr: options.vnet_hdr,
             });
+        }
+        if options.vnet_hdr {
+            // SAFETY: an attached /dev/net/tun queue; TUNSETOFFLOAD takes
+            // an integer argument and touches no user memory.
+            unsafe { tun_set_offload(fds[0].fd.as_raw_fd(), TAP_OFFLOADS as _) }.map_err(
+                |source| TapError::SetOffload {
+                    name: name.to_owned(),
+                    source,
+                },
+            )?;
         }
         let persist = u64::from(options.persistent);
         // SAFETY: the fd is an attached /dev/net/tun queue; TUNSETPERSIST
@@ -134,6 +155,7 @@ impl Tap {
 pub struct TapQueue {
     fd: OwnedFd,
     index: usize,
+    vnet_hdr: bool,
 }
 
 impl TapQueue {
@@ -142,9 +164,15 @@ impl TapQueue {
         self.index
     }
 
+    /// Whether reads and writes carry a `virtio_net_hdr` first.
+    pub fn vnet_hdr(&self) -> bool {
+        self.vnet_hdr
+    }
+
     /// Reads one frame into `buf`, returning its length. A frame longer
-    /// than `buf` is truncated by the kernel, so size `buf` for MTU + 14.
-    /// `WouldBlock` when the queue is empty.
+    /// than `buf` is truncated by the kernel, so size `buf` for MTU + 14
+    /// (with [`TapOptions::vnet_hdr`]: 10 + 65549, since the frame may be a
+    /// TSO super-frame). `WouldBlock` when the queue is empty.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         nix::unistd::read(&self.fd, buf).map_err(io::Error::from)
     }
@@ -153,6 +181,13 @@ impl TapQueue {
     /// or drops it whole; the count returned is the frame's length.
     pub fn write(&self, frame: &[u8]) -> io::Result<usize> {
         nix::unistd::write(&self.fd, frame).map_err(io::Error::from)
+    }
+
+    /// Writes one frame behind a `virtio_net_hdr` (queues of a tap with
+    /// [`TapOptions::vnet_hdr`]), without copying them together.
+    pub fn write_with_header(&self, header: &[u8], frame: &[u8]) -> io::Result<usize> {
+        let iov = [io::IoSlice::new(header), io::IoSlice::new(frame)];
+        nix::sys::uio::writev(&self.fd, &iov).map_err(io::Error::from)
     }
 
     /// Clears O_NONBLOCK, for io_uring drivers: io_uring retries a read on
@@ -213,7 +248,7 @@ fn validate_name(name: &str) -> Result<(), TapError> {
 
 /// Opens `/dev/net/tun` and attaches the descriptor as queue `index` of tap
 /// `name`, creating the device for the first queue if needed.
-fn attach_queue(name: &str, index: usize) -> Result<OwnedFd, TapError> {
+fn attach_queue(name: &str, index: usize, vnet_hdr: bool) -> Result<OwnedFd, TapError> {
     // O_NONBLOCK on the file is what tun's read/write honour; the server
     // drives the queues from io_uring and must never park a core in read().
     let fd = open(
@@ -234,7 +269,8 @@ fn attach_queue(name: &str, index: usize) -> Result<OwnedFd, TapError> {
         *dst = src as libc::c_char;
     }
     // TUNSETIFF reads its flags as a short.
-    ifr.ifr_ifru.ifru_flags = TAP_FLAGS as libc::c_short;
+    let flags = TAP_FLAGS | if vnet_hdr { libc::IFF_VNET_HDR } else { 0 };
+    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
 
     // SAFETY: `fd` is an open /dev/net/tun descriptor and `ifr` a valid,
     // exclusively borrowed ifreq for the duration of the call; TUNSETIFF

@@ -10,7 +10,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use anyhow::{Context, Result};
-use ethergate_bridge::{LinkConfig, MacAddr, Tap};
+use ethergate_bridge::{LinkConfig, MacAddr, Tap, TapOptions};
 use ethergate_config::Config;
 use ethergate_hub::{DhcpServerConfig, Hub, HubOptions};
 use ethergate_server::{
@@ -196,13 +196,27 @@ fn proto_config() -> ethergate_proto::ServerConfig {
 
 const MAX_CONNECTIONS_PER_SESSION: u32 = 32;
 
+/// TCP segmentation/coalescing offload on the local bridge's tap (see
+/// `ethergate_hub::offload`); on unless `ETHERGATE_TAP_OFFLOAD=off`, which
+/// exists to measure the difference and as an escape hatch.
+fn tap_offload_wanted() -> bool {
+    !matches!(
+        std::env::var("ETHERGATE_TAP_OFFLOAD").as_deref(),
+        Ok("off" | "0" | "false")
+    )
+}
+
 fn start_hub(
     hub: &ethergate_config::Hub,
     workers: usize,
     state_dir: &std::path::Path,
 ) -> Result<RunningHub> {
     let bridge = hub.bridge.as_str();
-    let tap = Tap::create(bridge, workers)
+    let options = TapOptions {
+        persistent: false,
+        vnet_hdr: tap_offload_wanted(),
+    };
+    let tap = Tap::create_with(bridge, workers, options)
         .with_context(|| format!("hub {:?}: creating local bridge tap {bridge}", hub.name))?;
     let address = ethergate_bridge::Ipv4Cidr::new(
         hub.bridge_address.address(),

@@ -165,6 +165,9 @@ impl Control {
                     from_bridge: traffic(&c.from_bridge),
                     to_bridge: traffic(&c.to_bridge),
                     session_batches_dropped: c.session_batches_dropped.load(Ordering::Relaxed),
+                    tap_offload: c.tap_offload.load(Ordering::Relaxed),
+                    bridge_reads: c.bridge_reads.load(Ordering::Relaxed),
+                    bridge_writes: c.bridge_writes.load(Ordering::Relaxed),
                 }
             })
             .collect();

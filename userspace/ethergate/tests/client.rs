@@ -82,6 +82,20 @@ impl Setup {
         self.topo.spawn("client", &argv).expect("ethergate client")
     }
 
+    fn status(&self) -> serde_json::Value {
+        let socket = self.state.join("admin.sock").display().to_string();
+        let out = std::process::Command::new(BIN)
+            .args(["status", "-o", "json", "--socket", &socket])
+            .output()
+            .expect("ethergate status");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
     fn client_sh(&self, argv: &[&str]) -> ethergate_netns::CommandOutput {
         self.topo.run("client", argv).expect("command in client")
     }
@@ -188,6 +202,17 @@ fn static_address_pings_the_hub_bridge_and_pinned_certificate_is_accepted() {
         client.log()
     );
     let _ = iperf.stop();
+    // The upload's segments reached the tap merged into GSO frames: far
+    // fewer write(2) calls than frames. (A count, not a speed.)
+    let hub = &setup.status()["hubs"][0];
+    assert_eq!(hub["tap_offload"], true, "{hub:#}");
+    let frames = hub["to_bridge"]["frames"].as_u64().unwrap_or(0);
+    let writes = hub["bridge_writes"].as_u64().unwrap_or(u64::MAX);
+    eprintln!("64 MiB upload: {frames} frames to the bridge in {writes} tap writes");
+    assert!(
+        frames > 40_000 && writes * 2 < frames,
+        "64 MiB upload: {frames} frames to the bridge in {writes} writes: {hub:#}"
+    );
     assert_eq!(client.stop(), Some(0), "{}", client.log());
 }
 

@@ -18,6 +18,7 @@ pub mod dhcp;
 mod hub;
 mod mac;
 mod mac_table;
+pub mod offload;
 mod port;
 mod time;
 

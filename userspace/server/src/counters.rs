@@ -41,6 +41,12 @@ pub struct HubCounters {
     pub to_bridge: Traffic,
     /// Batches for a session dropped because its queue was full.
     pub session_batches_dropped: AtomicU64,
+    /// read(2)/write(2) calls on the local bridge's tap. With offload on,
+    /// fewer than frames: one per TSO super-frame read or merged TCP run.
+    pub bridge_reads: AtomicU64,
+    pub bridge_writes: AtomicU64,
+    /// The tap speaks virtio-net headers (TSO/GSO offload).
+    pub tap_offload: std::sync::atomic::AtomicBool,
     pub mac_entries: AtomicU64,
     /// Bound DHCP leases; [`NO_DHCP`] when the hub has no DHCP server.
     pub dhcp_leases: AtomicU64,

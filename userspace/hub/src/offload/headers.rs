@@ -1,0 +1,125 @@
+//! Where the IP and TCP headers of an untagged Ethernet frame are, checked
+//! against the frame's length. Only what offload needs: IPv4 without
+//! fragmentation, IPv6 without extension headers, TCP.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::checksum;
+
+pub const ETH_LEN: usize = 14;
+const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+const ETHERTYPE_IPV6: [u8; 2] = [0x86, 0xdd];
+pub const IPPROTO_TCP: u8 = 6;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+pub const TCP_URG: u8 = 0x20;
+pub const TCP_CWR: u8 = 0x80;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ip {
+    V4 { src: Ipv4Addr, dst: Ipv4Addr },
+    V6 { src: Ipv6Addr, dst: Ipv6Addr },
+}
+
+impl Ip {
+    pub fn pseudo_sum(&self, tcp_len: usize) -> u64 {
+        match *self {
+            Ip::V4 { src, dst } => checksum::pseudo_v4(src, dst, IPPROTO_TCP, tcp_len),
+            Ip::V6 { src, dst } => checksum::pseudo_v6(src, dst, IPPROTO_TCP, tcp_len),
+        }
+    }
+}
+
+/// A TCP/IP frame's layout: offsets into the frame and the fields offload
+/// reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpFrame {
+    pub ip: Ip,
+    /// Offset of the TCP header (Ethernet + IP header lengths).
+    pub tcp_at: usize,
+    pub tcp_header_len: usize,
+    /// Where the IP packet ends (IP length, not the frame's: short frames
+    /// carry Ethernet padding).
+    pub end: usize,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+}
+
+impl TcpFrame {
+    pub fn payload_at(&self) -> usize {
+        self.tcp_at + self.tcp_header_len
+    }
+
+    pub fn payload_len(&self) -> usize {
+        self.end - self.payload_at()
+    }
+
+    pub fn is_v4(&self) -> bool {
+        matches!(self.ip, Ip::V4 { .. })
+    }
+}
+
+fn be16(frame: &[u8], at: usize) -> Option<u16> {
+    let b = frame.get(at..at + 2)?;
+    Some(u16::from_be_bytes([b[0], b[1]]))
+}
+
+fn be32(frame: &[u8], at: usize) -> Option<u32> {
+    let b = frame.get(at..at + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Parses `frame` as Ethernet + IPv4 (no options needed, but allowed; not
+/// a fragment) or IPv6 (next header TCP) + TCP. `None` for anything else
+/// or anything inconsistent with the frame's length.
+pub fn parse_tcp(frame: &[u8]) -> Option<TcpFrame> {
+    let ethertype = frame.get(12..14)?;
+    let (ip, tcp_at, end) = if ethertype == ETHERTYPE_IPV4 {
+        let v = *frame.get(ETH_LEN)?;
+        let ihl = usize::from(v & 0x0f) * 4;
+        if v >> 4 != 4 || ihl < 20 {
+            return None;
+        }
+        let total = usize::from(be16(frame, ETH_LEN + 2)?);
+        let frag = be16(frame, ETH_LEN + 6)?;
+        // MF set or a non-zero offset: a fragment, never segmented or merged.
+        if frag & 0x3fff != 0 || *frame.get(ETH_LEN + 9)? != IPPROTO_TCP {
+            return None;
+        }
+        let src = Ipv4Addr::from(be32(frame, ETH_LEN + 12)?);
+        let dst = Ipv4Addr::from(be32(frame, ETH_LEN + 16)?);
+        (Ip::V4 { src, dst }, ETH_LEN + ihl, ETH_LEN + total)
+    } else if ethertype == ETHERTYPE_IPV6 {
+        if *frame.get(ETH_LEN)? >> 4 != 6 || *frame.get(ETH_LEN + 6)? != IPPROTO_TCP {
+            return None;
+        }
+        let payload = usize::from(be16(frame, ETH_LEN + 4)?);
+        let addr = |at: usize| -> Option<Ipv6Addr> {
+            let b: [u8; 16] = frame.get(at..at + 16)?.try_into().ok()?;
+            Some(Ipv6Addr::from(b))
+        };
+        let src = addr(ETH_LEN + 8)?;
+        let dst = addr(ETH_LEN + 24)?;
+        (Ip::V6 { src, dst }, ETH_LEN + 40, ETH_LEN + 40 + payload)
+    } else {
+        return None;
+    };
+    let tcp_header_len = usize::from(*frame.get(tcp_at + 12)? >> 4) * 4;
+    if tcp_header_len < 20 || end > frame.len() || tcp_at + tcp_header_len > end {
+        return None;
+    }
+    Some(TcpFrame {
+        ip,
+        tcp_at,
+        tcp_header_len,
+        end,
+        seq: be32(frame, tcp_at + 4)?,
+        ack: be32(frame, tcp_at + 8)?,
+        flags: *frame.get(tcp_at + 13)?,
+    })
+}
