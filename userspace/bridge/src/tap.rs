@@ -177,6 +177,25 @@ impl TapQueue {
         nix::unistd::read(&self.fd, buf).map_err(io::Error::from)
     }
 
+    /// Reads one frame if one is queued, without waiting even on a
+    /// blocking descriptor (`preadv2` with `RWF_NOWAIT`, which tun
+    /// honours); `WouldBlock` when the queue is empty. Lets an io_uring
+    /// driver drain a burst after one completion.
+    pub fn read_nowait(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: one iovec describing `buf`, exclusively borrowed for the
+        // call; offset -1 means the file position (tun has none).
+        let n =
+            unsafe { libc::preadv2(self.fd.as_raw_fd(), &raw const iov, 1, -1, libc::RWF_NOWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
     /// Writes one whole frame (destination MAC first). The kernel takes it
     /// or drops it whole; the count returned is the frame's length.
     pub fn write(&self, frame: &[u8]) -> io::Result<usize> {

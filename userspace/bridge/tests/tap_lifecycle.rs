@@ -149,7 +149,10 @@ fn dropping_the_tap_removes_the_device() {
 #[test]
 fn persistent_option_and_attaching_to_an_existing_tap() {
     let topo = topology();
-    let persistent = TapOptions { persistent: true };
+    let persistent = TapOptions {
+        persistent: true,
+        ..TapOptions::default()
+    };
     let first = topo
         .enter("nat", || {
             Tap::create_with(TAP, 2, persistent).expect("persistent tap")

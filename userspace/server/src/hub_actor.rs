@@ -47,6 +47,9 @@ const TAP_FRAME_MAX: usize = 1600;
 /// A read from a tap with offload on: the virtio-net header, then up to a
 /// 64 KiB IP packet behind Ethernet and one VLAN tag.
 const TAP_OFFLOAD_READ_MAX: usize = VNET_HDR_LEN + 18 + 65535;
+/// Tap reads (one waited for, the rest taken while queued) switched
+/// before the sessions' batches are handed over.
+const TAP_READ_BURST: usize = 32;
 /// Input messages handled before yielding to the tap readers.
 const INPUT_BURST: usize = 64;
 
@@ -108,6 +111,25 @@ impl Actor {
                 }
             }
         });
+    }
+
+    /// One tap read: a frame, or (offload) a header and a frame that may
+    /// stand for many.
+    fn bridge_read(&mut self, read: &mut [u8], offload: bool, segments: &mut Vec<u8>) {
+        self.counters.bridge_reads.fetch_add(1, Ordering::Relaxed);
+        let mut switch = |frame: &[u8]| {
+            self.counters.from_bridge.add(1, frame.len() as u64);
+            self.switch_frame(PortId::BRIDGE, frame);
+        };
+        if !offload {
+            switch(read);
+        } else if let Some((hdr, frame)) = VnetHdr::parse_mut(read) {
+            // The kernel built this frame; a header we cannot honour costs
+            // that frame only.
+            if let Err(e) = offload::segment(hdr, frame, segments, &mut switch) {
+                debug!("tap read: {e}; frame dropped");
+            }
+        }
     }
 
     /// Hands each session its batch; a full outbox drops the batch. Also
@@ -258,11 +280,14 @@ async fn tick_loop(actor: Rc<RefCell<Actor>>) {
 
 async fn tap_reader(tap: Rc<AsyncFd<TapQueue>>, actor: Rc<RefCell<Actor>>) {
     let offload = tap.vnet_hdr();
-    let mut buf = Vec::with_capacity(if offload {
+    let read_max = if offload {
         TAP_OFFLOAD_READ_MAX
     } else {
         TAP_FRAME_MAX
-    });
+    };
+    let mut buf = Vec::with_capacity(read_max);
+    // For the reads that drain the queue without waiting.
+    let mut more = vec![0u8; read_max];
     let mut segments = Vec::new();
     let mut coalescer = Coalescer::new();
     let mut bridge_batch = Frames::new();
@@ -275,21 +300,16 @@ async fn tap_reader(tap: Rc<AsyncFd<TapQueue>>, actor: Rc<RefCell<Actor>>) {
             Ok(n) => {
                 {
                     let a = &mut *actor.borrow_mut();
-                    a.counters.bridge_reads.fetch_add(1, Ordering::Relaxed);
-                    let mut switch = |frame: &[u8]| {
-                        a.counters.from_bridge.add(1, frame.len() as u64);
-                        a.switch_frame(PortId::BRIDGE, frame);
-                    };
-                    if !offload {
-                        if let Some(frame) = buf.get(..n) {
-                            switch(frame);
-                        }
-                    } else if let Some((hdr, frame)) = buf.get_mut(..n).and_then(VnetHdr::parse_mut)
-                    {
-                        // The kernel built this frame; a header we cannot
-                        // honour costs that frame only.
-                        if let Err(e) = offload::segment(hdr, frame, &mut segments, &mut switch) {
-                            debug!("tap read: {e}; frame dropped");
+                    if let Some(read) = buf.get_mut(..n) {
+                        a.bridge_read(read, offload, &mut segments);
+                    }
+                    // Whatever else is queued is taken now, so sessions get
+                    // one batch (one wakeup, fuller TLS records) per burst
+                    // instead of one per frame.
+                    for _ in 1..TAP_READ_BURST {
+                        match tap.read_nowait(&mut more) {
+                            Ok(n) if n > 0 => a.bridge_read(&mut more[..n], offload, &mut segments),
+                            _ => break,
                         }
                     }
                     a.flush_sessions();
