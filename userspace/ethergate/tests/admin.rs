@@ -341,6 +341,13 @@ fn status_reload_disconnect_and_metrics_on_a_live_appliance() {
     assert!(out.status.success(), "{}", stderr(&out));
     let status = setup.status();
     assert!(!session_names(&status).contains(&first_name), "{status:#}");
+    // With a TLS close_notify before the FIN: after a bare FIN the
+    // SoftEther client's automatic retry never recovers (decision 0002).
+    wait_for(
+        &mut first,
+        "connection ended: the server closed TLS",
+        Duration::from_secs(10),
+    );
     let out = setup.cli(&["session", "disconnect", "SID-NOBODY-1"]);
     assert_eq!(out.status.code(), Some(1));
 

@@ -377,6 +377,11 @@ async fn write_loop(
             )
         };
         if closing {
+            // close_notify, then FIN: see `Transport::close_notify`.
+            conn.borrow_mut().transport.close_notify(&mut out);
+            if !out.is_empty() {
+                let BufResult(_, _) = socket.write_all(out).await;
+            }
             let _ = socket.shutdown().await;
             return;
         }

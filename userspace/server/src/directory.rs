@@ -256,6 +256,16 @@ impl Directory {
         })
     }
 
+    /// Ends every session (the server is stopping) and returns them, so
+    /// the caller can wait for their connections to close.
+    pub fn end_all_sessions(&self) -> Vec<Arc<SessionShared>> {
+        let sessions = self.lock_sessions();
+        let all: Vec<Arc<SessionShared>> = sessions.live.values().cloned().collect();
+        let keys: Vec<[u8; 20]> = sessions.live.keys().copied().collect();
+        self.end_sessions(sessions, &keys);
+        all
+    }
+
     /// Ends every session `matches` picks (see [`Self::end_sessions`]).
     fn close_sessions_where(&self, matches: impl Fn(&SessionShared) -> bool) -> usize {
         let sessions = self.lock_sessions();

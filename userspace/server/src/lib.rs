@@ -19,10 +19,19 @@ pub mod tls;
 pub mod transport;
 pub mod worker;
 
-use std::{net::SocketAddr, sync::Arc, thread::JoinHandle};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
 
 pub use directory::{Directory, Limits};
 pub use worker::Stats;
+
+/// How long [`RunningServer::stop`] waits for the connections of the
+/// sessions it ends to close (each sends close_notify and FIN).
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -129,6 +138,18 @@ impl RunningServer {
     }
 
     fn shutdown(&mut self) {
+        if self.stop.is_some() {
+            // End the sessions while the workers still run, so that every
+            // connection closes with a TLS close_notify before its FIN
+            // (`Transport::close_notify`); dropping the workers' runtimes
+            // would cut them with a bare FIN, which the SoftEther client
+            // never recovers from without a manual reconnect.
+            let ended = self.directory.end_all_sessions();
+            let deadline = Instant::now() + STOP_GRACE;
+            while Instant::now() < deadline && ended.iter().any(|s| s.connections() > 0) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         // Closing the channel wakes every worker's `stop.recv()`.
         drop(self.stop.take());
         for thread in self.threads.drain(..) {

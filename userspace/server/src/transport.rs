@@ -123,6 +123,25 @@ impl Transport {
         }
     }
 
+    /// Appends a TLS close_notify to `out`, to go before the TCP FIN.
+    /// SoftEther's client (OpenSSL 3) takes a FIN without one as an error
+    /// and leaves that error on its session thread's OpenSSL error queue,
+    /// where it fails every connection the same client session opens
+    /// afterwards (decision 0002, "the real client's automatic retry").
+    /// rustls skips it after a fatal alert. With kernel TLS nothing is
+    /// sent: an alert record needs `sendmsg` with `TLS_SET_RECORD_TYPE`,
+    /// which nix does not wrap.
+    pub fn close_notify(&mut self, out: &mut Vec<u8>) {
+        if let Transport::Userspace(tls) = self {
+            tls.send_close_notify();
+            while tls.wants_write() {
+                if tls.write_tls(out).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
     /// Says why a socket read failed. On a kTLS socket `EIO` means the next
     /// record is not application data (an alert, a KeyUpdate…): read it
     /// and name it. Every such record ends the connection.
