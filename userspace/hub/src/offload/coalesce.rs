@@ -183,9 +183,10 @@ enum Append {
 }
 
 /// A data segment with only ACK (and maybe PSH, which ends a run) among
-/// the flags that matter to merging; IPv4 without options.
+/// the flags that matter to merging; untagged; IPv4 without options.
 fn is_candidate(tcp: &TcpFrame) -> bool {
-    tcp.payload_len() > 0
+    tcp.ip_at == ETH_LEN
+        && tcp.payload_len() > 0
         && tcp.flags & TCP_ACK != 0
         && tcp.flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_URG | TCP_CWR) == 0
         && (!tcp.is_v4() || tcp.tcp_at == ETH_LEN + 20)

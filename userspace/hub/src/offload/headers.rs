@@ -39,7 +39,9 @@ impl Ip {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpFrame {
     pub ip: Ip,
-    /// Offset of the TCP header (Ethernet + IP header lengths).
+    /// Offset of the IP header (after Ethernet and at most one VLAN tag).
+    pub ip_at: usize,
+    /// Offset of the TCP header (Ethernet, VLAN tag and IP header lengths).
     pub tcp_at: usize,
     pub tcp_header_len: usize,
     /// Where the IP packet ends (IP length, not the frame's: short frames
@@ -74,38 +76,43 @@ fn be32(frame: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// Parses `frame` as Ethernet + IPv4 (no options needed, but allowed; not
+/// Parses `frame` as Ethernet (+ one VLAN tag) + IPv4 (no options needed, but allowed; not
 /// a fragment) or IPv6 (next header TCP) + TCP. `None` for anything else
 /// or anything inconsistent with the frame's length.
 pub fn parse_tcp(frame: &[u8]) -> Option<TcpFrame> {
-    let ethertype = frame.get(12..14)?;
+    // One 802.1Q/802.1ad tag is allowed: tun inserts the tag of an skb
+    // sent over a VLAN on the tap into the frame it hands us.
+    let (ip_at, ethertype) = match frame.get(12..14)? {
+        [0x81, 0x00] | [0x88, 0xa8] => (ETH_LEN + 4, frame.get(16..18)?),
+        ethertype => (ETH_LEN, ethertype),
+    };
     let (ip, tcp_at, end) = if ethertype == ETHERTYPE_IPV4 {
-        let v = *frame.get(ETH_LEN)?;
+        let v = *frame.get(ip_at)?;
         let ihl = usize::from(v & 0x0f) * 4;
         if v >> 4 != 4 || ihl < 20 {
             return None;
         }
-        let total = usize::from(be16(frame, ETH_LEN + 2)?);
-        let frag = be16(frame, ETH_LEN + 6)?;
+        let total = usize::from(be16(frame, ip_at + 2)?);
+        let frag = be16(frame, ip_at + 6)?;
         // MF set or a non-zero offset: a fragment, never segmented or merged.
-        if frag & 0x3fff != 0 || *frame.get(ETH_LEN + 9)? != IPPROTO_TCP {
+        if frag & 0x3fff != 0 || *frame.get(ip_at + 9)? != IPPROTO_TCP {
             return None;
         }
-        let src = Ipv4Addr::from(be32(frame, ETH_LEN + 12)?);
-        let dst = Ipv4Addr::from(be32(frame, ETH_LEN + 16)?);
-        (Ip::V4 { src, dst }, ETH_LEN + ihl, ETH_LEN + total)
+        let src = Ipv4Addr::from(be32(frame, ip_at + 12)?);
+        let dst = Ipv4Addr::from(be32(frame, ip_at + 16)?);
+        (Ip::V4 { src, dst }, ip_at + ihl, ip_at + total)
     } else if ethertype == ETHERTYPE_IPV6 {
-        if *frame.get(ETH_LEN)? >> 4 != 6 || *frame.get(ETH_LEN + 6)? != IPPROTO_TCP {
+        if *frame.get(ip_at)? >> 4 != 6 || *frame.get(ip_at + 6)? != IPPROTO_TCP {
             return None;
         }
-        let payload = usize::from(be16(frame, ETH_LEN + 4)?);
+        let payload = usize::from(be16(frame, ip_at + 4)?);
         let addr = |at: usize| -> Option<Ipv6Addr> {
             let b: [u8; 16] = frame.get(at..at + 16)?.try_into().ok()?;
             Some(Ipv6Addr::from(b))
         };
-        let src = addr(ETH_LEN + 8)?;
-        let dst = addr(ETH_LEN + 24)?;
-        (Ip::V6 { src, dst }, ETH_LEN + 40, ETH_LEN + 40 + payload)
+        let src = addr(ip_at + 8)?;
+        let dst = addr(ip_at + 24)?;
+        (Ip::V6 { src, dst }, ip_at + 40, ip_at + 40 + payload)
     } else {
         return None;
     };
@@ -115,6 +122,7 @@ pub fn parse_tcp(frame: &[u8]) -> Option<TcpFrame> {
     }
     Some(TcpFrame {
         ip,
+        ip_at,
         tcp_at,
         tcp_header_len,
         end,

@@ -3,7 +3,7 @@
 
 use super::{
     F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, VnetHdr, checksum,
-    headers::{ETH_LEN, TCP_CWR, TCP_FIN, TCP_PSH, TcpFrame, parse_tcp},
+    headers::{TCP_CWR, TCP_FIN, TCP_PSH, TcpFrame, parse_tcp},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -89,7 +89,7 @@ fn split_tcp(
 ) -> usize {
     let headers = &frame[..tcp.payload_at()];
     let payload = &frame[tcp.payload_at()..tcp.end];
-    let first_id = u16::from_be_bytes([frame[ETH_LEN + 4], frame[ETH_LEN + 5]]);
+    let first_id = u16::from_be_bytes([frame[tcp.ip_at + 4], frame[tcp.ip_at + 5]]);
     let count = payload.len().div_ceil(mss).max(1);
     for index in 0..count {
         let start = index * mss;
@@ -99,14 +99,14 @@ fn split_tcp(
         scratch.extend_from_slice(chunk);
         let tcp_len = tcp.tcp_header_len + chunk.len();
         if tcp.is_v4() {
-            let total = (tcp.tcp_at - ETH_LEN + tcp_len) as u16;
-            scratch[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&total.to_be_bytes());
+            let total = (tcp.tcp_at - tcp.ip_at + tcp_len) as u16;
+            scratch[tcp.ip_at + 2..tcp.ip_at + 4].copy_from_slice(&total.to_be_bytes());
             let id = first_id.wrapping_add(index as u16);
-            scratch[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&id.to_be_bytes());
-            let ip_check = checksum::ipv4_header(&scratch[ETH_LEN..tcp.tcp_at]);
-            scratch[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&ip_check.to_be_bytes());
+            scratch[tcp.ip_at + 4..tcp.ip_at + 6].copy_from_slice(&id.to_be_bytes());
+            let ip_check = checksum::ipv4_header(&scratch[tcp.ip_at..tcp.tcp_at]);
+            scratch[tcp.ip_at + 10..tcp.ip_at + 12].copy_from_slice(&ip_check.to_be_bytes());
         } else {
-            scratch[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
+            scratch[tcp.ip_at + 4..tcp.ip_at + 6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
         }
         let at = tcp.tcp_at;
         let seq = tcp.seq.wrapping_add(start as u32);

@@ -333,3 +333,51 @@ proptest! {
         c.flush(&mut |_, _| {});
     }
 }
+
+#[test]
+fn a_vlan_tagged_tso_frame_is_cut_with_its_tag() {
+    for v6 in [false, true] {
+        let payload: Vec<u8> = (0..3 * MSS + 100).map(|b| (b % 251) as u8).collect();
+        let eth = PacketBuilder::ethernet2(MAC_A, MAC_B).single_vlan(42.try_into().expect("vid"));
+        let ip = if v6 {
+            eth.ipv6([0xfd; 16], [0xfe; 16], 64)
+        } else {
+            eth.ipv4([192, 168, 30, 10], [10, 0, 1, 26], 64)
+        };
+        let mut frame = Vec::new();
+        ip.tcp(40000, 5201, 7, 502)
+            .ack(77)
+            .psh()
+            .write(&mut frame, &payload)
+            .expect("write");
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+            gso_size: MSS as u16,
+            ..VnetHdr::NONE
+        };
+        let mut out = Vec::new();
+        let n = segment(hdr, &mut frame, &mut Vec::new(), &mut |f| {
+            out.push(f.to_vec())
+        })
+        .expect("segment");
+        assert_eq!(n, 4, "v6={v6}");
+        let mut joined = Vec::new();
+        for (i, f) in out.iter().enumerate() {
+            let p = SlicedPacket::from_ethernet(f).expect("parses");
+            assert_eq!(
+                p.vlan_ids().first().map(|v| v.value()),
+                Some(42),
+                "tag kept"
+            );
+            assert!(tcp_checksum_ok(f), "v6={v6} segment {i}");
+            let Some(TransportSlice::Tcp(tcp)) = p.transport else {
+                panic!("tcp")
+            };
+            assert_eq!(tcp.sequence_number(), 7 + (i * MSS) as u32);
+            assert_eq!(tcp.psh(), i == 3);
+            joined.extend_from_slice(tcp.payload());
+        }
+        assert_eq!(joined, payload, "v6={v6}");
+    }
+}
