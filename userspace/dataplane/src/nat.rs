@@ -10,14 +10,14 @@
 //!   because the other direction is quiet.
 
 use std::{
-    collections::HashMap,
+    collections::HashSet,
     net::{Ipv4Addr, SocketAddrV4},
     sync::{Arc, Mutex, mpsc},
     thread,
     time::Duration,
 };
 
-use aya::maps::{HashMap as BpfHashMap, MapData};
+use aya::maps::{HashMap, MapData};
 use ethergate_common::{
     FlowKey, NatBinding,
     nat::{TCP_ACK, TCP_FIN, TCP_RST},
@@ -38,7 +38,7 @@ pub const SNAT_PORT_MAX: u16 = 65535;
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 
-pub(crate) type FlowMap = BpfHashMap<MapData, FlowKey, NatBinding>;
+pub(crate) type FlowMap = HashMap<MapData, FlowKey, NatBinding>;
 
 /// The flow maps, shared by the loader and the sweeper thread: the SNAT
 /// pair and the DNAT pair.
@@ -236,20 +236,11 @@ fn sweep_pairs(
     timeouts: &NatTimeouts,
 ) -> SweepStats {
     let mut stats = SweepStats::default();
-    // The reverse halves in one batched walk, so pairing costs a hash
-    // lookup instead of a syscall per flow; what is left unpaired at the
-    // end are the orphan candidates.
-    let mut reverse_halves: HashMap<FlowKey, NatBinding> = HashMap::new();
-    if let Err(e) = crate::batch::for_each(inbound, |key: &FlowKey, back: &NatBinding| {
-        reverse_halves.insert(*key, *back);
-    }) {
-        tracing::warn!("NAT sweep: reading the reverse flow map: {e}");
-        return stats;
-    }
+    let mut paired = HashSet::new();
     let mut expired = Vec::new();
     let walked = crate::batch::for_each(out, |key: &FlowKey, forward: &NatBinding| {
         let back_key = reverse(key, forward);
-        let back = reverse_halves.remove(&back_key);
+        let back = inbound.get(&back_key, 0).ok();
         let last = back.map_or(forward.last_seen_ns, |b| {
             b.last_seen_ns.max(forward.last_seen_ns)
         });
@@ -262,6 +253,7 @@ fn sweep_pairs(
         if Duration::from_nanos(now_ns.saturating_sub(last)) > limit {
             expired.push((*key, back_key));
         } else {
+            paired.insert(back_key);
             stats.active += 1;
         }
     });
@@ -278,12 +270,23 @@ fn sweep_pairs(
         let _ = out.remove(&key);
         stats.expired += 1;
     }
-    for (key, back) in reverse_halves {
+    let mut orphans = Vec::new();
+    let walked = crate::batch::for_each(inbound, |key: &FlowKey, back: &NatBinding| {
+        if paired.contains(key) {
+            return;
+        }
         let limit = timeout(key.protocol, 0, back.tcp_flags, timeouts);
         if Duration::from_nanos(now_ns.saturating_sub(back.last_seen_ns)) > limit {
-            let _ = inbound.remove(&key);
-            stats.orphans += 1;
+            orphans.push(*key);
         }
+    });
+    if let Err(e) = walked {
+        tracing::warn!("NAT sweep: reading the reverse flow map: {e}");
+        return stats;
+    }
+    for key in orphans {
+        let _ = inbound.remove(&key);
+        stats.orphans += 1;
     }
     stats
 }
