@@ -14,7 +14,6 @@
 //! detaches everything and leaves no program behind on an interface.
 
 mod attach;
-mod batch;
 mod counters;
 mod error;
 mod nat;

@@ -10,7 +10,7 @@
 //!   because the other direction is quiet.
 
 use std::{
-    collections::HashSet,
+    collections::BTreeSet,
     net::{Ipv4Addr, SocketAddrV4},
     sync::{Arc, Mutex, mpsc},
     thread,
@@ -236,10 +236,10 @@ fn sweep_pairs(
     timeouts: &NatTimeouts,
 ) -> SweepStats {
     let mut stats = SweepStats::default();
-    let mut paired = HashSet::new();
+    let mut paired = BTreeSet::new();
     let mut expired = Vec::new();
-    let walked = crate::batch::for_each(out, |key: &FlowKey, forward: &NatBinding| {
-        let back_key = reverse(key, forward);
+    for (key, forward) in out.iter().filter_map(Result::ok) {
+        let back_key = reverse(&key, &forward);
         let back = inbound.get(&back_key, 0).ok();
         let last = back.map_or(forward.last_seen_ns, |b| {
             b.last_seen_ns.max(forward.last_seen_ns)
@@ -251,17 +251,11 @@ fn sweep_pairs(
             timeouts,
         );
         if Duration::from_nanos(now_ns.saturating_sub(last)) > limit {
-            expired.push((*key, back_key));
+            expired.push((key, back_key));
         } else {
-            paired.insert(back_key);
+            paired.insert(key_bytes(&back_key));
             stats.active += 1;
         }
-    });
-    if let Err(e) = walked {
-        // Nothing is removed on a partial walk: an unseen forward half
-        // would make its reverse half look orphaned.
-        tracing::warn!("NAT sweep: reading the flow map: {e}");
-        return stats;
     }
     for (key, back_key) in expired {
         // Reverse half first: once it is gone no reply can be restored to a
@@ -271,24 +265,24 @@ fn sweep_pairs(
         stats.expired += 1;
     }
     let mut orphans = Vec::new();
-    let walked = crate::batch::for_each(inbound, |key: &FlowKey, back: &NatBinding| {
-        if paired.contains(key) {
-            return;
+    for (key, back) in inbound.iter().filter_map(Result::ok) {
+        if paired.contains(&key_bytes(&key)) {
+            continue;
         }
         let limit = timeout(key.protocol, 0, back.tcp_flags, timeouts);
         if Duration::from_nanos(now_ns.saturating_sub(back.last_seen_ns)) > limit {
-            orphans.push(*key);
+            orphans.push(key);
         }
-    });
-    if let Err(e) = walked {
-        tracing::warn!("NAT sweep: reading the reverse flow map: {e}");
-        return stats;
     }
     for key in orphans {
         let _ = inbound.remove(&key);
         stats.orphans += 1;
     }
     stats
+}
+
+fn key_bytes(k: &FlowKey) -> (u8, u32, u16, u32, u16) {
+    (k.protocol, k.src_addr, k.src_port, k.dst_addr, k.dst_port)
 }
 
 /// How often to sweep for the given timeouts: a quarter of the shortest,
