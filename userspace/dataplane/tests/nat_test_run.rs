@@ -381,3 +381,32 @@ fn fast_path_cost() {
         (total / runs).as_nanos()
     );
 }
+
+/// Thousands of flows: every one is seen by the sweeper's walk, counted
+/// live while fresh, and expired with its reverse half once idle.
+#[test]
+fn the_sweeper_sees_every_one_of_thousands_of_flows() {
+    const FLOWS: u16 = 6000;
+    let bench = Bench::new();
+    let mut dp = bench.dataplane();
+    for i in 0..FLOWS {
+        let udp = bench
+            .sent_by_private(L4::Udp {
+                src: 10_000 + i,
+                dst: 53,
+            })
+            .frame(b"q");
+        assert_eq!(bench.out(&mut dp, &udp).0, XDP_REDIRECT, "flow {i}");
+    }
+    let timeouts = NatTimeouts::default();
+    let udp_timeout = Duration::from_secs(u64::from(timeouts.udp_secs));
+    let fresh = dp.sweep_nat_flows(&timeouts, udp_timeout / 2);
+    assert_eq!((fresh.expired, fresh.active), (0, usize::from(FLOWS)));
+    assert_eq!(dp.nat_flows().len(), usize::from(FLOWS));
+    let idle = dp.sweep_nat_flows(&timeouts, udp_timeout * 2);
+    assert_eq!(
+        (idle.expired, idle.orphans, idle.active),
+        (usize::from(FLOWS), 0, 0)
+    );
+    assert!(dp.nat_flows().is_empty());
+}
