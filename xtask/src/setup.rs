@@ -19,6 +19,8 @@ const APT_PACKAGES: &[&str] = &[
     "procps",
     "curl",
     "busybox",
+    // socket peers with hashing in tests (upload integrity).
+    "python3",
     "iperf3",
     "wrk",
     "nginx-light",
