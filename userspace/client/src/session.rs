@@ -181,6 +181,10 @@ impl Conn {
             loop {
                 match self.tls.reader().read(&mut plain) {
                     Ok(0) => {
+                        // The server's last words (an error PACK, say) can
+                        // come in the same read as its close_notify; they,
+                        // not the close, decide how the session ended.
+                        self.handle_proto_events();
                         self.finish(SessionEnd::Io("the server closed TLS".into()));
                         break;
                     }

@@ -92,9 +92,7 @@ impl Setup {
     }
 
     fn status(&self) -> Value {
-        let out = self.cli(&["status", "-o", "json"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        serde_json::from_slice(&out.stdout).expect("status JSON")
+        common::status_json(&self.socket)
     }
 
     fn client(&self, user: &str, password: &str, tap: &str, address: &str) -> Process {

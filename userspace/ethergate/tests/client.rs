@@ -83,17 +83,7 @@ impl Setup {
     }
 
     fn status(&self) -> serde_json::Value {
-        let socket = self.state.join("admin.sock").display().to_string();
-        let out = std::process::Command::new(BIN)
-            .args(["status", "-o", "json", "--socket", &socket])
-            .output()
-            .expect("ethergate status");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("status JSON")
+        common::status_json(&self.state.join("admin.sock").display().to_string())
     }
 
     fn client_sh(&self, argv: &[&str]) -> ethergate_netns::CommandOutput {

@@ -171,3 +171,17 @@ pub fn vpnclient_fetches_the_page<'t>(
     assert_eq!(page.stdout, PAGE, "{}\n{}", page.stderr, log());
     client
 }
+
+/// `ethergate status -o json` through the admin socket at `socket`.
+pub fn status_json(socket: &str) -> serde_json::Value {
+    let out = std::process::Command::new(BIN)
+        .args(["status", "-o", "json", "--socket", socket])
+        .output()
+        .expect("ethergate status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}

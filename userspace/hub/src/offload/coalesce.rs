@@ -124,7 +124,7 @@ impl Coalescer {
     fn start(&mut self, frame: &[u8], tcp: TcpFrame) {
         self.buf.clear();
         self.buf.extend_from_slice(&frame[..tcp.end]);
-        let id = ip_id(frame, &tcp);
+        let id = tcp.ip_id(frame);
         self.run = Some(Run {
             first: tcp,
             mss: tcp.payload_len(),
@@ -152,7 +152,7 @@ impl Coalescer {
             || run.last_payload != run.mss
             || payload > run.mss
             || !same_headers(&self.buf, frame, first)
-            || (first.is_v4() && !dont_fragment(frame) && ip_id(frame, tcp) != run.next_ip_id)
+            || (first.is_v4() && !dont_fragment(frame) && tcp.ip_id(frame) != run.next_ip_id)
         {
             return Append::NoMatch;
         }
@@ -170,7 +170,7 @@ impl Coalescer {
         run.segments += 1;
         run.next_seq = tcp.seq.wrapping_add(payload as u32);
         run.last_payload = payload;
-        run.next_ip_id = ip_id(frame, tcp).wrapping_add(1);
+        run.next_ip_id = tcp.ip_id(frame).wrapping_add(1);
         run.pushed |= tcp.flags & TCP_PSH != 0;
         Append::Merged
     }
@@ -190,14 +190,6 @@ fn is_candidate(tcp: &TcpFrame) -> bool {
         && tcp.flags & TCP_ACK != 0
         && tcp.flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_URG | TCP_CWR) == 0
         && (!tcp.is_v4() || tcp.tcp_at == ETH_LEN + 20)
-}
-
-fn ip_id(frame: &[u8], tcp: &TcpFrame) -> u16 {
-    if tcp.is_v4() {
-        u16::from_be_bytes([frame[ETH_LEN + 4], frame[ETH_LEN + 5]])
-    } else {
-        0
-    }
 }
 
 fn dont_fragment(frame: &[u8]) -> bool {

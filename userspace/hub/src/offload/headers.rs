@@ -64,6 +64,15 @@ impl TcpFrame {
     pub fn is_v4(&self) -> bool {
         matches!(self.ip, Ip::V4 { .. })
     }
+
+    /// The IPv4 identification of `frame` (the frame this was parsed
+    /// from); 0 for IPv6, which has none.
+    pub fn ip_id(&self, frame: &[u8]) -> u16 {
+        match (self.is_v4(), frame.get(self.ip_at + 4..self.ip_at + 6)) {
+            (true, Some(id)) => u16::from_be_bytes([id[0], id[1]]),
+            _ => 0,
+        }
+    }
 }
 
 fn be16(frame: &[u8], at: usize) -> Option<u16> {

@@ -89,7 +89,7 @@ fn split_tcp(
 ) -> usize {
     let headers = &frame[..tcp.payload_at()];
     let payload = &frame[tcp.payload_at()..tcp.end];
-    let first_id = u16::from_be_bytes([frame[tcp.ip_at + 4], frame[tcp.ip_at + 5]]);
+    let first_id = tcp.ip_id(frame);
     let count = payload.len().div_ceil(mss).max(1);
     for index in 0..count {
         let start = index * mss;
