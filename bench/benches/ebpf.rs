@@ -14,7 +14,7 @@ use std::{hint::black_box, str::FromStr, time::Duration};
 
 use criterion::{Criterion, Throughput};
 use ethergate_config::{
-    InterfaceName, Ipv4Cidr, Nat, NatLimits, NatTimeouts, SnatRule, SnatTarget,
+    InterfaceName, Ipv4Cidr, Nat, NatLimits, NatMode, NatTimeouts, SnatRule, SnatTarget,
 };
 use ethergate_dataplane::{Dataplane, XdpProgram};
 use ethergate_fixtures::nat::{Ipv4Flow, L4};
@@ -50,6 +50,7 @@ fn topology() -> Topology {
 fn nat_config() -> Nat {
     Nat {
         uplink: InterfaceName::new("pub0").expect("name"),
+        mode: NatMode::Xdp,
         inside: vec![InterfaceName::new("priv0").expect("name")],
         snat: vec![SnatRule {
             source: Ipv4Cidr::from_str("10.0.0.0/16").expect("cidr"),

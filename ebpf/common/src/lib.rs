@@ -17,4 +17,7 @@ pub mod parse;
 
 pub use counters::{PacketCounter, ParseIssue, ProtoClass, Verdict};
 pub use dnat::DnatTarget;
-pub use nat::{DropReason, FlowKey, NatBinding, NatConfig, NatEvent, SnatAddresses};
+pub use nat::{
+    DropReason, FlowKey, FragmentKey, FragmentRewrite, NatBinding, NatConfig, NatEvent,
+    SnatAddresses,
+};

@@ -1,7 +1,7 @@
 //! NAT map keys, values and counter slots, shared by the XDP programs and the
 //! userspace loader.
 //!
-//! Flow state is two LRU hash maps that always hold a flow as a *pair*:
+//! Flow state is two hash maps that always hold a flow as a *pair*:
 //! * `NAT_OUT`: key = the tuple a private host sends (private source,
 //!   remote destination) → value = the public (address, port) it is
 //!   rewritten to;
@@ -98,6 +98,58 @@ pub struct SnatAddresses {
 
 const _: () = assert!(core::mem::size_of::<SnatAddresses>() == 36);
 
+/// `FRAGMENTS` key: one IPv4 datagram as its fragments carry it on the wire
+/// (before translation). Only the first fragment holds the ports, so the
+/// later ones are matched to its translation by (source, destination,
+/// protocol, IP identification), as RFC 791 reassembly does.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragmentKey {
+    pub src_addr: u32,
+    pub dst_addr: u32,
+    pub id: u16,
+    pub protocol: u8,
+    /// Which translation the entry belongs to: [`FRAGMENTS_FORWARDED`] (the
+    /// ingress NAT paths, XDP and tc) or [`FRAGMENTS_TO_HUB`] (DNAT replies
+    /// restored on a hub tap's egress). A datagram crosses both on its way
+    /// from a DNAT target to a VPN client, and each must see only its own.
+    pub scope: u8,
+}
+
+pub const FRAGMENTS_FORWARDED: u8 = 0;
+pub const FRAGMENTS_TO_HUB: u8 = 1;
+
+const _: () = assert!(core::mem::size_of::<FragmentKey>() == 12);
+
+/// `FRAGMENTS` value: the address the first fragment's translation wrote,
+/// to be written into the later ones too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragmentRewrite {
+    pub new_addr: u32,
+    /// [`FRAGMENT_REWRITES_SOURCE`] or [`FRAGMENT_REWRITES_DESTINATION`].
+    pub side: u8,
+    pub pad: [u8; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<FragmentRewrite>() == 8);
+
+pub const FRAGMENT_REWRITES_SOURCE: u8 = 0;
+pub const FRAGMENT_REWRITES_DESTINATION: u8 = 1;
+
+impl FragmentKey {
+    #[inline(always)]
+    pub const fn new(scope: u8, protocol: u8, src_addr: u32, dst_addr: u32, id: u16) -> Self {
+        Self {
+            src_addr,
+            dst_addr,
+            id,
+            protocol,
+            scope,
+        }
+    }
+}
+
 /// `NAT_CONFIG[0]`: what the programs need to know about the appliance.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,9 +164,12 @@ pub struct NatConfig {
     /// run reads it once, so it sees either the old rules or the new ones,
     /// never a mix. Flow maps are not part of a set and survive.
     pub rule_set: u32,
+    /// Flows one inside source (a private host, a VPN client) may hold at
+    /// once; 0 = no limit. Keeps one host from taking the whole table.
+    pub max_flows_per_source: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<NatConfig>() == 12);
+const _: () = assert!(core::mem::size_of::<NatConfig>() == 16);
 
 /// Things the NAT path did, one per-CPU `u64` slot each in `NAT_EVENTS`.
 #[repr(u32)]
@@ -126,7 +181,9 @@ pub enum NatEvent {
     TranslatedOut = 1,
     /// A public → private packet was rewritten and forwarded.
     TranslatedIn = 2,
-    /// IPv4 fragment: handed to the kernel untouched (never translated).
+    /// IPv4 fragment of a datagram that is not a translated flow (private
+    /// to private, to the appliance, an inbound connection): handed to the
+    /// kernel untouched.
     FragmentPassed = 3,
     /// TTL would expire here: handed to the kernel, which answers with
     /// ICMP time exceeded.
@@ -153,10 +210,17 @@ pub enum NatEvent {
     /// Safe in this direction: the source is the remote, nothing private
     /// leaks.
     TranslatedInPassed = 11,
+    /// A later fragment of a translated datagram got the first fragment's
+    /// address rewrite.
+    FragmentTranslated = 12,
+    /// XDP could not finish this frame itself (next hop not resolved yet,
+    /// or the egress interface runs the tc path) and passed it, untouched,
+    /// to the tc program on the same interface, which translates it.
+    HandedToTc = 13,
 }
 
 impl NatEvent {
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 14;
 
     pub const ALL: [NatEvent; Self::COUNT as usize] = [
         Self::FlowCreated,
@@ -171,6 +235,8 @@ impl NatEvent {
         Self::DnatRestored,
         Self::IcmpErrorTranslated,
         Self::TranslatedInPassed,
+        Self::FragmentTranslated,
+        Self::HandedToTc,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -187,6 +253,8 @@ impl NatEvent {
             Self::DnatRestored => "dnat_restored",
             Self::IcmpErrorTranslated => "icmp_error_translated",
             Self::TranslatedInPassed => "translated_in_passed",
+            Self::FragmentTranslated => "fragment_translated",
+            Self::HandedToTc => "handed_to_tc",
         }
     }
 }
@@ -199,9 +267,10 @@ pub enum DropReason {
     /// Every probed public port was taken: the new flow is dropped;
     /// existing flows are untouched.
     PortsExhausted = 0,
-    /// The next hop's MAC is not resolved yet. Passing the frame would send
-    /// it out with its private source, so it is dropped; the sender
-    /// retransmits once the kernel has resolved the neighbour.
+    /// The next hop's MAC is not resolved and no tc program could take the
+    /// frame over. Passing it would send it out with its private source.
+    /// The XDP programs hand such frames to the tc path instead, so this
+    /// stays zero whenever ethergate attached the interface itself.
     NoNeighbour = 1,
     /// Larger than the egress MTU without DF: the kernel would fragment it
     /// untranslated.
@@ -211,10 +280,23 @@ pub enum DropReason {
     FlowRace = 3,
     /// `bpf_redirect` refused the egress interface.
     RedirectFailed = 4,
+    /// The flow table is full: the new flow is dropped; established flows
+    /// are never evicted to make room.
+    TableFull = 5,
+    /// The inside source already holds `max_flows_per_source` flows.
+    SourceQuota = 6,
+    /// A later fragment from a source NAT translates whose first fragment
+    /// was not seen (lost, reordered, or its entry expired): it cannot be
+    /// translated, and untranslated it would leak the private source.
+    FragmentUnknown = 7,
+    /// The uplink's egress guard stopped a packet whose source lies in an
+    /// SNAT'd subnet and that was not translated (anything the kernel would
+    /// otherwise have forwarded with a private source).
+    UntranslatedEgress = 8,
 }
 
 impl DropReason {
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 9;
 
     pub const ALL: [DropReason; Self::COUNT as usize] = [
         Self::PortsExhausted,
@@ -222,6 +304,10 @@ impl DropReason {
         Self::FragmentationNeeded,
         Self::FlowRace,
         Self::RedirectFailed,
+        Self::TableFull,
+        Self::SourceQuota,
+        Self::FragmentUnknown,
+        Self::UntranslatedEgress,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -231,11 +317,15 @@ impl DropReason {
             Self::FragmentationNeeded => "fragmentation_needed",
             Self::FlowRace => "flow_race",
             Self::RedirectFailed => "redirect_failed",
+            Self::TableFull => "table_full",
+            Self::SourceQuota => "source_quota",
+            Self::FragmentUnknown => "fragment_unknown",
+            Self::UntranslatedEgress => "untranslated_egress",
         }
     }
 }
 
-// SAFETY (all four): repr(C), no implicit padding (explicit `pad` fields,
+// SAFETY (all of them): repr(C), no implicit padding (explicit `pad` fields,
 // sizes asserted above), and every bit pattern is a valid value.
 #[cfg(feature = "user")]
 #[allow(unsafe_code)]
@@ -249,3 +339,9 @@ unsafe impl aya::Pod for SnatAddresses {}
 #[cfg(feature = "user")]
 #[allow(unsafe_code)]
 unsafe impl aya::Pod for NatConfig {}
+#[cfg(feature = "user")]
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for FragmentKey {}
+#[cfg(feature = "user")]
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for FragmentRewrite {}

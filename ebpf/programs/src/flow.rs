@@ -6,21 +6,23 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_get_prandom_u32};
 use ethergate_common::{
-    DnatTarget, DropReason, FlowKey, NatBinding, NatConfig, NatEvent, SnatAddresses,
+    DnatTarget, DropReason, FlowKey, FragmentKey, FragmentRewrite, NatBinding, NatConfig, NatEvent,
+    SnatAddresses,
     nat::{MAX_PORT_PROBES, MAX_SNAT_ADDRESSES, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     parse::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PacketBytes},
 };
 
-use crate::maps::{DNAT_IN, DNAT_OUT, NAT_IN, NAT_OUT, event};
+use crate::maps::{DNAT_IN, DNAT_OUT, FRAGMENTS, NAT_IN, NAT_OUT, SOURCE_FLOWS, event};
 
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_ECHO_REQUEST: u8 = 8;
 pub const TCP_HEADER_LEN: usize = 20;
 pub const UDP_HEADER_LEN: usize = 8;
 pub const ICMP_HEADER_LEN: usize = 8;
-/// IPv4 flags/fragment-offset word: MF flag and the 13-bit offset.
-pub const IP_MF_OR_OFFSET: u16 = 0x3fff;
+pub const IP_MF: u16 = 0x2000;
 pub const IP_DF: u16 = 0x4000;
+/// What a preallocated hash map's insert returns when every entry is used.
+const E2BIG: i32 = 7;
 
 /// The L4 fields NAT looks at and rewrites.
 #[derive(Clone, Copy)]
@@ -138,6 +140,9 @@ pub fn allocate(
     config: &NatConfig,
     now: u64,
 ) -> Result<(u32, u16), DropReason> {
+    if !source_has_room(config, tuple.src_addr) {
+        return Err(DropReason::SourceQuota);
+    }
     let span = u32::from(config.port_max).saturating_sub(u32::from(config.port_min)) + 1;
     let count = if rule.count == 0 || rule.count as usize > MAX_SNAT_ADDRESSES {
         1
@@ -164,9 +169,13 @@ pub fn allocate(
         let port = (u64::from(config.port_min) + ((u64::from(r2) * u64::from(span)) >> 32)) as u16;
         // The reply's tuple: ICMP replies carry the identifier as dst_port.
         let in_key = FlowKey::new(tuple.protocol, tuple.dst_addr, tuple.dst_port, addr, port);
-        if NAT_IN.insert(in_key, private, BPF_NOEXIST as u64).is_err() {
-            event(NatEvent::PortCollision);
-            continue;
+        match NAT_IN.insert(in_key, private, BPF_NOEXIST as u64) {
+            Ok(()) => {}
+            Err(err) if err == -E2BIG => return Err(DropReason::TableFull),
+            Err(_) => {
+                event(NatEvent::PortCollision);
+                continue;
+            }
         }
         let public = NatBinding {
             last_seen_ns: now,
@@ -175,15 +184,17 @@ pub fn allocate(
             tcp_flags: tuple.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK),
             pad: 0,
         };
-        if NAT_OUT
-            .insert(tuple.key(), public, BPF_NOEXIST as u64)
-            .is_ok()
-        {
+        let inserted = NAT_OUT.insert(tuple.key(), public, BPF_NOEXIST as u64);
+        if inserted.is_ok() {
+            count_source_flow(tuple.src_addr);
             event(NatEvent::FlowCreated);
             return Ok((addr, port));
         }
-        // Another CPU created this flow a moment ago: use its binding.
         let _ = NAT_IN.remove(in_key);
+        if inserted == Err(-E2BIG) {
+            return Err(DropReason::TableFull);
+        }
+        // Another CPU created this flow a moment ago: use its binding.
         return match NAT_OUT.get_ptr(tuple.key()) {
             // SAFETY: pointer from a successful lookup.
             Some(existing) => unsafe { Ok(((*existing).addr, (*existing).port)) },
@@ -196,7 +207,15 @@ pub fn allocate(
 /// Installs a DNAT flow pair for `tuple` (client → original destination)
 /// rewritten to `target`. Returns the translated (address, port).
 #[inline(always)]
-pub fn open_dnat(tuple: &Tuple, target: &DnatTarget, now: u64) -> Result<(u32, u16), DropReason> {
+pub fn open_dnat(
+    tuple: &Tuple,
+    target: &DnatTarget,
+    config: &NatConfig,
+    now: u64,
+) -> Result<(u32, u16), DropReason> {
+    if !source_has_room(config, tuple.src_addr) {
+        return Err(DropReason::SourceQuota);
+    }
     // The server answers from the target to the client.
     let in_key = FlowKey::new(
         tuple.protocol,
@@ -215,10 +234,11 @@ pub fn open_dnat(tuple: &Tuple, target: &DnatTarget, now: u64) -> Result<(u32, u
     // Two original destinations forwarded to one server from the same
     // client port would share a reply tuple; the second cannot be told
     // apart on the way back, so it is dropped (as a port collision is).
-    if DNAT_IN
-        .insert(in_key, original, BPF_NOEXIST as u64)
-        .is_err()
-    {
+    let inserted = DNAT_IN.insert(in_key, original, BPF_NOEXIST as u64);
+    if inserted == Err(-E2BIG) {
+        return Err(DropReason::TableFull);
+    }
+    if inserted.is_err() {
         // The same flow whose forward half the LRU evicted is fine to
         // re-pair; a different original destination is not.
         let same = match DNAT_IN.get_ptr(in_key) {
@@ -239,13 +259,86 @@ pub fn open_dnat(tuple: &Tuple, target: &DnatTarget, now: u64) -> Result<(u32, u
         tcp_flags: tuple.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK),
         pad: 0,
     };
-    if DNAT_OUT
-        .insert(tuple.key(), forward, BPF_NOEXIST as u64)
-        .is_err()
-    {
+    if let Err(err) = DNAT_OUT.insert(tuple.key(), forward, BPF_NOEXIST as u64) {
         let _ = DNAT_IN.remove(in_key);
-        return Err(DropReason::FlowRace);
+        return Err(if err == -E2BIG {
+            DropReason::TableFull
+        } else {
+            DropReason::FlowRace
+        });
     }
+    count_source_flow(tuple.src_addr);
     event(NatEvent::DnatCreated);
     Ok((target.to_addr, target.to_port))
+}
+
+/// Whether `src` may open another flow under `max_flows_per_source`.
+#[inline(always)]
+fn source_has_room(config: &NatConfig, src: u32) -> bool {
+    let quota = config.max_flows_per_source;
+    if quota == 0 {
+        return true;
+    }
+    match SOURCE_FLOWS.get_ptr(src) {
+        Some(count) => {
+            // SAFETY: pointer from a successful lookup, read once.
+            let held = unsafe { core::ptr::read_volatile(count) };
+            held < quota
+        }
+        None => true,
+    }
+}
+
+/// One more flow held by `src`.
+#[inline(always)]
+fn count_source_flow(src: u32) {
+    if let Some(count) = SOURCE_FLOWS.get_ptr_mut(src) {
+        // SAFETY: pointer from a successful lookup. Two CPUs creating flows
+        // for one source at the same instant may lose an increment (no
+        // atomics on this target); the sweeper rewrites the true count.
+        unsafe { *count += 1 };
+        return;
+    }
+    // First flow of this source (or another CPU inserted it just now, in
+    // which case the count is off by one until the next sweep rewrites it).
+    let _ = SOURCE_FLOWS.insert(src, 1, BPF_NOEXIST as u64);
+}
+
+/// Whether more fragments follow, for a header whose fragment offset is
+/// zero (the classifier routes later fragments elsewhere).
+#[inline(always)]
+pub fn is_first_fragment(ip: &[u8; 20]) -> bool {
+    u16::from_be_bytes([ip[6], ip[7]]) & IP_MF != 0
+}
+
+/// The key of the datagram `ip` belongs to, as its fragments carry it.
+#[inline(always)]
+pub fn fragment_key(scope: u8, ip: &[u8; 20]) -> FragmentKey {
+    FragmentKey::new(
+        scope,
+        ip[9],
+        u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
+        u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
+        u16::from_be_bytes([ip[4], ip[5]]),
+    )
+}
+
+/// After a first fragment was translated: the later fragments of its
+/// datagram get the same address rewrite (`side`: source or destination).
+#[inline(always)]
+pub fn remember_fragmented(scope: u8, ip: &[u8; 20], side: u8, new_addr: u32) {
+    let rewrite = FragmentRewrite {
+        new_addr,
+        side,
+        pad: [0; 3],
+    };
+    let _ = FRAGMENTS.insert(fragment_key(scope, ip), rewrite, 0);
+}
+
+/// The rewrite the first fragment of `ip`'s datagram got, if any.
+#[inline(always)]
+pub fn fragment_rewrite(scope: u8, ip: &[u8; 20]) -> Option<FragmentRewrite> {
+    let found = FRAGMENTS.get_ptr(fragment_key(scope, ip))?;
+    // SAFETY: pointer from a successful lookup; copied out at once.
+    Some(unsafe { *found })
 }

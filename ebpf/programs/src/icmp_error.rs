@@ -19,7 +19,7 @@ use ethergate_common::{
 use crate::{
     flow::{ICMP_ECHO_REQUEST, TCP_HEADER_LEN},
     icmp_quote::{self, ICMP_ERROR_HEADER_LEN, INNER_IP_LEN},
-    maps::{NAT_IN, event},
+    maps::{NAT_IN, event, xdp_may_transmit},
     nat::{Nat, dropped, rewrite_ip, transmit},
     packet::XdpFrame,
     route::{self, Route},
@@ -55,8 +55,10 @@ pub fn reverse(ctx: &XdpContext, frame: &mut XdpFrame, ip: &[u8; 20], l4: usize)
         )
     };
     let (fib, egress) = match route {
-        Route::Resolved(fib) => (Some(fib), fib.ifindex),
-        Route::NoNeighbour { .. } => (None, 0),
+        Route::Resolved(fib) if xdp_may_transmit(fib.ifindex) => (Some(fib), fib.ifindex),
+        // Next hop unresolved, or a tc-path egress: translated here, and
+        // the kernel forwards it (its source is the remote router).
+        Route::Resolved(_) | Route::NoNeighbour { .. } => (None, 0),
         Route::FragNeeded | Route::Elsewhere => return Nat::NotOurs,
     };
     if rewrite(frame, l4, &embedded, fib.as_ref().map(|f| (f.dmac, f.smac))).is_none() {

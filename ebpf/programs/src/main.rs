@@ -5,6 +5,7 @@
 #![no_main]
 
 mod flow;
+mod guard;
 mod icmp_error;
 mod icmp_quote;
 mod inside;

@@ -7,11 +7,11 @@
 use aya_ebpf::{
     helpers::generated::bpf_ktime_get_ns,
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use ethergate_common::{
-    DnatTarget, DropReason, FlowKey, NatBinding, NatConfig, NatEvent, SnatAddresses,
-    dnat::dnat_rule_key,
+    DnatTarget, DropReason, FlowKey, FragmentKey, FragmentRewrite, NatBinding, NatConfig, NatEvent,
+    SnatAddresses, dnat::dnat_rule_key,
 };
 
 /// Default flow-table size; userspace resizes the flow maps to
@@ -21,21 +21,50 @@ const DEFAULT_MAX_FLOWS: u32 = 262_144;
 /// than a config holds.
 const MAX_RULES: u32 = 256;
 
-#[map]
-pub static NAT_OUT: LruHashMap<FlowKey, NatBinding> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+/// Datagrams whose later fragments are still expected.
+const MAX_FRAGMENTED_DATAGRAMS: u32 = 16_384;
+/// Inside sources whose flows are counted for the per-source quota.
+const MAX_COUNTED_SOURCES: u32 = 65_536;
+/// Interfaces whose NAT runs in tc.
+const MAX_TC_INTERFACES: u32 = 256;
+
+// Flow maps are plain (preallocated) hash maps, not LRU: when the table is
+// full a *new* flow is refused and counted (`table_full`), and no
+// established flow is ever evicted to make room for a flood.
 
 #[map]
-pub static NAT_IN: LruHashMap<FlowKey, NatBinding> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+pub static NAT_OUT: HashMap<FlowKey, NatBinding> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
 #[map]
-pub static DNAT_OUT: LruHashMap<FlowKey, NatBinding> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+pub static NAT_IN: HashMap<FlowKey, NatBinding> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
 #[map]
-pub static DNAT_IN: LruHashMap<FlowKey, NatBinding> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+pub static DNAT_OUT: HashMap<FlowKey, NatBinding> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+#[map]
+pub static DNAT_IN: HashMap<FlowKey, NatBinding> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// First fragment's tuple → the address its translation wrote, for the
+/// later fragments of the same datagram. LRU: an entry is only needed for
+/// the few milliseconds a datagram's fragments take, and losing one costs
+/// that datagram (counted as `fragment_unknown`), never a flow.
+#[map]
+pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentRewrite> =
+    LruHashMap::with_max_entries(MAX_FRAGMENTED_DATAGRAMS, 0);
+
+/// Inside source address → flows it holds, for `max_flows_per_source`.
+/// The kernel counts up as flows are created; the userspace sweeper writes
+/// the true count after every sweep. LRU: a source evicted from here starts
+/// again from zero, which errs on the side of letting traffic through.
+#[map]
+pub static SOURCE_FLOWS: LruHashMap<u32, u32> =
+    LruHashMap::with_max_entries(MAX_COUNTED_SOURCES, 0);
+
+/// ifindex → 1 for every interface whose NAT runs in tc (veth and other
+/// devices XDP cannot redirect into reliably). XDP never redirects or
+/// transmits into these; it passes the frame to the tc program instead.
+#[map]
+pub static TC_INTERFACES: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TC_INTERFACES, 0);
 
 /// Private source prefix (network byte order) → public addresses.
 #[map]
@@ -95,6 +124,12 @@ pub fn dnat_rule(
     };
     let rule = *rule?;
     rule.matches_destination(dst).then_some(rule)
+}
+
+/// Whether XDP may `bpf_redirect` (or `XDP_TX`) a frame into `ifindex`.
+#[inline(always)]
+pub fn xdp_may_transmit(ifindex: u32) -> bool {
+    TC_INTERFACES.get_ptr(ifindex).is_none()
 }
 
 #[inline(always)]

@@ -12,9 +12,17 @@
 //!   FIB sends out of the uplink gets its source rewritten to a public
 //!   (address, port) — the existing one from `NAT_OUT`, or a newly
 //!   allocated one — and is redirected the same way.
+//! * Fragments: a first fragment is translated like any packet, and the
+//!   address it got is remembered (`FRAGMENTS`) for the later fragments,
+//!   which carry no ports.
+//! * What XDP cannot finish itself — the next hop is not resolved yet, or
+//!   the egress interface runs the tc path (veth) — it passes untouched:
+//!   the tc program on the same interface translates it and sends it with
+//!   `bpf_redirect_neigh`. Nothing is dropped for want of a neighbour.
 //! * Everything else is [`Nat::NotOurs`]: the caller hands it to the kernel
-//!   byte for byte. Fragments, VLAN-tagged frames, expiring TTLs and ICMP
-//!   other than echo and errors about our flows always are.
+//!   byte for byte. VLAN-tagged frames, expiring TTLs and ICMP other than
+//!   echo and errors about our flows always are; the uplink's egress guard
+//!   (`guard.rs`) makes sure none of them leaves with a private source.
 //!
 //! Invariant: a frame is either forwarded fully translated (addresses,
 //! ports, TTL, MACs and every checksum updated), passed fully translated
@@ -28,16 +36,14 @@ use aya_ebpf::{
 };
 use ethergate_common::{
     DropReason, NatConfig, NatEvent, ProtoClass, SnatAddresses, checksum,
+    nat::{FRAGMENT_REWRITES_DESTINATION, FRAGMENT_REWRITES_SOURCE, FRAGMENTS_FORWARDED},
     parse::{Classification, ETH_HEADER_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PacketBytes},
 };
 
 use crate::{
-    flow::{
-        self, ICMP_HEADER_LEN, IP_DF, IP_MF_OR_OFFSET, TCP_HEADER_LEN, Tuple, UDP_HEADER_LEN,
-        read_tuple,
-    },
+    flow::{self, ICMP_HEADER_LEN, IP_DF, TCP_HEADER_LEN, Tuple, UDP_HEADER_LEN, read_tuple},
     icmp_error, icmp_quote,
-    maps::{self, NAT_IN, NAT_OUT, count_drop, event, now_ns},
+    maps::{self, NAT_IN, NAT_OUT, count_drop, event, now_ns, xdp_may_transmit},
     packet::XdpFrame,
     route::{self, Route},
 };
@@ -59,14 +65,13 @@ pub fn process(ctx: &XdpContext, frame: &mut XdpFrame, seen: &Classification) ->
     let Some(config) = maps::config() else {
         return Nat::NotOurs;
     };
-    if seen.class == ProtoClass::Ipv4Fragment {
-        event(NatEvent::FragmentPassed);
-        return Nat::NotOurs;
-    }
     // Tagged frames would have to be re-tagged for the egress side; the
     // kernel's VLAN devices do that, so they take the slow path.
     if seen.vlan_tags != 0 || seen.l3_offset != ETH_HEADER_LEN {
         return Nat::NotOurs;
+    }
+    if seen.class == ProtoClass::Ipv4Fragment {
+        return later_fragment(ctx, frame, config);
     }
     if !matches!(
         seen.class,
@@ -78,19 +83,14 @@ pub fn process(ctx: &XdpContext, frame: &mut XdpFrame, seen: &Classification) ->
         return Nat::NotOurs;
     };
     let ip = *ip;
-    let frag = u16::from_be_bytes([ip[6], ip[7]]);
-    if frag & IP_MF_OR_OFFSET != 0 {
-        // First fragments too: the later ones carry no ports, so only the
-        // kernel (which reassembles) can translate them consistently.
-        event(NatEvent::FragmentPassed);
-        return Nat::NotOurs;
-    }
+    // The classifier sent later fragments elsewhere: this is a whole
+    // datagram or a first fragment, which holds the L4 header.
     if ip[8] <= 1 {
         event(NatEvent::TtlPassed);
         return Nat::NotOurs;
     }
     let l4 = seen.l4_offset;
-    if ip[9] == IPPROTO_ICMP && icmp_quote::is_error(frame, l4) {
+    if ip[9] == IPPROTO_ICMP && !flow::is_first_fragment(&ip) && icmp_quote::is_error(frame, l4) {
         return icmp_error::reverse(ctx, frame, &ip, l4);
     }
     let Some(tuple) = read_tuple(frame, &ip, l4) else {
@@ -208,10 +208,10 @@ fn forward(
                     event(NatEvent::NotRoutedPassed);
                     Nat::NotOurs
                 }
-                // Passing would send it out with its private source; the
-                // neighbour warmer in userspace keeps the uplink's gateways
-                // resolved, so this is rare, and the sender retransmits.
-                _ => dropped(DropReason::NoNeighbour),
+                // Passing it to the kernel untranslated would leak the
+                // private source; the tc program behind us translates it
+                // and lets `bpf_redirect_neigh` resolve the next hop.
+                _ => handed_to_tc(),
             };
         }
         Route::FragNeeded => {
@@ -229,6 +229,11 @@ fn forward(
         }
     };
     let egress = fib.ifindex;
+    if !xdp_may_transmit(egress) {
+        // A veth or other device whose NAT runs in tc: an XDP redirect into
+        // it could be lost without a trace. tc sends it as an skb.
+        return handed_to_tc();
+    }
     let (new_addr, new_port, reverse) = match rewrite {
         Rewrite::Destination(addr, port) => (addr, port, true),
         Rewrite::Source(addr, port) => {
@@ -254,12 +259,109 @@ fn forward(
         // frame is unmodified if the IP header itself was not writable.
         return dropped(DropReason::RedirectFailed);
     }
+    if flow::is_first_fragment(ip) {
+        let side = if reverse {
+            FRAGMENT_REWRITES_DESTINATION
+        } else {
+            FRAGMENT_REWRITES_SOURCE
+        };
+        flow::remember_fragmented(FRAGMENTS_FORWARDED, ip, side, new_addr);
+    }
     event(if reverse {
         NatEvent::TranslatedIn
     } else {
         NatEvent::TranslatedOut
     });
     transmit(ctx, egress)
+}
+
+/// Passed untouched to the tc program on the same interface.
+#[inline(always)]
+fn handed_to_tc() -> Nat {
+    event(NatEvent::HandedToTc);
+    Nat::NotOurs
+}
+
+/// A later fragment (no L4 header): gets the address rewrite its first
+/// fragment got. One whose first fragment was not seen is dropped and
+/// counted if it would leave the uplink from a source we translate (it
+/// cannot be translated, and must not leak); anything else is the kernel's.
+#[inline(always)]
+fn later_fragment(ctx: &XdpContext, frame: &mut XdpFrame, config: &NatConfig) -> Nat {
+    let Some(ip) = frame.header::<20>(ETH_HEADER_LEN) else {
+        return Nat::NotOurs;
+    };
+    let ip = *ip;
+    if ip[8] <= 1 {
+        event(NatEvent::TtlPassed);
+        return Nat::NotOurs;
+    }
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let rewrite = flow::fragment_rewrite(FRAGMENTS_FORWARDED, &ip);
+    let reverse = matches!(rewrite, Some(r) if r.side == FRAGMENT_REWRITES_DESTINATION);
+    let dst_after = match rewrite {
+        Some(r) if reverse => r.new_addr,
+        _ => dst,
+    };
+    let ingress = ctx.ingress_ifindex() as u32;
+    // SAFETY: ctx.ctx is this program's xdp_md.
+    let route = unsafe {
+        route::lookup(
+            ctx.ctx.cast(),
+            ingress,
+            &ip,
+            u16::from_be_bytes([ip[2], ip[3]]),
+            src,
+            dst_after,
+        )
+    };
+    let Some(rewrite) = rewrite else {
+        let leaves_uplink = match route {
+            Route::Resolved(fib) => fib.ifindex == config.uplink_ifindex,
+            Route::NoNeighbour { ifindex } => ifindex == config.uplink_ifindex,
+            Route::FragNeeded => true,
+            Route::Elsewhere => false,
+        };
+        if leaves_uplink && maps::snat_rule(config, src).is_some() {
+            return dropped(DropReason::FragmentUnknown);
+        }
+        event(NatEvent::FragmentPassed);
+        return Nat::NotOurs;
+    };
+    let (at, old_addr) = if reverse { (16, dst) } else { (12, src) };
+    let fib = match route {
+        Route::Resolved(fib) if xdp_may_transmit(fib.ifindex) => fib,
+        Route::Resolved(_) => return handed_to_tc(),
+        Route::NoNeighbour { .. } if reverse => {
+            // As for whole packets: translated, the kernel forwards it.
+            if rewrite_ip(frame, at, old_addr, rewrite.new_addr, None).is_none() {
+                return dropped(DropReason::RedirectFailed);
+            }
+            event(NatEvent::FragmentTranslated);
+            event(NatEvent::TranslatedInPassed);
+            return Nat::Passed;
+        }
+        Route::NoNeighbour { .. } => return handed_to_tc(),
+        Route::FragNeeded => return dropped(DropReason::FragmentationNeeded),
+        Route::Elsewhere => {
+            event(NatEvent::NotRoutedPassed);
+            return Nat::NotOurs;
+        }
+    };
+    if rewrite_ip(
+        frame,
+        at,
+        old_addr,
+        rewrite.new_addr,
+        Some((fib.dmac, fib.smac)),
+    )
+    .is_none()
+    {
+        return dropped(DropReason::RedirectFailed);
+    }
+    event(NatEvent::FragmentTranslated);
+    transmit(ctx, fib.ifindex)
 }
 
 /// `XDP_TX` back out of the ingress interface, `bpf_redirect` otherwise.

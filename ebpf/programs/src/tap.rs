@@ -22,8 +22,13 @@
 //! used, so the client's socket accepts it; an ICMP error about a DNAT flow
 //! gets its embedded header restored too (`tap_icmp`).
 //!
-//! Everything else — ARP, DHCP, IPv6, fragments, ICMP to the appliance,
-//! traffic without a rule — goes on untouched (`TC_ACT_OK`).
+//! Fragments: a first fragment is translated like any packet and its
+//! rewrite remembered (`FRAGMENTS`); later fragments get the same address
+//! rewrite. A later fragment that cannot be matched and would leave the
+//! uplink from a source we translate is dropped and counted.
+//!
+//! Everything else — ARP, DHCP, IPv6, ICMP to the appliance, traffic
+//! without a rule — goes on untouched (`TC_ACT_OK`).
 //!
 //! Invariant: every check that can fail (classification, flow or rule
 //! lookup, routing, allocation) happens before the first write.
@@ -39,11 +44,15 @@ use aya_ebpf::{
 };
 use ethergate_common::{
     DropReason, NatConfig, NatEvent, ProtoClass,
+    nat::{
+        FRAGMENT_REWRITES_DESTINATION, FRAGMENT_REWRITES_SOURCE, FRAGMENTS_FORWARDED,
+        FRAGMENTS_TO_HUB,
+    },
     parse::{Classification, ETH_HEADER_LEN, IPPROTO_TCP, IPPROTO_UDP, PacketBytes, classify},
 };
 
 use crate::{
-    flow::{self, IP_DF, IP_MF_OR_OFFSET, Tuple, read_tuple},
+    flow::{self, IP_DF, Tuple, read_tuple},
     icmp_quote,
     maps::{self, DNAT_IN, DNAT_OUT, NAT_IN, NAT_OUT, count_drop, event, now_ns},
     route::{self, Route},
@@ -82,14 +91,12 @@ struct Seen {
     tuple: Tuple,
 }
 
-/// The IPv4 TCP/UDP/ICMP-echo packet NAT may translate, or `None` (the
-/// kernel's). Counts fragments and expiring TTLs when `forwarding`.
+/// The IPv4 TCP/UDP/ICMP-echo packet NAT may translate (a whole datagram
+/// or a first fragment), or `None` (the kernel's). Counts expiring TTLs
+/// when `forwarding`. Untagged later fragments go to [`later_fragment`]
+/// before this is asked.
 #[inline(always)]
 fn read(frame: &TcFrame, seen: &Classification, forwarding: bool) -> Option<Seen> {
-    if seen.class == ProtoClass::Ipv4Fragment {
-        event(NatEvent::FragmentPassed);
-        return None;
-    }
     if seen.vlan_tags != 0 || seen.l3_offset != ETH_HEADER_LEN {
         return None;
     }
@@ -100,10 +107,6 @@ fn read(frame: &TcFrame, seen: &Classification, forwarding: bool) -> Option<Seen
         return None;
     }
     let ip = *frame.header::<20>(ETH_HEADER_LEN)?;
-    if u16::from_be_bytes([ip[6], ip[7]]) & IP_MF_OR_OFFSET != 0 {
-        event(NatEvent::FragmentPassed);
-        return None;
-    }
     if forwarding && ip[8] <= 1 {
         event(NatEvent::TtlPassed);
         return None;
@@ -123,6 +126,9 @@ fn ingress(ctx: &TcContext) -> i32 {
     };
     let frame = TcFrame::new(ctx);
     let classified = classify(&frame);
+    if is_later_fragment(&classified) {
+        return later_fragment(ctx, &frame, config, true);
+    }
     let Some(seen) = read(&frame, &classified, true) else {
         return TC_ACT_OK;
     };
@@ -241,7 +247,7 @@ fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Transl
         Translation::Dnat((addr, port)) | Translation::Restore((addr, port)) => {
             (Side::Destination, addr, port)
         }
-        Translation::NewDnat(target, now) => match flow::open_dnat(tuple, &target, now) {
+        Translation::NewDnat(target, now) => match flow::open_dnat(tuple, &target, config, now) {
             Ok((addr, port)) => (Side::Destination, addr, port),
             Err(reason) => return dropped(reason),
         },
@@ -265,11 +271,26 @@ fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Transl
     {
         return dropped(DropReason::RedirectFailed);
     }
+    if flow::is_first_fragment(&seen.ip) {
+        let side = match side {
+            Side::Source => FRAGMENT_REWRITES_SOURCE,
+            Side::Destination => FRAGMENT_REWRITES_DESTINATION,
+        };
+        flow::remember_fragmented(FRAGMENTS_FORWARDED, &seen.ip, side, new_addr);
+    }
     event(match translation_kind {
         Kind::Snat => NatEvent::TranslatedOut,
         Kind::Restore => NatEvent::TranslatedIn,
         Kind::Dnat => NatEvent::DnatTranslated,
     });
+    send(ctx, fib.as_ref(), egress)
+}
+
+/// Sends a translated (and TTL-decremented) frame out of `egress`: with
+/// the MACs the FIB gave, or through `bpf_redirect_neigh` when the next hop
+/// is not resolved yet.
+#[inline(always)]
+fn send(ctx: &TcContext, fib: Option<&FibParams>, egress: u32) -> i32 {
     let action = match fib {
         Some(fib) => {
             if ctx.store(0, &fib.dmac, 0).is_err() || ctx.store(6, &fib.smac, 0).is_err() {
@@ -289,12 +310,80 @@ fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Transl
 }
 
 #[inline(always)]
+fn is_later_fragment(seen: &Classification) -> bool {
+    seen.class == ProtoClass::Ipv4Fragment
+        && seen.vlan_tags == 0
+        && seen.l3_offset == ETH_HEADER_LEN
+}
+
+/// A later fragment on the ingress path (`forwarding`: we route it) gets
+/// its first fragment's address rewrite; see the module docs.
+#[inline(always)]
+fn later_fragment(ctx: &TcContext, frame: &TcFrame, config: &NatConfig, forwarding: bool) -> i32 {
+    let Some(ip) = frame.header::<20>(ETH_HEADER_LEN) else {
+        return TC_ACT_OK;
+    };
+    let ip = *ip;
+    if forwarding && ip[8] <= 1 {
+        event(NatEvent::TtlPassed);
+        return TC_ACT_OK;
+    }
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let rewrite = flow::fragment_rewrite(FRAGMENTS_FORWARDED, &ip);
+    let reverse = matches!(rewrite, Some(r) if r.side == FRAGMENT_REWRITES_DESTINATION);
+    let dst_after = match rewrite {
+        Some(r) if reverse => r.new_addr,
+        _ => dst,
+    };
+    // SAFETY: skb is this run's __sk_buff.
+    let ingress = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: ctx.skb.skb is this program's context.
+    let route = unsafe { route::lookup(ctx.skb.skb.cast(), ingress, &ip, 0, src, dst_after) };
+    let Some(rewrite) = rewrite else {
+        let leaves_uplink = match route {
+            Route::Resolved(fib) => fib.ifindex == config.uplink_ifindex,
+            Route::NoNeighbour { ifindex } => ifindex == config.uplink_ifindex,
+            Route::FragNeeded => true,
+            Route::Elsewhere => false,
+        };
+        if leaves_uplink && maps::snat_rule(config, src).is_some() {
+            return dropped(DropReason::FragmentUnknown);
+        }
+        event(NatEvent::FragmentPassed);
+        return TC_ACT_OK;
+    };
+    let (fib, egress) = match route {
+        Route::Resolved(fib) => (Some(fib), fib.ifindex),
+        Route::NoNeighbour { ifindex } => (None, ifindex),
+        Route::FragNeeded => return dropped(DropReason::FragmentationNeeded),
+        Route::Elsewhere => {
+            event(NatEvent::NotRoutedPassed);
+            return TC_ACT_OK;
+        }
+    };
+    let (at, old_addr) = if reverse {
+        (IP_DST_AT, dst)
+    } else {
+        (IP_SRC_AT, src)
+    };
+    if rewrite_address(ctx, at, old_addr, rewrite.new_addr, Some([ip[8], ip[9]])).is_err() {
+        return dropped(DropReason::RedirectFailed);
+    }
+    event(NatEvent::FragmentTranslated);
+    send(ctx, fib.as_ref(), egress)
+}
+
+#[inline(always)]
 fn egress(ctx: &TcContext) -> i32 {
     if maps::config().is_none() {
         return TC_ACT_OK;
     }
     let frame = TcFrame::new(ctx);
     let classified = classify(&frame);
+    if is_later_fragment(&classified) {
+        return later_fragment_to_hub(ctx, &frame);
+    }
     if classified.class == ProtoClass::Icmp4
         && classified.vlan_tags == 0
         && classified.l3_offset == ETH_HEADER_LEN
@@ -317,7 +406,29 @@ fn egress(ctx: &TcContext) -> i32 {
     if rewrite(ctx, seen.l4, &tuple, Side::Source, addr, port, None).is_err() {
         return dropped(DropReason::RedirectFailed);
     }
+    if flow::is_first_fragment(&seen.ip) {
+        flow::remember_fragmented(FRAGMENTS_TO_HUB, &seen.ip, FRAGMENT_REWRITES_SOURCE, addr);
+    }
     event(NatEvent::DnatRestored);
+    TC_ACT_OK
+}
+
+/// A later fragment of a DNAT reply on its way to a VPN client: the source
+/// its first fragment got restored to.
+#[inline(always)]
+fn later_fragment_to_hub(ctx: &TcContext, frame: &TcFrame) -> i32 {
+    let Some(ip) = frame.header::<20>(ETH_HEADER_LEN) else {
+        return TC_ACT_OK;
+    };
+    let ip = *ip;
+    let Some(rewrite) = flow::fragment_rewrite(FRAGMENTS_TO_HUB, &ip) else {
+        return TC_ACT_OK;
+    };
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    if rewrite_address(ctx, IP_SRC_AT, src, rewrite.new_addr, None).is_err() {
+        return dropped(DropReason::RedirectFailed);
+    }
+    event(NatEvent::FragmentTranslated);
     TC_ACT_OK
 }
 
@@ -381,6 +492,20 @@ fn rewrite(
             ctx.store(l4 + 4, &new_port.to_be_bytes(), 0)?;
         }
     }
+    rewrite_address(ctx, addr_at, old_addr, new_addr, ttl_proto)
+}
+
+/// The IPv4 header's address at `addr_at` from `old_addr` to `new_addr`,
+/// checksum updated; with `ttl_proto` (we route it) the TTL drops by one.
+#[inline(always)]
+fn rewrite_address(
+    ctx: &TcContext,
+    addr_at: usize,
+    old_addr: u32,
+    new_addr: u32,
+    ttl_proto: Option<[u8; 2]>,
+) -> Result<(), c_long> {
+    let (from_addr, to_addr) = (u64::from(old_addr.to_be()), u64::from(new_addr.to_be()));
     ctx.l3_csum_replace(IP_CHECK_AT, from_addr, to_addr, 4)?;
     ctx.store(addr_at, &new_addr.to_be_bytes(), 0)?;
     if let Some([ttl, proto]) = ttl_proto {

@@ -41,6 +41,9 @@ fn topology() -> Topology {
 
 fn recipe_nat() -> Nat {
     let mut nat = snat_config("pub0", &["priv0"], SnatTarget::Masquerade);
+    // XDP on the veths, as this test was built for; auto mode (tc on
+    // veths) is covered by nat_plain_veth.rs.
+    nat.mode = ethergate_config::NatMode::Xdp;
     nat.snat.push(SnatRule {
         source: cidr("192.168.30.0/24"),
         to: SnatTarget::Masquerade,

@@ -105,7 +105,10 @@ fn private_reaches_internet_through_one_interface() {
     let topo = topology();
     offloads_off(&topo, &["private", "internet"]);
     let mut dp = Dataplane::load().expect("load eBPF (run as root)");
-    let nat = snat_config("eth0", &[], SnatTarget::Masquerade);
+    let mut nat = snat_config("eth0", &[], SnatTarget::Masquerade);
+    // The special case: XDP forced on a veth, XDP_TX needing XDP on the
+    // peer. Auto mode (tc) on the same topology: nat_plain_veth.rs.
+    nat.mode = ethergate_config::NatMode::Xdp;
     topo.enter("nat", || dp.apply_nat(&nat))
         .expect("enter nat")
         .expect("apply [nat]");

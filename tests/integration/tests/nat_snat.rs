@@ -1,4 +1,7 @@
-//! SNAT (masquerade) in XDP, two-armed, with real traffic:
+//! SNAT (masquerade) in XDP, two-armed, with real traffic. The special
+//! case: `[nat] mode = "xdp"` forced on veths, which needs XDP on the far
+//! ends (`redirect_peer`) and offloads off there (decision 0003); the plain
+//! setup a new user has is `nat_plain_veth.rs`.
 //!
 //! ```text
 //! private (10.0.1.26) — nat (priv0 10.0.0.1 | pub0 203.0.113.1) — internet (203.0.113.10)
@@ -21,8 +24,8 @@ use common::{
     two_armed_topology,
 };
 use ethergate_common::{NatEvent, ProtoClass, Verdict};
-use ethergate_config::{NatTimeouts, SnatTarget};
-use ethergate_dataplane::{Dataplane, XdpAttachMode};
+use ethergate_config::{NatMode, NatTimeouts, SnatTarget};
+use ethergate_dataplane::{AttachMode, Dataplane};
 use ethergate_netns::Topology;
 
 const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -34,7 +37,8 @@ fn nat_topology(snat_to: SnatTarget) -> (Topology, Dataplane) {
     let topo = two_armed_topology();
     offloads_off(&topo, &["private", "internet"]);
     let mut dataplane = Dataplane::load().expect("load eBPF (run as root)");
-    let config = snat_config("pub0", &["priv0"], snat_to);
+    let mut config = snat_config("pub0", &["priv0"], snat_to);
+    config.mode = NatMode::Xdp;
     topo.enter("nat", || dataplane.apply_nat(&config))
         .expect("enter nat")
         .expect("apply [nat]");
@@ -43,11 +47,12 @@ fn nat_topology(snat_to: SnatTarget) -> (Topology, Dataplane) {
             .enter(ns, || dataplane.attach_redirect_peer("eth0"))
             .expect("enter")
             .expect("attach redirect_peer");
-        assert_eq!(mode, XdpAttachMode::Native);
+        assert_eq!(mode, AttachMode::XdpNative);
     }
+    let uplink = dataplane.uplink_attachment().expect("uplink attached");
     assert_eq!(
-        dataplane.uplink_attachment(),
-        Some(("pub0", XdpAttachMode::Native))
+        (uplink.interface.as_str(), uplink.mode),
+        ("pub0", AttachMode::XdpNative)
     );
     // The appliance resolves its next hop before the first translated
     // packet (no neighbour → the NAT drops and counts; see decision 0003).

@@ -10,7 +10,8 @@ use std::{
 };
 
 use ethergate_common::{ProtoClass, Verdict};
-use ethergate_dataplane::{Dataplane, XdpAttachMode};
+use ethergate_config::NatMode;
+use ethergate_dataplane::{AttachMode, Dataplane};
 use ethergate_netns::{Endpoint, Topology};
 
 const PINGS: u32 = 5;
@@ -122,10 +123,10 @@ fn counters_match_real_traffic_through_nat() {
 
     let mut dataplane = Dataplane::load().expect("load eBPF");
     let mode = topo
-        .enter("nat", || dataplane.attach_uplink("pub0"))
+        .enter("nat", || dataplane.attach_uplink("pub0", NatMode::Xdp))
         .expect("enter nat")
         .expect("attach XDP to pub0");
-    assert_eq!(mode, XdpAttachMode::Native, "veth supports native XDP");
+    assert_eq!(mode, AttachMode::XdpNative, "veth supports native XDP");
 
     // Servers in `private`.
     let tcp_server = topo

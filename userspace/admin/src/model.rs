@@ -128,6 +128,9 @@ pub struct Attachment {
     pub interface: String,
     pub role: String,
     pub mode: String,
+    /// Why this mode (the config, or what auto mode saw on the device).
+    #[serde(default)]
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

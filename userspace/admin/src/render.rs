@@ -68,6 +68,9 @@ pub fn status(s: &Status) -> String {
             .map(|a| format!("{} {} ({})", a.role, a.interface, a.mode))
             .collect();
         let _ = writeln!(out, "data path   {}", modes.join(", "));
+        for a in nat.attachments.iter().filter(|a| !a.reason.is_empty()) {
+            let _ = writeln!(out, "            {} {}: {}", a.role, a.interface, a.reason);
+        }
     } else {
         let _ = writeln!(out, "data path   no [nat] section: kernel routing only");
     }
@@ -221,6 +224,7 @@ mod tests {
                     interface: "eth0".into(),
                     role: "uplink".into(),
                     mode: "xdp native".into(),
+                    reason: String::new(),
                 }],
                 ..NatStatus::default()
             }),

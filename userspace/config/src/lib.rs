@@ -34,7 +34,8 @@ pub use ifname::{InterfaceName, InterfaceNameError, MAX_INTERFACE_NAME_LEN};
 pub use nat::{
     DEFAULT_ICMP_SECS, DEFAULT_MAX_FLOWS, DEFAULT_TCP_ESTABLISHED_SECS,
     DEFAULT_TCP_TRANSITORY_SECS, DEFAULT_UDP_SECS, DnatRule, L4Protocol, MAX_MAX_FLOWS,
-    MAX_TIMEOUT_SECS, MIN_MAX_FLOWS, Nat, NatLimits, NatTimeouts, SnatRule, SnatTarget,
+    MAX_TIMEOUT_SECS, MIN_MAX_FLOWS, Nat, NatLimits, NatMode, NatTimeouts, SnatRule, SnatTarget,
+    default_max_flows_per_source,
 };
 pub use server::{
     DEFAULT_ADMIN_SOCKET, DEFAULT_LISTEN, DEFAULT_METRICS, DEFAULT_STATE_DIR, Server, TlsFiles,

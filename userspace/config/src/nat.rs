@@ -112,15 +112,50 @@ impl Default for NatTimeouts {
 /// `[nat.limits]`: table sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NatLimits {
-    /// Capacity of the flow table (LRU: the least recently used flow is
-    /// evicted when full).
+    /// Capacity of the flow table. When it is full, new flows are refused
+    /// (and counted); established flows are never evicted.
     pub max_flows: u32,
+    /// Flows one inside source (a private host or VPN client) may hold at
+    /// once, so one host cannot take the whole table; 0 = no limit.
+    pub max_flows_per_source: u32,
+}
+
+/// Unless configured, one source may hold a quarter of the table: a busy
+/// host (a crawler, a proxy) gets plenty, and three more such hosts still
+/// find room.
+pub const fn default_max_flows_per_source(max_flows: u32) -> u32 {
+    max_flows / 4
 }
 
 impl Default for NatLimits {
     fn default() -> Self {
         Self {
             max_flows: DEFAULT_MAX_FLOWS,
+            max_flows_per_source: default_max_flows_per_source(DEFAULT_MAX_FLOWS),
+        }
+    }
+}
+
+/// `[nat] mode`: how the NAT programs attach to the uplink and inside
+/// interfaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NatMode {
+    /// Native XDP on devices whose driver runs it (ENA, virtio-net, mlx5…),
+    /// tc on virtual devices (veth) and wherever native XDP is refused.
+    #[default]
+    Auto,
+    /// Native XDP everywhere; an interface that refuses it is an error.
+    Xdp,
+    /// tc everywhere.
+    Tc,
+}
+
+impl NatMode {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Xdp => "xdp",
+            Self::Tc => "tc",
         }
     }
 }
@@ -129,6 +164,7 @@ impl Default for NatLimits {
 pub struct Nat {
     /// Toward the router / outside.
     pub uplink: InterfaceName,
+    pub mode: NatMode,
     /// Interfaces facing the private subnet (two-armed). Empty: one-armed,
     /// the uplink does both. Hub taps are always inside and are not listed.
     pub inside: Vec<InterfaceName>,
@@ -138,7 +174,9 @@ pub struct Nat {
     pub limits: NatLimits,
 }
 
-pub(crate) const NAT_KEYS: &[&str] = &["uplink", "inside", "snat", "dnat", "timeouts", "limits"];
+pub(crate) const NAT_KEYS: &[&str] = &[
+    "uplink", "mode", "inside", "snat", "dnat", "timeouts", "limits",
+];
 const SNAT_KEYS: &[&str] = &["source", "to"];
 const DNAT_KEYS: &[&str] = &["source", "destination", "protocol", "port", "to"];
 const TIMEOUT_KEYS: &[&str] = &[
@@ -147,7 +185,7 @@ const TIMEOUT_KEYS: &[&str] = &[
     "udp_secs",
     "icmp_secs",
 ];
-const LIMIT_KEYS: &[&str] = &["max_flows"];
+const LIMIT_KEYS: &[&str] = &["max_flows", "max_flows_per_source"];
 
 /// `[nat]` as read: the validated value if everything was right, and the
 /// interface names that were valid (with positions) for the caller's
@@ -433,14 +471,52 @@ fn read_limits(report: &mut Report, s: Option<Section<'_, '_>>) -> NatLimits {
             ),
         }
     }
+    limits.max_flows_per_source = default_max_flows_per_source(limits.max_flows);
+    if let Some(v) = s.integer(report, "max_flows_per_source") {
+        match u32::try_from(v.value) {
+            Ok(n) if n <= limits.max_flows => limits.max_flows_per_source = n,
+            _ => report.error(
+                v.pos,
+                format!(
+                    "{} = {} is out of range; use 0 (no limit) to max_flows ({}); \
+                     the default is a quarter of max_flows",
+                    s.name("max_flows_per_source"),
+                    v.value,
+                    limits.max_flows
+                ),
+            ),
+        }
+    }
     s.finish(report);
     limits
+}
+
+fn read_mode(report: &mut Report, s: &mut Section<'_, '_>) -> Option<NatMode> {
+    let Some(at) = s.string(report, "mode") else {
+        return Some(NatMode::Auto);
+    };
+    let mode = [NatMode::Auto, NatMode::Xdp, NatMode::Tc]
+        .into_iter()
+        .find(|m| m.name() == at.value);
+    if mode.is_none() {
+        report.error(
+            at.pos,
+            format!(
+                "{} = {:?}: use \"auto\" (XDP where the driver supports it, tc elsewhere), \
+                 \"xdp\" or \"tc\"",
+                s.name("mode"),
+                at.value
+            ),
+        );
+    }
+    mode
 }
 
 pub(crate) fn read_nat(report: &mut Report, mut s: Section<'_, '_>) -> NatRead {
     let uplink_at = s.required_string(report, "uplink", "\"eth0\"");
     let uplink = uplink_at.and_then(|u| interface(report, &s.name("uplink"), u));
-    let mut ok = uplink.is_some();
+    let mode = read_mode(report, &mut s);
+    let mut ok = uplink.is_some() && mode.is_some();
 
     let mut inside: Vec<(InterfaceName, usize)> = Vec::new();
     if let Some(list) = s.string_list(report, "inside") {
@@ -546,6 +622,7 @@ pub(crate) fn read_nat(report: &mut Report, mut s: Section<'_, '_>) -> NatRead {
     let nat = match &uplink {
         Some(uplink) if ok => Some(Nat {
             uplink: uplink.clone(),
+            mode: mode.unwrap_or_default(),
             inside: inside.iter().map(|(n, _)| n.clone()).collect(),
             snat,
             dnat,

@@ -30,10 +30,14 @@ pub enum DataplaneError {
         native: Box<ProgramError>,
         generic: Box<ProgramError>,
     },
-    #[error("no attach mode works: {xdp}; and the tc fallback: {tc}")]
-    NoAttachMode {
-        xdp: Box<DataplaneError>,
-        tc: Box<DataplaneError>,
+    #[error(
+        "[nat] mode = \"xdp\", but interface {interface:?} refused native XDP ({source}); \
+         use mode = \"auto\" or \"tc\" for this device"
+    )]
+    NativeXdp {
+        interface: String,
+        #[source]
+        source: Box<ProgramError>,
     },
     #[error("cannot attach tc program {program:?} to interface {interface:?}: {source}")]
     TcAttach {

@@ -3,11 +3,17 @@
 //! loads it, attaches the programs, turns `[nat]` into map entries, sweeps
 //! idle NAT flows, and reads counters and flows.
 //!
-//! Programs: `uplink` (XDP on the uplink: counts every frame, restores
+//! Programs: `nat_ingress` (tc ingress on the uplink and every inside
+//! interface: all of NAT in tc mode, what XDP hands over in XDP mode),
+//! `uplink` (XDP on the uplink in XDP mode: counts every frame, restores
 //! return traffic of SNAT flows, and in one-armed mode also SNATs the
-//! private subnet's egress), `inside` (XDP on each inside interface: SNATs
-//! egress and redirects it to the uplink), `redirect_peer` (XDP_PASS; only
-//! for the far end of veth links in tests — see `attach_redirect_peer`).
+//! private subnet's egress), `inside` (XDP on each inside interface in XDP
+//! mode: SNATs egress and redirects it to the uplink), `uplink_egress` (tc
+//! egress on the uplink: drops anything leaving with an untranslated
+//! private source), `tap_ingress`/`tap_egress` (hub taps: DNAT and
+//! VPN-client SNAT), `redirect_peer` (XDP_PASS; only for the far end of
+//! veth links in tests — see `attach_redirect_peer`). `attach.rs` says how
+//! the mode is chosen per interface.
 //!
 //! Invariant: attachments live exactly as long as the [`Dataplane`] value —
 //! they are bpf_links owned by it, so dropping it (or the process dying)
@@ -21,7 +27,7 @@ mod neighbour;
 mod rules;
 mod tap;
 
-pub use attach::XdpAttachMode;
+pub use attach::{AttachMode, NatAttachment};
 pub use counters::CounterSnapshot;
 pub use error::DataplaneError;
 pub use nat::{
@@ -37,10 +43,11 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::HashMap,
-    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+    maps::{HashMap, MapData},
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp, tc::TcAttachType},
 };
 use ethergate_common::NatConfig;
+use ethergate_config::NatMode;
 
 /// The compiled eBPF object, embedded at build time.
 static PROGRAMS_OBJECT: &[u8] =
@@ -59,6 +66,8 @@ const NAT_OUT_MAP: &str = "NAT_OUT";
 const NAT_IN_MAP: &str = "NAT_IN";
 const DNAT_OUT_MAP: &str = "DNAT_OUT";
 const DNAT_IN_MAP: &str = "DNAT_IN";
+const SOURCE_FLOWS_MAP: &str = "SOURCE_FLOWS";
+const TC_INTERFACES_MAP: &str = "TC_INTERFACES";
 
 /// Flow-table size when the config does not say
 /// (`ethergate_config::DEFAULT_MAX_FLOWS`).
@@ -90,8 +99,12 @@ pub struct Dataplane {
     idle_timeouts: Arc<std::sync::atomic::AtomicU64>,
     /// Live flow pairs as of the sweeper's last pass.
     active_flows: Arc<std::sync::atomic::AtomicU64>,
-    uplink: Option<attach::UplinkAttachment>,
-    inside: Vec<attach::UplinkAttachment>,
+    uplink: Option<attach::Attached>,
+    /// The uplink's egress guard (`uplink_egress`).
+    guard: Option<aya::programs::tc::SchedClassifierLinkId>,
+    inside: Vec<attach::Attached>,
+    /// `redirect_peer` attachments (tests: far ends of veth links).
+    peers: Vec<aya::programs::xdp::XdpLinkId>,
     taps: Vec<tap::TapAttachment>,
     gateways: Result<Vec<std::net::Ipv4Addr>, String>,
     ebpf: Ebpf,
@@ -136,6 +149,7 @@ impl Dataplane {
             TcProgram::TapIngress,
             TcProgram::TapEgress,
             TcProgram::NatIngress,
+            TcProgram::UplinkEgress,
         ] {
             let name = program.name();
             let classifier: &mut SchedClassifier = program_mut(&mut ebpf, name)?;
@@ -149,6 +163,12 @@ impl Dataplane {
             inbound: take_hash_map(&mut ebpf, NAT_IN_MAP)?,
             dnat_out: take_hash_map(&mut ebpf, DNAT_OUT_MAP)?,
             dnat_in: take_hash_map(&mut ebpf, DNAT_IN_MAP)?,
+            sources: {
+                let map = ebpf
+                    .take_map(SOURCE_FLOWS_MAP)
+                    .ok_or(DataplaneError::MissingMap(SOURCE_FLOWS_MAP))?;
+                HashMap::try_from(map).map_err(|e| map_error(SOURCE_FLOWS_MAP, e))?
+            },
         };
         Ok(Self {
             sweeper: None,
@@ -156,7 +176,9 @@ impl Dataplane {
             idle_timeouts: Arc::default(),
             active_flows: Arc::default(),
             uplink: None,
+            guard: None,
             inside: Vec::new(),
+            peers: Vec::new(),
             taps: Vec::new(),
             gateways: Ok(Vec::new()),
             ebpf,
@@ -165,22 +187,33 @@ impl Dataplane {
 
     /// Applies `[nat]` in the calling thread's network namespace: writes the
     /// SNAT rules (masquerade = the uplink's current IPv4 address) and the
-    /// uplink's ifindex, attaches `uplink` to the uplink (once) and `inside`
-    /// to every inside interface not yet attached, and (re)starts the idle
-    /// flow sweeper with the configured timeouts. Calling it again with a
-    /// changed config replaces the rules and keeps every existing flow.
+    /// uplink's ifindex, attaches the egress guard and the NAT programs to
+    /// the uplink (once) and to every inside interface not yet attached, in
+    /// the mode `[nat] mode` asks for, and (re)starts the idle flow sweeper
+    /// with the configured timeouts. Calling it again with a changed config
+    /// replaces the rules and keeps every existing flow.
     pub fn apply_nat(&mut self, config: &ethergate_config::Nat) -> Result<(), DataplaneError> {
         self.configure_nat(config)?;
+        let uplink = config.uplink.as_str();
+        if self.guard.is_none() {
+            self.guard = Some(tap::attach_one(
+                &mut self.ebpf,
+                uplink,
+                TcProgram::UplinkEgress,
+                TcAttachType::Egress,
+            )?);
+        }
         if self.uplink.is_none() {
-            self.attach_uplink(config.uplink.as_str())?;
+            self.attach_uplink(uplink, config.mode)?;
         }
         for interface in &config.inside {
             if !self
                 .inside
                 .iter()
-                .any(|a| a.interface == interface.as_str())
+                .any(|a| a.status.interface == interface.as_str())
             {
-                self.attach_inside(interface.as_str())?;
+                let attached = self.attach_nat(INSIDE_PROGRAM, interface.as_str(), config.mode)?;
+                self.inside.push(attached);
             }
         }
         self.gateways = self.manage_gateway_neighbours(config.uplink.as_str());
@@ -273,6 +306,7 @@ impl Dataplane {
                 port_min,
                 port_max,
                 rule_set: live.rule_set,
+                max_flows_per_source: config.limits.max_flows_per_source,
             },
         )?;
         Ok(())
@@ -324,77 +358,111 @@ impl Dataplane {
         }
     }
 
-    /// Attaches the `inside` (private-side SNAT) program to `interface`.
-    pub fn attach_inside(&mut self, interface: &str) -> Result<XdpAttachMode, DataplaneError> {
-        let attachment = self.attach_nat_program(INSIDE_PROGRAM, interface)?;
-        let mode = attachment.mode;
-        self.inside.push(attachment);
-        Ok(mode)
-    }
-
     /// Attaches the do-nothing `redirect_peer` program to `interface`.
     ///
     /// A veth delivers frames that XDP_REDIRECT pushed into it only when its
     /// *peer* runs an XDP program (or has GRO on); otherwise they vanish
-    /// without a counter. Tests attach this to the far end of every veth the
-    /// NAT redirects into. Physical NICs (a cloud instance's ENA/virtio
-    /// uplink) need nothing. The attachment lives as long as `self`.
-    pub fn attach_redirect_peer(
-        &mut self,
-        interface: &str,
-    ) -> Result<XdpAttachMode, DataplaneError> {
+    /// without a counter. Tests that force `[nat] mode = "xdp"` on veths
+    /// attach this to the far ends. The attachment lives as long as `self`.
+    pub fn attach_redirect_peer(&mut self, interface: &str) -> Result<AttachMode, DataplaneError> {
         let program: &mut Xdp = program_mut(&mut self.ebpf, REDIRECT_PEER_PROGRAM)?;
-        let attachment = attach::attach_xdp_with_fallback(program, interface)?;
-        let mode = attachment.mode;
-        self.inside.push(attachment);
+        let (mode, link) = attach::attach_xdp_with_fallback(program, interface)?;
+        self.peers.push(link);
         Ok(mode)
     }
 
-    /// Interfaces running `inside` (and test peers), with their modes.
-    pub fn inside_attachments(&self) -> Vec<(&str, XdpAttachMode)> {
-        self.inside
-            .iter()
-            .map(|a| (a.interface.as_str(), a.mode))
-            .collect()
+    /// Inside interfaces running NAT, with their modes and why.
+    pub fn inside_attachments(&self) -> Vec<&NatAttachment> {
+        self.inside.iter().map(|a| &a.status).collect()
     }
 
-    /// Attaches the uplink program to `interface` in the calling thread's
-    /// network namespace: native (driver) XDP first, generic XDP if the
-    /// driver refuses. Returns the mode that took.
-    pub fn attach_uplink(&mut self, interface: &str) -> Result<XdpAttachMode, DataplaneError> {
-        let attachment = self.attach_nat_program(UPLINK_PROGRAM, interface)?;
-        let mode = attachment.mode;
-        self.uplink = Some(attachment);
-        Ok(mode)
-    }
-
-    /// Native XDP, then generic XDP, then tc ingress (`nat_ingress`).
-    fn attach_nat_program(
+    /// Attaches the XDP program `name` (uplink or inside) to `interface`
+    /// in the calling thread's network namespace, per `mode` (see
+    /// `attach.rs`): `nat_ingress` in tc always, XDP in front of it where
+    /// chosen. An interface left to tc is entered in `TC_INTERFACES`.
+    fn attach_nat(
         &mut self,
         name: &'static str,
         interface: &str,
-    ) -> Result<attach::UplinkAttachment, DataplaneError> {
-        let program: &mut Xdp = program_mut(&mut self.ebpf, name)?;
-        let xdp_error = match attach::attach_xdp_with_fallback(program, interface) {
-            Ok(attachment) => return Ok(attachment),
-            Err(e) => e,
-        };
-        match tap::attach_nat_fallback(&mut self.ebpf, interface) {
-            Ok(link) => Ok(attach::UplinkAttachment {
-                interface: interface.to_owned(),
-                mode: XdpAttachMode::Tc,
-                link: attach::AttachmentLink::Tc(link),
-            }),
-            Err(tc) => Err(DataplaneError::NoAttachMode {
-                xdp: Box::new(xdp_error),
-                tc: Box::new(tc),
-            }),
+        mode: NatMode,
+    ) -> Result<attach::Attached, DataplaneError> {
+        let ifindex = nat::ifindex(interface)?;
+        let device = attach::device(interface);
+        let (xdp, mut reason) = attach::wants_xdp(mode, &device);
+        let tc = tap::attach_one(
+            &mut self.ebpf,
+            interface,
+            TcProgram::NatIngress,
+            TcAttachType::Ingress,
+        )?;
+        let mut links = Vec::new();
+        let mut attach_mode = AttachMode::Tc;
+        if xdp {
+            let program: &mut Xdp = program_mut(&mut self.ebpf, name)?;
+            match attach::attach_native(program, interface) {
+                Ok(link) => {
+                    links.push(attach::AttachmentLink::Xdp(link));
+                    attach_mode = AttachMode::XdpNative;
+                }
+                Err(source) if mode == NatMode::Xdp => {
+                    tap::detach_one(&mut self.ebpf, TcProgram::NatIngress, tc);
+                    return Err(DataplaneError::NativeXdp {
+                        interface: interface.to_owned(),
+                        source: Box::new(source),
+                    });
+                }
+                Err(refused) => {
+                    reason = format!(
+                        "auto: driver {} refused native XDP ({refused}); tc instead",
+                        device.driver
+                    );
+                }
+            }
         }
+        links.push(attach::AttachmentLink::Tc(tc));
+        self.set_tc_interface(ifindex, attach_mode == AttachMode::Tc)?;
+        Ok(attach::Attached {
+            status: NatAttachment {
+                interface: interface.to_owned(),
+                mode: attach_mode,
+                reason,
+            },
+            links,
+        })
     }
 
-    /// Where and how the uplink program is attached, if it is.
-    pub fn uplink_attachment(&self) -> Option<(&str, XdpAttachMode)> {
-        self.uplink.as_ref().map(|a| (a.interface.as_str(), a.mode))
+    /// Enters (or removes) `ifindex` in `TC_INTERFACES`: XDP hands frames
+    /// bound for an interface in tc mode to tc instead of redirecting them.
+    fn set_tc_interface(&mut self, ifindex: u32, tc: bool) -> Result<(), DataplaneError> {
+        let mut map: HashMap<&mut MapData, u32, u8> = map_mut(&mut self.ebpf, TC_INTERFACES_MAP)?;
+        let result = if tc {
+            map.insert(ifindex, 1, 0)
+        } else {
+            match map.remove(&ifindex) {
+                Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                other => other,
+            }
+        };
+        result.map_err(|e| map_error(TC_INTERFACES_MAP, e))
+    }
+
+    /// Attaches the uplink's NAT programs (what [`Dataplane::apply_nat`]
+    /// does first; alone, the uplink program classifies and counts every
+    /// frame). Returns the mode that took.
+    pub fn attach_uplink(
+        &mut self,
+        interface: &str,
+        mode: NatMode,
+    ) -> Result<AttachMode, DataplaneError> {
+        let attached = self.attach_nat(UPLINK_PROGRAM, interface, mode)?;
+        let mode = attached.status.mode;
+        self.uplink = Some(attached);
+        Ok(mode)
+    }
+
+    /// How NAT runs on the uplink, if it is attached.
+    pub fn uplink_attachment(&self) -> Option<&NatAttachment> {
+        self.uplink.as_ref().map(|a| &a.status)
     }
 
     /// Reads the per-CPU counters of every program.

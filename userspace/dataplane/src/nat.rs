@@ -8,9 +8,12 @@
 //!   removes both halves together, judging idleness by the *later* of the
 //!   two last-seen stamps, so a one-way stream (a download) is not expired
 //!   because the other direction is quiet.
+//! * After every sweep `SOURCE_FLOWS` holds the true number of live flows
+//!   per inside source (the programs only count up between sweeps), which
+//!   is what `max_flows_per_source` is enforced against.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::{Ipv4Addr, SocketAddrV4},
     sync::{Arc, Mutex, mpsc},
     thread,
@@ -39,6 +42,8 @@ const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 
 pub(crate) type FlowMap = HashMap<MapData, FlowKey, NatBinding>;
+/// Inside source address → flows it holds.
+pub(crate) type SourceMap = HashMap<MapData, u32, u32>;
 
 /// The flow maps, shared by the loader and the sweeper thread: the SNAT
 /// pair and the DNAT pair.
@@ -47,6 +52,7 @@ pub(crate) struct FlowMaps {
     pub(crate) inbound: FlowMap,
     pub(crate) dnat_out: FlowMap,
     pub(crate) dnat_in: FlowMap,
+    pub(crate) sources: SourceMap,
 }
 
 /// One translated flow, as a snapshot shows it.
@@ -205,12 +211,14 @@ pub(crate) fn dnat_flows(maps: &FlowMaps, now_ns: u64) -> Vec<DnatFlow> {
 }
 
 pub(crate) fn sweep(maps: &mut FlowMaps, now_ns: u64, timeouts: &NatTimeouts) -> SweepStats {
+    let mut per_source = BTreeMap::new();
     let snat = sweep_pairs(
         &mut maps.out,
         &mut maps.inbound,
         reverse_key,
         now_ns,
         timeouts,
+        &mut per_source,
     );
     let dnat = sweep_pairs(
         &mut maps.dnat_out,
@@ -218,7 +226,9 @@ pub(crate) fn sweep(maps: &mut FlowMaps, now_ns: u64, timeouts: &NatTimeouts) ->
         dnat_reverse_key,
         now_ns,
         timeouts,
+        &mut per_source,
     );
+    write_source_counts(&mut maps.sources, &per_source);
     SweepStats {
         expired: snat.expired + dnat.expired,
         orphans: snat.orphans + dnat.orphans,
@@ -226,14 +236,32 @@ pub(crate) fn sweep(maps: &mut FlowMaps, now_ns: u64, timeouts: &NatTimeouts) ->
     }
 }
 
+/// Replaces the programs' running counts with the live ones: sources
+/// with flows get their count, sources without lose their entry.
+fn write_source_counts(sources: &mut SourceMap, live: &BTreeMap<u32, u32>) {
+    let stale: Vec<u32> = sources
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|src| !live.contains_key(src))
+        .collect();
+    for src in stale {
+        let _ = sources.remove(&src);
+    }
+    for (src, count) in live {
+        let _ = sources.insert(src, count, 0);
+    }
+}
+
 /// Expires idle pairs of one (forward, reverse) map pair, and idle
-/// reverse halves whose forward half is gone.
+/// reverse halves whose forward half is gone; counts the live pairs per
+/// source into `per_source`.
 fn sweep_pairs(
     out: &mut FlowMap,
     inbound: &mut FlowMap,
     reverse: fn(&FlowKey, &NatBinding) -> FlowKey,
     now_ns: u64,
     timeouts: &NatTimeouts,
+    per_source: &mut BTreeMap<u32, u32>,
 ) -> SweepStats {
     let mut stats = SweepStats::default();
     let mut paired = BTreeSet::new();
@@ -255,6 +283,7 @@ fn sweep_pairs(
         } else {
             paired.insert(key_bytes(&back_key));
             stats.active += 1;
+            *per_source.entry(key.src_addr).or_insert(0) += 1;
         }
     }
     for (key, back_key) in expired {

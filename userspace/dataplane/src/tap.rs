@@ -24,9 +24,13 @@ pub enum TcProgram {
     TapIngress,
     /// Frames the kernel sends to VPN clients (DNAT replies restored).
     TapEgress,
-    /// The uplink/inside fallback when XDP does not attach (same ingress
-    /// path as `TapIngress`).
+    /// The uplink's and inside interfaces' ingress path: all of NAT in tc
+    /// mode, and what XDP hands over in XDP mode (same code as
+    /// `TapIngress`).
     NatIngress,
+    /// The uplink's egress guard: nothing leaves with a source in an
+    /// SNAT'd subnet untranslated.
+    UplinkEgress,
 }
 
 impl TcProgram {
@@ -35,6 +39,7 @@ impl TcProgram {
             Self::TapIngress => "tap_ingress",
             Self::TapEgress => "tap_egress",
             Self::NatIngress => "nat_ingress",
+            Self::UplinkEgress => "uplink_egress",
         }
     }
 }
@@ -52,17 +57,19 @@ pub(crate) struct TapAttachment {
 const SKB_CTX_LEN: usize = 44;
 const SKB_IFINDEX_AT: usize = 40;
 
-/// Attaches `nat_ingress` to `interface`'s tc ingress: the last step of the
-/// uplink/inside fallback chain.
-pub(crate) fn attach_nat_fallback(
+/// Attaches one of the tc programs to `interface`.
+pub(crate) fn attach_one(
     ebpf: &mut Ebpf,
     interface: &str,
+    program: TcProgram,
+    at: TcAttachType,
 ) -> Result<SchedClassifierLinkId, DataplaneError> {
+    // TCX (Linux ≥ 6.6, what aya uses there) needs no qdisc; older kernels
+    // need clsact, and "already exists" is fine.
     let _ = tc::qdisc_add_clsact(interface);
-    let program = TcProgram::NatIngress;
     let classifier: &mut SchedClassifier = program_mut(ebpf, program.name())?;
     classifier
-        .attach(interface, TcAttachType::Ingress)
+        .attach(interface, at)
         .map_err(|source| DataplaneError::TcAttach {
             interface: interface.to_owned(),
             program: program.name(),
@@ -70,22 +77,27 @@ pub(crate) fn attach_nat_fallback(
         })
 }
 
+/// Detaches a link made by [`attach_one`] (undoing half an attachment).
+pub(crate) fn detach_one(ebpf: &mut Ebpf, program: TcProgram, link: SchedClassifierLinkId) {
+    if let Ok(classifier) = program_mut::<SchedClassifier>(ebpf, program.name()) {
+        let _ = classifier.detach(link);
+    }
+}
+
 pub(crate) fn attach(ebpf: &mut Ebpf, interface: &str) -> Result<TapAttachment, DataplaneError> {
-    // TCX (Linux ≥ 6.6, what aya uses there) needs no qdisc; older kernels
-    // need clsact, and "already exists" is fine.
-    let _ = tc::qdisc_add_clsact(interface);
-    let mut attach_one = |program: TcProgram, at: TcAttachType| {
-        let classifier: &mut SchedClassifier = program_mut(ebpf, program.name())?;
-        classifier
-            .attach(interface, at)
-            .map_err(|source| DataplaneError::TcAttach {
-                interface: interface.to_owned(),
-                program: program.name(),
-                source: Box::new(source),
-            })
+    let ingress = attach_one(
+        ebpf,
+        interface,
+        TcProgram::TapIngress,
+        TcAttachType::Ingress,
+    )?;
+    let egress = match attach_one(ebpf, interface, TcProgram::TapEgress, TcAttachType::Egress) {
+        Ok(link) => link,
+        Err(e) => {
+            detach_one(ebpf, TcProgram::TapIngress, ingress);
+            return Err(e);
+        }
     };
-    let ingress = attach_one(TcProgram::TapIngress, TcAttachType::Ingress)?;
-    let egress = attach_one(TcProgram::TapEgress, TcAttachType::Egress)?;
     Ok(TapAttachment {
         interface: interface.to_owned(),
         links: [ingress, egress],

@@ -16,7 +16,7 @@ use ethergate_common::{DropReason, NatEvent};
 use ethergate_config::NatTimeouts;
 use ethergate_dataplane::XdpProgram;
 use ethergate_fixtures::{
-    arp_request, as_ipv4_first_fragment, as_ipv4_later_fragment, lldp,
+    arp_request, lldp,
     nat::{Ipv4Flow, L4, UDP4_CHECKSUM},
     tcp6_syn,
 };
@@ -208,14 +208,6 @@ fn everything_else_passes_untouched() {
         ("arp", arp_request()),
         ("lldp", lldp()),
         ("ipv6", tcp6_syn(40000, 80)),
-        (
-            "first fragment",
-            as_ipv4_first_fragment(&tcp.frame(b"0123456789")),
-        ),
-        (
-            "later fragment",
-            as_ipv4_later_fragment(&tcp.frame(b"0123456789"), 3),
-        ),
         ("ttl 1", Ipv4Flow { ttl: 1, ..tcp }.frame(b"")),
         (
             "tcp without a flow that is not a SYN (reply of an inbound connection)",
@@ -263,11 +255,6 @@ fn everything_else_passes_untouched() {
     }
     let c = dp.counters().expect("counters");
     assert_eq!(c.nat_event(NatEvent::FlowCreated), 0);
-    assert_eq!(
-        c.nat_event(NatEvent::FragmentPassed),
-        4,
-        "two fragments, two programs"
-    );
     assert_eq!(c.nat_event(NatEvent::TtlPassed), 2);
     assert!(dp.nat_flows().is_empty());
 }

@@ -250,25 +250,24 @@ impl Control {
     fn nat_status(&self) -> Option<NatStatus> {
         let nat = self.config.nat.as_ref()?;
         let mut attachments = Vec::new();
-        if let Some((interface, mode)) = self.dataplane.uplink_attachment() {
-            attachments.push(Attachment {
-                interface: interface.to_owned(),
-                role: "uplink".to_owned(),
-                mode: mode.name().to_owned(),
-            });
+        let nat_attachment = |role: &str, a: &ethergate_dataplane::NatAttachment| Attachment {
+            interface: a.interface.clone(),
+            role: role.to_owned(),
+            mode: a.mode.name().to_owned(),
+            reason: a.reason.clone(),
+        };
+        if let Some(uplink) = self.dataplane.uplink_attachment() {
+            attachments.push(nat_attachment("uplink", uplink));
         }
-        for (interface, mode) in self.dataplane.inside_attachments() {
-            attachments.push(Attachment {
-                interface: interface.to_owned(),
-                role: "inside".to_owned(),
-                mode: mode.name().to_owned(),
-            });
+        for inside in self.dataplane.inside_attachments() {
+            attachments.push(nat_attachment("inside", inside));
         }
         for tap in self.dataplane.hub_taps() {
             attachments.push(Attachment {
                 interface: tap.to_owned(),
                 role: "hub tap (DNAT, VPN-client SNAT)".to_owned(),
                 mode: "tc".to_owned(),
+                reason: "taps always run tc".to_owned(),
             });
         }
         let mut status = NatStatus {

@@ -118,8 +118,10 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Vec<String>> {
         (Some(o), Some(n)) => {
             if o.uplink != n.uplink || o.inside != n.inside {
                 refused.push(restart("[nat] uplink or inside"));
-            } else if o.limits != n.limits {
-                refused.push(restart("[nat.limits] (map sizes)"));
+            } else if o.mode != n.mode {
+                refused.push(restart("[nat] mode (programs are attached once)"));
+            } else if o.limits.max_flows != n.limits.max_flows {
+                refused.push(restart("[nat.limits] max_flows (map sizes)"));
             } else {
                 plan.nat = Some(n.clone());
             }

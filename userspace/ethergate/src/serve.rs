@@ -48,8 +48,9 @@ pub fn run(
     let mut signals = Signals::install()
         .map_err(|e| Failure::Runtime(anyhow!("cannot set up signal handling: {e}")))?;
 
-    // [nat]: SNAT rules to maps, XDP on uplink + inside, idle-flow sweeper
-    // (ethergate-dataplane's apply_nat; DNAT is not applied yet).
+    // [nat]: rules to maps, NAT programs on uplink + inside (XDP or tc per
+    // `[nat] mode`), the uplink's egress guard, the idle-flow sweeper.
+    // DNAT and VPN-client SNAT attach to each hub tap once it exists.
     let max_flows = config
         .nat
         .as_ref()
@@ -64,8 +65,25 @@ pub fn run(
             dataplane
                 .apply_nat(nat)
                 .map_err(|e| Failure::Runtime(e.into()))?;
-            let mode = dataplane.uplink_attachment().map(|(_, m)| m.name());
-            info!(uplink = nat.uplink.as_str(), ?mode, inside = ?dataplane.inside_attachments(), "NAT data plane attached (SNAT in XDP)");
+            for (role, a) in dataplane
+                .uplink_attachment()
+                .map(|a| ("uplink", a))
+                .into_iter()
+                .chain(
+                    dataplane
+                        .inside_attachments()
+                        .into_iter()
+                        .map(|a| ("inside", a)),
+                )
+            {
+                info!(
+                    role,
+                    interface = a.interface,
+                    mode = a.mode.name(),
+                    reason = a.reason,
+                    "NAT data plane attached"
+                );
+            }
         }
         None => info!("no [nat] section: no data-plane program attached"),
     }

@@ -13,7 +13,7 @@ use std::{
 
 use ethergate_common::DropReason;
 use ethergate_config::{
-    InterfaceName, Ipv4Cidr, Nat, NatLimits, NatTimeouts, SnatRule, SnatTarget,
+    InterfaceName, Ipv4Cidr, Nat, NatLimits, NatMode, NatTimeouts, SnatRule, SnatTarget,
 };
 use ethergate_dataplane::CounterSnapshot;
 use ethergate_netns::{Endpoint, Topology, TopologyBuilder};
@@ -61,6 +61,7 @@ pub fn two_armed_topology() -> Topology {
 pub fn snat_config(uplink: &str, inside: &[&str], to: SnatTarget) -> Nat {
     Nat {
         uplink: InterfaceName::new(uplink).expect("name"),
+        mode: NatMode::Auto,
         inside: inside
             .iter()
             .map(|name| InterfaceName::new(name).expect("name"))

@@ -8,7 +8,7 @@
 use std::str::FromStr;
 
 use ethergate_config::{
-    InterfaceName, Ipv4Cidr, Nat, NatLimits, NatTimeouts, SnatRule, SnatTarget,
+    InterfaceName, Ipv4Cidr, Nat, NatLimits, NatMode, NatTimeouts, SnatRule, SnatTarget,
 };
 use ethergate_dataplane::{Dataplane, TcProgram, XdpProgram};
 use ethergate_fixtures::nat::{Ipv4Flow, L4};
@@ -247,6 +247,7 @@ impl Bench {
 pub fn config() -> Nat {
     Nat {
         uplink: InterfaceName::new("pub0").expect("name"),
+        mode: NatMode::Auto,
         inside: vec![InterfaceName::new("priv0").expect("name")],
         snat: vec![SnatRule {
             source: Ipv4Cidr::from_str("10.0.0.0/16").expect("cidr"),
