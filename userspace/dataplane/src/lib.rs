@@ -437,11 +437,10 @@ impl Dataplane {
         let mut map: HashMap<&mut MapData, u32, u8> = map_mut(&mut self.ebpf, TC_INTERFACES_MAP)?;
         let result = if tc {
             map.insert(ifindex, 1, 0)
+        } else if map.get(&ifindex, 0).is_ok() {
+            map.remove(&ifindex)
         } else {
-            match map.remove(&ifindex) {
-                Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-                other => other,
-            }
+            Ok(())
         };
         result.map_err(|e| map_error(TC_INTERFACES_MAP, e))
     }
