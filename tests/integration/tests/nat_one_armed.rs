@@ -148,3 +148,74 @@ fn private_reaches_internet_through_one_interface() {
     );
     assert_no_kernel_nat(&topo);
 }
+
+/// The same topology as a new user has it: `[nat] mode` left at auto (tc
+/// on the veth), default offloads, nothing attached to the router's end,
+/// no warm-up. Translated packets go back out of the one interface with
+/// `bpf_redirect`; a sniffer on the internet host sees no private source.
+#[test]
+fn plain_veth_one_armed_auto_mode() {
+    let topo = topology();
+    let mut dp = Dataplane::load().expect("load eBPF (run as root)");
+    let nat = snat_config("eth0", &[], SnatTarget::Masquerade);
+    topo.enter("nat", || dp.apply_nat(&nat))
+        .expect("enter nat")
+        .expect("apply [nat]");
+    let uplink = dp.uplink_attachment().expect("uplink");
+    assert_eq!(
+        uplink.mode,
+        ethergate_dataplane::AttachMode::Tc,
+        "{}",
+        uplink.reason
+    );
+    let sniffer = common::Sniffer::start(&topo, "internet", "eth0", "10.0.0.0/8");
+
+    let server = http_peer_server(&topo, "internet", "198.18.0.10:8080");
+    let seen = curl(&topo, "private", "http://198.18.0.10:8080/");
+    server.join().expect("server");
+    assert_eq!(seen.trim(), "203.0.113.1");
+    topo.exec(
+        "private",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.10"],
+    )
+    .expect("ping through one-armed SNAT");
+    let echo = common::udp_echo_server(&topo, "internet", "198.18.0.10:5300", 1);
+    topo.enter("private", || {
+        let socket = std::net::UdpSocket::bind("10.0.1.26:0").expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        socket
+            .send_to(b"one arm", "198.18.0.10:5300")
+            .expect("send");
+        let mut buf = [0u8; 16];
+        socket.recv_from(&mut buf).expect("udp reply")
+    })
+    .expect("enter private");
+    assert_eq!(
+        echo.join().expect("echo")[0].ip().to_string(),
+        "203.0.113.1"
+    );
+    common::iperf3(
+        &topo,
+        ("internet", "198.18.0.10"),
+        ("private", "198.18.0.10"),
+        "203.0.113.1",
+        "one-armed, auto (tc), private → internet",
+    );
+    common::iperf3_reverse(
+        &topo,
+        ("internet", "198.18.0.10"),
+        ("private", "198.18.0.10"),
+        "203.0.113.1",
+        "one-armed, auto (tc), internet → private",
+    );
+
+    let sniffed = sniffer.stop();
+    assert!(sniffed.ipv4 > 1000, "{sniffed:?}");
+    assert_eq!(sniffed.from_prefix, 0, "private sources left: {sniffed:?}");
+    let c = dp.counters().expect("counters");
+    assert_no_nat_drops(&c);
+    assert!(c.nat_event(NatEvent::TranslatedOut) > 100);
+    assert_no_kernel_nat(&topo);
+}
