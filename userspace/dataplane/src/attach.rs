@@ -68,8 +68,11 @@ pub(crate) struct Attached {
 
 #[allow(dead_code)]
 pub(crate) enum AttachmentLink {
+    /// Owned by the program (unpinned, or adopted from a pin).
     Xdp(XdpLinkId),
     Tc(SchedClassifierLinkId),
+    /// Attached by us and pinned: stays attached after we exit.
+    Pinned(aya::programs::links::PinnedLink),
 }
 
 /// What ethtool says the device is.

@@ -31,14 +31,10 @@ pub enum DataplaneError {
         generic: Box<ProgramError>,
     },
     #[error(
-        "[nat] mode = \"xdp\", but interface {interface:?} refused native XDP ({source}); \
+        "[nat] mode = \"xdp\", but interface {interface:?} refused native XDP ({reason}); \
          use mode = \"auto\" or \"tc\" for this device"
     )]
-    NativeXdp {
-        interface: String,
-        #[source]
-        source: Box<ProgramError>,
-    },
+    NativeXdp { interface: String, reason: String },
     #[error("cannot attach tc program {program:?} to interface {interface:?}: {source}")]
     TcAttach {
         interface: String,
@@ -54,6 +50,17 @@ pub enum DataplaneError {
         source_prefix: String,
         protocol: String,
         port: u16,
+    },
+    #[error("pinned NAT state under {path}: {source}")]
+    Pin {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot pin link at {path}: {reason}")]
+    PinLink {
+        path: std::path::PathBuf,
+        reason: String,
     },
     #[error("the eBPF object has no map named {0:?}; the build is inconsistent")]
     MissingMap(&'static str),

@@ -24,6 +24,7 @@ mod counters;
 mod error;
 mod nat;
 mod neighbour;
+mod pin;
 mod rules;
 mod tap;
 
@@ -34,9 +35,14 @@ pub use nat::{
     DnatFlow, NatFlow, SNAT_PORT_MAX, SNAT_PORT_MIN, SweepStats, interface_ipv4, sweep_interval,
 };
 pub use neighbour::uplink_gateways;
+pub use pin::{
+    PIN_BASE, StateOrigin, default_root as default_pin_root, forget as forget_pinned_state,
+    remove_stale_namespaces,
+};
 pub use tap::TcProgram;
 
 use std::{
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -44,7 +50,12 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData},
-    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp, tc::TcAttachType},
+    programs::{
+        SchedClassifier, TestRun, TestRunOptions, Xdp,
+        links::FdLink,
+        tc::{SchedClassifierLink, TcAttachType},
+        xdp::XdpLink,
+    },
 };
 use ethergate_common::NatConfig;
 use ethergate_config::NatMode;
@@ -101,13 +112,28 @@ pub struct Dataplane {
     active_flows: Arc<std::sync::atomic::AtomicU64>,
     uplink: Option<attach::Attached>,
     /// The uplink's egress guard (`uplink_egress`).
-    guard: Option<aya::programs::tc::SchedClassifierLinkId>,
+    guard: Option<attach::AttachmentLink>,
+    /// Where flow maps and links are pinned (None: they die with us).
+    pins: Option<pin::Pins>,
+    /// Link pins this process attached or adopted.
+    claimed: Vec<PathBuf>,
     inside: Vec<attach::Attached>,
     /// `redirect_peer` attachments (tests: far ends of veth links).
     peers: Vec<aya::programs::xdp::XdpLinkId>,
     taps: Vec<tap::TapAttachment>,
     gateways: Result<Vec<std::net::Ipv4Addr>, String>,
     ebpf: Ebpf,
+}
+
+/// How to load the data plane.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Flow-table size (`[nat.limits] max_flows`).
+    pub max_flows: u32,
+    /// Pin flow maps and links here so that they outlive the process
+    /// (`ethergate serve`: [`default_pin_root`]); `None`: everything is
+    /// detached and freed when the [`Dataplane`] is dropped.
+    pub pin_root: Option<PathBuf>,
 }
 
 /// Outcome of one BPF_PROG_TEST_RUN.
@@ -131,11 +157,39 @@ impl Dataplane {
     /// Like [`Dataplane::load`], with `NAT_OUT` and `NAT_IN` sized for
     /// `max_flows` flows (`[nat.limits].max_flows`).
     pub fn load_with_max_flows(max_flows: u32) -> Result<Self, DataplaneError> {
-        let mut ebpf = EbpfLoader::new()
+        Self::load_with(&LoadOptions {
+            max_flows,
+            pin_root: None,
+        })
+    }
+
+    /// Loads with `options`. With a pin root, the flow maps of a previous
+    /// process there are adopted when they fit (see `pin.rs`), and every
+    /// link the NAT attaches is pinned so that it outlives this process.
+    pub fn load_with(options: &LoadOptions) -> Result<Self, DataplaneError> {
+        let max_flows = options.max_flows;
+        let pins =
+            match &options.pin_root {
+                Some(root) => Some(pin::Pins::prepare(root, max_flows).map_err(|source| {
+                    DataplaneError::Pin {
+                        path: root.clone(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
+        let mut loader = EbpfLoader::new();
+        loader
             .map_max_entries(NAT_OUT_MAP, max_flows)
             .map_max_entries(NAT_IN_MAP, max_flows)
             .map_max_entries(DNAT_OUT_MAP, max_flows)
-            .map_max_entries(DNAT_IN_MAP, max_flows)
+            .map_max_entries(DNAT_IN_MAP, max_flows);
+        if let Some(pins) = &pins {
+            for (name, _) in pin::PINNED_MAPS {
+                loader.map_pin_path(name, pins.map(name));
+            }
+        }
+        let mut ebpf = loader
             .load(PROGRAMS_OBJECT)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
         for name in [UPLINK_PROGRAM, INSIDE_PROGRAM, REDIRECT_PEER_PROGRAM] {
@@ -177,6 +231,8 @@ impl Dataplane {
             active_flows: Arc::default(),
             uplink: None,
             guard: None,
+            pins,
+            claimed: Vec::new(),
             inside: Vec::new(),
             peers: Vec::new(),
             taps: Vec::new(),
@@ -196,12 +252,8 @@ impl Dataplane {
         self.configure_nat(config)?;
         let uplink = config.uplink.as_str();
         if self.guard.is_none() {
-            self.guard = Some(tap::attach_one(
-                &mut self.ebpf,
-                uplink,
-                TcProgram::UplinkEgress,
-                TcAttachType::Egress,
-            )?);
+            self.guard =
+                Some(self.attach_tc_link(TcProgram::UplinkEgress, uplink, TcAttachType::Egress)?);
         }
         if self.uplink.is_none() {
             self.attach_uplink(uplink, config.mode)?;
@@ -215,6 +267,9 @@ impl Dataplane {
                 let attached = self.attach_nat(INSIDE_PROGRAM, interface.as_str(), config.mode)?;
                 self.inside.push(attached);
             }
+        }
+        if let Some(pins) = &self.pins {
+            pins.remove_unclaimed_links(&self.claimed);
         }
         self.gateways = self.manage_gateway_neighbours(config.uplink.as_str());
         self.sweeper = None;
@@ -389,29 +444,29 @@ impl Dataplane {
         let ifindex = nat::ifindex(interface)?;
         let device = attach::device(interface);
         let (xdp, mut reason) = attach::wants_xdp(mode, &device);
-        let tc = tap::attach_one(
-            &mut self.ebpf,
-            interface,
-            TcProgram::NatIngress,
-            TcAttachType::Ingress,
-        )?;
-        let mut links = Vec::new();
+        // The map first: an XDP program adopted into a pinned link must
+        // find it right from its first packet.
+        self.set_tc_interface(ifindex, !xdp)?;
+        let tc = self.attach_tc_link(TcProgram::NatIngress, interface, TcAttachType::Ingress)?;
+        let mut links = vec![tc];
         let mut attach_mode = AttachMode::Tc;
         if xdp {
-            let program: &mut Xdp = program_mut(&mut self.ebpf, name)?;
-            match attach::attach_native(program, interface) {
+            match self.attach_xdp_link(name, interface) {
                 Ok(link) => {
-                    links.push(attach::AttachmentLink::Xdp(link));
+                    links.push(link);
                     attach_mode = AttachMode::XdpNative;
                 }
-                Err(source) if mode == NatMode::Xdp => {
-                    tap::detach_one(&mut self.ebpf, TcProgram::NatIngress, tc);
+                Err(refused) if mode == NatMode::Xdp => {
+                    for link in links {
+                        self.release(TcProgram::NatIngress, interface, link);
+                    }
                     return Err(DataplaneError::NativeXdp {
                         interface: interface.to_owned(),
-                        source: Box::new(source),
+                        reason: refused,
                     });
                 }
                 Err(refused) => {
+                    self.set_tc_interface(ifindex, true)?;
                     reason = format!(
                         "auto: driver {} refused native XDP ({refused}); tc instead",
                         device.driver
@@ -419,8 +474,6 @@ impl Dataplane {
                 }
             }
         }
-        links.push(attach::AttachmentLink::Tc(tc));
-        self.set_tc_interface(ifindex, attach_mode == AttachMode::Tc)?;
         Ok(attach::Attached {
             status: NatAttachment {
                 interface: interface.to_owned(),
@@ -429,6 +482,103 @@ impl Dataplane {
             },
             links,
         })
+    }
+
+    /// Attaches tc `program` to `interface`; with pinning, adopts the link
+    /// a previous process pinned there (swapping its program for ours in
+    /// one `BPF_LINK_UPDATE`) or pins the new one.
+    fn attach_tc_link(
+        &mut self,
+        program: TcProgram,
+        interface: &str,
+        at: TcAttachType,
+    ) -> Result<attach::AttachmentLink, DataplaneError> {
+        let Some(path) = self
+            .pins
+            .as_ref()
+            .map(|p| p.link(interface, program.name()))
+        else {
+            let id = tap::attach_one(&mut self.ebpf, interface, program, at)?;
+            return Ok(attach::AttachmentLink::Tc(id));
+        };
+        self.claimed.push(path.clone());
+        let attach_error = |source| DataplaneError::TcAttach {
+            interface: interface.to_owned(),
+            program: program.name(),
+            source: Box::new(source),
+        };
+        if let Some(old) = pin::pinned_link(&path) {
+            let classifier: &mut SchedClassifier = program_mut(&mut self.ebpf, program.name())?;
+            if let Ok(link) = SchedClassifierLink::try_from(old)
+                && let Ok(id) = classifier.attach_to_link(link)
+            {
+                return Ok(attach::AttachmentLink::Tc(id));
+            }
+            // Its device is gone (or it is not a tc link): start afresh.
+            let _ = std::fs::remove_file(&path);
+        }
+        let id = tap::attach_one(&mut self.ebpf, interface, program, at)?;
+        let classifier: &mut SchedClassifier = program_mut(&mut self.ebpf, program.name())?;
+        let link = classifier.take_link(id).map_err(attach_error)?;
+        let link = FdLink::try_from(link).map_err(|e| DataplaneError::PinLink {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let pinned = link.pin(&path).map_err(|e| DataplaneError::PinLink {
+            path: path.clone(),
+            reason: error_chain(&e),
+        })?;
+        Ok(attach::AttachmentLink::Pinned(pinned))
+    }
+
+    /// Native XDP for `program` on `interface`, adopting or pinning the
+    /// link as [`Dataplane::attach_tc_link`] does.
+    fn attach_xdp_link(
+        &mut self,
+        name: &'static str,
+        interface: &str,
+    ) -> Result<attach::AttachmentLink, String> {
+        let path = self.pins.as_ref().map(|p| p.link(interface, name));
+        let program: &mut Xdp = program_mut(&mut self.ebpf, name).map_err(|e| e.to_string())?;
+        let Some(path) = path else {
+            return attach::attach_native(program, interface)
+                .map(attach::AttachmentLink::Xdp)
+                .map_err(|e| e.to_string());
+        };
+        if let Some(old) = pin::pinned_link(&path) {
+            if let Ok(link) = XdpLink::try_from(old)
+                && let Ok(id) = program.attach_to_link(link)
+            {
+                self.claimed.push(path);
+                return Ok(attach::AttachmentLink::Xdp(id));
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        let id = attach::attach_native(program, interface).map_err(|e| e.to_string())?;
+        let link = program.take_link(id).map_err(|e| e.to_string())?;
+        let pinned = FdLink::try_from(link)
+            .map_err(|e| e.to_string())?
+            .pin(&path)
+            .map_err(|e| format!("pinning at {}: {}", path.display(), error_chain(&e)))?;
+        self.claimed.push(path);
+        Ok(attach::AttachmentLink::Pinned(pinned))
+    }
+
+    /// Undoes one link of a half-made attachment.
+    fn release(&mut self, program: TcProgram, interface: &str, link: attach::AttachmentLink) {
+        if let Some(pins) = &self.pins {
+            let path = pins.link(interface, program.name());
+            let _ = std::fs::remove_file(&path);
+            self.claimed.retain(|p| *p != path);
+        }
+        if let attach::AttachmentLink::Tc(id) = link {
+            tap::detach_one(&mut self.ebpf, program, id);
+        }
+    }
+
+    /// Where the NAT state came from (`None` without pinning).
+    pub fn state_origin(&self) -> Option<&StateOrigin> {
+        self.pins.as_ref().map(|p| &p.origin)
     }
 
     /// Enters (or removes) `ifindex` in `TC_INTERFACES`: XDP hands frames
@@ -555,4 +705,16 @@ where
             program: name,
             source: Box::new(source),
         })
+}
+
+/// An error and its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

@@ -87,6 +87,23 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The NAT state that outlives serve (pinned flows and programs).
+    Nat {
+        #[command(subcommand)]
+        command: NatCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NatCommand {
+    /// Detach the NAT programs a stopped serve left running in this network
+    /// namespace and drop its flows (every translated connection ends).
+    Forget {
+        /// Instead: only the state of network namespaces that no longer
+        /// exist.
+        #[arg(long)]
+        stale: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -104,6 +121,31 @@ pub enum Failure {
     User(anyhow::Error),
     /// Anything else: exit 2.
     Runtime(anyhow::Error),
+}
+
+fn nat_forget(stale: bool) -> Result<(), Failure> {
+    if stale {
+        let removed = ethergate_dataplane::remove_stale_namespaces()
+            .map_err(|e| Failure::Runtime(anyhow::anyhow!("removing stale NAT state: {e}")))?;
+        println!("removed the NAT state of {removed} network namespaces that are gone");
+        return Ok(());
+    }
+    let root = ethergate_dataplane::default_pin_root()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("network namespace id: {e}")))?;
+    match ethergate_dataplane::forget_pinned_state(&root) {
+        Ok(true) => println!(
+            "NAT programs detached and flows dropped ({})",
+            root.display()
+        ),
+        Ok(false) => println!("no NAT state at {}", root.display()),
+        Err(e) => {
+            return Err(Failure::Runtime(anyhow::anyhow!(
+                "removing {}: {e}",
+                root.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -124,6 +166,9 @@ fn main() -> ExitCode {
         Command::User {
             command: UserCommand::Hash { user },
         } => user::hash(&user),
+        Command::Nat {
+            command: NatCommand::Forget { stale },
+        } => nat_forget(stale),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,7 +6,10 @@
 //! SNAT with the inside interfaces; once the hubs' taps exist, tc on each
 //! tap for DNAT and VPN-client SNAT) start.
 //! SIGTERM/SIGINT stop it cleanly (counters printed, sessions closed, taps
-//! removed, programs detached); SIGHUP (or `ethergate reload`) re-reads the
+//! removed). The NAT programs on the uplink and inside interfaces and the
+//! flow maps are pinned: they keep translating while no process runs, and
+//! the next serve adopts them, so a restart or an upgrade keeps every
+//! established flow (`ethergate nat forget` removes them). SIGHUP (or `ethergate reload`) re-reads the
 //! config and applies it atomically. The admin socket and the metrics
 //! endpoint start last, once everything they report on is up.
 
@@ -18,7 +21,7 @@ use std::{
 
 use anyhow::anyhow;
 use ethergate_config::Config;
-use ethergate_dataplane::Dataplane;
+use ethergate_dataplane::{Dataplane, DataplaneError, LoadOptions};
 use nix::sys::signal::Signal;
 use tracing::{info, warn};
 
@@ -57,8 +60,7 @@ pub fn run(
         .map_or(ethergate_dataplane::DEFAULT_MAX_FLOWS, |n| {
             n.limits.max_flows
         });
-    let mut dataplane =
-        Dataplane::load_with_max_flows(max_flows).map_err(|e| Failure::Runtime(e.into()))?;
+    let mut dataplane = load_dataplane(max_flows, config.nat.is_some())?;
     info!("eBPF programs loaded and verified");
     match &config.nat {
         Some(nat) => {
@@ -207,8 +209,53 @@ fn stop(control: Arc<Mutex<Control>>) {
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     control.appliance.stop();
+    let pinned = control.dataplane.state_origin().is_some();
     drop(control.dataplane);
-    info!("data-plane programs detached; bye");
+    if pinned {
+        info!(
+            "NAT programs and flows stay attached for the next start (ethergate nat forget removes them); bye"
+        );
+    } else {
+        info!("data-plane programs detached; bye");
+    }
+}
+
+/// The data plane, with its NAT state pinned when there is NAT to keep. If
+/// pinning is impossible here (no bpffs and no right to mount one), NAT
+/// still runs; its flows then end with the process, and the log says so.
+fn load_dataplane(max_flows: u32, nat: bool) -> Result<Dataplane, Failure> {
+    if nat {
+        match ethergate_dataplane::remove_stale_namespaces() {
+            Ok(0) => {}
+            Ok(removed) => info!(
+                removed,
+                "removed the NAT state of network namespaces that are gone"
+            ),
+            Err(e) => warn!("cannot check for stale NAT state: {e}"),
+        }
+        match ethergate_dataplane::default_pin_root() {
+            Ok(root) => {
+                let options = LoadOptions {
+                    max_flows,
+                    pin_root: Some(root.clone()),
+                };
+                match Dataplane::load_with(&options) {
+                    Ok(dataplane) => {
+                        if let Some(origin) = dataplane.state_origin() {
+                            info!(pin_root = %root.display(), "NAT state: {origin}");
+                        }
+                        return Ok(dataplane);
+                    }
+                    Err(e @ DataplaneError::Pin { .. }) => {
+                        warn!("NAT flows will not survive a restart: {e}");
+                    }
+                    Err(e) => return Err(Failure::Runtime(e.into())),
+                }
+            }
+            Err(e) => warn!("NAT flows will not survive a restart: no network namespace id: {e}"),
+        }
+    }
+    Dataplane::load_with_max_flows(max_flows).map_err(|e| Failure::Runtime(e.into()))
 }
 
 fn print_counters(dataplane: &Dataplane) {

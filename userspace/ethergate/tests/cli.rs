@@ -95,7 +95,9 @@ fn user_hash_prints_softethers_stored_form() {
 }
 
 fn serve_config(uplink: &str) -> String {
-    format!("[server]\nstate_dir = \"/tmp\"\n\n[nat]\nuplink = \"{uplink}\"\n")
+    // XDP forced: the uplink program's per-class counters are what this
+    // test reads (auto mode runs tc on a veth).
+    format!("[server]\nstate_dir = \"/tmp\"\n\n[nat]\nuplink = \"{uplink}\"\nmode = \"xdp\"\n")
 }
 
 #[test]
@@ -111,6 +113,7 @@ fn serve_counts_real_traffic_and_stops_on_sigterm() {
         .expect("topology (run as root)");
     let config = write_config("serve", &serve_config("up0"));
     let config_arg = config.display().to_string();
+    mount_pin_base();
     let mut serve = topo
         .spawn("nat", &[BIN, "serve", "--config", &config_arg])
         .expect("spawn serve");
@@ -139,15 +142,42 @@ fn serve_counts_real_traffic_and_stops_on_sigterm() {
         .unwrap_or_else(|| panic!("no icmp4 row:\n{log}"));
     let fields: Vec<&str> = icmp.split_whitespace().collect();
     assert_eq!(fields, ["icmp4", "pass", "3", "294"], "{log}");
-    assert!(log.contains("detached"), "{log}");
-    // The program is gone from the interface once serve has exited.
+    assert!(log.contains("stay attached"), "{log}");
+    // The program stays on the interface after serve has exited, so that
+    // flows survive a restart; `nat forget` takes it off.
+    let link = topo.ip("nat", &["link", "show", "up0"]).expect("link");
+    assert!(
+        link.stdout.contains("xdp"),
+        "XDP not kept attached: {}",
+        link.stdout
+    );
+    let forget = topo
+        .run("nat", &[BIN, "nat", "forget"])
+        .expect("run nat forget");
+    assert_eq!(forget.code, Some(0), "{}", forget.stderr);
+    assert!(forget.stdout.contains("detached"), "{}", forget.stdout);
     let link = topo.ip("nat", &["link", "show", "up0"]).expect("link");
     assert!(
         !link.stdout.contains("xdp"),
-        "XDP still attached: {}",
+        "XDP still attached after nat forget: {}",
         link.stdout
     );
     let _ = std::fs::remove_file(config);
+}
+
+/// What the systemd unit's ExecStartPre does: a bpffs of ethergate's own
+/// at /run/ethergate-nat in the host's mount namespace. serve mounts it
+/// itself when it is missing, but `ip netns exec` (how tests start serve)
+/// gives serve a private mount namespace, and a mount made there ends with
+/// the process.
+fn mount_pin_base() {
+    let script = "mountpoint -q /run/ethergate-nat || \
+        { mkdir -p /run/ethergate-nat && mount -t bpf ethergate-nat /run/ethergate-nat; }";
+    let status = Command::new("sh")
+        .args(["-c", script])
+        .status()
+        .expect("sh");
+    assert!(status.success(), "mounting bpffs at /run/ethergate-nat");
 }
 
 #[test]
