@@ -26,14 +26,14 @@ use crate::{
 };
 
 /// What changes in the embedded datagram.
-struct Embedded {
-    protocol: u8,
+pub struct Embedded {
+    pub protocol: u8,
     /// Public (address, port) the flow used, and the private one to put
     /// back.
-    public: (u32, u16),
-    private: (u32, u16),
+    pub public: (u32, u16),
+    pub private: (u32, u16),
     /// Whether the embedded L4 checksum is present and must be updated.
-    l4_check: bool,
+    pub l4_check: bool,
 }
 
 #[inline(always)]
@@ -72,9 +72,9 @@ pub fn reverse(ctx: &XdpContext, frame: &mut XdpFrame, ip: &[u8; 20], l4: usize)
     transmit(ctx, egress)
 }
 
-/// The flow the error is about, if it is one of ours.
+/// The flow the error is about, if it is one of ours (XDP and tc).
 #[inline(always)]
-fn lookup(frame: &XdpFrame, ip: &[u8; 20], l4: usize) -> Option<Embedded> {
+pub fn lookup<F: PacketBytes>(frame: &F, ip: &[u8; 20], l4: usize) -> Option<Embedded> {
     let quote = icmp_quote::quote(frame, ip, l4)?;
     let (public_addr, remote_addr) = quote.addrs();
     let outer_dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);

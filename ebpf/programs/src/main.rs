@@ -16,6 +16,7 @@ mod route;
 mod tap;
 mod tap_icmp;
 mod tc_frame;
+mod tc_icmp_error;
 mod uplink;
 
 #[cfg(not(test))]

@@ -58,6 +58,7 @@ use crate::{
     route::{self, Route},
     tap_icmp,
     tc_frame::TcFrame,
+    tc_icmp_error,
 };
 
 const IP_CHECK_AT: usize = ETH_HEADER_LEN + 10;
@@ -129,6 +130,20 @@ fn ingress(ctx: &TcContext) -> i32 {
     if is_later_fragment(&classified) {
         return later_fragment(ctx, &frame, config, true);
     }
+    if classified.class == ProtoClass::Icmp4
+        && classified.vlan_tags == 0
+        && classified.l3_offset == ETH_HEADER_LEN
+        && icmp_quote::is_error(&frame, classified.l4_offset)
+        && let Some(ip) = frame.header::<20>(ETH_HEADER_LEN)
+    {
+        let ip = *ip;
+        if !flow::is_first_fragment(&ip)
+            && let Some(action) = tc_icmp_error::reverse(ctx, &frame, &ip, classified.l4_offset)
+        {
+            return action;
+        }
+        return TC_ACT_OK;
+    }
     let Some(seen) = read(&frame, &classified, true) else {
         return TC_ACT_OK;
     };
@@ -188,7 +203,7 @@ enum Translation {
 }
 
 #[inline(always)]
-fn dropped(reason: DropReason) -> i32 {
+pub fn dropped(reason: DropReason) -> i32 {
     count_drop(reason);
     TC_ACT_SHOT
 }
@@ -290,7 +305,7 @@ fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Transl
 /// the MACs the FIB gave, or through `bpf_redirect_neigh` when the next hop
 /// is not resolved yet.
 #[inline(always)]
-fn send(ctx: &TcContext, fib: Option<&FibParams>, egress: u32) -> i32 {
+pub fn send(ctx: &TcContext, fib: Option<&FibParams>, egress: u32) -> i32 {
     let action = match fib {
         Some(fib) => {
             if ctx.store(0, &fib.dmac, 0).is_err() || ctx.store(6, &fib.smac, 0).is_err() {
@@ -498,7 +513,7 @@ fn rewrite(
 /// The IPv4 header's address at `addr_at` from `old_addr` to `new_addr`,
 /// checksum updated; with `ttl_proto` (we route it) the TTL drops by one.
 #[inline(always)]
-fn rewrite_address(
+pub fn rewrite_address(
     ctx: &TcContext,
     addr_at: usize,
     old_addr: u32,

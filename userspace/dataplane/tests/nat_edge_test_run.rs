@@ -9,7 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Bench, PRIVATE_HOST, PUBLIC, REMOTE, REMOTE_MAC, TC_ACT_OK, XDP_PASS, XDP_REDIRECT, public_port,
+    Bench, PRIVATE_HOST, PUBLIC, REMOTE, REMOTE_MAC, TC_ACT_OK, TC_ACT_REDIRECT, XDP_PASS,
+    XDP_REDIRECT, public_port,
 };
 use ethergate_common::NatEvent;
 use ethergate_config::NatTimeouts;
@@ -74,10 +75,10 @@ fn icmp_errors_about_snat_flows_are_translated_with_their_embedded_header() {
     let error = error_from_remote(&bench, IcmpError::PortUnreachable, &wire);
     let (action, back) = bench.back(&mut dp, &error);
     assert_eq!(action, XDP_REDIRECT, "udp port unreachable");
-    assert_eq!(
-        back,
-        error_to_private(&bench, IcmpError::PortUnreachable, &private)
-    );
+    let expected = error_to_private(&bench, IcmpError::PortUnreachable, &private);
+    assert_eq!(back, expected);
+    // The tc path (tc mode on veths) writes the same bytes.
+    assert_eq!(bench.back_tc(&mut dp, &error), (TC_ACT_REDIRECT, expected));
 
     // TCP, fragmentation needed, quoting the whole header (its checksum
     // is in the quote and must be updated too).
@@ -95,39 +96,40 @@ fn icmp_errors_about_snat_flows_are_translated_with_their_embedded_header() {
     };
     let kind = IcmpError::FragmentationNeeded { mtu: 1400 };
     let (wire, private) = quoted_pair(&bench, syn, public, b"", 40);
-    let (action, back) = bench.back(&mut dp, &error_from_remote(&bench, kind, &wire));
+    let error = error_from_remote(&bench, kind, &wire);
+    let (action, back) = bench.back(&mut dp, &error);
     assert_eq!(action, XDP_REDIRECT, "tcp frag needed");
-    assert_eq!(back, error_to_private(&bench, kind, &private));
+    let expected = error_to_private(&bench, kind, &private);
+    assert_eq!(back, expected);
+    assert_eq!(bench.back_tc(&mut dp, &error), (TC_ACT_REDIRECT, expected));
 
     // TCP quoted with only 8 bytes: no checksum to update.
     let (wire, private) = quoted_pair(&bench, syn, public, b"", 28);
-    let (action, back) = bench.back(
-        &mut dp,
-        &error_from_remote(&bench, IcmpError::TtlExceeded, &wire),
-    );
+    let error = error_from_remote(&bench, IcmpError::TtlExceeded, &wire);
+    let (action, back) = bench.back(&mut dp, &error);
     assert_eq!(action, XDP_REDIRECT, "tcp ttl exceeded, short quote");
-    assert_eq!(
-        back,
-        error_to_private(&bench, IcmpError::TtlExceeded, &private)
-    );
+    let expected = error_to_private(&bench, IcmpError::TtlExceeded, &private);
+    assert_eq!(back, expected);
+    assert_eq!(bench.back_tc(&mut dp, &error), (TC_ACT_REDIRECT, expected));
 
     // ICMP echo, time exceeded (traceroute -I through the NAT).
     let echo = L4::EchoRequest { id: 77, seq: 3 };
     let (_, out) = bench.out(&mut dp, &bench.sent_by_private(echo).frame(b"ping"));
     let id = public_port(&out, true);
     let (wire, private) = quoted_pair(&bench, echo, L4::EchoRequest { id, seq: 3 }, b"ping", 28);
-    let (action, back) = bench.back(
-        &mut dp,
-        &error_from_remote(&bench, IcmpError::TtlExceeded, &wire),
-    );
+    let error = error_from_remote(&bench, IcmpError::TtlExceeded, &wire);
+    let (action, back) = bench.back(&mut dp, &error);
     assert_eq!(action, XDP_REDIRECT, "echo ttl exceeded");
-    assert_eq!(
-        back,
-        error_to_private(&bench, IcmpError::TtlExceeded, &private)
-    );
+    let expected = error_to_private(&bench, IcmpError::TtlExceeded, &private);
+    assert_eq!(back, expected);
+    assert_eq!(bench.back_tc(&mut dp, &error), (TC_ACT_REDIRECT, expected));
 
     let c = dp.counters().expect("counters");
-    assert_eq!(c.nat_event(NatEvent::IcmpErrorTranslated), 4);
+    assert_eq!(
+        c.nat_event(NatEvent::IcmpErrorTranslated),
+        8,
+        "4 in XDP, 4 in tc"
+    );
 
     // An error about a flow we do not have, or naming another address
     // than the outer destination, is the kernel's, untouched.
@@ -135,6 +137,10 @@ fn icmp_errors_about_snat_flows_are_translated_with_their_embedded_header() {
     let (wire, _) = quoted_pair(&bench, stranger, stranger, b"x", 28);
     let unknown = error_from_remote(&bench, IcmpError::PortUnreachable, &wire);
     assert_eq!(bench.back(&mut dp, &unknown), (XDP_PASS, unknown.clone()));
+    assert_eq!(
+        bench.back_tc(&mut dp, &unknown),
+        (TC_ACT_OK, unknown.clone())
+    );
     let (mut wire, _) = quoted_pair(&bench, query, L4::Udp { src: port, dst: 53 }, b"query", 28);
     wire[12..16].copy_from_slice(&[203, 0, 113, 99]);
     let mismatched = error_from_remote(&bench, IcmpError::PortUnreachable, &wire);

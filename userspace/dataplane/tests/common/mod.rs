@@ -165,6 +165,19 @@ impl Bench {
         self.run(dp, XdpProgram::Uplink, frame, self.pub0.0)
     }
 
+    /// What the tc path (`nat_ingress`, tc mode and XDP's hand-over) makes
+    /// of `frame` received on pub0.
+    pub fn back_tc(&self, dp: &mut Dataplane, frame: &[u8]) -> (u32, Vec<u8>) {
+        let outcome = self
+            .topo
+            .enter("nat", || {
+                dp.test_run_tc(TcProgram::NatIngress, frame, self.pub0.0)
+            })
+            .expect("enter nat")
+            .expect("tc test run");
+        (outcome.action, outcome.frame)
+    }
+
     /// Runs a tap tc program on `frame` with the skb on tap0, inside `nat`.
     pub fn tap(&self, dp: &mut Dataplane, program: TcProgram, frame: &[u8]) -> (u32, Vec<u8>) {
         let outcome = self
