@@ -142,6 +142,10 @@ pub fn main() -> Result<()> {
         bail!("ethergate exited with {code:?}; log above");
     }
 
+    step("ethergate nat forget: the NAT programs and flows a stop keeps for the next start");
+    let forget = topo.run("nat", &[&binary_arg, "nat", "forget"])?;
+    print!("{}", indent(&forget.stdout));
+
     step("teardown");
     let names = topo.namespace_names();
     drop(ethergate);

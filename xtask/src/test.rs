@@ -110,6 +110,19 @@ pub fn main() -> Result<()> {
     privileged.extend(["--", "--test-threads=1"]);
     run(&privileged)?;
 
+    // serve keeps NAT state pinned across restarts on purpose; the tests'
+    // namespaces are gone now, so is any reason to keep theirs.
+    run(&[
+        "cargo",
+        "run",
+        "-q",
+        "-p",
+        "ethergate",
+        "--",
+        "nat",
+        "forget",
+        "--stale",
+    ])?;
     assert_nothing_left_behind()?;
     report_disk_use();
     println!("\nall tests passed");

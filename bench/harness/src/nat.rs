@@ -111,9 +111,9 @@ fn setup(topo: &Topology, settings: &Settings, system: &str) -> Result<Setup> {
     Ok(s)
 }
 
-fn teardown(topo: &Topology, setup: Setup) {
+fn teardown(topo: &Topology, settings: &Settings, setup: Setup) {
     match setup {
-        Setup::Ethergate(p) => drop(p),
+        Setup::Ethergate(p) => tunnel::stop_ethergate(topo, settings, p),
         Setup::Iptables(bin) => {
             let _ = topo.run("nat", &[bin, "-t", "nat", "-F"]);
         }
@@ -172,14 +172,14 @@ fn run_systems(topo: &Topology, report: &mut Report, settings: &Settings) -> Res
             match topo.run("private", &["ping", "-c1", "-W2", INTERNET_IP]) {
                 Ok(p) if p.success => Ok(s),
                 Ok(p) => {
-                    teardown(topo, s);
+                    teardown(topo, settings, s);
                     Err(anyhow!(
                         "no echo reply from {INTERNET_IP} through it: {}",
                         p.stdout.trim()
                     ))
                 }
                 Err(e) => {
-                    teardown(topo, s);
+                    teardown(topo, settings, s);
                     Err(e.into())
                 }
             }
@@ -187,7 +187,7 @@ fn run_systems(topo: &Topology, report: &mut Report, settings: &Settings) -> Res
         match s {
             Ok(s) => {
                 rows(topo, report, settings, system, huge);
-                teardown(topo, s);
+                teardown(topo, settings, s);
             }
             Err(e) => {
                 for (w, unit, better) in workloads(settings, huge) {
@@ -293,7 +293,7 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
     );
     let n = settings.huge_flows;
     let conntrack_note = if system == tunnel::ETHERGATE {
-        format!("XDP flow table max_flows = {ETHERGATE_MAX_FLOWS}")
+        format!("flow table max_flows = {ETHERGATE_MAX_FLOWS}, no per-source quota")
     } else {
         let max =
             std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").unwrap_or_default();

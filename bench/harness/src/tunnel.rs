@@ -113,6 +113,8 @@ to = "{PRIVATE_IP}:80"
 
 [nat.limits]
 max_flows = {max_flows}
+# One private host generates every NAT row's flows (up to 1M).
+max_flows_per_source = 0
 "#
     );
     let path = dir.join("ethergate.toml");
@@ -140,6 +142,15 @@ pub fn start_ethergate(topo: &Topology, settings: &Settings, max_flows: u32) -> 
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(p)
+}
+
+/// Stops serve and drops the NAT state it leaves pinned on purpose (so
+/// that a restart keeps flows): the next system must not find ethergate's
+/// programs still attached to the NAT's interfaces.
+pub fn stop_ethergate(topo: &Topology, settings: &Settings, serve: Process) {
+    drop(serve);
+    let bin = settings.ethergate_bin.display().to_string();
+    let _ = topo.run("nat", &[&bin, "nat", "forget"]);
 }
 
 fn start_softether<'t>(topo: &'t Topology) -> Result<SoftEtherServer<'t>> {
@@ -365,7 +376,9 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
         ethergate_client(topo, report, settings, system, pid);
         sessions(topo, report, settings, system, pid, Part::Logins);
         report.progress(&format!("tunnel: stopping {system}"));
-        drop(eg);
+        if let Some(eg) = eg {
+            stop_ethergate(topo, settings, eg);
+        }
         drop(se);
         remove_softether_rules(topo);
         // The tap goes with its server; wait so the next one can create it.

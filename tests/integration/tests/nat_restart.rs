@@ -11,7 +11,7 @@ mod common;
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -29,10 +29,10 @@ impl Drop for Forget {
     }
 }
 
-fn start(topo: &Topology, root: &PathBuf, nat: &Nat) -> Dataplane {
+fn start(topo: &Topology, root: &Path, nat: &Nat) -> Dataplane {
     let options = LoadOptions {
         max_flows: nat.limits.max_flows,
-        pin_root: Some(root.clone()),
+        pin_root: Some(root.to_path_buf()),
     };
     topo.enter("nat", || {
         let mut dp = Dataplane::load_with(&options)?;

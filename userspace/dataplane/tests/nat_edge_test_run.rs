@@ -156,7 +156,8 @@ fn icmp_errors_about_snat_flows_are_translated_with_their_embedded_header() {
         dp.counters()
             .expect("counters")
             .nat_event(NatEvent::IcmpErrorTranslated),
-        4
+        8,
+        "only the four errors above, each through XDP and tc"
     );
 }
 
