@@ -10,6 +10,8 @@ use std::{
 
 use ethergate_netns::{Endpoint, Topology};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_ethergate");
 
 fn write_config(name: &str, text: &str) -> std::path::PathBuf {
@@ -113,7 +115,7 @@ fn serve_counts_real_traffic_and_stops_on_sigterm() {
         .expect("topology (run as root)");
     let config = write_config("serve", &serve_config("up0"));
     let config_arg = config.display().to_string();
-    mount_pin_base();
+    common::mount_pin_base();
     let mut serve = topo
         .spawn("nat", &[BIN, "serve", "--config", &config_arg])
         .expect("spawn serve");
@@ -163,21 +165,6 @@ fn serve_counts_real_traffic_and_stops_on_sigterm() {
         link.stdout
     );
     let _ = std::fs::remove_file(config);
-}
-
-/// What the systemd unit's ExecStartPre does: a bpffs of ethergate's own
-/// at /run/ethergate-nat in the host's mount namespace. serve mounts it
-/// itself when it is missing, but `ip netns exec` (how tests start serve)
-/// gives serve a private mount namespace, and a mount made there ends with
-/// the process.
-fn mount_pin_base() {
-    let script = "mountpoint -q /run/ethergate-nat || \
-        { mkdir -p /run/ethergate-nat && mount -t bpf ethergate-nat /run/ethergate-nat; }";
-    let status = Command::new("sh")
-        .args(["-c", script])
-        .status()
-        .expect("sh");
-    assert!(status.success(), "mounting bpffs at /run/ethergate-nat");
 }
 
 #[test]

@@ -284,7 +284,8 @@ max_sessions = 10
              destination, protocol, port, to",
             "t.toml:29: unknown key \"tcp_secs\" in [nat.timeouts]; known keys are \
              tcp_established_secs, tcp_transitory_secs, udp_secs, icmp_secs",
-            "t.toml:31: unknown key \"max_sessions\" in [nat.limits]; known keys are max_flows",
+            "t.toml:31: unknown key \"max_sessions\" in [nat.limits]; known keys are max_flows, \
+             max_flows_per_source",
         ]
     );
 }

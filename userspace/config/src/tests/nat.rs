@@ -217,3 +217,44 @@ max_flows = 100
     );
     assert_eq!(n.limits.max_flows, 1 << 20);
 }
+
+#[test]
+fn nat_mode_and_per_source_quota() {
+    let rules = "[[nat.snat]]\nsource = \"10.0.0.0/16\"\nto = \"masquerade\"\n";
+    let c = valid(&nat(rules));
+    let n = c.nat.as_ref().expect("nat");
+    assert_eq!(n.mode, NatMode::Auto);
+    assert_eq!(n.limits.max_flows_per_source, DEFAULT_MAX_FLOWS / 4);
+
+    let c = valid(&nat(&format!(
+        "{rules}[nat.limits]\nmax_flows = 4096\nmax_flows_per_source = 0\n"
+    )));
+    assert_eq!(c.nat.as_ref().expect("nat").limits.max_flows_per_source, 0);
+    let c = valid(&nat(&format!("{rules}[nat.limits]\nmax_flows = 4096\n")));
+    assert_eq!(
+        c.nat.as_ref().expect("nat").limits.max_flows_per_source,
+        1024,
+        "a quarter of the configured table"
+    );
+
+    for (mode, expected) in [("xdp", NatMode::Xdp), ("tc", NatMode::Tc)] {
+        let text = nat(rules).replace("[nat]\n", &format!("[nat]\nmode = \"{mode}\"\n"));
+        assert_eq!(valid(&text).nat.expect("nat").mode, expected);
+    }
+    let text = nat(&format!(
+        "{rules}[nat.limits]\nmax_flows = 4096\nmax_flows_per_source = 5000\n"
+    ))
+    .replace("[nat]\n", "[nat]\nmode = \"fast\"\n");
+    let problems = errors(&text);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains("nat.mode = \"fast\": use \"auto\""),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].contains(
+            "max_flows_per_source = 5000 is out of range; use 0 (no limit) to max_flows (4096)"
+        ),
+        "{problems:?}"
+    );
+}

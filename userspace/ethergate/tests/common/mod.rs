@@ -185,3 +185,18 @@ pub fn status_json(socket: &str) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("status JSON")
 }
+
+/// What the systemd unit's `ExecStartPre=-+` does before serve starts: a
+/// bpffs of ethergate's own at /run/ethergate-nat in the host's mount
+/// namespace, where serve pins its NAT state. serve mounts it itself when
+/// it is missing, but `ip netns exec` (how tests start serve) gives serve a
+/// private mount namespace, and a mount made there ends with the process.
+pub fn mount_pin_base() {
+    let script = "mountpoint -q /run/ethergate-nat || \\
+        { mkdir -p /run/ethergate-nat && mount -t bpf ethergate-nat /run/ethergate-nat; }";
+    let status = std::process::Command::new("sh")
+        .args(["-c", script])
+        .status()
+        .expect("sh");
+    assert!(status.success(), "mounting bpffs at /run/ethergate-nat");
+}

@@ -1,0 +1,131 @@
+//! `ethergate serve` stopped and started again — by a new binary, as an
+//! upgrade does — while a TCP transfer runs from the private subnet to the
+//! outside through SNAT: the connection survives, no byte is lost, and the
+//! new process says it adopted the flows. Needs root; run with
+//! `--test-threads=1`.
+//!
+//! ```text
+//! client/"internet" (198.51.100.2) — nat (serve: eth0 198.51.100.1 | eth1 10.0.0.1) — private (10.0.1.26)
+//! ```
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    time::{Duration, Instant},
+};
+
+mod common;
+use common::{mount_pin_base, password_hash, recipe_topology, wait_for, write_recipe_config};
+
+const NAT: &str = r#"
+[nat]
+uplink = "eth0"
+inside = ["eth1"]
+
+[[nat.snat]]
+source = "10.0.0.0/16"
+to = "masquerade"
+"#;
+
+#[test]
+fn an_snat_transfer_survives_a_restart_onto_a_new_binary() {
+    let topo = recipe_topology();
+    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
+    std::fs::create_dir_all(&state).expect("state dir");
+    let hash = password_hash("tsumura", "mikalab-pass");
+    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(NAT);
+    std::fs::write(&config, text).expect("config with [nat]");
+    let config_arg = config.display().to_string();
+    mount_pin_base();
+
+    let start = |bin: &str| {
+        let mut serve = topo
+            .spawn("nat", &[bin, "serve", "--config", &config_arg])
+            .expect("ethergate serve");
+        wait_for(&mut serve, "VPN listeners up", Duration::from_secs(30));
+        serve
+    };
+    let mut first = start(common::BIN);
+    assert!(
+        first.log().contains("NAT state: no previous NAT state"),
+        "{}",
+        first.log()
+    );
+
+    // A receiver outside that records the longest silence between reads.
+    let listener = topo
+        .enter("client", || {
+            TcpListener::bind("198.51.100.2:7200").expect("bind")
+        })
+        .expect("enter client");
+    let receiver = std::thread::spawn(move || {
+        let (mut stream, peer) = listener.accept().expect("accept");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut buf = [0u8; 65536];
+        let (mut total, mut longest, mut last) = (0usize, Duration::ZERO, Instant::now());
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    total += n;
+                    longest = longest.max(last.elapsed());
+                    last = Instant::now();
+                }
+                Err(e) => panic!("receive: {e} after {total} bytes"),
+            }
+        }
+        (peer, total, longest)
+    });
+    let mut stream = topo
+        .enter("private", || {
+            TcpStream::connect("198.51.100.2:7200").expect("connect through SNAT")
+        })
+        .expect("enter private");
+    let sender = std::thread::spawn(move || {
+        let chunk = [9u8; 4096];
+        let mut sent = 0usize;
+        let until = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < until {
+            stream.write_all(&chunk).expect("send");
+            sent += chunk.len();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        sent
+    });
+
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(first.stop(), Some(0), "{}", first.log());
+    assert!(first.log().contains("stay attached"), "{}", first.log());
+    // The upgrade: another binary file takes over.
+    let upgraded = state.join("ethergate-upgraded");
+    std::fs::copy(common::BIN, &upgraded).expect("copy the binary");
+    let upgraded = upgraded.display().to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut second = start(&upgraded);
+    assert!(
+        second
+            .log()
+            .contains("NAT state: adopted the flows of the previous process"),
+        "{}",
+        second.log()
+    );
+
+    let sent = sender.join().expect("sender");
+    let (peer, received, longest) = receiver.join().expect("receiver");
+    assert_eq!(peer.ip().to_string(), "198.51.100.1", "translated source");
+    assert_eq!(received, sent, "every byte arrived, in one connection");
+    eprintln!(
+        "serve restart onto a new binary: longest gap between reads {longest:?} over {received} bytes"
+    );
+
+    assert_eq!(second.stop(), Some(0), "{}", second.log());
+    let forget = topo
+        .run("nat", &[&upgraded, "nat", "forget"])
+        .expect("nat forget");
+    assert_eq!(forget.code, Some(0), "{}", forget.stderr);
+    let _ = std::fs::remove_dir_all(&state);
+}
