@@ -12,6 +12,7 @@
 
 mod login;
 mod nat;
+mod nat_live;
 mod openvpn;
 mod profile;
 mod report;
@@ -32,6 +33,8 @@ const USAGE: &str = "usage: ethergate-bench --ethergate <path to release etherga
   --quick     one run per point, 3 s runs, 100 idle sessions (about 3 minutes)
   --out DIR   where results go (default bench/results)
   --only S    only systems whose name contains S (e.g. softether, iptables)
+  --section S only section S: tunnel, nat (sendmmsg
+              generator), nat-live (live-frames generator)
   --perf      perf record the server during TCP 1-stream runs and the whole machine
               during the large-flow-table pps run; reports in <out>/perf/";
 
@@ -41,6 +44,7 @@ fn main() -> Result<()> {
     let mut bin = None;
     let mut out = None;
     let mut only = None;
+    let mut section = None;
     let mut perf = false;
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -48,6 +52,7 @@ fn main() -> Result<()> {
             "--ethergate" => bin = args.next().map(PathBuf::from),
             "--out" => out = args.next().map(PathBuf::from),
             "--only" => only = args.next(),
+            "--section" => section = args.next(),
             "--perf" => perf = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -68,7 +73,8 @@ fn main() -> Result<()> {
     let started_utc = sys::timestamp();
     let work = std::env::temp_dir().join(format!("ethergate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let settings = Settings::new(quick, bin, work.clone(), only, perf, out.clone());
+    let mut settings = Settings::new(quick, bin, work.clone(), only, perf, out.clone());
+    settings.section = section;
     sys::install_interrupt_flag();
 
     let mut report = Report::new();
@@ -139,13 +145,22 @@ fn run(report: &mut Report, settings: &Settings) -> Result<()> {
         "topology up: {}",
         topo.namespace_names().join(", ")
     ));
-    if let Err(e) = tunnel::run(&topo, report, settings) {
+    if settings.runs_section("tunnel")
+        && let Err(e) = tunnel::run(&topo, report, settings)
+    {
         report.progress(&format!("tunnel rows stopped: {e:#}"));
     }
     if !sys::interrupted()
+        && settings.runs_section("nat")
         && let Err(e) = nat::run(&topo, report, settings)
     {
         report.progress(&format!("nat rows stopped: {e:#}"));
+    }
+    if !sys::interrupted()
+        && settings.runs_section("nat-live")
+        && let Err(e) = nat_live::run(&topo, report, settings)
+    {
+        report.progress(&format!("nat-live rows stopped: {e:#}"));
     }
     report.progress("tearing down the topology");
     drop(topo);

@@ -42,7 +42,7 @@ const MASQ: &[&str] = &[
     "MASQUERADE",
 ];
 
-enum Setup {
+pub enum Setup {
     Ethergate(Process),
     Iptables(&'static str),
     Nftables,
@@ -50,12 +50,26 @@ enum Setup {
 }
 
 fn setup(topo: &Topology, settings: &Settings, system: &str) -> Result<Setup> {
-    let s = match system {
-        tunnel::ETHERGATE => Setup::Ethergate(tunnel::start_ethergate(
+    setup_system(topo, settings, system, None)
+}
+
+/// Puts `system` in place; an ethergate system runs with `[nat] mode =
+/// ethergate_mode` (default: auto).
+pub fn setup_system(
+    topo: &Topology,
+    settings: &Settings,
+    system: &str,
+    ethergate_mode: Option<&str>,
+) -> Result<Setup> {
+    if ethergate_mode.is_some() || system == tunnel::ETHERGATE {
+        return Ok(Setup::Ethergate(tunnel::start_ethergate(
             topo,
             settings,
             ETHERGATE_MAX_FLOWS,
-        )?),
+            ethergate_mode,
+        )?));
+    }
+    let s = match system {
         IPTABLES_NFT | IPTABLES_LEGACY => {
             let bin = if system == IPTABLES_NFT {
                 "iptables"
@@ -109,6 +123,10 @@ fn setup(topo: &Topology, settings: &Settings, system: &str) -> Result<Setup> {
         }
     };
     Ok(s)
+}
+
+pub fn teardown_system(topo: &Topology, settings: &Settings, setup: Setup) {
+    teardown(topo, settings, setup);
 }
 
 fn teardown(topo: &Topology, settings: &Settings, setup: Setup) {

@@ -22,6 +22,8 @@ pub struct Settings {
     pub work: PathBuf,
     /// Only run rows whose workload or system contains this.
     pub only: Option<String>,
+    /// Only run the sections ("tunnel", "nat", "nat-live") this names.
+    pub section: Option<String>,
     /// Profile chosen points with perf into `<out>/perf/`.
     pub perf: bool,
     pub out: PathBuf,
@@ -49,6 +51,7 @@ impl Settings {
                 ethergate_bin,
                 work,
                 only,
+                section: None,
                 perf,
                 out,
             }
@@ -65,10 +68,16 @@ impl Settings {
                 ethergate_bin,
                 work,
                 only,
+                section: None,
                 perf,
                 out,
             }
         }
+    }
+
+    /// Whether `--section` selects `name` (exactly, or all without it).
+    pub fn runs_section(&self, name: &str) -> bool {
+        self.section.as_deref().is_none_or(|s| s == name)
     }
 
     pub fn wants(&self, system: &str) -> bool {

@@ -72,7 +72,8 @@ const CLIENT_METHOD: &str = "Debian vpnclient 5.01, 1 TCP conn, TLS, no compress
 
 /// ethergate's config for every row: the recipe's hub, DHCP, and [nat]
 /// with SNAT for the private subnet and the recipe's DNAT rule.
-pub fn ethergate_config(dir: &Path, max_flows: u32) -> Result<PathBuf> {
+pub fn ethergate_config(dir: &Path, max_flows: u32, mode: Option<&str>) -> Result<PathBuf> {
+    let mode = mode.map_or_else(String::new, |m| format!("mode = \"{m}\"\n"));
     std::fs::create_dir_all(dir)?;
     let d = dir.display();
     let text = format!(
@@ -100,7 +101,7 @@ password = "{PASSWORD}"
 [nat]
 uplink = "eth0"
 inside = ["eth1"]
-
+{mode}
 [[nat.snat]]
 source = "10.0.0.0/16"
 to = "masquerade"
@@ -123,11 +124,16 @@ max_flows_per_source = 0
 }
 
 /// `ethergate serve` in `nat`, once its listeners are up.
-pub fn start_ethergate(topo: &Topology, settings: &Settings, max_flows: u32) -> Result<Process> {
+pub fn start_ethergate(
+    topo: &Topology,
+    settings: &Settings,
+    max_flows: u32,
+    mode: Option<&str>,
+) -> Result<Process> {
     let dir = settings
         .work
         .join(format!("ethergate-{}", sys::timestamp()));
-    let config = ethergate_config(&dir, max_flows)?;
+    let config = ethergate_config(&dir, max_flows, mode)?;
     let bin = settings.ethergate_bin.display().to_string();
     let cfg = config.display().to_string();
     let mut p = topo.spawn("nat", &[&bin, "serve", "--config", &cfg])?;
@@ -325,7 +331,7 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
         }
         report.progress(&format!("tunnel: starting {system}"));
         let server: Result<(Option<Process>, Option<SoftEtherServer<'_>>)> = match system {
-            ETHERGATE => start_ethergate(topo, settings, ethergate_dataplane_default_flows())
+            ETHERGATE => start_ethergate(topo, settings, ethergate_dataplane_default_flows(), None)
                 .map(|p| (Some(p), None)),
             _ => start_softether(topo).map(|s| (None, Some(s))),
         };

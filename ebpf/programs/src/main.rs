@@ -9,6 +9,7 @@ mod guard;
 mod icmp_error;
 mod icmp_quote;
 mod inside;
+mod loadgen;
 mod maps;
 mod nat;
 mod packet;

@@ -317,13 +317,7 @@ fn later_fragment(ctx: &XdpContext, frame: &mut XdpFrame, config: &NatConfig) ->
         )
     };
     let Some(rewrite) = rewrite else {
-        let leaves_uplink = match route {
-            Route::Resolved(fib) => fib.ifindex == config.uplink_ifindex,
-            Route::NoNeighbour { ifindex } => ifindex == config.uplink_ifindex,
-            Route::FragNeeded => true,
-            Route::Elsewhere => false,
-        };
-        if leaves_uplink && maps::snat_rule(config, src).is_some() {
+        if route.leaves_through(config.uplink_ifindex) && maps::snat_rule(config, src).is_some() {
             return dropped(DropReason::FragmentUnknown);
         }
         event(NatEvent::FragmentPassed);

@@ -28,6 +28,20 @@ pub enum Route {
     Elsewhere,
 }
 
+impl Route {
+    /// Whether the packet would leave through `ifindex` (one too large
+    /// for the egress MTU counts: it would, fragmented by the kernel).
+    #[inline(always)]
+    pub fn leaves_through(&self, ifindex: u32) -> bool {
+        match self {
+            Route::Resolved(fib) => fib.ifindex == ifindex,
+            Route::NoNeighbour { ifindex: out } => *out == ifindex,
+            Route::FragNeeded => true,
+            Route::Elsewhere => false,
+        }
+    }
+}
+
 /// Looks up `src → dst` as received on `ingress_ifindex`. `tot_len` is
 /// the IP length to check against the egress MTU; tc passes 0 instead,
 /// which makes the kernel check the skb itself (`is_skb_forwardable`,

@@ -130,13 +130,7 @@ fn ingress(ctx: &TcContext) -> i32 {
     if is_later_fragment(&classified) {
         return later_fragment(ctx, &frame, config, true);
     }
-    if classified.class == ProtoClass::Icmp4
-        && classified.vlan_tags == 0
-        && classified.l3_offset == ETH_HEADER_LEN
-        && icmp_quote::is_error(&frame, classified.l4_offset)
-        && let Some(ip) = frame.header::<20>(ETH_HEADER_LEN)
-    {
-        let ip = *ip;
+    if let Some(ip) = icmp_error_header(&frame, &classified) {
         if !flow::is_first_fragment(&ip)
             && let Some(action) = tc_icmp_error::reverse(ctx, &frame, &ip, classified.l4_offset)
         {
@@ -324,6 +318,20 @@ pub fn send(ctx: &TcContext, fib: Option<&FibParams>, egress: u32) -> i32 {
     action as i32
 }
 
+/// The IPv4 header of an untagged ICMP error (an error quotes the
+/// datagram it is about), or `None`.
+#[inline(always)]
+fn icmp_error_header(frame: &TcFrame, seen: &Classification) -> Option<[u8; 20]> {
+    if seen.class != ProtoClass::Icmp4
+        || seen.vlan_tags != 0
+        || seen.l3_offset != ETH_HEADER_LEN
+        || !icmp_quote::is_error(frame, seen.l4_offset)
+    {
+        return None;
+    }
+    frame.header::<20>(ETH_HEADER_LEN).copied()
+}
+
 #[inline(always)]
 fn is_later_fragment(seen: &Classification) -> bool {
     seen.class == ProtoClass::Ipv4Fragment
@@ -356,13 +364,7 @@ fn later_fragment(ctx: &TcContext, frame: &TcFrame, config: &NatConfig, forwardi
     // SAFETY: ctx.skb.skb is this program's context.
     let route = unsafe { route::lookup(ctx.skb.skb.cast(), ingress, &ip, 0, src, dst_after) };
     let Some(rewrite) = rewrite else {
-        let leaves_uplink = match route {
-            Route::Resolved(fib) => fib.ifindex == config.uplink_ifindex,
-            Route::NoNeighbour { ifindex } => ifindex == config.uplink_ifindex,
-            Route::FragNeeded => true,
-            Route::Elsewhere => false,
-        };
-        if leaves_uplink && maps::snat_rule(config, src).is_some() {
+        if route.leaves_through(config.uplink_ifindex) && maps::snat_rule(config, src).is_some() {
             return dropped(DropReason::FragmentUnknown);
         }
         event(NatEvent::FragmentPassed);
@@ -399,13 +401,7 @@ fn egress(ctx: &TcContext) -> i32 {
     if is_later_fragment(&classified) {
         return later_fragment_to_hub(ctx, &frame);
     }
-    if classified.class == ProtoClass::Icmp4
-        && classified.vlan_tags == 0
-        && classified.l3_offset == ETH_HEADER_LEN
-        && icmp_quote::is_error(&frame, classified.l4_offset)
-        && let Some(ip) = frame.header::<20>(ETH_HEADER_LEN)
-    {
-        let ip = *ip;
+    if let Some(ip) = icmp_error_header(&frame, &classified) {
         return tap_icmp::restore(ctx, &frame, &ip, classified.l4_offset);
     }
     let Some(seen) = read(&frame, &classified, false) else {

@@ -179,23 +179,13 @@ fn plain_veth_one_armed_auto_mode() {
         &["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.10"],
     )
     .expect("ping through one-armed SNAT");
-    let echo = common::udp_echo_server(&topo, "internet", "198.18.0.10:5300", 1);
-    topo.enter("private", || {
-        let socket = std::net::UdpSocket::bind("10.0.1.26:0").expect("bind");
-        socket
-            .set_read_timeout(Some(Duration::from_secs(3)))
-            .expect("timeout");
-        socket
-            .send_to(b"one arm", "198.18.0.10:5300")
-            .expect("send");
-        let mut buf = [0u8; 16];
-        socket.recv_from(&mut buf).expect("udp reply")
-    })
-    .expect("enter private");
-    assert_eq!(
-        echo.join().expect("echo")[0].ip().to_string(),
-        "203.0.113.1"
+    let peer = common::udp_round_trip(
+        &topo,
+        ("private", "10.0.1.26:0"),
+        ("internet", "198.18.0.10:5300"),
+        b"one arm",
     );
+    assert_eq!(peer.ip().to_string(), "203.0.113.1");
     common::iperf3(
         &topo,
         ("internet", "198.18.0.10"),
@@ -211,9 +201,7 @@ fn plain_veth_one_armed_auto_mode() {
         "one-armed, auto (tc), internet → private",
     );
 
-    let sniffed = sniffer.stop();
-    assert!(sniffed.ipv4 > 1000, "{sniffed:?}");
-    assert_eq!(sniffed.from_prefix, 0, "private sources left: {sniffed:?}");
+    common::assert_no_private_sources(&sniffer.stop(), 1000);
     let c = dp.counters().expect("counters");
     assert_no_nat_drops(&c);
     assert!(c.nat_event(NatEvent::TranslatedOut) > 100);

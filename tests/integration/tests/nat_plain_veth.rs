@@ -71,23 +71,13 @@ fn plain_veths_two_armed_tcp_udp_icmp_and_iperf3_both_ways() {
     )
     .expect("ping through SNAT");
 
-    let echo = udp_echo_server(&topo, "internet", "203.0.113.10:5300", 1);
-    let reply = topo
-        .enter("private", || {
-            let socket = UdpSocket::bind("10.0.1.26:0").expect("bind");
-            socket
-                .set_read_timeout(Some(Duration::from_secs(3)))
-                .expect("timeout");
-            socket
-                .send_to(b"through ethergate", "203.0.113.10:5300")
-                .expect("send");
-            let mut buf = [0u8; 64];
-            let (n, _) = socket.recv_from(&mut buf).expect("udp reply through SNAT");
-            buf[..n].to_vec()
-        })
-        .expect("enter private");
-    assert_eq!(reply, b"through ethergate");
-    assert_eq!(echo.join().expect("echo")[0].ip().to_string(), PUBLIC);
+    let peer = common::udp_round_trip(
+        &topo,
+        ("private", "10.0.1.26:0"),
+        ("internet", "203.0.113.10:5300"),
+        b"through ethergate",
+    );
+    assert_eq!(peer.ip().to_string(), PUBLIC);
 
     iperf3(
         &topo,
@@ -104,9 +94,7 @@ fn plain_veths_two_armed_tcp_udp_icmp_and_iperf3_both_ways() {
         "plain veth, auto (tc), internet → private",
     );
 
-    let sniffed = sniffer.stop();
-    assert!(sniffed.ipv4 > 1000, "{sniffed:?}");
-    assert_eq!(sniffed.from_prefix, 0, "private sources left: {sniffed:?}");
+    common::assert_no_private_sources(&sniffer.stop(), 1000);
     let c = dp.counters().expect("counters");
     assert_no_nat_drops(&c);
     assert!(c.nat_event(NatEvent::TranslatedOut) > 100);
@@ -168,9 +156,7 @@ fn fragmented_udp_and_big_pings_leave_translated() {
     )
     .expect("big pings answered through SNAT");
 
-    let sniffed = sniffer.stop();
-    assert!(sniffed.ipv4 >= 4 * DATAGRAMS as u64, "{sniffed:?}");
-    assert_eq!(sniffed.from_prefix, 0, "private sources left: {sniffed:?}");
+    common::assert_no_private_sources(&sniffer.stop(), 4 * DATAGRAMS as u64);
     let c = dp.counters().expect("counters");
     // One later fragment per datagram and per echo request, both ways.
     assert!(
@@ -249,8 +235,7 @@ fn flood(per_source: u32) -> (Dataplane, u64) {
     ticker.join().expect("ticker");
 
     exchange(&mut silent).expect("the silent connection survived the flood");
-    let sniffed = sniffer.stop();
-    assert_eq!(sniffed.from_prefix, 0, "private sources left: {sniffed:?}");
+    common::assert_no_private_sources(&sniffer.stop(), 100);
     assert!(exchanges.load(Ordering::Relaxed) >= 5);
     assert_eq!(
         misses.load(Ordering::Relaxed),

@@ -9,16 +9,14 @@
 mod common;
 
 use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::{Sniffer, curl, http_peer_server, snat_config, two_armed_topology};
 use ethergate_config::{Nat, SnatTarget};
 use ethergate_dataplane::{Dataplane, LoadOptions, StateOrigin};
-use ethergate_netns::Topology;
+use ethergate_netns::{Topology, stream};
 
 /// Removes the pinned state when the test ends, also on failure.
 struct Forget(PathBuf);
@@ -56,52 +54,16 @@ fn a_transfer_through_snat_survives_a_restart() {
     assert_eq!(first.state_origin(), Some(&StateOrigin::Fresh));
     let sniffer = Sniffer::start(&topo, "internet", "eth0", "10.0.0.0/16");
 
-    // A receiver that records the longest silence between two reads.
-    let listener = topo
-        .enter("internet", || {
-            TcpListener::bind("203.0.113.10:7100").expect("bind")
-        })
-        .expect("enter");
-    let receiver = std::thread::spawn(move || {
-        let (mut stream, peer) = listener.accept().expect("accept");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let mut buf = [0u8; 65536];
-        let mut total = 0usize;
-        let mut last = Instant::now();
-        let mut longest = Duration::ZERO;
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    total += n;
-                    longest = longest.max(last.elapsed());
-                    last = Instant::now();
-                }
-                Err(e) => panic!("receive: {e} after {total} bytes"),
-            }
-        }
-        (peer, total, longest)
-    });
-    let mut stream = topo
-        .enter("private", || {
-            TcpStream::connect("203.0.113.10:7100").expect("connect")
-        })
-        .expect("enter");
-    // Sends 4 KiB every 2 ms for 4 s, on its own thread, while this one
-    // stops and starts the data plane.
-    let sender = std::thread::spawn(move || {
-        let chunk = [7u8; 4096];
-        let mut sent = 0usize;
-        let until = Instant::now() + Duration::from_secs(4);
-        while Instant::now() < until {
-            stream.write_all(&chunk).expect("send");
-            sent += chunk.len();
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        sent
-    });
+    // 4 KiB every 2 ms for 4 s, while this thread stops and starts the
+    // data plane.
+    let receiver = stream::receive(&topo, "internet", "203.0.113.10:7100").expect("receiver");
+    let sender = stream::send_paced(
+        &topo,
+        "private",
+        "203.0.113.10:7100",
+        Duration::from_secs(4),
+    )
+    .expect("sender");
     std::thread::sleep(Duration::from_secs(1));
     let flows_before = first.nat_flows();
     assert_eq!(flows_before.len(), 1, "{flows_before:#?}");
@@ -124,10 +86,16 @@ fn a_transfer_through_snat_survives_a_restart() {
         "the flow went quiet while no process ran: idle {idle:?}"
     );
     let sent = sender.join().expect("sender");
-    let (peer, received, longest) = receiver.join().expect("receiver");
-    assert_eq!(peer.ip().to_string(), "203.0.113.1");
-    assert_eq!(received, sent, "every byte arrived, in one connection");
-    eprintln!("restart: longest gap between reads {longest:?} over {received} bytes");
+    let received = receiver.join().expect("receiver");
+    assert_eq!(received.peer.ip().to_string(), "203.0.113.1");
+    assert_eq!(
+        received.bytes, sent,
+        "every byte arrived, in one connection"
+    );
+    eprintln!(
+        "restart: longest gap between reads {:?} over {} bytes",
+        received.longest_gap, received.bytes
+    );
 
     // New flows work after the restart too.
     let server = http_peer_server(&topo, "internet", "203.0.113.10:8080");
@@ -136,8 +104,7 @@ fn a_transfer_through_snat_survives_a_restart() {
         "203.0.113.1"
     );
     server.join().expect("server");
-    let sniffed = sniffer.stop();
-    assert_eq!(sniffed.from_prefix, 0, "{sniffed:?}");
+    common::assert_no_private_sources(&sniffer.stop(), 100);
 
     // A restart with another table size cannot adopt the maps: it says so.
     drop(second);

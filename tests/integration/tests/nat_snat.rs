@@ -14,10 +14,7 @@
 
 mod common;
 
-use std::{
-    net::{Ipv4Addr, UdpSocket},
-    time::Duration,
-};
+use std::{net::Ipv4Addr, time::Duration};
 
 use common::{
     assert_no_kernel_nat, assert_no_nat_drops, curl, http_peer_server, offloads_off, snat_config,
@@ -81,37 +78,12 @@ fn private_reaches_internet_through_xdp_masquerade() {
     .expect("ping through SNAT");
 
     // UDP request/response, Rust sockets.
-    let udp_server = topo
-        .enter("internet", || {
-            UdpSocket::bind("203.0.113.10:5300").expect("bind udp")
-        })
-        .expect("enter internet");
-    udp_server
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .expect("timeout");
-    let udp_echo = std::thread::spawn(move || {
-        let mut buf = [0u8; 64];
-        let (n, peer) = udp_server.recv_from(&mut buf).expect("udp recv");
-        udp_server.send_to(&buf[..n], peer).expect("udp reply");
-        peer
-    });
-    let reply = topo
-        .enter("private", || {
-            let socket = UdpSocket::bind("10.0.1.26:0").expect("bind");
-            socket
-                .set_read_timeout(Some(Duration::from_secs(3)))
-                .expect("timeout");
-            socket
-                .send_to(b"through ethergate", "203.0.113.10:5300")
-                .expect("send");
-            let mut buf = [0u8; 64];
-            let (n, from) = socket.recv_from(&mut buf).expect("udp reply through SNAT");
-            (buf[..n].to_vec(), from)
-        })
-        .expect("enter private");
-    assert_eq!(reply.0, b"through ethergate");
-    assert_eq!(reply.1.to_string(), "203.0.113.10:5300");
-    let udp_peer = udp_echo.join().expect("udp server");
+    let udp_peer = common::udp_round_trip(
+        &topo,
+        ("private", "10.0.1.26:0"),
+        ("internet", "203.0.113.10:5300"),
+        b"through ethergate",
+    );
     assert_eq!(udp_peer.ip().to_string(), PUBLIC.to_string());
 
     let seen = dataplane.counters().expect("counters").since(&before);

@@ -22,6 +22,7 @@
 mod attach;
 mod counters;
 mod error;
+pub mod loadgen;
 mod nat;
 mod neighbour;
 mod pin;
@@ -61,7 +62,7 @@ use ethergate_common::NatConfig;
 use ethergate_config::NatMode;
 
 /// The compiled eBPF object, embedded at build time.
-static PROGRAMS_OBJECT: &[u8] =
+pub(crate) static PROGRAMS_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ethergate-programs"));
 
 /// Program and map names as they appear in the object (the Rust item names in

@@ -27,7 +27,7 @@ use std::{
 use aya::{maps::MapData, programs::links::PinnedLink};
 
 /// Under this, each network namespace's appliance keeps its NAT state in
-/// `netns-<inode>` (see [`default_root`]).
+/// `netns-<inode>-<cookie>` (see [`default_root`]).
 pub const PIN_BASE: &str = "/run/ethergate-nat";
 /// Changes whenever a pinned map's key, value or type changes, so that no
 /// binary adopts maps laid out for another.
@@ -179,26 +179,70 @@ fn incompatible(path: &Path, max_entries: Option<u32>) -> Option<String> {
 }
 
 /// The pin root of the calling thread's network namespace:
-/// `PIN_BASE/netns-<inode>`. Two appliances in two namespaces never share
-/// state, and the namespace's identity cannot change while it exists
-/// (pins do not outlive a reboot, and neither does the inode).
+/// `PIN_BASE/netns-<inode>-<cookie>`. Two appliances in two namespaces
+/// never share state. The inode says which namespaces are alive (see
+/// [`remove_stale_namespaces`]), but the kernel reuses the inode of a
+/// namespace that is gone; the cookie (SO_NETNS_COOKIE) is never reused
+/// while the machine runs, so a new namespace that got an old inode does
+/// not adopt the old one's state: that state is removed here instead.
 pub fn default_root() -> io::Result<PathBuf> {
-    Ok(Path::new(PIN_BASE).join(format!("netns-{}", own_netns()?)))
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
+    let cookie = netns_cookie()?;
+    let prefix = format!("netns-{inode}-");
+    if let Ok(entries) = std::fs::read_dir(PIN_BASE) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && name != format!("{prefix}{cookie}") {
+                remove_tree(&entry.path())?;
+            }
+        }
+    }
+    Ok(Path::new(PIN_BASE).join(format!("{prefix}{cookie}")))
 }
 
-fn own_netns() -> io::Result<u64> {
-    use std::os::unix::fs::MetadataExt as _;
-    Ok(std::fs::metadata("/proc/thread-self/ns/net")?.ino())
+/// The calling thread's network namespace's cookie (Linux ≥ 5.14).
+fn netns_cookie() -> io::Result<u64> {
+    // SAFETY: plain socket(2); closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut cookie = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: SO_NETNS_COOKIE writes one u64 into `cookie`, whose size we
+    // pass.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    let error = io::Error::last_os_error();
+    // SAFETY: fd came from socket(2) above and is closed once.
+    unsafe { libc::close(fd) };
+    if rc < 0 {
+        return Err(error);
+    }
+    Ok(cookie)
 }
 
 /// Removes the state of namespaces that no longer exist (a deleted
 /// container or test namespace): their pinned maps hold memory and their
-/// links attach nowhere. Returns how many were removed. Does nothing
-/// unless every process's namespace can be seen (root): an unprivileged
-/// service would take namespaces it cannot see for dead ones.
+/// links attach nowhere. Returns how many were removed. Only as root: an
+/// unprivileged service cannot read other users' processes' namespaces and
+/// would take them for dead ones. (A namespace whose processes even root
+/// cannot see — another PID namespace mounted with hidepid — would be
+/// taken for dead too; its appliance keeps running, but its next restart
+/// starts without flows.)
 pub fn remove_stale_namespaces() -> io::Result<usize> {
     use std::os::unix::fs::MetadataExt as _;
-    if std::fs::metadata("/proc/1/ns/net").is_err() {
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
         return Ok(0);
     }
     let Ok(entries) = std::fs::read_dir(PIN_BASE) else {
@@ -225,6 +269,7 @@ pub fn remove_stale_namespaces() -> io::Result<usize> {
         let Some(ino) = name
             .to_str()
             .and_then(|n| n.strip_prefix("netns-"))
+            .and_then(|n| n.split('-').next())
             .and_then(|n| n.parse::<u64>().ok())
         else {
             continue;

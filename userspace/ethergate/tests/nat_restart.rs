@@ -8,24 +8,14 @@
 //! client/"internet" (198.51.100.2) — nat (serve: eth0 198.51.100.1 | eth1 10.0.0.1) — private (10.0.1.26)
 //! ```
 
-use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
+
+use ethergate_netns::stream;
 
 mod common;
-use common::{mount_pin_base, password_hash, recipe_topology, wait_for, write_recipe_config};
-
-const NAT: &str = r#"
-[nat]
-uplink = "eth0"
-inside = ["eth1"]
-
-[[nat.snat]]
-source = "10.0.0.0/16"
-to = "masquerade"
-"#;
+use common::{
+    RECIPE_NAT, mount_pin_base, password_hash, recipe_topology, wait_for, write_recipe_config,
+};
 
 #[test]
 fn an_snat_transfer_survives_a_restart_onto_a_new_binary() {
@@ -35,7 +25,7 @@ fn an_snat_transfer_survives_a_restart_onto_a_new_binary() {
     let hash = password_hash("tsumura", "mikalab-pass");
     let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
     let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(NAT);
+    text.push_str(RECIPE_NAT);
     std::fs::write(&config, text).expect("config with [nat]");
     let config_arg = config.display().to_string();
     mount_pin_base();
@@ -54,48 +44,15 @@ fn an_snat_transfer_survives_a_restart_onto_a_new_binary() {
         first.log()
     );
 
-    // A receiver outside that records the longest silence between reads.
-    let listener = topo
-        .enter("client", || {
-            TcpListener::bind("198.51.100.2:7200").expect("bind")
-        })
-        .expect("enter client");
-    let receiver = std::thread::spawn(move || {
-        let (mut stream, peer) = listener.accept().expect("accept");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let mut buf = [0u8; 65536];
-        let (mut total, mut longest, mut last) = (0usize, Duration::ZERO, Instant::now());
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    total += n;
-                    longest = longest.max(last.elapsed());
-                    last = Instant::now();
-                }
-                Err(e) => panic!("receive: {e} after {total} bytes"),
-            }
-        }
-        (peer, total, longest)
-    });
-    let mut stream = topo
-        .enter("private", || {
-            TcpStream::connect("198.51.100.2:7200").expect("connect through SNAT")
-        })
-        .expect("enter private");
-    let sender = std::thread::spawn(move || {
-        let chunk = [9u8; 4096];
-        let mut sent = 0usize;
-        let until = Instant::now() + Duration::from_secs(8);
-        while Instant::now() < until {
-            stream.write_all(&chunk).expect("send");
-            sent += chunk.len();
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        sent
-    });
+    // 4 KiB every 2 ms for 8 s, from the private host to the outside.
+    let receiver = stream::receive(&topo, "client", "198.51.100.2:7200").expect("receiver");
+    let sender = stream::send_paced(
+        &topo,
+        "private",
+        "198.51.100.2:7200",
+        Duration::from_secs(8),
+    )
+    .expect("sender");
 
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(first.stop(), Some(0), "{}", first.log());
@@ -115,11 +72,19 @@ fn an_snat_transfer_survives_a_restart_onto_a_new_binary() {
     );
 
     let sent = sender.join().expect("sender");
-    let (peer, received, longest) = receiver.join().expect("receiver");
-    assert_eq!(peer.ip().to_string(), "198.51.100.1", "translated source");
-    assert_eq!(received, sent, "every byte arrived, in one connection");
+    let received = receiver.join().expect("receiver");
+    assert_eq!(
+        received.peer.ip().to_string(),
+        "198.51.100.1",
+        "translated source"
+    );
+    assert_eq!(
+        received.bytes, sent,
+        "every byte arrived, in one connection"
+    );
     eprintln!(
-        "serve restart onto a new binary: longest gap between reads {longest:?} over {received} bytes"
+        "serve restart onto a new binary: longest gap between reads {:?} over {} bytes",
+        received.longest_gap, received.bytes
     );
 
     assert_eq!(second.stop(), Some(0), "{}", second.log());

@@ -9,27 +9,12 @@
 use std::time::Duration;
 
 mod common;
-use common::{PAGE, password_hash, recipe_topology, start_serve, web_server, write_recipe_config};
+use common::{
+    PAGE, RECIPE_NAT, password_hash, recipe_topology, start_serve, web_server, write_recipe_config,
+};
 use ethergate_softether::{PasswordKind, SoftEtherClient, Udhcpc};
 
 const SERVER: &str = "198.51.100.1:443";
-
-/// The recipe's `[nat]`: masquerade for the private subnet, and its DNAT.
-const RECIPE_NAT: &str = r#"
-[nat]
-uplink = "eth0"
-inside = ["eth1"]
-
-[[nat.snat]]
-source = "10.0.0.0/16"
-to = "masquerade"
-
-[[nat.dnat]]
-source = "192.168.0.0/16"
-protocol = "tcp"
-port = 80
-to = "10.0.1.26:80"
-"#;
 
 #[test]
 fn vpn_client_reaches_the_private_web_server_through_the_recipe_dnat() {
@@ -100,5 +85,93 @@ fn vpn_client_reaches_the_private_web_server_through_the_recipe_dnat() {
         "nft ruleset in nat: {}",
         nft.stdout
     );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// A VPN client's connection through a DNAT rule survives `ethergate
+/// serve` being stopped and started: the tunnel goes down (the client's
+/// session ends and its own retry logs in again, with the same lease), the
+/// DNAT flow stays in the pinned maps, the new process attaches its tap
+/// programs, and the inner TCP connection carries on with every byte.
+#[test]
+fn a_dnat_connection_of_a_vpn_client_survives_a_restart() {
+    let topo = recipe_topology();
+    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
+    std::fs::create_dir_all(&state).expect("state dir");
+    let hash = password_hash("tsumura", "mikalab-pass");
+    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(RECIPE_NAT);
+    // A port forward to a stream receiver on the private host.
+    text.push_str(
+        "\n[[nat.dnat]]\nsource = \"192.168.0.0/16\"\nprotocol = \"tcp\"\nport = 7300\n\
+         to = \"10.0.1.26:7300\"\n",
+    );
+    std::fs::write(&config, text).expect("config with [nat]");
+    common::mount_pin_base();
+    let mut serve = start_serve(&topo, &config);
+
+    let client = SoftEtherClient::start(&topo, "client").expect("vpnclient");
+    let tap = client.nic_create("vpn0").expect("NicCreate");
+    client
+        .account_create("acc", SERVER, "mikalab", "tsumura", "vpn0")
+        .expect("AccountCreate");
+    client
+        .account_password_set("acc", "mikalab-pass", PasswordKind::Standard)
+        .expect("AccountPasswordSet");
+    // SoftEther's shortest retry interval: the client is back within ~5 s.
+    client
+        .account_retry_set("acc", 999, 5)
+        .expect("AccountRetrySet");
+    client.account_connect("acc").expect("AccountConnect");
+    if let Err(e) = client.wait_connected("acc", Duration::from_secs(20)) {
+        panic!("vpnclient did not connect: {e}\n{}", serve.log());
+    }
+    let lease = Udhcpc::new(&tap)
+        .static_routes(true)
+        .run(&topo, "client")
+        .unwrap_or_else(|e| panic!("no DHCP lease: {e}\n{}", serve.log()));
+
+    let receiver =
+        ethergate_netns::stream::receive(&topo, "private", "10.0.1.26:7300").expect("receiver");
+    let sender = ethergate_netns::stream::send_paced(
+        &topo,
+        "client",
+        "192.168.30.1:7300",
+        Duration::from_secs(25),
+    )
+    .expect("connect through the tunnel and DNAT");
+    std::thread::sleep(Duration::from_secs(3));
+
+    assert_eq!(serve.stop(), Some(0), "{}", serve.log());
+    let mut serve = start_serve(&topo, &config);
+    assert!(
+        serve
+            .log()
+            .contains("NAT state: adopted the flows of the previous process"),
+        "{}",
+        serve.log()
+    );
+    // No AccountConnect: the client's own retry brings the tunnel back.
+    common::wait_for(&mut serve, "session established", Duration::from_secs(60));
+
+    let sent = sender.join().expect("sender");
+    let received = receiver.join().expect("receiver");
+    assert_eq!(
+        received.peer.ip(),
+        lease.ip,
+        "DNAT keeps the client's address"
+    );
+    assert_eq!(
+        received.bytes, sent,
+        "every byte arrived, in one connection"
+    );
+    eprintln!(
+        "VPN client's DNAT connection across a restart: longest gap {:?} (tunnel down and \
+         back) over {} bytes",
+        received.longest_gap, received.bytes
+    );
+    drop(serve);
+    let _ = topo.run("nat", &[common::BIN, "nat", "forget"]);
     let _ = std::fs::remove_dir_all(&state);
 }

@@ -423,3 +423,38 @@ pub fn tcp_echo_server(topo: &Topology, ns: &str, addr: &str) {
         }
     });
 }
+
+/// One UDP request from `ns` (bound to `bind`) to an echo server at `to`
+/// in `server_ns`: asserts the reply came back unchanged from `to`, and
+/// returns the source address the server saw.
+pub fn udp_round_trip(
+    topo: &Topology,
+    (ns, bind): (&str, &str),
+    (server_ns, to): (&str, &str),
+    payload: &[u8],
+) -> std::net::SocketAddr {
+    let echo = udp_echo_server(topo, server_ns, to, 1);
+    let (reply, from) = topo
+        .enter(ns, || {
+            let socket = std::net::UdpSocket::bind(bind).expect("bind");
+            socket
+                .set_read_timeout(Some(Duration::from_secs(3)))
+                .expect("timeout");
+            socket.send_to(payload, to).expect("send");
+            let mut buf = vec![0u8; 65536];
+            let (n, from) = socket
+                .recv_from(&mut buf)
+                .expect("udp reply through the NAT");
+            (buf[..n].to_vec(), from)
+        })
+        .expect("enter");
+    assert_eq!(reply, payload);
+    assert_eq!(from.to_string(), to);
+    echo.join().expect("echo server")[0]
+}
+
+/// The far side saw real traffic and not one packet with a private source.
+pub fn assert_no_private_sources(sniffed: &Sniffed, at_least: u64) {
+    assert!(sniffed.ipv4 >= at_least, "too little seen: {sniffed:?}");
+    assert_eq!(sniffed.from_prefix, 0, "private sources left: {sniffed:?}");
+}

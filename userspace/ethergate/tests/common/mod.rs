@@ -37,6 +37,23 @@ name = "tsumura"
 CREDENTIAL
 "#;
 
+/// The recipe's `[nat]`: masquerade for the private subnet, and its DNAT.
+pub const RECIPE_NAT: &str = r#"
+[nat]
+uplink = "eth0"
+inside = ["eth1"]
+
+[[nat.snat]]
+source = "10.0.0.0/16"
+to = "masquerade"
+
+[[nat.dnat]]
+source = "192.168.0.0/16"
+protocol = "tcp"
+port = 80
+to = "10.0.1.26:80"
+"#;
+
 pub fn recipe_topology() -> Topology {
     Topology::builder()
         .namespace("client")

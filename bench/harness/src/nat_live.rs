@@ -1,0 +1,293 @@
+//! NAT rows with a packet source that costs the sender almost nothing:
+//! the `loadgen` program run by BPF_PROG_TEST_RUN in live-frames mode on
+//! `private`'s interface (what xdp-trafficgen does), and the `sink`
+//! program (XDP_DROP, counting) on `client`'s. The sendmmsg generator of
+//! `nat.rs` spends most of a core in its own network stack; this one does
+//! not, so what is measured is the NAT box.
+//!
+//! Systems, one at a time: ethergate with `[nat] mode = "xdp"` (the
+//! reference), ethergate with `mode = "tc"`, plain routing, nftables and
+//! iptables (nft) masquerade. Rows: 64-byte pps at 1 flow and at 2^20
+//! flows, new flows per second (one pass over 2^20 flows from an empty
+//! table), the loss between them, and for ethergate the kernel-measured
+//! ns per packet of each of its programs (`kernel.bpf_stats_enabled`).
+//!
+//! Topology settings this needs and sets: GRO on `nat`'s inside interface
+//! (a veth takes XDP_TX'ed frames from its peer only with GRO on or an XDP
+//! program attached; ethergate's XDP mode has the latter anyway).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow};
+use ethergate_dataplane::loadgen::LoadGen;
+use ethergate_netns::Topology;
+
+use crate::{
+    nat::{self, IPTABLES_NFT, NFTABLES, ROUTING},
+    report::{Better, Point, Report, Sample},
+    settings::Settings,
+    sys,
+    topo::INTERNET_IP,
+    tunnel,
+};
+
+pub const ETHERGATE_XDP: &str = tunnel::ETHERGATE;
+pub const ETHERGATE_TC: &str = "ethergate, tc mode";
+const GROUP: &str = "nat-live";
+const HUGE: u32 = 1 << 20;
+/// Frames per BPF_PROG_TEST_RUN call: long enough to amortise the
+/// syscall, short enough to stop on time.
+const CALL: u32 = 1 << 18;
+/// Base source address of the generated flows (flow i adds i / 32768 to
+/// the last byte); inside the SNAT rule's 10.0.0.0/16.
+const SOURCE_BASE: [u8; 4] = [10, 0, 128, 0];
+const PAYLOAD: usize = 18;
+
+pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<()> {
+    let mut loadgen = LoadGen::load().context("loading the live-frames generator")?;
+    topo.enter("client", || loadgen.attach_sink("eth0"))??;
+    let template = template(topo)?;
+    let ifindex: u32 = topo
+        .exec("private", &["cat", "/sys/class/net/eth0/ifindex"])?
+        .stdout
+        .trim()
+        .parse()?;
+    topo.exec("nat", &["ethtool", "-K", "eth1", "gro", "on"])?;
+    let stats = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
+    let result = systems(topo, report, settings, &mut loadgen, &template, ifindex);
+    if stats.is_ok() {
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
+    }
+    let _ = topo.exec("nat", &["ethtool", "-K", "eth1", "gro", "off"]);
+    result
+}
+
+fn systems(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    loadgen: &mut LoadGen,
+    template: &[u8],
+    ifindex: u32,
+) -> Result<()> {
+    for system in [ETHERGATE_XDP, ETHERGATE_TC, ROUTING, NFTABLES, IPTABLES_NFT] {
+        if !settings.wants(system) || sys::interrupted() {
+            continue;
+        }
+        report.progress(&format!("nat-live: setting up {system}"));
+        let mode = match system {
+            ETHERGATE_XDP => Some("xdp"),
+            ETHERGATE_TC => Some("tc"),
+            _ => None,
+        };
+        let setup = nat::setup_system(topo, settings, system, mode);
+        let setup = match setup {
+            Ok(s) => s,
+            Err(e) => {
+                report.progress(&format!("nat-live: {system} did not start: {e:#}"));
+                continue;
+            }
+        };
+        let mut send = |flows: u32, budget: Budget| -> Result<(u64, Duration)> {
+            loadgen.set_flows(flows)?;
+            let before = loadgen.received()?;
+            let started = Instant::now();
+            topo.enter("private", || -> Result<()> {
+                match budget {
+                    Budget::Frames(n) => {
+                        loadgen.send(template, ifindex, n)?;
+                    }
+                    Budget::Time(t) => {
+                        while started.elapsed() < t {
+                            loadgen.send(template, ifindex, CALL)?;
+                        }
+                    }
+                }
+                Ok(())
+            })??;
+            // Let the last frames drain through the NAT.
+            std::thread::sleep(Duration::from_millis(100));
+            Ok((loadgen.received()? - before, started.elapsed()))
+        };
+        rows(report, settings, system, &mut send);
+        nat::teardown_system(topo, settings, setup);
+    }
+    Ok(())
+}
+
+enum Budget {
+    Frames(u32),
+    Time(Duration),
+}
+
+fn point<'a>(
+    workload: &'a str,
+    system: &'a str,
+    unit: &'a str,
+    better: Better,
+    method: &'a str,
+) -> Point<'a> {
+    Point {
+        group: GROUP,
+        workload,
+        system,
+        unit,
+        better,
+        method,
+    }
+}
+
+fn rows(
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    send: &mut dyn FnMut(u32, Budget) -> Result<(u64, Duration)>,
+) {
+    let dur = Duration::from_secs(settings.secs);
+    let method = format!(
+        "live-frames generator (BPF_PROG_TEST_RUN) in private, 64-byte UDP frames, {} s; XDP_DROP sink on client eth0 counts",
+        settings.secs
+    );
+    let pps = |(n, t): (u64, Duration)| n as f64 / t.as_secs_f64();
+    let programs_before = program_stats();
+    let one = report.measure(
+        point(
+            "64-byte pps, 1 flow",
+            system,
+            "pps",
+            Better::Higher,
+            &method,
+        ),
+        settings.reps,
+        || send(1, Budget::Time(dur)).map(|r| Sample::new(pps(r))),
+    );
+    if system == ETHERGATE_XDP || system == ETHERGATE_TC {
+        for (name, ns) in program_costs(&programs_before, &program_stats()) {
+            report.derived(
+                point(
+                    &format!("ns per packet, program {name} (1 flow)"),
+                    system,
+                    "ns",
+                    Better::Lower,
+                    "kernel.bpf_stats_enabled: run time ÷ runs over the 1-flow row",
+                ),
+                Ok(ns),
+            );
+        }
+    }
+    let method_new = format!(
+        "one pass over {HUGE} new flows, as fast as the generator sends; frames received ÷ time"
+    );
+    report.measure(
+        point(
+            "new flows/s (first packet of 2^20 flows)",
+            system,
+            "flows/s",
+            Better::Higher,
+            &method_new,
+        ),
+        1,
+        || send(HUGE, Budget::Frames(HUGE)).map(|r| Sample::new(pps(r))),
+    );
+    let many = report.measure(
+        point(
+            "64-byte pps, 2^20 flows",
+            system,
+            "pps",
+            Better::Higher,
+            &method,
+        ),
+        settings.reps,
+        || send(HUGE, Budget::Time(dur)).map(|r| Sample::new(pps(r))),
+    );
+    let loss = match (one, many) {
+        (Some(a), Some(b)) if a > 0.0 => Ok((a - b) / a * 100.0),
+        _ => Err(anyhow!("a pps row above failed")),
+    };
+    report.derived(
+        point(
+            "pps loss, 1 → 2^20 flows",
+            system,
+            "% loss",
+            Better::Lower,
+            "(pps at 1 flow − pps at 2^20 flows) ÷ pps at 1 flow",
+        ),
+        loss,
+    );
+}
+
+/// Run time and runs of ethergate's NAT programs now loaded, by name.
+fn program_stats() -> Vec<(String, Duration, u64)> {
+    const OURS: [&str; 4] = ["inside", "uplink", "nat_ingress", "uplink_egress"];
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| {
+            let name = p.name_as_str()?.to_owned();
+            OURS.contains(&name.as_str())
+                .then(|| (name, p.run_time(), p.run_count()))
+        })
+        .collect()
+}
+
+/// ns per run of each program between two snapshots (programs that ran).
+fn program_costs(
+    before: &[(String, Duration, u64)],
+    after: &[(String, Duration, u64)],
+) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for (name, time, runs) in after {
+        let (t0, r0) = before
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .fold((Duration::ZERO, 0), |acc, (_, t, r)| {
+                (acc.0 + *t, acc.1 + r)
+            });
+        let (dt, dr) = (time.saturating_sub(t0), runs.saturating_sub(r0));
+        if dr > 0 {
+            out.push((name.clone(), dt.as_nanos() as f64 / dr as f64));
+        }
+    }
+    out
+}
+
+/// The 64-byte frame `private` sends: its MAC to `nat`'s inside MAC,
+/// SOURCE_BASE:1024 → INTERNET_IP:9, UDP without checksum.
+fn template(topo: &Topology) -> Result<Vec<u8>> {
+    let mac = |ns: &str, dev: &str| -> Result<Vec<u8>> {
+        let text = topo
+            .exec(ns, &["cat", &format!("/sys/class/net/{dev}/address")])?
+            .stdout;
+        text.trim()
+            .split(':')
+            .map(|h| u8::from_str_radix(h, 16).map_err(Into::into))
+            .collect()
+    };
+    let dst: std::net::Ipv4Addr = INTERNET_IP.parse()?;
+    let mut frame = Vec::with_capacity(60);
+    frame.extend(mac("nat", "eth1")?);
+    frame.extend(mac("private", "eth0")?);
+    frame.extend([0x08, 0x00]);
+    let total = (20 + 8 + PAYLOAD) as u16;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&SOURCE_BASE);
+    ip[16..20].copy_from_slice(&dst.octets());
+    let mut sum = 0u32;
+    for pair in ip.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    frame.extend(ip);
+    frame.extend(1024u16.to_be_bytes());
+    frame.extend(9u16.to_be_bytes());
+    frame.extend(((8 + PAYLOAD) as u16).to_be_bytes());
+    frame.extend([0, 0]);
+    frame.extend([0u8; PAYLOAD]);
+    Ok(frame)
+}

@@ -1,0 +1,113 @@
+//! Bench support (`cargo xtask bench`'s live-frames NAT rows): the
+//! `loadgen` and `sink` programs of `ebpf/programs/src/loadgen.rs`, loaded
+//! apart from the data plane. `loadgen` sends through BPF_PROG_TEST_RUN in
+//! live-frames mode, so the sender's cost is a program run per packet, not
+//! a socket and a trip through the stack; `sink` counts what arrives.
+
+use std::time::{Duration, Instant};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, PerCpuArray},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+};
+
+use crate::{DataplaneError, PROGRAMS_OBJECT, map_error, program_mut};
+
+const LOADGEN: &str = "loadgen";
+const SINK: &str = "sink";
+/// Frames the kernel builds and sends per batch.
+const BATCH: u32 = 64;
+
+pub struct LoadGen {
+    ebpf: Ebpf,
+    sinks: Vec<XdpLinkId>,
+}
+
+impl LoadGen {
+    /// Loads (and verifies) only the two bench programs.
+    pub fn load() -> Result<Self, DataplaneError> {
+        let mut ebpf = EbpfLoader::new()
+            .load(PROGRAMS_OBJECT)
+            .map_err(|e| DataplaneError::Load(Box::new(e)))?;
+        for name in [LOADGEN, SINK] {
+            let program: &mut Xdp = program_mut(&mut ebpf, name)?;
+            program.load().map_err(|source| DataplaneError::Verify {
+                program: name,
+                source: Box::new(source),
+            })?;
+        }
+        Ok(Self {
+            ebpf,
+            sinks: Vec::new(),
+        })
+    }
+
+    /// Counts and drops everything `interface` receives (native XDP), in
+    /// the calling thread's network namespace, until `self` is dropped.
+    pub fn attach_sink(&mut self, interface: &str) -> Result<(), DataplaneError> {
+        let program: &mut Xdp = program_mut(&mut self.ebpf, SINK)?;
+        let link =
+            program
+                .attach(interface, XdpMode::Driver)
+                .map_err(|e| DataplaneError::NativeXdp {
+                    interface: interface.to_owned(),
+                    reason: e.to_string(),
+                })?;
+        self.sinks.push(link);
+        Ok(())
+    }
+
+    /// Frames the sinks have counted since load.
+    pub fn received(&self) -> Result<u64, DataplaneError> {
+        let map = self
+            .ebpf
+            .map("SINK_COUNT")
+            .ok_or(DataplaneError::MissingMap("SINK_COUNT"))?;
+        let counts: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|e| map_error("SINK_COUNT", e))?;
+        let per_cpu = counts.get(&0, 0).map_err(|e| map_error("SINK_COUNT", e))?;
+        Ok(per_cpu.iter().sum())
+    }
+
+    /// Cycles through `flows` flows (rounded up to a power of two) from
+    /// the next frame on.
+    pub fn set_flows(&mut self, flows: u32) -> Result<(), DataplaneError> {
+        let mut map: Array<_, u32> = crate::map_mut(&mut self.ebpf, "LOADGEN_FLOWS")?;
+        let mask = flows.max(1).next_power_of_two() - 1;
+        map.set(0, mask, 0)
+            .map_err(|e| map_error("LOADGEN_FLOWS", e))
+    }
+
+    /// Sends `count` frames made from `template` out of `ifindex` (an
+    /// interface of the calling thread's network namespace). Returns how
+    /// long the kernel took.
+    pub fn send(
+        &mut self,
+        template: &[u8],
+        ifindex: u32,
+        count: u32,
+    ) -> Result<Duration, DataplaneError> {
+        let program: &mut Xdp = program_mut(&mut self.ebpf, LOADGEN)?;
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex.
+        let ctx: Vec<u8> = [0, template.len() as u32, 0, ifindex, 0, 0]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        let started = Instant::now();
+        program
+            .test_run(TestRunOptions {
+                data_in: Some(template),
+                ctx_in: Some(&ctx),
+                repeat: count,
+                attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                ..TestRunOptions::default()
+            })
+            .map_err(|source| DataplaneError::TestRun {
+                program: LOADGEN,
+                source: Box::new(source),
+            })?;
+        Ok(started.elapsed())
+    }
+}
