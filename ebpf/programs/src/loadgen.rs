@@ -4,14 +4,24 @@
 //!
 //! * `loadgen` is run with BPF_PROG_TEST_RUN in live-frames mode on the
 //!   sending host's interface (`BPF_F_TEST_XDP_LIVE_FRAMES`, what
-//!   xdp-trafficgen does): every run takes the template frame (a 64-byte
-//!   UDP datagram from the private subnet), gives it the next flow's source
-//!   address and port, and returns `XDP_TX`, which sends it.
-//! * `sink` runs on the receiving host's interface: counts and drops.
+//!   xdp-trafficgen does): every run writes the headers of the template
+//!   (`LOADGEN_HEADERS`: Ethernet, IPv4, UDP of a datagram from the private
+//!   subnet) into the frame, gives it the next flow's addresses and ports,
+//!   and returns `XDP_TX`, which sends it. The whole header is
+//!   written each time because the kernel recycles the pages of frames
+//!   that went through the stack, with whatever the stack wrote into them
+//!   (MACs of the next hop, a decremented TTL).
+//! * `sink` runs on the receiving host's interface: counts and drops IPv4
+//!   UDP (the generated datagrams) and passes the rest, so ARP and pings
+//!   still work there.
 //!
-//! Flow `i` (0 ≤ i < `LOADGEN_FLOWS`, a power of two) leaves from port
-//! 1024 + (i mod 32768) of the template's source address + i / 32768, so a
-//! million flows take 32 addresses.
+//! Flow `i` (0 ≤ i < `LOADGEN_FLOWS`, a power of two) goes from port
+//! 1024 + (i mod 32768) of the template's source address + i / 32768 to
+//! port 1024 + (i mod 32768) of the template's destination: a million
+//! flows take 32 source addresses, and spread over 32,768 destination
+//! ports, as real traffic spreads over destinations (a NAT has 64,512
+//! public ports per destination address and port, so a million flows to
+//! one destination could not exist behind any NAT).
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -19,15 +29,21 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
-use ethergate_common::checksum;
+use ethergate_common::{ProtoClass, checksum, parse::classify};
 
 use crate::packet::XdpFrame;
 
 const PORTS_PER_ADDRESS: u32 = 32_768;
 
+/// Ethernet + IPv4 (no options) + UDP.
+const HEADERS: usize = 14 + 20 + 8;
+
 /// [0]: flows − 1 (flows a power of two).
 #[map]
 static LOADGEN_FLOWS: Array<u32> = Array::with_max_entries(1, 0);
+/// [0]: the template's headers, source address ending in .0.
+#[map]
+static LOADGEN_HEADERS: Array<[u8; HEADERS]> = Array::with_max_entries(1, 0);
 #[map]
 static LOADGEN_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 #[map]
@@ -45,29 +61,35 @@ pub fn loadgen(ctx: XdpContext) -> u32 {
         *seq = i.wrapping_add(1);
         i
     };
-    let mut frame = XdpFrame::new(&ctx);
-    let Some(ip) = frame.header_mut::<20>(14) else {
+    let Some(template) = LOADGEN_HEADERS.get(0) else {
         return xdp_action::XDP_ABORTED;
     };
-    let old = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let mut frame = XdpFrame::new(&ctx);
+    let Some(headers) = frame.header_mut::<HEADERS>(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    *headers = *template;
+    let ip = &mut headers[14..34];
     // The template carries the base address; flow i adds i / 32768.
-    let base = old & !0xff;
+    let base = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
     let new = base + (i / PORTS_PER_ADDRESS);
-    let check = checksum::replace4(u16::from_be_bytes([ip[10], ip[11]]), old, new);
+    let check = checksum::replace4(u16::from_be_bytes([ip[10], ip[11]]), base, new);
     ip[10..12].copy_from_slice(&check.to_be_bytes());
     ip[12..16].copy_from_slice(&new.to_be_bytes());
-    let Some(udp) = frame.header_mut::<8>(34) else {
-        return xdp_action::XDP_ABORTED;
-    };
-    let port = 1024 + (i % PORTS_PER_ADDRESS) as u16;
-    udp[0..2].copy_from_slice(&port.to_be_bytes());
-    // No UDP checksum (RFC 768 allows it for IPv4): nothing to recompute.
-    udp[6..8].copy_from_slice(&[0, 0]);
+    // The template's UDP checksum is zero ("none", RFC 768): nothing to
+    // recompute.
+    let port = (1024 + (i % PORTS_PER_ADDRESS) as u16).to_be_bytes();
+    headers[34..36].copy_from_slice(&port);
+    headers[36..38].copy_from_slice(&port);
     xdp_action::XDP_TX
 }
 
 #[xdp]
-pub fn sink(_ctx: XdpContext) -> u32 {
+pub fn sink(ctx: XdpContext) -> u32 {
+    let frame = XdpFrame::new(&ctx);
+    if classify(&frame).class != ProtoClass::Udp4 {
+        return xdp_action::XDP_PASS;
+    }
     if let Some(count) = SINK_COUNT.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, written only by this CPU.
         unsafe { *count += 1 };

@@ -18,6 +18,8 @@ const LOADGEN: &str = "loadgen";
 const SINK: &str = "sink";
 /// Frames the kernel builds and sends per batch.
 const BATCH: u32 = 64;
+/// Ethernet + IPv4 + UDP headers the program rewrites in every frame.
+const HEADERS: usize = 42;
 
 pub struct LoadGen {
     ebpf: Ebpf,
@@ -80,14 +82,22 @@ impl LoadGen {
     }
 
     /// Sends `count` frames made from `template` out of `ifindex` (an
-    /// interface of the calling thread's network namespace). Returns how
-    /// long the kernel took.
+    /// interface of the calling thread's network namespace). `template` is
+    /// an untagged IPv4 UDP frame without IP options or UDP checksum, whose
+    /// source address ends in .0. Returns how long the kernel took.
     pub fn send(
         &mut self,
         template: &[u8],
         ifindex: u32,
         count: u32,
     ) -> Result<Duration, DataplaneError> {
+        let headers: [u8; HEADERS] = template
+            .get(..HEADERS)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(DataplaneError::MissingMap("a 42-byte frame template"))?;
+        let mut map: Array<_, [u8; HEADERS]> = crate::map_mut(&mut self.ebpf, "LOADGEN_HEADERS")?;
+        map.set(0, headers, 0)
+            .map_err(|e| map_error("LOADGEN_HEADERS", e))?;
         let program: &mut Xdp = program_mut(&mut self.ebpf, LOADGEN)?;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex.
