@@ -120,16 +120,22 @@ fn main() -> Result<()> {
     };
     let json = out.join(format!("{started_utc}.json"));
     report::write_json(&json, &doc)?;
-    report::write_json(&out.join("latest.json"), &doc)?;
+    // A run of one section keeps its own "latest": it must not replace the
+    // whole run's.
+    let latest = match &settings.section {
+        Some(section) => format!("latest-{section}"),
+        None => "latest".to_owned(),
+    };
+    report::write_json(&out.join(format!("{latest}.json")), &doc)?;
     let title = format!(
         "ethergate vs SoftEther, OpenVPN and kernel NAT ({} run {started_utc}, 2 shared cores)",
         doc.mode
     );
     let svg = out.join(format!("{started_utc}.svg"));
     report::write_svg(&svg, &report.rows, &title)?;
-    report::write_svg(&out.join("latest.svg"), &report.rows, &title)?;
+    report::write_svg(&out.join(format!("{latest}.svg")), &report.rows, &title)?;
     println!(
-        "wrote {}, {} and latest.json/latest.svg",
+        "wrote {}, {} and {latest}.json/{latest}.svg",
         json.display(),
         svg.display()
     );
