@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    Bench, PRIVATE_HOST, PUBLIC, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_REDIRECT,
-    public_port,
+    Bench, PRIVATE_HOST, PUBLIC, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS,
+    XDP_REDIRECT, public_port,
 };
 use ethergate_common::{DropReason, NatEvent};
 use ethergate_dataplane::{Dataplane, TcProgram};
@@ -269,4 +269,51 @@ fn the_uplink_guard_stops_untranslated_private_sources() {
     assert_eq!(guard(&mut dp, &tagged), TC_ACT_SHOT);
     let c = dp.counters().expect("counters");
     assert_eq!(c.nat_drop(DropReason::UntranslatedEgress), 4);
+}
+
+/// A new flow toward a next hop the kernel has not resolved: XDP does not
+/// drop it (it used to, as `no_neighbour`) and does not translate or
+/// allocate anything; it passes the frame untouched to the tc program
+/// behind it, which translates it and sends it with `bpf_redirect_neigh`.
+#[test]
+fn an_unresolved_next_hop_is_handed_from_xdp_to_tc() {
+    let bench = Bench::new();
+    let mut dp = bench.dataplane();
+    let udp = L4::Udp {
+        src: 5353,
+        dst: 9000,
+    };
+    // On pub0's subnet, never resolved.
+    let unresolved = Ipv4Flow {
+        dst: [203, 0, 113, 77],
+        ..bench.sent_by_private(udp)
+    }
+    .frame(PAYLOAD);
+    let (action, out) = bench.out(&mut dp, &unresolved);
+    assert_eq!(action, XDP_PASS, "handed over, not dropped");
+    assert_eq!(out, unresolved, "untouched");
+    let c = dp.counters().expect("counters");
+    assert_eq!(c.nat_event(NatEvent::HandedToTc), 1);
+    assert_eq!(
+        c.nat_event(NatEvent::FlowCreated),
+        0,
+        "XDP allocated nothing"
+    );
+    assert_eq!(c.nat_drop(DropReason::NoNeighbour), 0);
+
+    let (action, out) = tc(
+        &bench,
+        &mut dp,
+        TcProgram::NatIngress,
+        &unresolved,
+        bench.priv0.0,
+    );
+    assert_eq!(
+        action, TC_ACT_REDIRECT,
+        "tc sends it with bpf_redirect_neigh"
+    );
+    assert_eq!(&out[L3 + 12..L3 + 16], &PUBLIC, "translated source");
+    assert_eq!(out[L3 + 8], 63, "TTL − 1");
+    let c = dp.counters().expect("counters");
+    assert_eq!(c.nat_event(NatEvent::FlowCreated), 1);
 }
