@@ -25,7 +25,7 @@ use crate::{
 pub fn inside(ctx: XdpContext) -> u32 {
     let mut frame = XdpFrame::new(&ctx);
     let seen = classify(&frame);
-    match nat::process(&ctx, &mut frame, &seen) {
+    match nat::process(&ctx, &mut frame, &seen, nat::ArrivedOn::Inside) {
         Nat::NotOurs | Nat::Passed => xdp_action::XDP_PASS,
         Nat::Dropped => xdp_action::XDP_DROP,
         Nat::Forwarded(action) => action,

@@ -25,8 +25,8 @@ const MAX_RULES: u32 = 256;
 const MAX_FRAGMENTED_DATAGRAMS: u32 = 16_384;
 /// Inside sources whose flows are counted for the per-source quota.
 const MAX_COUNTED_SOURCES: u32 = 65_536;
-/// Interfaces whose NAT runs in tc.
-const MAX_TC_INTERFACES: u32 = 256;
+/// ifindexes `TC_INTERFACES` covers; a higher one is treated as tc mode.
+const TC_INTERFACE_SLOTS: u32 = 4096;
 
 // Flow maps are plain (preallocated) hash maps, not LRU: when the table is
 // full a *new* flow is refused and counted (`table_full`), and no
@@ -60,11 +60,14 @@ pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentRewrite> =
 pub static SOURCE_FLOWS: LruHashMap<u32, u32> =
     LruHashMap::with_max_entries(MAX_COUNTED_SOURCES, 0);
 
-/// ifindex → 1 for every interface whose NAT runs in tc (veth and other
+/// [ifindex] = 1 for every interface whose NAT runs in tc (veth and other
 /// devices XDP cannot redirect into reliably). XDP never redirects or
-/// transmits into these; it passes the frame to the tc program instead.
+/// transmits into these; it passes the frame to the tc program instead. An
+/// array, not a hash: the JIT inlines its lookup, and it is on every
+/// forwarded packet's path. An ifindex beyond it counts as tc (safe, and
+/// rare: the kernel hands out small ifindexes first).
 #[map]
-pub static TC_INTERFACES: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TC_INTERFACES, 0);
+pub static TC_INTERFACES: Array<u8> = Array::with_max_entries(TC_INTERFACE_SLOTS, 0);
 
 /// Private source prefix (network byte order) → public addresses.
 #[map]
@@ -129,7 +132,7 @@ pub fn dnat_rule(
 /// Whether XDP may `bpf_redirect` (or `XDP_TX`) a frame into `ifindex`.
 #[inline(always)]
 pub fn xdp_may_transmit(ifindex: u32) -> bool {
-    TC_INTERFACES.get_ptr(ifindex).is_none()
+    TC_INTERFACES.get(ifindex).is_some_and(|tc| *tc == 0)
 }
 
 #[inline(always)]

@@ -60,8 +60,20 @@ pub enum Nat {
     Dropped,
 }
 
+/// Which program runs: on the uplink or on an inside interface.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ArrivedOn {
+    Uplink,
+    Inside,
+}
+
 #[inline(always)]
-pub fn process(ctx: &XdpContext, frame: &mut XdpFrame, seen: &Classification) -> Nat {
+pub fn process(
+    ctx: &XdpContext,
+    frame: &mut XdpFrame,
+    seen: &Classification,
+    arrived_on: ArrivedOn,
+) -> Nat {
     let Some(config) = maps::config() else {
         return Nat::NotOurs;
     };
@@ -97,35 +109,21 @@ pub fn process(ctx: &XdpContext, frame: &mut XdpFrame, seen: &Classification) ->
         return Nat::NotOurs;
     };
     let now = now_ns();
-    let key = tuple.key();
-    if let Some(binding) = NAT_IN.get_ptr_mut(key) {
-        // SAFETY: pointer from a successful lookup.
-        let (addr, port) = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
-        return forward(
-            ctx,
-            frame,
-            &ip,
-            l4,
-            &tuple,
-            config,
-            Rewrite::Destination(addr, port),
-        );
+    // Look where this interface's traffic usually is first: return traffic
+    // arrives on the uplink, egress on the inside interfaces. (No tuple is
+    // in both maps, so the order changes only the cost.)
+    let reverse_first = arrived_on == ArrivedOn::Uplink;
+    for reverse in [reverse_first, !reverse_first] {
+        // Echo replies only ever match a reverse entry.
+        if !reverse && tuple.echo_reply {
+            continue;
+        }
+        if let Some(nat) = known_flow(ctx, frame, &ip, l4, &tuple, config, now, reverse) {
+            return nat;
+        }
     }
     if tuple.echo_reply {
         return Nat::NotOurs;
-    }
-    if let Some(binding) = NAT_OUT.get_ptr_mut(key) {
-        // SAFETY: pointer from a successful lookup.
-        let (addr, port) = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
-        return forward(
-            ctx,
-            frame,
-            &ip,
-            l4,
-            &tuple,
-            config,
-            Rewrite::Source(addr, port),
-        );
     }
     if !tuple.may_open() {
         return Nat::NotOurs;
@@ -142,6 +140,36 @@ pub fn process(ctx: &XdpContext, frame: &mut XdpFrame, seen: &Classification) ->
         config,
         Rewrite::NewSource(rule, now),
     )
+}
+
+/// The translation of an existing flow, if `tuple` is in `NAT_IN`
+/// (`reverse`) or `NAT_OUT`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn known_flow(
+    ctx: &XdpContext,
+    frame: &mut XdpFrame,
+    ip: &[u8; 20],
+    l4: usize,
+    tuple: &Tuple,
+    config: &NatConfig,
+    now: u64,
+    reverse: bool,
+) -> Option<Nat> {
+    let key = tuple.key();
+    let binding = if reverse {
+        NAT_IN.get_ptr_mut(key)
+    } else {
+        NAT_OUT.get_ptr_mut(key)
+    }?;
+    // SAFETY: pointer from a successful lookup.
+    let (addr, port) = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
+    let rewrite = if reverse {
+        Rewrite::Destination(addr, port)
+    } else {
+        Rewrite::Source(addr, port)
+    };
+    Some(forward(ctx, frame, ip, l4, tuple, config, rewrite))
 }
 
 enum Rewrite {

@@ -28,7 +28,7 @@ static PARSE_ISSUES: PerCpuArray<u64> = PerCpuArray::with_max_entries(ParseIssue
 pub fn uplink(ctx: XdpContext) -> u32 {
     let mut frame = XdpFrame::new(&ctx);
     let seen = classify(&frame);
-    let (verdict, action) = match nat::process(&ctx, &mut frame, &seen) {
+    let (verdict, action) = match nat::process(&ctx, &mut frame, &seen, nat::ArrivedOn::Uplink) {
         Nat::NotOurs | Nat::Passed => (Verdict::Pass, Verdict::Pass.xdp_action()),
         Nat::Dropped => (Verdict::Drop, Verdict::Drop.xdp_action()),
         Nat::Forwarded(action) if action == Verdict::Tx.xdp_action() => (Verdict::Tx, action),

@@ -582,18 +582,18 @@ impl Dataplane {
         self.pins.as_ref().map(|p| &p.origin)
     }
 
-    /// Enters (or removes) `ifindex` in `TC_INTERFACES`: XDP hands frames
-    /// bound for an interface in tc mode to tc instead of redirecting them.
+    /// Marks `ifindex` as running in tc mode (or not) in `TC_INTERFACES`:
+    /// XDP hands frames bound for an interface in tc mode to tc instead of
+    /// redirecting them. The map covers ifindexes below its size; XDP
+    /// treats any higher one as tc mode, so there is nothing to write.
     fn set_tc_interface(&mut self, ifindex: u32, tc: bool) -> Result<(), DataplaneError> {
-        let mut map: HashMap<&mut MapData, u32, u8> = map_mut(&mut self.ebpf, TC_INTERFACES_MAP)?;
-        let result = if tc {
-            map.insert(ifindex, 1, 0)
-        } else if map.get(&ifindex, 0).is_ok() {
-            map.remove(&ifindex)
-        } else {
-            Ok(())
-        };
-        result.map_err(|e| map_error(TC_INTERFACES_MAP, e))
+        let mut map: aya::maps::Array<&mut MapData, u8> =
+            map_mut(&mut self.ebpf, TC_INTERFACES_MAP)?;
+        if ifindex >= map.len() {
+            return Ok(());
+        }
+        map.set(ifindex, u8::from(tc), 0)
+            .map_err(|e| map_error(TC_INTERFACES_MAP, e))
     }
 
     /// Attaches the uplink's NAT programs (what [`Dataplane::apply_nat`]
