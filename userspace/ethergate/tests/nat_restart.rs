@@ -13,20 +13,12 @@ use std::time::Duration;
 use ethergate_netns::stream;
 
 mod common;
-use common::{
-    RECIPE_NAT, mount_pin_base, password_hash, recipe_topology, wait_for, write_recipe_config,
-};
+use common::{mount_pin_base, recipe_config_with_nat, recipe_topology, wait_for};
 
 #[test]
 fn an_snat_transfer_survives_a_restart_onto_a_new_binary() {
     let topo = recipe_topology();
-    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-    std::fs::create_dir_all(&state).expect("state dir");
-    let hash = password_hash("tsumura", "mikalab-pass");
-    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(RECIPE_NAT);
-    std::fs::write(&config, text).expect("config with [nat]");
+    let (state, config) = recipe_config_with_nat(&topo, "");
     let config_arg = config.display().to_string();
     mount_pin_base();
 

@@ -9,9 +9,7 @@
 use std::time::Duration;
 
 mod common;
-use common::{
-    PAGE, RECIPE_NAT, password_hash, recipe_topology, start_serve, web_server, write_recipe_config,
-};
+use common::{PAGE, recipe_config_with_nat, recipe_topology, start_serve, web_server};
 use ethergate_softether::{PasswordKind, SoftEtherClient, Udhcpc};
 
 const SERVER: &str = "198.51.100.1:443";
@@ -19,13 +17,7 @@ const SERVER: &str = "198.51.100.1:443";
 #[test]
 fn vpn_client_reaches_the_private_web_server_through_the_recipe_dnat() {
     let topo = recipe_topology();
-    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-    std::fs::create_dir_all(&state).expect("state dir");
-    let hash = password_hash("tsumura", "mikalab-pass");
-    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(RECIPE_NAT);
-    std::fs::write(&config, text).expect("config with [nat]");
+    let (state, config) = recipe_config_with_nat(&topo, "");
     let _web = web_server(&topo, &state);
     let mut serve = start_serve(&topo, &config);
     common::wait_for(
@@ -96,18 +88,12 @@ fn vpn_client_reaches_the_private_web_server_through_the_recipe_dnat() {
 #[test]
 fn a_dnat_connection_of_a_vpn_client_survives_a_restart() {
     let topo = recipe_topology();
-    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-    std::fs::create_dir_all(&state).expect("state dir");
-    let hash = password_hash("tsumura", "mikalab-pass");
-    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(RECIPE_NAT);
     // A port forward to a stream receiver on the private host.
-    text.push_str(
+    let (state, config) = recipe_config_with_nat(
+        &topo,
         "\n[[nat.dnat]]\nsource = \"192.168.0.0/16\"\nprotocol = \"tcp\"\nport = 7300\n\
          to = \"10.0.1.26:7300\"\n",
     );
-    std::fs::write(&config, text).expect("config with [nat]");
     common::mount_pin_base();
     let mut serve = start_serve(&topo, &config);
 

@@ -54,6 +54,21 @@ port = 80
 to = "10.0.1.26:80"
 "#;
 
+/// The recipe's appliance config with password `mikalab-pass` for
+/// tsumura, [`RECIPE_NAT`] and `extra` appended, in a fresh state directory
+/// named after `topo`. Returns (state directory, config path).
+pub fn recipe_config_with_nat(topo: &Topology, extra: &str) -> (PathBuf, PathBuf) {
+    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
+    std::fs::create_dir_all(&state).expect("state dir");
+    let hash = password_hash("tsumura", "mikalab-pass");
+    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(RECIPE_NAT);
+    text.push_str(extra);
+    std::fs::write(&config, text).expect("config with [nat]");
+    (state, config)
+}
+
 pub fn recipe_topology() -> Topology {
     Topology::builder()
         .namespace("client")
