@@ -168,9 +168,54 @@ pub struct NatConfig {
     /// Flows one inside source (a private host, a VPN client) may hold at
     /// once; 0 = no limit. Keeps one host from taking the whole table.
     pub max_flows_per_source: u32,
+    /// Idle timeouts in seconds (`[nat.timeouts]`), read by the flows'
+    /// expiry timers: TCP established (both sides ACKed, no FIN/RST),
+    /// TCP otherwise, UDP, ICMP.
+    pub tcp_established_secs: u32,
+    pub tcp_transitory_secs: u32,
+    pub udp_secs: u32,
+    pub icmp_secs: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<NatConfig>() == 16);
+const _: () = assert!(core::mem::size_of::<NatConfig>() == 32);
+
+/// A flow map's value as userspace sees it: the binding, and the space of
+/// the kernel's expiry timer (`struct bpf_timer`, opaque: the kernel zeroes
+/// it in every copy it hands out). Only the forward half's timer runs; it
+/// expires the pair.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEntry {
+    pub binding: NatBinding,
+    pub timer: [u64; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<FlowEntry>() == 32);
+
+/// The timeout a flow gets while no config has been written (all zeros).
+pub const DEFAULT_TIMEOUT_SECS: u32 = 300;
+
+/// The idle timeout of a flow whose halves saw `flags_out` / `flags_in`
+/// (unions of TCP flags), in seconds. TCP is established only when both
+/// sides have ACKed and neither has sent FIN or RST (RFC 5382).
+#[inline(always)]
+pub fn idle_timeout_secs(config: &NatConfig, protocol: u8, flags_out: u8, flags_in: u8) -> u32 {
+    match protocol {
+        6 => {
+            let both = flags_out | flags_in;
+            if both & (TCP_FIN | TCP_RST) == 0
+                && flags_out & TCP_ACK != 0
+                && flags_in & TCP_ACK != 0
+            {
+                config.tcp_established_secs
+            } else {
+                config.tcp_transitory_secs
+            }
+        }
+        1 => config.icmp_secs,
+        _ => config.udp_secs,
+    }
+}
 
 /// Things the NAT path did, one per-CPU `u64` slot each in `NAT_EVENTS`.
 #[repr(u32)]
@@ -218,10 +263,12 @@ pub enum NatEvent {
     /// or the egress interface runs the tc path) and passed it, untouched,
     /// to the tc program on the same interface, which translates it.
     HandedToTc = 13,
+    /// A flow pair was idle past its timeout and its timer removed it.
+    FlowExpired = 14,
 }
 
 impl NatEvent {
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 15;
 
     pub const ALL: [NatEvent; Self::COUNT as usize] = [
         Self::FlowCreated,
@@ -238,6 +285,7 @@ impl NatEvent {
         Self::TranslatedInPassed,
         Self::FragmentTranslated,
         Self::HandedToTc,
+        Self::FlowExpired,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -256,6 +304,7 @@ impl NatEvent {
             Self::TranslatedInPassed => "translated_in_passed",
             Self::FragmentTranslated => "fragment_translated",
             Self::HandedToTc => "handed_to_tc",
+            Self::FlowExpired => "flow_expired",
         }
     }
 }
@@ -343,6 +392,9 @@ unsafe impl aya::Pod for NatConfig {}
 #[cfg(feature = "user")]
 #[allow(unsafe_code)]
 unsafe impl aya::Pod for FragmentKey {}
+#[cfg(feature = "user")]
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for FlowEntry {}
 #[cfg(feature = "user")]
 #[allow(unsafe_code)]
 unsafe impl aya::Pod for FragmentRewrite {}

@@ -12,7 +12,12 @@ use ethergate_common::{
     parse::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PacketBytes},
 };
 
-use crate::maps::{DNAT_IN, DNAT_OUT, FRAGMENTS, NAT_IN, NAT_OUT, SOURCE_FLOWS, event};
+use crate::{
+    expiry,
+    maps::{
+        DNAT_IN, DNAT_OUT, FRAGMENTS, FlowEntry, NAT_IN, NAT_OUT, SOURCE_FLOWS, count_active, event,
+    },
+};
 
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_ECHO_REQUEST: u8 = 8;
@@ -115,14 +120,15 @@ pub fn read_tuple<P: PacketBytes + ?Sized>(frame: &P, ip: &[u8; 20], l4: usize) 
 /// (address, port).
 ///
 /// # Safety
-/// `binding` comes from a successful map lookup in this program run. LRU
-/// values stay valid for the run (RCU); racing writers only store
+/// `entry` comes from a successful map lookup in this program run. Hash
+/// map values stay valid for the run (RCU); racing writers only store
 /// timestamps and flag unions, where a lost update is harmless.
 #[inline(always)]
-pub unsafe fn touch(binding: *mut NatBinding, now: u64, tcp_flags: u8) -> (u32, u16) {
+pub unsafe fn touch(entry: *mut FlowEntry, now: u64, tcp_flags: u8) -> (u32, u16) {
     let seen = tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK);
     // SAFETY: per the function's contract.
     unsafe {
+        let binding = &raw mut (*entry).binding;
         (*binding).last_seen_ns = now;
         if (*binding).tcp_flags & seen != seen {
             (*binding).tcp_flags |= seen;
@@ -169,7 +175,7 @@ pub fn allocate(
         let port = (u64::from(config.port_min) + ((u64::from(r2) * u64::from(span)) >> 32)) as u16;
         // The reply's tuple: ICMP replies carry the identifier as dst_port.
         let in_key = FlowKey::new(tuple.protocol, tuple.dst_addr, tuple.dst_port, addr, port);
-        match NAT_IN.insert(in_key, private, BPF_NOEXIST as u64) {
+        match NAT_IN.insert(in_key, FlowEntry::new(private), BPF_NOEXIST as u64) {
             Ok(()) => {}
             Err(err) if err == -E2BIG => return Err(DropReason::TableFull),
             Err(_) => {
@@ -184,9 +190,11 @@ pub fn allocate(
             tcp_flags: tuple.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK),
             pad: 0,
         };
-        let inserted = NAT_OUT.insert(tuple.key(), public, BPF_NOEXIST as u64);
+        let inserted = NAT_OUT.insert(tuple.key(), FlowEntry::new(public), BPF_NOEXIST as u64);
         if inserted.is_ok() {
             count_source_flow(tuple.src_addr);
+            count_active(1);
+            expiry::arm_snat(tuple, config);
             event(NatEvent::FlowCreated);
             return Ok((addr, port));
         }
@@ -197,7 +205,7 @@ pub fn allocate(
         // Another CPU created this flow a moment ago: use its binding.
         return match NAT_OUT.get_ptr(tuple.key()) {
             // SAFETY: pointer from a successful lookup.
-            Some(existing) => unsafe { Ok(((*existing).addr, (*existing).port)) },
+            Some(existing) => unsafe { Ok(((*existing).binding.addr, (*existing).binding.port)) },
             None => Err(DropReason::FlowRace),
         };
     }
@@ -234,7 +242,7 @@ pub fn open_dnat(
     // Two original destinations forwarded to one server from the same
     // client port would share a reply tuple; the second cannot be told
     // apart on the way back, so it is dropped (as a port collision is).
-    let inserted = DNAT_IN.insert(in_key, original, BPF_NOEXIST as u64);
+    let inserted = DNAT_IN.insert(in_key, FlowEntry::new(original), BPF_NOEXIST as u64);
     if inserted == Err(-E2BIG) {
         return Err(DropReason::TableFull);
     }
@@ -244,7 +252,8 @@ pub fn open_dnat(
         let same = match DNAT_IN.get_ptr(in_key) {
             // SAFETY: pointer from a successful lookup.
             Some(existing) => unsafe {
-                (*existing).addr == tuple.dst_addr && (*existing).port == tuple.dst_port
+                (*existing).binding.addr == tuple.dst_addr
+                    && (*existing).binding.port == tuple.dst_port
             },
             None => false,
         };
@@ -259,7 +268,7 @@ pub fn open_dnat(
         tcp_flags: tuple.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK),
         pad: 0,
     };
-    if let Err(err) = DNAT_OUT.insert(tuple.key(), forward, BPF_NOEXIST as u64) {
+    if let Err(err) = DNAT_OUT.insert(tuple.key(), FlowEntry::new(forward), BPF_NOEXIST as u64) {
         let _ = DNAT_IN.remove(in_key);
         return Err(if err == -E2BIG {
             DropReason::TableFull
@@ -268,6 +277,8 @@ pub fn open_dnat(
         });
     }
     count_source_flow(tuple.src_addr);
+    count_active(1);
+    expiry::arm_dnat(tuple, config);
     event(NatEvent::DnatCreated);
     Ok((target.to_addr, target.to_port))
 }
@@ -286,6 +297,27 @@ fn source_has_room(config: &NatConfig, src: u32) -> bool {
             held < quota
         }
         None => true,
+    }
+}
+
+/// The reverse half's key of the pair whose forward half is `key` →
+/// (`addr`, `port`): SNAT replies come from the remote to the public
+/// address; DNAT replies from the rule's target to the client.
+#[inline(always)]
+pub fn reverse_key(key: &FlowKey, addr: u32, port: u16, dnat: bool) -> FlowKey {
+    if dnat {
+        FlowKey::new(key.protocol, addr, port, key.src_addr, key.src_port)
+    } else {
+        FlowKey::new(key.protocol, key.dst_addr, key.dst_port, addr, port)
+    }
+}
+
+/// One flow fewer held by `src` (its pair expired).
+#[inline(always)]
+pub fn uncount_source_flow(src: u32) {
+    if let Some(count) = SOURCE_FLOWS.get_ptr_mut(src) {
+        // SAFETY: pointer from a successful lookup; see count_source_flow.
+        unsafe { *count = (*count).saturating_sub(1) };
     }
 }
 

@@ -106,7 +106,7 @@ pub fn lookup<F: PacketBytes>(frame: &F, ip: &[u8; 20], l4: usize) -> Option<Emb
     let key = FlowKey::new(protocol, remote_addr, remote_port, public_addr, public_port);
     let private = NAT_IN.get_ptr(key)?;
     // SAFETY: pointer from a successful lookup, valid for this run.
-    let private = unsafe { ((*private).addr, (*private).port) };
+    let private = unsafe { ((*private).binding.addr, (*private).binding.port) };
     Some(Embedded {
         protocol,
         public: (public_addr, public_port),

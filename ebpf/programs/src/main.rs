@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod expiry;
 mod flow;
 mod guard;
 mod icmp_error;

@@ -5,9 +5,11 @@
 //! a reload changes every rule at once and never touches a flow map.
 
 use aya_ebpf::{
+    bindings::bpf_timer,
+    btf_maps,
     helpers::generated::bpf_ktime_get_ns,
-    macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+    macros::{btf_map, map},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use ethergate_common::{
     DnatTarget, DropReason, FlowKey, FragmentKey, FragmentRewrite, NatBinding, NatConfig, NatEvent,
@@ -16,7 +18,7 @@ use ethergate_common::{
 
 /// Default flow-table size; userspace resizes the flow maps to
 /// `[nat.limits].max_flows` before loading.
-const DEFAULT_MAX_FLOWS: u32 = 262_144;
+const DEFAULT_MAX_FLOWS: usize = 262_144;
 /// Rules per set: one per `[[nat.snat]]` / `[[nat.dnat]]` entry, far more
 /// than a config holds.
 const MAX_RULES: u32 = 256;
@@ -28,21 +30,54 @@ const MAX_COUNTED_SOURCES: u32 = 65_536;
 /// ifindexes `TC_INTERFACES` covers; a higher one is treated as tc mode.
 const TC_INTERFACE_SLOTS: u32 = 4096;
 
+/// A flow map's value: the binding, and the expiry timer. Only the
+/// forward half's timer is armed (`expiry.rs`); it expires the pair. The
+/// same layout as `ethergate_common::FlowEntry`, whose timer is opaque
+/// bytes; here it must be the kernel's `struct bpf_timer`, which the
+/// verifier finds by its BTF name.
+#[repr(C)]
+pub struct FlowEntry {
+    pub binding: NatBinding,
+    pub timer: bpf_timer,
+}
+
+const _: () = assert!(
+    core::mem::size_of::<FlowEntry>() == core::mem::size_of::<ethergate_common::FlowEntry>()
+);
+
+impl FlowEntry {
+    /// A new entry: the timer zeroed, as the kernel requires on insert.
+    #[inline(always)]
+    pub fn new(binding: NatBinding) -> Self {
+        // SAFETY: all-zero is a valid bpf_timer (an unset one).
+        let timer = unsafe { core::mem::zeroed() };
+        Self { binding, timer }
+    }
+}
+
+pub type FlowMap = btf_maps::HashMap<FlowKey, FlowEntry, DEFAULT_MAX_FLOWS>;
+
 // Flow maps are plain (preallocated) hash maps, not LRU: when the table is
 // full a *new* flow is refused and counted (`table_full`), and no
-// established flow is ever evicted to make room for a flood.
+// established flow is ever evicted to make room for a flood. BTF-defined,
+// because their values hold a bpf_timer.
 
-#[map]
-pub static NAT_OUT: HashMap<FlowKey, NatBinding> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+#[btf_map]
+pub static NAT_OUT: FlowMap = FlowMap::new();
 
-#[map]
-pub static NAT_IN: HashMap<FlowKey, NatBinding> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+#[btf_map]
+pub static NAT_IN: FlowMap = FlowMap::new();
 
-#[map]
-pub static DNAT_OUT: HashMap<FlowKey, NatBinding> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+#[btf_map]
+pub static DNAT_OUT: FlowMap = FlowMap::new();
 
+#[btf_map]
+pub static DNAT_IN: FlowMap = FlowMap::new();
+
+/// Live flow pairs (SNAT and DNAT): +1 when a pair is created, −1 when its
+/// timer expires it; summed over CPUs by userspace. Pinned with the flows.
 #[map]
-pub static DNAT_IN: HashMap<FlowKey, NatBinding> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+pub static ACTIVE_FLOWS: PerCpuArray<i64> = PerCpuArray::with_max_entries(1, 0);
 
 /// First fragment's tuple → the address its translation wrote, for the
 /// later fragments of the same datagram. LRU: an entry is only needed for
@@ -150,6 +185,16 @@ pub fn event(event: NatEvent) {
 #[inline(always)]
 pub fn count_drop(reason: DropReason) {
     bump(&NAT_DROPS, reason as u32);
+}
+
+/// One more (`delta` = 1) or one fewer (−1) live flow pair.
+#[inline(always)]
+pub fn count_active(delta: i64) {
+    if let Some(slot) = ACTIVE_FLOWS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, written only by this CPU with preemption
+        // disabled (timer callbacks too).
+        unsafe { *slot += delta };
+    }
 }
 
 #[inline(always)]

@@ -157,13 +157,13 @@ fn known_flow(
     reverse: bool,
 ) -> Option<Nat> {
     let key = tuple.key();
-    let binding = if reverse {
+    let entry = if reverse {
         NAT_IN.get_ptr_mut(key)
     } else {
         NAT_OUT.get_ptr_mut(key)
     }?;
     // SAFETY: pointer from a successful lookup.
-    let (addr, port) = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
+    let (addr, port) = unsafe { flow::touch(entry, now, tuple.tcp_flags) };
     let rewrite = if reverse {
         Rewrite::Destination(addr, port)
     } else {

@@ -70,7 +70,7 @@ fn plan(frame: &TcFrame, ip: &[u8; 20], l4: usize) -> Option<Plan> {
     let key = FlowKey::new(protocol, target_addr, target_port, client, client_port);
     let original = DNAT_IN.get_ptr(key)?;
     // SAFETY: pointer from a successful lookup, valid for this run.
-    let original = unsafe { ((*original).addr, (*original).port) };
+    let original = unsafe { ((*original).binding.addr, (*original).binding.port) };
 
     let old_ip_check = u16::from_be_bytes([inner[10], inner[11]]);
     let new_ip_check = checksum::replace4(old_ip_check, target_addr, original.0);

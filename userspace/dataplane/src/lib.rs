@@ -32,9 +32,7 @@ mod tap;
 pub use attach::{AttachMode, NatAttachment};
 pub use counters::CounterSnapshot;
 pub use error::DataplaneError;
-pub use nat::{
-    DnatFlow, NatFlow, SNAT_PORT_MAX, SNAT_PORT_MIN, SweepStats, interface_ipv4, sweep_interval,
-};
+pub use nat::{DnatFlow, NatFlow, SNAT_PORT_MAX, SNAT_PORT_MIN, SweepStats, interface_ipv4};
 pub use neighbour::uplink_gateways;
 pub use pin::{
     PIN_BASE, StateOrigin, default_root as default_pin_root, forget as forget_pinned_state,
@@ -42,11 +40,7 @@ pub use pin::{
 };
 pub use tap::TcProgram;
 
-use std::{
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Mutex, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -79,6 +73,7 @@ const NAT_IN_MAP: &str = "NAT_IN";
 const DNAT_OUT_MAP: &str = "DNAT_OUT";
 const DNAT_IN_MAP: &str = "DNAT_IN";
 const SOURCE_FLOWS_MAP: &str = "SOURCE_FLOWS";
+const ACTIVE_FLOWS_MAP: &str = "ACTIVE_FLOWS";
 const TC_INTERFACES_MAP: &str = "TC_INTERFACES";
 
 /// Flow-table size when the config does not say
@@ -103,14 +98,9 @@ impl XdpProgram {
 
 /// Loaded (verified) eBPF programs and their maps.
 pub struct Dataplane {
-    // Field order is drop order: the sweeper thread stops before the maps
-    // and programs go away.
-    sweeper: Option<nat::Sweeper>,
-    flows: Arc<Mutex<nat::FlowMaps>>,
-    /// Flows the sweeper removed after their idle timeout, since load.
-    idle_timeouts: Arc<std::sync::atomic::AtomicU64>,
-    /// Live flow pairs as of the sweeper's last pass.
-    active_flows: Arc<std::sync::atomic::AtomicU64>,
+    flows: Mutex<nat::FlowMaps>,
+    /// Live flow pairs, counted by the programs (+1 created, −1 expired).
+    active: aya::maps::PerCpuArray<MapData, i64>,
     uplink: Option<attach::Attached>,
     /// The uplink's egress guard (`uplink_egress`).
     guard: Option<attach::AttachmentLink>,
@@ -225,11 +215,14 @@ impl Dataplane {
                 HashMap::try_from(map).map_err(|e| map_error(SOURCE_FLOWS_MAP, e))?
             },
         };
+        let active = ebpf
+            .take_map(ACTIVE_FLOWS_MAP)
+            .ok_or(DataplaneError::MissingMap(ACTIVE_FLOWS_MAP))?;
+        let active =
+            aya::maps::PerCpuArray::try_from(active).map_err(|e| map_error(ACTIVE_FLOWS_MAP, e))?;
         Ok(Self {
-            sweeper: None,
-            flows: Arc::new(Mutex::new(flows)),
-            idle_timeouts: Arc::default(),
-            active_flows: Arc::default(),
+            flows: Mutex::new(flows),
+            active,
             uplink: None,
             guard: None,
             pins,
@@ -273,13 +266,6 @@ impl Dataplane {
             pins.remove_unclaimed_links(&self.claimed);
         }
         self.gateways = self.manage_gateway_neighbours(config.uplink.as_str());
-        self.sweeper = None;
-        self.sweeper = Some(nat::Sweeper::start(
-            Arc::clone(&self.flows),
-            config.timeouts,
-            Arc::clone(&self.idle_timeouts),
-            Arc::clone(&self.active_flows),
-        ));
         Ok(())
     }
 
@@ -363,6 +349,10 @@ impl Dataplane {
                 port_max,
                 rule_set: live.rule_set,
                 max_flows_per_source: config.limits.max_flows_per_source,
+                tcp_established_secs: config.timeouts.tcp_established_secs,
+                tcp_transitory_secs: config.timeouts.tcp_transitory_secs,
+                udp_secs: config.timeouts.udp_secs,
+                icmp_secs: config.timeouts.icmp_secs,
             },
         )?;
         Ok(())
@@ -376,17 +366,23 @@ impl Dataplane {
         rules::write_config(&mut self.ebpf, current)
     }
 
-    /// Flows (SNAT and DNAT pairs) expired by the idle sweeper since load.
+    /// Flow pairs (SNAT and DNAT) their timers expired since load (the
+    /// `flow_expired` event).
     pub fn idle_timeouts(&self) -> u64 {
-        self.idle_timeouts
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.counters()
+            .map(|c| c.nat_event(ethergate_common::NatEvent::FlowExpired))
+            .unwrap_or(0)
     }
 
-    /// Live flow pairs (SNAT and DNAT) as counted by the sweeper's last
-    /// pass — O(1), for status and metrics, where walking a million-entry
-    /// map on every scrape would stall the control plane.
+    /// Live flow pairs (SNAT and DNAT), as the programs count them — O(1),
+    /// for status and metrics, where walking a million-entry map on every
+    /// scrape would stall the control plane. Pinned with the flows, so it
+    /// stays right across restarts.
     pub fn active_flows(&self) -> u64 {
-        self.active_flows.load(std::sync::atomic::Ordering::Relaxed)
+        self.active
+            .get(&0, 0)
+            .map(|per_cpu| per_cpu.iter().sum::<i64>().max(0) as u64)
+            .unwrap_or(0)
     }
 
     /// Every translated flow, with idle times.
@@ -397,8 +393,9 @@ impl Dataplane {
         }
     }
 
-    /// One sweep now, as if `now` were `extra` later than it is (tests
-    /// expire flows without waiting).
+    /// One userspace sweep now, as if `now` were `extra` later than it is
+    /// (tests expire flows without waiting; the programs' timers do the
+    /// real expiry).
     pub fn sweep_nat_flows(
         &self,
         timeouts: &ethergate_config::NatTimeouts,

@@ -1,28 +1,28 @@
-//! `[nat]` config → map entries, the idle-flow sweeper, and flow snapshots.
+//! Flow snapshots for status, and `sweep`: a walk that expires idle pairs
+//! from userspace. The data plane does not need it (each pair's timer
+//! expires it in the kernel, `ebpf/programs/src/expiry.rs`); it remains
+//! for tests that jump ahead in time and for a one-off cleanup.
 //!
 //! Invariants:
 //! * Rules are replaced entry by entry (new and changed prefixes written
 //!   first, stale ones removed after), and the flow maps are never touched
 //!   by a rule change: a reload keeps established flows.
-//! * A flow is a pair (`NAT_OUT` entry + `NAT_IN` entry); the sweeper
-//!   removes both halves together, judging idleness by the *later* of the
-//!   two last-seen stamps, so a one-way stream (a download) is not expired
-//!   because the other direction is quiet.
-//! * After every sweep `SOURCE_FLOWS` holds the true number of live flows
-//!   per inside source (the programs only count up between sweeps), which
-//!   is what `max_flows_per_source` is enforced against.
+//! * A flow is a pair (`NAT_OUT` entry + `NAT_IN` entry); a sweep removes
+//!   both halves together, judging idleness by the *later* of the two
+//!   last-seen stamps (as the kernel timers do), so a one-way stream (a
+//!   download) is not expired because the other direction is quiet.
+//! * After a sweep `SOURCE_FLOWS` holds the true number of live flows per
+//!   inside source.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{Ipv4Addr, SocketAddrV4},
-    sync::{Arc, Mutex, mpsc},
-    thread,
     time::Duration,
 };
 
 use aya::maps::{HashMap, MapData};
 use ethergate_common::{
-    FlowKey, NatBinding,
+    FlowEntry, FlowKey, NatBinding,
     nat::{TCP_ACK, TCP_FIN, TCP_RST},
     parse::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
@@ -36,16 +36,11 @@ use crate::DataplaneError;
 pub const SNAT_PORT_MIN: u16 = 1024;
 pub const SNAT_PORT_MAX: u16 = 65535;
 
-/// Longest pause between sweeps, whatever the timeouts: expiry is at most
-/// this late.
-const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
-const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
-
-pub(crate) type FlowMap = HashMap<MapData, FlowKey, NatBinding>;
+pub(crate) type FlowMap = HashMap<MapData, FlowKey, FlowEntry>;
 /// Inside source address → flows it holds.
 pub(crate) type SourceMap = HashMap<MapData, u32, u32>;
 
-/// The flow maps, shared by the loader and the sweeper thread: the SNAT
+/// The flow maps: the SNAT
 /// pair and the DNAT pair.
 pub(crate) struct FlowMaps {
     pub(crate) out: FlowMap,
@@ -174,8 +169,17 @@ fn timeout(protocol: u8, flags_out: u8, flags_in: u8, t: &NatTimeouts) -> Durati
 
 pub(crate) fn flows(maps: &FlowMaps, now_ns: u64) -> Vec<NatFlow> {
     let mut out = Vec::new();
-    for (key, public) in maps.out.iter().filter_map(Result::ok) {
-        let back = maps.inbound.get(&reverse_key(&key, &public), 0).ok();
+    for (key, public) in maps
+        .out
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(k, e)| (k, e.binding))
+    {
+        let back = maps
+            .inbound
+            .get(&reverse_key(&key, &public), 0)
+            .ok()
+            .map(|e| e.binding);
         let last = back.map_or(public.last_seen_ns, |b| {
             b.last_seen_ns.max(public.last_seen_ns)
         });
@@ -194,8 +198,17 @@ pub(crate) fn flows(maps: &FlowMaps, now_ns: u64) -> Vec<NatFlow> {
 
 pub(crate) fn dnat_flows(maps: &FlowMaps, now_ns: u64) -> Vec<DnatFlow> {
     let mut out = Vec::new();
-    for (key, to) in maps.dnat_out.iter().filter_map(Result::ok) {
-        let back = maps.dnat_in.get(&dnat_reverse_key(&key, &to), 0).ok();
+    for (key, to) in maps
+        .dnat_out
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(k, e)| (k, e.binding))
+    {
+        let back = maps
+            .dnat_in
+            .get(&dnat_reverse_key(&key, &to), 0)
+            .ok()
+            .map(|e| e.binding);
         let last = back.map_or(to.last_seen_ns, |b| b.last_seen_ns.max(to.last_seen_ns));
         out.push(DnatFlow {
             protocol: key.protocol,
@@ -266,9 +279,13 @@ fn sweep_pairs(
     let mut stats = SweepStats::default();
     let mut paired = BTreeSet::new();
     let mut expired = Vec::new();
-    for (key, forward) in out.iter().filter_map(Result::ok) {
+    for (key, forward) in out
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(k, e)| (k, e.binding))
+    {
         let back_key = reverse(&key, &forward);
-        let back = inbound.get(&back_key, 0).ok();
+        let back = inbound.get(&back_key, 0).ok().map(|e| e.binding);
         let last = back.map_or(forward.last_seen_ns, |b| {
             b.last_seen_ns.max(forward.last_seen_ns)
         });
@@ -294,7 +311,11 @@ fn sweep_pairs(
         stats.expired += 1;
     }
     let mut orphans = Vec::new();
-    for (key, back) in inbound.iter().filter_map(Result::ok) {
+    for (key, back) in inbound
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(k, e)| (k, e.binding))
+    {
         if paired.contains(&key_bytes(&key)) {
             continue;
         }
@@ -314,97 +335,9 @@ fn key_bytes(k: &FlowKey) -> (u8, u32, u16, u32, u16) {
     (k.protocol, k.src_addr, k.src_port, k.dst_addr, k.dst_port)
 }
 
-/// How often to sweep for the given timeouts: a quarter of the shortest,
-/// within [`MIN_SWEEP_INTERVAL`, `MAX_SWEEP_INTERVAL`].
-pub fn sweep_interval(t: &NatTimeouts) -> Duration {
-    let shortest = [
-        t.tcp_established_secs,
-        t.tcp_transitory_secs,
-        t.udp_secs,
-        t.icmp_secs,
-    ]
-    .into_iter()
-    .min()
-    .unwrap_or(1);
-    (Duration::from_secs(u64::from(shortest)) / 4).clamp(MIN_SWEEP_INTERVAL, MAX_SWEEP_INTERVAL)
-}
-
-/// The sweep walks both flow maps with a bpf syscall per entry; at a
-/// million flows that is seconds of CPU, which competed with forwarding
-/// for the two cores (decision 0004: the sweeper was 24% of all samples at
-/// 1M flows). So the pause after a sweep is at least four times its
-/// duration: the sweeper never takes more than a fifth of a core, and idle
-/// flows expire somewhat later than their timeout in huge tables.
-pub fn next_sweep_delay(interval: Duration, last_sweep_took: Duration) -> Duration {
-    interval.max(last_sweep_took * 4)
-}
-
-/// The background sweeper; stops (and joins) when dropped.
-pub(crate) struct Sweeper {
-    stop: Option<mpsc::Sender<()>>,
-    handle: Option<thread::JoinHandle<()>>,
-}
-
-impl Sweeper {
-    /// Sweeps every `sweep_interval`; adds the flows it expires to
-    /// `expired_total` (status and metrics: idle timeouts) and leaves the
-    /// number of live flows in `active_now`.
-    pub(crate) fn start(
-        maps: Arc<Mutex<FlowMaps>>,
-        timeouts: NatTimeouts,
-        expired_total: Arc<std::sync::atomic::AtomicU64>,
-        active_now: Arc<std::sync::atomic::AtomicU64>,
-    ) -> Self {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let interval = sweep_interval(&timeouts);
-        let handle = thread::Builder::new()
-            .name("nat-sweeper".into())
-            .spawn(move || {
-                let mut delay = interval;
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(delay) {
-                    let started = std::time::Instant::now();
-                    if let Ok(mut maps) = maps.lock() {
-                        let stats = sweep(&mut maps, monotonic_ns(), &timeouts);
-                        expired_total
-                            .fetch_add(stats.expired as u64, std::sync::atomic::Ordering::Relaxed);
-                        active_now.store(stats.active as u64, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    delay = next_sweep_delay(interval, started.elapsed());
-                }
-            })
-            .ok();
-        Self {
-            stop: Some(stop),
-            handle,
-        }
-    }
-}
-
-impl Drop for Sweeper {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_sweeper_keeps_to_a_fifth_of_a_core() {
-        let interval = Duration::from_secs(2);
-        assert_eq!(
-            next_sweep_delay(interval, Duration::from_millis(10)),
-            interval
-        );
-        assert_eq!(
-            next_sweep_delay(interval, Duration::from_secs(3)),
-            Duration::from_secs(12)
-        );
-    }
 
     #[test]
     fn tcp_is_established_only_with_acks_both_ways_and_no_fin() {
@@ -415,13 +348,5 @@ mod tests {
         assert_eq!(timeout(IPPROTO_TCP, 0x12, 0x12, &t), est);
         assert_eq!(timeout(IPPROTO_TCP, 0x13, 0x10, &t), tr);
         assert_eq!(timeout(IPPROTO_TCP, 0x10, 0x14, &t), tr);
-    }
-
-    #[test]
-    fn sweep_interval_is_bounded() {
-        let mut t = NatTimeouts::default();
-        assert_eq!(sweep_interval(&t), MAX_SWEEP_INTERVAL);
-        t.icmp_secs = 1;
-        assert_eq!(sweep_interval(&t), Duration::from_millis(250));
     }
 }
