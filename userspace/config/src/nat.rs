@@ -18,7 +18,8 @@ use crate::reader::{At, OneOrMany, Section};
 /// Established TCP idle timeout. RFC 5382 REQ-5 says a NAT MUST NOT expire
 /// an established TCP flow sooner than 2 h 4 min. The AWS NAT gateway uses
 /// 350 s, which silently kills idle SSH sessions and database pools; we
-/// follow the RFC, and LRU eviction bounds the memory that costs.
+/// follow the RFC; the table size (`max_flows`) bounds the memory that
+/// costs.
 pub const DEFAULT_TCP_ESTABLISHED_SECS: u32 = 7440;
 /// Half-open, closing and closed TCP flows: RFC 5382 REQ-5's 4 minutes
 /// (2 × MSL), long enough for TIME_WAIT retransmissions.
@@ -36,7 +37,7 @@ pub const MAX_TIMEOUT_SECS: u32 = 7 * 24 * 3600;
 /// 2^18 flows: several times the AWS NAT gateway's 55,000 connections per
 /// destination, at a map size that preallocates comfortably.
 pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
-/// Below this the LRU churns under ordinary browsing.
+/// Below this an ordinary office fills the table.
 pub const MIN_MAX_FLOWS: u32 = 1024;
 /// 2^24. BPF hash maps preallocate every entry; the cap keeps a typo from
 /// asking the kernel for gigabytes.
