@@ -100,6 +100,20 @@ fn wait_resolved(topo: &Topology, gateway: &str) {
     }
 }
 
+/// curl (the server must see the public address) and two pings from the
+/// private host to the internet host.
+fn curl_and_ping(topo: &Topology) {
+    let server = http_peer_server(topo, "internet", "198.18.0.10:8080");
+    let seen = curl(topo, "private", "http://198.18.0.10:8080/");
+    server.join().expect("server");
+    assert_eq!(seen.trim(), "203.0.113.1");
+    topo.exec(
+        "private",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.10"],
+    )
+    .expect("ping through one-armed SNAT");
+}
+
 #[test]
 fn private_reaches_internet_through_one_interface() {
     let topo = topology();
@@ -122,15 +136,7 @@ fn private_reaches_internet_through_one_interface() {
     );
     wait_resolved(&topo, "203.0.113.254");
 
-    let server = http_peer_server(&topo, "internet", "198.18.0.10:8080");
-    let seen = curl(&topo, "private", "http://198.18.0.10:8080/");
-    server.join().expect("server");
-    assert_eq!(seen.trim(), "203.0.113.1");
-    topo.exec(
-        "private",
-        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.10"],
-    )
-    .expect("ping through one-armed SNAT");
+    curl_and_ping(&topo);
 
     let c = dp.counters().expect("counters");
     assert_eq!(c.nat_event(NatEvent::FlowCreated), 2, "tcp + echo");
@@ -170,15 +176,7 @@ fn plain_veth_one_armed_auto_mode() {
     );
     let sniffer = common::Sniffer::start(&topo, "internet", "eth0", "10.0.0.0/8");
 
-    let server = http_peer_server(&topo, "internet", "198.18.0.10:8080");
-    let seen = curl(&topo, "private", "http://198.18.0.10:8080/");
-    server.join().expect("server");
-    assert_eq!(seen.trim(), "203.0.113.1");
-    topo.exec(
-        "private",
-        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.10"],
-    )
-    .expect("ping through one-armed SNAT");
+    curl_and_ping(&topo);
     let peer = common::udp_round_trip(
         &topo,
         ("private", "10.0.1.26:0"),

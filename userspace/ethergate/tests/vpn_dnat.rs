@@ -14,6 +14,19 @@ use ethergate_softether::{PasswordKind, SoftEtherClient, Udhcpc};
 
 const SERVER: &str = "198.51.100.1:443";
 
+/// The client's NIC `vpn0` and account `acc` for tsumura on hub mikalab;
+/// returns the tap's name.
+fn account(client: &SoftEtherClient<'_>) -> String {
+    let tap = client.nic_create("vpn0").expect("NicCreate");
+    client
+        .account_create("acc", SERVER, "mikalab", "tsumura", "vpn0")
+        .expect("AccountCreate");
+    client
+        .account_password_set("acc", "mikalab-pass", PasswordKind::Standard)
+        .expect("AccountPasswordSet");
+    tap
+}
+
 #[test]
 fn vpn_client_reaches_the_private_web_server_through_the_recipe_dnat() {
     let topo = recipe_topology();
@@ -27,13 +40,7 @@ fn vpn_client_reaches_the_private_web_server_through_the_recipe_dnat() {
     );
 
     let client = SoftEtherClient::start(&topo, "client").expect("vpnclient");
-    let tap = client.nic_create("vpn0").expect("NicCreate");
-    client
-        .account_create("acc", SERVER, "mikalab", "tsumura", "vpn0")
-        .expect("AccountCreate");
-    client
-        .account_password_set("acc", "mikalab-pass", PasswordKind::Standard)
-        .expect("AccountPasswordSet");
+    let tap = account(&client);
     client.account_connect("acc").expect("AccountConnect");
     if let Err(e) = client.wait_connected("acc", Duration::from_secs(20)) {
         panic!(
@@ -98,13 +105,7 @@ fn a_dnat_connection_of_a_vpn_client_survives_a_restart() {
     let mut serve = start_serve(&topo, &config);
 
     let client = SoftEtherClient::start(&topo, "client").expect("vpnclient");
-    let tap = client.nic_create("vpn0").expect("NicCreate");
-    client
-        .account_create("acc", SERVER, "mikalab", "tsumura", "vpn0")
-        .expect("AccountCreate");
-    client
-        .account_password_set("acc", "mikalab-pass", PasswordKind::Standard)
-        .expect("AccountPasswordSet");
+    let tap = account(&client);
     // SoftEther's shortest retry interval: the client is back within ~5 s.
     client
         .account_retry_set("acc", 999, 5)
