@@ -1,5 +1,6 @@
 //! Sans-IO SoftEther SSL-VPN protocol core, wire-compatible with SoftEther
-//! VPN 4.x/5.x (spec: `shared/docs/softether-protocol.md`).
+//! VPN 4.x/5.x (spec: `docs/softether-protocol.md`; the `§` citations in
+//! this crate point at its sections).
 //!
 //! Layers, bottom up — each has its own error type:
 //! * [`pack`]: the PACK container codec ([`PackError`]);
