@@ -40,6 +40,9 @@ const APT_PACKAGES: &[&str] = &[
     "linux-perf",
     // cargo xtask bench: the OpenVPN 2.6 rows.
     "openvpn",
+    // fail2ban-regex checks deploy/fail2ban's filter against real log
+    // lines (the daemon itself is not used).
+    "fail2ban",
 ];
 
 /// design.md: newer bpf-linker needs a newer LLVM/rustc than this machine has.
@@ -91,6 +94,7 @@ fn apt_packages() -> Result<()> {
         "softether-vpnclient",
         "nginx",
         "openvpn",
+        "fail2ban",
     ] {
         let _ = probe(&["systemctl", "disable", "--now", unit]);
     }

@@ -652,10 +652,12 @@ fn sessions(
     part: Part,
 ) {
     let target = login::Target {
-        server: SocketAddrV4::new(SERVER_IP.parse().unwrap_or(Ipv4Addr::UNSPECIFIED), 443),
-        hub: HUB.into(),
-        user: USER.into(),
-        password: PASSWORD.into(),
+        login: ethergate_login::Target {
+            server: SocketAddrV4::new(SERVER_IP.parse().unwrap_or(Ipv4Addr::UNSPECIFIED), 443),
+            hub: HUB.into(),
+            user: USER.into(),
+            password: PASSWORD.into(),
+        },
         sources: LOGIN_SOURCES
             .iter()
             .filter_map(|a| a.parse().ok())

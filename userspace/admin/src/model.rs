@@ -46,8 +46,17 @@ pub struct ServerStatus {
     pub tls_connections: BTreeMap<String, u64>,
     pub certificate: String,
     pub pending_handshakes: u64,
+    /// Connections closed before their handshake, by reason (per-address,
+    /// per-prefix or server-wide pending cap, or evicted for fairness).
+    #[serde(default)]
+    pub connections_refused: BTreeMap<String, u64>,
+    /// Connections closed because the peer stopped reading.
+    #[serde(default)]
+    pub write_timeouts: u64,
     pub logins_ok: u64,
-    /// Refused logins by reason ("auth_failed", "hub_not_found", …).
+    /// Refused logins by reason ("auth_failed", "hub_not_found", …,
+    /// "throttled_source" and "throttled_user" for those refused before a
+    /// password check).
     pub logins_failed: BTreeMap<String, u64>,
     /// Frame batches dropped because a hub's input queue was full.
     pub batches_dropped: u64,
@@ -78,6 +87,12 @@ pub struct HubStatus {
     pub bridge_reads: u64,
     #[serde(default)]
     pub bridge_writes: u64,
+    /// Frames the hub's switch dropped, by reason: `mac_limit` (a session
+    /// past its max_macs_per_session), `mac_spoof` (a session sending from
+    /// the bridge's or another session's MAC), `lease_limit` (past
+    /// max_leases_per_session), malformed frames, rogue DHCP servers, ….
+    #[serde(default)]
+    pub frames_dropped: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,6 +70,24 @@ pub fn render(s: &Status) -> String {
         "TCP connections that have not finished the VPN handshake.",
         s.server.pending_handshakes,
     );
+    m.family(
+        "ethergate_connections_refused_total",
+        "counter",
+        "Connections closed before their handshake, by reason.",
+    );
+    for (reason, n) in &s.server.connections_refused {
+        m.sample(
+            "ethergate_connections_refused_total",
+            &[("reason", reason)],
+            *n,
+        );
+    }
+    m.single(
+        "ethergate_write_timeouts_total",
+        "counter",
+        "Connections closed because the peer stopped reading.",
+        s.server.write_timeouts,
+    );
     m.single(
         "ethergate_logins_total",
         "counter",
@@ -172,6 +190,17 @@ fn hubs(m: &mut Exposition, s: &Status) {
             &[("hub", &hub.name)],
             hub.session_batches_dropped,
         );
+    }
+    m.family(
+        "ethergate_hub_frames_dropped_total",
+        "counter",
+        "Frames a hub's switch dropped, by reason (mac_limit, mac_spoof, lease_limit, …).",
+    );
+    for hub in &s.hubs {
+        for (reason, n) in &hub.frames_dropped {
+            let labels = [("hub", hub.name.as_str()), ("reason", reason.as_str())];
+            m.sample("ethergate_hub_frames_dropped_total", &labels, *n);
+        }
     }
     m.family(
         "ethergate_hub_bridge_syscalls_total",
@@ -345,6 +374,7 @@ mod tests {
                     frames: 10,
                     bytes: 1000,
                 },
+                frames_dropped: [("mac_spoof".to_owned(), 3)].into(),
                 ..HubStatus::default()
             }],
             nat: Some(NatStatus {
@@ -394,6 +424,12 @@ mod tests {
         );
         assert!(
             text.contains(r#"direction="from_sessions"} 1000"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"ethergate_hub_frames_dropped_total{hub="mi\"ka\\lab\n",reason="mac_spoof"} 3"#
+            ),
             "{text}"
         );
         for name in [

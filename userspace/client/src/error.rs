@@ -2,7 +2,8 @@
 //!
 //! Invariant: a failure is a user error (exit 1) exactly when retrying
 //! cannot help without the user changing something — bad options, a
-//! refused login, a rejected server certificate. Network failures never
+//! refused login, a rejected server certificate (not in `--ca-cert`, or
+//! not the one the known-servers file recorded). Network failures never
 //! end the client; they are retried with backoff.
 
 use ethergate_proto::ErrorCode;
@@ -25,9 +26,14 @@ pub enum ClientError {
 
     /// `--ca-cert` was given and the server's certificate is not in it.
     #[error(
-        "the server's TLS certificate was rejected ({0}); check --ca-cert, or drop it to accept any certificate as SoftEther clients do by default"
+        "the server's TLS certificate was rejected ({0}): it is not in --ca-cert and not issued by a CA there; check --ca-cert"
     )]
     Certificate(String),
+
+    /// The known-servers file refused the server's certificate (it changed)
+    /// or could not be used.
+    #[error(transparent)]
+    KnownServers(#[from] crate::known_servers::KnownServersError),
 
     #[error(transparent)]
     TlsSetup(#[from] TlsSetupError),
@@ -50,6 +56,7 @@ impl ClientError {
             ClientError::Options(_)
                 | ClientError::Refused { .. }
                 | ClientError::Certificate(_)
+                | ClientError::KnownServers(_)
                 | ClientError::TlsSetup(_)
         )
     }

@@ -12,8 +12,13 @@
 //! login or a rejected server certificate ends it with an error instead.
 //! The stop signal releases the DHCP lease and closes TLS cleanly.
 //!
+//! The server's certificate is checked by trust on first use against a
+//! known-servers file ([`known_servers`], like ssh's `known_hosts`), or
+//! against a pinned certificate or CA, or — only when asked — not at all
+//! (see `tls.rs`).
+//!
 //! ```no_run
-//! use ethergate_client::{ClientOptions, PasswordHash, ServerCertCheck};
+//! use ethergate_client::{ClientOptions, PasswordHash, ServerCertCheck, known_servers};
 //!
 //! let options = ClientOptions {
 //!     host: "198.51.100.1".into(),
@@ -25,7 +30,9 @@
 //!     mac: None,
 //!     dhcp: true,
 //!     address: None,
-//!     cert_check: ServerCertCheck::None { acknowledged: false },
+//!     cert_check: ServerCertCheck::KnownServers(
+//!         known_servers::default_path().expect("HOME or XDG_CONFIG_HOME is set"),
+//!     ),
 //! };
 //! let (stop_tx, stop_rx) = async_channel::bounded(1);
 //! // From a signal handler thread: `stop_tx.try_send(())`.
@@ -38,6 +45,7 @@ pub mod backoff;
 mod clock;
 pub mod dhcp;
 mod error;
+pub mod known_servers;
 mod nic;
 mod options;
 mod session;
@@ -80,21 +88,21 @@ async fn client_loop(
     options: ClientOptions,
     stop: async_channel::Receiver<()>,
 ) -> Result<(), ClientError> {
-    let tls_config = tls::client_config(&options.cert_check)?;
+    let server_key = known_servers::server_key(&options.host, options.port);
+    let tls_config = tls::client_config(&options.cert_check, &server_key)?;
     match &options.cert_check {
-        ServerCertCheck::None {
-            acknowledged: false,
-        } => warn!(
-            "THE SERVER'S TLS CERTIFICATE IS NOT VERIFIED (SoftEther's default): anyone able \
-             to intercept the connection can impersonate the server and learn the session. \
-             Pin the server's certificate with --ca-cert FILE, or pass --insecure to accept this."
+        ServerCertCheck::Insecure => warn!(
+            "the server's TLS certificate is not verified (--insecure): anyone able to \
+             intercept the connection can impersonate the server"
         ),
-        ServerCertCheck::None { acknowledged: true } => {
-            info!("server certificate not verified (--insecure)")
-        }
         ServerCertCheck::Pinned(path) => {
             info!(file = %path.display(), "server certificate must match --ca-cert")
         }
+        ServerCertCheck::KnownServers(path) => debug!(
+            file = %path.display(),
+            server = server_key,
+            "server certificate checked against the known-servers file"
+        ),
     }
     let mac = options.mac();
     let nic = Nic::create(&options.tap, mac, options.address)?;
@@ -140,6 +148,11 @@ async fn client_loop(
             }
             Err(e) => SessionEnd::Io(e),
         };
+        if let SessionEnd::Tls(e) = &end
+            && let Some(refusal) = tls::known_servers_refusal(e)
+        {
+            break Err(ClientError::KnownServers(refusal.clone()));
+        }
         match end {
             SessionEnd::Stopped => break Ok(()),
             SessionEnd::Protocol(CloseReason::Refused(code)) if error::is_fatal_refusal(code) => {

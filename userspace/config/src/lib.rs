@@ -29,7 +29,11 @@ pub use dhcp::{
     MAX_DNS_SERVERS, MAX_LEASE_SECS, MIN_LEASE_SECS, RouteError,
 };
 pub use diagnostic::{ConfigError, ConfigErrors, Diagnostic};
-pub use hub::{Hub, MAX_HUB_NAME_LEN, check_hub_name};
+pub use hub::{
+    DEFAULT_MAX_LEASES_PER_SESSION, DEFAULT_MAX_MACS_PER_SESSION, DEFAULT_MAX_SESSIONS_PER_USER,
+    Hub, MAX_CONNECTIONS_PER_SESSION, MAX_HUB_NAME_LEN, MAX_SESSION_LIMIT,
+    MIN_MAX_MACS_PER_SESSION, SessionLimits, check_hub_name,
+};
 pub use ifname::{InterfaceName, InterfaceNameError, MAX_INTERFACE_NAME_LEN};
 pub use nat::{
     DEFAULT_ICMP_SECS, DEFAULT_MAX_FLOWS, DEFAULT_TCP_ESTABLISHED_SECS,
@@ -38,7 +42,8 @@ pub use nat::{
     default_max_flows_per_source,
 };
 pub use server::{
-    DEFAULT_ADMIN_SOCKET, DEFAULT_LISTEN, DEFAULT_METRICS, DEFAULT_STATE_DIR, Server, TlsFiles,
+    DEFAULT_ADMIN_SOCKET, DEFAULT_LISTEN, DEFAULT_METRICS, DEFAULT_STATE_DIR, LoginThrottle,
+    Server, ServerLimits, TlsFiles,
 };
 pub use user::{MAX_USER_NAME_LEN, PasswordHash, PasswordHashError, User, check_user_name};
 

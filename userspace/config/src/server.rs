@@ -42,6 +42,61 @@ pub struct Server {
     /// Prometheus `/metrics`, `/healthz`, `/readyz`. `None` when the file
     /// says `metrics = "off"`.
     pub metrics: Option<SocketAddr>,
+    /// `[server.limits]`: what one client, or all of them, may hold.
+    pub limits: ServerLimits,
+    /// `[server.login_throttle]`: what failed logins cost.
+    pub login_throttle: LoginThrottle,
+}
+
+/// `[server.limits]`. Defaults suit an internet-facing server; see
+/// deploy/ethergate.toml for the reasoning behind each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub max_sessions: u32,
+    pub max_sessions_per_hub: u32,
+    /// Connections that have not finished TLS and login, in all.
+    pub max_pending_handshakes: u32,
+    /// ... from one address (IPv6: one /64).
+    pub max_pending_per_address: u32,
+    /// ... from one IPv4 /24 or IPv6 /48.
+    pub max_pending_per_prefix: u32,
+    /// A peer that takes no bytes for this long is disconnected.
+    pub write_timeout_secs: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 4096,
+            max_sessions_per_hub: 4096,
+            max_pending_handshakes: 1024,
+            max_pending_per_address: 16,
+            max_pending_per_prefix: 64,
+            write_timeout_secs: 20,
+        }
+    }
+}
+
+/// `[server.login_throttle]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginThrottle {
+    /// Failed logins from one address before it is blocked.
+    pub free_failures: u32,
+    /// Failed logins on one user name, from anywhere, before addresses
+    /// that have failed before are refused for that name.
+    pub user_free_failures: u32,
+    /// The longest block (the first is 2 s, doubling).
+    pub max_block_secs: u32,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self {
+            free_failures: 5,
+            user_free_failures: 10,
+            max_block_secs: 300,
+        }
+    }
 }
 
 impl Default for Server {
@@ -52,6 +107,8 @@ impl Default for Server {
             state_dir: DEFAULT_STATE_DIR.into(),
             admin_socket: DEFAULT_ADMIN_SOCKET.into(),
             metrics: Some(DEFAULT_METRICS),
+            limits: ServerLimits::default(),
+            login_throttle: LoginThrottle::default(),
         }
     }
 }
@@ -63,7 +120,137 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "state_dir",
     "admin_socket",
     "metrics",
+    "limits",
+    "login_throttle",
 ];
+
+const LIMIT_KEYS: &[&str] = &[
+    "max_sessions",
+    "max_sessions_per_hub",
+    "max_pending_handshakes",
+    "max_pending_per_address",
+    "max_pending_per_prefix",
+    "write_timeout_secs",
+];
+
+const THROTTLE_KEYS: &[&str] = &["free_failures", "user_free_failures", "max_block_secs"];
+
+/// Reads `key` into `slot` when present, within `range`.
+fn bounded(
+    report: &mut Report,
+    s: &mut Section<'_, '_>,
+    key: &'static str,
+    range: std::ops::RangeInclusive<u32>,
+    slot: &mut u32,
+) {
+    let Some(v) = s.integer(report, key) else {
+        return;
+    };
+    match u32::try_from(v.value) {
+        Ok(n) if range.contains(&n) => *slot = n,
+        _ => report.error(
+            v.pos,
+            format!(
+                "{} = {} is out of range; use {} to {} (default {})",
+                s.name(key),
+                v.value,
+                range.start(),
+                range.end(),
+                slot
+            ),
+        ),
+    }
+}
+
+fn read_limits(report: &mut Report, section: Option<Section<'_, '_>>) -> ServerLimits {
+    let mut l = ServerLimits::default();
+    let Some(mut s) = section else { return l };
+    bounded(
+        report,
+        &mut s,
+        "max_sessions",
+        1..=1_000_000,
+        &mut l.max_sessions,
+    );
+    bounded(
+        report,
+        &mut s,
+        "max_sessions_per_hub",
+        1..=1_000_000,
+        &mut l.max_sessions_per_hub,
+    );
+    bounded(
+        report,
+        &mut s,
+        "max_pending_handshakes",
+        1..=1_000_000,
+        &mut l.max_pending_handshakes,
+    );
+    bounded(
+        report,
+        &mut s,
+        "max_pending_per_address",
+        1..=1_000_000,
+        &mut l.max_pending_per_address,
+    );
+    bounded(
+        report,
+        &mut s,
+        "max_pending_per_prefix",
+        1..=1_000_000,
+        &mut l.max_pending_per_prefix,
+    );
+    bounded(
+        report,
+        &mut s,
+        "write_timeout_secs",
+        1..=3600,
+        &mut l.write_timeout_secs,
+    );
+    if l.max_pending_per_address > l.max_pending_per_prefix
+        || l.max_pending_per_prefix > l.max_pending_handshakes
+    {
+        report.error(
+            s.pos(),
+            format!(
+                "[server.limits]: max_pending_per_address ({}) <= max_pending_per_prefix ({}) \
+                 <= max_pending_handshakes ({}) must hold; a smaller group cannot be allowed \
+                 more than the larger one it belongs to",
+                l.max_pending_per_address, l.max_pending_per_prefix, l.max_pending_handshakes
+            ),
+        );
+    }
+    s.finish(report);
+    l
+}
+
+fn read_throttle(report: &mut Report, section: Option<Section<'_, '_>>) -> LoginThrottle {
+    let mut t = LoginThrottle::default();
+    let Some(mut s) = section else { return t };
+    bounded(
+        report,
+        &mut s,
+        "free_failures",
+        1..=1000,
+        &mut t.free_failures,
+    );
+    bounded(
+        report,
+        &mut s,
+        "user_free_failures",
+        1..=100_000,
+        &mut t.user_free_failures,
+    );
+    bounded(
+        report,
+        &mut s,
+        "max_block_secs",
+        2..=86_400,
+        &mut t.max_block_secs,
+    );
+    s.finish(report);
+    t
+}
 
 /// True when binding both addresses would fail with EADDRINUSE: same port,
 /// and the same IP or a wildcard of the same family.
@@ -209,6 +396,11 @@ pub(crate) fn read_server(report: &mut Report, section: Option<Section<'_, '_>>)
             ),
         );
     }
+
+    let limits = s.table(report, "limits", LIMIT_KEYS);
+    server.limits = read_limits(report, limits);
+    let throttle = s.table(report, "login_throttle", THROTTLE_KEYS);
+    server.login_throttle = read_throttle(report, throttle);
 
     s.finish(report);
     server

@@ -1,9 +1,12 @@
-//! Hub users (`[[hub.user]]`) and their SoftEther password hashes.
+//! Hub users (`[[hub.user]]`), their SoftEther password hashes and their
+//! per-session limits.
 //!
 //! Invariant: every [`User`] has a valid SoftEther user name and a 20-byte
 //! [`PasswordHash`], whether the file gave `password_hash` or a plaintext
 //! `password` (hashed here, and warned about). Names are unique within a
 //! hub, compared ASCII-case-insensitively as SoftEther's `StrCmpi` does.
+//! [`User::limits`] are the hub's `[hub.limits]` with the user's own keys
+//! (same names) applied over them.
 
 use ethergate_proto::password::{Base64Error, base64_decode, base64_encode, hash_password};
 use std::fmt;
@@ -11,6 +14,7 @@ use std::fmt;
 use toml::de::DeTable;
 
 use crate::diagnostic::Report;
+use crate::hub::{SessionLimits, read_limits};
 use crate::reader::Section;
 
 /// SoftEther's `MAX_USERNAME_LEN`.
@@ -86,6 +90,9 @@ pub struct User {
     pub password_hash: PasswordHash,
     /// True when the file held a plaintext `password` (a warning was given).
     pub from_plaintext: bool,
+    /// What this user's sessions may use: the hub's limits, overridden by
+    /// the keys of the same names on this `[[hub.user]]`.
+    pub limits: SessionLimits,
 }
 
 /// Checks a user name against SoftEther's `IsUserName` rules.
@@ -118,14 +125,23 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-const USER_KEYS: &[&str] = &["name", "password_hash", "password"];
+const USER_KEYS: &[&str] = &[
+    "name",
+    "password_hash",
+    "password",
+    "max_sessions_per_user",
+    "max_connections_per_session",
+    "max_macs_per_session",
+    "max_leases_per_session",
+];
 
 /// Reads a hub's `[[hub.user]]` tables. `hub` is the message context, e.g.
-/// `hub "mikalab": `.
+/// `hub "mikalab": `; `hub_limits` what users without overrides get.
 pub(crate) fn read_users(
     report: &mut Report,
     hub: &str,
     tables: Vec<(&DeTable<'_>, usize)>,
+    hub_limits: SessionLimits,
 ) -> Vec<User> {
     let mut users: Vec<(User, usize)> = Vec::new();
     for (index, (table, pos)) in tables.into_iter().enumerate() {
@@ -150,6 +166,7 @@ pub(crate) fn read_users(
         }
         let hash = s.string(report, "password_hash");
         let password = s.string(report, "password");
+        let limits = read_limits(report, &mut s, hub_limits);
         s.finish(report);
         let Some(name) = name else { continue };
         let context = format!("{hub}user {:?}: ", name.value);
@@ -216,6 +233,7 @@ pub(crate) fn read_users(
                     name: name.value.to_owned(),
                     password_hash,
                     from_plaintext,
+                    limits,
                 },
                 name.pos,
             ));

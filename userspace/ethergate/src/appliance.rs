@@ -63,7 +63,7 @@ impl Appliance {
             enable_ipv4_forwarding()?;
         }
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let directory = Directory::new(Limits::default());
+        let directory = Directory::new(server_limits(&config.server));
         let mut hubs = BTreeMap::new();
         for hub in &config.hubs {
             let running = start_hub(hub, workers, &config.server.state_dir)?;
@@ -123,6 +123,7 @@ impl Appliance {
             return 0;
         };
         entry.set_users(users_of(hub));
+        entry.set_limits(limits_of(hub));
         let mut closed = 0;
         if let Some(running) = self.hubs.get_mut(&hub.name.to_ascii_lowercase()) {
             for old in &running.config.users {
@@ -135,8 +136,16 @@ impl Appliance {
         closed
     }
 
+    /// The hub exists and its actor thread still takes input.
+    pub fn hub_is_running(&self, name: &str) -> bool {
+        self.hubs
+            .get(&name.to_ascii_lowercase())
+            .is_some_and(|h| !h.actor.thread.is_finished() && !h.actor.input.is_closed())
+    }
+
     /// Hands a running hub its new DHCP settings (leases that still fit
-    /// the range are kept).
+    /// the range are kept). Waits for room in the hub's queue: under load
+    /// it may be full of frames, which must not make a reload fail.
     pub fn set_dhcp(&mut self, hub: &ethergate_config::Hub) -> Result<()> {
         let Some(running) = self.hubs.get_mut(&hub.name.to_ascii_lowercase()) else {
             return Ok(());
@@ -145,7 +154,7 @@ impl Appliance {
         running
             .actor
             .input
-            .try_send(HubInput::SetDhcp(dhcp.map(Box::new)))
+            .send_blocking(HubInput::SetDhcp(dhcp.map(Box::new)))
             .map_err(|_| anyhow::anyhow!("hub {:?} is not accepting input", hub.name))?;
         running.config.dhcp = hub.dhcp.clone();
         Ok(())
@@ -168,6 +177,13 @@ fn users_of(hub: &ethergate_config::Hub) -> impl Iterator<Item = (String, [u8; 2
         .map(|u| (u.name.clone(), *u.password_hash.as_bytes()))
 }
 
+/// Each user's session limits: `[hub.limits]` with the user's overrides.
+fn limits_of(
+    hub: &ethergate_config::Hub,
+) -> impl Iterator<Item = (String, ethergate_config::SessionLimits)> + '_ {
+    hub.users.iter().map(|u| (u.name.clone(), u.limits))
+}
+
 fn register(directory: &Directory, running: &RunningHub) {
     directory.add_hub(
         &running.config.name,
@@ -175,6 +191,12 @@ fn register(directory: &Directory, running: &RunningHub) {
         running.actor.input.clone(),
         Arc::clone(&running.counters),
     );
+    // At start this runs before the listeners do. For a hub a reload adds,
+    // a login in the microseconds between the two calls would get the
+    // built-in default limits instead of the hub's.
+    if let Some(entry) = directory.hub(&running.config.name) {
+        entry.set_limits(limits_of(&running.config));
+    }
 }
 
 /// DHCP answers come from the tap's own MAC and address, so a client's
@@ -238,7 +260,10 @@ fn start_hub(
         .dhcp
         .as_ref()
         .map(|_| state_dir.join(format!("leases-{}.txt", hub.name.to_ascii_lowercase())));
-    let switch = LearningHub::new(switch, lease_file);
+    let mut switch = LearningHub::new(switch, lease_file);
+    // No session may take over the tap's own MAC, even while the kernel
+    // has sent nothing from it.
+    switch.pin_bridge_mac(ethergate_hub::MacAddr(mac.0));
     let counters = Arc::new(HubCounters::default());
     let actor = hub_actor::spawn(
         &hub.name,
@@ -266,4 +291,29 @@ fn enable_ipv4_forwarding() -> Result<()> {
         info!("net.ipv4.ip_forward set to 1");
     }
     Ok(())
+}
+
+/// The server crate's limits from `[server.limits]` and
+/// `[server.login_throttle]`.
+fn server_limits(server: &ethergate_config::Server) -> Limits {
+    let l = &server.limits;
+    let t = &server.login_throttle;
+    let as_usize = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+    Limits {
+        admission: ethergate_server::admission::AdmissionLimits {
+            max_pending: as_usize(l.max_pending_handshakes),
+            max_pending_per_address: as_usize(l.max_pending_per_address),
+            max_pending_per_prefix: as_usize(l.max_pending_per_prefix),
+        },
+        login_throttle: ethergate_server::login_throttle::ThrottleConfig {
+            free_failures: t.free_failures,
+            user_free_failures: t.user_free_failures,
+            max_block: std::time::Duration::from_secs(u64::from(t.max_block_secs)),
+            ..Default::default()
+        },
+        write_timeout: std::time::Duration::from_secs(u64::from(l.write_timeout_secs)),
+        max_sessions: as_usize(l.max_sessions),
+        max_sessions_per_hub: as_usize(l.max_sessions_per_hub),
+        ..Limits::default()
+    }
 }

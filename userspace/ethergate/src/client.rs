@@ -3,6 +3,11 @@
 //! stdin, never from an argument. SIGINT/SIGTERM stop it cleanly (DHCP
 //! RELEASE, TLS close); a refused login or a rejected certificate exits 1,
 //! a local failure (tap, runtime) exits 2, network trouble is retried.
+//!
+//! The server's certificate: `--ca-cert` pins it (or a CA); otherwise trust
+//! on first use with the known-servers file (`--known-servers`, default
+//! `$XDG_CONFIG_HOME/ethergate/known_servers` or
+//! `~/.config/ethergate/known_servers`); `--insecure` accepts any.
 
 use std::{
     path::PathBuf,
@@ -11,7 +16,7 @@ use std::{
 
 use anyhow::anyhow;
 use ethergate_bridge::Ipv4Cidr;
-use ethergate_client::{ClientError, ClientOptions, ServerCertCheck};
+use ethergate_client::{ClientError, ClientOptions, ServerCertCheck, known_servers};
 use nix::sys::signal::Signal;
 use tracing::{info, warn};
 
@@ -44,18 +49,56 @@ pub struct ClientArgs {
     #[arg(long)]
     address: Option<Ipv4Cidr>,
     /// Accept the server only with this certificate (pinned), or one
-    /// issued by a CA in this PEM file. Default: any certificate, as
-    /// SoftEther clients do, with a warning.
-    #[arg(long, conflicts_with = "insecure")]
+    /// issued by a CA in this PEM file. Takes precedence over the
+    /// known-servers file.
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
     ca_cert: Option<PathBuf>,
-    /// Accept any server certificate without the warning.
+    /// Trust on first use, like ssh's known_hosts: the first connection to
+    /// a server records its certificate's SHA-256 in FILE, a later
+    /// different certificate is refused. Default:
+    /// $XDG_CONFIG_HOME/ethergate/known_servers, else
+    /// $HOME/.config/ethergate/known_servers.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    known_servers: Option<PathBuf>,
+    /// Accept any server certificate (no verification; anyone who can
+    /// intercept the connection can impersonate the server).
     #[arg(long)]
     insecure: bool,
+}
+
+/// The certificate policy the options ask for: `--ca-cert`, else
+/// `--insecure`, else the known-servers file (given or default).
+fn cert_check(args: &ClientArgs) -> Result<ServerCertCheck, ClientError> {
+    if let Some(pem) = &args.ca_cert {
+        if let Some(file) = &args.known_servers {
+            info!(
+                file = %file.display(),
+                "--known-servers is not used: --ca-cert takes precedence"
+            );
+        }
+        return Ok(ServerCertCheck::Pinned(pem.clone()));
+    }
+    if args.insecure {
+        return Ok(ServerCertCheck::Insecure);
+    }
+    let file = match &args.known_servers {
+        Some(file) => file.clone(),
+        None => known_servers::default_path().ok_or_else(|| {
+            ClientError::Options(
+                "neither XDG_CONFIG_HOME nor HOME is set, so there is no default \
+                 known-servers file to check the server's certificate against: pass \
+                 --known-servers FILE, --ca-cert PEM or --insecure"
+                    .to_owned(),
+            )
+        })?,
+    };
+    Ok(ServerCertCheck::KnownServers(file))
 }
 
 pub fn run(args: ClientArgs) -> Result<(), Failure> {
     let user_error = |e: ClientError| Failure::User(e.into());
     let (host, port) = ethergate_client::parse_server(&args.server).map_err(user_error)?;
+    let cert_check = cert_check(&args).map_err(user_error)?;
     let password = ethergate_client::read_password(args.password_file.as_deref(), &args.user)
         .map_err(user_error)?;
     let options = ClientOptions {
@@ -68,12 +111,7 @@ pub fn run(args: ClientArgs) -> Result<(), Failure> {
         mac: None,
         dhcp: args.dhcp,
         address: args.address,
-        cert_check: match args.ca_cert {
-            Some(path) => ServerCertCheck::Pinned(path),
-            None => ServerCertCheck::None {
-                acknowledged: args.insecure,
-            },
-        },
+        cert_check,
     };
     // Block the signals before the client thread starts, so it inherits
     // the mask and only this thread sees them.

@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, sync::atomic::Ordering, time::Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ethergate_admin::model::{
     Attachment, ClassCounter, ConfigStatus, HubStatus, NatStatus, Readiness, ServerStatus,
     SessionStatus, Status, Traffic,
@@ -81,7 +81,18 @@ impl Control {
         Ok(changes)
     }
 
+    /// Applies `plan` all-or-nothing: first what can fail (every hub it
+    /// changes must be running; new hubs' taps and programs; NAT rules),
+    /// undone on failure; then what cannot (users, DHCP, removals).
     fn apply(&mut self, plan: reload::Plan) -> Result<()> {
+        for hub in plan.users.iter().chain(&plan.dhcp) {
+            if !self.appliance.hub_is_running(&hub.name) {
+                anyhow::bail!(
+                    "hub {:?} is not running (its thread ended); nothing applied",
+                    hub.name
+                );
+            }
+        }
         let mut added: Vec<String> = Vec::new();
         for hub in &plan.add_hubs {
             let started = self.appliance.add_hub(hub).and_then(|()| {
@@ -119,9 +130,11 @@ impl Control {
             }
         }
         for hub in &plan.dhcp {
-            self.appliance
-                .set_dhcp(hub)
-                .with_context(|| format!("hub {:?}: DHCP", hub.name))?;
+            // Checked above; the actor could only have died since, and
+            // then the watchdog restarts the whole service.
+            if let Err(e) = self.appliance.set_dhcp(hub) {
+                warn!(hub = hub.name, "DHCP settings not applied: {e:#}");
+            }
         }
         for name in &plan.remove_hubs {
             self.appliance.remove_hub(name);
@@ -168,6 +181,11 @@ impl Control {
                     tap_offload: c.tap_offload.load(Ordering::Relaxed),
                     bridge_reads: c.bridge_reads.load(Ordering::Relaxed),
                     bridge_writes: c.bridge_writes.load(Ordering::Relaxed),
+                    frames_dropped: c
+                        .frames_dropped()
+                        .into_iter()
+                        .map(|(reason, n)| (reason.to_owned(), n))
+                        .collect(),
                 }
             })
             .collect();
@@ -195,6 +213,13 @@ impl Control {
             .logins_failed()
             .into_iter()
             .map(|(code, n)| (failure_reason(code), n))
+            .chain(
+                stats
+                    .logins_throttled()
+                    .into_iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(why, n)| (why.name().to_owned(), n)),
+            )
             .collect();
         let nat = self.nat_status();
         let ready = self.readiness(&hubs);
@@ -235,7 +260,14 @@ impl Control {
                     KtlsSupport::Unavailable(why) => format!("kTLS unavailable: {why}"),
                 },
                 certificate: format!("{:?}", self.appliance.certificate),
-                pending_handshakes: directory.pending_handshakes.load(Ordering::Relaxed) as u64,
+                pending_handshakes: directory.admission.pending() as u64,
+                connections_refused: directory
+                    .admission
+                    .refusals()
+                    .into_iter()
+                    .map(|(why, n)| (why.name().to_owned(), n))
+                    .collect(),
+                write_timeouts: stats.write_timeouts.load(Ordering::Relaxed),
                 logins_ok: stats.logins_ok.load(Ordering::Relaxed),
                 logins_failed,
                 batches_dropped: stats.batches_dropped.load(Ordering::Relaxed),

@@ -66,6 +66,11 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Vec<String>> {
             (o.state_dir != n.state_dir, "[server] state_dir"),
             (o.admin_socket != n.admin_socket, "[server] admin_socket"),
             (o.metrics != n.metrics, "[server] metrics"),
+            (o.limits != n.limits, "[server.limits]"),
+            (
+                o.login_throttle != n.login_throttle,
+                "[server.login_throttle]",
+            ),
         ] {
             if changed {
                 refused.push(restart(what));

@@ -50,6 +50,7 @@ pub fn run(
     }
     let mut signals = Signals::install()
         .map_err(|e| Failure::Runtime(anyhow!("cannot set up signal handling: {e}")))?;
+    raise_open_file_limit(&config.server);
 
     // [nat]: rules to maps, NAT programs on uplink + inside (XDP or tc per
     // `[nat] mode`), the uplink's egress guard, the idle-flow sweeper.
@@ -265,5 +266,28 @@ fn print_counters(dataplane: &Dataplane) {
     match dataplane.counters() {
         Ok(snapshot) => println!("uplink counters:\n{}", stats::render(&snapshot)),
         Err(e) => warn!("cannot read counters: {e}"),
+    }
+}
+
+/// Every session, pending handshake and tap queue is a file descriptor;
+/// the usual soft limit (1024) is below `max_sessions` alone. Raise the
+/// soft limit to the hard one (systemd's unit sets the hard one high), and
+/// say so when even that is too low for the configured limits.
+fn raise_open_file_limit(server: &ethergate_config::Server) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+        warn!("cannot raise the open-file limit from {soft} to {hard}");
+    }
+    let needed = u64::from(server.limits.max_sessions) * 2
+        + u64::from(server.limits.max_pending_handshakes)
+        + 256;
+    if hard < needed {
+        warn!(
+            "the open-file limit ({hard}) is below what [server.limits] may need ({needed}); \
+             raise LimitNOFILE"
+        );
     }
 }

@@ -99,6 +99,9 @@ impl Setup {
         let file = self.state.join(format!("{user}.password"));
         std::fs::write(&file, format!("{password}\n")).expect("password file");
         let file = file.display().to_string();
+        // This test's own known-servers file: each run's server has a new
+        // certificate at the same address.
+        let known_servers = self.state.join("known_servers").display().to_string();
         self.topo
             .spawn(
                 "client",
@@ -117,6 +120,8 @@ impl Setup {
                     tap,
                     "--address",
                     address,
+                    "--known-servers",
+                    &known_servers,
                 ],
             )
             .expect("ethergate client")
@@ -321,6 +326,57 @@ fn status_reload_disconnect_and_metrics_on_a_live_appliance() {
     let status = setup.status();
     assert_eq!(status["config"]["reload_failures"], 2, "{status:#}");
     assert_eq!(sessions(&status).len(), 2, "{status:#}");
+
+    // A valid reload that fails half-way changes nothing: user "second"
+    // removed, the DHCP range changed and two hubs added, the second of
+    // which cannot get its tap (the name is taken by another device).
+    setup
+        .topo
+        .ip(
+            "nat",
+            &[
+                "link", "add", "tap_09", "type", "veth", "peer", "name", "tap_09p",
+            ],
+        )
+        .expect("a device in the way");
+    let without_second = good
+        .find("\n[[hub.user]]\nname = \"second\"")
+        .map_or(good.as_str(), |cut| &good[..=cut]);
+    let halfway = format!(
+        "{}\n[[hub]]\nname = \"extra1\"\nbridge = \"tap_08\"\nbridge_address = \
+         \"192.168.38.1/24\"\n\n[[hub]]\nname = \"extra2\"\nbridge = \"tap_09\"\n\
+         bridge_address = \"192.168.39.1/24\"\n",
+        without_second.replace("192.168.30.200", "192.168.30.150")
+    );
+    std::fs::write(&setup.config, &halfway).expect("config");
+    let out = setup.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("extra2") && stderr(&out).contains("nothing applied"),
+        "{}",
+        stderr(&out)
+    );
+    let status = setup.status();
+    assert_eq!(status["config"]["reload_failures"], 3, "{status:#}");
+    assert_eq!(
+        sessions(&status).len(),
+        2,
+        "user second was not removed: {status:#}"
+    );
+    assert_eq!(
+        status["hubs"].as_array().map(Vec::len),
+        Some(1),
+        "{status:#}"
+    );
+    assert_eq!(status["hubs"][0]["users"], 2, "{status:#}");
+    assert!(
+        setup.topo.ip("nat", &["link", "show", "tap_08"]).is_err(),
+        "the hub added before the failure was taken down again"
+    );
+    setup
+        .topo
+        .ip("nat", &["link", "del", "tap_09"])
+        .expect("remove the device");
 
     // SIGHUP with "second" removed: its session ends, the first stays.
     std::fs::write(&setup.config, &good).expect("config");

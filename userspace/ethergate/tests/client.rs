@@ -3,11 +3,17 @@
 //! 198.51.100.1, tap_00 192.168.30.1/24, 10.0.0.1/16) — private (web server
 //! 10.0.1.26:80)`. DHCP over the tunnel with classless routes, a static
 //! address, clean stop with RELEASE, reconnect after a server restart, a
-//! pinned certificate, and refused logins ending with exit 1.
+//! pinned certificate, trust on first use (a recorded certificate, a
+//! changed one refused with exit 1, `--insecure`), and refused logins
+//! ending with exit 1. Every client gets an explicit certificate choice —
+//! the test's own known-servers file unless it says otherwise — so no test
+//! touches (or depends on) the user's `~/.config/ethergate/known_servers`:
+//! each run's server has a new certificate at the same address.
 //! Needs root; run with `--test-threads=1`.
 
 use std::{
-    path::PathBuf,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -27,6 +33,8 @@ struct Setup {
     state: PathBuf,
     config: PathBuf,
     password_file: PathBuf,
+    /// This test's known-servers file.
+    known_servers: PathBuf,
 }
 
 impl Drop for Setup {
@@ -44,6 +52,7 @@ impl Setup {
         let password_file = state.join("password");
         std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");
         let web = web_server(&topo, &state);
+        let known_servers = state.join("known_servers");
         let mut setup = Setup {
             topo,
             serve: None,
@@ -51,6 +60,7 @@ impl Setup {
             state,
             config,
             password_file,
+            known_servers,
         };
         setup.start_server();
         setup
@@ -64,8 +74,19 @@ impl Setup {
         self.serve.as_ref().map(Process::log).unwrap_or_default()
     }
 
+    /// Stops `ethergate serve` and starts it again (same state directory).
+    fn restart_server(&mut self) {
+        if let Some(mut serve) = self.serve.take() {
+            assert_eq!(serve.stop(), Some(0), "{}", serve.log());
+        }
+        self.start_server();
+    }
+
+    /// `ethergate client` with `extra`, and `--known-servers` (this test's
+    /// file) unless `extra` chooses `--ca-cert` or `--insecure`.
     fn client(&self, extra: &[&str]) -> Process {
         let password = self.password_file.display().to_string();
+        let known_servers = self.known_servers.display().to_string();
         let mut argv = vec![
             BIN,
             "client",
@@ -79,6 +100,9 @@ impl Setup {
             &password,
         ];
         argv.extend_from_slice(extra);
+        if !extra.contains(&"--ca-cert") && !extra.contains(&"--insecure") {
+            argv.extend_from_slice(&["--known-servers", &known_servers]);
+        }
         self.topo.spawn("client", &argv).expect("ethergate client")
     }
 
@@ -111,7 +135,10 @@ fn dhcp_over_the_tunnel_installs_routes_and_reaches_the_web_server() {
         Duration::from_secs(20),
     );
     let log = client.log();
-    assert!(log.contains("NOT VERIFIED"), "default warns loudly:\n{log}");
+    assert!(
+        log.contains("fingerprint is now recorded"),
+        "first use records the server:\n{log}"
+    );
 
     let addr = setup.client_sh(&["ip", "-4", "addr", "show", TAP]).stdout;
     assert!(
@@ -165,7 +192,8 @@ fn static_address_pings_the_hub_bridge_and_pinned_certificate_is_accepted() {
     let cert_arg = cert.display().to_string();
     let mut client = setup.client(&["--address", "192.168.30.250/24", "--ca-cert", &cert_arg]);
     wait_for(&mut client, "session established", Duration::from_secs(20));
-    assert!(!client.log().contains("NOT VERIFIED"), "{}", client.log());
+    assert!(!client.log().contains("recorded"), "{}", client.log());
+    assert!(!setup.known_servers.exists(), "--ca-cert records nothing");
     let out = ping(&setup, "192.168.30.1");
     assert!(
         out.success,
@@ -272,6 +300,8 @@ fn wrong_password_and_unknown_hub_exit_1_and_the_server_stays_healthy() {
                 "tsumura",
                 "--password-file",
                 &password,
+                "--known-servers",
+                &setup.known_servers.display().to_string(),
             ],
         )
         .expect("client");
@@ -328,4 +358,146 @@ fn reconnects_by_itself_after_a_server_restart() {
         );
     }
     assert_eq!(client.stop(), Some(0), "{}", client.log());
+}
+
+/// The SHA-256 fingerprint of a PEM certificate as openssl computes it, in
+/// the known-servers file's `sha256:hex` form.
+fn openssl_fingerprint(cert: &Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // "sha256 Fingerprint=AB:CD:…"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, hex) = text.trim().rsplit_once('=').expect("openssl fingerprint");
+    format!("sha256:{}", hex.replace(':', "").to_ascii_lowercase())
+}
+
+/// The known-servers file's entries (comments left out).
+fn entries(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .expect("known-servers file")
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn trust_on_first_use_records_the_server_and_refuses_a_changed_certificate() {
+    let mut setup = Setup::new();
+    let file = setup.known_servers.display().to_string();
+    let cert = setup.state.join("tls-cert.pem");
+    let key = setup.state.join("tls-key.pem");
+    let first = openssl_fingerprint(&cert);
+
+    // First connection: the fingerprint is recorded, said once in the log,
+    // and the session works.
+    let mut client = setup.client(&["--address", "192.168.30.250/24"]);
+    wait_for(&mut client, "session established", Duration::from_secs(20));
+    let log = client.log();
+    assert_eq!(count(&log, "fingerprint is now recorded"), 1, "{log}");
+    let recorded_line = log
+        .lines()
+        .find(|l| l.contains("fingerprint is now recorded"))
+        .unwrap_or_default();
+    assert!(
+        recorded_line.contains("INFO") && recorded_line.contains(&first),
+        "{log}"
+    );
+    assert!(recorded_line.contains(&file), "{log}");
+    let out = ping(&setup, "192.168.30.1");
+    assert!(out.success, "ping: {}\n{log}", out.stdout);
+    assert_eq!(client.stop(), Some(0), "{}", client.log());
+    let entry = format!("{SERVER} {first}");
+    assert_eq!(entries(&setup.known_servers), std::slice::from_ref(&entry));
+    let text = std::fs::read_to_string(&setup.known_servers).expect("file");
+    let line = text
+        .lines()
+        .position(|l| l == entry)
+        .map(|i| i + 1)
+        .expect("entry line");
+    let mode = std::fs::metadata(&setup.known_servers)
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The server at the same address now has another certificate (a man
+    // in the middle, as far as the client can tell): exit 1, no retry,
+    // and a message with the server, both fingerprints, the file and the
+    // line to delete.
+    for path in [&cert, &key] {
+        std::fs::rename(path, path.with_extension("first")).expect("set aside");
+    }
+    setup.restart_server();
+    let second = openssl_fingerprint(&cert);
+    assert_ne!(first, second, "serve generated a new certificate");
+    let mut client = setup.client(&["--address", "192.168.30.250/24"]);
+    let code = client.wait_timeout(Duration::from_secs(20));
+    let log = client.log();
+    eprintln!("ethergate client against a changed certificate:\n{log}");
+    assert_eq!(code, Some(Some(1)), "{log}");
+    for needle in [
+        "198.51.100.1:443",
+        "CHANGED",
+        first.as_str(),
+        second.as_str(),
+        &format!("{file}:{line}"),
+        &format!("delete line {line} of {file}"),
+    ] {
+        assert!(log.contains(needle), "{needle:?} missing:\n{log}");
+    }
+    assert!(!log.contains("reconnecting in"), "{log}");
+    assert!(!log.contains("session established"), "{log}");
+    assert_eq!(entries(&setup.known_servers), std::slice::from_ref(&entry));
+
+    // --insecure still connects to it, and records nothing.
+    let mut client = setup.client(&["--address", "192.168.30.250/24", "--insecure"]);
+    wait_for(&mut client, "session established", Duration::from_secs(20));
+    assert!(client.log().contains("--insecure"), "{}", client.log());
+    assert_eq!(client.stop(), Some(0), "{}", client.log());
+    assert_eq!(entries(&setup.known_servers), std::slice::from_ref(&entry));
+
+    // The original certificate back: connects again, silently.
+    for path in [&cert, &key] {
+        std::fs::rename(path.with_extension("first"), path).expect("restore");
+    }
+    setup.restart_server();
+    assert_eq!(openssl_fingerprint(&cert), first);
+    let mut client = setup.client(&["--address", "192.168.30.250/24"]);
+    wait_for(&mut client, "session established", Duration::from_secs(20));
+    let log = client.log();
+    assert!(
+        !log.contains("recorded") && !log.contains("CHANGED"),
+        "{log}"
+    );
+    let out = ping(&setup, "192.168.30.1");
+    assert!(out.success, "ping: {}\n{log}", out.stdout);
+    assert_eq!(client.stop(), Some(0), "{}", client.log());
+    assert_eq!(entries(&setup.known_servers), [entry]);
+}
+
+#[test]
+fn without_a_home_the_client_asks_for_a_certificate_choice() {
+    // Fails before any network use: no namespace needed.
+    let out = std::process::Command::new(BIN)
+        .args(["client", "--server", SERVER, "--hub", "mikalab"])
+        .args(["--user", "tsumura", "--password-file", "/nonexistent"])
+        .env_remove("HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .expect("ethergate client");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--known-servers FILE, --ca-cert PEM or --insecure"),
+        "{stderr}"
+    );
 }

@@ -1,7 +1,10 @@
 //! `ethergate client` against the real Debian SoftEther VPN Server
 //! (`softether-vpnserver` 5.01) — our client side checked by a peer nobody
 //! here wrote: `client (198.51.100.2) — server (vpnserver 198.51.100.1, hub
-//! TEST, user alice, SecureNAT with its DHCP at 192.168.30.1)`.
+//! TEST, user alice, SecureNAT with its DHCP at 192.168.30.1)`. The client
+//! checks the server by trust on first use with a known-servers file of
+//! the test's own (each vpnserver has a new certificate at the same
+//! address), so SoftEther's own certificate goes through that path too.
 //! Needs root; run with `--test-threads=1`.
 
 use std::{
@@ -17,7 +20,15 @@ const SERVER: &str = "198.51.100.1:443";
 const TAP: &str = "vpn_eg0";
 
 fn topology() -> Topology {
-    client_server_topology().expect("topology (run as root)")
+    let topo = client_server_topology().expect("topology (run as root)");
+    // The prefix is new, so anything at this path is from a dead run.
+    let _ = std::fs::remove_file(known_servers(&topo));
+    topo
+}
+
+/// This topology's known-servers file.
+fn known_servers(topo: &Topology) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{}-known_servers", topo.prefix()))
 }
 
 /// Hub TEST, user alice/secret, SecureNAT; DHCP pushes `routes`.
@@ -29,6 +40,7 @@ fn client(topo: &Topology, password: &str, extra: &[&str]) -> Process {
     let file = std::env::temp_dir().join(format!("{}-password", topo.prefix()));
     std::fs::write(&file, format!("{password}\n")).expect("password file");
     let file = file.display().to_string();
+    let known_servers = known_servers(topo).display().to_string();
     let mut argv = vec![
         BIN,
         "client",
@@ -40,6 +52,8 @@ fn client(topo: &Topology, password: &str, extra: &[&str]) -> Process {
         "alice",
         "--password-file",
         &file,
+        "--known-servers",
+        &known_servers,
     ];
     argv.extend_from_slice(extra);
     topo.spawn("client", &argv).expect("ethergate client")
@@ -103,11 +117,17 @@ fn dhcp_from_securenat_with_pushed_routes_and_ping() {
     assert_eq!(client.stop(), Some(0), "{}", client.log());
     eprintln!("ethergate client against vpnserver:\n{}", client.log());
     assert!(
+        client.log().contains("fingerprint is now recorded"),
+        "{}",
+        client.log()
+    );
+    assert!(
         client.log().contains("DHCP: releasing the lease"),
         "{}",
         client.log()
     );
     server.stop();
+    let _ = std::fs::remove_file(known_servers(&topo));
 }
 
 #[test]
@@ -128,6 +148,7 @@ fn securenat_router_becomes_the_default_route_without_option_121() {
     );
     assert_eq!(client.stop(), Some(0), "{}", client.log());
     server.stop();
+    let _ = std::fs::remove_file(known_servers(&topo));
 }
 
 #[test]
@@ -140,4 +161,5 @@ fn wrong_password_is_error_9_and_exit_1() {
     assert_eq!(code, Some(Some(1)), "{log}");
     assert!(log.contains("ERR_AUTH_FAILED (9)"), "{log}");
     server.stop();
+    let _ = std::fs::remove_file(known_servers(&topo));
 }

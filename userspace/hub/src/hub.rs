@@ -7,10 +7,20 @@
 //! replies are written into one reusable buffer. Frames to UDP/67 never
 //! reach the switch while the hub runs DHCP (see [`crate::dhcp`] for why
 //! this includes the bridge port).
+//!
+//! Layer-2 policy, checked on every frame before anything is learned: a
+//! session port cannot take over a MAC that the bridge or another live
+//! session owns (the rule and its one exception, a reconnecting user, are
+//! documented on [`crate::PortPolicy`]); it cannot own more MACs
+//! than its `max_macs`, nor hold more DHCP leases than its `max_leases`.
+//! Each refusal drops the frame, counts it under its own [`DropReason`]
+//! and leaves the MAC table and the lease pool as they were.
 
 use std::time::Duration;
 
-use crate::dhcp::{DhcpFrameKind, DhcpOutcome, DhcpServer, DhcpServerConfig, classify};
+use crate::dhcp::{
+    DhcpFrameKind, DhcpOutcome, DhcpServer, DhcpServerConfig, IgnoreReason, LeaseHolder, classify,
+};
 use crate::mac_table::{DEFAULT_MAC_AGING, LearnError, MAX_MAC_ENTRIES, MacTable};
 use crate::port::{DropReason, PortCounters, PortId, PortPolicy};
 use crate::{MacAddr, Timestamp};
@@ -185,6 +195,22 @@ impl Hub {
         }
     }
 
+    /// Pins `mac` to `port` (which must be attached): the address never
+    /// ages out and no other port can take it over; frames from it on
+    /// another port are dropped as [`DropReason::MacSpoof`]. For the
+    /// bridge tap's own MAC, which the kernel may not send from for longer
+    /// than the aging time.
+    pub fn pin_mac(&mut self, mac: MacAddr, port: PortId, now: Timestamp) -> Result<(), HubError> {
+        self.slot(port).map_err(|_| HubError::UnknownPort(port))?;
+        self.table.pin(mac, port, now);
+        Ok(())
+    }
+
+    /// The policy `port` was added with.
+    pub fn policy(&self, port: PortId) -> Option<&PortPolicy> {
+        self.slot(port).ok().map(|i| &self.ports[i].policy)
+    }
+
     /// Detaches a port and forgets its MACs; returns its final counters.
     pub fn remove_port(&mut self, port: PortId) -> Result<PortCounters, HubError> {
         let at = self.slot(port).map_err(|_| HubError::UnknownPort(port))?;
@@ -229,6 +255,29 @@ impl Hub {
         }
     }
 
+    /// Whether the session or bridge at `at` may take over a MAC that
+    /// `holder` (another attached port) owns and has used recently: the
+    /// bridge may (it stands for the LAN); a session only from a port of
+    /// the same owner (a reconnecting user), never from the bridge. Pinned
+    /// entries are refused by the table itself.
+    fn may_take_over(&self, at: usize, holder: PortId) -> bool {
+        let taker = &self.ports[at];
+        if taker.id.is_bridge() {
+            return true;
+        }
+        if holder.is_bridge() {
+            return false;
+        }
+        match self.slot(holder) {
+            Ok(i) => {
+                taker.policy.owner.is_some() && self.ports[i].policy.owner == taker.policy.owner
+            }
+            // Not attached (cannot happen: the table forgets detached
+            // ports): the address is free.
+            Err(_) => true,
+        }
+    }
+
     fn decide(
         &mut self,
         at: usize,
@@ -249,18 +298,29 @@ impl Hub {
         if src.is_multicast() || src.is_zero() {
             return Err(DropReason::BadSourceMac);
         }
-        let limit = self.ports[at].policy.max_macs;
+        if let Some(holder) = self.table.lookup(&src, now)
+            && holder != ingress
+            && !self.may_take_over(at, holder)
+        {
+            return Err(DropReason::MacSpoof);
+        }
+        let policy = self.ports[at].policy;
         self.table
-            .learn(src, ingress, limit, now)
+            .learn(src, ingress, policy.max_macs, now)
             .map_err(|e| match e {
                 LearnError::PortLimit => DropReason::MacLimit,
                 LearnError::TableFull => DropReason::MacTableFull,
+                LearnError::Pinned => DropReason::MacSpoof,
             })?;
 
         if let Some(dhcp) = self.dhcp.as_mut() {
             match classify(frame) {
                 DhcpFrameKind::ToServer => {
-                    let outcome = dhcp.handle_frame(frame, now, &mut self.reply);
+                    let holder = LeaseHolder {
+                        port: ingress,
+                        max_leases: policy.max_leases,
+                    };
+                    let outcome = dhcp.handle_frame_from(frame, Some(holder), now, &mut self.reply);
                     let slot = &mut self.ports[at];
                     return match outcome {
                         DhcpOutcome::Reply => {
@@ -273,6 +333,9 @@ impl Hub {
                             slot.counters.count_in(len);
                             slot.counters.frames_local += 1;
                             Ok(Decision::Consumed)
+                        }
+                        DhcpOutcome::Ignored(IgnoreReason::LeaseLimit) => {
+                            Err(DropReason::LeaseLimit)
                         }
                         DhcpOutcome::Ignored(_) => Err(DropReason::DhcpIgnored),
                         DhcpOutcome::Malformed => Err(DropReason::MalformedDhcp),

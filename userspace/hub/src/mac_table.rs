@@ -7,7 +7,13 @@
 //! Sweeps are O(entries) and happen when the caller asks
 //! ([`MacTable::expire`]) or, rate-limited to one per
 //! [`FORCED_SWEEP_INTERVAL`], when a limit is hit — so a flood of new MACs
-//! cannot turn every frame into a full scan.
+//! cannot turn every frame into a full scan. A pinned entry
+//! ([`MacTable::pin`]: the bridge's own MAC) never ages and never moves;
+//! it goes only with its port ([`MacTable::remove_port`]).
+//!
+//! The table itself lets a MAC move to whichever port sends from it (a
+//! station moved); who may take a MAC from whom is the hub's decision
+//! (see [`crate::Hub::forward`] and the docs of `PortPolicy`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -34,12 +40,16 @@ pub enum LearnError {
     PortLimit,
     #[error("MAC table is full")]
     TableFull,
+    #[error("MAC address is pinned to another port")]
+    Pinned,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct MacEntry {
     port: PortId,
     last_seen: Timestamp,
+    /// Never ages, never moves.
+    pinned: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +85,7 @@ impl MacTable {
     }
 
     fn is_fresh(&self, e: &MacEntry, now: Timestamp) -> bool {
-        now.saturating_since(e.last_seen) < self.aging
+        e.pinned || now.saturating_since(e.last_seen) < self.aging
     }
 
     /// The port `mac` lives on, if learned and not aged out.
@@ -84,6 +94,30 @@ impl MacTable {
             .get(mac)
             .filter(|e| self.is_fresh(e, now))
             .map(|e| e.port)
+    }
+
+    /// Whether `mac` is pinned (see [`Self::pin`]).
+    pub fn is_pinned(&self, mac: &MacAddr) -> bool {
+        self.entries.get(mac).is_some_and(|e| e.pinned)
+    }
+
+    /// Ties `mac` to `port` for good: it never ages, and frames from it on
+    /// any other port cannot move it. For addresses a port is known to
+    /// own before it sends (the bridge tap's own MAC). Replaces whatever
+    /// entry `mac` had; ignores the table's capacity.
+    pub fn pin(&mut self, mac: MacAddr, port: PortId, now: Timestamp) {
+        if let Some(old) = self.entries.get(&mac).map(|e| e.port) {
+            self.dec(old);
+        }
+        self.entries.insert(
+            mac,
+            MacEntry {
+                port,
+                last_seen: now,
+                pinned: true,
+            },
+        );
+        *self.per_port.entry(port).or_insert(0) += 1;
     }
 
     /// MACs currently counted against `port` (aged but unswept included).
@@ -106,7 +140,8 @@ impl MacTable {
 
     /// Records that `mac` was seen on `port`. A MAC seen on another port
     /// moves there (the station moved, as SoftEther does without the
-    /// `CheckMac` policy). `limit` is the port's MaxMac policy.
+    /// `CheckMac` policy), unless it is pinned there. `limit` is the port's
+    /// MaxMac policy.
     pub fn learn(
         &mut self,
         mac: MacAddr,
@@ -114,7 +149,13 @@ impl MacTable {
         limit: Option<u32>,
         now: Timestamp,
     ) -> Result<(), LearnError> {
-        let current = self.entries.get(&mac).map(|e| e.port);
+        let current = self.entries.get(&mac).map(|e| (e.port, e.pinned));
+        if let Some((other, true)) = current
+            && other != port
+        {
+            return Err(LearnError::Pinned);
+        }
+        let current = current.map(|(p, _)| p);
         if current == Some(port) {
             if let Some(e) = self.entries.get_mut(&mac) {
                 e.last_seen = now;
@@ -136,6 +177,7 @@ impl MacTable {
                     MacEntry {
                         port,
                         last_seen: now,
+                        pinned: false,
                     },
                 );
             }
@@ -151,6 +193,7 @@ impl MacTable {
                     MacEntry {
                         port,
                         last_seen: now,
+                        pinned: false,
                     },
                 );
             }
@@ -175,7 +218,7 @@ impl MacTable {
         let aging = self.aging;
         let per_port = &mut self.per_port;
         self.entries.retain(|_, e| {
-            let keep = now.saturating_since(e.last_seen) < aging;
+            let keep = e.pinned || now.saturating_since(e.last_seen) < aging;
             if !keep && let Some(n) = per_port.get_mut(&e.port) {
                 *n = n.saturating_sub(1);
             }
@@ -220,6 +263,27 @@ mod tests {
         assert_eq!((t.port_count(PortId(1)), t.port_count(PortId(2))), (0, 0));
         t.learn(mac(3), PortId(3), None, T0).expect("learn");
         assert_eq!(t.remove_port(PortId(3)), 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn pinned_entries_never_age_or_move() {
+        let mut t = MacTable::new(Duration::from_secs(10), 100);
+        t.learn(mac(1), PortId(1), None, T0).expect("learn");
+        // Pinning takes the address from whoever had it.
+        t.pin(mac(1), PortId(0), T0);
+        assert_eq!((t.port_count(PortId(0)), t.port_count(PortId(1))), (1, 0));
+        assert!(t.is_pinned(&mac(1)));
+        assert_eq!(
+            t.learn(mac(1), PortId(2), None, T0),
+            Err(LearnError::Pinned)
+        );
+        let later = T0.saturating_add(Duration::from_secs(3600));
+        assert_eq!(t.expire(later), 0);
+        assert_eq!(t.lookup(&mac(1), later), Some(PortId(0)));
+        // Its own port refreshes it like any entry.
+        assert_eq!(t.learn(mac(1), PortId(0), None, later), Ok(()));
+        assert_eq!(t.remove_port(PortId(0)), 1);
         assert!(t.is_empty());
     }
 

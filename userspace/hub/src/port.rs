@@ -20,12 +20,32 @@ impl PortId {
 }
 
 /// Per-port policy, fixed when the port is added.
+///
+/// Who may use a MAC address: a port owns the source MACs it has learned
+/// (see [`crate::MacTable`]). A session port may not take over a MAC that
+/// the bridge owns (pinned or learned) or that another session port owns
+/// while that entry is fresh — such frames are dropped as
+/// [`DropReason::MacSpoof`] and the table is unchanged — unless both
+/// session ports have the same [`PortPolicy::owner`] (the same hub user):
+/// a client that reconnects gets a new port while the server still keeps
+/// its old session for resumption (up to the session timeout), and its MAC
+/// must follow it at once. A detached port's MACs are forgotten and an
+/// aged-out entry is free, so either may be learned anew by anyone. The
+/// bridge, which stands for the LAN, may take over any MAC except one
+/// pinned to another port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct PortPolicy {
     /// SoftEther's policy `MaxMac`: how many source MACs this port may own.
     /// `None` means only the hub-wide table cap applies (the bridge, which
     /// stands for a whole LAN, and sessions without the policy).
     pub max_macs: Option<u32>,
+    /// How many DHCP leases (offered or bound, unexpired) clients behind
+    /// this port may hold at once. `None`: no limit beyond the pool's.
+    pub max_leases: Option<u32>,
+    /// Who the port belongs to (an id the caller derives from the hub
+    /// user). Session ports with the same owner may take each other's MACs
+    /// (a reconnecting client); `None` shares with nobody.
+    pub owner: Option<u64>,
 }
 
 /// Why a frame was dropped. Each has its own counter per port.
@@ -55,10 +75,16 @@ pub enum DropReason {
     /// A well-formed DHCP message the server declines to answer (pool
     /// exhausted, not for this server, unknown message type).
     DhcpIgnored,
+    /// The source MAC belongs to the bridge or to another live session
+    /// port (see the module docs): a session tried to take it over.
+    MacSpoof,
+    /// A DHCP request that would give the port more leases than its
+    /// [`PortPolicy::max_leases`].
+    LeaseLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Runt,
         DropReason::Oversize,
         DropReason::BadSourceMac,
@@ -69,6 +95,8 @@ impl DropReason {
         DropReason::ForeignDhcpServer,
         DropReason::MalformedDhcp,
         DropReason::DhcpIgnored,
+        DropReason::MacSpoof,
+        DropReason::LeaseLimit,
     ];
 
     /// A short stable name for metrics labels.
@@ -84,10 +112,14 @@ impl DropReason {
             DropReason::ForeignDhcpServer => "foreign_dhcp_server",
             DropReason::MalformedDhcp => "malformed_dhcp",
             DropReason::DhcpIgnored => "dhcp_ignored",
+            DropReason::MacSpoof => "mac_spoof",
+            DropReason::LeaseLimit => "lease_limit",
         }
     }
 
-    const fn index(self) -> usize {
+    /// This reason's position in [`DropReason::ALL`], for per-reason
+    /// counter arrays.
+    pub const fn index(self) -> usize {
         self as usize
     }
 }

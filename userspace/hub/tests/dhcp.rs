@@ -645,3 +645,220 @@ fn leases_survive_a_restart() {
     assert_eq!(discover(&mut hub2, mac(9), t1).msg.yiaddr, ip(12));
     assert_eq!(discover(&mut hub2, mac(1), t1).msg.yiaddr, a);
 }
+
+/// [`hub`] with session ports 1..=3 under `policy` instead of the default,
+/// and the tap's MAC pinned to the bridge, as the server sets a hub up.
+fn hub_with_policy(dhcp: &str, policy: impl Fn(u64) -> PortPolicy) -> Hub {
+    let text = format!(
+        "[server]\n[[hub]]\nname = \"mikalab\"\nbridge = \"tap_00\"\n\
+         bridge_address = \"192.168.30.1/24\"\n[hub.dhcp]\n{dhcp}\n\
+         [[hub.user]]\nname = \"tsumura\"\npassword = \"pw\"\n"
+    );
+    let config = Config::from_str_with_origin(&text, "test.toml")
+        .unwrap_or_else(|e| panic!("test config must be valid: {e:?}\n{text}"));
+    let mut hub = Hub::from_config(&config.hubs[0], HubOptions::default());
+    hub.add_port(PortId::BRIDGE, PortPolicy::default())
+        .expect("bridge");
+    for p in 1..=3 {
+        hub.add_port(PortId(p), policy(p)).expect("port");
+    }
+    hub.pin_mac(TAP, PortId::BRIDGE, T0)
+        .expect("bridge attached");
+    hub
+}
+
+/// The tap's MAC (the server derives it from the hub name).
+const TAP: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 1]);
+
+fn limited(max_macs: u32, max_leases: u32) -> impl Fn(u64) -> PortPolicy {
+    move |port| PortPolicy {
+        max_macs: Some(max_macs),
+        max_leases: Some(max_leases),
+        // Each port its own user.
+        owner: Some(port),
+    }
+}
+
+fn discover_frame(client: MacAddr) -> Vec<u8> {
+    to_frame(
+        client,
+        &message(client, MessageType::Discover),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+    )
+}
+
+/// DISCOVER then SELECTING REQUEST from `client` on `port`.
+fn dora_on(hub: &mut Hub, port: PortId, client: MacAddr, now: Timestamp) -> Ipv4Addr {
+    let offer = send(hub, port, &discover_frame(client), now);
+    assert_eq!(offer.msg.options.message_type, Some(MessageType::Offer));
+    let mut req = message(client, MessageType::Request);
+    req.options.server_id = Some(SERVER);
+    req.options.requested_ip = Some(offer.msg.yiaddr);
+    let ack = send(
+        hub,
+        port,
+        &to_frame(client, &req, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST),
+        now,
+    );
+    assert_eq!(ack.msg.options.message_type, Some(MessageType::Ack));
+    ack.msg.yiaddr
+}
+
+#[test]
+fn a_session_at_its_lease_limit_gets_no_offer_and_another_session_still_does() {
+    let mut hub = hub_with_policy(RECIPE, limited(16, 2));
+    let a = dora_on(&mut hub, SESSION, mac(1), T0);
+    dora_on(&mut hub, SESSION, mac(2), T0);
+    // A third station behind the same session: no offer, counted.
+    assert!(matches!(
+        hub.forward(SESSION, &discover_frame(mac(3)), T0),
+        Forward::Drop(DropReason::LeaseLimit)
+    ));
+    assert_eq!(hub.dhcp().expect("dhcp").counters().lease_limit, 1);
+    assert_eq!(
+        hub.counters(SESSION)
+            .expect("session")
+            .dropped(DropReason::LeaseLimit),
+        1
+    );
+    // Nor can it just claim a free address by RENEWING it unasked.
+    let mut grab = message(mac(3), MessageType::Request);
+    grab.ciaddr = ip(150);
+    assert!(matches!(
+        hub.forward(SESSION, &to_frame(mac(3), &grab, ip(150), SERVER), T0),
+        Forward::Drop(DropReason::LeaseLimit)
+    ));
+    // Renewing a lease it holds still works at the limit.
+    let mut renew = message(mac(1), MessageType::Request);
+    renew.ciaddr = a;
+    let t1 = T0.saturating_add(Duration::from_secs(3600));
+    let ack = send(&mut hub, SESSION, &to_frame(mac(1), &renew, a, SERVER), t1);
+    assert_eq!(ack.msg.options.message_type, Some(MessageType::Ack));
+    // Another session is not affected.
+    dora_on(&mut hub, PortId(2), mac(20), T0);
+    // Once a lease is released, the session may take another.
+    let mut release = message(mac(1), MessageType::Release);
+    release.ciaddr = a;
+    release.options.server_id = Some(SERVER);
+    let _ = hub.forward(SESSION, &to_frame(mac(1), &release, a, SERVER), t1);
+    dora_on(&mut hub, SESSION, mac(3), t1);
+}
+
+#[test]
+fn the_lease_limit_outlives_mac_aging() {
+    // The MACs that got the leases age out of the MAC table long before
+    // the leases end; the session still holds them.
+    let mut hub = hub_with_policy(RECIPE, limited(3, 2));
+    dora_on(&mut hub, SESSION, mac(1), T0);
+    dora_on(&mut hub, SESSION, mac(2), T0);
+    let aged = T0.saturating_add(ethergate_hub::DEFAULT_MAC_AGING);
+    hub.expire(aged);
+    assert_eq!(hub.mac_table().port_count(SESSION), 0);
+    assert!(matches!(
+        hub.forward(SESSION, &discover_frame(mac(3)), aged),
+        Forward::Drop(DropReason::LeaseLimit)
+    ));
+}
+
+#[test]
+fn a_reconnected_client_keeps_its_lease_on_its_new_port() {
+    // Ports 1 and 2 belong to the same user: port 2 is the client's new
+    // session while the old one is still kept for resumption.
+    let mut hub = hub_with_policy(RECIPE, |port| PortPolicy {
+        max_macs: Some(16),
+        max_leases: Some(1),
+        owner: Some(if port == 3 { 3 } else { 1 }),
+    });
+    let addr = dora_on(&mut hub, SESSION, mac(1), T0);
+    assert_eq!(dora_on(&mut hub, PortId(2), mac(1), T0), addr);
+    assert_eq!(hub.mac_table().lookup(&mac(1), T0), Some(PortId(2)));
+    // The lease moved with it: the old port may take a new one.
+    dora_on(&mut hub, SESSION, mac(5), T0);
+}
+
+/// Issue 12's layer-2 abuse test, at the hub: a session that sends from
+/// 300 source MACs gets at most its MaxMac (and its lease limit); another
+/// session still gets a DHCP lease; a session that sends from the bridge's
+/// MAC or another session's MAC changes nothing in the MAC table.
+#[test]
+fn issue_12_layer2_abuse_is_contained() {
+    let (max_macs, max_leases) = (16, 4);
+    let mut hub = hub_with_policy(RECIPE, limited(max_macs, max_leases));
+    let attacker = SESSION;
+    let (mut offers, mut macs_refused) = (0, 0);
+    for n in 0..300u16 {
+        let [hi, lo] = n.to_be_bytes();
+        let client = MacAddr([0x02, 0x66, 0, 0, hi, lo]);
+        match hub.forward(attacker, &discover_frame(client), T0) {
+            Forward::Reply { .. } => offers += 1,
+            Forward::Drop(DropReason::MacLimit) => macs_refused += 1,
+            Forward::Drop(DropReason::LeaseLimit) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(hub.mac_table().port_count(attacker), max_macs);
+    assert_eq!(offers, max_leases);
+    assert_eq!(macs_refused, 300 - max_macs);
+    let c = *hub.counters(attacker).expect("attacker");
+    assert_eq!(c.dropped(DropReason::MacLimit), u64::from(300 - max_macs));
+    assert_eq!(
+        c.dropped(DropReason::LeaseLimit),
+        u64::from(max_macs - max_leases)
+    );
+
+    // Another session still gets a lease.
+    let victim_mac = mac(200);
+    let victim_addr = dora_on(&mut hub, PortId(2), victim_mac, T0);
+    assert_eq!(hub.dhcp().expect("dhcp").pool().held_by(PortId(2), T0), 1);
+
+    // The bridge's MAC (pinned) and the other session's MAC cannot be
+    // taken over: the frames are dropped and the table is unchanged.
+    let before: std::collections::BTreeMap<_, _> = hub
+        .mac_table()
+        .iter()
+        .map(|(m, p, t)| (m, (p, t)))
+        .collect();
+    let later = T0.saturating_add(Duration::from_secs(5));
+    for stolen in [TAP, victim_mac] {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[0xff; 6]);
+        f[6..12].copy_from_slice(&stolen.0);
+        f[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(matches!(
+            hub.forward(attacker, &f, later),
+            Forward::Drop(DropReason::MacSpoof)
+        ));
+        // Nor through DHCP: releasing the victim's lease from its MAC.
+        let mut release = message(stolen, MessageType::Release);
+        release.ciaddr = victim_addr;
+        release.options.server_id = Some(SERVER);
+        assert!(matches!(
+            hub.forward(
+                attacker,
+                &to_frame(stolen, &release, victim_addr, SERVER),
+                later
+            ),
+            Forward::Drop(DropReason::MacSpoof)
+        ));
+    }
+    let after: std::collections::BTreeMap<_, _> = hub
+        .mac_table()
+        .iter()
+        .map(|(m, p, t)| (m, (p, t)))
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(
+        hub.counters(attacker)
+            .expect("attacker")
+            .dropped(DropReason::MacSpoof),
+        4
+    );
+    // The victim's lease is intact.
+    let lease = hub.dhcp().expect("dhcp").snapshot();
+    assert!(
+        lease
+            .iter()
+            .any(|l| l.mac == victim_mac && l.expires_unix > later.unix_secs())
+    );
+}

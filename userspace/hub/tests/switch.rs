@@ -1,5 +1,6 @@
 //! The hub's switching decisions: learning, aging at the boundary, MAC
-//! limits, flooding, hairpin, port removal and drop counters.
+//! limits, flooding, hairpin, port removal and drop counters, and who may
+//! take over a MAC from whom.
 
 use std::time::Duration;
 
@@ -124,6 +125,7 @@ fn mac_limit_drops_and_counts() {
         PortId(1),
         PortPolicy {
             max_macs: Some(MIN_MAC_LIMIT),
+            ..PortPolicy::default()
         },
     )
     .expect("session");
@@ -145,8 +147,14 @@ fn mac_limit_drops_and_counts() {
 #[test]
 fn mac_limit_below_softether_minimum_is_raised() {
     let mut hub = Hub::new("test", HubOptions::default(), None);
-    hub.add_port(PortId(1), PortPolicy { max_macs: Some(1) })
-        .expect("port");
+    hub.add_port(
+        PortId(1),
+        PortPolicy {
+            max_macs: Some(1),
+            ..PortPolicy::default()
+        },
+    )
+    .expect("port");
     hub.add_port(PortId(2), PortPolicy::default())
         .expect("port");
     for n in 1..=3 {
@@ -177,13 +185,169 @@ fn table_cap_drops_new_macs() {
     );
 }
 
+/// A session port of hub user `owner` with the given MAC limit.
+fn session(owner: u64, max_macs: Option<u32>) -> PortPolicy {
+    PortPolicy {
+        max_macs,
+        owner: Some(owner),
+        ..PortPolicy::default()
+    }
+}
+
+/// Every entry of the table, sorted, for "nothing changed" checks.
+fn table(hub: &Hub) -> Vec<(MacAddr, PortId, Timestamp)> {
+    let mut t: Vec<_> = hub.mac_table().iter().collect();
+    t.sort();
+    t
+}
+
 #[test]
-fn station_moves_between_ports() {
-    let mut hub = hub_with(&[1, 2, 3]);
+fn station_moves_between_ports_of_the_same_user() {
+    let mut hub = Hub::new("test", HubOptions::default(), None);
+    for (port, owner) in [(1, 7), (2, 7), (3, 8)] {
+        hub.add_port(PortId(port), session(owner, None))
+            .expect("port");
+    }
     let _ = hub.forward(PortId(1), &frame(MacAddr::BROADCAST, mac(1)), T0);
-    let _ = hub.forward(PortId(2), &frame(MacAddr::BROADCAST, mac(1)), T0);
+    // The user reconnected: its new port takes the MAC at once, although
+    // the old session is still attached (kept for resumption).
+    let _ = flood(&mut hub, 2, &frame(MacAddr::BROADCAST, mac(1)), T0);
     assert_eq!(unicast(&mut hub, 3, &frame(mac(1), mac(3)), T0), 2);
     assert_eq!(hub.mac_table().port_count(PortId(1)), 0);
+}
+
+#[test]
+fn a_session_cannot_take_another_users_mac() {
+    let mut hub = Hub::new("test", HubOptions::default(), None);
+    hub.add_port(PortId::BRIDGE, PortPolicy::default())
+        .expect("bridge");
+    hub.add_port(PortId(1), session(1, Some(16))).expect("port");
+    hub.add_port(PortId(2), session(2, Some(16))).expect("port");
+    let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(1)), T0);
+    let before = table(&hub);
+    let later = T0.saturating_add(Duration::from_secs(1));
+    let stolen = frame(MacAddr::BROADCAST, mac(1));
+    assert_eq!(dropped(&mut hub, 2, &stolen, later), DropReason::MacSpoof);
+    // Not even refreshed: the table is exactly as it was.
+    assert_eq!(table(&hub), before);
+    assert_eq!(unicast(&mut hub, 0, &frame(mac(1), mac(9)), later), 1);
+    let c = hub.counters(PortId(2)).expect("port 2");
+    assert_eq!((c.dropped(DropReason::MacSpoof), c.frames_in), (1, 0));
+    // Default policies (no owner) share with nobody either.
+    let mut plain = hub_with(&[1, 2]);
+    let _ = plain.forward(PortId(1), &frame(MacAddr::BROADCAST, mac(1)), T0);
+    assert_eq!(dropped(&mut plain, 2, &stolen, T0), DropReason::MacSpoof);
+}
+
+#[test]
+fn a_session_cannot_take_the_bridges_macs() {
+    let mut hub = Hub::new("test", HubOptions::default(), None);
+    hub.add_port(PortId::BRIDGE, PortPolicy::default())
+        .expect("bridge");
+    hub.add_port(PortId(1), session(1, Some(16))).expect("port");
+    hub.add_port(PortId(2), session(2, Some(16))).expect("port");
+    let tap = MacAddr::local_from_seed(b"test");
+    hub.pin_mac(tap, PortId::BRIDGE, T0)
+        .expect("bridge attached");
+    // A LAN host behind the bridge, learned the usual way.
+    let _ = flood(&mut hub, 0, &frame(MacAddr::BROADCAST, mac(50)), T0);
+    let before = table(&hub);
+    for victim in [tap, mac(50)] {
+        let f = frame(MacAddr::BROADCAST, victim);
+        assert_eq!(dropped(&mut hub, 1, &f, T0), DropReason::MacSpoof);
+    }
+    assert_eq!(table(&hub), before);
+    assert_eq!(
+        hub.counters(PortId(1))
+            .expect("port 1")
+            .dropped(DropReason::MacSpoof),
+        2
+    );
+    // The tap's MAC never ages, even when the kernel stays silent.
+    let much_later = T0.saturating_add(DEFAULT_MAC_AGING * 10);
+    assert_eq!(hub.expire(much_later), 1, "only the LAN host ages out");
+    assert_eq!(unicast(&mut hub, 2, &frame(tap, mac(2)), much_later), 0);
+    assert_eq!(
+        dropped(&mut hub, 1, &frame(MacAddr::BROADCAST, tap), much_later),
+        DropReason::MacSpoof
+    );
+    // The aged LAN host's MAC is free again.
+    let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(50)), much_later);
+    assert!(
+        hub.pin_mac(tap, PortId(9), T0).is_err(),
+        "port 9 is not attached"
+    );
+}
+
+#[test]
+fn the_bridge_takes_over_a_mac_a_session_used_first() {
+    let mut hub = Hub::new("test", HubOptions::default(), None);
+    hub.add_port(PortId::BRIDGE, PortPolicy::default())
+        .expect("bridge");
+    hub.add_port(PortId(1), session(1, Some(16))).expect("port");
+    let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(1)), T0);
+    // The LAN host that really owns mac(1) speaks: the LAN wins.
+    let _ = flood(&mut hub, 0, &frame(MacAddr::BROADCAST, mac(1)), T0);
+    assert_eq!(hub.mac_table().lookup(&mac(1), T0), Some(PortId::BRIDGE));
+    assert_eq!(
+        dropped(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(1)), T0),
+        DropReason::MacSpoof
+    );
+}
+
+#[test]
+fn a_detached_or_silent_port_frees_its_macs() {
+    let mut hub = Hub::new("test", HubOptions::default(), None);
+    for (port, owner) in [(1, 1), (2, 2), (3, 3)] {
+        hub.add_port(PortId(port), session(owner, Some(16)))
+            .expect("port");
+    }
+    let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(1)), T0);
+    let _ = flood(&mut hub, 2, &frame(MacAddr::BROADCAST, mac(2)), T0);
+    // Port 1's session was reaped: its MAC may be used by anyone.
+    hub.remove_port(PortId(1)).expect("attached");
+    let _ = flood(&mut hub, 3, &frame(MacAddr::BROADCAST, mac(1)), T0);
+    assert_eq!(hub.mac_table().lookup(&mac(1), T0), Some(PortId(3)));
+    // Port 2 went silent for the aging time: its entry is stale, and a
+    // stale entry does not protect a MAC (swept or not).
+    let aged = T0.saturating_add(DEFAULT_MAC_AGING);
+    let _ = flood(&mut hub, 3, &frame(MacAddr::BROADCAST, mac(2)), aged);
+    assert_eq!(hub.mac_table().lookup(&mac(2), aged), Some(PortId(3)));
+    assert_eq!(hub.mac_table().port_count(PortId(2)), 0);
+}
+
+#[test]
+fn a_session_sending_from_300_macs_gets_at_most_its_max_mac() {
+    let mut hub = Hub::new("test", HubOptions::default(), None);
+    hub.add_port(PortId::BRIDGE, PortPolicy::default())
+        .expect("bridge");
+    hub.add_port(PortId(1), session(1, Some(16))).expect("port");
+    hub.add_port(PortId(2), session(2, Some(16))).expect("port");
+    let mut flooded = 0;
+    for n in 0..300u16 {
+        let [hi, lo] = n.to_be_bytes();
+        let src = MacAddr([0x02, 0x77, 0, 0, hi, lo]);
+        if let Forward::Flood(_) = hub.forward(PortId(1), &frame(MacAddr::BROADCAST, src), T0) {
+            flooded += 1;
+        }
+    }
+    assert_eq!(flooded, 16);
+    assert_eq!(hub.mac_table().port_count(PortId(1)), 16);
+    assert_eq!(hub.mac_table().len(), 16);
+    let c = hub.counters(PortId(1)).expect("port 1");
+    assert_eq!(c.dropped(DropReason::MacLimit), 300 - 16);
+    // Another session is not affected.
+    let _ = flood(&mut hub, 2, &frame(MacAddr::BROADCAST, mac(2)), T0);
+    assert_eq!(unicast(&mut hub, 0, &frame(mac(2), mac(90)), T0), 2);
+}
+
+#[test]
+fn drop_reasons_index_their_counters() {
+    for (i, reason) in DropReason::ALL.iter().enumerate() {
+        assert_eq!(reason.index(), i, "{reason:?}");
+    }
+    let names: std::collections::HashSet<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(names.len(), DropReason::ALL.len(), "names are unique");
 }
 
 #[test]

@@ -24,14 +24,17 @@ use compio::{
     net::TcpStream,
 };
 use ethergate_proto::{
-    Authenticator, CloseReason, Direction, ServerConnection, ServerEvent, Timestamp, data::Frames,
+    Authenticator, CloseReason, Direction, ErrorCode, ServerConnection, ServerEvent, Timestamp,
+    data::Frames,
 };
 use futures_util::future::{Either, select};
 use tracing::{debug, info, warn};
 
 use crate::{
+    admission::Ticket,
     directory::{HubEntry, LoginCheck, LoginInfo, SessionShared},
     hub_actor::HubInput,
+    login_throttle::Admit,
     outbox::Outbox,
     read_sizer::ReadSizer,
     transport::{self, Received, Transport},
@@ -51,8 +54,12 @@ struct Conn {
     session_key: [u8; 20],
     /// The hub a login was accepted for, until its session opens.
     pending_hub: Option<Arc<HubEntry>>,
-    /// Set once the handshake has ended one way or the other.
-    handshake_done: bool,
+    /// The connection's pending-handshake slot, until the handshake has
+    /// ended one way or the other.
+    ticket: Option<Ticket>,
+    /// A failed login's verdict, held back until the instant (guessing
+    /// costs time; see [`crate::login_throttle`]).
+    deferred_refusal: Option<(Instant, ErrorCode)>,
     closing: bool,
     frames_in: Frames,
     /// The hub's frames being written; swapped with the outbox's buffer.
@@ -61,20 +68,21 @@ struct Conn {
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(mut tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker>) {
+pub async fn serve(tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker>) {
     let directory = &worker.directory;
-    let pending = directory.pending_handshakes.fetch_add(1, Ordering::AcqRel);
-    if pending >= directory.limits.max_pending_handshakes {
-        directory.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
-        warn!(%peer, "too many pending handshakes; closing the new connection");
-        let _ = tcp.close().await;
-        return;
-    }
-    let _ = tcp.set_nodelay(true);
+    let ticket = match directory.admission.admit(peer.ip()) {
+        Ok(ticket) => ticket,
+        Err(_) => {
+            // Counted, and summarised in the log by the reaper: the
+            // attacker sets this rate, so no line per refusal.
+            reset(tcp);
+            return;
+        }
+    };
+    configure_socket(&tcp, directory.limits.write_timeout);
     let tls = match rustls::ServerConnection::new(Arc::clone(&worker.tls)) {
         Ok(tls) => tls,
         Err(e) => {
-            directory.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
             warn!(%peer, "cannot start TLS: {e}");
             return;
         }
@@ -82,12 +90,26 @@ pub async fn serve(mut tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Wo
     let id = directory.next_connection_id();
     let proto = ServerConnection::new(worker.proto.clone(), system_random as fn(&mut [u8]), now());
     let deadline = proto.poll_timeout().map(to_instant);
-    let handover = match transport::establish(&mut tcp, tls, deadline, &worker.offload, id).await {
-        Ok(handover) => handover,
-        Err(why) => {
-            directory.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
+    let mut tcp = tcp;
+    let established = {
+        let establish = transport::establish(&mut tcp, tls, deadline, &worker.offload, id);
+        let evicted = ticket.evicted();
+        futures_util::pin_mut!(establish, evicted);
+        match select(establish, evicted).await {
+            Either::Left((result, _)) => Some(result),
+            Either::Right(((), _)) => None,
+        }
+    };
+    let handover = match established {
+        Some(Ok(handover)) => handover,
+        Some(Err(why)) => {
             debug!(%peer, id, "TLS: {why}");
             let _ = tcp.close().await;
+            return;
+        }
+        None => {
+            debug!(%peer, id, "pending handshake evicted for a less busy source");
+            reset(tcp);
             return;
         }
     };
@@ -99,7 +121,8 @@ pub async fn serve(mut tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Wo
         session: None,
         session_key: [0; 20],
         pending_hub: None,
-        handshake_done: false,
+        ticket: Some(ticket),
+        deferred_refusal: None,
         closing: false,
         frames_in: Frames::new(),
         from_hub: Frames::new(),
@@ -126,14 +149,12 @@ pub async fn serve(mut tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Wo
         wake_tx,
         Rc::clone(&worker),
     ));
-    write_loop(write_half, &conn, wake_rx).await;
+    write_loop(write_half, &conn, wake_rx, &worker).await;
     // The writer has flushed everything; stop reading (cancels the read).
     drop(reader);
 
     let mut c = conn.borrow_mut();
-    if !c.handshake_done {
-        directory.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
-    }
+    c.ticket = None;
     if let Some(session) = c.session.take()
         && directory.leave_session(&c.session_key, &session)
     {
@@ -238,37 +259,7 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
     let directory = &worker.directory;
     while let Some(event) = c.proto.poll_event() {
         match event {
-            ServerEvent::LoginRequested(request) => {
-                let mut check = LoginCheck {
-                    directory,
-                    connection_id: c.id,
-                    hub: None,
-                };
-                let random = *c.proto.server_random();
-                let decision = check
-                    .authenticate(&request, &random)
-                    .and_then(|grant| match &check.hub {
-                        Some(hub) => directory.reserve_session(hub).map(|()| grant),
-                        None => Err(ethergate_proto::ErrorCode::INTERNAL_ERROR),
-                    });
-                match decision {
-                    Ok(grant) => {
-                        c.proto.accept_login(now(), grant);
-                        c.pending_hub = check.hub;
-                    }
-                    Err(code) => {
-                        info!(
-                            id = c.id,
-                            hub = request.hubname,
-                            user = request.username,
-                            code = code.0,
-                            "login refused"
-                        );
-                        worker.stats.login_failed(code);
-                        c.proto.reject_login(now(), code);
-                    }
-                }
-            }
+            ServerEvent::LoginRequested(request) => on_login(c, worker, &request),
             ServerEvent::AdditionalConnectRequested(request) => {
                 match directory.join_session(&request.session_key) {
                     Ok(session) => {
@@ -291,7 +282,7 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                 }
             }
             ServerEvent::Established(established) => {
-                finish_handshake(c, directory);
+                finish_handshake(c);
                 if let Some(welcome) = established.welcome {
                     let Some(hub) = c.pending_hub.take() else {
                         c.proto.close_local();
@@ -304,12 +295,13 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                     match directory.open_reserved(&hub, &welcome, &login) {
                         Ok(session) => {
                             info!(
-                                id = c.id,
+                                client = %c.peer.ip(),
                                 hub = hub.name,
                                 user = established.username,
                                 session = welcome.session_name,
                                 max_connection = welcome.max_connection,
-                                "session established"
+                                id = c.id,
+                                "login succeeded; session established"
                             );
                             worker.stats.logins_ok.fetch_add(1, Ordering::Relaxed);
                             c.session_key = welcome.session_key;
@@ -327,7 +319,7 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                 }
             }
             ServerEvent::Closed(reason) => {
-                finish_handshake(c, directory);
+                finish_handshake(c);
                 log_close(c.id, &reason);
                 c.closing = true;
             }
@@ -335,11 +327,128 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
     }
 }
 
-fn finish_handshake(c: &mut Conn, directory: &crate::directory::Directory) {
-    if !c.handshake_done {
-        c.handshake_done = true;
-        directory.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
+/// Frees the connection's pending-handshake slot.
+fn finish_handshake(c: &mut Conn) {
+    c.ticket = None;
+}
+
+/// Decides a login: throttled sources are refused before any password is
+/// checked; a failed check's verdict is held back (see
+/// [`crate::login_throttle`]). Every verdict is logged with the client's
+/// address (the line deploy/fail2ban matches).
+fn on_login(c: &mut Conn, worker: &Worker, request: &ethergate_proto::LoginRequest) {
+    let directory = &worker.directory;
+    let client = c.peer.ip();
+    let admit =
+        lock_throttle(directory).admit(Instant::now(), client, &request.hubname, &request.username);
+    if let Admit::Refuse {
+        retry_after,
+        reason,
+    } = admit
+    {
+        worker.stats.login_throttled(reason);
+        debug!(
+            %client,
+            hub = request.hubname,
+            user = request.username,
+            reason = reason.name(),
+            retry_after_secs = retry_after.as_secs(),
+            "login refused without a password check"
+        );
+        c.proto.reject_login(now(), ErrorCode::ACCESS_DENIED);
+        return;
     }
+    let mut check = LoginCheck {
+        directory,
+        connection_id: c.id,
+        hub: None,
+    };
+    let random = *c.proto.server_random();
+    let decision = check
+        .authenticate(request, &random)
+        .and_then(|grant| match &check.hub {
+            Some(hub) => directory
+                .reserve_session(hub, &request.username)
+                .map(|()| grant),
+            None => Err(ErrorCode::INTERNAL_ERROR),
+        });
+    match decision {
+        Ok(grant) => {
+            c.proto.accept_login(now(), grant);
+            c.pending_hub = check.hub;
+        }
+        Err(code) => {
+            warn!(
+                %client,
+                hub = request.hubname,
+                user = request.username,
+                reason = refusal_reason(code),
+                "login failed"
+            );
+            worker.stats.login_failed(code);
+            if code == ErrorCode::AUTH_FAILED || code == ErrorCode::HUB_NOT_FOUND {
+                // A guess (of a password, or of a hub's name): it costs
+                // the source, and its answer waits.
+                let delay = lock_throttle(directory).failed(
+                    Instant::now(),
+                    client,
+                    &request.hubname,
+                    &request.username,
+                );
+                c.deferred_refusal = Some((Instant::now() + delay, code));
+            } else {
+                c.proto.reject_login(now(), code);
+            }
+        }
+    }
+}
+
+fn lock_throttle(
+    directory: &crate::directory::Directory,
+) -> std::sync::MutexGuard<'_, crate::login_throttle::LoginThrottle> {
+    // A few map updates per call, nothing that can panic half-way.
+    directory
+        .login_throttle
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The `reason=` of a failed login's log line: stable words for log
+/// filters, the SoftEther code's name otherwise.
+fn refusal_reason(code: ErrorCode) -> String {
+    match code {
+        ErrorCode::AUTH_FAILED => "wrong_password_or_unknown_user".to_owned(),
+        ErrorCode::HUB_NOT_FOUND => "unknown_hub".to_owned(),
+        ErrorCode::TOO_MANY_CONNECTION => "server_session_limit".to_owned(),
+        ErrorCode::HUB_IS_BUSY => "hub_session_limit".to_owned(),
+        ErrorCode::TOO_MANY_USER_SESSION => "user_session_limit".to_owned(),
+        other => other.name().map_or_else(
+            || format!("code_{}", other.0),
+            |name| name.trim_start_matches("ERR_").to_ascii_lowercase(),
+        ),
+    }
+}
+
+/// Closes a connection we will not serve with a reset: no TIME_WAIT left
+/// on our side for each of a flood's connections.
+fn reset(tcp: TcpStream) {
+    let _ = socket2::SockRef::from(&tcp).set_linger(Some(std::time::Duration::ZERO));
+    drop(tcp);
+}
+
+/// No Nagle (frames are batched already); keepalive and TCP_USER_TIMEOUT
+/// so the kernel gives up on a peer that vanished or stopped taking data
+/// within `timeout`, even while a write is blocked.
+fn configure_socket(tcp: &TcpStream, timeout: std::time::Duration) {
+    let socket = socket2::SockRef::from(tcp);
+    let _ = socket.set_tcp_nodelay(true);
+    let probe = (timeout / 4).max(std::time::Duration::from_secs(1));
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(probe)
+        .with_interval(probe)
+        .with_retries(3);
+    let _ = socket.set_tcp_keepalive(&keepalive);
+    let _ = socket.set_tcp_user_timeout(Some(timeout));
 }
 
 fn log_close(id: u64, reason: &CloseReason) {
@@ -350,7 +459,9 @@ async fn write_loop(
     mut socket: TcpStream,
     conn: &Rc<RefCell<Conn>>,
     wake: async_channel::Receiver<()>,
+    worker: &Worker,
 ) {
+    let write_timeout = worker.directory.limits.write_timeout;
     let mut out = Vec::new();
     loop {
         // Everything queued so far goes out before we wait again.
@@ -359,35 +470,63 @@ async fn write_loop(
             encrypt_pending(&mut c, &mut out);
         }
         if !out.is_empty() {
-            let BufResult(result, returned) = socket.write_all(out).await;
+            // A peer that stops reading must not hold this task (and the
+            // session's queue) forever: the protocol's own dead-peer timer
+            // cannot run while the write is stuck.
+            let (result, returned) = write_with_progress(&mut socket, out, write_timeout).await;
             out = returned;
             out.clear();
-            if result.is_err() {
-                conn.borrow_mut().closing = true;
-                return;
+            match result {
+                Ok(()) => {}
+                Err(WriteFailure::Io) => {
+                    conn.borrow_mut().closing = true;
+                    return;
+                }
+                Err(WriteFailure::NoProgress) => {
+                    worker.stats.write_timeouts.fetch_add(1, Ordering::Relaxed);
+                    let c = conn.borrow();
+                    info!(
+                        client = %c.peer.ip(),
+                        id = c.id,
+                        session = c.session.as_ref().map(|s| s.session_name.as_str()),
+                        timeout_secs = write_timeout.as_secs(),
+                        "closing a connection whose peer stopped reading"
+                    );
+                    drop(c);
+                    conn.borrow_mut().closing = true;
+                    // The write is abandoned; a reset frees the socket's
+                    // queued bytes at once.
+                    reset(socket);
+                    return;
+                }
             }
             continue;
         }
-        let (closing, deadline, outbox) = {
+        let (closing, deadline, outbox, evicted) = {
             let c = conn.borrow();
+            let deadline = match (c.proto.poll_timeout().map(to_instant), c.deferred_refusal) {
+                (Some(a), Some((b, _))) => Some(a.min(b)),
+                (a, b) => a.or(b.map(|(at, _)| at)),
+            };
             (
                 c.closing || c.proto.is_closed(),
-                c.proto.poll_timeout(),
+                deadline,
                 c.session.as_ref().map(|s| Arc::clone(&s.outbox)),
+                c.ticket.as_ref().map(Ticket::evicted),
             )
         };
         if closing {
             // close_notify, then FIN: see `Transport::close_notify`.
             conn.borrow_mut().transport.close_notify(&mut out);
             if !out.is_empty() {
-                let BufResult(_, _) = socket.write_all(out).await;
+                let _ = compio::time::timeout(write_timeout, socket.write_all(out)).await;
             }
             let _ = socket.shutdown().await;
             return;
         }
         let timer = async {
             match deadline {
-                Some(at) => compio::time::sleep_until(to_instant(at)).await,
+                Some(at) => compio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
@@ -397,13 +536,27 @@ async fn write_loop(
                 None => std::future::pending().await,
             }
         };
+        let evicted = async {
+            match evicted {
+                Some(evicted) => evicted.await,
+                None => std::future::pending().await,
+            }
+        };
         let woken = wake.recv();
-        futures_util::pin_mut!(timer, hub, woken);
-        match select(woken, select(hub, timer)).await {
-            Either::Left((Ok(()), _)) => {}
-            Either::Left((Err(_), _)) => {
+        futures_util::pin_mut!(timer, hub, woken, evicted);
+        match select(select(woken, evicted), select(hub, timer)).await {
+            Either::Left((Either::Left((Ok(()), _)), _)) => {}
+            Either::Left((Either::Left((Err(_), _)), _)) => {
                 // The reader is gone: finish what is queued, then close.
                 conn.borrow_mut().closing = true;
+            }
+            Either::Left((Either::Right(((), _)), _)) => {
+                // A less busy source needed this pending slot.
+                let c = conn.borrow();
+                debug!(client = %c.peer.ip(), id = c.id, "pending login evicted for a less busy source");
+                drop(c);
+                reset(socket);
+                return;
             }
             Either::Right((Either::Left((pending, _)), _)) => {
                 let mut c = conn.borrow_mut();
@@ -415,6 +568,12 @@ async fn write_loop(
             }
             Either::Right((Either::Right(((), _)), _)) => {
                 let mut c = conn.borrow_mut();
+                if let Some((at, code)) = c.deferred_refusal
+                    && Instant::now() >= at
+                {
+                    c.deferred_refusal = None;
+                    c.proto.reject_login(now(), code);
+                }
                 c.proto.handle_timeout(now());
                 // A timer fired, so nothing was written for a while: give
                 // back what a burst grew.
@@ -425,6 +584,40 @@ async fn write_loop(
             }
         }
     }
+}
+
+enum WriteFailure {
+    Io,
+    /// The peer took no byte for the whole deadline.
+    NoProgress,
+}
+
+/// Writes all of `out`, failing when no byte is taken for `deadline`: a
+/// slow link that keeps taking bytes is fine, a peer that stopped reading
+/// is not.
+async fn write_with_progress(
+    socket: &mut TcpStream,
+    out: Vec<u8>,
+    deadline: std::time::Duration,
+) -> (Result<(), WriteFailure>, Vec<u8>) {
+    use compio::buf::{IntoInner, IoBuf};
+    let mut out = out;
+    let mut written = 0;
+    while written < out.len() {
+        match compio::time::timeout(deadline, socket.write(out.slice(written..))).await {
+            Ok(BufResult(Ok(0) | Err(_), slice)) => {
+                return (Err(WriteFailure::Io), slice.into_inner());
+            }
+            Ok(BufResult(Ok(n), slice)) => {
+                written += n;
+                out = slice.into_inner();
+            }
+            // The cancelled write's buffer is gone with it; the caller
+            // closes the connection anyway.
+            Err(_) => return (Err(WriteFailure::NoProgress), Vec::new()),
+        }
+    }
+    (Ok(()), out)
 }
 
 /// Writes everything the hub has queued for the session as one protocol

@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ethergate_hub::DropReason;
 use ethergate_proto::data::Frames;
 
 /// Frames and bytes in one direction.
@@ -50,6 +51,10 @@ pub struct HubCounters {
     pub mac_entries: AtomicU64,
     /// Bound DHCP leases; [`NO_DHCP`] when the hub has no DHCP server.
     pub dhcp_leases: AtomicU64,
+    /// Frames the switch dropped, by [`DropReason`] (indexed by
+    /// [`DropReason::index`]): malformed frames, MAC and lease limits,
+    /// MAC spoofing, rogue DHCP servers, …
+    pub frames_dropped: [AtomicU64; DropReason::ALL.len()],
 }
 
 pub const NO_DHCP: u64 = u64::MAX;
@@ -68,6 +73,8 @@ pub struct SessionCounters {
 pub struct SwitchGauges {
     pub mac_entries: u64,
     pub dhcp_leases: Option<u64>,
+    /// Frames dropped since start, by [`DropReason::index`].
+    pub frames_dropped: [u64; DropReason::ALL.len()],
 }
 
 impl HubCounters {
@@ -76,6 +83,21 @@ impl HubCounters {
             .store(gauges.mac_entries, Ordering::Relaxed);
         self.dhcp_leases
             .store(gauges.dhcp_leases.unwrap_or(NO_DHCP), Ordering::Relaxed);
+        for (slot, n) in self.frames_dropped.iter().zip(gauges.frames_dropped) {
+            slot.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Frames the switch dropped, by reason name (`mac_limit`,
+    /// `mac_spoof`, `lease_limit`, …); every reason, zeros included.
+    pub fn frames_dropped(&self) -> Vec<(&'static str, u64)> {
+        DropReason::ALL
+            .iter()
+            .map(|r| {
+                let n = self.frames_dropped[r.index()].load(Ordering::Relaxed);
+                (r.as_str(), n)
+            })
+            .collect()
     }
 
     pub fn dhcp_leases(&self) -> Option<u64> {

@@ -22,8 +22,10 @@ use std::{
 use ethergate_proto::{Authenticator, ErrorCode, LoginRequest, SessionGrant, Welcome};
 
 use crate::{
+    admission::{Admission, AdmissionLimits},
     counters::{HubCounters, SessionCounters},
-    hub_actor::{HubInput, PortId},
+    hub_actor::{HubInput, PortId, SessionPolicy},
+    login_throttle::{LoginThrottle, ThrottleConfig},
     outbox::Outbox,
 };
 
@@ -36,6 +38,13 @@ pub struct HubEntry {
     pub to_hub: async_channel::Sender<HubInput>,
     sessions: AtomicUsize,
     pub counters: Arc<HubCounters>,
+    /// Lower-cased user name → the limits its sessions get (`[hub.limits]`
+    /// with the user's overrides); a user not listed gets the defaults.
+    /// Replaced whole on reload; running sessions keep theirs.
+    limits: RwLock<HashMap<String, ethergate_config::SessionLimits>>,
+    /// Lower-cased user name → its sessions (reserved or open), for
+    /// `max_sessions_per_user`.
+    user_sessions: Mutex<HashMap<String, u32>>,
 }
 
 impl HubEntry {
@@ -58,6 +67,46 @@ impl HubEntry {
             .users
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = users;
+    }
+
+    /// Replaces the users' limits (start, reload): lower-cased or not.
+    pub fn set_limits(
+        &self,
+        limits: impl IntoIterator<Item = (String, ethergate_config::SessionLimits)>,
+    ) {
+        let limits = limits
+            .into_iter()
+            .map(|(n, l)| (n.to_ascii_lowercase(), l))
+            .collect();
+        *self
+            .limits
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = limits;
+    }
+
+    /// The limits `user`'s new sessions get.
+    pub fn limits_of(&self, user: &str) -> ethergate_config::SessionLimits {
+        self.limits
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&user.to_ascii_lowercase())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Sessions `user` holds (reserved or open).
+    pub fn user_session_count(&self, user: &str) -> u32 {
+        self.lock_user_sessions()
+            .get(&user.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn lock_user_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        // Single insert/remove calls: never half-updated.
+        self.user_sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn stored_hash(&self, user: &str) -> Option<[u8; 20]> {
@@ -84,9 +133,15 @@ fn lowercase_keys(
 /// Caps, each refused with the code SoftEther itself uses.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// TCP connections that have not finished the handshake (a slow-loris
-    /// guard; SoftEther has no equivalent cap).
-    pub max_pending_handshakes: usize,
+    /// TCP connections that have not finished the handshake, per source
+    /// and in all (a flood and slow-loris guard; see [`crate::admission`]).
+    pub admission: AdmissionLimits,
+    /// Failed logins and their backoff (see [`crate::login_throttle`]).
+    pub login_throttle: ThrottleConfig,
+    /// A connection whose peer takes no bytes for this long is closed: a
+    /// client that stops reading must not pin its connection (and the
+    /// session's memory) forever. Also the kernel's TCP_USER_TIMEOUT.
+    pub write_timeout: Duration,
     /// Sessions in the whole server → ERR_TOO_MANY_CONNECTION (15).
     pub max_sessions: usize,
     /// Sessions per hub → ERR_HUB_IS_BUSY (16), which SoftEther clients
@@ -102,7 +157,11 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_pending_handshakes: 1024,
+            admission: AdmissionLimits::default(),
+            login_throttle: ThrottleConfig::default(),
+            // SoftEther's default session timeout: a peer silent this long
+            // is dead by the protocol's own rule too.
+            write_timeout: Duration::from_secs(20),
             max_sessions: 4096,
             max_sessions_per_hub: 4096,
             session_queue_bytes: 1 << 20,
@@ -152,6 +211,32 @@ impl SessionShared {
     }
 }
 
+/// Why a session ended, for its log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// `session disconnect` or the admin socket.
+    Disconnected,
+    /// The user was removed or changed by a reload.
+    UserRemoved,
+    /// The hub was removed by a reload.
+    HubRemoved,
+    ServerStopping,
+    /// Its connections were gone for longer than its timeout.
+    NotResumed,
+}
+
+impl EndReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Disconnected => "disconnected_by_operator",
+            EndReason::UserRemoved => "user_removed",
+            EndReason::HubRemoved => "hub_removed",
+            EndReason::ServerStopping => "server_stopping",
+            EndReason::NotResumed => "not_resumed_within_timeout",
+        }
+    }
+}
+
 /// A session as status shows it.
 pub struct SessionView {
     pub shared: Arc<SessionShared>,
@@ -170,7 +255,9 @@ pub struct Directory {
     sessions: Mutex<Sessions>,
     pub limits: Limits,
     total_sessions: AtomicUsize,
-    pub pending_handshakes: AtomicUsize,
+    /// Connections still in their handshake.
+    pub admission: Arc<Admission>,
+    pub login_throttle: Mutex<LoginThrottle>,
     next_port: AtomicU64,
     next_connection: AtomicU64,
 }
@@ -182,7 +269,8 @@ impl Directory {
             sessions: Mutex::new(Sessions::default()),
             limits,
             total_sessions: AtomicUsize::new(0),
-            pending_handshakes: AtomicUsize::new(0),
+            admission: Arc::new(Admission::new(limits.admission)),
+            login_throttle: Mutex::new(LoginThrottle::new(limits.login_throttle)),
             // Port 0 is the hub's local bridge.
             next_port: AtomicU64::new(1),
             next_connection: AtomicU64::new(1),
@@ -204,6 +292,8 @@ impl Directory {
             to_hub,
             sessions: AtomicUsize::new(0),
             counters,
+            limits: RwLock::default(),
+            user_sessions: Mutex::default(),
         };
         self.write_hubs()
             .insert(name.to_ascii_lowercase(), Arc::new(entry));
@@ -213,7 +303,7 @@ impl Directory {
     /// "hub not found".
     pub fn remove_hub(&self, name: &str) -> Option<Arc<HubEntry>> {
         let hub = self.write_hubs().remove(&name.to_ascii_lowercase())?;
-        self.close_sessions_where(|s| Arc::ptr_eq(&s.hub, &hub));
+        self.close_sessions_where(EndReason::HubRemoved, |s| Arc::ptr_eq(&s.hub, &hub));
         Some(hub)
     }
 
@@ -246,12 +336,14 @@ impl Directory {
     /// Ends the session called `name` (case-insensitive, as SoftEther
     /// shows names upper-case); false if there is none.
     pub fn disconnect(&self, name: &str) -> bool {
-        self.close_sessions_where(|s| s.session_name.eq_ignore_ascii_case(name)) > 0
+        self.close_sessions_where(EndReason::Disconnected, |s| {
+            s.session_name.eq_ignore_ascii_case(name)
+        }) > 0
     }
 
     /// Ends the sessions of `user` on `hub` (the user was removed).
     pub fn disconnect_user(&self, hub: &str, user: &str) -> usize {
-        self.close_sessions_where(|s| {
+        self.close_sessions_where(EndReason::UserRemoved, |s| {
             s.hub.name.eq_ignore_ascii_case(hub) && s.user.eq_ignore_ascii_case(user)
         })
     }
@@ -262,12 +354,16 @@ impl Directory {
         let sessions = self.lock_sessions();
         let all: Vec<Arc<SessionShared>> = sessions.live.values().cloned().collect();
         let keys: Vec<[u8; 20]> = sessions.live.keys().copied().collect();
-        self.end_sessions(sessions, &keys);
+        self.end_sessions(sessions, &keys, EndReason::ServerStopping);
         all
     }
 
     /// Ends every session `matches` picks (see [`Self::end_sessions`]).
-    fn close_sessions_where(&self, matches: impl Fn(&SessionShared) -> bool) -> usize {
+    fn close_sessions_where(
+        &self,
+        why: EndReason,
+        matches: impl Fn(&SessionShared) -> bool,
+    ) -> usize {
         let sessions = self.lock_sessions();
         let keys: Vec<[u8; 20]> = sessions
             .live
@@ -275,7 +371,7 @@ impl Directory {
             .filter(|(_, s)| matches(s))
             .map(|(key, _)| *key)
             .collect();
-        self.end_sessions(sessions, &keys)
+        self.end_sessions(sessions, &keys, why)
     }
 
     /// Removes `keys` from the registry (releasing the lock), then ends
@@ -286,6 +382,7 @@ impl Directory {
         &self,
         mut sessions: std::sync::MutexGuard<'_, Sessions>,
         keys: &[[u8; 20]],
+        why: EndReason,
     ) -> usize {
         let mut ended = Vec::with_capacity(keys.len());
         for key in keys {
@@ -303,7 +400,22 @@ impl Directory {
                 .hub
                 .to_hub
                 .try_send(HubInput::Detach { port: shared.port });
-            self.release_counts(&shared.hub);
+            self.release_counts(&shared.hub, &shared.user);
+            let (frames_in, bytes_in) = shared.counters.received.get();
+            let (frames_out, bytes_out) = shared.counters.sent.get();
+            tracing::info!(
+                client = %shared.client.ip(),
+                hub = shared.hub.name,
+                user = shared.user,
+                session = shared.session_name,
+                reason = why.name(),
+                duration_secs = shared.established.elapsed().as_secs(),
+                bytes_in,
+                bytes_out,
+                frames_in,
+                frames_out,
+                "session ended"
+            );
         }
         ended.len()
     }
@@ -328,9 +440,11 @@ impl Directory {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Takes a session slot for an authenticated login, before the welcome
-    /// is sent: past a cap the login is refused with the cap's code.
-    pub fn reserve_session(&self, hub: &HubEntry) -> Result<(), ErrorCode> {
+    /// Takes a session slot for an authenticated login of `user`, before
+    /// the welcome is sent: past a cap the login is refused with the cap's
+    /// code; past the user's `max_sessions_per_user` with
+    /// ERR_TOO_MANY_USER_SESSION (20), as SoftEther's `MultiLogins` does.
+    pub fn reserve_session(&self, hub: &HubEntry, user: &str) -> Result<(), ErrorCode> {
         if self.total_sessions.fetch_add(1, Ordering::AcqRel) >= self.limits.max_sessions {
             self.total_sessions.fetch_sub(1, Ordering::AcqRel);
             return Err(ErrorCode::TOO_MANY_CONNECTION);
@@ -340,6 +454,19 @@ impl Directory {
             self.total_sessions.fetch_sub(1, Ordering::AcqRel);
             return Err(ErrorCode::HUB_IS_BUSY);
         }
+        let cap = hub.limits_of(user).sessions_per_user();
+        let mut per_user = hub.lock_user_sessions();
+        let held = per_user.entry(user.to_ascii_lowercase()).or_insert(0);
+        if cap.is_some_and(|cap| *held >= cap) {
+            if *held == 0 {
+                per_user.remove(&user.to_ascii_lowercase());
+            }
+            drop(per_user);
+            hub.sessions.fetch_sub(1, Ordering::AcqRel);
+            self.total_sessions.fetch_sub(1, Ordering::AcqRel);
+            return Err(ErrorCode::TOO_MANY_USER_SESSION);
+        }
+        *held += 1;
         Ok(())
     }
 
@@ -371,12 +498,17 @@ impl Directory {
         });
         // The actor learns of the port before any frame from it can arrive:
         // both go through the same FIFO channel.
+        let policy = SessionPolicy::new(login.user, hub.limits_of(login.user));
         if hub
             .to_hub
-            .try_send(HubInput::Attach { port, outbox })
+            .try_send(HubInput::Attach {
+                port,
+                outbox,
+                policy,
+            })
             .is_err()
         {
-            self.release_counts(hub);
+            self.release_counts(hub, login.user);
             return Err(ErrorCode::HUB_STOPPING);
         }
         self.lock_sessions()
@@ -445,12 +577,20 @@ impl Directory {
             .filter(|(_, deadline)| **deadline <= now)
             .map(|(key, _)| *key)
             .collect();
-        self.end_sessions(sessions, &expired)
+        self.end_sessions(sessions, &expired, EndReason::NotResumed)
     }
 
-    fn release_counts(&self, hub: &HubEntry) {
+    fn release_counts(&self, hub: &HubEntry, user: &str) {
         hub.sessions.fetch_sub(1, Ordering::AcqRel);
         self.total_sessions.fetch_sub(1, Ordering::AcqRel);
+        let mut per_user = hub.lock_user_sessions();
+        let key = user.to_ascii_lowercase();
+        if let Some(n) = per_user.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_user.remove(&key);
+            }
+        }
     }
 
     fn lock_sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
@@ -489,15 +629,18 @@ impl Authenticator for LoginCheck<'_> {
         if !req.verify_password(&stored, server_random) {
             return Err(ErrorCode::AUTH_FAILED);
         }
-        self.hub = Some(hub);
-        Ok(SessionGrant::new(
+        let mut grant = SessionGrant::new(
             format!(
                 "SID-{}-{}",
                 req.username.to_ascii_uppercase(),
                 self.connection_id
             ),
             format!("CID-{}", self.connection_id),
-        ))
+        );
+        // The user's MaxConnection policy caps what the client asks for.
+        grant.max_connection = hub.limits_of(&req.username).max_connections_per_session;
+        self.hub = Some(hub);
+        Ok(grant)
     }
 }
 
@@ -549,7 +692,7 @@ mod tests {
     #[test]
     fn disconnect_ends_a_session_for_good() {
         let (dir, rx, hub) = directory();
-        dir.reserve_session(&hub).expect("reserve");
+        dir.reserve_session(&hub, "alice").expect("reserve");
         let w = welcome(9);
         let session = dir.open_reserved(&hub, &w, &login()).expect("open");
         assert!(matches!(rx.try_recv(), Ok(HubInput::Attach { .. })));
@@ -575,13 +718,13 @@ mod tests {
     #[test]
     fn removed_users_and_hubs_close_their_sessions() {
         let (dir, rx, hub) = directory();
-        dir.reserve_session(&hub).expect("reserve");
+        dir.reserve_session(&hub, "alice").expect("reserve");
         dir.open_reserved(&hub, &welcome(1), &login())
             .expect("open");
         hub.set_users([("Bob".to_owned(), [1u8; 20])]);
         assert!(!hub.has_user("alice") && hub.has_user("BOB"));
         assert_eq!(dir.disconnect_user("hub1", "ALICE"), 1);
-        dir.reserve_session(&hub).expect("slot released");
+        dir.reserve_session(&hub, "alice").expect("slot released");
         dir.open_reserved(&hub, &welcome(2), &login())
             .expect("open");
         assert!(dir.remove_hub("HUB1").is_some());
@@ -594,16 +737,108 @@ mod tests {
     }
 
     #[test]
+    fn per_user_limits_cap_sessions_and_connections_and_reach_the_hub() {
+        let (tx, rx) = async_channel::unbounded();
+        let dir = Directory::new(Limits::default());
+        dir.add_hub("Hub1", [], tx, Arc::default());
+        let hub = dir.hub("hub1").expect("hub");
+        let alice = ethergate_config::SessionLimits {
+            max_sessions_per_user: 2,
+            max_connections_per_session: 4,
+            max_macs_per_session: 0,
+            ..ethergate_config::SessionLimits::default()
+        };
+        hub.set_limits([("ALICE".to_owned(), alice)]);
+        assert_eq!(hub.limits_of("alice"), alice);
+        assert_eq!(
+            hub.limits_of("bob"),
+            ethergate_config::SessionLimits::default()
+        );
+        dir.reserve_session(&hub, "alice").expect("first");
+        let first = dir
+            .open_reserved(&hub, &welcome(1), &login())
+            .expect("open");
+        match rx.try_recv() {
+            Ok(HubInput::Attach { policy, .. }) => {
+                assert_eq!(policy, SessionPolicy::new("alice", alice));
+            }
+            _ => panic!("expected an attach"),
+        }
+        dir.reserve_session(&hub, "Alice").expect("second");
+        // A third is refused with SoftEther's code, and takes no slot.
+        assert_eq!(
+            dir.reserve_session(&hub, "alice"),
+            Err(ErrorCode::TOO_MANY_USER_SESSION)
+        );
+        assert_eq!(hub.user_session_count("alice"), 2);
+        assert_eq!(hub.session_count(), 2);
+        assert_eq!(dir.session_count(), 2);
+        // Other users are not affected.
+        dir.reserve_session(&hub, "bob").expect("bob");
+        // Ending a session frees its user's slot.
+        assert!(dir.disconnect(&first.session_name));
+        assert_eq!(hub.user_session_count("alice"), 1);
+        dir.reserve_session(&hub, "alice").expect("slot freed");
+    }
+
+    #[test]
+    fn max_connections_policy_caps_the_grant() {
+        let (tx, _rx) = async_channel::unbounded();
+        let dir = Directory::new(Limits::default());
+        let hash = ethergate_proto::password::hash_password("pw", "alice");
+        dir.add_hub("Hub1", [("alice".to_owned(), hash)], tx, Arc::default());
+        let hub = dir.hub("hub1").expect("hub");
+        hub.set_limits([(
+            "alice".to_owned(),
+            ethergate_config::SessionLimits {
+                max_connections_per_session: 3,
+                ..ethergate_config::SessionLimits::default()
+            },
+        )]);
+        let random = [7u8; 20];
+        let req = LoginRequest {
+            hubname: "Hub1".to_owned(),
+            username: "alice".to_owned(),
+            credentials: ethergate_proto::Credentials::PlainPassword {
+                password: "pw".to_owned(),
+            },
+            client_str: String::new(),
+            client_ver: 0,
+            client_build: 0,
+            max_connection: 32,
+            use_encrypt: true,
+            use_compress: false,
+            half_connection: false,
+            qos: false,
+            require_bridge_routing_mode: false,
+            require_monitor_mode: false,
+            unique_id: None,
+        };
+        let mut check = LoginCheck {
+            directory: &dir,
+            connection_id: 1,
+            hub: None,
+        };
+        let grant = check
+            .authenticate(&req, &random)
+            .expect("password is right");
+        assert_eq!(grant.max_connection, 3);
+    }
+
+    #[test]
     fn caps_refuse_with_softether_codes() {
         let (dir, _rx, hub) = directory();
-        dir.reserve_session(&hub).expect("first session");
-        assert_eq!(dir.reserve_session(&hub), Err(ErrorCode::HUB_IS_BUSY));
+        dir.reserve_session(&hub, "alice").expect("first session");
+        assert_eq!(
+            dir.reserve_session(&hub, "alice"),
+            Err(ErrorCode::HUB_IS_BUSY)
+        );
     }
 
     #[test]
     fn a_session_outlives_its_connections_until_reaped() {
         let (dir, rx, hub) = directory();
-        dir.reserve_session(&hub).expect("reserve");
+        dir.reserve_session(&hub, "alice").expect("reserve");
         let w = welcome(7);
         let session = dir.open_reserved(&hub, &w, &login()).expect("open");
         assert!(matches!(rx.try_recv(), Ok(HubInput::Attach { .. })));
@@ -628,7 +863,7 @@ mod tests {
             Some(ErrorCode::SESSION_TIMEOUT)
         );
         assert_eq!(dir.session_count(), 0);
-        dir.reserve_session(&hub)
+        dir.reserve_session(&hub, "alice")
             .expect("slot released by the reaper");
     }
 }

@@ -29,10 +29,33 @@ use crate::{
 /// A hub port: a session (ids from 1) or the local bridge (0).
 pub use ethergate_hub::PortId;
 
+/// What a session's port may do on the hub, fixed at login from its
+/// user's limits (SoftEther's user policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// The hub user, lower-cased: ports of one user may take each other's
+    /// MAC addresses (a client that reconnected), other ports may not.
+    pub user: String,
+    pub limits: ethergate_config::SessionLimits,
+}
+
+impl SessionPolicy {
+    pub fn new(user: &str, limits: ethergate_config::SessionLimits) -> Self {
+        Self {
+            user: user.to_ascii_lowercase(),
+            limits,
+        }
+    }
+}
+
 /// What workers send a hub.
 pub enum HubInput {
     /// A session joined; frames for it go to `outbox`.
-    Attach { port: PortId, outbox: Arc<Outbox> },
+    Attach {
+        port: PortId,
+        outbox: Arc<Outbox>,
+        policy: SessionPolicy,
+    },
     /// Frames a session sent into the hub.
     Frames { port: PortId, frames: Frames },
     /// The session's last connection closed.
@@ -69,9 +92,13 @@ struct Actor {
 impl Actor {
     fn input(&mut self, input: HubInput) {
         match input {
-            HubInput::Attach { port, outbox } => {
+            HubInput::Attach {
+                port,
+                outbox,
+                policy,
+            } => {
                 self.sessions.insert(port, outbox);
-                self.switch.port_added(port);
+                self.switch.port_added(port, &policy);
                 debug!(hub = self.name, port = port.0, "port attached");
             }
             HubInput::Detach { port } => {
@@ -186,6 +213,7 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("hub-{name}"))
         .spawn(move || {
+            crate::privileges::drop_for_this_thread("hub");
             let runtime = match compio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -367,4 +395,116 @@ fn write_to_tap(
     }
     coalescer.flush(&mut write);
     counters.bridge_writes.fetch_add(writes, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use ethergate_config::SessionLimits;
+    use ethergate_hub::{DropReason, Hub, HubOptions, MacAddr};
+
+    use super::*;
+    use crate::learning::LearningHub;
+
+    fn frame(src: MacAddr) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[0xff; 6]);
+        f[6..12].copy_from_slice(&src.0);
+        f[12..14].copy_from_slice(&[0x08, 0x06]);
+        f
+    }
+
+    fn dropped(counters: &HubCounters, reason: DropReason) -> u64 {
+        counters.frames_dropped[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Issue 12's layer-2 test through a running hub actor (no tap): a
+    /// session that sends from 300 MACs gets 16 (its MaxMac); another
+    /// session's frames from the first one's MAC and from the bridge's MAC
+    /// are dropped, and the counters say why.
+    #[test]
+    fn the_actor_applies_each_sessions_policy() {
+        if let Err(e) = compio::runtime::Runtime::new() {
+            eprintln!("skipped: no io_uring runtime here ({e})");
+            return;
+        }
+        let tap = MacAddr::local_from_seed(b"mikalab");
+        let mut switch = LearningHub::new(Hub::new("mikalab", HubOptions::default(), None), None);
+        switch.pin_bridge_mac(tap);
+        let counters = Arc::new(HubCounters::default());
+        let actor = spawn(
+            "mikalab",
+            Box::new(switch),
+            Vec::new(),
+            64,
+            Arc::clone(&counters),
+        )
+        .expect("actor thread");
+        let limits = SessionLimits {
+            max_macs_per_session: 16,
+            ..SessionLimits::default()
+        };
+        let outboxes: Vec<Arc<Outbox>> = (0..2).map(|_| Arc::new(Outbox::new(1 << 20))).collect();
+        for (i, user) in ["alice", "bob"].into_iter().enumerate() {
+            actor
+                .input
+                .try_send(HubInput::Attach {
+                    port: PortId(i as u64 + 1),
+                    outbox: Arc::clone(&outboxes[i]),
+                    policy: SessionPolicy::new(user, limits),
+                })
+                .expect("queue has room");
+        }
+        let mut flood = Frames::new();
+        for n in 0..300u16 {
+            let [hi, lo] = n.to_be_bytes();
+            flood.push(&frame(MacAddr([0x02, 0x33, 0, 0, hi, lo])));
+        }
+        actor
+            .input
+            .try_send(HubInput::Frames {
+                port: PortId(1),
+                frames: flood,
+            })
+            .expect("queue has room");
+        let mut spoof = Frames::new();
+        spoof.push(&frame(MacAddr([0x02, 0x33, 0, 0, 0, 0])));
+        spoof.push(&frame(tap));
+        actor
+            .input
+            .try_send(HubInput::Frames {
+                port: PortId(2),
+                frames: spoof,
+            })
+            .expect("queue has room");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while dropped(&counters, DropReason::MacSpoof) < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(dropped(&counters, DropReason::MacLimit), 300 - 16);
+        assert_eq!(dropped(&counters, DropReason::MacSpoof), 2);
+        assert_eq!(
+            counters.mac_entries.load(Ordering::Relaxed),
+            1 + 16,
+            "tap + 16"
+        );
+        let by_name: std::collections::HashMap<_, _> =
+            counters.frames_dropped().into_iter().collect();
+        assert_eq!(by_name["mac_limit"], 284);
+        assert_eq!(by_name["lease_limit"], 0);
+        // bob's session saw the 16 frames that were let through, nothing else.
+        let (mut got, mut batch) = (0, Frames::new());
+        while got < 16 && Instant::now() < deadline {
+            // Gauges are published just before the batches are handed over.
+            outboxes[1].take(&mut batch);
+            got += batch.len();
+            batch.clear();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        outboxes[1].take(&mut batch);
+        assert_eq!(got + batch.len(), 16);
+        drop(actor.input);
+        actor.thread.join().expect("actor ends cleanly");
+    }
 }

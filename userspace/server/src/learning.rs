@@ -5,18 +5,45 @@
 //! rename) whenever the set of bound leases changes, so a restart hands
 //! every client the address it had; a lost write costs at most the leases
 //! granted since the last successful one.
+//!
+//! Each session's port runs under its user's policy ([`SessionPolicy`]):
+//! its MAC and lease limits, and an owner id shared by all ports of one
+//! user, so a reconnecting client takes its MAC to its new port while
+//! other users cannot (see `ethergate_hub::PortPolicy`). The bridge tap's
+//! own MAC is pinned to the bridge port. Drops are counted by reason;
+//! the first `mac_limit`, `mac_spoof` and `lease_limit` drop of each
+//! session is logged (once per session and reason, so an abusive client
+//! cannot flood the log).
 
-use std::{path::PathBuf, time::SystemTime};
+use std::{collections::HashMap, path::PathBuf, time::SystemTime};
 
-use ethergate_hub::{DhcpLease, Forward, Hub, PortPolicy, Timestamp, format_leases, parse_leases};
+use ethergate_hub::{
+    DhcpLease, DropReason, Forward, Hub, MacAddr, PortPolicy, Timestamp, format_leases,
+    parse_leases,
+};
 use tracing::{info, warn};
 
 use crate::{
     counters::SwitchGauges,
-    hub_actor::PortId,
+    hub_actor::{PortId, SessionPolicy},
     switch::{Delivery, HubSwitch},
     tls::write_atomically,
 };
+
+/// Drops worth one log line per session: a client doing what its policy
+/// forbids (or a misconfigured limit).
+const LOGGED_DROPS: [DropReason; 3] = [
+    DropReason::MacLimit,
+    DropReason::MacSpoof,
+    DropReason::LeaseLimit,
+];
+
+/// A session port as the switch knows it, for logs.
+struct SessionPort {
+    user: String,
+    /// Bit `i` set: a drop of `LOGGED_DROPS[i]` was logged already.
+    logged: u8,
+}
 
 pub struct LearningHub {
     hub: Hub,
@@ -25,9 +52,15 @@ pub struct LearningHub {
     persisted: Vec<DhcpLease>,
     /// Frames dropped by the switch (all reasons), for logs.
     pub dropped: u64,
+    /// Frames dropped, by [`DropReason::index`].
+    drops: [u64; DropReason::ALL.len()],
     /// Bound leases, recounted after DHCP activity and each tick, so
     /// [`HubSwitch::gauges`] is O(1) and can be published after every burst.
     bound_leases: Option<u64>,
+    /// Owner ids of hub users (lower-cased names), handed out in order;
+    /// only users who logged in are here.
+    owners: HashMap<String, u64>,
+    sessions: HashMap<PortId, SessionPort>,
 }
 
 fn now() -> Timestamp {
@@ -66,10 +99,66 @@ impl LearningHub {
             lease_file,
             persisted,
             dropped: 0,
+            drops: [0; DropReason::ALL.len()],
             bound_leases: None,
+            owners: HashMap::new(),
+            sessions: HashMap::new(),
         };
         learning.recount_leases();
         learning
+    }
+
+    /// Pins the bridge tap's own MAC to the bridge port: no session can
+    /// take it over, even while the kernel sends nothing from it.
+    pub fn pin_bridge_mac(&mut self, mac: MacAddr) {
+        if let Err(e) = self.hub.pin_mac(mac, PortId::BRIDGE, now()) {
+            warn!(hub = self.hub.name(), "pinning the bridge MAC: {e}");
+        }
+    }
+
+    /// The switch itself, for tests and status.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    fn owner_id(&mut self, user: &str) -> u64 {
+        let next = self.owners.len() as u64 + 1;
+        *self.owners.entry(user.to_owned()).or_insert(next)
+    }
+
+    fn count_drop(&mut self, port: PortId, reason: DropReason, frame: &[u8]) {
+        self.dropped += 1;
+        self.drops[reason.index()] += 1;
+        let Some(bit) = LOGGED_DROPS.iter().position(|r| *r == reason) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&port) else {
+            return;
+        };
+        if session.logged & (1 << bit) != 0 {
+            return;
+        }
+        session.logged |= 1 << bit;
+        let mac = frame
+            .get(6..12)
+            .and_then(MacAddr::from_slice)
+            .unwrap_or_default();
+        let policy = self.hub.policy(port).copied().unwrap_or_default();
+        let why = match reason {
+            DropReason::MacLimit => "session uses more MAC addresses than max_macs_per_session",
+            DropReason::MacSpoof => "session sent from a MAC the bridge or another session owns",
+            _ => "session asked for more DHCP leases than max_leases_per_session",
+        };
+        warn!(
+            hub = self.hub.name(),
+            port = port.0,
+            user = session.user,
+            %mac,
+            reason = reason.as_str(),
+            max_macs = ?policy.max_macs,
+            max_leases = ?policy.max_leases,
+            "{why}; frame dropped (further ones from this session are only counted)"
+        );
     }
 
     fn recount_leases(&mut self) {
@@ -92,14 +181,30 @@ impl LearningHub {
 }
 
 impl HubSwitch for LearningHub {
-    fn port_added(&mut self, port: PortId) {
-        if let Err(e) = self.hub.add_port(port, PortPolicy::default()) {
-            warn!(hub = self.hub.name(), "{e}");
+    fn port_added(&mut self, port: PortId, policy: &SessionPolicy) {
+        let owner = self.owner_id(&policy.user);
+        let port_policy = PortPolicy {
+            max_macs: policy.limits.macs_per_session(),
+            max_leases: policy.limits.leases_per_session(),
+            owner: Some(owner),
+        };
+        match self.hub.add_port(port, port_policy) {
+            Ok(()) => {
+                self.sessions.insert(
+                    port,
+                    SessionPort {
+                        user: policy.user.clone(),
+                        logged: 0,
+                    },
+                );
+            }
+            Err(e) => warn!(hub = self.hub.name(), "{e}"),
         }
     }
 
     fn port_removed(&mut self, port: PortId) {
         let _ = self.hub.remove_port(port);
+        self.sessions.remove(&port);
     }
 
     fn tick(&mut self) {
@@ -119,6 +224,7 @@ impl HubSwitch for LearningHub {
         SwitchGauges {
             mac_entries: self.hub.mac_table().len() as u64,
             dhcp_leases: self.bound_leases,
+            frames_dropped: self.drops,
         }
     }
 
@@ -145,11 +251,91 @@ impl HubSwitch for LearningHub {
                 }
             }
             Forward::Consumed => dhcp_activity = true,
-            Forward::Drop(_) => self.dropped += 1,
+            Forward::Drop(reason) => self.count_drop(ingress, reason, frame),
         }
         if dhcp_activity {
             self.recount_leases();
             self.persist_if_changed();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ethergate_config::SessionLimits;
+    use ethergate_hub::{HubOptions, MacAddr};
+
+    use super::*;
+
+    fn frame(src: MacAddr) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[0xff; 6]);
+        f[6..12].copy_from_slice(&src.0);
+        f[12..14].copy_from_slice(&[0x08, 0x06]);
+        f
+    }
+
+    fn policy(user: &str, max_macs: u32) -> SessionPolicy {
+        SessionPolicy::new(
+            user,
+            SessionLimits {
+                max_macs_per_session: max_macs,
+                ..SessionLimits::default()
+            },
+        )
+    }
+
+    /// Where copies of one frame went.
+    fn forward(switch: &mut LearningHub, port: u64, f: &[u8]) -> usize {
+        let mut copies = 0;
+        switch.forward(PortId(port), f, &mut |_| copies += 1);
+        copies
+    }
+
+    fn dropped(switch: &LearningHub, reason: DropReason) -> u64 {
+        switch.gauges().frames_dropped[reason.index()]
+    }
+
+    #[test]
+    fn session_policies_reach_the_switch_and_drops_are_counted_by_reason() {
+        let tap = MacAddr::local_from_seed(b"mikalab");
+        let mut switch = LearningHub::new(Hub::new("mikalab", HubOptions::default(), None), None);
+        switch.pin_bridge_mac(tap);
+        switch.port_added(PortId(1), &policy("Alice", 16));
+        switch.port_added(PortId(2), &policy("bob", 16));
+        // alice reconnected: a second session of hers, still the old one up.
+        switch.port_added(PortId(3), &policy("ALICE", 16));
+        for n in 0..300u16 {
+            let [hi, lo] = n.to_be_bytes();
+            forward(&mut switch, 1, &frame(MacAddr([0x02, 0x44, 0, 0, hi, lo])));
+        }
+        assert_eq!(switch.hub().mac_table().port_count(PortId(1)), 16);
+        assert_eq!(dropped(&switch, DropReason::MacLimit), 300 - 16);
+        // bob cannot use alice's MAC, nor the tap's.
+        let alice_mac = MacAddr([0x02, 0x44, 0, 0, 0, 0]);
+        assert_eq!(forward(&mut switch, 2, &frame(alice_mac)), 0);
+        assert_eq!(forward(&mut switch, 2, &frame(tap)), 0);
+        assert_eq!(dropped(&switch, DropReason::MacSpoof), 2);
+        assert_eq!(
+            switch
+                .hub()
+                .mac_table()
+                .lookup(&tap, Timestamp::from_system_time(SystemTime::now())),
+            Some(PortId::BRIDGE)
+        );
+        // alice's new session takes her MAC along (flooded to 0, 1, 2).
+        assert_eq!(forward(&mut switch, 3, &frame(alice_mac)), 3);
+        assert_eq!(switch.dropped, 300 - 16 + 2);
+        // A detached session's counters go; the hub's totals stay.
+        switch.port_removed(PortId(1));
+        assert_eq!(dropped(&switch, DropReason::MacLimit), 300 - 16);
+        // Unlimited (0) means no per-session cap at all.
+        switch.port_added(PortId(4), &policy("carol", 0));
+        for n in 0..100u8 {
+            assert_eq!(
+                forward(&mut switch, 4, &frame(MacAddr([0x02, 0x45, 0, 0, 0, n]))),
+                3
+            );
         }
     }
 }

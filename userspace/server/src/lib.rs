@@ -6,13 +6,16 @@
 //! moves bytes: sockets ↔ rustls ↔ protocol state machine ↔ hub channels.
 //! See docs/decisions/0002-vpn-server-runtime.md for the threading model.
 
+pub mod admission;
 pub mod connection;
 pub mod counters;
 pub mod directory;
 pub mod hub_actor;
 pub mod ktls;
 pub mod learning;
+pub mod login_throttle;
 pub mod outbox;
+pub mod privileges;
 pub mod read_sizer;
 pub mod switch;
 pub mod tls;
@@ -168,7 +171,12 @@ impl Drop for RunningServer {
     }
 }
 
-/// Every second, removes sessions whose resume window has passed. Ends when
+/// How often refusals an attacker can provoke at will are summarised in
+/// the log (one line per kind per interval, instead of one per refusal).
+const REFUSAL_SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+/// Every second, removes sessions whose resume window has passed; every
+/// [`REFUSAL_SUMMARY_EVERY`], logs what the front door refused. Ends when
 /// its sender is dropped.
 fn spawn_reaper(
     directory: Arc<Directory>,
@@ -177,6 +185,7 @@ fn spawn_reaper(
     let thread = std::thread::Builder::new()
         .name("session-reaper".to_owned())
         .spawn(move || {
+            let mut last_summary = Instant::now();
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 rx.recv_timeout(std::time::Duration::from_secs(1))
             {
@@ -184,7 +193,26 @@ fn spawn_reaper(
                 if reaped > 0 {
                     tracing::info!(reaped, "sessions closed (not resumed within their timeout)");
                 }
+                if last_summary.elapsed() >= REFUSAL_SUMMARY_EVERY {
+                    last_summary = Instant::now();
+                    log_refusal_summaries(&directory);
+                }
             }
+            log_refusal_summaries(&directory);
         })?;
     Ok((tx, thread))
+}
+
+fn log_refusal_summaries(directory: &Directory) {
+    if let Some(line) = directory.admission.summary() {
+        tracing::warn!("{line}");
+    }
+    let throttled = directory
+        .login_throttle
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .summary();
+    if let Some(line) = throttled {
+        tracing::warn!("{line}");
+    }
 }

@@ -2,7 +2,10 @@
 //! (sans-IO, in `ethergate-hub`): the actor hands every frame with its
 //! ingress port to a [`HubSwitch`], which says where copies go.
 
-use crate::{counters::SwitchGauges, hub_actor::PortId};
+use crate::{
+    counters::SwitchGauges,
+    hub_actor::{PortId, SessionPolicy},
+};
 
 /// One copy of a frame and where it goes.
 pub enum Delivery<'a> {
@@ -13,7 +16,9 @@ pub enum Delivery<'a> {
 }
 
 pub trait HubSwitch {
-    fn port_added(&mut self, port: PortId);
+    /// A session's port joined, with its user's policy (MAC and lease
+    /// limits, who may take over its MACs).
+    fn port_added(&mut self, port: PortId, policy: &SessionPolicy);
     fn port_removed(&mut self, port: PortId);
     /// Decides what happens to `frame` from `ingress`; frames the hub
     /// answers itself (DHCP) come back as deliveries too.
@@ -24,7 +29,7 @@ pub trait HubSwitch {
     fn set_dhcp(&mut self, config: Option<ethergate_hub::DhcpServerConfig>) {
         let _ = config;
     }
-    /// Table sizes for status; called after each tick.
+    /// Table sizes and drop counts for status; called after each burst.
     fn gauges(&self) -> SwitchGauges {
         SwitchGauges::default()
     }

@@ -19,7 +19,7 @@ use ethergate_proto::Timestamp;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, info};
 
-use crate::{connection, directory::Directory};
+use crate::{connection, directory::Directory, login_throttle::ThrottleReason};
 
 /// Backlog per listening socket; the kernel caps it at somaxconn.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -33,6 +33,11 @@ pub struct Stats {
     logins_failed: [AtomicU64; FAILURE_CODES],
     /// Frame batches dropped because the hub's queue was full.
     pub batches_dropped: AtomicU64,
+    /// Logins refused before their password was checked, by
+    /// [`ThrottleReason`] (source, user).
+    logins_throttled: [AtomicU64; 2],
+    /// Connections closed because their peer stopped taking bytes.
+    pub write_timeouts: AtomicU64,
 }
 
 const FAILURE_CODES: usize = 64;
@@ -43,6 +48,8 @@ impl Default for Stats {
             logins_ok: AtomicU64::new(0),
             logins_failed: std::array::from_fn(|_| AtomicU64::new(0)),
             batches_dropped: AtomicU64::new(0),
+            logins_throttled: std::array::from_fn(|_| AtomicU64::new(0)),
+            write_timeouts: AtomicU64::new(0),
         }
     }
 }
@@ -51,6 +58,20 @@ impl Stats {
     pub fn login_failed(&self, code: ethergate_proto::ErrorCode) {
         let slot = (code.0 as usize).min(FAILURE_CODES - 1);
         self.logins_failed[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn login_throttled(&self, reason: ThrottleReason) {
+        self.logins_throttled[reason as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Logins refused without a verdict so far, by reason.
+    pub fn logins_throttled(&self) -> [(ThrottleReason, u64); 2] {
+        [ThrottleReason::Source, ThrottleReason::User].map(|r| {
+            (
+                r,
+                self.logins_throttled[r as usize].load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
     }
 
     /// Refused logins so far, by error code (codes with a count only).
@@ -125,6 +146,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(format!("ethergate-w{index}"))
         .spawn(move || {
+            crate::privileges::drop_for_this_thread("worker");
             let runtime = match compio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {

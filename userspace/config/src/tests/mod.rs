@@ -3,6 +3,7 @@
 
 mod dhcp;
 mod hub;
+mod limits;
 mod nat;
 mod server;
 
@@ -272,13 +273,14 @@ max_sessions = 10
         vec![
             "t.toml:1: unknown key \"colour\" at the top level; known keys are server, hub, nat",
             "t.toml:3: unknown key \"lisen\" in [server]; known keys are listen, tls_cert, \
-             tls_key, state_dir, admin_socket, metrics",
+             tls_key, state_dir, admin_socket, metrics, limits, login_throttle",
             "t.toml:8: hub \"mikalab\": unknown key \"mtu\"; known keys are name, bridge, \
-             bridge_address, dhcp, user",
+             bridge_address, dhcp, limits, user",
             "t.toml:11: hub \"mikalab\": unknown key \"gateway\" in [hub.dhcp]; known keys are \
              range, lease_secs, dns, router, routes",
             "t.toml:15: hub \"mikalab\": user \"tsumura\": unknown key \"group\"; known keys \
-             are name, password_hash, password",
+             are name, password_hash, password, max_sessions_per_user, \
+             max_connections_per_session, max_macs_per_session, max_leases_per_session",
             "t.toml:21: nat.snat[1]: unknown key \"via\"; known keys are source, to",
             "t.toml:27: nat.dnat[1]: unknown key \"dport\"; known keys are source, \
              destination, protocol, port, to",
@@ -305,7 +307,7 @@ hub = 3
             "t.toml:3: server.state_dir must be a string, not an integer",
             "t.toml:4: server.metrics must be a string, not an array",
             "t.toml:5: unknown key \"hub\" in [server]; known keys are listen, tls_cert, \
-             tls_key, state_dir, admin_socket, metrics",
+             tls_key, state_dir, admin_socket, metrics, limits, login_throttle",
         ]
     );
     assert_eq!(

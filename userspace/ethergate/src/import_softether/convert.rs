@@ -5,8 +5,9 @@
 //!
 //! Invariant: nothing is dropped silently. Every setting that was in use on
 //! the SoftEther server and has no ethergate counterpart (RADIUS or
-//! certificate users, groups and policies, access lists, cascades, L2TP and
-//! OpenVPN, …) becomes a [`Imported::notes`] line naming the hub or user.
+//! certificate users, groups, policy settings other than the limits below,
+//! access lists, cascades, L2TP and OpenVPN, …) becomes a
+//! [`Imported::notes`] line naming the hub or user.
 //!
 //! Facts used (SoftEther 4.x/5.x, Cedar/Server.c `SiWriteHubDb`,
 //! `SiWriteUserList`, `SiWriteSecureNAT`, `SiWriteLocalBridges`):
@@ -18,16 +19,30 @@
 //!   tap `tap_00`; `TapMode false` bridges an existing interface.
 //! * `DhcpPushRoutes` is "NET/MASK/GW" entries separated by commas (and
 //!   spaces); a gateway of 0.0.0.0 means "no router".
+//! * A user's security policy is `UserList/<name>/Policy`; without one,
+//!   its group's (`GroupList/<group>/Policy`) applies; without either,
+//!   the default policy (`GetDefaultPolicy`: `Access` true, `MaxConnection`
+//!   32, `TimeOut` 20, everything else off or 0, where 0 means no limit).
+//!   `SiWritePolicyCfg` writes every item. Carried over as the user's own
+//!   limits: `MultiLogins` → `max_sessions_per_user`, `MaxConnection` →
+//!   `max_connections_per_session`, `MaxMac` → `max_macs_per_session`
+//!   (below 3 raised to 3, as `MAC_MIN_LIMIT_COUNT` does), `MaxIP` →
+//!   `max_leases_per_session` (ethergate counts DHCP leases, not every
+//!   address a client uses). `Access` false means the user could not log
+//!   in: such a user is not carried over. `CheckMac` is what ethergate
+//!   always does.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use ethergate_config::{
-    InterfaceName, MAX_CLASSLESS_ROUTES, MAX_INTERFACE_NAME_LEN, MAX_LEASE_SECS, MIN_LEASE_SECS,
-    PasswordHash, check_hub_name, check_user_name,
+    DEFAULT_MAX_LEASES_PER_SESSION, DEFAULT_MAX_MACS_PER_SESSION, DEFAULT_MAX_SESSIONS_PER_USER,
+    InterfaceName, MAX_CLASSLESS_ROUTES, MAX_CONNECTIONS_PER_SESSION, MAX_INTERFACE_NAME_LEN,
+    MAX_LEASE_SECS, MAX_SESSION_LIMIT, MIN_LEASE_SECS, MIN_MAX_MACS_PER_SESSION, PasswordHash,
+    check_hub_name, check_user_name,
 };
 
-use super::cfg::Folder;
+use super::cfg::{Folder, Value};
 
 /// The SoftEther auth types (Cedar/Account.h `AUTHTYPE_*`) ethergate has no
 /// counterpart for, as operators know them from the server manager.
@@ -338,13 +353,33 @@ fn write_hub(
             subnet = Ipv4Addr::from_bits(host.to_bits() & prefix_mask(prefix))
         ));
     }
-    for (user, hash) in &users {
+    if !users.is_empty() {
         let _ = writeln!(
             out,
-            "[[hub.user]]\nname = {}\npassword_hash = {}\n",
-            quote(user),
-            quote(&hash.to_base64())
+            "# Session limits: ethergate's defaults apply unless set below \
+             ({DEFAULT_MAX_SESSIONS_PER_USER} sessions\n\
+             # per user; {MAX_CONNECTIONS_PER_SESSION} TCP connections, \
+             {DEFAULT_MAX_MACS_PER_SESSION} MAC addresses and \
+             {DEFAULT_MAX_LEASES_PER_SESSION} DHCP leases per\n\
+             # session), where SoftEther had no limit unless a policy set one. A user\n\
+             # that bridges a LAN needs a higher max_macs_per_session. See [hub.limits]\n\
+             # in docs/operator.md.\n"
         );
+    }
+    for user in &users {
+        let _ = writeln!(
+            out,
+            "[[hub.user]]\nname = {}\npassword_hash = {}",
+            quote(&user.name),
+            quote(&user.hash.to_base64())
+        );
+        if !user.limits.is_empty() {
+            let _ = writeln!(out, "# From {}:", user.policy_source);
+            for (key, value) in &user.limits {
+                let _ = writeln!(out, "{key} = {value}");
+            }
+        }
+        out.push('\n');
     }
     notes.extend(user_notes);
     hub_notes(hub, notes);
@@ -535,15 +570,105 @@ pub fn push_routes(hub: &str, text: &str, notes: &mut Vec<String>) -> Vec<String
     routes
 }
 
+/// A password user as carried over.
+struct ImportedUser {
+    name: String,
+    hash: PasswordHash,
+    /// `max_*` keys from its SoftEther policy, in config order.
+    limits: Vec<(&'static str, u32)>,
+    /// Where the limits came from, for a comment: "SoftEther's policy for
+    /// this user" or "group staff's SoftEther policy".
+    policy_source: String,
+}
+
+/// The SoftEther policy items ethergate carries over (or, for `CheckMac`,
+/// always enforces), and `TimeOut` at its default.
+const HANDLED_POLICY_ITEMS: [&str; 6] = [
+    "Access",
+    "CheckMac",
+    "MaxConnection",
+    "MaxIP",
+    "MaxMac",
+    "MultiLogins",
+];
+
+/// The limits a SoftEther `Policy` folder sets, as config keys; notes for
+/// the settings that are not carried over. SoftEther's 0 is "no limit",
+/// which leaves ethergate's default in place.
+fn policy_limits(
+    policy: &Folder,
+    whose: &str,
+    notes: &mut Vec<String>,
+) -> Vec<(&'static str, u32)> {
+    let uint = |key| policy.uint(key).unwrap_or(0);
+    let mut limits = Vec::new();
+    if let n @ 1.. = uint("MultiLogins") {
+        limits.push(("max_sessions_per_user", n.min(MAX_SESSION_LIMIT)));
+    }
+    if let n @ 1.. = uint("MaxConnection")
+        && n < MAX_CONNECTIONS_PER_SESSION
+    {
+        limits.push(("max_connections_per_session", n));
+    }
+    if let n @ 1.. = uint("MaxMac") {
+        if n < MIN_MAX_MACS_PER_SESSION {
+            notes.push(format!(
+                "{whose}: MaxMac {n} is below SoftEther's own minimum; carried over as \
+                 {MIN_MAX_MACS_PER_SESSION}, as SoftEther applied it"
+            ));
+        }
+        let n = n.clamp(MIN_MAX_MACS_PER_SESSION, MAX_SESSION_LIMIT);
+        limits.push(("max_macs_per_session", n));
+    }
+    if let n @ 1.. = uint("MaxIP") {
+        limits.push(("max_leases_per_session", n.min(MAX_SESSION_LIMIT)));
+        notes.push(format!(
+            "{whose}: MaxIP {n} becomes max_leases_per_session: ethergate limits the DHCP \
+             leases of a session, not addresses a client configures itself"
+        ));
+    }
+    let mut dropped = Vec::new();
+    for item in &policy.items {
+        let name = item.name.as_str();
+        if HANDLED_POLICY_ITEMS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        // The default TimeOut (20 s) is also ethergate's session timeout.
+        let default_timeout =
+            name.eq_ignore_ascii_case("TimeOut") && matches!(item.value, Value::Uint(0 | 20));
+        match item.value {
+            _ if default_timeout => {}
+            Value::Bool(true) => dropped.push(name.to_owned()),
+            Value::Uint(n @ 1..) => dropped.push(format!("{name} {n}")),
+            _ => {}
+        }
+    }
+    if !dropped.is_empty() {
+        notes.push(format!(
+            "{whose}: policy settings not carried over: {}",
+            dropped.join(", ")
+        ));
+    }
+    limits
+}
+
 /// Password users, and a note for every user that cannot be carried over
 /// or loses something on the way.
-fn users(hub: &Folder, notes: &mut Vec<String>) -> Vec<(String, PasswordHash)> {
+fn users(hub: &Folder, notes: &mut Vec<String>) -> Vec<ImportedUser> {
     let hub_name = &hub.name;
-    let list = hub
-        .folder("SecurityAccountDatabase")
+    let db = hub.folder("SecurityAccountDatabase");
+    let list = db
         .and_then(|db| db.folder("UserList"))
         .map(|l| l.folders.as_slice())
         .unwrap_or_default();
+    let group_policy = |group: &str| {
+        db.and_then(|db| db.folder("GroupList"))
+            .and_then(|g| g.folder(group))
+            .and_then(|g| g.folder("Policy"))
+    };
     let mut users = Vec::new();
     for user in list {
         let name = &user.name;
@@ -571,23 +696,38 @@ fn users(hub: &Folder, notes: &mut Vec<String>) -> Vec<(String, PasswordHash)> {
             ));
             continue;
         };
-        if user.str("GroupName").is_some_and(|g| !g.is_empty()) {
+        let group = user.str("GroupName").filter(|g| !g.is_empty());
+        if let Some(group) = group {
             notes.push(format!(
-                "hub {hub_name}: user {name}: group membership is not carried over"
+                "hub {hub_name}: user {name}: group membership ({group}) is not carried over"
             ));
         }
-        if user.folder("Policy").is_some() {
+        // SoftEther applies the user's own policy, else its group's.
+        let whose = format!("hub {hub_name}: user {name}");
+        let (policy, policy_source) = match (user.folder("Policy"), group) {
+            (Some(p), _) => (Some(p), "SoftEther's policy for this user".to_owned()),
+            (None, Some(g)) => (group_policy(g), format!("group {g}'s SoftEther policy")),
+            (None, None) => (None, String::new()),
+        };
+        if policy.is_some_and(|p| p.bool("Access") == Some(false)) {
             notes.push(format!(
-                "hub {hub_name}: user {name}: security policy is not carried over"
+                "{whose}: not carried over: {policy_source} denies access (Access false)"
             ));
+            continue;
         }
+        let limits = policy.map_or_else(Vec::new, |p| policy_limits(p, &whose, notes));
         if user.uint64("ExpireTime").is_some_and(|t| t != 0) {
             notes.push(format!(
                 "hub {hub_name}: user {name}: expiry date is not carried over; the account \
                  does not expire"
             ));
         }
-        users.push((name.clone(), PasswordHash::from_bytes(hash)));
+        users.push(ImportedUser {
+            name: name.clone(),
+            hash: PasswordHash::from_bytes(hash),
+            limits,
+            policy_source,
+        });
     }
     users
 }
@@ -605,7 +745,11 @@ fn hub_notes(hub: &Folder, notes: &mut Vec<String>) {
     }
     let db = hub.folder("SecurityAccountDatabase");
     for (folder, what) in [
-        ("GroupList", "groups (and their policies)"),
+        (
+            "GroupList",
+            "groups (their policies' limits are carried over to members without a policy of \
+             their own)",
+        ),
         ("CertList", "trusted CA certificates"),
         ("CrlList", "certificate revocation entries"),
         ("IPAccessControlList", "source IP access control"),

@@ -26,7 +26,9 @@
 //! **Identity.** A client is its option 61 when sent, else its MAC. The
 //! lease MAC must equal the frame's Ethernet source (there are no relays on
 //! a hub; `giaddr` ≠ 0 is ignored), so the hub's per-port MAC limit also
-//! bounds how many leases one session can take.
+//! bounds how many leases one session can take; the per-port lease limit
+//! ([`LeaseHolder`]) bounds it directly, also across MACs that aged out of
+//! the MAC table while their leases live on.
 
 mod codec;
 mod frame;
@@ -50,5 +52,5 @@ pub use pool::{
 };
 pub use server::{
     DECLINE_HOLD, DhcpCounters, DhcpOutcome, DhcpReply, DhcpServer, DhcpServerConfig, IgnoreReason,
-    MIN_MESSAGE_SIZE, OFFER_HOLD,
+    LeaseHolder, MIN_MESSAGE_SIZE, OFFER_HOLD,
 };

@@ -5,7 +5,9 @@
 //! the configured range; at most [`MAX_BINDINGS`] clients are remembered.
 //! Expired bindings are kept as memory, so a returning client gets its old
 //! address back as long as nobody else needed it; they are reclaimed only
-//! when no never-used address is left.
+//! when no never-used address is left. Each binding remembers the hub port
+//! it was last offered or acknowledged through (its holder), so the hub can
+//! bound the live leases of one session ([`LeasePool::within_limit`]).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use ethergate_config::AddressRange;
 
-use crate::{MacAddr, Timestamp};
+use crate::{MacAddr, PortId, Timestamp};
 
 /// Clients remembered at most. Same figure as SoftEther's `MAX_IP_TABLES`
 /// (Cedar/Cedar.h): a hub pool larger than this is not a realistic VPN.
@@ -56,6 +58,9 @@ struct Binding {
     mac: MacAddr,
     expires: Timestamp,
     state: BindingState,
+    /// The port the client last got it through; `None` when restored from
+    /// the lease file or handed out without a port (library callers).
+    holder: Option<PortId>,
 }
 
 /// One lease as persisted in `state_dir`.
@@ -125,6 +130,58 @@ impl LeasePool {
     /// Live bindings (offered or bound, unexpired).
     pub fn live_count(&self, now: Timestamp) -> usize {
         self.bindings.values().filter(|b| b.expires > now).count()
+    }
+
+    /// Live bindings (offered or bound, unexpired) held through `port`.
+    pub fn held_by(&self, port: PortId, now: Timestamp) -> usize {
+        self.bindings
+            .values()
+            .filter(|b| b.holder == Some(port) && b.expires > now)
+            .count()
+    }
+
+    /// The port `key`'s binding was last given through, if any.
+    pub fn holder_of(&self, key: &ClientKey) -> Option<PortId> {
+        self.bindings.get(key).and_then(|b| b.holder)
+    }
+
+    /// Whether giving `key` (a client behind `port`, sending from `mac`)
+    /// an offer or a lease keeps `port` within `max` live leases. A client
+    /// whose live binding `port` already holds is always within (it
+    /// renews); a new client first lets go of its station's pending offers
+    /// (as [`Self::offer`] does), so those do not count. O(bindings), on
+    /// DISCOVER and REQUEST only.
+    pub fn within_limit(
+        &self,
+        key: &ClientKey,
+        mac: MacAddr,
+        port: PortId,
+        max: u32,
+        now: Timestamp,
+    ) -> bool {
+        let own = self.bindings.get(key);
+        if own.is_some_and(|b| b.expires > now && b.holder == Some(port)) {
+            return true;
+        }
+        let new_client = own.is_none();
+        let held = self
+            .bindings
+            .iter()
+            .filter(|(k, b)| {
+                *k != key
+                    && b.holder == Some(port)
+                    && b.expires > now
+                    && !(new_client && b.mac == mac && b.state == BindingState::Offered)
+            })
+            .count();
+        held < max as usize
+    }
+
+    /// Records that `key`'s binding is now held through `port`.
+    pub fn set_holder(&mut self, key: &ClientKey, port: PortId) {
+        if let Some(b) = self.bindings.get_mut(key) {
+            b.holder = Some(port);
+        }
     }
 
     /// Picks an address for a DISCOVER and holds it for `hold`: the
@@ -258,6 +315,7 @@ impl LeasePool {
         {
             self.bindings.remove(&holder);
         }
+        let port = self.holder_of(key);
         self.forget(key);
         self.by_ip.insert(ip, key.clone());
         self.bindings.insert(
@@ -267,6 +325,7 @@ impl LeasePool {
                 mac,
                 expires,
                 state,
+                holder: port,
             },
         );
         Some(ip)
@@ -370,6 +429,7 @@ impl LeasePool {
                     mac: lease.mac,
                     expires,
                     state: BindingState::Bound,
+                    holder: None,
                 },
             );
         }

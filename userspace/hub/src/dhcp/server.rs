@@ -15,7 +15,7 @@ use super::codec::{BOOTREPLY, BOOTREQUEST, DhcpMessage, DhcpOptions};
 use super::frame::{self, ReplyTo};
 use super::options::*;
 use super::pool::{ClientKey, DhcpLease, LeasePool, RestoreReport};
-use crate::{MacAddr, Timestamp};
+use crate::{MacAddr, PortId, Timestamp};
 
 /// How long an offered address is held for the client's REQUEST. SoftEther
 /// holds 5 s (`NewDhcpLease(5000, …)` for the pending list in
@@ -87,6 +87,9 @@ pub struct DhcpCounters {
     pub informs: u64,
     /// DISCOVERs left unanswered because no address was free.
     pub exhausted: u64,
+    /// DISCOVERs and REQUESTs left unanswered because the port already
+    /// holds its `max_leases` (see [`LeaseHolder`]).
+    pub lease_limit: u64,
     /// Well-formed messages left unanswered for another reason.
     pub ignored: u64,
     /// Frames to UDP/67 that did not decode.
@@ -112,6 +115,20 @@ pub enum IgnoreReason {
     /// INIT-REBOOT from a client we have no record of (RFC 2131 §4.3.2:
     /// remain silent).
     UnknownClient,
+    /// The port the message came through already holds its limit of live
+    /// leases ([`LeaseHolder::max_leases`]).
+    LeaseLimit,
+}
+
+/// The hub port a message came through, and how many live leases (offers
+/// included: they hold an address too) clients behind it may hold at once.
+/// A client whose lease another port holds (it reconnected) moves to this
+/// port and counts here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub port: PortId,
+    /// `None`: no limit beyond the pool's.
+    pub max_leases: Option<u32>,
 }
 
 /// What happened to one frame.
@@ -199,6 +216,18 @@ impl DhcpServer {
     /// Handles one frame addressed to UDP/67; a reply frame, if any, is
     /// written to `out` (its previous contents are discarded).
     pub fn handle_frame(&mut self, frame: &[u8], now: Timestamp, out: &mut Vec<u8>) -> DhcpOutcome {
+        self.handle_frame_from(frame, None, now, out)
+    }
+
+    /// [`Self::handle_frame`] for a frame that came through `holder`'s
+    /// port, within its lease limit.
+    pub fn handle_frame_from(
+        &mut self,
+        frame: &[u8],
+        holder: Option<LeaseHolder>,
+        now: Timestamp,
+        out: &mut Vec<u8>,
+    ) -> DhcpOutcome {
         let Ok(parts) = frame::parse(frame) else {
             self.counters.malformed += 1;
             return DhcpOutcome::Malformed;
@@ -207,12 +236,13 @@ impl DhcpServer {
             self.counters.malformed += 1;
             return DhcpOutcome::Malformed;
         };
-        let reply = match self.handle_message(parts.src_mac, &msg, now) {
+        let reply = match self.handle_message_from(parts.src_mac, &msg, holder, now) {
             Ok(Some(reply)) => reply,
             Ok(None) => return DhcpOutcome::Silent,
             Err(why) => {
                 match why {
                     IgnoreReason::Exhausted => self.counters.exhausted += 1,
+                    IgnoreReason::LeaseLimit => self.counters.lease_limit += 1,
                     _ => self.counters.ignored += 1,
                 }
                 return DhcpOutcome::Ignored(why);
@@ -269,6 +299,20 @@ impl DhcpServer {
         msg: &DhcpMessage,
         now: Timestamp,
     ) -> Result<Option<DhcpReply>, IgnoreReason> {
+        self.handle_message_from(src_mac, msg, None, now)
+    }
+
+    /// [`Self::handle_message`] for a message that came through `holder`'s
+    /// port: an offer or lease that would take the port past its limit is
+    /// refused ([`IgnoreReason::LeaseLimit`]), and what is given is
+    /// recorded as held through the port.
+    pub fn handle_message_from(
+        &mut self,
+        src_mac: MacAddr,
+        msg: &DhcpMessage,
+        holder: Option<LeaseHolder>,
+        now: Timestamp,
+    ) -> Result<Option<DhcpReply>, IgnoreReason> {
         if msg.op != BOOTREQUEST {
             return Err(IgnoreReason::NotRequest);
         }
@@ -284,17 +328,19 @@ impl DhcpServer {
         match msg.options.message_type {
             Some(MessageType::Discover) => {
                 self.counters.discovers += 1;
+                self.check_limit(&key, src_mac, holder, now)?;
                 let hold = self.cfg.offer_hold;
                 let ip = self
                     .pool
                     .offer(&key, src_mac, msg.options.requested_ip, now, hold)
                     .ok_or(IgnoreReason::Exhausted)?;
+                self.note_holder(&key, holder);
                 self.counters.offers += 1;
                 Ok(Some(self.reply(msg, src_mac, MessageType::Offer, ip)))
             }
             Some(MessageType::Request) => {
                 self.counters.requests += 1;
-                self.on_request(msg, &key, src_mac, now, lease)
+                self.on_request(msg, &key, src_mac, holder, now, lease)
             }
             Some(MessageType::Release) => {
                 self.counters.releases += 1;
@@ -330,11 +376,38 @@ impl DhcpServer {
         }
     }
 
+    /// `Err(LeaseLimit)` when giving `key` an address would take
+    /// `holder`'s port past its limit.
+    fn check_limit(
+        &self,
+        key: &ClientKey,
+        mac: MacAddr,
+        holder: Option<LeaseHolder>,
+        now: Timestamp,
+    ) -> Result<(), IgnoreReason> {
+        match holder {
+            Some(LeaseHolder {
+                port,
+                max_leases: Some(max),
+            }) if !self.pool.within_limit(key, mac, port, max, now) => {
+                Err(IgnoreReason::LeaseLimit)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn note_holder(&mut self, key: &ClientKey, holder: Option<LeaseHolder>) {
+        if let Some(h) = holder {
+            self.pool.set_holder(key, h.port);
+        }
+    }
+
     fn on_request(
         &mut self,
         msg: &DhcpMessage,
         key: &ClientKey,
         mac: MacAddr,
+        holder: Option<LeaseHolder>,
         now: Timestamp,
         lease: Duration,
     ) -> Result<Option<DhcpReply>, IgnoreReason> {
@@ -369,8 +442,10 @@ impl DhcpServer {
         if selecting && offered != Some(ip) {
             return Ok(Some(self.nak(msg)));
         }
+        self.check_limit(key, mac, holder, now)?;
         match self.pool.bind(key, mac, ip, now, lease) {
             Some(ip) => {
+                self.note_holder(key, holder);
                 self.counters.acks += 1;
                 Ok(Some(self.reply(msg, mac, MessageType::Ack, ip)))
             }

@@ -126,7 +126,7 @@ const EDGES: &str = "declare root\r\n{\r\n\
 \t\t\t\t\t\tuint AuthType 1\r\n\
 \t\t\t\t\t\tstring GroupName staff\r\n\
 \t\t\t\t\t\tuint64 ExpireTime 1900000000000\r\n\
-\t\t\t\t\t\tdeclare Policy\r\n\t\t\t\t\t\t{\r\n\t\t\t\t\t\t\tbool Access true\r\n\t\t\t\t\t\t}\r\n\
+\t\t\t\t\t\tdeclare Policy\r\n\t\t\t\t\t\t{\r\n\t\t\t\t\t\t\tbool Access true\r\n\t\t\t\t\t\t\tuint TimeOut 60\r\n\t\t\t\t\t\t}\r\n\
 \t\t\t\t\t}\r\n\
 \t\t\t\t\tdeclare carol\r\n\t\t\t\t\t{\r\n\
 \t\t\t\t\t\tuint AuthType 2\r\n\
@@ -165,12 +165,12 @@ fn edge_cases_are_converted_or_reported() {
     let notes = imported.notes.join("\n");
     for expected in [
         "was offline",
-        "group membership",
-        "security policy",
+        "group membership (staff)",
+        "policy settings not carried over: TimeOut 60",
         "expiry date",
         "user carol uses client certificate",
         "user dave has no 20-byte AuthPassword",
-        "groups (and their policies)",
+        "groups (their policies' limits",
         "domain name",
         "host bits",
         "\"bogus\" is not NET/MASK/GATEWAY",
@@ -247,5 +247,132 @@ proptest! {
             parsed.hubs[0].users[0].password_hash,
             PasswordHash::from_password("u", &s)
         );
+    }
+}
+
+fn policies() -> Folder {
+    cfg::parse(include_bytes!("../testdata/vpn_server_policies.config")).expect("fixture parses")
+}
+
+/// SoftEther's per-user and per-group policies become per-user limits:
+/// the user's own policy, else its group's; 0 (no limit) and SoftEther's
+/// defaults leave ethergate's defaults; a user whose policy denies access
+/// is not carried over; what has no counterpart is reported.
+#[test]
+fn policies_become_per_user_limits() {
+    let imported = convert(&policies(), "vpn_server_policies.config", None);
+    let config = Config::from_str_with_origin(&imported.toml, "imported.toml")
+        .unwrap_or_else(|e| panic!("{e}\n{}", imported.toml));
+    let hub = config.hub("LAB").expect("hub LAB");
+    let defaults = ethergate_config::SessionLimits::default();
+    assert_eq!(hub.limits, defaults, "no [hub.limits] is written");
+    let names: Vec<&str> = hub.users.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["alice", "bob", "dave", "erin"],
+        "carol was denied access"
+    );
+    let limits = |name: &str| hub.user(name).expect("user").limits;
+    assert_eq!(
+        limits("alice"),
+        ethergate_config::SessionLimits {
+            max_sessions_per_user: 2,
+            max_connections_per_session: 8,
+            max_macs_per_session: 64,
+            max_leases_per_session: 10,
+        }
+    );
+    // bob has no policy: group staff's applies (MaxMac 1 raised to 3).
+    assert_eq!(
+        limits("bob"),
+        ethergate_config::SessionLimits {
+            max_sessions_per_user: 1,
+            max_macs_per_session: 3,
+            ..defaults
+        }
+    );
+    assert_eq!(limits("dave"), defaults, "a policy at SoftEther's defaults");
+    // erin's own policy wins over her group's.
+    assert_eq!(
+        limits("erin"),
+        ethergate_config::SessionLimits {
+            max_connections_per_session: 2,
+            ..defaults
+        }
+    );
+    assert!(
+        imported
+            .toml
+            .contains("# From group staff's SoftEther policy:\nmax_sessions_per_user = 1\n"),
+        "{}",
+        imported.toml
+    );
+    let notes = imported.notes.join("\n");
+    for expected in [
+        "hub LAB: user alice: policy settings not carried over: MaxUpload 1000000, NoBridge, \
+         TimeOut 60",
+        "hub LAB: user alice: MaxIP 10 becomes max_leases_per_session",
+        "hub LAB: user carol: not carried over: SoftEther's policy for this user denies access",
+        "hub LAB: user bob: MaxMac 1 is below SoftEther's own minimum; carried over as 3",
+        "hub LAB: user bob: group membership (staff) is not carried over",
+    ] {
+        assert!(
+            notes.contains(expected),
+            "missing {expected:?} in:\n{notes}"
+        );
+    }
+    assert!(
+        !notes.contains("user dave"),
+        "nothing to say about dave:\n{notes}"
+    );
+    assert!(
+        !notes.contains("CheckMac"),
+        "ethergate always checks MACs:\n{notes}"
+    );
+}
+
+proptest! {
+    /// Whatever numbers a SoftEther policy holds, the converted config is
+    /// valid (every limit lands in ethergate's range).
+    #[test]
+    fn any_policy_converts_to_a_valid_config(
+        max_connection in any::<u32>(),
+        max_mac in any::<u32>(),
+        max_ip in any::<u32>(),
+        multi_logins in any::<u32>(),
+        time_out in any::<u32>(),
+        access in any::<bool>(),
+    ) {
+        let text = format!(
+            "declare root\r\n{{\r\n\tdeclare VirtualHUB\r\n\t{{\r\n\t\tdeclare H\r\n\t\t{{\r\n\
+             \t\t\tdeclare SecurityAccountDatabase\r\n\t\t\t{{\r\n\
+             \t\t\t\tdeclare UserList\r\n\t\t\t\t{{\r\n\
+             \t\t\t\t\tdeclare u\r\n\t\t\t\t\t{{\r\n\
+             \t\t\t\t\t\tbyte AuthPassword DngtrNt4kY1zAHmZ2oG8QIkG1FE=\r\n\
+             \t\t\t\t\t\tuint AuthType 1\r\n\
+             \t\t\t\t\t\tdeclare Policy\r\n\t\t\t\t\t\t{{\r\n\
+             \t\t\t\t\t\t\tbool Access {access}\r\n\
+             \t\t\t\t\t\t\tuint MaxConnection {max_connection}\r\n\
+             \t\t\t\t\t\t\tuint MaxIP {max_ip}\r\n\
+             \t\t\t\t\t\t\tuint MaxMac {max_mac}\r\n\
+             \t\t\t\t\t\t\tuint MultiLogins {multi_logins}\r\n\
+             \t\t\t\t\t\t\tuint TimeOut {time_out}\r\n\
+             \t\t\t\t\t\t}}\r\n\t\t\t\t\t}}\r\n\t\t\t\t}}\r\n\t\t\t}}\r\n\t\t}}\r\n\t}}\r\n}}\r\n"
+        );
+        let root = cfg::parse(text.as_bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let imported = convert(&root, "p", None);
+        let config = Config::from_str_with_origin(&imported.toml, "p.toml")
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{}", imported.toml)))?;
+        // Without its only user (access denied) the hub is empty and skipped.
+        let users = config.hub("H").map_or(&[][..], |h| h.users.as_slice());
+        prop_assert_eq!(users.len(), usize::from(access));
+        if let Some(u) = users.first() {
+            let l = u.limits;
+            prop_assert!(l.max_connections_per_session <= 32);
+            prop_assert!((1..=32).contains(&l.max_connections_per_session));
+            if max_mac > 0 {
+                prop_assert_eq!(l.max_macs_per_session, max_mac.clamp(3, 65_536));
+            }
+        }
     }
 }
