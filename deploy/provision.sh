@@ -102,6 +102,11 @@ EOF
 # Enable, do not start: systemctl works offline in a chroot or image build.
 systemctl enable ethergate.service
 say "enabled ethergate.service"
+# The shipped config holds no password: a user with password_file gets a
+# random one at the first start, readable only by the service.
+if grep -q '^password_file' "$CONFIG_DIR/ethergate.toml"; then
+    say "users with password_file get a random password at the first start, in /var/lib/ethergate (journalctl -u ethergate names the file)"
+fi
 
 # The installed config must be valid, or the first boot fails.
 "$PREFIX/bin/ethergate" check --config "$CONFIG_DIR/ethergate.toml"

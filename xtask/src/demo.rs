@@ -89,7 +89,10 @@ pub fn main() -> Result<()> {
     print_new_lines(&ethergate, &mut seen);
 
     step("the Debian SoftEther VPN Client in `client` connects to 198.51.100.1:443, hub mikalab");
-    let (client, lease) = vpn_client(&topo)?;
+    // The embedded config keeps no password: serve generated the demo
+    // user's into its state directory at start.
+    let password = std::fs::read_to_string(state.join(DEMO_PASSWORD_FILE))?;
+    let (client, lease) = vpn_client(&topo, password.trim_end())?;
     println!(
         "    DHCP lease {}/{} (router: {:?}), classless routes {:?}",
         lease.ip, lease.prefix_len, lease.router, lease.staticroutes
@@ -174,21 +177,23 @@ pub fn main() -> Result<()> {
     Ok(())
 }
 
-/// Password of the embedded default config's demo user (deploy/ethergate.toml).
+/// The embedded default config's user and its password_file, relative to
+/// the state directory (deploy/ethergate.toml).
 const DEMO_USER: &str = "tsumura";
-const DEMO_PASSWORD: &str = "mikalab-demo";
+const DEMO_PASSWORD_FILE: &str = "tsumura.password";
 
-fn vpn_client(
-    topo: &Topology,
+fn vpn_client<'t>(
+    topo: &'t Topology,
+    password: &str,
 ) -> Result<(
-    ethergate_softether::SoftEtherClient<'_>,
+    ethergate_softether::SoftEtherClient<'t>,
     ethergate_softether::Lease,
 )> {
     use ethergate_softether::{PasswordKind, SoftEtherClient, Udhcpc};
     let client = SoftEtherClient::start(topo, "client")?;
     let tap = client.nic_create("vpn0")?;
     client.account_create("demo", "198.51.100.1:443", "mikalab", DEMO_USER, "vpn0")?;
-    client.account_password_set("demo", DEMO_PASSWORD, PasswordKind::Standard)?;
+    client.account_password_set("demo", password, PasswordKind::Standard)?;
     client.account_connect("demo")?;
     let status = client.wait_connected("demo", Duration::from_secs(20))?;
     println!(

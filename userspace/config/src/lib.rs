@@ -15,6 +15,7 @@ mod diagnostic;
 mod hub;
 mod ifname;
 mod nat;
+mod password_file;
 mod reader;
 mod server;
 mod user;
@@ -45,7 +46,11 @@ pub use server::{
     DEFAULT_ADMIN_SOCKET, DEFAULT_LISTEN, DEFAULT_METRICS, DEFAULT_STATE_DIR, LoginThrottle,
     Server, ServerLimits, TlsFiles,
 };
-pub use user::{MAX_USER_NAME_LEN, PasswordHash, PasswordHashError, User, check_user_name};
+pub use password_file::{GeneratedPassword, PasswordFileError, resolve_path as resolve_password_path};
+pub use user::{
+    MAX_USER_NAME_LEN, PasswordFile, PasswordHash, PasswordHashError, User, check_user_name,
+    published_password,
+};
 
 use diagnostic::Report;
 use reader::Section;

@@ -9,7 +9,7 @@
 //! (same names) applied over them.
 
 use ethergate_proto::password::{Base64Error, base64_decode, base64_encode, hash_password};
-use std::fmt;
+use std::{fmt, path::PathBuf};
 
 use toml::de::DeTable;
 
@@ -83,6 +83,21 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
+/// Passwords published in our own docs and examples: a config that uses
+/// one lets anyone in, so it is refused.
+const PUBLISHED_PASSWORDS: [&str; 1] = ["mikalab-demo"];
+
+/// `password_file`: the password lives in a file of its own, generated at
+/// the first start when missing (see `Config::resolve_password_files`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordFile {
+    /// As written; a relative path is under `state_dir`.
+    pub path: PathBuf,
+    /// Set once the file was read and `password_hash` holds its hash.
+    /// Until then the user cannot log in (fail closed).
+    pub loaded: bool,
+}
+
 /// A hub user who logs in with a password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -90,6 +105,8 @@ pub struct User {
     pub password_hash: PasswordHash,
     /// True when the file held a plaintext `password` (a warning was given).
     pub from_plaintext: bool,
+    /// The password comes from this file instead of the config.
+    pub password_file: Option<PasswordFile>,
     /// What this user's sessions may use: the hub's limits, overridden by
     /// the keys of the same names on this `[[hub.user]]`.
     pub limits: SessionLimits,
@@ -125,10 +142,38 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+impl User {
+    /// False while the password is still to be read from its file: such a
+    /// user is not offered to the login check at all.
+    pub fn can_log_in(&self) -> bool {
+        self.password_file.as_ref().is_none_or(|f| f.loaded)
+    }
+}
+
+/// Hashes printed in our documentation and examples (whatever user they
+/// are given to): the interface example's and the old demo user's.
+const PUBLISHED_HASHES: [&str; 2] = ["DngtrNt4kY1zAHmZ2oG8QIkG1FE=", "BxVdzhK24Mnb+MQaBW7pHY1CMKs="];
+
+/// Why `hash` is public knowledge for `user`, if it is: it is the hash of
+/// a password from our docs, or a hash printed in them.
+pub fn published_password(user: &str, hash: &PasswordHash) -> Option<String> {
+    if let Some(p) = PUBLISHED_PASSWORDS
+        .into_iter()
+        .find(|p| PasswordHash::from_password(user, p) == *hash)
+    {
+        return Some(format!("the password is {p:?}, published in ethergate's documentation"));
+    }
+    PUBLISHED_HASHES
+        .iter()
+        .any(|h| PasswordHash::from_base64(h).is_ok_and(|h| h == *hash))
+        .then(|| "this password_hash is printed in ethergate's documentation".to_owned())
+}
+
 const USER_KEYS: &[&str] = &[
     "name",
     "password_hash",
     "password",
+    "password_file",
     "max_sessions_per_user",
     "max_connections_per_session",
     "max_macs_per_session",
@@ -166,11 +211,34 @@ pub(crate) fn read_users(
         }
         let hash = s.string(report, "password_hash");
         let password = s.string(report, "password");
+        let file = s.string(report, "password_file");
         let limits = read_limits(report, &mut s, hub_limits);
         s.finish(report);
         let Some(name) = name else { continue };
         let context = format!("{hub}user {:?}: ", name.value);
+        let given = [hash, password, file].iter().flatten().count();
         let credential = match (hash, password) {
+            _ if given > 1 => {
+                report.error(
+                    name.pos,
+                    format!(
+                        "{context}give exactly one of password_hash, password_file and \
+                         password"
+                    ),
+                );
+                None
+            }
+            (None, None) if file.is_some() => {
+                let file = file.map(|f| f.value).unwrap_or_default();
+                if file.is_empty() {
+                    report.error(name.pos, format!("{context}password_file is empty"));
+                    None
+                } else {
+                    // A placeholder nobody can use: `can_log_in` is false
+                    // until the file is read.
+                    Some((PasswordHash::from_bytes([0; 20]), false))
+                }
+            }
             (Some(hash), None) => match PasswordHash::from_base64(hash.value) {
                 Ok(h) => Some((h, false)),
                 Err(why) => {
@@ -206,7 +274,8 @@ pub(crate) fn read_users(
                     pos,
                     format!(
                         "{context}has no credential; add password_hash = \"…\" \
-                         (from `ethergate user hash --user {}`)",
+                         (from `ethergate user hash --user {}`), or password_file = \"PATH\" \
+                         (generated at the first start when missing)",
                         name.value
                     ),
                 );
@@ -227,12 +296,35 @@ pub(crate) fn read_users(
             );
             continue;
         }
+        let credential = credential.filter(|(hash, _)| {
+            if file.is_some() {
+                return true;
+            }
+            match published_password(name.value, hash) {
+                Some(published) => {
+                    report.error(
+                        name.pos,
+                        format!(
+                            "{context}{published}: anyone could log in; set your own with \
+                             `ethergate user hash --user {}`, or use password_file",
+                            name.value
+                        ),
+                    );
+                    false
+                }
+                None => true,
+            }
+        });
         if let Some((password_hash, from_plaintext)) = credential {
             users.push((
                 User {
                     name: name.value.to_owned(),
                     password_hash,
                     from_plaintext,
+                    password_file: file.map(|f| PasswordFile {
+                        path: PathBuf::from(f.value),
+                        loaded: false,
+                    }),
                     limits,
                 },
                 name.pos,

@@ -174,6 +174,7 @@ impl Appliance {
 fn users_of(hub: &ethergate_config::Hub) -> impl Iterator<Item = (String, [u8; 20])> + '_ {
     hub.users
         .iter()
+        .filter(|u| u.can_log_in())
         .map(|u| (u.name.clone(), *u.password_hash.as_bytes()))
 }
 

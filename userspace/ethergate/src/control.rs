@@ -73,6 +73,7 @@ impl Control {
         let mut new = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
         // Command-line overrides stay in force across reloads.
         new.server.state_dir = self.config.server.state_dir.clone();
+        crate::serve::announce_generated_passwords(&new.resolve_password_files(true)?);
         let plan = reload::plan(&self.config, &new)
             .map_err(|reasons| anyhow::anyhow!("nothing applied: {}", reasons.join("; ")))?;
         let changes = plan.describe();

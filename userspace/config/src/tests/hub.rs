@@ -63,7 +63,7 @@ bridge = "tap_00"
 bridge_address = "192.168.30.129/25"
 [[hub.user]]
 name = "x"
-password_hash = "DngtrNt4kY1zAHmZ2oG8QIkG1FE="
+password_hash = "CQQO0Aphs7bswwIudHwLQE8Mej4="
 "#
     );
     assert_eq!(
@@ -105,7 +105,7 @@ fn user_credential_rules() {
     let text = format!(
         r#"{HUB}[[hub.user]]
 name = "both"
-password_hash = "DngtrNt4kY1zAHmZ2oG8QIkG1FE="
+password_hash = "CQQO0Aphs7bswwIudHwLQE8Mej4="
 password = "x"
 [[hub.user]]
 name = "neither"
@@ -117,10 +117,10 @@ name = "garbage"
 password_hash = "not base64!"
 [[hub.user]]
 name = "TSUMURA"
-password = "secret"
+password = "another"
 [[hub.user]]
 name = "SecureNAT"
-password_hash = "DngtrNt4kY1zAHmZ2oG8QIkG1FE="
+password_hash = "CQQO0Aphs7bswwIudHwLQE8Mej4="
 [[hub.user]]
 password = "x"
 "#
@@ -128,10 +128,11 @@ password = "x"
     assert_eq!(
         errors(&text),
         vec![
-            "t.toml:11: hub \"mikalab\": user \"both\": has both password_hash and password; \
-             keep only password_hash",
+            "t.toml:9: hub \"mikalab\": user \"both\": give exactly one of password_hash, \
+             password_file and password",
             "t.toml:12: hub \"mikalab\": user \"neither\": has no credential; add \
-             password_hash = \"…\" (from `ethergate user hash --user neither`)",
+             password_hash = \"…\" (from `ethergate user hash --user neither`), or \
+             password_file = \"PATH\" (generated at the first start when missing)",
             "t.toml:16: hub \"mikalab\": user \"short\": password_hash decodes to 6 bytes; a \
              SoftEther password hash is 20 bytes (28 base64 characters)",
             "t.toml:19: hub \"mikalab\": user \"garbage\": password_hash is not base64: \
@@ -147,19 +148,47 @@ password = "x"
 
 #[test]
 fn plaintext_password_is_hashed_and_warned_about() {
-    let text = format!("{HUB}[[hub.user]]\nname = \"alice\"\npassword = \"secret\"\n");
+    let text = format!("{HUB}[[hub.user]]\nname = \"alice\"\npassword = \"open sesame\"\n");
     let c = valid(&text);
     let alice = c.hubs[0].user("alice").expect("alice");
     assert!(alice.from_plaintext);
     assert_eq!(
-        alice.password_hash.to_base64(),
-        "DngtrNt4kY1zAHmZ2oG8QIkG1FE="
+        alice.password_hash,
+        crate::PasswordHash::from_password("alice", "open sesame")
     );
     assert_eq!(
         warnings(&c),
         vec![
             "t.toml:10: hub \"mikalab\": user \"alice\": password is stored in plain text; \
              replace it with password_hash from `ethergate user hash --user alice`"
+        ]
+    );
+}
+
+#[test]
+fn published_credentials_are_refused() {
+    for credential in [
+        // The old demo user's password and hash, and the docs' example hash.
+        "password = \"mikalab-demo\"",
+        "password_hash = \"BxVdzhK24Mnb+MQaBW7pHY1CMKs=\"",
+        "password_hash = \"DngtrNt4kY1zAHmZ2oG8QIkG1FE=\"",
+    ] {
+        let text = format!("{HUB}[[hub.user]]\nname = \"bob\"\n{credential}\n");
+        let errors = errors(&text);
+        assert_eq!(errors.len(), 1, "{credential}: {errors:?}");
+        assert!(
+            errors[0].contains("anyone could log in"),
+            "{credential}: {errors:?}"
+        );
+    }
+    let text = format!(
+        "{HUB}[[hub.user]]\nname = \"bob\"\npassword_file = \"t.pw\"\npassword = \"x\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        vec![
+            "t.toml:9: hub \"mikalab\": user \"bob\": give exactly one of password_hash, \
+             password_file and password"
         ]
     );
 }

@@ -27,10 +27,10 @@ max_connections_per_session = 8
 max_macs_per_session = 0
 [[hub.user]]
 name = "tsumura"
-password_hash = "DngtrNt4kY1zAHmZ2oG8QIkG1FE="
+password_hash = "CQQO0Aphs7bswwIudHwLQE8Mej4="
 [[hub.user]]
 name = "bridge-office"
-password_hash = "DngtrNt4kY1zAHmZ2oG8QIkG1FE="
+password_hash = "CQQO0Aphs7bswwIudHwLQE8Mej4="
 max_macs_per_session = 256
 max_leases_per_session = 0
 max_sessions_per_user = 1
@@ -101,7 +101,7 @@ fn unknown_limit_keys_are_errors() {
     assert!(
         errs[0].starts_with(
             "t.toml:8: hub \"mikalab\": user \"tsumura\": unknown key \"max_mac\"; known keys \
-             are name, password_hash, password, max_sessions_per_user,"
+             are name, password_hash, password, password_file, max_sessions_per_user,"
         ),
         "{}",
         errs[0]
@@ -125,7 +125,7 @@ bridge_address = "192.168.30.1/24"
 limits = 4
 [[hub.user]]
 name = "tsumura"
-password_hash = "DngtrNt4kY1zAHmZ2oG8QIkG1FE="
+password_hash = "CQQO0Aphs7bswwIudHwLQE8Mej4="
 "#;
     assert_eq!(
         errors(text),

@@ -40,7 +40,7 @@ bridge = "tap_00"
 bridge_address = "192.168.30.1/24"
 [[hub.user]]
 name = "tsumura"
-password_hash = "DngtrNt4kY1zAHmZ2oG8QIkG1FE="
+password_hash = "CQQO0Aphs7bswwIudHwLQE8Mej4="
 "#;
 
 /// HUB plus `[hub.dhcp]` on line 8 and the given lines from line 9 on.
@@ -64,12 +64,18 @@ fn embedded_default_parses_without_errors_or_warnings() {
     let hub = config.hub("mikalab").expect("default has hub mikalab");
     assert_eq!(hub.bridge.as_str(), "tap_00");
     assert_eq!(hub.bridge_address.to_string(), "192.168.30.1/24");
-    // The demo password documented in the file.
+    // No password anywhere in the file: it is generated at the first
+    // start, and until then nobody can log in.
     let user = hub.user("tsumura").expect("default has user tsumura");
-    assert_eq!(
-        user.password_hash,
-        PasswordHash::from_password("tsumura", "mikalab-demo")
-    );
+    let file = user.password_file.as_ref().expect("a password_file user");
+    assert_eq!(file.path, std::path::PathBuf::from("tsumura.password"));
+    assert!(!user.can_log_in());
+    let credentials = DEFAULT_CONFIG
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter(|l| l.starts_with("password_hash") || l.starts_with("password ="))
+        .count();
+    assert_eq!(credentials, 0, "a credential in the shipped config");
     let nat = config.nat.as_ref().expect("default has [nat]");
     assert_eq!(nat.snat[0].to, SnatTarget::Masquerade);
     assert_eq!(nat.dnat[0].to.to_string(), "10.0.1.26:80");
@@ -120,7 +126,15 @@ to = "10.0.1.26:80"
 
 #[test]
 fn interface_example_parses_to_the_documented_values() {
-    let c = valid(INTERFACE_EXAMPLE);
+    // The example's hash is printed in the docs, so it is refused as it
+    // stands (anyone could log in); with any other hash it is valid.
+    let refused = errors(INTERFACE_EXAMPLE);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("printed in ethergate's documentation"));
+    let c = valid(&INTERFACE_EXAMPLE.replace(
+        "DngtrNt4kY1zAHmZ2oG8QIkG1FE=",
+        "CQQO0Aphs7bswwIudHwLQE8Mej4=",
+    ));
     assert_eq!(c.server, Server::default());
     assert_eq!(c.hubs.len(), 1);
     let hub = &c.hubs[0];
@@ -142,7 +156,7 @@ fn interface_example_parses_to_the_documented_values() {
     assert_eq!(hub.users[0].name, "tsumura");
     assert_eq!(
         hub.users[0].password_hash,
-        PasswordHash::from_password("alice", "secret")
+        PasswordHash::from_password("tsumura", "test-only-pass")
     );
     assert!(!hub.users[0].from_plaintext);
     let nat = c.nat.as_ref().expect("example has [nat]");
@@ -249,7 +263,7 @@ range = "192.168.30.10-192.168.30.200"
 gateway = "192.168.30.1"
 [[hub.user]]
 name = "tsumura"
-password_hash = "DngtrNt4kY1zAHmZ2oG8QIkG1FE="
+password_hash = "CQQO0Aphs7bswwIudHwLQE8Mej4="
 group = "staff"
 {}"#,
         nat(r#"[[nat.snat]]
@@ -279,7 +293,7 @@ max_sessions = 10
             "t.toml:11: hub \"mikalab\": unknown key \"gateway\" in [hub.dhcp]; known keys are \
              range, lease_secs, dns, router, routes",
             "t.toml:15: hub \"mikalab\": user \"tsumura\": unknown key \"group\"; known keys \
-             are name, password_hash, password, max_sessions_per_user, \
+             are name, password_hash, password, password_file, max_sessions_per_user, \
              max_connections_per_session, max_macs_per_session, max_leases_per_session",
             "t.toml:21: nat.snat[1]: unknown key \"via\"; known keys are source, to",
             "t.toml:27: nat.dnat[1]: unknown key \"dport\"; known keys are source, \

@@ -122,7 +122,7 @@ const EDGES: &str = "declare root\r\n{\r\n\
 \t\t\t\t}\r\n\
 \t\t\t\tdeclare UserList\r\n\t\t\t\t{\r\n\
 \t\t\t\t\tdeclare bob\r\n\t\t\t\t\t{\r\n\
-\t\t\t\t\t\tbyte AuthPassword DngtrNt4kY1zAHmZ2oG8QIkG1FE=\r\n\
+\t\t\t\t\t\tbyte AuthPassword CQQO0Aphs7bswwIudHwLQE8Mej4=\r\n\
 \t\t\t\t\t\tuint AuthType 1\r\n\
 \t\t\t\t\t\tstring GroupName staff\r\n\
 \t\t\t\t\t\tuint64 ExpireTime 1900000000000\r\n\
@@ -154,8 +154,8 @@ fn edge_cases_are_converted_or_reported() {
     assert_eq!(hub.users.len(), 1);
     assert_eq!(
         hub.users[0].password_hash,
-        PasswordHash::from_password("alice", "secret"),
-        "bob's hash is the reference vector's bytes"
+        PasswordHash::from_password("tsumura", "test-only-pass"),
+        "bob's stored hash is carried over byte for byte"
     );
     let dhcp = hub.dhcp.as_ref().expect("dhcp");
     assert_eq!(dhcp.router, Some(Ipv4Addr::new(10, 9, 0, 1)));
@@ -348,7 +348,7 @@ proptest! {
              \t\t\tdeclare SecurityAccountDatabase\r\n\t\t\t{{\r\n\
              \t\t\t\tdeclare UserList\r\n\t\t\t\t{{\r\n\
              \t\t\t\t\tdeclare u\r\n\t\t\t\t\t{{\r\n\
-             \t\t\t\t\t\tbyte AuthPassword DngtrNt4kY1zAHmZ2oG8QIkG1FE=\r\n\
+             \t\t\t\t\t\tbyte AuthPassword CQQO0Aphs7bswwIudHwLQE8Mej4=\r\n\
              \t\t\t\t\t\tuint AuthType 1\r\n\
              \t\t\t\t\t\tdeclare Policy\r\n\t\t\t\t\t\t{{\r\n\
              \t\t\t\t\t\t\tbool Access {access}\r\n\
