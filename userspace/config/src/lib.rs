@@ -42,11 +42,13 @@ pub use nat::{
     MAX_TIMEOUT_SECS, MIN_MAX_FLOWS, Nat, NatLimits, NatMode, NatTimeouts, SnatRule, SnatTarget,
     default_max_flows_per_source,
 };
+pub use password_file::{
+    GeneratedPassword, PasswordFileError, resolve_path as resolve_password_path,
+};
 pub use server::{
     DEFAULT_ADMIN_SOCKET, DEFAULT_LISTEN, DEFAULT_METRICS, DEFAULT_STATE_DIR, LoginThrottle,
     Server, ServerLimits, TlsFiles,
 };
-pub use password_file::{GeneratedPassword, PasswordFileError, resolve_path as resolve_password_path};
 pub use user::{
     MAX_USER_NAME_LEN, PasswordFile, PasswordHash, PasswordHashError, User, check_user_name,
     published_password,

@@ -38,7 +38,9 @@ pub enum PasswordFileError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("hub {hub:?}: user {user:?}: password_file {path} is empty; write a password into it or delete it to have one generated")]
+    #[error(
+        "hub {hub:?}: user {user:?}: password_file {path} is empty; write a password into it or delete it to have one generated"
+    )]
     Empty {
         hub: String,
         user: String,
@@ -198,7 +200,10 @@ password_file = "alice.password"
         let state = std::env::temp_dir().join(format!("eg-pwfile-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&state);
         let mut checked = config(&state);
-        assert_eq!(checked.resolve_password_files(false).expect("check").len(), 0);
+        assert_eq!(
+            checked.resolve_password_files(false).expect("check").len(),
+            0
+        );
         assert!(!checked.hubs[0].users[0].can_log_in(), "fail closed");
 
         let mut served = config(&state);

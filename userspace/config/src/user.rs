@@ -152,7 +152,10 @@ impl User {
 
 /// Hashes printed in our documentation and examples (whatever user they
 /// are given to): the interface example's and the old demo user's.
-const PUBLISHED_HASHES: [&str; 2] = ["DngtrNt4kY1zAHmZ2oG8QIkG1FE=", "BxVdzhK24Mnb+MQaBW7pHY1CMKs="];
+const PUBLISHED_HASHES: [&str; 2] = [
+    "DngtrNt4kY1zAHmZ2oG8QIkG1FE=",
+    "BxVdzhK24Mnb+MQaBW7pHY1CMKs=",
+];
 
 /// Why `hash` is public knowledge for `user`, if it is: it is the hash of
 /// a password from our docs, or a hash printed in them.
@@ -161,7 +164,9 @@ pub fn published_password(user: &str, hash: &PasswordHash) -> Option<String> {
         .into_iter()
         .find(|p| PasswordHash::from_password(user, p) == *hash)
     {
-        return Some(format!("the password is {p:?}, published in ethergate's documentation"));
+        return Some(format!(
+            "the password is {p:?}, published in ethergate's documentation"
+        ));
     }
     PUBLISHED_HASHES
         .iter()

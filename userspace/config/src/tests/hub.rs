@@ -181,9 +181,8 @@ fn published_credentials_are_refused() {
             "{credential}: {errors:?}"
         );
     }
-    let text = format!(
-        "{HUB}[[hub.user]]\nname = \"bob\"\npassword_file = \"t.pw\"\npassword = \"x\"\n"
-    );
+    let text =
+        format!("{HUB}[[hub.user]]\nname = \"bob\"\npassword_file = \"t.pw\"\npassword = \"x\"\n");
     assert_eq!(
         errors(&text),
         vec![
