@@ -862,3 +862,48 @@ fn issue_12_layer2_abuse_is_contained() {
             .any(|l| l.mac == victim_mac && l.expires_unix > later.unix_secs())
     );
 }
+
+#[test]
+fn lease_changes_are_reported_for_the_log() {
+    use ethergate_hub::dhcp::LeaseEventKind;
+    let mut hub = hub(RECIPE);
+    let client = mac(1);
+    let addr = dora(&mut hub, client, T0);
+    let take = |hub: &mut Hub| hub.dhcp_mut().expect("dhcp").take_events();
+    let (events, dropped) = take(&mut hub);
+    assert_eq!(dropped, 0);
+    assert_eq!(events.len(), 1, "an offer is not a lease: {events:?}");
+    assert_eq!(events[0].kind, LeaseEventKind::Given);
+    assert_eq!((events[0].ip, events[0].mac), (addr, client));
+    assert_eq!(events[0].lease_secs, Some(7200));
+
+    let mut renew = message(client, MessageType::Request);
+    renew.ciaddr = addr;
+    let t1 = T0.saturating_add(Duration::from_secs(3600));
+    send(
+        &mut hub,
+        SESSION,
+        &to_frame(client, &renew, addr, SERVER),
+        t1,
+    );
+    let (events, _) = take(&mut hub);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, LeaseEventKind::Renewed);
+
+    let mut release = message(client, MessageType::Release);
+    release.ciaddr = addr;
+    release.options.server_id = Some(SERVER);
+    let _ = no_reply(&mut hub, &to_frame(client, &release, addr, SERVER), t1);
+    let (events, _) = take(&mut hub);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, LeaseEventKind::Released);
+
+    // A client renewing in a loop is counted past the small queue.
+    for _ in 0..40 {
+        dora(&mut hub, client, t1);
+    }
+    let (events, dropped) = take(&mut hub);
+    assert_eq!(events.len(), 16);
+    assert!(dropped > 0);
+    assert_eq!(take(&mut hub).0.len(), 0, "taken once");
+}

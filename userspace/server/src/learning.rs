@@ -61,6 +61,41 @@ pub struct LearningHub {
     /// only users who logged in are here.
     owners: HashMap<String, u64>,
     sessions: HashMap<PortId, SessionPort>,
+    lease_log: LogBudget,
+}
+
+/// Lease log lines per minute per hub: plenty for real clients, while a
+/// client renewing in a loop gets counted instead of filling the log.
+const LEASE_LINES_PER_MINUTE: u32 = 60;
+
+/// A budget of log lines per minute; what is over it is counted and
+/// reported with the next line allowed.
+#[derive(Default)]
+struct LogBudget {
+    window: Option<std::time::Instant>,
+    used: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    /// Whether a line may be written now; `Some(n)` also says how many
+    /// were suppressed since the last one written.
+    fn allow(&mut self, per_minute: u32) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self
+            .window
+            .is_none_or(|start| now.duration_since(start).as_secs() >= 60)
+        {
+            self.window = Some(now);
+            self.used = 0;
+        }
+        if self.used >= per_minute {
+            self.suppressed += 1;
+            return None;
+        }
+        self.used += 1;
+        Some(std::mem::take(&mut self.suppressed))
+    }
 }
 
 fn now() -> Timestamp {
@@ -103,6 +138,7 @@ impl LearningHub {
             bound_leases: None,
             owners: HashMap::new(),
             sessions: HashMap::new(),
+            lease_log: LogBudget::default(),
         };
         learning.recount_leases();
         learning
@@ -159,6 +195,34 @@ impl LearningHub {
             max_leases = ?policy.max_leases,
             "{why}; frame dropped (further ones from this session are only counted)"
         );
+    }
+
+    /// One line per lease given, renewed or released (within the budget),
+    /// naming the session's user when the request came through a session.
+    fn log_lease_events(&mut self, ingress: PortId) {
+        let Some(dhcp) = self.hub.dhcp_mut() else {
+            return;
+        };
+        let (events, overflow) = dhcp.take_events();
+        self.lease_log.suppressed += overflow;
+        let user = self.sessions.get(&ingress).map(|s| s.user.as_str());
+        for event in events {
+            let Some(suppressed) = self.lease_log.allow(LEASE_LINES_PER_MINUTE) else {
+                continue;
+            };
+            info!(
+                hub = self.hub.name(),
+                event = event.kind.name(),
+                ip = %event.ip,
+                mac = %event.mac,
+                user,
+                port = ingress.0,
+                lease_secs = event.lease_secs,
+                suppressed_before = (suppressed > 0).then_some(suppressed),
+                "DHCP lease {}",
+                event.kind.name()
+            );
+        }
     }
 
     fn recount_leases(&mut self) {
@@ -254,6 +318,7 @@ impl HubSwitch for LearningHub {
             Forward::Drop(reason) => self.count_drop(ingress, reason, frame),
         }
         if dhcp_activity {
+            self.log_lease_events(ingress);
             self.recount_leases();
             self.persist_if_changed();
         }

@@ -52,5 +52,5 @@ pub use pool::{
 };
 pub use server::{
     DECLINE_HOLD, DhcpCounters, DhcpOutcome, DhcpReply, DhcpServer, DhcpServerConfig, IgnoreReason,
-    LeaseHolder, MIN_MESSAGE_SIZE, OFFER_HOLD,
+    LeaseEvent, LeaseEventKind, LeaseHolder, MIN_MESSAGE_SIZE, OFFER_HOLD,
 };

@@ -150,9 +150,45 @@ pub struct DhcpReply {
     pub to: ReplyTo,
 }
 
+/// What happened to a lease, for the operator's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseEventKind {
+    /// A client got an address it did not hold (new, or after expiry).
+    Given,
+    /// A client extended the lease it holds.
+    Renewed,
+    Released,
+}
+
+impl LeaseEventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LeaseEventKind::Given => "given",
+            LeaseEventKind::Renewed => "renewed",
+            LeaseEventKind::Released => "released",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseEvent {
+    pub kind: LeaseEventKind,
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    /// The lease granted (`Given`, `Renewed`).
+    pub lease_secs: Option<u32>,
+}
+
+/// Events kept until taken; more are counted, not kept, so a client that
+/// renews in a loop cannot grow this.
+const MAX_PENDING_EVENTS: usize = 16;
+
 pub struct DhcpServer {
     cfg: DhcpServerConfig,
     pool: LeasePool,
+    /// Lease changes not yet taken by [`Self::take_events`].
+    events: Vec<LeaseEvent>,
+    events_dropped: u64,
     /// Options 121/249 as sent: the configured routes, plus a default route
     /// via `router` when there are routes (RFC 3442 §1: a client that gets
     /// 121 ignores option 3, and would lose its gateway otherwise).
@@ -180,6 +216,8 @@ impl DhcpServer {
         }
         Self {
             pool: LeasePool::new(cfg.dhcp.range),
+            events: Vec::new(),
+            events_dropped: 0,
             cfg,
             routes,
             counters: DhcpCounters::default(),
@@ -193,6 +231,21 @@ impl DhcpServer {
 
     pub fn counters(&self) -> DhcpCounters {
         self.counters
+    }
+
+    /// Lease changes since the last call, oldest first, and how many more
+    /// happened than were kept.
+    pub fn take_events(&mut self) -> (Vec<LeaseEvent>, u64) {
+        let dropped = std::mem::take(&mut self.events_dropped);
+        (std::mem::take(&mut self.events), dropped)
+    }
+
+    fn note(&mut self, event: LeaseEvent) {
+        if self.events.len() < MAX_PENDING_EVENTS {
+            self.events.push(event);
+        } else {
+            self.events_dropped += 1;
+        }
     }
 
     pub fn pool(&self) -> &LeasePool {
@@ -344,8 +397,13 @@ impl DhcpServer {
             }
             Some(MessageType::Release) => {
                 self.counters.releases += 1;
-                if ours(msg.options.server_id) {
-                    self.pool.release(&key, msg.ciaddr, now);
+                if ours(msg.options.server_id) && self.pool.release(&key, msg.ciaddr, now) {
+                    self.note(LeaseEvent {
+                        kind: LeaseEventKind::Released,
+                        mac: src_mac,
+                        ip: msg.ciaddr,
+                        lease_secs: None,
+                    });
                 }
                 Ok(None)
             }
@@ -443,10 +501,26 @@ impl DhcpServer {
             return Ok(Some(self.nak(msg)));
         }
         self.check_limit(key, mac, holder, now)?;
+        let renewing = self
+            .pool
+            .address_of(key)
+            .is_some_and(|(a, state, expires)| {
+                a == ip && state == crate::dhcp::BindingState::Bound && expires > now
+            });
         match self.pool.bind(key, mac, ip, now, lease) {
             Some(ip) => {
                 self.note_holder(key, holder);
                 self.counters.acks += 1;
+                self.note(LeaseEvent {
+                    kind: if renewing {
+                        LeaseEventKind::Renewed
+                    } else {
+                        LeaseEventKind::Given
+                    },
+                    mac,
+                    ip,
+                    lease_secs: u32::try_from(lease.as_secs()).ok(),
+                });
                 Ok(Some(self.reply(msg, mac, MessageType::Ack, ip)))
             }
             None => Ok(Some(self.nak(msg))),
