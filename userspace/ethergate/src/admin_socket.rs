@@ -68,7 +68,10 @@ impl AdminSocket {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("admin-socket".into())
-                .spawn(move || serve(&listener, &control, &stop))
+                .spawn(move || {
+                    ethergate_server::privileges::keep_control_capabilities("admin socket");
+                    serve(&listener, &control, &stop)
+                })
                 .context("starting the admin socket thread")?
         };
         Ok(Self {

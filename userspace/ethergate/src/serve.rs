@@ -132,6 +132,12 @@ pub fn run(
             return Err(Failure::Runtime(e));
         }
     };
+    // Everything that needed more is done: programs verified and loaded
+    // (CAP_PERFMON), listeners bound (CAP_NET_BIND_SERVICE). This thread
+    // (signals, SIGHUP reloads) and the ones it starts from now on keep
+    // only what a reload and status need; the admin socket and metrics
+    // threads drop theirs as they start.
+    ethergate_server::privileges::keep_control_capabilities("serve");
     info!(admin_socket = %admin_path.display(), metrics = ?metrics_addr, "admin socket and metrics up");
     systemd.ready();
     // After READY=1 (systemd expects pings only once the unit is up). It

@@ -466,8 +466,47 @@ fn threads_facing_the_network_hold_no_capabilities() {
         workers.iter().all(|(_, caps)| *caps == 0),
         "network-facing threads hold capabilities: {workers:x?}"
     );
+    // The control threads keep only what a reload (a new hub's tap and
+    // programs) and status (maps) need: CAP_NET_ADMIN and CAP_BPF.
+    let control = (1u64 << 12) | (1u64 << 39);
     assert!(
-        threads.iter().any(|(_, caps)| *caps != 0),
-        "the control threads keep theirs (reload adds taps): {threads:x?}"
+        threads.iter().all(|(_, caps)| caps & !control == 0),
+        "a thread holds more than CAP_NET_ADMIN and CAP_BPF: {threads:x?}"
     );
+    assert!(
+        threads
+            .iter()
+            .any(|(name, caps)| name == "admin-socket" && *caps == control),
+        "the admin socket (reload) keeps both: {threads:x?}"
+    );
+    assert!(
+        threads
+            .iter()
+            .any(|(name, caps)| name == "session-reaper" && *caps == 0),
+        "{threads:x?}"
+    );
+    // And a reload that adds a hub works with just those.
+    let config = app.state.join("ethergate.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[[hub]]\nname = \"second\"\nbridge = \"tap_01\"\nbridge_address = \
+             \"192.168.31.1/24\"\n"
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(common::BIN)
+        .args(["reload", "--socket", &admin_socket(&app)])
+        .output()
+        .expect("ethergate reload");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        app.serve.log()
+    );
+    app.topo
+        .ip("nat", &["link", "show", "tap_01"])
+        .expect("the new hub's tap exists");
 }

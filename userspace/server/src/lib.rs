@@ -185,6 +185,7 @@ fn spawn_reaper(
     let thread = std::thread::Builder::new()
         .name("session-reaper".to_owned())
         .spawn(move || {
+            privileges::drop_for_this_thread("session reaper");
             let mut last_summary = Instant::now();
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 rx.recv_timeout(std::time::Duration::from_secs(1))

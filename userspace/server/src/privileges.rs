@@ -1,4 +1,5 @@
-//! Threads that parse bytes from the internet hold no capabilities.
+//! Threads that parse bytes from the internet hold no capabilities, and
+//! the control threads only what reloads and status need.
 //!
 //! Linux capabilities belong to threads, not processes: serve keeps what
 //! reloads and status need (CAP_NET_ADMIN to attach a new hub's tap,
@@ -24,6 +25,68 @@ struct CapData {
     effective: u32,
     permitted: u32,
     inheritable: u32,
+}
+
+/// `CAP_NET_ADMIN`: a new hub's tap, its addresses and tc attachments.
+pub const CAP_NET_ADMIN: u32 = 12;
+/// `CAP_BPF`: every bpf() call (maps for status and reload, links).
+pub const CAP_BPF: u32 = 39;
+/// What the control threads keep once serve runs.
+pub const CONTROL_CAPABILITIES: [u32; 2] = [CAP_NET_ADMIN, CAP_BPF];
+
+/// Lowers the calling thread's effective and permitted sets to `keep`
+/// (those it holds), and clears the inheritable set. Threads it starts
+/// afterwards inherit the smaller sets.
+pub fn keep_only(keep: &[u32]) -> std::io::Result<()> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut now = [CapData::default(); 2];
+    // SAFETY: capget(2) writes two data words into our array.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            now.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut wanted = [0u32; 2];
+    for cap in keep {
+        let (word, bit) = ((*cap / 32) as usize, cap % 32);
+        if let Some(w) = wanted.get_mut(word) {
+            *w |= 1 << bit;
+        }
+    }
+    let data = [0, 1].map(|i| CapData {
+        effective: now[i].effective & wanted[i],
+        permitted: now[i].permitted & wanted[i],
+        inheritable: 0,
+    });
+    // SAFETY: as in `drop_all_capabilities`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &header as *const CapHeader,
+            data.as_ptr(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// [`keep_only`] the control capabilities, logging (not failing) if the
+/// kernel refuses.
+pub fn keep_control_capabilities(role: &str) {
+    if let Err(e) = keep_only(&CONTROL_CAPABILITIES) {
+        tracing::warn!("{role}: cannot drop capabilities: {e}");
+    }
 }
 
 /// Clears the calling thread's effective, permitted and inheritable
@@ -78,6 +141,19 @@ pub fn drop_for_this_thread(role: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_only_keeps_what_was_held_and_asked_for() {
+        let before = effective_capabilities().expect("capget");
+        let after = std::thread::spawn(|| {
+            keep_only(&CONTROL_CAPABILITIES).expect("capset");
+            effective_capabilities().expect("capget")
+        })
+        .join()
+        .expect("thread");
+        let asked = (1u64 << CAP_NET_ADMIN) | (1u64 << CAP_BPF);
+        assert_eq!(after, before & asked);
+    }
 
     #[test]
     fn a_thread_drops_its_own_capabilities_only() {
