@@ -30,6 +30,7 @@ const FUZZ_CRATES: &[&str] = &[
     "userspace/proto/fuzz",
     "userspace/hub/fuzz",
     "userspace/admin/fuzz",
+    "userspace/ethergate/fuzz",
 ];
 
 /// Seconds per fuzz target in the smoke run.

@@ -50,13 +50,28 @@ impl Request {
     }
 
     /// Parses one request line (the trailing newline is optional).
+    /// One request line, with or without its newline: the cap counts the
+    /// request itself, so what `encode` writes always reads back.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_REQUEST_BYTES {
+        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        if body.len() > MAX_REQUEST_BYTES {
             return Err(DecodeError::TooLong);
         }
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
         serde_json::from_str(text.trim_end()).map_err(|e| DecodeError::Malformed(e.to_string()))
     }
+}
+
+/// Reads the one request line a client sends: up to its newline, or one
+/// byte past [`MAX_REQUEST_BYTES`] (plus the newline), which tells "too
+/// long" from "exactly at the cap" to [`Request::decode`].
+pub fn read_request_line(reader: impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    use std::io::{BufRead, Read};
+    let mut line = Vec::new();
+    std::io::BufReader::new(reader)
+        .take(MAX_REQUEST_BYTES as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    Ok(line)
 }
 
 impl Response {

@@ -6,7 +6,7 @@
 //! root or our own uid — a wrong mode left by hand does not open it up.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     os::unix::{
         fs::{DirBuilderExt, PermissionsExt},
         net::{UnixListener, UnixStream},
@@ -18,10 +18,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use ethergate_admin::{
-    Request, Response,
-    protocol::{DecodeError, MAX_REQUEST_BYTES},
-};
+use ethergate_admin::{Request, Response, protocol::DecodeError};
 use tracing::{debug, warn};
 
 use crate::control::Control;
@@ -129,11 +126,7 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
 fn answer(stream: UnixStream, control: &Mutex<Control>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-    let mut line = Vec::new();
-    // One byte more than allowed tells "too long" from "exactly at the cap".
-    BufReader::new(&stream)
-        .take(MAX_REQUEST_BYTES as u64 + 1)
-        .read_until(b'\n', &mut line)?;
+    let line = ethergate_admin::protocol::read_request_line(&stream)?;
     let response = match Request::decode(&line) {
         Ok(request) => handle(request, control),
         Err(DecodeError::Malformed(why)) => Response::Error {

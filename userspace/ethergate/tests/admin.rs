@@ -369,6 +369,13 @@ fn status_reload_disconnect_and_metrics_on_a_live_appliance() {
         "{status:#}"
     );
     assert_eq!(status["hubs"][0]["users"], 2, "{status:#}");
+    // Its thread closes the tap as it ends, which a reload does not wait for.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while setup.topo.ip("nat", &["link", "show", "tap_08"]).is_ok()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(
         setup.topo.ip("nat", &["link", "show", "tap_08"]).is_err(),
         "the hub added before the failure was taken down again"

@@ -67,13 +67,7 @@ pub fn keep_only(keep: &[u32]) -> std::io::Result<()> {
         inheritable: 0,
     });
     // SAFETY: as in `drop_all_capabilities`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            &header as *const CapHeader,
-            data.as_ptr(),
-        )
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
     if rc == 0 {
         Ok(())
     } else {
