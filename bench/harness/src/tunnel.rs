@@ -97,6 +97,9 @@ routes = ["10.0.0.0/16 via {TAP_IP}"]
 [[hub.user]]
 name = "{USER}"
 password = "{PASSWORD}"
+# The login and idle-session rows hold hundreds of sessions of this one
+# user, as SoftEther allows by default (MultiLogins unlimited).
+max_sessions_per_user = 0
 
 [nat]
 uplink = "eth0"

@@ -62,9 +62,24 @@ pub enum LoginError {
 pub struct Session {
     pub tcp: TcpStream,
     pub tls: rustls::ClientConnection,
+    proto: ClientConnection<fn(&mut [u8])>,
+    started: Instant,
 }
 
 impl Session {
+    /// Sends Ethernet frames into the hub, as one batch.
+    pub fn send_frames(&mut self, frames: &[Vec<u8>]) -> std::io::Result<()> {
+        let now = Timestamp::from_elapsed(self.started.elapsed());
+        self.proto.send_frames(now, frames.iter().map(Vec::as_slice));
+        let mut plain = Vec::new();
+        self.proto.drain_transmit(&mut plain);
+        self.tls.writer().write_all(&plain)?;
+        while self.tls.wants_write() {
+            self.tls.write_tls(&mut self.tcp)?;
+        }
+        Ok(())
+    }
+
     /// TLS close_notify, then FIN (dropping it would only FIN).
     pub fn close(mut self) {
         self.tls.send_close_notify();
@@ -209,7 +224,12 @@ pub fn login(
         while let Some(event) = proto.poll_event() {
             match event {
                 ClientEvent::Established { .. } => {
-                    let session = Session { tcp, tls: tls_conn };
+                    let session = Session {
+                        tcp,
+                        tls: tls_conn,
+                        proto,
+                        started,
+                    };
                     return Ok((session, started.elapsed()));
                 }
                 ClientEvent::Closed(CloseReason::Refused(code)) => {

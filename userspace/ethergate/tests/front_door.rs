@@ -81,9 +81,10 @@ fn admin_socket(app: &Appliance) -> String {
 
 /// The real vpnclient in `client` connects as tsumura; returns how long
 /// from `AccountConnect` to an established session, as the client reports
-/// it (polled, so this overstates by up to one vpncmd round trip).
-fn real_client_connects(app: &Appliance, client: &SoftEtherClient<'_>) -> Duration {
-    let _tap = client.nic_create("vpn0").expect("NicCreate");
+/// it (polled, so this overstates by up to one vpncmd round trip), and
+/// the client's tap.
+fn real_client_connects(app: &Appliance, client: &SoftEtherClient<'_>) -> (Duration, String) {
+    let tap = client.nic_create("vpn0").expect("NicCreate");
     client
         .account_create("acc", SERVER, "mikalab", "tsumura", "vpn0")
         .expect("AccountCreate");
@@ -98,7 +99,7 @@ fn real_client_connects(app: &Appliance, client: &SoftEtherClient<'_>) -> Durati
             app.serve.log()
         );
     }
-    started.elapsed()
+    (started.elapsed(), tap)
 }
 
 /// Holds `count` TCP connections from the attacker to the VPN port until
@@ -178,7 +179,7 @@ fn a_flood_of_idle_connections_does_not_keep_the_real_user_out() {
     let during = status_json(&admin_socket(&app));
     let pending = during["server"]["pending_handshakes"].as_u64().unwrap_or(0);
     let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
-    let took = real_client_connects(&app, &client);
+    let (took, _) = real_client_connects(&app, &client);
     // Hold the flood for its 30 s, then stop.
     std::thread::sleep(Duration::from_secs(27).saturating_sub(took));
     stop.store(true, Ordering::Relaxed);
@@ -292,7 +293,7 @@ fn password_guessing_is_throttled_and_the_real_user_still_gets_in() {
         // The real user logs in from their own address mid-attack.
         std::thread::sleep(Duration::from_secs(3));
         let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
-        let took = real_client_connects(&app, &client);
+        let (took, _) = real_client_connects(&app, &client);
         client.stop();
         let (verdicts, throttled) = attack.join().expect("attack thread");
         (verdicts, throttled, took)
@@ -509,4 +510,103 @@ fn threads_facing_the_network_hold_no_capabilities() {
     app.topo
         .ip("nat", &["link", "show", "tap_01"])
         .expect("the new hub's tap exists");
+}
+
+/// A broadcast frame from `src` (an experimental EtherType, nothing the
+/// hub answers).
+fn frame_from(src: [u8; 6]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.resize(60, 0x5a);
+    f
+}
+
+fn tap_mac(topo: &Topology) -> [u8; 6] {
+    let out = topo
+        .ip("nat", &["-j", "link", "show", "tap_00"])
+        .expect("ip link");
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("ip -j");
+    let text = json[0]["address"].as_str().expect("tap address").to_owned();
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(text.split(':')) {
+        *byte = u8::from_str_radix(part, 16).expect("hex");
+    }
+    mac
+}
+
+#[test]
+fn a_session_cannot_flood_or_steal_mac_addresses() {
+    let app = appliance("");
+    let target = Target {
+        server: SERVER_ADDR,
+        hub: "mikalab".into(),
+        user: "tsumura".into(),
+        password: "mikalab-pass".into(),
+    };
+    let bridge = tap_mac(&app.topo);
+    // One session sends from 300 source MACs, then from the bridge's own.
+    let mut session = app
+        .topo
+        .enter("client", move || {
+            let tls = ethergate_login::tls_config().expect("TLS config");
+            ethergate_login::login(&target, CLIENT, &tls)
+        })
+        .expect("enter client")
+        .expect("login")
+        .0;
+    let many: Vec<Vec<u8>> = (0..300u16)
+        .map(|i| {
+            let [hi, lo] = i.to_be_bytes();
+            frame_from([0x02, 0xee, 0, 0, hi, lo])
+        })
+        .collect();
+    for batch in many.chunks(50) {
+        session.send_frames(batch).expect("send");
+    }
+    session
+        .send_frames(&[frame_from(bridge), frame_from(bridge)])
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = status_json(&admin_socket(&app));
+        let dropped = &status["hubs"][0]["frames_dropped"];
+        let done = dropped["mac_limit"].as_u64().unwrap_or(0)
+            + dropped["mac_spoof"].as_u64().unwrap_or(0)
+            >= 300 - 16 + 2;
+        if done || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let hub = &status["hubs"][0];
+    eprintln!(
+        "300 source MACs and the bridge's MAC from one session: {} MAC entries, dropped {}",
+        hub["mac_entries"], hub["frames_dropped"]
+    );
+    assert_eq!(
+        hub["frames_dropped"]["mac_limit"].as_u64(),
+        Some(300 - 16),
+        "{hub:#}"
+    );
+    assert_eq!(hub["frames_dropped"]["mac_spoof"].as_u64(), Some(2), "{hub:#}");
+    assert!(
+        hub["mac_entries"].as_u64().unwrap_or(u64::MAX) <= 16 + 1,
+        "the session's 16 and the bridge's own: {hub:#}"
+    );
+
+    // Another user's session (the real client) still gets a lease, and
+    // the bridge is still reachable through it.
+    let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
+    let (_, tap) = real_client_connects(&app, &client);
+    let lease = ethergate_softether::Udhcpc::new(&tap)
+        .run(&app.topo, "client")
+        .unwrap_or_else(|e| panic!("no DHCP lease: {e}\n{}", app.serve.log()));
+    assert_eq!(lease.ip.octets()[..3], [192, 168, 30]);
+    let ping = app
+        .topo
+        .run("client", &["ping", "-c", "1", "-W", "5", "192.168.30.1"]);
+    assert!(ping.is_ok(), "the bridge's MAC still answers: {ping:?}");
+    client.stop();
+    drop(session);
 }

@@ -224,8 +224,15 @@ fn serve_runs_unprivileged_with_the_units_capabilities() {
         status_field(pid, "Uid").split_whitespace().next(),
         Some(UNPRIVILEGED)
     );
+    // Started with exactly the unit's capabilities (it could not have
+    // loaded, bound and verified otherwise); once running, the main thread
+    // keeps only CAP_NET_ADMIN and CAP_BPF, and drops the rest for good.
     let effective = u64::from_str_radix(&status_field(pid, "CapEff"), 16).expect("CapEff");
-    assert_eq!(effective, expected_mask, "exactly the unit's capabilities");
+    let permitted = u64::from_str_radix(&status_field(pid, "CapPrm"), 16).expect("CapPrm");
+    let control = (1u64 << cap_bit("CAP_NET_ADMIN")) | (1u64 << cap_bit("CAP_BPF"));
+    assert_eq!(effective & !expected_mask, 0, "nothing beyond the unit's");
+    assert_eq!(effective, control, "the control capabilities only");
+    assert_eq!(permitted, control, "dropped for good");
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
     let started = log();
     for line in [

@@ -305,8 +305,16 @@ fn wrong_password_is_code_9_unknown_hub_is_code_8_and_the_server_stays_up() {
     account(&client, "good", "vpn2", "mikalab", "mikalab-pass");
     connect(&app, &client, "good");
     let log = app.serve.log();
-    assert!(log.contains("login refused"), "{log}");
-    assert!(log.contains("code=9") && log.contains("code=8"), "{log}");
+    // One line per verdict, with the client's address and a stable reason.
+    assert!(
+        log.contains("login failed client=198.51.100.2 hub=\"mikalab\" user=\"tsumura\" reason=\"wrong_password_or_unknown_user\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("login failed client=198.51.100.2 hub=\"nosuchhub\"")
+            && log.contains("reason=\"unknown_hub\""),
+        "{log}"
+    );
 }
 
 #[test]
