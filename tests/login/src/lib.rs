@@ -70,7 +70,8 @@ impl Session {
     /// Sends Ethernet frames into the hub, as one batch.
     pub fn send_frames(&mut self, frames: &[Vec<u8>]) -> std::io::Result<()> {
         let now = Timestamp::from_elapsed(self.started.elapsed());
-        self.proto.send_frames(now, frames.iter().map(Vec::as_slice));
+        self.proto
+            .send_frames(now, frames.iter().map(Vec::as_slice));
         let mut plain = Vec::new();
         self.proto.drain_transmit(&mut plain);
         self.tls.writer().write_all(&plain)?;

@@ -589,7 +589,11 @@ fn a_session_cannot_flood_or_steal_mac_addresses() {
         Some(300 - 16),
         "{hub:#}"
     );
-    assert_eq!(hub["frames_dropped"]["mac_spoof"].as_u64(), Some(2), "{hub:#}");
+    assert_eq!(
+        hub["frames_dropped"]["mac_spoof"].as_u64(),
+        Some(2),
+        "{hub:#}"
+    );
     assert!(
         hub["mac_entries"].as_u64().unwrap_or(u64::MAX) <= 16 + 1,
         "the session's 16 and the bridge's own: {hub:#}"
