@@ -59,7 +59,8 @@ pub struct ServerStatus {
     /// password check).
     pub logins_failed: BTreeMap<String, u64>,
     /// Frame batches dropped because a hub's input queue was full.
-    pub batches_dropped: u64,
+    #[serde(default)]
+    pub hub_queue_waits: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -76,8 +77,9 @@ pub struct HubStatus {
     pub to_sessions: Traffic,
     pub from_bridge: Traffic,
     pub to_bridge: Traffic,
-    /// Batches for a session dropped because its queue was full.
-    pub session_batches_dropped: u64,
+    /// Frames for a session dropped because its queue was full.
+    #[serde(default)]
+    pub session_frames_dropped: u64,
     /// TCP segmentation/coalescing offload on the bridge's tap.
     #[serde(default)]
     pub tap_offload: bool,

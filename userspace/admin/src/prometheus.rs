@@ -103,10 +103,10 @@ pub fn render(s: &Status) -> String {
         m.sample("ethergate_login_failures_total", &[("reason", reason)], *n);
     }
     m.single(
-        "ethergate_session_batches_dropped_total",
+        "ethergate_session_backpressure_total",
         "counter",
-        "Frame batches from sessions dropped because a hub's input queue was full.",
-        s.server.batches_dropped,
+        "Times a session's reader waited for room in its hub's queue (the client is slowed by TCP, nothing is dropped).",
+        s.server.hub_queue_waits,
     );
 
     hubs(&mut m, s);
@@ -180,15 +180,15 @@ fn hubs(m: &mut Exposition, s: &Status) {
         }
     }
     m.family(
-        "ethergate_hub_batches_dropped_total",
+        "ethergate_hub_session_frames_dropped_total",
         "counter",
-        "Frame batches for a session dropped because its queue was full.",
+        "Frames for a session dropped because its queue was full (its connection could not keep up).",
     );
     for hub in &s.hubs {
         m.sample(
-            "ethergate_hub_batches_dropped_total",
+            "ethergate_hub_session_frames_dropped_total",
             &[("hub", &hub.name)],
-            hub.session_batches_dropped,
+            hub.session_frames_dropped,
         );
     }
     m.family(

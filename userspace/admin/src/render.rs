@@ -107,12 +107,12 @@ fn hub_line(out: &mut String, hub: &HubStatus) {
     );
     let _ = writeln!(
         out,
-        "    from sessions {}  to sessions {}  from bridge {}  to bridge {}  dropped batches {}",
+        "    from sessions {}  to sessions {}  from bridge {}  to bridge {}  dropped frames {}",
         traffic(hub.from_sessions),
         traffic(hub.to_sessions),
         traffic(hub.from_bridge),
         traffic(hub.to_bridge),
-        hub.session_batches_dropped
+        hub.session_frames_dropped
     );
     let offload = if hub.tap_offload { "on" } else { "off" };
     let _ = writeln!(

@@ -23,9 +23,10 @@ use ethergate_server::{
 };
 use tracing::info;
 
-/// Inputs queued per hub before senders see "full" and drop (a few
-/// milliseconds of line rate; SoftEther drops rather than blocks, §7.1).
-const HUB_QUEUE: usize = 4096;
+/// Inputs queued per hub. A full queue makes the sessions' readers wait
+/// (their clients' TCP slows down) instead of dropping; a batch is at most
+/// one 64 KiB socket read, so this bounds the queue at 16 MiB.
+const HUB_QUEUE: usize = 256;
 
 pub struct Appliance {
     pub server: RunningServer,

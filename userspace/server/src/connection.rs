@@ -35,7 +35,7 @@ use crate::{
     directory::{HubEntry, LoginCheck, LoginInfo, SessionShared},
     hub_actor::HubInput,
     login_throttle::Admit,
-    outbox::Outbox,
+    outbox::{LaneId, Outbox},
     read_sizer::ReadSizer,
     transport::{self, Received, Transport},
     worker::{Worker, now, system_random},
@@ -64,6 +64,8 @@ struct Conn {
     frames_in: Frames,
     /// The hub's frames being written; swapped with the outbox's buffer.
     from_hub: Frames,
+    /// This connection's lane in the session's outbox (its flows' frames).
+    lane: Option<LaneId>,
     plain_out: Vec<u8>,
 }
 
@@ -126,6 +128,7 @@ pub async fn serve(tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker
         closing: false,
         frames_in: Frames::new(),
         from_hub: Frames::new(),
+        lane: None,
         plain_out: Vec::new(),
     }));
     debug!(%peer, id, tls = conn.borrow().transport.mode(), "connection accepted");
@@ -155,6 +158,10 @@ pub async fn serve(tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker
 
     let mut c = conn.borrow_mut();
     c.ticket = None;
+    let lane = c.lane.take();
+    if let (Some(session), Some(lane)) = (&c.session, lane) {
+        session.outbox.leave(lane);
+    }
     if let Some(session) = c.session.take()
         && directory.leave_session(&c.session_key, &session)
     {
@@ -216,10 +223,22 @@ async fn read_loop(
             if let Some(session) = &conn.borrow().session {
                 session.counters.received.add_batch(&frames);
             }
-            // Full queue: drop the batch, as SoftEther drops rather than
-            // stalls a session (§7.1); TCP inside the tunnel recovers.
-            if to_hub.try_send(HubInput::Frames { port, frames }).is_err() {
-                worker.stats.batches_dropped.fetch_add(1, Ordering::Relaxed);
+            // A full hub queue pushes back: this reader stops reading
+            // until there is room, so the client's TCP connection slows
+            // down. Dropping the batch instead (what SoftEther does, §7.1)
+            // turns overload into loss for every inner TCP flow in it.
+            match to_hub.try_send(HubInput::Frames { port, frames }) {
+                Ok(()) => {}
+                Err(async_channel::TrySendError::Full(input)) => {
+                    worker.stats.hub_queue_waits.fetch_add(1, Ordering::Relaxed);
+                    if to_hub.send(input).await.is_err() {
+                        // The hub is gone; its sessions are being closed.
+                        conn.borrow_mut().closing = true;
+                    }
+                }
+                Err(async_channel::TrySendError::Closed(_)) => {
+                    conn.borrow_mut().closing = true;
+                }
             }
         }
         let _ = wake.try_send(());
@@ -276,6 +295,7 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                             connections = session.connections(),
                             "additional connection joined"
                         );
+                        c.lane = Some(session.outbox.join());
                         c.session = Some(session);
                     }
                     Err(code) => c.proto.reject_additional(now(), code),
@@ -305,6 +325,7 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                             );
                             worker.stats.logins_ok.fetch_add(1, Ordering::Relaxed);
                             c.session_key = welcome.session_key;
+                            c.lane = Some(session.outbox.join());
                             c.session = Some(session);
                         }
                         Err(code) => {
@@ -511,7 +532,10 @@ async fn write_loop(
             (
                 c.closing || c.proto.is_closed(),
                 deadline,
-                c.session.as_ref().map(|s| Arc::clone(&s.outbox)),
+                c.session
+                    .as_ref()
+                    .zip(c.lane)
+                    .map(|(s, lane)| (Arc::clone(&s.outbox), lane)),
                 c.ticket.as_ref().map(Ticket::evicted),
             )
         };
@@ -532,7 +556,7 @@ async fn write_loop(
         };
         let hub = async {
             match &outbox {
-                Some(outbox) => outbox.wait().await,
+                Some((outbox, lane)) => outbox.wait(*lane).await,
                 None => std::future::pending().await,
             }
         };
@@ -561,7 +585,7 @@ async fn write_loop(
             Either::Right((Either::Left((pending, _)), _)) => {
                 let mut c = conn.borrow_mut();
                 match (pending, &outbox) {
-                    (true, Some(outbox)) => send_hub_frames(&mut c, outbox),
+                    (true, Some((outbox, lane))) => send_hub_frames(&mut c, outbox, *lane),
                     // The session ended (disconnected, reaped, hub stopping).
                     _ => c.proto.close_local(),
                 }
@@ -623,14 +647,14 @@ async fn write_with_progress(
 /// Writes everything the hub has queued for the session as one protocol
 /// batch: one TLS record train, one syscall. Another connection of the
 /// session may have taken it first; then there is nothing to do.
-fn send_hub_frames(c: &mut Conn, outbox: &Outbox) {
+fn send_hub_frames(c: &mut Conn, outbox: &Outbox, lane: LaneId) {
     let Conn {
         from_hub,
         proto,
         session,
         ..
     } = c;
-    outbox.take(from_hub);
+    outbox.take(lane, from_hub);
     if from_hub.is_empty() {
         return;
     }

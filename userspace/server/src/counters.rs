@@ -40,8 +40,9 @@ pub struct HubCounters {
     pub to_sessions: Traffic,
     pub from_bridge: Traffic,
     pub to_bridge: Traffic,
-    /// Batches for a session dropped because its queue was full.
-    pub session_batches_dropped: AtomicU64,
+    /// Frames for a session dropped because their lane of its outbox was
+    /// full (the session's connection could not keep up).
+    pub session_frames_dropped: AtomicU64,
     /// read(2)/write(2) calls on the local bridge's tap. With offload on,
     /// fewer than frames: one per TSO super-frame read or merged TCP run.
     pub bridge_reads: AtomicU64,

@@ -173,11 +173,18 @@ impl Actor {
             };
             let (count, bytes) = (frames.len() as u64, frames.byte_len() as u64);
             match outbox.push(frames) {
-                Ok(()) => self.counters.to_sessions.add(count, bytes),
+                Ok(0) => self.counters.to_sessions.add(count, bytes),
+                Ok(dropped) => {
+                    // Some lanes were full: count what went and what not.
+                    self.counters.to_sessions.add(count - dropped as u64, 0);
+                    self.counters
+                        .session_frames_dropped
+                        .fetch_add(dropped as u64, Ordering::Relaxed);
+                }
                 Err(PushError::Full) => {
                     self.counters
-                        .session_batches_dropped
-                        .fetch_add(1, Ordering::Relaxed);
+                        .session_frames_dropped
+                        .fetch_add(count, Ordering::Relaxed);
                 }
                 Err(PushError::Closed) => {}
             }
@@ -446,6 +453,7 @@ mod tests {
             ..SessionLimits::default()
         };
         let outboxes: Vec<Arc<Outbox>> = (0..2).map(|_| Arc::new(Outbox::new(1 << 20))).collect();
+        let bob_lane = outboxes[1].join();
         for (i, user) in ["alice", "bob"].into_iter().enumerate() {
             actor
                 .input
@@ -497,12 +505,12 @@ mod tests {
         let (mut got, mut batch) = (0, Frames::new());
         while got < 16 && Instant::now() < deadline {
             // Gauges are published just before the batches are handed over.
-            outboxes[1].take(&mut batch);
+            outboxes[1].take(bob_lane, &mut batch);
             got += batch.len();
             batch.clear();
             std::thread::sleep(Duration::from_millis(1));
         }
-        outboxes[1].take(&mut batch);
+        outboxes[1].take(bob_lane, &mut batch);
         assert_eq!(got + batch.len(), 16);
         drop(actor.input);
         actor.thread.join().expect("actor ends cleanly");

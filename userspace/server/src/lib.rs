@@ -71,15 +71,18 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Binds every address once per worker (SO_REUSEPORT), then starts the
-    /// workers. Bind errors are returned before anything runs. Sessions move
-    /// into kernel TLS when the kernel offers it ([`ktls::OffloadPolicy`]
-    /// `Auto`), unless `ETHERGATE_KTLS` says `never` (or `always`, which
-    /// tries on every connection and falls back per connection).
+    /// workers. Bind errors are returned before anything runs. Sessions run
+    /// TLS in userspace (rustls) unless `ETHERGATE_KTLS` says `auto` (kernel
+    /// TLS where the kernel offers it) or `always` (tried on every
+    /// connection, falling back per connection): kernel TLS has not carried
+    /// a session end to end on a kernel we test on, sends no close_notify
+    /// and cannot follow a TLS 1.3 KeyUpdate, so it is opt-in until proven
+    /// (decision 0002).
     pub fn start(setup: ListenerSetup, directory: Arc<Directory>) -> Result<Self, ServerError> {
         let policy = match std::env::var("ETHERGATE_KTLS").as_deref() {
-            Ok("never") => ktls::OffloadPolicy::Never,
+            Ok("auto") => ktls::OffloadPolicy::Auto,
             Ok("always") => ktls::OffloadPolicy::Always,
-            _ => ktls::OffloadPolicy::Auto,
+            _ => ktls::OffloadPolicy::Never,
         };
         Self::start_with_offload(setup, directory, policy)
     }

@@ -31,8 +31,9 @@ pub struct Stats {
     /// Refused logins by SoftEther error code (index; the last slot
     /// collects codes past the table).
     logins_failed: [AtomicU64; FAILURE_CODES],
-    /// Frame batches dropped because the hub's queue was full.
-    pub batches_dropped: AtomicU64,
+    /// Times a connection's reader waited for room in its hub's queue:
+    /// backpressure (the client's TCP slows down), never a drop.
+    pub hub_queue_waits: AtomicU64,
     /// Logins refused before their password was checked, by
     /// [`ThrottleReason`] (source, user).
     logins_throttled: [AtomicU64; 2],
@@ -47,7 +48,7 @@ impl Default for Stats {
         Self {
             logins_ok: AtomicU64::new(0),
             logins_failed: std::array::from_fn(|_| AtomicU64::new(0)),
-            batches_dropped: AtomicU64::new(0),
+            hub_queue_waits: AtomicU64::new(0),
             logins_throttled: std::array::from_fn(|_| AtomicU64::new(0)),
             write_timeouts: AtomicU64::new(0),
         }
