@@ -278,6 +278,10 @@ fn workloads(settings: &Settings) -> Vec<(String, &'static str, Better)> {
     w.push(("HTTP via DNAT p50".into(), "µs", Better::Lower));
     w.push(("HTTP via DNAT p99".into(), "µs", Better::Lower));
     for dir in ["up", "down"] {
+        w.push((maxtcp_name(dir), "Mbit/s", Better::Higher));
+        w.push((maxtcp_retransmits_name(dir), "segments", Better::Lower));
+    }
+    for dir in ["up", "down"] {
         w.push((eg_client_name(dir), "Mbit/s", Better::Higher));
     }
     for n in &settings.idle_sessions {
@@ -303,6 +307,16 @@ pub(crate) fn tcp_name(streams: u32, dir: &str) -> String {
 
 pub(crate) fn cpu_name(dir: &str) -> String {
     format!("server CPU per GB, {}", tcp_name(1, dir))
+}
+
+/// 4 streams through a session of 8 TCP connections, as SoftEther users
+/// run it for throughput (`/MAXTCP:8`).
+fn maxtcp_name(dir: &str) -> String {
+    format!("{}, /MAXTCP:8", tcp_name(4, dir))
+}
+
+fn maxtcp_retransmits_name(dir: &str) -> String {
+    format!("{} retransmits", maxtcp_name(dir))
 }
 
 fn rss_name(n: usize) -> String {
@@ -364,6 +378,7 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
                 Ok(()) => {
                     traffic(topo, report, settings, system, pid);
                     disconnect(topo, c);
+                    maxtcp(topo, report, settings, system, c);
                 }
                 Err(e) => {
                     disconnect(topo, c);
@@ -440,6 +455,84 @@ fn fail_traffic(report: &mut Report, settings: &Settings, system: &str, error: &
     for (w, unit, better) in &all[..all.len() - session_rows] {
         report.derived(point(w, system, unit, *better, ""), Err(anyhow!("{error}")));
     }
+}
+
+/// The `/MAXTCP:8` rows: the account reconnects with 8 TCP connections
+/// (and is set back to 1 afterwards), then 4 iperf3 streams each way; the
+/// inner TCP's retransmits are rows of their own (a VPN that reorders or
+/// drops in bursts shows there first).
+fn maxtcp(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    client: &SoftEtherClient<'_>,
+) {
+    let set = |max_tcp: u8| {
+        client.account_detail_set(
+            ACCOUNT,
+            &ethergate_softether::AccountDetail {
+                max_tcp,
+                ..Default::default()
+            },
+        )
+    };
+    let ready = set(8)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| connect(topo, client))
+        .and_then(|()| wait_for_connections(client, 8));
+    let secs = settings.secs;
+    for dir in ["up", "down"] {
+        let method = format!(
+            "iperf3 -t {secs} -P 4{} to {PRIVATE_IP}; vpnclient account with /MAXTCP:8 (8 TCP connections up first)",
+            if dir == "down" { " -R" } else { "" }
+        );
+        report.measure(
+            point(&maxtcp_name(dir), system, "Mbit/s", Better::Higher, &method),
+            settings.reps,
+            || {
+                if let Err(e) = &ready {
+                    bail!("{e:#}");
+                }
+                let r = tools::iperf3(topo, "client", PRIVATE_IP, secs, 4, dir == "down")?;
+                Ok(Sample::new(r.bits_per_second / 1e6).with("retransmits", r.retransmits))
+            },
+        );
+        let retransmits = report
+            .rows
+            .last()
+            .and_then(|r| r.extra.get("retransmits").copied())
+            .ok_or_else(|| anyhow!("no throughput run succeeded"));
+        report.derived(
+            point(
+                &maxtcp_retransmits_name(dir),
+                system,
+                "segments",
+                Better::Lower,
+                "the sender's TCP retransmits in the row above (iperf3 sum_sent.retransmits)",
+            ),
+            retransmits,
+        );
+    }
+    disconnect(topo, client);
+    let _ = set(1);
+}
+
+/// Polls the account until it runs `n` TCP connections (the client adds
+/// one a second).
+fn wait_for_connections(client: &SoftEtherClient<'_>, n: u32) -> Result<()> {
+    for _ in 0..80 {
+        let status = client.account_status(ACCOUNT)?;
+        let now: u32 = status
+            .get("Number of TCP Connections")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if now >= n {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!("the vpnclient did not reach {n} TCP connections")
 }
 
 /// Rows that need the vpnclient connected.
