@@ -18,7 +18,7 @@ use std::{
 use ethergate_login::{LoginError, Target};
 use ethergate_netns::{Endpoint, Process, Topology};
 use ethergate_proto::ErrorCode;
-use ethergate_softether::{PasswordKind, SoftEtherClient};
+use ethergate_softether::SoftEtherClient;
 
 mod common;
 use common::{password_hash, start_serve, status_json, write_recipe_config};
@@ -84,13 +84,7 @@ fn admin_socket(app: &Appliance) -> String {
 /// it (polled, so this overstates by up to one vpncmd round trip), and
 /// the client's tap.
 fn real_client_connects(app: &Appliance, client: &SoftEtherClient<'_>) -> (Duration, String) {
-    let tap = client.nic_create("vpn0").expect("NicCreate");
-    client
-        .account_create("acc", SERVER, "mikalab", "tsumura", "vpn0")
-        .expect("AccountCreate");
-    client
-        .account_password_set("acc", "mikalab-pass", PasswordKind::Standard)
-        .expect("AccountPasswordSet");
+    let tap = common::vpnclient_account(client, SERVER);
     let started = Instant::now();
     client.account_connect("acc").expect("AccountConnect");
     if let Err(e) = client.wait_connected("acc", Duration::from_secs(30)) {
@@ -366,24 +360,30 @@ fn flood_the_hub(topo: &Topology, stop: Arc<AtomicBool>) -> std::thread::JoinHan
     .expect("enter nat")
 }
 
-#[test]
-fn a_client_that_stops_reading_is_disconnected_within_its_timeout() {
-    let app = appliance("[server.limits]\nwrite_timeout_secs = 5");
+/// tsumura logs in from the client's address with our own driver (which
+/// never reads after the welcome) and keeps the session.
+fn log_in_as_tsumura(app: &Appliance) -> ethergate_login::Session {
     let target = Target {
         server: SERVER_ADDR,
         hub: "mikalab".into(),
         user: "tsumura".into(),
         password: "mikalab-pass".into(),
     };
-    // Logged in, then never reads again.
-    let (session, _) = app
-        .topo
+    app.topo
         .enter("client", move || {
             let tls = ethergate_login::tls_config().expect("TLS config");
             ethergate_login::login(&target, CLIENT, &tls)
         })
         .expect("enter client")
-        .expect("login");
+        .unwrap_or_else(|e| panic!("login: {e}\n{}", app.serve.log()))
+        .0
+}
+
+#[test]
+fn a_client_that_stops_reading_is_disconnected_within_its_timeout() {
+    let app = appliance("[server.limits]\nwrite_timeout_secs = 5");
+    // Logged in, then never reads again.
+    let session = log_in_as_tsumura(&app);
     let stop = Arc::new(AtomicBool::new(false));
     let flood = flood_the_hub(&app.topo, Arc::clone(&stop));
     let started = Instant::now();
@@ -440,19 +440,7 @@ fn thread_capabilities(pid: u32) -> Vec<(String, u64)> {
 fn threads_facing_the_network_hold_no_capabilities() {
     let app = appliance("");
     // A login works with the workers' and hub's capabilities gone.
-    let target = Target {
-        server: SERVER_ADDR,
-        hub: "mikalab".into(),
-        user: "tsumura".into(),
-        password: "mikalab-pass".into(),
-    };
-    app.topo
-        .enter("client", move || {
-            let tls = ethergate_login::tls_config().expect("TLS config");
-            ethergate_login::login(&target, CLIENT, &tls).map(|(s, _)| s.close())
-        })
-        .expect("enter client")
-        .expect("login with capability-less workers");
+    log_in_as_tsumura(&app).close();
     let threads = thread_capabilities(app.serve.pid());
     eprintln!("serve's threads and their effective capabilities: {threads:x?}");
     let workers: Vec<_> = threads
@@ -538,23 +526,9 @@ fn tap_mac(topo: &Topology) -> [u8; 6] {
 #[test]
 fn a_session_cannot_flood_or_steal_mac_addresses() {
     let app = appliance("");
-    let target = Target {
-        server: SERVER_ADDR,
-        hub: "mikalab".into(),
-        user: "tsumura".into(),
-        password: "mikalab-pass".into(),
-    };
     let bridge = tap_mac(&app.topo);
     // One session sends from 300 source MACs, then from the bridge's own.
-    let mut session = app
-        .topo
-        .enter("client", move || {
-            let tls = ethergate_login::tls_config().expect("TLS config");
-            ethergate_login::login(&target, CLIENT, &tls)
-        })
-        .expect("enter client")
-        .expect("login")
-        .0;
+    let mut session = log_in_as_tsumura(&app);
     let many: Vec<Vec<u8>> = (0..300u16)
         .map(|i| {
             let [hi, lo] = i.to_be_bytes();

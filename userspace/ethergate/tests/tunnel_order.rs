@@ -8,45 +8,23 @@
 
 use std::time::Duration;
 
-use ethergate_netns::{Process, Topology};
-use ethergate_softether::{AccountDetail, PasswordKind, SoftEtherClient, Udhcpc};
+use ethergate_netns::Topology;
+use ethergate_softether::{AccountDetail, SoftEtherClient, Udhcpc};
 
 mod common;
-use common::{password_hash, recipe_topology, start_serve, status_json, write_recipe_config};
+use common::{Appliance, recipe_appliance, status_json, vpnclient_account};
 
 const SERVER: &str = "198.51.100.1:443";
 const STREAMS: &str = "4";
 const SECONDS: &str = "8";
 
-struct Appliance {
-    topo: Topology,
-    serve: Process,
-    _iperf: Process,
-    state: std::path::PathBuf,
-}
-
-impl Drop for Appliance {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
-
 fn appliance() -> Appliance {
-    let topo = recipe_topology();
-    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-    std::fs::create_dir_all(&state).expect("state dir");
-    let hash = password_hash("tsumura", "mikalab-pass");
-    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
-    let iperf = topo
-        .spawn("private", &["iperf3", "-s", "-B", "10.0.1.26"])
-        .expect("iperf3 server");
-    let serve = start_serve(&topo, &config);
-    Appliance {
-        topo,
-        serve,
-        _iperf: iperf,
-        state,
-    }
+    recipe_appliance(|topo, _| {
+        vec![
+            topo.spawn("private", &["iperf3", "-s", "-B", "10.0.1.26"])
+                .expect("iperf3 server"),
+        ]
+    })
 }
 
 /// `nstat -az NAME` in `ns`: the kernel's absolute counter.
@@ -119,13 +97,7 @@ fn tap_tx_dropped(topo: &Topology) -> u64 {
 fn maxtcp_8_under_load_keeps_each_flow_in_order() {
     let app = appliance();
     let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
-    let tap = client.nic_create("vpn0").expect("NicCreate");
-    client
-        .account_create("acc", SERVER, "mikalab", "tsumura", "vpn0")
-        .expect("AccountCreate");
-    client
-        .account_password_set("acc", "mikalab-pass", PasswordKind::Standard)
-        .expect("AccountPasswordSet");
+    let tap = vpnclient_account(&client, SERVER);
     client
         .account_detail_set(
             "acc",

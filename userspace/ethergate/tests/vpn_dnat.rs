@@ -10,21 +10,14 @@ use std::time::Duration;
 
 mod common;
 use common::{PAGE, recipe_config_with_nat, recipe_topology, start_serve, web_server};
-use ethergate_softether::{PasswordKind, SoftEtherClient, Udhcpc};
+use ethergate_softether::{SoftEtherClient, Udhcpc};
 
 const SERVER: &str = "198.51.100.1:443";
 
 /// The client's NIC `vpn0` and account `acc` for tsumura on hub mikalab;
 /// returns the tap's name.
 fn account(client: &SoftEtherClient<'_>) -> String {
-    let tap = client.nic_create("vpn0").expect("NicCreate");
-    client
-        .account_create("acc", SERVER, "mikalab", "tsumura", "vpn0")
-        .expect("AccountCreate");
-    client
-        .account_password_set("acc", "mikalab-pass", PasswordKind::Standard)
-        .expect("AccountPasswordSet");
-    tap
+    common::vpnclient_account(client, SERVER)
 }
 
 #[test]

@@ -5,10 +5,8 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use ethergate_netns::{Process, Topology};
-
 mod common;
-use common::{PAGE, password_hash, recipe_topology, start_serve, web_server, write_recipe_config};
+use common::{Appliance, PAGE, recipe_appliance, start_serve, web_server};
 use ethergate_softether::{AccountDetail, PasswordKind, SoftEtherClient, StaticRoute, Udhcpc};
 
 const SERVER: &str = "198.51.100.1:443";
@@ -18,33 +16,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// retry interval.
 const RETRY_TIMEOUT: Duration = Duration::from_secs(60);
 
-struct Appliance {
-    topo: Topology,
-    serve: Process,
-    _web: Process,
-    state: std::path::PathBuf,
-}
-
-impl Drop for Appliance {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
-
 fn appliance() -> Appliance {
-    let topo = recipe_topology();
-    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-    std::fs::create_dir_all(&state).expect("state dir");
-    let hash = password_hash("tsumura", "mikalab-pass");
-    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
-    let web = web_server(&topo, &state);
-    let serve = start_serve(&topo, &config);
-    Appliance {
-        topo,
-        serve,
-        _web: web,
-        state,
-    }
+    recipe_appliance(|topo, state| vec![web_server(topo, state)])
 }
 
 fn account(client: &SoftEtherClient<'_>, name: &str, nic: &str, hub: &str, password: &str) {

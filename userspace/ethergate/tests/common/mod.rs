@@ -87,6 +87,62 @@ pub fn recipe_topology() -> Topology {
         .expect("topology (run as root)")
 }
 
+/// `serve` on the recipe topology with password `mikalab-pass` for
+/// tsumura, and the helper processes (web server, iperf3…) it was started
+/// with. Its state directory goes when it is dropped; the topology takes
+/// every process with it.
+pub struct Appliance {
+    pub topo: Topology,
+    pub serve: Process,
+    pub state: PathBuf,
+    _helpers: Vec<Process>,
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// The recipe appliance without `[nat]`; `helpers` starts what the test
+/// needs next to it (given the topology and the state directory).
+pub fn recipe_appliance(helpers: impl FnOnce(&Topology, &Path) -> Vec<Process>) -> Appliance {
+    let topo = recipe_topology();
+    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
+    std::fs::create_dir_all(&state).expect("state dir");
+    let hash = password_hash("tsumura", "mikalab-pass");
+    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
+    let helpers = helpers(&topo, &state);
+    let serve = start_serve(&topo, &config);
+    Appliance {
+        topo,
+        serve,
+        state,
+        _helpers: helpers,
+    }
+}
+
+/// The vpnclient's NIC `vpn0` and account `acc` for tsumura on hub
+/// mikalab at `server` with password `mikalab-pass`; returns the tap's
+/// name.
+pub fn vpnclient_account(
+    client: &ethergate_softether::SoftEtherClient<'_>,
+    server: &str,
+) -> String {
+    let tap = client.nic_create("vpn0").expect("NicCreate");
+    client
+        .account_create("acc", server, "mikalab", "tsumura", "vpn0")
+        .expect("AccountCreate");
+    client
+        .account_password_set(
+            "acc",
+            "mikalab-pass",
+            ethergate_softether::PasswordKind::Standard,
+        )
+        .expect("AccountPasswordSet");
+    tap
+}
+
 /// Writes the recipe config into `state` with `credential` (e.g.
 /// `password_hash = "…"`) and returns its path.
 pub fn write_recipe_config(state: &Path, credential: &str) -> PathBuf {
