@@ -51,6 +51,10 @@ struct Run {
 /// iperf3 from the client to the private host (`reverse`: the other way),
 /// with the receiver's out-of-order count over the run.
 fn iperf(app: &Appliance, reverse: bool) -> Run {
+    iperf_with(app, reverse, STREAMS, SECONDS)
+}
+
+fn iperf_with(app: &Appliance, reverse: bool, streams: &str, seconds: &str) -> Run {
     let receiver = if reverse { "client" } else { "private" };
     let ofo_before = counter(&app.topo, receiver, "TcpExtTCPOFOQueue");
     let segs_before = counter(&app.topo, receiver, "TcpInSegs");
@@ -59,9 +63,9 @@ fn iperf(app: &Appliance, reverse: bool) -> Run {
         "-c",
         "10.0.1.26",
         "-P",
-        STREAMS,
+        streams,
         "-t",
-        SECONDS,
+        seconds,
         "-J",
     ];
     if reverse {
@@ -160,5 +164,98 @@ fn maxtcp_8_under_load_keeps_each_flow_in_order() {
         "{dropped} of {to_session} frames for the session dropped"
     );
     assert_eq!(tap_drops, 0, "the hub kept up with its tap");
+    client.stop();
+}
+
+/// The address a session that stops reading sends from (so the hub learns
+/// it at that session's port), and the bridge-side source of the frames
+/// sent to it.
+const STALLED_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+
+/// From the appliance's side of the tap: `seconds` of 1,400-byte frames
+/// addressed to [`STALLED_MAC`] at about 200 Mbit/s (bursts of 64 every
+/// 3.6 ms), through a packet socket on tap_00, so they enter the hub like
+/// any bridge traffic. A real sender would slow down when its frames are
+/// lost; this one does not, which is the harder case for the hub.
+fn flood_stalled_session(topo: &Topology, seconds: u32) -> ethergate_netns::Process {
+    let mac = STALLED_MAC.map(|b| format!("\\x{b:02x}")).concat();
+    let script = format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.bind(('tap_00', 0))\n\
+         frame = b'{mac}' + b'\\x02\\xbb\\x00\\x00\\x00\\x01' + b'\\x88\\xb5' + bytes(1386)\n\
+         end = time.time() + {seconds}\n\
+         while time.time() < end:\n\
+         \x20   for _ in range(64):\n\
+         \x20       try: s.send(frame)\n\
+         \x20       except OSError: pass\n\
+         \x20   time.sleep(0.0036)\n"
+    );
+    topo.spawn("nat", &["python3", "-c", &script])
+        .expect("python3 packet socket")
+}
+
+#[test]
+fn a_session_that_stops_reading_does_not_slow_the_others() {
+    let app = appliance();
+    // Session A logs in with our driver, sends one frame from
+    // STALLED_MAC (the hub learns it on A's port) and never reads again.
+    let target = ethergate_login::Target {
+        server: "198.51.100.1:443".parse().expect("address"),
+        hub: "mikalab".into(),
+        user: "tsumura".into(),
+        password: "mikalab-pass".into(),
+    };
+    let mut stalled = app
+        .topo
+        .enter("client", move || {
+            let tls = ethergate_login::tls_config().expect("TLS config");
+            ethergate_login::login(&target, "198.51.100.2".parse().expect("address"), &tls)
+        })
+        .expect("enter client")
+        .unwrap_or_else(|e| panic!("login: {e}\n{}", app.serve.log()))
+        .0;
+    let mut hello = vec![0xff; 6];
+    hello.extend_from_slice(&STALLED_MAC);
+    hello.extend_from_slice(&[0x88, 0xb5]);
+    hello.resize(60, 0);
+    stalled.send_frames(&[hello]).expect("send");
+
+    // Session B: the real client, downloading.
+    let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
+    let tap = vpnclient_account(&client, SERVER);
+    client.account_connect("acc").expect("AccountConnect");
+    client
+        .wait_connected("acc", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", app.serve.log()));
+    Udhcpc::new(&tap)
+        .static_routes(true)
+        .run(&app.topo, "client")
+        .unwrap_or_else(|e| panic!("no DHCP lease: {e}\n{}", app.serve.log()));
+    let alone = iperf_with(&app, true, "2", "4");
+    let mut flood = flood_stalled_session(&app.topo, 7);
+    std::thread::sleep(Duration::from_millis(500));
+    let beside = iperf_with(&app, true, "2", "4");
+    flood.stop();
+    let status = status_json(&app.state.join("admin.sock").display().to_string());
+    let dropped = status["hubs"][0]["session_frames_dropped"]
+        .as_u64()
+        .unwrap_or(0);
+    eprintln!(
+        "session B downloading: {:.0} Mbit/s alone, {:.0} Mbit/s while the hub floods a \
+         session that stopped reading ({dropped} of that session's frames dropped and counted)",
+        alone.mbits, beside.mbits
+    );
+    assert!(
+        dropped > 0,
+        "the stalled session's frames were dropped and counted"
+    );
+    assert!(
+        beside.mbits * 2.0 >= alone.mbits,
+        "B kept at least its fair half: {:.0} of {:.0} Mbit/s",
+        beside.mbits,
+        alone.mbits
+    );
+    drop(stalled);
     client.stop();
 }
