@@ -61,6 +61,25 @@ pub fn status(s: &Status) -> String {
         let _ = write!(out, " ({})", reasons.join(", "));
     }
     let _ = writeln!(out);
+    let refused: Vec<String> = s
+        .server
+        .connections_refused
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(why, n)| format!("{why} {n}"))
+        .collect();
+    if !refused.is_empty() || s.server.write_timeouts > 0 {
+        let _ = writeln!(
+            out,
+            "front door  refused before the handshake: {}; peers that stopped reading: {}",
+            if refused.is_empty() {
+                "none".to_owned()
+            } else {
+                refused.join(", ")
+            },
+            s.server.write_timeouts
+        );
+    }
     if let Some(nat) = &s.nat {
         let modes: Vec<String> = nat
             .attachments
@@ -114,6 +133,15 @@ fn hub_line(out: &mut String, hub: &HubStatus) {
         traffic(hub.to_bridge),
         hub.session_frames_dropped
     );
+    let dropped: Vec<String> = hub
+        .frames_dropped
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(why, n)| format!("{why} {n}"))
+        .collect();
+    if !dropped.is_empty() {
+        let _ = writeln!(out, "    switch dropped: {}", dropped.join(", "));
+    }
     let offload = if hub.tap_offload { "on" } else { "off" };
     let _ = writeln!(
         out,
@@ -206,8 +234,14 @@ mod tests {
                 ktls: "kernel has no tls ULP".into(),
                 logins_ok: 3,
                 logins_failed: [("auth_failed".to_owned(), 2)].into(),
+                connections_refused: [("address_pending_cap".to_owned(), 7)].into(),
                 ..ServerStatus::default()
             },
+            hubs: vec![crate::model::HubStatus {
+                name: "mikalab".into(),
+                frames_dropped: [("mac_limit".to_owned(), 284), ("runt".to_owned(), 0)].into(),
+                ..crate::model::HubStatus::default()
+            }],
             sessions: vec![SessionStatus {
                 name: "SID-TSUMURA-1".into(),
                 hub: "mikalab".into(),
@@ -241,5 +275,10 @@ mod tests {
         assert!(text.contains("3 ok, 2 refused (auth_failed 2)"), "{text}");
         assert!(text.contains("SID-TSUMURA-1"), "{text}");
         assert!(text.contains("8/8"), "{text}");
+        assert!(
+            text.contains("refused before the handshake: address_pending_cap 7"),
+            "{text}"
+        );
+        assert!(text.contains("switch dropped: mac_limit 284\n"), "{text}");
     }
 }
