@@ -414,13 +414,7 @@ mod tests {
     use super::*;
     use crate::learning::LearningHub;
 
-    fn frame(src: MacAddr) -> Vec<u8> {
-        let mut f = vec![0u8; 60];
-        f[..6].copy_from_slice(&[0xff; 6]);
-        f[6..12].copy_from_slice(&src.0);
-        f[12..14].copy_from_slice(&[0x08, 0x06]);
-        f
-    }
+    use crate::learning::broadcast_frame as frame;
 
     fn dropped(counters: &HubCounters, reason: DropReason) -> u64 {
         counters.frames_dropped[reason.index()].load(Ordering::Relaxed)

@@ -325,6 +325,17 @@ impl HubSwitch for LearningHub {
     }
 }
 
+/// A broadcast ARP-typed frame from `src`, for the switch tests here and
+/// in the hub actor.
+#[cfg(test)]
+pub(crate) fn broadcast_frame(src: MacAddr) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&src.0);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use ethergate_config::SessionLimits;
@@ -333,11 +344,7 @@ mod tests {
     use super::*;
 
     fn frame(src: MacAddr) -> Vec<u8> {
-        let mut f = vec![0u8; 60];
-        f[..6].copy_from_slice(&[0xff; 6]);
-        f[6..12].copy_from_slice(&src.0);
-        f[12..14].copy_from_slice(&[0x08, 0x06]);
-        f
+        broadcast_frame(src)
     }
 
     fn policy(user: &str, max_macs: u32) -> SessionPolicy {
