@@ -117,6 +117,9 @@ fn v4_keys(bits: u32) -> (AddressKey, PrefixKey) {
     )
 }
 
+/// Distinct refused sources remembered between two summaries.
+const MAX_SOURCES_NAMED: usize = 4096;
+
 struct Pending {
     id: u64,
     address: AddressKey,
@@ -233,7 +236,13 @@ impl Admission {
             }
         };
         if let Some(refusal) = refusal {
-            *state.refused_by_source.entry(source).or_insert(0) += 1;
+            // Only to name the busiest source in the summary: bounded, so
+            // a flood from many addresses cannot grow it between summaries.
+            if state.refused_by_source.len() < MAX_SOURCES_NAMED
+                || state.refused_by_source.contains_key(&source)
+            {
+                *state.refused_by_source.entry(source).or_insert(0) += 1;
+            }
             drop(state);
             self.count(refusal);
             return Err(refusal);
