@@ -36,7 +36,7 @@ pub use nat::{DnatFlow, NatFlow, SNAT_PORT_MAX, SNAT_PORT_MIN, SweepStats, inter
 pub use neighbour::uplink_gateways;
 pub use pin::{
     PIN_BASE, StateOrigin, default_root as default_pin_root, forget as forget_pinned_state,
-    remove_stale_namespaces,
+    remove_reused_inode_state, remove_stale_namespaces,
 };
 pub use tap::TcProgram;
 

@@ -184,23 +184,51 @@ fn incompatible(path: &Path, max_entries: Option<u32>) -> Option<String> {
 /// never share state. The inode says which namespaces are alive (see
 /// [`remove_stale_namespaces`]), but the kernel reuses the inode of a
 /// namespace that is gone; the cookie (SO_NETNS_COOKIE) is never reused
-/// while the machine runs, so a new namespace that got an old inode does
-/// not adopt the old one's state: that state is removed here instead.
+/// while the machine runs, so a new namespace that got an old inode never
+/// adopts the old one's state ([`remove_reused_inode_state`] frees it).
 pub fn default_root() -> io::Result<PathBuf> {
-    use std::os::unix::fs::MetadataExt as _;
-    let inode = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
-    let cookie = netns_cookie()?;
+    let (inode, cookie) = netns_identity()?;
+    Ok(Path::new(PIN_BASE).join(format!("netns-{inode}-{cookie}")))
+}
+
+/// Removes the state left by an earlier namespace that had the calling
+/// thread's namespace's inode: it can never be adopted (its cookie
+/// differs) and only holds kernel memory and links to interfaces that are
+/// gone. Best effort: state this process may not remove (left by a serve
+/// that ran as root, when this one runs as the service user) is listed in
+/// the error, and the caller carries on with its own root, which never
+/// collides with it.
+pub fn remove_reused_inode_state() -> Result<usize, String> {
+    let (inode, cookie) = netns_identity().map_err(|e| format!("network namespace id: {e}"))?;
     let prefix = format!("netns-{inode}-");
-    if let Ok(entries) = std::fs::read_dir(PIN_BASE) {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(&prefix) && name != format!("{prefix}{cookie}") {
-                remove_tree(&entry.path())?;
+    let own = format!("{prefix}{cookie}");
+    let Ok(entries) = std::fs::read_dir(PIN_BASE) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    let mut failed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name != own {
+            match remove_tree(&entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => failed.push(format!("{}: {e}", entry.path().display())),
             }
         }
     }
-    Ok(Path::new(PIN_BASE).join(format!("{prefix}{cookie}")))
+    if failed.is_empty() {
+        Ok(removed)
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
+/// The calling thread's network namespace's inode and cookie.
+fn netns_identity() -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
+    Ok((inode, netns_cookie()?))
 }
 
 /// The calling thread's network namespace's cookie (Linux ≥ 5.14).

@@ -245,6 +245,16 @@ fn load_dataplane(max_flows: u32, nat: bool) -> Result<Dataplane, Failure> {
             ),
             Err(e) => warn!("cannot check for stale NAT state: {e}"),
         }
+        match ethergate_dataplane::remove_reused_inode_state() {
+            Ok(0) => {}
+            Ok(removed) => info!(
+                removed,
+                "removed the NAT state of an earlier namespace with this one's inode"
+            ),
+            Err(e) => {
+                warn!("cannot remove an earlier namespace's NAT state (it stays unused): {e}")
+            }
+        }
         match ethergate_dataplane::default_pin_root() {
             Ok(root) => {
                 let options = LoadOptions {

@@ -135,6 +135,27 @@ fn serve_runs_unprivileged_with_the_units_capabilities() {
         .status()
         .expect("sh");
     assert!(mounted.success(), "{script}");
+    // State left by an earlier namespace that had this one's inode, pinned
+    // by a serve that ran as root: the service user cannot remove it. It
+    // must neither stop the NAT state from being pinned nor be adopted.
+    let inode = topo
+        .exec("nat", &["stat", "-L", "-c", "%i", "/proc/self/ns/net"])
+        .expect("namespace inode")
+        .stdout
+        .trim()
+        .to_owned();
+    let stale =
+        std::path::Path::new(ethergate_dataplane::PIN_BASE).join(format!("netns-{inode}-1"));
+    std::fs::create_dir_all(stale.join("links/eth0")).expect("stale state");
+    struct RemoveStale(std::path::PathBuf);
+    impl Drop for RemoveStale {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(self.0.join("links/eth0"));
+            let _ = std::fs::remove_dir(self.0.join("links"));
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _stale = RemoveStale(stale);
 
     let notify_path = scratch.0.join("notify.sock");
     let systemd = UnixDatagram::bind(&notify_path).expect("notify socket");
@@ -248,6 +269,10 @@ fn serve_runs_unprivileged_with_the_units_capabilities() {
     assert!(started.contains("mode=\"tc\""), "{started}");
     assert!(
         started.contains("NAT state: no previous NAT state"),
+        "{started}"
+    );
+    assert!(
+        started.contains("cannot remove an earlier namespace's NAT state (it stays unused)"),
         "{started}"
     );
     topo.ip("nat", &["link", "show", "tap_00"])
