@@ -58,9 +58,6 @@ pub struct ServerStatus {
     /// "throttled_source" and "throttled_user" for those refused before a
     /// password check).
     pub logins_failed: BTreeMap<String, u64>,
-    /// Frame batches dropped because a hub's input queue was full.
-    #[serde(default)]
-    pub hub_queue_waits: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -102,12 +102,6 @@ pub fn render(s: &Status) -> String {
     for (reason, n) in &s.server.logins_failed {
         m.sample("ethergate_login_failures_total", &[("reason", reason)], *n);
     }
-    m.single(
-        "ethergate_session_backpressure_total",
-        "counter",
-        "Times a session's reader waited for room in its hub's queue (the client is slowed by TCP, nothing is dropped).",
-        s.server.hub_queue_waits,
-    );
 
     hubs(&mut m, s);
     nat(&mut m, s);

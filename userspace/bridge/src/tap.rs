@@ -169,6 +169,17 @@ impl TapQueue {
         self.vnet_hdr
     }
 
+    /// Another descriptor for the same queue (dup(2)), so one thread can
+    /// own it for reads while the original stays shared for writes. The
+    /// queue lives until every descriptor for it is closed.
+    pub fn try_clone(&self) -> io::Result<TapQueue> {
+        Ok(TapQueue {
+            fd: self.fd.try_clone()?,
+            index: self.index,
+            vnet_hdr: self.vnet_hdr,
+        })
+    }
+
     /// Reads one frame into `buf`, returning its length. A frame longer
     /// than `buf` is truncated by the kernel, so size `buf` for MTU + 14
     /// (with [`TapOptions::vnet_hdr`]: 10 + 65549, since the frame may be a

@@ -1,5 +1,5 @@
 //! Turning a validated config into running parts: the TLS identity, one
-//! local bridge (tap) and hub actor per `[[hub]]`, the worker threads with
+//! local bridge (tap) and hub data plane per `[[hub]]`, the worker threads with
 //! their listeners, and IPv4 forwarding so the kernel routes between the
 //! taps and the private side.
 //!
@@ -16,17 +16,12 @@ use ethergate_hub::{DhcpServerConfig, Hub, HubOptions};
 use ethergate_server::{
     Directory, Limits, RunningServer,
     counters::HubCounters,
-    hub_actor::{self, HubActor, HubInput},
+    hub_plane::HubPlane,
     ktls::{self, KtlsSupport},
     learning::LearningHub,
     tls::{self, CertificateSource},
 };
 use tracing::info;
-
-/// Inputs queued per hub. A full queue makes the sessions' readers wait
-/// (their clients' TCP slows down) instead of dropping; a batch is at most
-/// one 64 KiB socket read, so this bounds the queue at 16 MiB.
-const HUB_QUEUE: usize = 256;
 
 pub struct Appliance {
     pub server: RunningServer,
@@ -38,9 +33,9 @@ pub struct Appliance {
     state_dir: std::path::PathBuf,
 }
 
-/// One hub's actor and the config it runs with.
+/// One hub's data plane and the config it runs with.
 pub struct RunningHub {
-    pub actor: HubActor,
+    pub plane: Arc<HubPlane>,
     pub config: ethergate_config::Hub,
     pub counters: Arc<HubCounters>,
 }
@@ -96,7 +91,8 @@ impl Appliance {
         })
     }
 
-    /// Starts a hub that a reload added: its tap, actor and directory entry.
+    /// Starts a hub that a reload added: its tap, data plane and directory
+    /// entry (the workers start reading its tap queues).
     pub fn add_hub(&mut self, hub: &ethergate_config::Hub) -> Result<()> {
         if !hub.users.is_empty() || hub.dhcp.is_some() {
             enable_ipv4_forwarding()?;
@@ -107,12 +103,11 @@ impl Appliance {
         Ok(())
     }
 
-    /// Stops a hub that a reload removed: its sessions close, and its actor
-    /// (and tap) ends once their connections have let go of it.
+    /// Stops a hub that a reload removed: its sessions close, the workers
+    /// stop reading its tap, and the tap goes once their connections have
+    /// let go of the hub (a reload never waits on a slow client).
     pub fn remove_hub(&mut self, name: &str) {
         self.server.directory.remove_hub(name);
-        // Dropping our sender (and the directory's) lets the actor finish;
-        // it is not joined here so a reload never waits on a slow client.
         self.hubs.remove(&name.to_ascii_lowercase());
     }
 
@@ -137,37 +132,36 @@ impl Appliance {
         closed
     }
 
-    /// The hub exists and its actor thread still takes input.
+    /// The hub exists, is open, and every one of its tap queues is being
+    /// read by a worker.
     pub fn hub_is_running(&self, name: &str) -> bool {
         self.hubs
             .get(&name.to_ascii_lowercase())
-            .is_some_and(|h| !h.actor.thread.is_finished() && !h.actor.input.is_closed())
+            .is_some_and(|h| hub_plane_is_running(&h.plane))
     }
 
     /// Hands a running hub its new DHCP settings (leases that still fit
-    /// the range are kept). Waits for room in the hub's queue: under load
-    /// it may be full of frames, which must not make a reload fail.
+    /// the range are kept).
     pub fn set_dhcp(&mut self, hub: &ethergate_config::Hub) -> Result<()> {
         let Some(running) = self.hubs.get_mut(&hub.name.to_ascii_lowercase()) else {
             return Ok(());
         };
+        if running.plane.is_closed() {
+            anyhow::bail!("hub {:?} is closed", hub.name);
+        }
         let dhcp = dhcp_config(hub, MacAddr::from_seed(&hub.name));
-        running
-            .actor
-            .input
-            .send_blocking(HubInput::SetDhcp(dhcp.map(Box::new)))
-            .map_err(|_| anyhow::anyhow!("hub {:?} is not accepting input", hub.name))?;
+        running.plane.set_dhcp(dhcp);
         running.config.dhcp = hub.dhcp.clone();
         Ok(())
     }
 
-    /// Stops listeners and sessions, then the hubs (which closes the taps).
+    /// Stops listeners and sessions (which stops the tap readers), then
+    /// closes the hubs; their taps go with the last reference.
     pub fn stop(self) {
         let Self { server, hubs, .. } = self;
         server.stop();
         for (_, hub) in hubs {
-            drop(hub.actor.input);
-            let _ = hub.actor.thread.join();
+            hub.plane.close();
         }
     }
 }
@@ -186,12 +180,18 @@ fn limits_of(
     hub.users.iter().map(|u| (u.name.clone(), u.limits))
 }
 
+/// A hub is running when it is open and a worker reads each of its tap
+/// queues (a tap read that failed for good stops its reader).
+pub fn hub_plane_is_running(plane: &HubPlane) -> bool {
+    let (reading, queues) = plane.tap_readers();
+    !plane.is_closed() && reading == queues
+}
+
 fn register(directory: &Directory, running: &RunningHub) {
     directory.add_hub(
         &running.config.name,
         users_of(&running.config),
-        running.actor.input.clone(),
-        Arc::clone(&running.counters),
+        Arc::clone(&running.plane),
     );
     // At start this runs before the listeners do. For a hub a reload adds,
     // a login in the microseconds between the two calls would get the
@@ -267,17 +267,11 @@ fn start_hub(
     // has sent nothing from it.
     switch.pin_bridge_mac(ethergate_hub::MacAddr(mac.0));
     let counters = Arc::new(HubCounters::default());
-    let actor = hub_actor::spawn(
-        &hub.name,
-        Box::new(switch),
-        tap.into_queues(),
-        HUB_QUEUE,
-        Arc::clone(&counters),
-    )
-    .with_context(|| format!("hub {:?}: starting its thread", hub.name))?;
+    let plane = HubPlane::new(&hub.name, switch, tap.into_queues(), Arc::clone(&counters))
+        .with_context(|| format!("hub {:?}: preparing its tap queues", hub.name))?;
     info!(hub = hub.name, bridge, address = %hub.bridge_address, "hub up");
     Ok(RunningHub {
-        actor,
+        plane: Arc::new(plane),
         config: hub.clone(),
         counters,
     })

@@ -143,12 +143,12 @@ impl Control {
         Ok(())
     }
 
-    /// Every hub thread of the running config is alive.
-    pub fn hub_threads_running(&self) -> bool {
+    /// Every hub of the running config is open and has its tap read.
+    pub fn hubs_running(&self) -> bool {
         self.appliance
             .hubs
             .values()
-            .all(|h| !h.actor.thread.is_finished())
+            .all(|h| crate::appliance::hub_plane_is_running(&h.plane))
     }
 
     pub fn disconnect(&self, session: &str) -> bool {
@@ -271,7 +271,6 @@ impl Control {
                 write_timeouts: stats.write_timeouts.load(Ordering::Relaxed),
                 logins_ok: stats.logins_ok.load(Ordering::Relaxed),
                 logins_failed,
-                hub_queue_waits: stats.hub_queue_waits.load(Ordering::Relaxed),
             },
             hubs,
             sessions,
@@ -345,8 +344,13 @@ impl Control {
     fn readiness(&self, hubs: &[HubStatus]) -> Readiness {
         let mut problems = Vec::new();
         for (name, running) in &self.appliance.hubs {
-            if running.actor.thread.is_finished() {
-                problems.push(format!("hub {name}: its thread has stopped"));
+            let (reading, queues) = running.plane.tap_readers();
+            if running.plane.is_closed() {
+                problems.push(format!("hub {name}: closed"));
+            } else if reading < queues {
+                problems.push(format!(
+                    "hub {name}: {reading} of its {queues} tap queues are being read"
+                ));
             }
         }
         for hub in hubs {

@@ -185,8 +185,8 @@ fn start_surfaces(
 }
 
 /// The watchdog's question: is the appliance still doing its job? Every
-/// hub thread of the *current* config must be running (hubs added by a
-/// reload included), and the control lock must not stay taken: a status
+/// hub of the *current* config must be open with all its tap queues read
+/// (hubs added by a reload included), and the control lock must not stay taken: a status
 /// or reload holds it for milliseconds, so only three busy looks in a row
 /// (1.5 watchdog periods) count as wedged.
 fn health_check(control: Arc<Mutex<Control>>) -> impl Fn() -> bool + Send + 'static {
@@ -194,9 +194,9 @@ fn health_check(control: Arc<Mutex<Control>>) -> impl Fn() -> bool + Send + 'sta
     move || match control.try_lock() {
         Ok(c) => {
             busy.store(0, std::sync::atomic::Ordering::Relaxed);
-            c.hub_threads_running()
+            c.hubs_running()
         }
-        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().hub_threads_running(),
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().hubs_running(),
         Err(std::sync::TryLockError::WouldBlock) => {
             busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 2
         }

@@ -33,7 +33,6 @@ use tracing::{debug, info, warn};
 use crate::{
     admission::Ticket,
     directory::{HubEntry, LoginCheck, LoginInfo, SessionShared},
-    hub_actor::HubInput,
     login_throttle::Admit,
     outbox::{LaneId, Outbox},
     read_sizer::ReadSizer,
@@ -182,6 +181,8 @@ async fn read_loop(
 ) {
     let mut sizer = ReadSizer::default();
     let mut buf = Vec::with_capacity(sizer.size());
+    // The frames of one read, swapped with the connection's decode buffer.
+    let mut batch = Frames::new();
     loop {
         buf.clear();
         if buf.capacity() != sizer.size() {
@@ -204,42 +205,33 @@ async fn read_loop(
             Ok(n) => n,
         };
         sizer.observe(n);
-        let to_hub = {
+        let session = {
             let mut c = conn.borrow_mut();
             on_bytes(&mut c, &buf[..n], &worker);
             match &c.session {
-                Some(session) if !c.frames_in.is_empty() => Some((
-                    session.hub.to_hub.clone(),
-                    session.port,
-                    std::mem::take(&mut c.frames_in),
-                )),
+                Some(session) if !c.frames_in.is_empty() => {
+                    let session = Arc::clone(session);
+                    std::mem::swap(&mut c.frames_in, &mut batch);
+                    Some(session)
+                }
                 _ => {
                     c.frames_in.clear();
                     None
                 }
             }
         };
-        if let Some((to_hub, port, frames)) = to_hub {
-            if let Some(session) = &conn.borrow().session {
-                session.counters.received.add_batch(&frames);
-            }
-            // A full hub queue pushes back: this reader stops reading
-            // until there is room, so the client's TCP connection slows
-            // down. Dropping the batch instead (what SoftEther does, §7.1)
-            // turns overload into loss for every inner TCP flow in it.
-            match to_hub.try_send(HubInput::Frames { port, frames }) {
-                Ok(()) => {}
-                Err(async_channel::TrySendError::Full(input)) => {
-                    worker.stats.hub_queue_waits.fetch_add(1, Ordering::Relaxed);
-                    if to_hub.send(input).await.is_err() {
-                        // The hub is gone; its sessions are being closed.
-                        conn.borrow_mut().closing = true;
-                    }
-                }
-                Err(async_channel::TrySendError::Closed(_)) => {
-                    conn.borrow_mut().closing = true;
-                }
-            }
+        if let Some(session) = session {
+            session.counters.received.add_batch(&batch);
+            // Switched here, on this worker: frames for the bridge go to
+            // this worker's tap queue before the next read, so a client
+            // that sends faster than the kernel takes its frames is slowed
+            // by its own TCP connection, not by a queue that drops.
+            let mut buffers = worker.switch_buffers.borrow_mut();
+            session
+                .hub
+                .plane
+                .from_session(session.port, &batch, worker.index, &mut buffers);
+            batch.clear();
         }
         let _ = wake.try_send(());
         if conn.borrow().closing {

@@ -1,7 +1,8 @@
 //! What every worker thread needs to know about hubs and sessions, shared
-//! across threads: the hubs with their users (for authentication), the
-//! channel into each hub's actor, and the session registry that lets an
-//! `additional_connect` find the session it belongs to.
+//! across threads: the hubs with their users (for authentication) and data
+//! planes, the workers to tell about new hubs (they read the hubs' tap
+//! queues), and the session registry that lets an `additional_connect` find
+//! the session it belongs to.
 //!
 //! Invariant: a session is in the registry while at least one of its TCP
 //! connections is alive, and for up to its `timeout` after the last one
@@ -24,7 +25,7 @@ use ethergate_proto::{Authenticator, ErrorCode, LoginRequest, SessionGrant, Welc
 use crate::{
     admission::{Admission, AdmissionLimits},
     counters::{HubCounters, SessionCounters},
-    hub_actor::{HubInput, PortId, SessionPolicy},
+    hub_plane::{HubPlane, PortId, SessionPolicy},
     login_throttle::{LoginThrottle, ThrottleConfig},
     outbox::Outbox,
 };
@@ -35,7 +36,8 @@ pub struct HubEntry {
     /// Lower-cased user name → stored SoftEther hash `H`. Replaced whole on
     /// reload; a login sees either the old set or the new one.
     users: RwLock<HashMap<String, [u8; 20]>>,
-    pub to_hub: async_channel::Sender<HubInput>,
+    /// Switching, the sessions' outboxes and the tap queues.
+    pub plane: Arc<HubPlane>,
     sessions: AtomicUsize,
     pub counters: Arc<HubCounters>,
     /// Lower-cased user name → the limits its sessions get (`[hub.limits]`
@@ -262,6 +264,9 @@ pub struct Directory {
     pub login_throttle: Mutex<LoginThrottle>,
     next_port: AtomicU64,
     next_connection: AtomicU64,
+    /// One channel per worker thread; every hub (at registration, or
+    /// when added) is sent to each, so each reads its share of the taps.
+    workers: Mutex<Vec<async_channel::Sender<Arc<HubPlane>>>>,
 }
 
 impl Directory {
@@ -276,29 +281,62 @@ impl Directory {
             // Port 0 is the hub's local bridge.
             next_port: AtomicU64::new(1),
             next_connection: AtomicU64::new(1),
+            workers: Mutex::default(),
         }
     }
 
-    /// Registers a hub with its users (name, stored hash), actor channel
-    /// and counters (shared with the actor). Replaces a hub of that name.
+    /// A worker thread joins: it receives every hub there is and every hub
+    /// added later.
+    pub fn register_worker(&self) -> async_channel::Receiver<Arc<HubPlane>> {
+        let mut workers = self.lock_workers();
+        let (tx, rx) = async_channel::unbounded();
+        for hub in self.read_hubs().values() {
+            let _ = tx.try_send(Arc::clone(&hub.plane));
+        }
+        workers.push(tx);
+        rx
+    }
+
+    fn lock_workers(&self) -> std::sync::MutexGuard<'_, Vec<async_channel::Sender<Arc<HubPlane>>>> {
+        // Pushes and sends only: never half-updated.
+        self.workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Once a second (the reaper): each hub's MAC aging, gauges and lease
+    /// file.
+    pub fn hub_housekeeping(&self) {
+        for hub in self.hubs() {
+            hub.plane.housekeeping();
+        }
+    }
+
+    /// Registers a hub with its users (name, stored hash) and data plane,
+    /// and hands the plane to every worker. Replaces a hub of that name.
     pub fn add_hub(
         &self,
         name: &str,
         users: impl IntoIterator<Item = (String, [u8; 20])>,
-        to_hub: async_channel::Sender<HubInput>,
-        counters: Arc<HubCounters>,
+        plane: Arc<HubPlane>,
     ) {
         let entry = HubEntry {
             name: name.to_owned(),
             users: RwLock::new(lowercase_keys(users)),
-            to_hub,
+            counters: Arc::clone(&plane.counters),
+            plane: Arc::clone(&plane),
             sessions: AtomicUsize::new(0),
-            counters,
             limits: RwLock::default(),
             user_sessions: Mutex::default(),
         };
+        // Under the workers' lock: a worker registering now sees either
+        // the hub in the map or the hub on its channel, never neither.
+        let workers = self.lock_workers();
         self.write_hubs()
             .insert(name.to_ascii_lowercase(), Arc::new(entry));
+        for worker in workers.iter() {
+            let _ = worker.try_send(Arc::clone(&plane));
+        }
     }
 
     /// Removes a hub (reload) and closes its sessions; new logins to it get
@@ -306,6 +344,7 @@ impl Directory {
     pub fn remove_hub(&self, name: &str) -> Option<Arc<HubEntry>> {
         let hub = self.write_hubs().remove(&name.to_ascii_lowercase())?;
         self.close_sessions_where(EndReason::HubRemoved, |s| Arc::ptr_eq(&s.hub, &hub));
+        hub.plane.close();
         Some(hub)
     }
 
@@ -397,11 +436,7 @@ impl Directory {
         drop(sessions);
         for shared in &ended {
             shared.outbox.close();
-            // Best effort: if the actor is gone there is nothing to detach.
-            let _ = shared
-                .hub
-                .to_hub
-                .try_send(HubInput::Detach { port: shared.port });
+            shared.hub.plane.detach(shared.port);
             self.release_counts(&shared.hub, &shared.user);
             let (frames_in, bytes_in) = shared.counters.received.get();
             let (frames_out, bytes_out) = shared.counters.sent.get();
@@ -498,21 +533,14 @@ impl Directory {
             timeout_ms: welcome.timeout_ms,
             use_compress: welcome.use_compress,
         });
-        // The actor learns of the port before any frame from it can arrive:
-        // both go through the same FIFO channel.
-        let policy = SessionPolicy::new(login.user, hub.limits_of(login.user));
-        if hub
-            .to_hub
-            .try_send(HubInput::Attach {
-                port,
-                outbox,
-                policy,
-            })
-            .is_err()
-        {
+        // The switch learns of the port before the session exists for any
+        // connection to send frames on.
+        if hub.plane.is_closed() {
             self.release_counts(hub, login.user);
             return Err(ErrorCode::HUB_STOPPING);
         }
+        let policy = SessionPolicy::new(login.user, hub.limits_of(login.user));
+        hub.plane.attach(port, outbox, &policy);
         self.lock_sessions()
             .live
             .insert(welcome.session_key, Arc::clone(&shared));
@@ -667,21 +695,23 @@ mod tests {
         }
     }
 
-    fn directory() -> (Directory, async_channel::Receiver<HubInput>, Arc<HubEntry>) {
-        let (tx, rx) = async_channel::unbounded();
+    fn plane() -> Arc<HubPlane> {
+        let switch = crate::learning::LearningHub::new(
+            ethergate_hub::Hub::new("Hub1", ethergate_hub::HubOptions::default(), None),
+            None,
+        );
+        Arc::new(HubPlane::new("Hub1", switch, Vec::new(), Arc::default()).expect("no taps"))
+    }
+
+    fn directory() -> (Directory, Arc<HubEntry>) {
         let dir = Directory::new(Limits {
             max_sessions: 2,
             max_sessions_per_hub: 1,
             ..Limits::default()
         });
-        dir.add_hub(
-            "Hub1",
-            [("Alice".to_owned(), [0u8; 20])],
-            tx,
-            Arc::default(),
-        );
+        dir.add_hub("Hub1", [("Alice".to_owned(), [0u8; 20])], plane());
         let hub = dir.hub("HUB1").expect("case-insensitive hub lookup");
-        (dir, rx, hub)
+        (dir, hub)
     }
 
     fn login() -> LoginInfo<'static> {
@@ -693,15 +723,15 @@ mod tests {
 
     #[test]
     fn disconnect_ends_a_session_for_good() {
-        let (dir, rx, hub) = directory();
+        let (dir, hub) = directory();
         dir.reserve_session(&hub, "alice").expect("reserve");
         let w = welcome(9);
         let session = dir.open_reserved(&hub, &w, &login()).expect("open");
-        assert!(matches!(rx.try_recv(), Ok(HubInput::Attach { .. })));
+        assert!(hub.plane.has_port(session.port));
         assert_eq!(dir.sessions().len(), 1);
         assert!(!dir.disconnect("SID-T-8"), "no such session");
         assert!(dir.disconnect("sid-t-9"), "names match case-insensitively");
-        assert!(matches!(rx.try_recv(), Ok(HubInput::Detach { .. })));
+        assert!(!hub.plane.has_port(session.port));
         assert!(session.is_closed());
         assert_eq!(dir.session_count(), 0);
         // Its connection leaving afterwards neither orphans nor double-counts.
@@ -719,30 +749,31 @@ mod tests {
 
     #[test]
     fn removed_users_and_hubs_close_their_sessions() {
-        let (dir, rx, hub) = directory();
+        let (dir, hub) = directory();
         dir.reserve_session(&hub, "alice").expect("reserve");
-        dir.open_reserved(&hub, &welcome(1), &login())
+        let first = dir
+            .open_reserved(&hub, &welcome(1), &login())
             .expect("open");
         hub.set_users([("Bob".to_owned(), [1u8; 20])]);
         assert!(!hub.has_user("alice") && hub.has_user("BOB"));
         assert_eq!(dir.disconnect_user("hub1", "ALICE"), 1);
+        assert!(!hub.plane.has_port(first.port));
         dir.reserve_session(&hub, "alice").expect("slot released");
-        dir.open_reserved(&hub, &welcome(2), &login())
+        let second = dir
+            .open_reserved(&hub, &welcome(2), &login())
             .expect("open");
+        assert!(hub.plane.has_port(second.port));
         assert!(dir.remove_hub("HUB1").is_some());
         assert!(dir.hub("hub1").is_none());
         assert_eq!(dir.session_count(), 0);
-        let detaches = std::iter::from_fn(|| rx.try_recv().ok())
-            .filter(|m| matches!(m, HubInput::Detach { .. }))
-            .count();
-        assert_eq!(detaches, 2);
+        assert!(!hub.plane.has_port(second.port));
+        assert!(hub.plane.is_closed());
     }
 
     #[test]
     fn per_user_limits_cap_sessions_and_connections_and_reach_the_hub() {
-        let (tx, rx) = async_channel::unbounded();
         let dir = Directory::new(Limits::default());
-        dir.add_hub("Hub1", [], tx, Arc::default());
+        dir.add_hub("Hub1", [], plane());
         let hub = dir.hub("hub1").expect("hub");
         let alice = ethergate_config::SessionLimits {
             max_sessions_per_user: 2,
@@ -760,12 +791,9 @@ mod tests {
         let first = dir
             .open_reserved(&hub, &welcome(1), &login())
             .expect("open");
-        match rx.try_recv() {
-            Ok(HubInput::Attach { policy, .. }) => {
-                assert_eq!(policy, SessionPolicy::new("alice", alice));
-            }
-            _ => panic!("expected an attach"),
-        }
+        let policy = hub.plane.port_policy(first.port).expect("attached");
+        assert_eq!(policy.max_macs, alice.macs_per_session());
+        assert_eq!(policy.max_leases, alice.leases_per_session());
         dir.reserve_session(&hub, "Alice").expect("second");
         // A third is refused with SoftEther's code, and takes no slot.
         assert_eq!(
@@ -785,10 +813,9 @@ mod tests {
 
     #[test]
     fn max_connections_policy_caps_the_grant() {
-        let (tx, _rx) = async_channel::unbounded();
         let dir = Directory::new(Limits::default());
         let hash = ethergate_proto::password::hash_password("pw", "alice");
-        dir.add_hub("Hub1", [("alice".to_owned(), hash)], tx, Arc::default());
+        dir.add_hub("Hub1", [("alice".to_owned(), hash)], plane());
         let hub = dir.hub("hub1").expect("hub");
         hub.set_limits([(
             "alice".to_owned(),
@@ -829,7 +856,7 @@ mod tests {
 
     #[test]
     fn caps_refuse_with_softether_codes() {
-        let (dir, _rx, hub) = directory();
+        let (dir, hub) = directory();
         dir.reserve_session(&hub, "alice").expect("first session");
         assert_eq!(
             dir.reserve_session(&hub, "alice"),
@@ -839,11 +866,11 @@ mod tests {
 
     #[test]
     fn a_session_outlives_its_connections_until_reaped() {
-        let (dir, rx, hub) = directory();
+        let (dir, hub) = directory();
         dir.reserve_session(&hub, "alice").expect("reserve");
         let w = welcome(7);
         let session = dir.open_reserved(&hub, &w, &login()).expect("open");
-        assert!(matches!(rx.try_recv(), Ok(HubInput::Attach { .. })));
+        assert!(hub.plane.has_port(session.port));
         // Second connection joins; the cap (2) then refuses a third.
         let joined = dir.join_session(&w.session_key).expect("join");
         assert_eq!(
@@ -853,13 +880,13 @@ mod tests {
         assert!(!dir.leave_session(&w.session_key, &joined));
         assert!(dir.leave_session(&w.session_key, &session), "last one out");
         // Still resumable: the port stays attached.
-        assert!(rx.try_recv().is_err());
+        assert!(hub.plane.has_port(session.port));
         let resumed = dir.join_session(&w.session_key).expect("resume");
         assert!(dir.leave_session(&w.session_key, &resumed));
         assert_eq!(dir.reap_orphans(Instant::now()), 0, "not yet expired");
         let later = Instant::now() + Duration::from_millis(20_001);
         assert_eq!(dir.reap_orphans(later), 1);
-        assert!(matches!(rx.try_recv(), Ok(HubInput::Detach { .. })));
+        assert!(!hub.plane.has_port(session.port));
         assert_eq!(
             dir.join_session(&w.session_key).err(),
             Some(ErrorCode::SESSION_TIMEOUT)

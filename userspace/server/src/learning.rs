@@ -1,10 +1,13 @@
-//! The production [`HubSwitch`]: `ethergate-hub`'s MAC-learning switch and
-//! virtual DHCP server, with the DHCP leases persisted to `state_dir`.
+//! A hub's switching logic: `ethergate-hub`'s MAC-learning switch and
+//! virtual DHCP server, with the DHCP leases persisted to `state_dir`. The
+//! hub's data plane ([`crate::hub_plane`]) runs every frame through it under
+//! its lock; this module does no I/O on that path.
 //!
 //! Invariant: the lease file is rewritten (crash-safely: temp file, fsync,
-//! rename) whenever the set of bound leases changes, so a restart hands
-//! every client the address it had; a lost write costs at most the leases
-//! granted since the last successful one.
+//! rename) by the hub's housekeeping, at most a second after the set of
+//! bound leases changed, so a restart hands every client the address it
+//! had; a crash costs at most the leases granted in that last second. The
+//! write happens outside the hub's lock, never on a worker's frame path.
 //!
 //! Each session's port runs under its user's policy ([`SessionPolicy`]):
 //! its MAC and lease limits, and an owner id shared by all ports of one
@@ -25,10 +28,33 @@ use tracing::{info, warn};
 
 use crate::{
     counters::SwitchGauges,
-    hub_actor::{PortId, SessionPolicy},
-    switch::{Delivery, HubSwitch},
+    hub_plane::{PortId, SessionPolicy},
     tls::write_atomically,
 };
+
+/// One copy of a frame and where it goes.
+pub enum Delivery<'a> {
+    /// To the local bridge.
+    Bridge(&'a [u8]),
+    /// To one session port (a flood is one delivery per port).
+    Port(PortId, &'a [u8]),
+}
+
+/// How often MAC entries are aged out.
+pub const MAC_AGING_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Leases to write, from [`LearningHub::leases_to_persist`].
+pub struct LeaseWrite {
+    path: PathBuf,
+    leases: Vec<DhcpLease>,
+}
+
+impl LeaseWrite {
+    /// Writes the file (crash-safely); call without the hub's lock held.
+    pub fn write(&self) -> Result<(), crate::tls::TlsError> {
+        write_atomically(&self.path, format_leases(&self.leases).as_bytes(), 0o600)
+    }
+}
 
 /// Drops worth one log line per session: a client doing what its policy
 /// forbids (or a misconfigured limit).
@@ -55,7 +81,7 @@ pub struct LearningHub {
     /// Frames dropped, by [`DropReason::index`].
     drops: [u64; DropReason::ALL.len()],
     /// Bound leases, recounted after DHCP activity and each tick, so
-    /// [`HubSwitch::gauges`] is O(1) and can be published after every burst.
+    /// [`LearningHub::gauges`] is O(1) and can be published after every burst.
     bound_leases: Option<u64>,
     /// Owner ids of hub users (lower-cased names), handed out in order;
     /// only users who logged in are here.
@@ -229,23 +255,29 @@ impl LearningHub {
         self.bound_leases = self.hub.dhcp().map(|d| d.snapshot().len() as u64);
     }
 
-    fn persist_if_changed(&mut self) {
+    /// The bound leases, when they differ from what the file holds: write
+    /// them outside the hub's lock, then report with [`Self::persisted`].
+    pub fn leases_to_persist(&self) -> Option<LeaseWrite> {
         let (Some(path), Some(dhcp)) = (&self.lease_file, self.hub.dhcp()) else {
-            return;
+            return None;
         };
-        let now_leases = dhcp.snapshot();
-        if now_leases == self.persisted {
-            return;
-        }
-        match write_atomically(path, format_leases(&now_leases).as_bytes(), 0o600) {
-            Ok(()) => self.persisted = now_leases,
-            Err(e) => warn!("cannot persist DHCP leases: {e}"),
-        }
+        let leases = dhcp.snapshot();
+        (leases != self.persisted).then(|| LeaseWrite {
+            path: path.clone(),
+            leases,
+        })
+    }
+
+    /// `write` reached the disk.
+    pub fn persisted(&mut self, write: LeaseWrite) {
+        self.persisted = write.leases;
     }
 }
 
-impl HubSwitch for LearningHub {
-    fn port_added(&mut self, port: PortId, policy: &SessionPolicy) {
+impl LearningHub {
+    /// A session's port joined, with its user's policy (MAC and lease
+    /// limits, who may take over its MACs).
+    pub fn port_added(&mut self, port: PortId, policy: &SessionPolicy) {
         let owner = self.owner_id(&policy.user);
         let port_policy = PortPolicy {
             max_macs: policy.limits.macs_per_session(),
@@ -266,25 +298,27 @@ impl HubSwitch for LearningHub {
         }
     }
 
-    fn port_removed(&mut self, port: PortId) {
+    pub fn port_removed(&mut self, port: PortId) {
         let _ = self.hub.remove_port(port);
         self.sessions.remove(&port);
     }
 
-    fn tick(&mut self) {
+    /// Ages out MAC entries; call every [`MAC_AGING_EVERY`].
+    pub fn tick(&mut self) {
         // The hub only sweeps on its own when a limit is hit.
         self.hub.expire(now());
         self.recount_leases();
     }
 
-    fn set_dhcp(&mut self, config: Option<ethergate_hub::DhcpServerConfig>) {
+    /// New DHCP settings from a reload.
+    pub fn set_dhcp(&mut self, config: Option<ethergate_hub::DhcpServerConfig>) {
         let report = self.hub.set_dhcp(config, now());
         info!(hub = self.hub.name(), ?report, "DHCP settings replaced");
         self.recount_leases();
-        self.persist_if_changed();
     }
 
-    fn gauges(&self) -> SwitchGauges {
+    /// Table sizes and drop counts for status; O(1).
+    pub fn gauges(&self) -> SwitchGauges {
         SwitchGauges {
             mac_entries: self.hub.mac_table().len() as u64,
             dhcp_leases: self.bound_leases,
@@ -292,7 +326,14 @@ impl HubSwitch for LearningHub {
         }
     }
 
-    fn forward(&mut self, ingress: PortId, frame: &[u8], deliver: &mut dyn FnMut(Delivery<'_>)) {
+    /// Decides what happens to `frame` from `ingress`; frames the hub
+    /// answers itself (DHCP) come back as deliveries too.
+    pub fn forward(
+        &mut self,
+        ingress: PortId,
+        frame: &[u8],
+        deliver: &mut dyn FnMut(Delivery<'_>),
+    ) {
         let mut dhcp_activity = false;
         match self.hub.forward(ingress, frame, now()) {
             Forward::Unicast(port) if port == PortId::BRIDGE => deliver(Delivery::Bridge(frame)),
@@ -320,13 +361,12 @@ impl HubSwitch for LearningHub {
         if dhcp_activity {
             self.log_lease_events(ingress);
             self.recount_leases();
-            self.persist_if_changed();
         }
     }
 }
 
 /// A broadcast ARP-typed frame from `src`, for the switch tests here and
-/// in the hub actor.
+/// in the hub's data plane.
 #[cfg(test)]
 pub(crate) fn broadcast_frame(src: MacAddr) -> Vec<u8> {
     let mut f = vec![0u8; 60];

@@ -1,6 +1,9 @@
 //! ethergate's VPN server runtime: io_uring (compio) workers, one per core,
-//! serving SoftEther-protocol sessions over TLS, and one actor per virtual
-//! hub that switches frames between sessions and the hub's local bridge.
+//! serving SoftEther-protocol sessions over TLS. Each worker switches the
+//! frames it decrypts through the session's hub and writes them to its own
+//! queue of the hub's tap, and reads its own tap queues and hands what it
+//! reads to the sessions' connections: no thread between a socket and a tap
+//! (see [`hub_plane`]).
 //!
 //! The protocol itself lives in `ethergate-proto` (sans-IO); this crate only
 //! moves bytes: sockets ↔ rustls ↔ protocol state machine ↔ hub channels.
@@ -10,14 +13,14 @@ pub mod admission;
 pub mod connection;
 pub mod counters;
 pub mod directory;
-pub mod hub_actor;
+pub mod hub_plane;
 pub mod ktls;
 pub mod learning;
 pub mod login_throttle;
 pub mod outbox;
 pub mod privileges;
 pub mod read_sizer;
-pub mod switch;
+pub mod tap_reader;
 pub mod tls;
 pub mod transport;
 pub mod worker;
@@ -115,13 +118,17 @@ impl RunningServer {
         let mut threads = Vec::with_capacity(workers);
         for (index, listeners) in per_worker.into_iter().enumerate() {
             let worker = worker::Worker {
+                index,
+                workers,
+                switch_buffers: std::cell::RefCell::default(),
                 directory: Arc::clone(&directory),
                 tls: Arc::clone(&tls),
                 proto: setup.proto.clone(),
                 stats: Arc::clone(&stats),
                 offload: Arc::clone(&offload),
             };
-            let thread = worker::spawn(index, listeners, worker, stop_rx.clone())
+            let hubs = directory.register_worker();
+            let thread = worker::spawn(listeners, worker, hubs, stop_rx.clone())
                 .map_err(ServerError::Thread)?;
             threads.push(thread);
         }
@@ -165,6 +172,9 @@ impl RunningServer {
             drop(stop);
             let _ = thread.join();
         }
+        for hub in self.directory.hubs() {
+            hub.plane.persist_leases();
+        }
     }
 }
 
@@ -178,7 +188,8 @@ impl Drop for RunningServer {
 /// the log (one line per kind per interval, instead of one per refusal).
 const REFUSAL_SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
-/// Every second, removes sessions whose resume window has passed; every
+/// Every second, removes sessions whose resume window has passed and does
+/// the hubs' housekeeping (MAC aging, gauges, lease file); every
 /// [`REFUSAL_SUMMARY_EVERY`], logs what the front door refused. Ends when
 /// its sender is dropped.
 fn spawn_reaper(
@@ -197,6 +208,7 @@ fn spawn_reaper(
                 if reaped > 0 {
                     tracing::info!(reaped, "sessions closed (not resumed within their timeout)");
                 }
+                directory.hub_housekeeping();
                 if last_summary.elapsed() >= REFUSAL_SUMMARY_EVERY {
                     last_summary = Instant::now();
                     log_refusal_summaries(&directory);

@@ -7,6 +7,7 @@
 //! start-up as errors, not as a half-started server.
 
 use std::{
+    cell::RefCell,
     net::SocketAddr,
     rc::Rc,
     sync::{Arc, OnceLock, atomic::AtomicU64},
@@ -19,7 +20,13 @@ use ethergate_proto::Timestamp;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, info};
 
-use crate::{connection, directory::Directory, login_throttle::ThrottleReason};
+use crate::{
+    connection,
+    directory::Directory,
+    hub_plane::{HubPlane, SwitchBuffers},
+    login_throttle::ThrottleReason,
+    tap_reader,
+};
 
 /// Backlog per listening socket; the kernel caps it at somaxconn.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -31,9 +38,6 @@ pub struct Stats {
     /// Refused logins by SoftEther error code (index; the last slot
     /// collects codes past the table).
     logins_failed: [AtomicU64; FAILURE_CODES],
-    /// Times a connection's reader waited for room in its hub's queue:
-    /// backpressure (the client's TCP slows down), never a drop.
-    pub hub_queue_waits: AtomicU64,
     /// Logins refused before their password was checked, by
     /// [`ThrottleReason`] (source, user).
     logins_throttled: [AtomicU64; 2],
@@ -48,7 +52,6 @@ impl Default for Stats {
         Self {
             logins_ok: AtomicU64::new(0),
             logins_failed: std::array::from_fn(|_| AtomicU64::new(0)),
-            hub_queue_waits: AtomicU64::new(0),
             logins_throttled: std::array::from_fn(|_| AtomicU64::new(0)),
             write_timeouts: AtomicU64::new(0),
         }
@@ -90,6 +93,13 @@ impl Stats {
 
 /// What one worker thread serves connections with.
 pub struct Worker {
+    /// Which worker this is: the tap queue it writes, and (modulo the
+    /// worker count) the ones it reads.
+    pub index: usize,
+    pub workers: usize,
+    /// Scratch for switching batches through hubs (one batch at a time on
+    /// this thread, never borrowed across an await).
+    pub switch_buffers: RefCell<SwitchBuffers>,
     pub directory: Arc<Directory>,
     pub tls: Arc<rustls::ServerConfig>,
     pub proto: ethergate_proto::ServerConfig,
@@ -137,13 +147,16 @@ pub fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener>
     Ok(socket.into())
 }
 
-/// Runs one worker thread until `stop` closes.
+/// Runs one worker thread until `stop` closes. Every hub sent on `hubs`
+/// (all hubs, from the directory) gets its tap queues read here, those
+/// whose index is this worker's modulo the worker count.
 pub fn spawn(
-    index: usize,
     listeners: Vec<std::net::TcpListener>,
     worker: Worker,
+    hubs: async_channel::Receiver<Arc<HubPlane>>,
     stop: async_channel::Receiver<()>,
 ) -> std::io::Result<JoinHandle<()>> {
+    let index = worker.index;
     std::thread::Builder::new()
         .name(format!("ethergate-w{index}"))
         .spawn(move || {
@@ -155,7 +168,7 @@ pub fn spawn(
                     return;
                 }
             };
-            runtime.block_on(run(index, listeners, Rc::new(worker), stop));
+            runtime.block_on(run(index, listeners, Rc::new(worker), hubs, stop));
         })
 }
 
@@ -163,6 +176,7 @@ async fn run(
     index: usize,
     listeners: Vec<std::net::TcpListener>,
     worker: Rc<Worker>,
+    hubs: async_channel::Receiver<Arc<HubPlane>>,
     stop: async_channel::Receiver<()>,
 ) {
     let mut accepting = Vec::new();
@@ -180,9 +194,42 @@ async fn run(
         )));
     }
     debug!(index, listeners = accepting.len(), "worker running");
-    let _ = stop.recv().await;
+    loop {
+        let stopping = stop.recv();
+        let hub = hubs.recv();
+        futures_util::pin_mut!(stopping, hub);
+        match futures_util::future::select(stopping, hub).await {
+            futures_util::future::Either::Right((Ok(plane), _)) => read_taps(&worker, &plane),
+            futures_util::future::Either::Right((Err(_), stopping)) => {
+                // No more hubs can come (the directory is gone).
+                let _ = stopping.await;
+                break;
+            }
+            futures_util::future::Either::Left(_) => break,
+        }
+    }
     drop(accepting);
     info!(index, "worker stopping");
+}
+
+/// Starts this worker's readers of `plane`'s tap queues.
+fn read_taps(worker: &Rc<Worker>, plane: &Arc<HubPlane>) {
+    for queue in plane.tap_queues() {
+        if queue.index() % worker.workers != worker.index {
+            continue;
+        }
+        match queue.try_clone() {
+            Ok(queue) => {
+                compio::runtime::spawn(tap_reader::run(Arc::clone(plane), queue, Rc::clone(worker)))
+                    .detach()
+            }
+            Err(e) => error!(
+                hub = plane.name,
+                queue = queue.index(),
+                "cannot read a tap queue: {e}"
+            ),
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
