@@ -280,6 +280,7 @@ fn workloads(settings: &Settings) -> Vec<(String, &'static str, Better)> {
     for dir in ["up", "down"] {
         w.push((maxtcp_name(dir), "Mbit/s", Better::Higher));
         w.push((maxtcp_retransmits_name(dir), "segments", Better::Lower));
+        w.push((maxtcp_out_of_order_name(dir), "segments", Better::Lower));
     }
     for dir in ["up", "down"] {
         w.push((eg_client_name(dir), "Mbit/s", Better::Higher));
@@ -313,6 +314,10 @@ pub(crate) fn cpu_name(dir: &str) -> String {
 /// run it for throughput (`/MAXTCP:8`).
 fn maxtcp_name(dir: &str) -> String {
     format!("{}, /MAXTCP:8", tcp_name(4, dir))
+}
+
+fn maxtcp_out_of_order_name(dir: &str) -> String {
+    format!("{} out of order at the receiver", maxtcp_name(dir))
 }
 
 fn maxtcp_retransmits_name(dir: &str) -> String {
@@ -494,15 +499,64 @@ fn maxtcp(
                 if let Err(e) = &ready {
                     bail!("{e:#}");
                 }
+                let (sender, receiver) = if dir == "down" {
+                    ("private", "client")
+                } else {
+                    ("client", "private")
+                };
+                let server_before = server_session_drops(settings);
+                let links_before = link_drops(topo);
+                let softnet_before = softnet_drops();
+                let sent_before = nstat(topo, sender, &SENDER_COUNTERS);
+                let ofo_before = nstat(topo, receiver, &["TcpExtTCPOFOQueue"]);
                 let r = tools::iperf3(topo, "client", PRIVATE_IP, secs, 4, dir == "down")?;
-                Ok(Sample::new(r.bits_per_second / 1e6).with("retransmits", r.retransmits))
+                let sent = delta(&sent_before, &nstat(topo, sender, &SENDER_COUNTERS));
+                let ofo = delta(&ofo_before, &nstat(topo, receiver, &["TcpExtTCPOFOQueue"]));
+                let softnet = softnet_drops().saturating_sub(softnet_before);
+                let links: Vec<String> = link_drops(topo)
+                    .into_iter()
+                    .filter_map(|(name, after)| {
+                        let before = links_before
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map_or(0, |(_, b)| *b);
+                        (after > before).then(|| format!("{name}={}", after - before))
+                    })
+                    .collect();
+                let server = match (server_before, server_session_drops(settings)) {
+                    (Some(b), Some(a)) => format!("{}", a.saturating_sub(b)),
+                    _ => "n/a".to_owned(),
+                };
+                eprintln!(
+                    "        {dir}: interface drops: [{}], softnet backlog drops: {softnet}, \
+                     frames ethergate dropped for sessions: {server}",
+                    links.join(" ")
+                );
+                // Why the sender retransmitted: on stderr with the run.
+                eprintln!(
+                    "        {dir}: receiver queued {} segments out of order; sender: {}",
+                    ofo[0],
+                    SENDER_COUNTERS
+                        .iter()
+                        .zip(&sent)
+                        .map(|(name, n)| format!("{}={n}", name.trim_start_matches("TcpExt")))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                Ok(Sample::new(r.bits_per_second / 1e6)
+                    .with("retransmits", r.retransmits)
+                    .with("receiver_out_of_order", ofo[0] as f64))
             },
         );
-        let retransmits = report
-            .rows
-            .last()
-            .and_then(|r| r.extra.get("retransmits").copied())
-            .ok_or_else(|| anyhow!("no throughput run succeeded"));
+        let last = |key: &str| {
+            report
+                .rows
+                .last()
+                .and_then(|r| r.extra.get(key).copied())
+                .ok_or_else(|| anyhow!("no throughput run succeeded"))
+        };
+        let retransmits = last("retransmits");
+        let out_of_order = last("receiver_out_of_order");
         report.derived(
             point(
                 &maxtcp_retransmits_name(dir),
@@ -513,9 +567,113 @@ fn maxtcp(
             ),
             retransmits,
         );
+        report.derived(
+            point(
+                &maxtcp_out_of_order_name(dir),
+                system,
+                "segments",
+                Better::Lower,
+                "segments the receiving host queued out of order in that run (nstat TcpExtTCPOFOQueue): \
+                 reordering on the path, which the sender's TCP may take for loss",
+            ),
+            out_of_order,
+        );
     }
     disconnect(topo, client);
     let _ = set(1);
+}
+
+/// Sender-side TCP counters that say why segments were sent again: a
+/// timeout, a tail-loss probe, a fast retransmit after SACKs, and what the
+/// receiver reported as duplicates (spurious retransmits).
+const SENDER_COUNTERS: [&str; 5] = [
+    "TcpExtTCPTimeouts",
+    "TcpExtTCPLossProbes",
+    "TcpExtTCPFastRetrans",
+    "TcpExtTCPDSACKRecv",
+    "TcpExtTCPSackRecovery",
+];
+
+/// Every interface's drop counters in the bench's namespaces, as
+/// ("ns/dev rx|tx", count).
+fn link_drops(topo: &Topology) -> Vec<(String, u64)> {
+    let mut all = Vec::new();
+    for ns in ["client", "nat", "private"] {
+        let Ok(out) = topo.ip(ns, &["-s", "-j", "link", "show"]) else {
+            continue;
+        };
+        let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        for link in json.as_array().into_iter().flatten() {
+            let name = link["ifname"].as_str().unwrap_or("?");
+            for dir in ["rx", "tx"] {
+                let n = link["stats64"][dir]["dropped"].as_u64().unwrap_or(0);
+                all.push((format!("{ns}/{name} {dir}"), n));
+            }
+        }
+    }
+    all
+}
+
+/// `session_frames_dropped` summed over the hubs of the newest ethergate
+/// this bench started (`None` for other systems).
+fn server_session_drops(settings: &Settings) -> Option<u64> {
+    let newest = std::fs::read_dir(&settings.work)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ethergate-"))
+        .map(|e| e.path().join("admin.sock"))
+        .filter(|p| p.exists())
+        .max()?;
+    let out = std::process::Command::new(&settings.ethergate_bin)
+        .args(["status", "-o", "json", "--socket"])
+        .arg(&newest)
+        .output()
+        .ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(
+        json["hubs"]
+            .as_array()?
+            .iter()
+            .filter_map(|h| h["session_frames_dropped"].as_u64())
+            .sum(),
+    )
+}
+
+/// Frames the kernel's per-CPU input backlogs dropped (netdev_max_backlog
+/// full), machine-wide: /proc/net/softnet_stat's second column.
+fn softnet_drops() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
+        .sum()
+}
+
+/// `nstat -az` absolute values of `names` in `ns` (0 when absent).
+fn nstat(topo: &Topology, ns: &str, names: &[&str]) -> Vec<u64> {
+    let out = topo
+        .run(ns, &["nstat", "-az"])
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    names
+        .iter()
+        .map(|name| {
+            out.lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+fn delta(before: &[u64], after: &[u64]) -> Vec<u64> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| a.saturating_sub(*b))
+        .collect()
 }
 
 /// Polls the account until it runs `n` TCP connections (the client adds

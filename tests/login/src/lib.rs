@@ -57,8 +57,9 @@ pub enum LoginError {
     Timeout(Duration),
 }
 
-/// An established session, kept open while it lives. It never reads: a
-/// test holding one is a client that stopped reading.
+/// An established session, kept open while it lives. It reads only when
+/// asked ([`Session::recv_frames`]): a test holding one otherwise is a
+/// client that stopped reading.
 pub struct Session {
     pub tcp: TcpStream,
     pub tls: rustls::ClientConnection,
@@ -79,6 +80,49 @@ impl Session {
             self.tls.write_tls(&mut self.tcp)?;
         }
         Ok(())
+    }
+
+    /// Reads for `window` and returns the frames the hub sent (keep-alives
+    /// are not frames). Ends early if the server closes.
+    pub fn recv_frames(&mut self, window: Duration) -> std::io::Result<Vec<Vec<u8>>> {
+        let deadline = Instant::now() + window;
+        let mut frames = Frames::new();
+        let mut plain = vec![0u8; 16 * 1024];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.tcp.set_read_timeout(Some(left))?;
+            match self.tls.read_tls(&mut self.tcp) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+            self.tls
+                .process_new_packets()
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            loop {
+                match self.tls.reader().read(&mut plain) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let now = Timestamp::from_elapsed(self.started.elapsed());
+                        self.proto.handle_input(now, &plain[..n], &mut frames);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(frames.iter().map(<[u8]>::to_vec).collect())
     }
 
     /// TLS close_notify, then FIN (dropping it would only FIN).

@@ -113,6 +113,10 @@ pub struct SessionStatus {
     pub age_secs: u64,
     /// No TCP connection right now; resumable until its timeout.
     pub orphaned: bool,
+    /// The worker thread serving the session (all connections from one
+    /// client address go to one worker).
+    #[serde(default)]
+    pub worker: usize,
     /// Client → hub.
     pub received: Traffic,
     /// Hub → client.

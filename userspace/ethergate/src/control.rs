@@ -205,6 +205,7 @@ impl Control {
                     max_connections: s.max_connections,
                     age_secs: now.saturating_duration_since(s.established).as_secs(),
                     orphaned: view.orphaned,
+                    worker: s.worker,
                     received: traffic(&s.counters.received),
                     sent: traffic(&s.counters.sent),
                 }

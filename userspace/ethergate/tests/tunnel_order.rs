@@ -87,6 +87,19 @@ fn iperf_with(app: &Appliance, reverse: bool, streams: &str, seconds: &str) -> R
     }
 }
 
+/// Packets the qdisc of `dev` in `ns` dropped (the client's virtual NIC:
+/// its queue overflows, or CoDel drops, when vpnclient reads it slower
+/// than the inner TCP sends).
+fn qdisc_drops(topo: &Topology, ns: &str, dev: &str) -> u64 {
+    let out = topo
+        .run(ns, &["tc", "-s", "-j", "qdisc", "show", "dev", dev])
+        .expect("tc -s qdisc");
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+    json.as_array()
+        .map(|qdiscs| qdiscs.iter().filter_map(|q| q["drops"].as_u64()).sum())
+        .unwrap_or(0)
+}
+
 /// Frames the kernel dropped on their way to the hub (the tap's transmit
 /// queue overflowed while the hub was behind).
 fn tap_tx_dropped(topo: &Topology) -> u64 {
@@ -132,7 +145,9 @@ fn maxtcp_8_under_load_keeps_each_flow_in_order() {
         .run(&app.topo, "client")
         .unwrap_or_else(|e| panic!("no DHCP lease: {e}\n{}", app.serve.log()));
 
+    let client_drops_before = qdisc_drops(&app.topo, "client", &tap);
     let up = iperf(&app, false);
+    let client_drops = qdisc_drops(&app.topo, "client", &tap) - client_drops_before;
     let down = iperf(&app, true);
     let tap_drops = tap_tx_dropped(&app.topo);
     let status = status_json(&app.state.join("admin.sock").display().to_string());
@@ -140,7 +155,8 @@ fn maxtcp_8_under_load_keeps_each_flow_in_order() {
     let dropped = hub["session_frames_dropped"].as_u64().unwrap_or(0);
     eprintln!(
         "/MAXTCP:8, {STREAMS} streams, {SECONDS} s each way:\n  \
-         up   {:.0} Mbit/s, {} retransmits, {} of {} segments out of order at the private host\n  \
+         up   {:.0} Mbit/s, {} retransmits, {} of {} segments out of order at the private host, \
+         {client_drops} dropped by the qdisc of the client's virtual NIC\n  \
          down {:.0} Mbit/s, {} retransmits, {} of {} segments out of order at the client\n  \
          server: {dropped} frames dropped for sessions; the kernel dropped {tap_drops} \
          frames queued for the hub's tap",

@@ -303,6 +303,7 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                     let login = LoginInfo {
                         user: &established.username,
                         client: c.peer,
+                        worker: worker.index,
                     };
                     match directory.open_reserved(&hub, &welcome, &login) {
                         Ok(session) => {

@@ -189,6 +189,8 @@ pub struct SessionShared {
     pub user: String,
     /// Where the login connection came from.
     pub client: SocketAddr,
+    /// The worker thread the login connection ran on.
+    pub worker: usize,
     pub established: Instant,
     pub counters: SessionCounters,
     /// Set when an operator or a reload ended the session: its connections
@@ -248,10 +250,12 @@ pub struct SessionView {
     pub orphaned: bool,
 }
 
-/// Who logged in and from where, for the session registry.
+/// Who logged in, from where, and on which worker, for the session
+/// registry.
 pub struct LoginInfo<'a> {
     pub user: &'a str,
     pub client: SocketAddr,
+    pub worker: usize,
 }
 
 pub struct Directory {
@@ -524,6 +528,7 @@ impl Directory {
             session_name: welcome.session_name.clone(),
             user: login.user.to_owned(),
             client: login.client,
+            worker: login.worker,
             established: Instant::now(),
             counters: SessionCounters::default(),
             closed: AtomicBool::new(false),
@@ -718,6 +723,7 @@ mod tests {
         LoginInfo {
             user: "alice",
             client: "192.0.2.1:40000".parse().expect("literal address"),
+            worker: 0,
         }
     }
 

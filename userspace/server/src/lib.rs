@@ -113,6 +113,16 @@ impl RunningServer {
             }
             per_worker.push(listeners);
         }
+        if workers > 1 {
+            for (at, addr) in setup.listen.iter().enumerate() {
+                if let Some(first) = per_worker.first().and_then(|l| l.get(at)) {
+                    // Without it connections still work, spread by port.
+                    if let Err(e) = worker::steer_by_source(first, addr.is_ipv6(), workers) {
+                        tracing::warn!(%addr, "cannot keep a client's connections on one worker: {e}");
+                    }
+                }
+            }
+        }
         let stats = Arc::new(Stats::default());
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         let mut threads = Vec::with_capacity(workers);

@@ -147,6 +147,84 @@ pub fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener>
     Ok(socket.into())
 }
 
+/// Makes the kernel hand every connection from one client address to the
+/// same worker: `listener` is the first of one address's SO_REUSEPORT
+/// group (whose sockets were bound in worker order), and the group gets a
+/// classic BPF program that picks socket `hash(source address) % workers`.
+///
+/// Why: a SoftEther session opens up to 32 TCP connections from one
+/// address (`/MAXTCP`). The kernel's default spreads them over the workers
+/// by their ports; each worker then writes its connections' frames to its
+/// own tap queue, and the kernel forwards those queues on different CPUs,
+/// reordering one inner flow's segments (the client may send one flow over
+/// several connections). With every connection of a session on one worker,
+/// its frames are switched in the order they arrive, as in SoftEther's
+/// single session thread, and the tap steers replies back to the same
+/// worker's queue, so a session's frames never cross threads. The cost:
+/// clients behind one address share a core.
+pub fn steer_by_source(
+    listener: &std::net::TcpListener,
+    ipv6: bool,
+    workers: usize,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    // Classic BPF can address the network header at a negative offset.
+    const SKF_NET_OFF: u32 = (-0x100000i32) as u32;
+    let source_word = if ipv6 { 8 + 12 } else { 12 };
+    let op = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let program = [
+        // A = the source address's last 32 bits
+        op(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            SKF_NET_OFF + source_word,
+        ),
+        // A = (A * 2^32/phi) >> 16: neighbouring addresses spread out
+        op(libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K, 0x9e37_79b1),
+        op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K, 16),
+        op(
+            libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K,
+            workers.max(1) as u32,
+        ),
+        op(libc::BPF_RET | libc::BPF_A, 0),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` points at `program`, both alive for the call; the
+    // kernel copies the program.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&raw const fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The worker [`steer_by_source`] gives connections from `address`.
+pub fn worker_for_source(address: std::net::IpAddr, workers: usize) -> usize {
+    let word = match address {
+        std::net::IpAddr::V4(v4) => u32::from(v4),
+        std::net::IpAddr::V6(v6) => {
+            let o = v6.octets();
+            u32::from_be_bytes([o[12], o[13], o[14], o[15]])
+        }
+    };
+    (word.wrapping_mul(0x9e37_79b1) >> 16) as usize % workers.max(1)
+}
+
 /// Runs one worker thread until `stop` closes. Every hub sent on `hubs`
 /// (all hubs, from the directory) gets its tap queues read here, those
 /// whose index is this worker's modulo the worker count.
@@ -245,5 +323,49 @@ async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
                 compio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+
+    use super::*;
+
+    /// Real sockets on loopback: with the steering program attached, every
+    /// connection from one source address lands on the listener
+    /// [`worker_for_source`] names, whatever its source port.
+    #[test]
+    fn connections_from_one_address_reach_one_worker() {
+        let workers = 3;
+        let first = bind_listener("127.0.0.1:0".parse().expect("literal")).expect("bind");
+        let addr = first.local_addr().expect("bound");
+        let mut listeners = vec![first];
+        for _ in 1..workers {
+            listeners.push(bind_listener(addr).expect("same port, SO_REUSEPORT"));
+        }
+        steer_by_source(&listeners[0], false, workers).expect("attach the program");
+        let mut seen = std::collections::BTreeSet::new();
+        for host in 1..=24u8 {
+            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 1, host));
+            let want = worker_for_source(source, workers);
+            seen.insert(want);
+            for _ in 0..3 {
+                let socket =
+                    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                        .expect("socket");
+                socket
+                    .bind(&SocketAddr::new(source, 0).into())
+                    .expect("bind a loopback source");
+                socket.connect(&addr.into()).expect("connect");
+                let stream: TcpStream = socket.into();
+                let local = stream.local_addr().expect("local");
+                let accepted = listeners
+                    .iter()
+                    .position(|l| l.accept().is_ok_and(|(_, peer)| peer == local));
+                assert_eq!(accepted, Some(want), "connection from {local}");
+            }
+        }
+        assert_eq!(seen.len(), workers, "24 addresses use every worker");
     }
 }
