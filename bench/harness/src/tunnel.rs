@@ -524,12 +524,17 @@ fn maxtcp(
                     })
                     .collect();
                 let server = match (server_before, server_session_drops(settings)) {
-                    (Some(b), Some(a)) => format!("{}", a.saturating_sub(b)),
+                    (Some(b), Some(a)) => format!(
+                        "{} dropped for sessions, {} of {} handed to another worker",
+                        a.dropped.saturating_sub(b.dropped),
+                        a.other_worker.saturating_sub(b.other_worker),
+                        a.to_sessions.saturating_sub(b.to_sessions),
+                    ),
                     _ => "n/a".to_owned(),
                 };
                 eprintln!(
                     "        {dir}: interface drops: [{}], softnet backlog drops: {softnet}, \
-                     frames ethergate dropped for sessions: {server}",
+                     ethergate frames: {server}",
                     links.join(" ")
                 );
                 // Why the sender retransmitted: on stderr with the run.
@@ -614,9 +619,17 @@ fn link_drops(topo: &Topology) -> Vec<(String, u64)> {
     all
 }
 
-/// `session_frames_dropped` summed over the hubs of the newest ethergate
-/// this bench started (`None` for other systems).
-fn server_session_drops(settings: &Settings) -> Option<u64> {
+/// Frame counts summed over the hubs of the newest ethergate this bench
+/// started.
+#[derive(Clone, Copy)]
+struct HubFrames {
+    to_sessions: u64,
+    dropped: u64,
+    other_worker: u64,
+}
+
+/// [`HubFrames`] of the newest ethergate (`None` for other systems).
+fn server_session_drops(settings: &Settings) -> Option<HubFrames> {
     let newest = std::fs::read_dir(&settings.work)
         .ok()?
         .flatten()
@@ -630,13 +643,13 @@ fn server_session_drops(settings: &Settings) -> Option<u64> {
         .output()
         .ok()?;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(
-        json["hubs"]
-            .as_array()?
-            .iter()
-            .filter_map(|h| h["session_frames_dropped"].as_u64())
-            .sum(),
-    )
+    let hubs = json["hubs"].as_array()?;
+    let sum = |f: &dyn Fn(&serde_json::Value) -> Option<u64>| hubs.iter().filter_map(f).sum();
+    Some(HubFrames {
+        to_sessions: sum(&|h| h["to_sessions"]["frames"].as_u64()),
+        dropped: sum(&|h| h["session_frames_dropped"].as_u64()),
+        other_worker: sum(&|h| h["to_sessions_other_worker"].as_u64()),
+    })
 }
 
 /// Frames the kernel's per-CPU input backlogs dropped (netdev_max_backlog

@@ -77,6 +77,11 @@ pub struct HubStatus {
     /// Frames for a session dropped because its queue was full.
     #[serde(default)]
     pub session_frames_dropped: u64,
+    /// Frames read from the tap by one worker for a session another
+    /// worker serves (handed across threads); the rest never left the
+    /// worker that read them.
+    #[serde(default)]
+    pub to_sessions_other_worker: u64,
     /// TCP segmentation/coalescing offload on the bridge's tap.
     #[serde(default)]
     pub tap_offload: bool,

@@ -186,6 +186,18 @@ fn hubs(m: &mut Exposition, s: &Status) {
         );
     }
     m.family(
+        "ethergate_hub_frames_to_other_worker_total",
+        "counter",
+        "Frames read from the bridge's tap by one worker for a session another worker serves (a cross-thread hand-off).",
+    );
+    for hub in &s.hubs {
+        m.sample(
+            "ethergate_hub_frames_to_other_worker_total",
+            &[("hub", &hub.name)],
+            hub.to_sessions_other_worker,
+        );
+    }
+    m.family(
         "ethergate_hub_frames_dropped_total",
         "counter",
         "Frames a hub's switch dropped, by reason (mac_limit, mac_spoof, lease_limit, …).",

@@ -126,12 +126,14 @@ fn hub_line(out: &mut String, hub: &HubStatus) {
     );
     let _ = writeln!(
         out,
-        "    from sessions {}  to sessions {}  from bridge {}  to bridge {}  dropped frames {}",
+        "    from sessions {}  to sessions {}  from bridge {}  to bridge {}  dropped frames {}  \
+         handed to another worker {}",
         traffic(hub.from_sessions),
         traffic(hub.to_sessions),
         traffic(hub.from_bridge),
         traffic(hub.to_bridge),
-        hub.session_frames_dropped
+        hub.session_frames_dropped,
+        hub.to_sessions_other_worker
     );
     let dropped: Vec<String> = hub
         .frames_dropped

@@ -179,6 +179,7 @@ impl Control {
                     from_bridge: traffic(&c.from_bridge),
                     to_bridge: traffic(&c.to_bridge),
                     session_frames_dropped: c.session_frames_dropped.load(Ordering::Relaxed),
+                    to_sessions_other_worker: c.to_sessions_other_worker.load(Ordering::Relaxed),
                     tap_offload: c.tap_offload.load(Ordering::Relaxed),
                     bridge_reads: c.bridge_reads.load(Ordering::Relaxed),
                     bridge_writes: c.bridge_writes.load(Ordering::Relaxed),

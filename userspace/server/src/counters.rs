@@ -43,6 +43,10 @@ pub struct HubCounters {
     /// Frames for a session dropped because their lane of its outbox was
     /// full (the session's connection could not keep up).
     pub session_frames_dropped: AtomicU64,
+    /// Frames a worker read from its tap queue for a session that another
+    /// worker serves (a cross-thread hand-off; the rest stay on the worker
+    /// that read them).
+    pub to_sessions_other_worker: AtomicU64,
     /// read(2)/write(2) calls on the local bridge's tap. With offload on,
     /// fewer than frames: one per TSO super-frame read or merged TCP run.
     pub bridge_reads: AtomicU64,

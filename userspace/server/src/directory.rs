@@ -545,7 +545,7 @@ impl Directory {
             return Err(ErrorCode::HUB_STOPPING);
         }
         let policy = SessionPolicy::new(login.user, hub.limits_of(login.user));
-        hub.plane.attach(port, outbox, &policy);
+        hub.plane.attach(port, outbox, login.worker, &policy);
         self.lock_sessions()
             .live
             .insert(welcome.session_key, Arc::clone(&shared));

@@ -78,8 +78,15 @@ pub struct HubPlane {
 
 struct Core {
     switch: LearningHub,
-    sessions: HashMap<PortId, Arc<Outbox>>,
+    sessions: HashMap<PortId, SessionPort>,
     last_aging: Instant,
+}
+
+/// A session as the plane knows it: where its frames go, and the worker
+/// that serves it.
+struct SessionPort {
+    outbox: Arc<Outbox>,
+    worker: usize,
 }
 
 /// A worker's scratch for switching batches: reused across batches and
@@ -110,15 +117,17 @@ struct PortBatches {
 
 struct Pending {
     outbox: Arc<Outbox>,
+    worker: usize,
     frames: Frames,
 }
 
 impl PortBatches {
-    fn push(&mut self, port: PortId, outbox: &Arc<Outbox>, frame: &[u8]) {
+    fn push(&mut self, port: PortId, session: &SessionPort, frame: &[u8]) {
         let at = *self.by_port.entry(port).or_insert_with(|| {
             let frames = self.spare.pop().unwrap_or_default();
             self.outgoing.push(Pending {
-                outbox: Arc::clone(outbox),
+                outbox: Arc::clone(&session.outbox),
+                worker: session.worker,
                 frames,
             });
             self.outgoing.len() - 1
@@ -166,10 +175,10 @@ impl HubPlane {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A session joined; frames for it go to `outbox`.
-    pub fn attach(&self, port: PortId, outbox: Arc<Outbox>, policy: &SessionPolicy) {
+    /// A session served by `worker` joined; frames for it go to `outbox`.
+    pub fn attach(&self, port: PortId, outbox: Arc<Outbox>, worker: usize, policy: &SessionPolicy) {
         let mut core = self.lock();
-        core.sessions.insert(port, outbox);
+        core.sessions.insert(port, SessionPort { outbox, worker });
         core.switch.port_added(port, policy);
         self.counters.publish(core.switch.gauges());
         debug!(hub = self.name, port = port.0, "port attached");
@@ -178,8 +187,8 @@ impl HubPlane {
     /// The session ended: its outbox closes and the switch forgets its MACs.
     pub fn detach(&self, port: PortId) {
         let mut core = self.lock();
-        if let Some(outbox) = core.sessions.remove(&port) {
-            outbox.close();
+        if let Some(session) = core.sessions.remove(&port) {
+            session.outbox.close();
         }
         core.switch.port_removed(port);
         self.counters.publish(core.switch.gauges());
@@ -237,8 +246,8 @@ impl HubPlane {
         self.closed.store(true, Ordering::Release);
         self.closing.0.close();
         let core = self.lock();
-        for outbox in core.sessions.values() {
-            outbox.close();
+        for session in core.sessions.values() {
+            session.outbox.close();
         }
     }
 
@@ -296,8 +305,8 @@ impl HubPlane {
                     }
                     Delivery::Bridge(bytes) => buf.to_bridge.push(bytes),
                     Delivery::Port(to, bytes) => {
-                        if let Some(outbox) = sessions.get(&to) {
-                            buf.ports.push(to, outbox, bytes);
+                        if let Some(session) = sessions.get(&to) {
+                            buf.ports.push(to, session, bytes);
                         }
                     }
                 });
@@ -347,8 +356,8 @@ impl HubPlane {
                 switch.forward(PortId::BRIDGE, frame, &mut |delivery| match delivery {
                     Delivery::Bridge(bytes) => buf.to_bridge.push(bytes),
                     Delivery::Port(to, bytes) => {
-                        if let Some(outbox) = sessions.get(&to) {
-                            buf.ports.push(to, outbox, bytes);
+                        if let Some(session) = sessions.get(&to) {
+                            buf.ports.push(to, session, bytes);
                         }
                     }
                 });
@@ -370,6 +379,18 @@ impl HubPlane {
                 .bridge_reads
                 .fetch_add(reads_seen, Ordering::Relaxed);
             self.counters.publish(switch.gauges());
+        }
+        let other_worker: usize = buf
+            .ports
+            .outgoing
+            .iter()
+            .filter(|p| p.worker != queue)
+            .map(|p| p.frames.len())
+            .sum();
+        if other_worker > 0 {
+            self.counters
+                .to_sessions_other_worker
+                .fetch_add(other_worker as u64, Ordering::Relaxed);
         }
         // DHCP answers to the bridge side are rare but possible.
         if !buf.to_bridge.is_empty() {
@@ -397,7 +418,10 @@ impl HubPlane {
     /// them (counted).
     fn flush_sessions(&self, buf: &mut SwitchBuffers) {
         let ports = &mut buf.ports;
-        for Pending { outbox, mut frames } in ports.outgoing.drain(..) {
+        for Pending {
+            outbox, mut frames, ..
+        } in ports.outgoing.drain(..)
+        {
             let (count, bytes) = (frames.len() as u64, frames.byte_len() as u64);
             match outbox.push(&mut frames) {
                 Ok(0) => self.counters.to_sessions.add(count, bytes),
@@ -510,6 +534,7 @@ mod tests {
             plane.attach(
                 PortId(i as u64 + 1),
                 Arc::clone(&outboxes[i]),
+                i,
                 &SessionPolicy::new(user, limits),
             );
         }
@@ -590,6 +615,7 @@ mod tests {
                 plane.attach(
                     PortId(i as u64 + 1),
                     Arc::clone(outbox),
+                    i % workers,
                     &SessionPolicy::new(&format!("user{i}"), SessionLimits::default()),
                 );
             }
