@@ -50,17 +50,17 @@ impl Profile {
     pub fn finish(mut self) -> Result<PathBuf> {
         let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
         self.child.wait()?;
-        // Per thread first (where the time goes), then per symbol.
+        // Per thread first (where the time goes), then per symbol, then
+        // per symbol with its callees (which part of the program the
+        // kernel's and libc's time belongs to).
         let mut text = Vec::new();
-        for sort in ["comm", "comm,dso,symbol"] {
+        for (sort, children, limit) in [
+            ("comm", "--no-children", "0.5"),
+            ("comm,dso,symbol", "--no-children", "0.5"),
+            ("symbol", "--children", "3"),
+        ] {
             let report = Command::new("perf")
-                .args([
-                    "report",
-                    "--stdio",
-                    "--no-children",
-                    "--percent-limit",
-                    "0.5",
-                ])
+                .args(["report", "--stdio", children, "--percent-limit", limit])
                 .args(["-g", "none", "--sort", sort, "-i"])
                 .arg(&self.data)
                 .stdin(Stdio::null())

@@ -534,7 +534,7 @@ async fn write_loop(
         };
         if closing {
             // close_notify, then FIN: see `Transport::close_notify`.
-            conn.borrow_mut().transport.close_notify(&mut out);
+            conn.borrow_mut().transport.close_notify(&socket, &mut out);
             if !out.is_empty() {
                 let _ = compio::time::timeout(write_timeout, socket.write_all(out)).await;
             }

@@ -17,8 +17,15 @@
 //! tokio-rustls and futures-util unconditionally (it wraps tokio streams),
 //! and a second nix. `nix` — already a dependency — wraps both setsockopts
 //! and the `TLS_GET_RECORD_TYPE` control message, and `libc` has the
-//! linux/tls.h structs, so [`crypto_info`] is the only new code and this
-//! module needs no unsafe.
+//! linux/tls.h structs, so [`crypto_info`] is the only new code. Sending
+//! needs one raw `sendmsg` ([`send_close_notify`]): nix has no
+//! `TLS_SET_RECORD_TYPE` control message.
+//!
+//! A TLS 1.3 KeyUpdate from the peer ends a kTLS connection: the kernel
+//! hands it to us as a control record, and re-keying (Linux ≥ 6.14) would
+//! need the next traffic secret, which rustls does not give out after the
+//! handover. The client reconnects; OpenSSL-based clients such as
+//! SoftEther's send no KeyUpdate unless told to.
 
 pub mod crypto_info;
 
@@ -323,6 +330,51 @@ impl std::fmt::Display for ControlRecord {
             ControlRecord::Other(kind) => write!(f, "peer sent a record of content type {kind}"),
         }
     }
+}
+
+/// `TLS_SET_RECORD_TYPE` (linux/tls.h): the control message that makes the
+/// kernel seal a `sendmsg`'s bytes as a record of the given content type.
+const TLS_SET_RECORD_TYPE: libc::c_int = 1;
+/// TLS content type "alert".
+const CONTENT_ALERT: u8 = 21;
+
+/// Sends a close_notify alert (warning, close_notify) on a kTLS socket:
+/// one `sendmsg` of the two alert bytes with a `TLS_SET_RECORD_TYPE`
+/// control message, which the kernel seals with the next TX sequence
+/// number. Never waits: a socket whose send buffer is full gets an error
+/// here, and its connection ends with the FIN alone.
+pub fn send_close_notify(fd: &impl AsFd) -> Result<(), String> {
+    const WARNING: u8 = 1;
+    const CLOSE_NOTIFY: u8 = 0;
+    let mut alert = [WARNING, CLOSE_NOTIFY];
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(1) } as usize;
+    let mut control = vec![0u8; space];
+    let mut iov = libc::iovec {
+        iov_base: alert.as_mut_ptr().cast(),
+        iov_len: alert.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` describes `control`, which has room for one header and
+    // one byte of data (CMSG_SPACE(1)); CMSG_FIRSTHDR is non-null for a
+    // buffer that large, and CMSG_DATA points inside it.
+    let rc = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        (*cmsg).cmsg_level = libc::SOL_TLS;
+        (*cmsg).cmsg_type = TLS_SET_RECORD_TYPE;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(1) as _;
+        *libc::CMSG_DATA(cmsg) = CONTENT_ALERT;
+        libc::sendmsg(fd.as_fd().as_raw_fd(), &raw const msg, libc::MSG_DONTWAIT)
+    };
+    if rc < 0 {
+        return Err(format!("sendmsg: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// After a read on a kTLS socket failed with `EIO` — the kernel's way of

@@ -78,9 +78,9 @@ impl RunningServer {
     /// TLS in userspace (rustls) unless `ETHERGATE_KTLS` says `auto` (kernel
     /// TLS where the kernel offers it) or `always` (tried on every
     /// connection, falling back per connection): kernel TLS has not carried
-    /// a session end to end on a kernel we test on, sends no close_notify
-    /// and cannot follow a TLS 1.3 KeyUpdate, so it is opt-in until proven
-    /// (decision 0002).
+    /// a session end to end on a kernel we test on (and ends a connection
+    /// at a TLS 1.3 KeyUpdate), so it is opt-in until proven (decision
+    /// 0002, docs/operator.md).
     pub fn start(setup: ListenerSetup, directory: Arc<Directory>) -> Result<Self, ServerError> {
         let policy = match std::env::var("ETHERGATE_KTLS").as_deref() {
             Ok("auto") => ktls::OffloadPolicy::Auto,

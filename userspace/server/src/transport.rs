@@ -123,20 +123,28 @@ impl Transport {
         }
     }
 
-    /// Appends a TLS close_notify to `out`, to go before the TCP FIN.
+    /// A TLS close_notify, to go before the TCP FIN, after everything
+    /// queued before it: in userspace it is appended to `out` (write it
+    /// next); with kernel TLS the kernel seals and sends it on `socket`
+    /// now, so `out` must have been written already.
     /// SoftEther's client (OpenSSL 3) takes a FIN without one as an error
     /// and leaves that error on its session thread's OpenSSL error queue,
     /// where it fails every connection the same client session opens
     /// afterwards (decision 0002, "the real client's automatic retry").
-    /// rustls skips it after a fatal alert. With kernel TLS nothing is
-    /// sent: an alert record needs `sendmsg` with `TLS_SET_RECORD_TYPE`,
-    /// which nix does not wrap.
-    pub fn close_notify(&mut self, out: &mut Vec<u8>) {
-        if let Transport::Userspace(tls) = self {
-            tls.send_close_notify();
-            while tls.wants_write() {
-                if tls.write_tls(out).is_err() {
-                    break;
+    /// rustls skips it after a fatal alert.
+    pub fn close_notify(&mut self, socket: &impl std::os::fd::AsFd, out: &mut Vec<u8>) {
+        match self {
+            Transport::Userspace(tls) => {
+                tls.send_close_notify();
+                while tls.wants_write() {
+                    if tls.write_tls(out).is_err() {
+                        break;
+                    }
+                }
+            }
+            Transport::Kernel => {
+                if let Err(e) = ktls::send_close_notify(socket) {
+                    tracing::debug!("kTLS close_notify: {e}");
                 }
             }
         }

@@ -359,6 +359,13 @@ fn client(
     stream.flush().expect("flush");
     let mut reply = vec![0u8; reply_len];
     stream.read_exact(&mut reply).expect("client reply");
+    // Then a clean end: rustls reads 0 only after a close_notify (a bare
+    // FIN is an UnexpectedEof error).
+    let mut more = [0u8; 16];
+    match stream.read(&mut more) {
+        Ok(0) => {}
+        other => panic!("expected close_notify after the reply, got {other:?}"),
+    }
     reply
 }
 
@@ -381,7 +388,7 @@ fn offload_over_loopback_or_fall_back_without_losing_bytes() {
             .block_on(async {
                 use compio::{
                     BufResult,
-                    io::{AsyncRead, AsyncWriteExt},
+                    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
                 };
                 let (std_tcp, _) = listener.accept().expect("accept");
                 let mut tcp = compio::net::TcpStream::from_std(std_tcp).expect("tcp");
@@ -410,8 +417,17 @@ fn offload_over_loopback_or_fall_back_without_losing_bytes() {
                 let mut plain = reply.clone();
                 let mut out = Vec::new();
                 transport.send(&mut plain, &mut out);
-                let BufResult(r, _) = tcp.write_all(out).await;
+                let BufResult(r, mut out) = tcp.write_all(out).await;
                 r.expect("server write");
+                // close_notify, as a closing connection sends it: in the
+                // kernel's own record when the kernel has the session.
+                out.clear();
+                transport.close_notify(&tcp, &mut out);
+                if !out.is_empty() {
+                    let BufResult(r, _) = tcp.write_all(out).await;
+                    r.expect("close_notify write");
+                }
+                let _ = tcp.shutdown().await;
                 (received, transport.mode())
             });
         assert_eq!(
