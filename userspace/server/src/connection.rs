@@ -43,6 +43,22 @@ use crate::{
 /// Output buffers kept by a connection between keep-alive ticks; larger
 /// ones (bulk transfers) are given back when the session goes quiet.
 const IDLE_BUFFER: usize = 4 * 1024;
+/// Frames of consecutive reads gathered into one batch before it is
+/// switched (only while more bytes are already queued on the socket).
+const SWITCH_BATCH_MAX: usize = 256 * 1024;
+
+/// Bytes waiting in the socket's receive queue (FIONREAD); 0 on error.
+fn queued_bytes(socket: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd as _;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `queued`.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &raw mut queued) };
+    if rc < 0 {
+        0
+    } else {
+        usize::try_from(queued).unwrap_or(0)
+    }
+}
 
 struct Conn {
     transport: Transport,
@@ -205,10 +221,16 @@ async fn read_loop(
             Ok(n) => n,
         };
         sizer.observe(n);
+        // More bytes already queued on the socket: read them before
+        // switching, so the tap gets fewer, fuller merged writes (a client
+        // that sends small records would otherwise cost one tap write per
+        // read). The next read completes at once, so nothing waits.
+        let more_queued = queued_bytes(&socket) > 0;
         let session = {
             let mut c = conn.borrow_mut();
             on_bytes(&mut c, &buf[..n], &worker);
             match &c.session {
+                Some(_) if more_queued && c.frames_in.byte_len() < SWITCH_BATCH_MAX => None,
                 Some(session) if !c.frames_in.is_empty() => {
                     let session = Arc::clone(session);
                     std::mem::swap(&mut c.frames_in, &mut batch);

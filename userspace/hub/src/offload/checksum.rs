@@ -4,18 +4,44 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// One's-complement sum of `bytes` (big-endian 16-bit words, an odd last
 /// byte padded with zero), added to `initial`, not yet folded.
+///
+/// Eight bytes at a time: native-endian 64-bit words with the carry added
+/// back in (end-around carry), folded to 16 bits and byte-swapped once at
+/// the end. The one's-complement sum does not depend on byte order except
+/// for that final swap (RFC 1071 §2(B)), so this equals the sum of
+/// big-endian 16-bit words.
 pub fn sum(bytes: &[u8], initial: u64) -> u64 {
-    let mut acc = initial;
-    // 4-byte words into a 64-bit accumulator: 2^32 words before it could
-    // overflow, far more than any frame.
-    let mut words = bytes.chunks_exact(4);
+    let mut acc = 0u64;
+    let mut add = |word: u64| {
+        let (s, carry) = acc.overflowing_add(word);
+        acc = s + u64::from(carry);
+    };
+    let mut words = bytes.chunks_exact(8);
     for w in &mut words {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+        add(u64::from_ne_bytes([
+            w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
+        ]));
     }
     let rest = words.remainder();
-    let mut tail = [0u8; 4];
+    let mut tail = [0u8; 8];
     tail[..rest.len()].copy_from_slice(rest);
-    acc + u64::from(u32::from_be_bytes(tail))
+    add(u64::from_ne_bytes(tail));
+    let native = fold(acc);
+    initial + u64::from(u16::from_be(native))
+}
+
+/// The plain definition (big-endian 16-bit words), for the property test.
+#[cfg(test)]
+pub(crate) fn sum_reference(bytes: &[u8], initial: u64) -> u64 {
+    let mut acc = initial;
+    let mut words = bytes.chunks_exact(2);
+    for w in &mut words {
+        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    acc
 }
 
 /// Folds a sum to 16 bits (not complemented).

@@ -279,6 +279,23 @@ fn header_bytes_round_trip() {
 }
 
 proptest! {
+    /// The eight-bytes-at-a-time sum folds to what the definition does,
+    /// for any length and alignment.
+    #[test]
+    fn checksum_sum_matches_the_definition(
+        bytes in proptest::collection::vec(any::<u8>(), 0..3000),
+        skip in 0usize..8,
+        initial in 0u64..(1 << 40),
+    ) {
+        let bytes = &bytes[skip.min(bytes.len())..];
+        prop_assert_eq!(
+            checksum::fold(checksum::sum(bytes, initial)),
+            checksum::fold(checksum::sum_reference(bytes, initial))
+        );
+    }
+}
+
+proptest! {
     /// Any mix of flows, segment sizes, PSH marks: what comes out of
     /// coalesce + segment is exactly what went in, in order.
     #[test]
