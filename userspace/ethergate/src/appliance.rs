@@ -296,12 +296,12 @@ fn server_limits(server: &ethergate_config::Server) -> Limits {
     let t = &server.login_throttle;
     let as_usize = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
     Limits {
-        admission: ethergate_server::admission::AdmissionLimits {
+        admission: ethergate_server::AdmissionLimits {
             max_pending: as_usize(l.max_pending_handshakes),
             max_pending_per_address: as_usize(l.max_pending_per_address),
             max_pending_per_prefix: as_usize(l.max_pending_per_prefix),
         },
-        login_throttle: ethergate_server::login_throttle::ThrottleConfig {
+        login_throttle: ethergate_server::ThrottleConfig {
             free_failures: t.free_failures,
             user_free_failures: t.user_free_failures,
             max_block: std::time::Duration::from_secs(u64::from(t.max_block_secs)),

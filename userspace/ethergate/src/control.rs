@@ -2,7 +2,7 @@
 //! admin socket, the metrics endpoint and the signal loop each lock it to
 //! read a status, reload the config or end a session.
 
-use std::{path::PathBuf, sync::atomic::Ordering, time::Instant};
+use std::{path::PathBuf, time::Instant};
 
 use anyhow::Result;
 use ethergate_admin::model::{
@@ -164,7 +164,7 @@ impl Control {
             .hubs
             .values()
             .map(|running| {
-                let c = &running.counters;
+                let c = running.counters.snapshot();
                 let entry = directory.hub(&running.config.name);
                 HubStatus {
                     name: running.config.name.clone(),
@@ -172,19 +172,19 @@ impl Control {
                     bridge_address: running.config.bridge_address.to_string(),
                     users: entry.as_ref().map_or(0, |e| e.user_count()),
                     sessions: entry.as_ref().map_or(0, |e| e.session_count()),
-                    mac_entries: c.mac_entries.load(Ordering::Relaxed),
-                    dhcp_leases: c.dhcp_leases(),
-                    from_sessions: traffic(&c.from_sessions),
-                    to_sessions: traffic(&c.to_sessions),
-                    from_bridge: traffic(&c.from_bridge),
-                    to_bridge: traffic(&c.to_bridge),
-                    session_frames_dropped: c.session_frames_dropped.load(Ordering::Relaxed),
-                    to_sessions_other_worker: c.to_sessions_other_worker.load(Ordering::Relaxed),
-                    tap_offload: c.tap_offload.load(Ordering::Relaxed),
-                    bridge_reads: c.bridge_reads.load(Ordering::Relaxed),
-                    bridge_writes: c.bridge_writes.load(Ordering::Relaxed),
+                    mac_entries: c.mac_entries,
+                    dhcp_leases: c.dhcp_leases,
+                    from_sessions: traffic(c.from_sessions),
+                    to_sessions: traffic(c.to_sessions),
+                    from_bridge: traffic(c.from_bridge),
+                    to_bridge: traffic(c.to_bridge),
+                    session_frames_dropped: c.session_frames_dropped,
+                    to_sessions_other_worker: c.to_sessions_other_worker,
+                    tap_offload: c.tap_offload,
+                    bridge_reads: c.bridge_reads,
+                    bridge_writes: c.bridge_writes,
                     frames_dropped: c
-                        .frames_dropped()
+                        .frames_dropped
                         .into_iter()
                         .map(|(reason, n)| (reason.to_owned(), n))
                         .collect(),
@@ -207,8 +207,8 @@ impl Control {
                     age_secs: now.saturating_duration_since(s.established).as_secs(),
                     orphaned: view.orphaned,
                     worker: s.worker,
-                    received: traffic(&s.counters.received),
-                    sent: traffic(&s.counters.sent),
+                    received: traffic(s.counters.received.get()),
+                    sent: traffic(s.counters.sent.get()),
                 }
             })
             .collect();
@@ -270,8 +270,8 @@ impl Control {
                     .into_iter()
                     .map(|(why, n)| (why.name().to_owned(), n))
                     .collect(),
-                write_timeouts: stats.write_timeouts.load(Ordering::Relaxed),
-                logins_ok: stats.logins_ok.load(Ordering::Relaxed),
+                write_timeouts: stats.write_timeouts(),
+                logins_ok: stats.logins_ok(),
                 logins_failed,
             },
             hubs,
@@ -369,8 +369,7 @@ impl Control {
     }
 }
 
-fn traffic(t: &ethergate_server::counters::Traffic) -> Traffic {
-    let (frames, bytes) = t.get();
+fn traffic((frames, bytes): (u64, u64)) -> Traffic {
     Traffic { frames, bytes }
 }
 

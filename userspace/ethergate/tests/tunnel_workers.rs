@@ -59,9 +59,7 @@ fn sessions_on_different_workers_switch_both_ways_and_floods_reach_each_once() {
     let pick = |worker: usize| {
         (10..250u8)
             .map(|host| Ipv4Addr::new(198, 51, 100, host))
-            .find(|a| {
-                ethergate_server::worker::worker_for_source(IpAddr::V4(*a), workers) == worker
-            })
+            .find(|a| ethergate_server::worker_for_source(IpAddr::V4(*a), workers) == worker)
             .expect("an address for each worker")
     };
     let sources = [pick(0), pick(1)];

@@ -64,6 +64,25 @@ pub struct HubCounters {
 
 pub const NO_DHCP: u64 = u64::MAX;
 
+/// One hub's counters at one instant, as plain numbers (status, metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubSnapshot {
+    /// (frames, bytes) each way.
+    pub from_sessions: (u64, u64),
+    pub to_sessions: (u64, u64),
+    pub from_bridge: (u64, u64),
+    pub to_bridge: (u64, u64),
+    pub session_frames_dropped: u64,
+    pub to_sessions_other_worker: u64,
+    pub bridge_reads: u64,
+    pub bridge_writes: u64,
+    pub tap_offload: bool,
+    pub mac_entries: u64,
+    pub dhcp_leases: Option<u64>,
+    /// Frames the switch dropped, by reason name, every reason.
+    pub frames_dropped: Vec<(&'static str, u64)>,
+}
+
 /// One session's traffic, over all its connections.
 #[derive(Default, Debug)]
 pub struct SessionCounters {
@@ -83,6 +102,24 @@ pub struct SwitchGauges {
 }
 
 impl HubCounters {
+    pub fn snapshot(&self) -> HubSnapshot {
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        HubSnapshot {
+            from_sessions: self.from_sessions.get(),
+            to_sessions: self.to_sessions.get(),
+            from_bridge: self.from_bridge.get(),
+            to_bridge: self.to_bridge.get(),
+            session_frames_dropped: load(&self.session_frames_dropped),
+            to_sessions_other_worker: load(&self.to_sessions_other_worker),
+            bridge_reads: load(&self.bridge_reads),
+            bridge_writes: load(&self.bridge_writes),
+            tap_offload: self.tap_offload.load(Ordering::Relaxed),
+            mac_entries: load(&self.mac_entries),
+            dhcp_leases: self.dhcp_leases(),
+            frames_dropped: self.frames_dropped(),
+        }
+    }
+
     pub fn publish(&self, gauges: SwitchGauges) {
         self.mac_entries
             .store(gauges.mac_entries, Ordering::Relaxed);

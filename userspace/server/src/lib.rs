@@ -9,21 +9,21 @@
 //! moves bytes: sockets ↔ rustls ↔ protocol state machine ↔ hub channels.
 //! See docs/decisions/0002-vpn-server-runtime.md for the threading model.
 
-pub mod admission;
-pub mod connection;
+mod admission;
+mod connection;
 pub mod counters;
 pub mod directory;
 pub mod hub_plane;
 pub mod ktls;
 pub mod learning;
-pub mod login_throttle;
-pub mod outbox;
+mod login_throttle;
+mod outbox;
 pub mod privileges;
-pub mod read_sizer;
-pub mod tap_reader;
+mod read_sizer;
+mod tap_reader;
 pub mod tls;
 pub mod transport;
-pub mod worker;
+mod worker;
 
 use std::{
     net::SocketAddr,
@@ -32,8 +32,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use admission::{Admission, AdmissionLimits, Refusal};
 pub use directory::{Directory, Limits};
-pub use worker::Stats;
+pub use login_throttle::{ThrottleConfig, ThrottleReason};
+pub use worker::{Stats, worker_for_source};
 
 /// How long [`RunningServer::stop`] waits for the connections of the
 /// sessions it ends to close (each sends close_notify and FIN).

@@ -34,7 +34,7 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// Counters shared by all workers.
 #[derive(Debug)]
 pub struct Stats {
-    pub logins_ok: AtomicU64,
+    pub(crate) logins_ok: AtomicU64,
     /// Refused logins by SoftEther error code (index; the last slot
     /// collects codes past the table).
     logins_failed: [AtomicU64; FAILURE_CODES],
@@ -42,7 +42,7 @@ pub struct Stats {
     /// [`ThrottleReason`] (source, user).
     logins_throttled: [AtomicU64; 2],
     /// Connections closed because their peer stopped taking bytes.
-    pub write_timeouts: AtomicU64,
+    pub(crate) write_timeouts: AtomicU64,
 }
 
 const FAILURE_CODES: usize = 64;
@@ -59,6 +59,15 @@ impl Default for Stats {
 }
 
 impl Stats {
+    pub fn logins_ok(&self) -> u64 {
+        self.logins_ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn write_timeouts(&self) -> u64 {
+        self.write_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn login_failed(&self, code: ethergate_proto::ErrorCode) {
         let slot = (code.0 as usize).min(FAILURE_CODES - 1);
         self.logins_failed[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
