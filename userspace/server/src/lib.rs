@@ -35,6 +35,7 @@ use std::{
 pub use admission::{Admission, AdmissionLimits, Refusal};
 pub use directory::{Directory, Limits};
 pub use login_throttle::{ThrottleConfig, ThrottleReason};
+pub use outbox::{LaneId, Outbox};
 pub use worker::{Stats, worker_for_source};
 
 /// How long [`RunningServer::stop`] waits for the connections of the
