@@ -37,7 +37,7 @@ use crate::{
     outbox::{LaneId, Outbox},
     read_sizer::ReadSizer,
     transport::{self, Received, Transport},
-    worker::{Worker, now, system_random},
+    worker_context::{Worker, now, system_random},
 };
 
 /// Output buffers kept by a connection between keep-alive ticks; larger
@@ -687,5 +687,5 @@ fn encrypt_pending(c: &mut Conn, out: &mut Vec<u8>) {
 }
 
 fn to_instant(at: Timestamp) -> Instant {
-    crate::worker::epoch() + at.as_duration()
+    crate::worker_context::epoch() + at.as_duration()
 }

@@ -1,12 +1,13 @@
 //! Counters the admin surface reads while the data path runs: plain relaxed
-//! atomics, each written by one thread (a hub actor or a session's
-//! connections) and read by the status snapshot. Counts are bumped per
-//! batch, not per frame, so they cost nothing measurable.
+//! atomics, written by the workers (per batch, not per frame) and read as
+//! snapshots by status and metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ethergate_hub::DropReason;
 use ethergate_proto::data::Frames;
+
+use crate::login_throttle::ThrottleReason;
 
 /// Frames and bytes in one direction.
 #[derive(Default, Debug)]
@@ -147,5 +148,74 @@ impl HubCounters {
             NO_DHCP => None,
             n => Some(n),
         }
+    }
+}
+
+/// Counters shared by all workers.
+#[derive(Debug)]
+pub struct Stats {
+    pub(crate) logins_ok: AtomicU64,
+    /// Refused logins by SoftEther error code (index; the last slot
+    /// collects codes past the table).
+    logins_failed: [AtomicU64; FAILURE_CODES],
+    /// Logins refused before their password was checked, by
+    /// [`ThrottleReason`] (source, user).
+    logins_throttled: [AtomicU64; 2],
+    /// Connections closed because their peer stopped taking bytes.
+    pub(crate) write_timeouts: AtomicU64,
+}
+
+const FAILURE_CODES: usize = 64;
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            logins_ok: AtomicU64::new(0),
+            logins_failed: std::array::from_fn(|_| AtomicU64::new(0)),
+            logins_throttled: std::array::from_fn(|_| AtomicU64::new(0)),
+            write_timeouts: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Stats {
+    pub fn logins_ok(&self) -> u64 {
+        self.logins_ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn write_timeouts(&self) -> u64 {
+        self.write_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn login_failed(&self, code: ethergate_proto::ErrorCode) {
+        let slot = (code.0 as usize).min(FAILURE_CODES - 1);
+        self.logins_failed[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn login_throttled(&self, reason: ThrottleReason) {
+        self.logins_throttled[reason as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Logins refused without a verdict so far, by reason.
+    pub fn logins_throttled(&self) -> [(ThrottleReason, u64); 2] {
+        [ThrottleReason::Source, ThrottleReason::User].map(|r| {
+            (
+                r,
+                self.logins_throttled[r as usize].load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Refused logins so far, by error code (codes with a count only).
+    pub fn logins_failed(&self) -> Vec<(ethergate_proto::ErrorCode, u64)> {
+        self.logins_failed
+            .iter()
+            .enumerate()
+            .filter_map(|(code, n)| {
+                let n = n.load(std::sync::atomic::Ordering::Relaxed);
+                (n > 0).then_some((ethergate_proto::ErrorCode(code as u32), n))
+            })
+            .collect()
     }
 }

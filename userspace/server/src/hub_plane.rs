@@ -41,24 +41,7 @@ use crate::{
 /// A hub port: a session (ids from 1) or the local bridge (0).
 pub use ethergate_hub::PortId;
 
-/// What a session's port may do on the hub, fixed at login from its
-/// user's limits (SoftEther's user policy).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionPolicy {
-    /// The hub user, lower-cased: ports of one user may take each other's
-    /// MAC addresses (a client that reconnected), other ports may not.
-    pub user: String,
-    pub limits: ethergate_config::SessionLimits,
-}
-
-impl SessionPolicy {
-    pub fn new(user: &str, limits: ethergate_config::SessionLimits) -> Self {
-        Self {
-            user: user.to_ascii_lowercase(),
-            limits,
-        }
-    }
-}
+pub use crate::learning::SessionPolicy;
 
 /// Tries before a worker waiting for a hub's lock sleeps: a few
 /// microseconds of spinning, about as long as a 64-frame batch holds it.

@@ -21,16 +21,31 @@
 use std::{collections::HashMap, path::PathBuf, time::SystemTime};
 
 use ethergate_hub::{
-    DhcpLease, DropReason, Forward, Hub, MacAddr, PortPolicy, Timestamp, format_leases,
+    DhcpLease, DropReason, Forward, Hub, MacAddr, PortId, PortPolicy, Timestamp, format_leases,
     parse_leases,
 };
 use tracing::{info, warn};
 
-use crate::{
-    counters::SwitchGauges,
-    hub_plane::{PortId, SessionPolicy},
-    tls::write_atomically,
-};
+use crate::{counters::SwitchGauges, tls::write_atomically};
+
+/// What a session's port may do on the hub, fixed at login from its
+/// user's limits (SoftEther's user policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// The hub user, lower-cased: ports of one user may take each other's
+    /// MAC addresses (a client that reconnected), other ports may not.
+    pub user: String,
+    pub limits: ethergate_config::SessionLimits,
+}
+
+impl SessionPolicy {
+    pub fn new(user: &str, limits: ethergate_config::SessionLimits) -> Self {
+        Self {
+            user: user.to_ascii_lowercase(),
+            limits,
+        }
+    }
+}
 
 /// One copy of a frame and where it goes.
 pub enum Delivery<'a> {

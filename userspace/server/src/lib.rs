@@ -24,6 +24,7 @@ mod tap_reader;
 pub mod tls;
 pub mod transport;
 mod worker;
+mod worker_context;
 
 use std::{
     net::SocketAddr,
@@ -33,10 +34,11 @@ use std::{
 };
 
 pub use admission::{Admission, AdmissionLimits, Refusal};
+pub use counters::Stats;
 pub use directory::{Directory, Limits};
 pub use login_throttle::{ThrottleConfig, ThrottleReason};
 pub use outbox::{LaneId, Outbox};
-pub use worker::{Stats, worker_for_source};
+pub use worker::worker_for_source;
 
 /// How long [`RunningServer::stop`] waits for the connections of the
 /// sessions it ends to close (each sends close_notify and FIN).
@@ -130,7 +132,7 @@ impl RunningServer {
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         let mut threads = Vec::with_capacity(workers);
         for (index, listeners) in per_worker.into_iter().enumerate() {
-            let worker = worker::Worker {
+            let worker = worker_context::Worker {
                 index,
                 workers,
                 switch_buffers: std::cell::RefCell::default(),

@@ -12,7 +12,7 @@ use ethergate_hub::offload::VNET_HDR_LEN;
 use futures_util::future::{Either, select};
 use tracing::{debug, warn};
 
-use crate::{hub_plane::HubPlane, worker::Worker};
+use crate::{hub_plane::HubPlane, worker_context::Worker};
 
 /// Largest frame read from the tap: MTU 1500 + Ethernet + one VLAN tag,
 /// SoftEther's own ceiling is 1600 (§7.1).

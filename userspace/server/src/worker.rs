@@ -6,140 +6,16 @@
 //! any worker starts, so "address in use" and permission errors surface at
 //! start-up as errors, not as a half-started server.
 
-use std::{
-    cell::RefCell,
-    net::SocketAddr,
-    rc::Rc,
-    sync::{Arc, OnceLock, atomic::AtomicU64},
-    thread::JoinHandle,
-    time::Instant,
-};
+use std::{net::SocketAddr, rc::Rc, sync::Arc, thread::JoinHandle};
 
 use compio::net::TcpListener;
-use ethergate_proto::Timestamp;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, info};
 
-use crate::{
-    connection,
-    directory::Directory,
-    hub_plane::{HubPlane, SwitchBuffers},
-    login_throttle::ThrottleReason,
-    tap_reader,
-};
+use crate::{connection, hub_plane::HubPlane, tap_reader, worker_context::Worker};
 
 /// Backlog per listening socket; the kernel caps it at somaxconn.
 const LISTEN_BACKLOG: i32 = 1024;
-
-/// Counters shared by all workers.
-#[derive(Debug)]
-pub struct Stats {
-    pub(crate) logins_ok: AtomicU64,
-    /// Refused logins by SoftEther error code (index; the last slot
-    /// collects codes past the table).
-    logins_failed: [AtomicU64; FAILURE_CODES],
-    /// Logins refused before their password was checked, by
-    /// [`ThrottleReason`] (source, user).
-    logins_throttled: [AtomicU64; 2],
-    /// Connections closed because their peer stopped taking bytes.
-    pub(crate) write_timeouts: AtomicU64,
-}
-
-const FAILURE_CODES: usize = 64;
-
-impl Default for Stats {
-    fn default() -> Self {
-        Self {
-            logins_ok: AtomicU64::new(0),
-            logins_failed: std::array::from_fn(|_| AtomicU64::new(0)),
-            logins_throttled: std::array::from_fn(|_| AtomicU64::new(0)),
-            write_timeouts: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Stats {
-    pub fn logins_ok(&self) -> u64 {
-        self.logins_ok.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub fn write_timeouts(&self) -> u64 {
-        self.write_timeouts
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub fn login_failed(&self, code: ethergate_proto::ErrorCode) {
-        let slot = (code.0 as usize).min(FAILURE_CODES - 1);
-        self.logins_failed[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn login_throttled(&self, reason: ThrottleReason) {
-        self.logins_throttled[reason as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Logins refused without a verdict so far, by reason.
-    pub fn logins_throttled(&self) -> [(ThrottleReason, u64); 2] {
-        [ThrottleReason::Source, ThrottleReason::User].map(|r| {
-            (
-                r,
-                self.logins_throttled[r as usize].load(std::sync::atomic::Ordering::Relaxed),
-            )
-        })
-    }
-
-    /// Refused logins so far, by error code (codes with a count only).
-    pub fn logins_failed(&self) -> Vec<(ethergate_proto::ErrorCode, u64)> {
-        self.logins_failed
-            .iter()
-            .enumerate()
-            .filter_map(|(code, n)| {
-                let n = n.load(std::sync::atomic::Ordering::Relaxed);
-                (n > 0).then_some((ethergate_proto::ErrorCode(code as u32), n))
-            })
-            .collect()
-    }
-}
-
-/// What one worker thread serves connections with.
-pub struct Worker {
-    /// Which worker this is: the tap queue it writes, and (modulo the
-    /// worker count) the ones it reads.
-    pub index: usize,
-    pub workers: usize,
-    /// Scratch for switching batches through hubs (one batch at a time on
-    /// this thread, never borrowed across an await).
-    pub switch_buffers: RefCell<SwitchBuffers>,
-    pub directory: Arc<Directory>,
-    pub tls: Arc<rustls::ServerConfig>,
-    pub proto: ethergate_proto::ServerConfig,
-    pub stats: Arc<Stats>,
-    /// Whether connections move into kernel TLS, and how many did.
-    pub offload: Arc<crate::ktls::Offload>,
-}
-
-static EPOCH: OnceLock<Instant> = OnceLock::new();
-
-/// The instant all protocol timestamps count from.
-pub fn epoch() -> Instant {
-    *EPOCH.get_or_init(Instant::now)
-}
-
-pub fn now() -> Timestamp {
-    Timestamp::from_elapsed(epoch().elapsed())
-}
-
-static RANDOM: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
-
-/// Session keys and server randoms come from the same CSPRNG as TLS.
-pub fn system_random(buf: &mut [u8]) {
-    let provider = RANDOM.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-    // Without a working system RNG no TLS handshake can succeed either;
-    // there is nothing sensible to continue with.
-    provider
-        .secure_random
-        .fill(buf)
-        .expect("the system random number generator failed");
-}
 
 /// A bound, listening, non-blocking socket for one worker.
 pub fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
