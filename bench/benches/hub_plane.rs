@@ -83,6 +83,47 @@ fn run(plane: &HubPlane, outbox: &(Arc<Outbox>, LaneId), pair: u64, iters: u64) 
     }
 }
 
+/// `iters` bursts of 64 frames read from the bridge for session
+/// `2*pair+2`, draining it as its connection would.
+fn run_bridge(plane: &HubPlane, outbox: &(Arc<Outbox>, LaneId), pair: u64, iters: u64) {
+    let to = pair * 2 + 2;
+    let mut reads: Vec<Vec<u8>> = (0..BATCH)
+        .map(|_| frame(mac(to), MacAddr([0x02, 0xbb, 0, 0, 0, pair as u8])))
+        .collect();
+    let mut buffers = SwitchBuffers::default();
+    let mut sink = Frames::new();
+    for _ in 0..iters {
+        plane.from_bridge(
+            reads.iter_mut().map(Vec::as_mut_slice),
+            pair as usize,
+            &mut buffers,
+        );
+        outbox.0.take(outbox.1, &mut sink);
+        sink.clear();
+    }
+}
+
+/// Two threads each running `each(pair, iters)`; the wall time of both.
+fn two_at_once(iters: u64, each: impl Fn(u64, u64) + Send + Sync + 'static) -> Duration {
+    let each = Arc::new(each);
+    let barrier = Arc::new(Barrier::new(3));
+    let threads: Vec<_> = (0..2u64)
+        .map(|pair| {
+            let (each, barrier) = (Arc::clone(&each), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                each(pair, iters);
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for t in threads {
+        t.join().expect("bench thread");
+    }
+    start.elapsed()
+}
+
 fn bench_plane(c: &mut Criterion) {
     let mut g = c.benchmark_group("hub_plane");
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -152,6 +193,28 @@ fn bench_plane(c: &mut Criterion) {
                 t.join().expect("bench thread");
             }
             start.elapsed()
+        });
+    });
+
+    // Frames read from the tap (no offload) for sessions: one worker, then
+    // two reading their own queues at once.
+    let (plane, outboxes) = hub_with_pairs(1);
+    g.bench_function("64 bridge frames, one worker", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            run_bridge(&plane, &outboxes[1], 0, iters);
+            start.elapsed()
+        });
+    });
+    let (plane, outboxes) = hub_with_pairs(2);
+    let shared = Arc::new((plane, outboxes));
+    g.bench_function("64 bridge frames, two workers at once", |b| {
+        b.iter_custom(|iters| {
+            let shared = Arc::clone(&shared);
+            two_at_once(iters, move |pair, iters| {
+                let (plane, outboxes) = &*shared;
+                run_bridge(plane, &outboxes[pair as usize * 2 + 1], pair, iters);
+            })
         });
     });
     g.finish();

@@ -104,6 +104,8 @@ pub struct SwitchBuffers {
     coalescer: Coalescer,
     /// Segments of one TSO super-frame read from the tap.
     segments: Vec<u8>,
+    /// The frames of one burst of tap reads (segments, with offload).
+    from_bridge: Frames,
 }
 
 /// One batch's frames per destination session.
@@ -137,9 +139,10 @@ impl PortBatches {
         self.deferred.push((at, index));
     }
 
-    fn copy_deferred(&mut self, input: &Frames) {
+    /// Copies the deferred input frames; `input(i)` is input frame `i`.
+    fn copy_deferred<'a>(&mut self, input: impl Fn(usize) -> Option<&'a [u8]>) {
         for (at, index) in self.deferred.drain(..) {
-            if let (Some(pending), Some(frame)) = (self.outgoing.get_mut(at), input.get(index)) {
+            if let (Some(pending), Some(frame)) = (self.outgoing.get_mut(at), input(index)) {
                 pending.frames.push(frame);
             }
         }
@@ -358,7 +361,7 @@ impl HubPlane {
             }
             core.publish(&self.counters);
         }
-        buf.ports.copy_deferred(frames);
+        buf.ports.copy_deferred(|i| frames.get(i));
         if let Some(tap) = self.tap_for(queue) {
             let all = buf.bridge_input.len() == frames.len();
             let input = buf.bridge_input.iter().filter_map(|&i| frames.get(i));
@@ -391,41 +394,69 @@ impl HubPlane {
         buf: &mut SwitchBuffers,
     ) {
         let offload = self.taps.first().is_some_and(TapQueue::vnet_hdr);
+        // The frames, before the lock: each read as it is, or (offload)
+        // TSO super-frames cut into segments. The kernel built them; a
+        // header we cannot honour costs that read only.
+        let SwitchBuffers {
+            from_bridge,
+            segments,
+            ..
+        } = &mut *buf;
+        from_bridge.clear();
+        let mut plain: Vec<&[u8]> = Vec::new();
+        let mut reads_seen = 0u64;
+        for read in reads {
+            reads_seen += 1;
+            if !offload {
+                plain.push(read);
+            } else if let Some((hdr, frame)) = VnetHdr::parse_mut(read)
+                && let Err(e) =
+                    offload::segment(hdr, frame, segments, &mut |seg| from_bridge.push(seg))
+            {
+                debug!("tap read: {e}; frame dropped");
+            }
+        }
+        self.counters
+            .bridge_reads
+            .fetch_add(reads_seen, Ordering::Relaxed);
+        let frame_at = |i: usize| -> Option<&[u8]> {
+            if offload {
+                buf.from_bridge.get(i)
+            } else {
+                plain.get(i).copied()
+            }
+        };
+        let count = if offload {
+            buf.from_bridge.len()
+        } else {
+            plain.len()
+        };
+        let bytes: usize = (0..count).filter_map(frame_at).map(<[u8]>::len).sum();
+        self.counters.from_bridge.add(count as u64, bytes as u64);
         {
             let mut core = self.lock();
             let Core {
                 switch, sessions, ..
             } = &mut *core;
-            let mut reads_seen = 0u64;
-            let mut switch_one = |frame: &[u8]| {
-                self.counters.from_bridge.add(1, frame.len() as u64);
+            for (index, frame) in (0..count).filter_map(|i| frame_at(i).map(|f| (i, f))) {
                 switch.forward(PortId::BRIDGE, frame, &mut |delivery| match delivery {
                     Delivery::Bridge(bytes) => buf.to_bridge.push(bytes),
+                    // Copied after the lock is released.
+                    Delivery::Port(to, bytes) if std::ptr::eq(bytes, frame) => {
+                        if let Some(session) = sessions.get(&to) {
+                            buf.ports.push_later(to, session, index);
+                        }
+                    }
                     Delivery::Port(to, bytes) => {
                         if let Some(session) = sessions.get(&to) {
                             buf.ports.push(to, session, bytes);
                         }
                     }
                 });
-            };
-            for read in reads {
-                reads_seen += 1;
-                if !offload {
-                    switch_one(read);
-                } else if let Some((hdr, frame)) = VnetHdr::parse_mut(read) {
-                    // The kernel built this frame; a header we cannot
-                    // honour costs that frame only.
-                    if let Err(e) = offload::segment(hdr, frame, &mut buf.segments, &mut switch_one)
-                    {
-                        debug!("tap read: {e}; frame dropped");
-                    }
-                }
             }
-            self.counters
-                .bridge_reads
-                .fetch_add(reads_seen, Ordering::Relaxed);
             core.publish(&self.counters);
         }
+        buf.ports.copy_deferred(frame_at);
         let other_worker: usize = buf
             .ports
             .outgoing
