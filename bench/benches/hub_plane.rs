@@ -142,30 +142,14 @@ fn bench_plane(c: &mut Criterion) {
     // through the same hub; the time is the wall time of both, per batch
     // of one thread: equal to the row above when they do not get in each
     // other's way, twice it when the lock serialises them.
-    let (plane, outboxes) = hub_with_pairs(2);
-    let outboxes = Arc::new(outboxes);
+    let shared = Arc::new(hub_with_pairs(2));
     g.bench_function("64-frame batch, two workers at once", |b| {
         b.iter_custom(|iters| {
-            let barrier = Arc::new(Barrier::new(3));
-            let threads: Vec<_> = (0..2u64)
-                .map(|pair| {
-                    let (plane, outboxes, barrier) = (
-                        Arc::clone(&plane),
-                        Arc::clone(&outboxes),
-                        Arc::clone(&barrier),
-                    );
-                    std::thread::spawn(move || {
-                        barrier.wait();
-                        run(&plane, &outboxes[pair as usize * 2 + 1], pair, iters);
-                    })
-                })
-                .collect();
-            barrier.wait();
-            let start = Instant::now();
-            for t in threads {
-                t.join().expect("bench thread");
-            }
-            start.elapsed()
+            let shared = Arc::clone(&shared);
+            two_at_once(iters, move |pair, iters| {
+                let (plane, outboxes) = &*shared;
+                run(plane, &outboxes[pair as usize * 2 + 1], pair, iters);
+            })
         });
     });
 
@@ -176,23 +160,11 @@ fn bench_plane(c: &mut Criterion) {
     let hubs: Arc<Vec<_>> = Arc::new((0..2).map(|_| hub_with_pairs(1)).collect());
     g.bench_function("64-frame batch, two workers, a hub each", |b| {
         b.iter_custom(|iters| {
-            let barrier = Arc::new(Barrier::new(3));
-            let threads: Vec<_> = (0..2usize)
-                .map(|i| {
-                    let (hubs, barrier) = (Arc::clone(&hubs), Arc::clone(&barrier));
-                    std::thread::spawn(move || {
-                        barrier.wait();
-                        let (plane, outboxes) = &hubs[i];
-                        run(plane, &outboxes[1], 0, iters);
-                    })
-                })
-                .collect();
-            barrier.wait();
-            let start = Instant::now();
-            for t in threads {
-                t.join().expect("bench thread");
-            }
-            start.elapsed()
+            let hubs = Arc::clone(&hubs);
+            two_at_once(iters, move |i, iters| {
+                let (plane, outboxes) = &hubs[i as usize];
+                run(plane, &outboxes[1], 0, iters);
+            })
         });
     });
 

@@ -74,6 +74,39 @@ struct Core {
 }
 
 impl Core {
+    /// Where each input frame (index, bytes) from `ingress` goes, decided
+    /// under the lock. Input frames for the bridge or for sessions are
+    /// recorded by index and written or copied after the lock; frames the
+    /// switch made itself (DHCP answers) are copied now.
+    fn decide<'f>(
+        &mut self,
+        ingress: PortId,
+        input: impl Iterator<Item = (usize, &'f [u8])>,
+        bridge_input: &mut Vec<usize>,
+        to_bridge: &mut Frames,
+        ports: &mut PortBatches,
+    ) {
+        let Core {
+            switch, sessions, ..
+        } = self;
+        for (index, frame) in input {
+            switch.forward(ingress, frame, &mut |delivery| match delivery {
+                Delivery::Bridge(bytes) if std::ptr::eq(bytes, frame) => bridge_input.push(index),
+                Delivery::Bridge(bytes) => to_bridge.push(bytes),
+                Delivery::Port(to, bytes) => {
+                    let Some(session) = sessions.get(&to) else {
+                        return;
+                    };
+                    if std::ptr::eq(bytes, frame) {
+                        ports.push_later(to, session, index);
+                    } else {
+                        ports.push(to, session, bytes);
+                    }
+                }
+            });
+        }
+    }
+
     fn publish(&mut self, counters: &HubCounters) {
         let gauges = self.switch.gauges();
         if gauges != self.published {
@@ -334,31 +367,13 @@ impl HubPlane {
         self.counters.from_sessions.add_batch(frames);
         {
             let mut core = self.lock();
-            let Core {
-                switch, sessions, ..
-            } = &mut *core;
-            for (index, frame) in frames.iter().enumerate() {
-                switch.forward(port, frame, &mut |delivery| match delivery {
-                    // A frame for the bridge is the session's own frame:
-                    // written from the batch after the lock, not copied.
-                    Delivery::Bridge(bytes) if std::ptr::eq(bytes, frame) => {
-                        buf.bridge_input.push(index);
-                    }
-                    Delivery::Bridge(bytes) => buf.to_bridge.push(bytes),
-                    // Likewise a frame for another session: its copy is
-                    // made after the lock is released.
-                    Delivery::Port(to, bytes) if std::ptr::eq(bytes, frame) => {
-                        if let Some(session) = sessions.get(&to) {
-                            buf.ports.push_later(to, session, index);
-                        }
-                    }
-                    Delivery::Port(to, bytes) => {
-                        if let Some(session) = sessions.get(&to) {
-                            buf.ports.push(to, session, bytes);
-                        }
-                    }
-                });
-            }
+            core.decide(
+                port,
+                frames.iter().enumerate(),
+                &mut buf.bridge_input,
+                &mut buf.to_bridge,
+                &mut buf.ports,
+            );
             core.publish(&self.counters);
         }
         buf.ports.copy_deferred(|i| frames.get(i));
@@ -435,25 +450,13 @@ impl HubPlane {
         self.counters.from_bridge.add(count as u64, bytes as u64);
         {
             let mut core = self.lock();
-            let Core {
-                switch, sessions, ..
-            } = &mut *core;
-            for (index, frame) in (0..count).filter_map(|i| frame_at(i).map(|f| (i, f))) {
-                switch.forward(PortId::BRIDGE, frame, &mut |delivery| match delivery {
-                    Delivery::Bridge(bytes) => buf.to_bridge.push(bytes),
-                    // Copied after the lock is released.
-                    Delivery::Port(to, bytes) if std::ptr::eq(bytes, frame) => {
-                        if let Some(session) = sessions.get(&to) {
-                            buf.ports.push_later(to, session, index);
-                        }
-                    }
-                    Delivery::Port(to, bytes) => {
-                        if let Some(session) = sessions.get(&to) {
-                            buf.ports.push(to, session, bytes);
-                        }
-                    }
-                });
-            }
+            core.decide(
+                PortId::BRIDGE,
+                (0..count).filter_map(|i| frame_at(i).map(|f| (i, f))),
+                &mut buf.bridge_input,
+                &mut buf.to_bridge,
+                &mut buf.ports,
+            );
             core.publish(&self.counters);
         }
         buf.ports.copy_deferred(frame_at);
