@@ -131,8 +131,8 @@ impl Control {
             }
         }
         for hub in &plan.dhcp {
-            // Checked above; the actor could only have died since, and
-            // then the watchdog restarts the whole service.
+            // Checked above; the hub could only have been closed since,
+            // and then the watchdog restarts the whole service.
             if let Err(e) = self.appliance.set_dhcp(hub) {
                 warn!(hub = hub.name, "DHCP settings not applied: {e:#}");
             }

@@ -170,8 +170,8 @@ impl Drop for Watchdog {
 
 /// Starts the watchdog when systemd asked for one (`WatchdogSec=`), with
 /// `alive` as the health check (serve passes one that looks at the live
-/// control object: every current hub thread running, the control lock not
-/// wedged).
+/// control object: every current hub open with all its tap queues read,
+/// the control lock not wedged).
 pub fn start_watchdog(alive: impl Fn() -> bool + Send + 'static) -> Option<Watchdog> {
     let interval = watchdog_interval()?;
     match Watchdog::spawn(Notifier::from_env(), interval, alive) {

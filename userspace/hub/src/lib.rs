@@ -1,8 +1,8 @@
 //! ethergate's virtual hub, sans-IO: the MAC-learning switch of one
 //! SoftEther-style virtual hub and its virtual DHCP server.
 //!
-//! No sockets, no clock, no threads: the caller (the hub actor in
-//! `ethergate-server`) passes each frame with its ingress [`PortId`] and
+//! No sockets, no clock, no threads: the caller (the hub plane in
+//! `ethergate-server`, on whichever worker holds a frame) passes each frame with its ingress [`PortId`] and
 //! the current [`Timestamp`] to [`Hub::forward`], and gets back a
 //! [`Forward`] decision — unicast, flood, a reply frame the hub produced
 //! itself (DHCP), or a drop with a [`DropReason`]. Leases are handed out as

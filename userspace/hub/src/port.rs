@@ -6,7 +6,7 @@
 //! port (`frames_out`), at decision time.
 
 /// A hub port: a session (ids from 1) or the local bridge (0). Same shape as
-/// the server's port ids so the actor can pass them straight through.
+/// the server's port ids so the server can pass them straight through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub u64);
 

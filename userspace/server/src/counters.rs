@@ -34,7 +34,8 @@ impl Traffic {
     }
 }
 
-/// One hub's traffic and gauges, shared by its actor and the directory.
+/// One hub's traffic and gauges, written by the workers and the hub's
+/// housekeeping, read by status.
 #[derive(Default, Debug)]
 pub struct HubCounters {
     pub from_sessions: Traffic,
@@ -93,7 +94,7 @@ pub struct SessionCounters {
     pub sent: Traffic,
 }
 
-/// What a hub's switch reports for status, refreshed by the actor.
+/// What a hub's switch reports for status, published when it changes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SwitchGauges {
     pub mac_entries: u64,

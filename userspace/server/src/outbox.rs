@@ -1,6 +1,6 @@
-//! What the hub has for one session: a coalescing mailbox between the hub
-//! actor (one producer) and the session's connections (one or more
-//! consumers on worker threads).
+//! What the hub has for one session: a coalescing mailbox between the
+//! workers that switch frames for it (producers) and the session's
+//! connections (consumers, on the session's worker).
 //!
 //! Why not a channel of batches: the hub produces many small batches (one
 //! per tap read), and a bounded channel of them overflows by count long

@@ -4,9 +4,9 @@
 //! Linux capabilities belong to threads, not processes: serve keeps what
 //! reloads and status need (CAP_NET_ADMIN to attach a new hub's tap,
 //! CAP_BPF to read and write maps) on its control threads, while the
-//! worker threads (TLS and the SoftEther protocol from any client) and the
-//! hub threads (frames from sessions, DHCP) drop all of theirs for good
-//! as they start. A logic bug reachable from the network then cannot make
+//! worker threads (TLS, the SoftEther protocol from any client, and the
+//! hubs' switching, DHCP and tap I/O) and the session reaper drop all of
+//! theirs for good as they start. A logic bug reachable from the network then cannot make
 //! those threads change links, maps or programs. It is not a sandbox
 //! against code execution: memory is shared with the control threads.
 
