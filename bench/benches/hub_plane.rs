@@ -46,12 +46,12 @@ fn hub_with_pairs(pairs: u64) -> (Arc<HubPlane>, Vec<(Arc<Outbox>, LaneId)>) {
     for port in 1..=pairs * 2 {
         let outbox = Arc::new(Outbox::new(64 << 20));
         let lane = outbox.join();
-        plane.attach(
+        assert!(plane.attach(
             PortId(port),
             Arc::clone(&outbox),
             0,
             &SessionPolicy::new(&format!("user{port}"), SessionLimits::default()),
-        );
+        ));
         let mut hello = Frames::new();
         hello.push(&frame(MacAddr::BROADCAST, mac(port)));
         plane.from_session(PortId(port), &hello, 0, &mut learn);

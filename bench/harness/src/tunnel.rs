@@ -504,7 +504,7 @@ fn maxtcp(
                 } else {
                     ("client", "private")
                 };
-                let server_before = server_session_drops(settings);
+                let server_before = hub_frames(settings);
                 let links_before = link_drops(topo);
                 let softnet_before = softnet_drops();
                 let sent_before = nstat(topo, sender, &SENDER_COUNTERS);
@@ -523,7 +523,7 @@ fn maxtcp(
                         (after > before).then(|| format!("{name}={}", after - before))
                     })
                     .collect();
-                let server = match (server_before, server_session_drops(settings)) {
+                let server = match (server_before, hub_frames(settings)) {
                     (Some(b), Some(a)) => format!(
                         "{} dropped for sessions, {} of {} handed to another worker",
                         a.dropped.saturating_sub(b.dropped),
@@ -629,7 +629,7 @@ struct HubFrames {
 }
 
 /// [`HubFrames`] of the newest ethergate (`None` for other systems).
-fn server_session_drops(settings: &Settings) -> Option<HubFrames> {
+fn hub_frames(settings: &Settings) -> Option<HubFrames> {
     let newest = std::fs::read_dir(&settings.work)
         .ok()?
         .flatten()

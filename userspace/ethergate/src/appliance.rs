@@ -15,7 +15,6 @@ use ethergate_config::Config;
 use ethergate_hub::{DhcpServerConfig, Hub, HubOptions};
 use ethergate_server::{
     Directory, Limits, RunningServer,
-    counters::HubCounters,
     hub_plane::HubPlane,
     ktls::{self, KtlsSupport},
     learning::LearningHub,
@@ -37,7 +36,6 @@ pub struct Appliance {
 pub struct RunningHub {
     pub plane: Arc<HubPlane>,
     pub config: ethergate_config::Hub,
-    pub counters: Arc<HubCounters>,
 }
 
 impl Appliance {
@@ -266,14 +264,12 @@ fn start_hub(
     // No session may take over the tap's own MAC, even while the kernel
     // has sent nothing from it.
     switch.pin_bridge_mac(ethergate_hub::MacAddr(mac.0));
-    let counters = Arc::new(HubCounters::default());
-    let plane = HubPlane::new(&hub.name, switch, tap.into_queues(), Arc::clone(&counters))
+    let plane = HubPlane::new(&hub.name, switch, tap.into_queues(), Arc::default())
         .with_context(|| format!("hub {:?}: preparing its tap queues", hub.name))?;
     info!(hub = hub.name, bridge, address = %hub.bridge_address, "hub up");
     Ok(RunningHub {
         plane: Arc::new(plane),
         config: hub.clone(),
-        counters,
     })
 }
 

@@ -164,7 +164,7 @@ impl Control {
             .hubs
             .values()
             .map(|running| {
-                let c = running.counters.snapshot();
+                let c = running.plane.counters.snapshot();
                 let entry = directory.hub(&running.config.name);
                 HubStatus {
                     name: running.config.name.clone(),

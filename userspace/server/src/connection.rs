@@ -225,12 +225,17 @@ async fn read_loop(
         // switching, so the tap gets fewer, fuller merged writes (a client
         // that sends small records would otherwise cost one tap write per
         // read). The next read completes at once, so nothing waits.
-        let more_queued = queued_bytes(&socket) > 0;
         let session = {
             let mut c = conn.borrow_mut();
             on_bytes(&mut c, &buf[..n], &worker);
+            // Asked only when there are frames to hold back.
+            let gather = |c: &Conn| {
+                !c.frames_in.is_empty()
+                    && c.frames_in.byte_len() < SWITCH_BATCH_MAX
+                    && queued_bytes(&socket) > 0
+            };
             match &c.session {
-                Some(_) if more_queued && c.frames_in.byte_len() < SWITCH_BATCH_MAX => None,
+                Some(_) if gather(&c) => None,
                 Some(session) if !c.frames_in.is_empty() => {
                     let session = Arc::clone(session);
                     std::mem::swap(&mut c.frames_in, &mut batch);

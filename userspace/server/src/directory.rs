@@ -24,7 +24,7 @@ use ethergate_proto::{Authenticator, ErrorCode, LoginRequest, SessionGrant, Welc
 
 use crate::{
     admission::{Admission, AdmissionLimits},
-    counters::{HubCounters, SessionCounters},
+    counters::SessionCounters,
     hub_plane::{HubPlane, PortId, SessionPolicy},
     login_throttle::{LoginThrottle, ThrottleConfig},
     outbox::Outbox,
@@ -39,7 +39,6 @@ pub struct HubEntry {
     /// Switching, the sessions' outboxes and the tap queues.
     pub plane: Arc<HubPlane>,
     sessions: AtomicUsize,
-    pub counters: Arc<HubCounters>,
     /// Lower-cased user name → the limits its sessions get (`[hub.limits]`
     /// with the user's overrides); a user not listed gets the defaults.
     /// Replaced whole on reload; running sessions keep theirs.
@@ -327,7 +326,6 @@ impl Directory {
         let entry = HubEntry {
             name: name.to_owned(),
             users: RwLock::new(lowercase_keys(users)),
-            counters: Arc::clone(&plane.counters),
             plane: Arc::clone(&plane),
             sessions: AtomicUsize::new(0),
             limits: RwLock::default(),
@@ -540,12 +538,11 @@ impl Directory {
         });
         // The switch learns of the port before the session exists for any
         // connection to send frames on.
-        if hub.plane.is_closed() {
+        let policy = SessionPolicy::new(login.user, hub.limits_of(login.user));
+        if !hub.plane.attach(port, outbox, login.worker, &policy) {
             self.release_counts(hub, login.user);
             return Err(ErrorCode::HUB_STOPPING);
         }
-        let policy = SessionPolicy::new(login.user, hub.limits_of(login.user));
-        hub.plane.attach(port, outbox, login.worker, &policy);
         self.lock_sessions()
             .live
             .insert(welcome.session_key, Arc::clone(&shared));

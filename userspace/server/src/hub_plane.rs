@@ -8,10 +8,10 @@
 //! and hands it to the destination session's outbox, whose connection
 //! (usually on the same worker: the tap steers a flow's replies to the
 //! queue that wrote its requests) encrypts and sends it. The switch is
-//! behind one lock, taken once per batch and never across I/O: frames are
-//! decided and copied under it, and written to the tap or handed to
-//! outboxes after it is released. docs/decisions/0009 has the measurements
-//! behind a plain lock rather than a sharded or RCU table.
+//! behind one lock, taken once per batch and never across I/O: only the
+//! forwarding decisions are made under it; segmentation comes before it,
+//! copies, tap writes and outbox pushes after it. docs/decisions/0009 has
+//! the measurements of what sharing it between workers costs.
 //!
 //! Invariants: a port is in the switch exactly while its session's outbox
 //! is in `sessions` (both change under the lock), so a frame is never
@@ -22,7 +22,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::Instant,
 };
@@ -55,9 +55,8 @@ pub struct HubPlane {
     /// local bridge only switches between sessions.
     taps: Vec<TapQueue>,
     pub counters: Arc<HubCounters>,
-    closed: AtomicBool,
-    /// Closed by [`HubPlane::close`]: wakes the workers' tap readers so
-    /// they stop (and drop their descriptors).
+    /// Closed by [`HubPlane::close`]: the hub is closed, and the workers'
+    /// tap readers wake and stop (and drop their descriptors).
     closing: (async_channel::Sender<()>, async_channel::Receiver<()>),
     /// Tap queues a worker is reading right now (readiness: all of them).
     tap_readers: AtomicUsize,
@@ -223,7 +222,6 @@ impl HubPlane {
             }),
             taps,
             counters,
-            closed: AtomicBool::new(false),
             closing: async_channel::bounded(1),
             tap_readers: AtomicUsize::new(0),
         })
@@ -250,12 +248,26 @@ impl HubPlane {
     }
 
     /// A session served by `worker` joined; frames for it go to `outbox`.
-    pub fn attach(&self, port: PortId, outbox: Arc<Outbox>, worker: usize, policy: &SessionPolicy) {
+    /// False when the hub is closed: checked under the lock [`Self::close`]
+    /// takes after marking the hub closed, so a session either is refused
+    /// here or has its outbox closed there, never neither.
+    #[must_use]
+    pub fn attach(
+        &self,
+        port: PortId,
+        outbox: Arc<Outbox>,
+        worker: usize,
+        policy: &SessionPolicy,
+    ) -> bool {
         let mut core = self.lock();
+        if self.is_closed() {
+            return false;
+        }
         core.sessions.insert(port, SessionPort { outbox, worker });
         core.switch.port_added(port, policy);
         core.publish(&self.counters);
         debug!(hub = self.name, port = port.0, "port attached");
+        true
     }
 
     /// The session ended: its outbox closes and the switch forgets its MACs.
@@ -317,7 +329,6 @@ impl HubPlane {
     /// The hub was removed or the server stops: every session's
     /// connections end, and workers stop reading its taps.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
         self.closing.0.close();
         let core = self.lock();
         for session in core.sessions.values() {
@@ -326,7 +337,7 @@ impl HubPlane {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.closing.0.is_closed()
     }
 
     pub fn tap_queues(&self) -> &[TapQueue] {
@@ -611,12 +622,12 @@ mod tests {
         let outboxes: Vec<Arc<Outbox>> = (0..2).map(|_| Arc::new(Outbox::new(1 << 20))).collect();
         let bob_lane = outboxes[1].join();
         for (i, user) in ["alice", "bob"].into_iter().enumerate() {
-            plane.attach(
+            assert!(plane.attach(
                 PortId(i as u64 + 1),
                 Arc::clone(&outboxes[i]),
                 i,
                 &SessionPolicy::new(user, limits),
-            );
+            ));
         }
         let mut buffers = SwitchBuffers::default();
         let flood: Vec<Vec<u8>> = (0..300u16)
@@ -652,6 +663,21 @@ mod tests {
         assert!(outboxes[1].is_closed());
         plane.from_session(PortId(1), &batch(&flood[..1]), 0, &mut buffers);
         assert_eq!(plane.counters.to_sessions.get().0, 16);
+    }
+
+    /// A hub closed (removed by a reload) refuses new sessions, so none can
+    /// attach after `close` closed the outboxes it knew of.
+    #[test]
+    fn a_closed_plane_refuses_new_ports() {
+        let plane = plane();
+        let policy = SessionPolicy::new("alice", SessionLimits::default());
+        let before = Arc::new(Outbox::new(1 << 20));
+        assert!(plane.attach(PortId(1), Arc::clone(&before), 0, &policy));
+        plane.close();
+        assert!(before.is_closed());
+        let after = Arc::new(Outbox::new(1 << 20));
+        assert!(!plane.attach(PortId(2), Arc::clone(&after), 0, &policy));
+        assert!(!plane.has_port(PortId(2)));
     }
 
     /// A frame from `from` to `to`, numbered `seq` in its payload.
@@ -692,12 +718,12 @@ mod tests {
                 })
                 .collect();
             for (i, (outbox, _)) in outboxes.iter().enumerate() {
-                plane.attach(
+                assert!(plane.attach(
                     PortId(i as u64 + 1),
                     Arc::clone(outbox),
                     i % workers,
                     &SessionPolicy::new(&format!("user{i}"), SessionLimits::default()),
-                );
+                ));
             }
             // Every session announces its MAC first (learned before any
             // unicast is addressed to it).
@@ -706,7 +732,7 @@ mod tests {
                 let port = i as u64 + 1;
                 plane.from_session(PortId(port), &batch(&[broadcast_frame(session_mac(port))]), 0, &mut buffers);
             }
-            let stop = Arc::new(AtomicBool::new(false));
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let keeper = {
                 let (plane, stop) = (Arc::clone(&plane), Arc::clone(&stop));
                 std::thread::spawn(move || {

@@ -68,9 +68,12 @@ pub fn steer_by_source(
             libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
             SKF_NET_OFF + source_word,
         ),
-        // A = (A * 2^32/phi) >> 16: neighbouring addresses spread out
-        op(libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K, 0x9e37_79b1),
-        op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K, 16),
+        // A = (A * STEER_MULTIPLIER) >> STEER_SHIFT
+        op(
+            libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K,
+            STEER_MULTIPLIER,
+        ),
+        op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K, STEER_SHIFT),
         op(
             libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K,
             workers.max(1) as u32,
@@ -98,6 +101,12 @@ pub fn steer_by_source(
     Ok(())
 }
 
+/// The source-address hash of [`steer_by_source`] (in classic BPF) and of
+/// [`worker_for_source`] (here), one definition for both: 2^32/φ, so
+/// neighbouring addresses spread over the workers, then the high bits.
+const STEER_MULTIPLIER: u32 = 0x9e37_79b1;
+const STEER_SHIFT: u32 = 16;
+
 /// The worker [`steer_by_source`] gives connections from `address`.
 pub fn worker_for_source(address: std::net::IpAddr, workers: usize) -> usize {
     let word = match address {
@@ -107,7 +116,7 @@ pub fn worker_for_source(address: std::net::IpAddr, workers: usize) -> usize {
             u32::from_be_bytes([o[12], o[13], o[14], o[15]])
         }
     };
-    (word.wrapping_mul(0x9e37_79b1) >> 16) as usize % workers.max(1)
+    (word.wrapping_mul(STEER_MULTIPLIER) >> STEER_SHIFT) as usize % workers.max(1)
 }
 
 /// Runs one worker thread until `stop` closes. Every hub sent on `hubs`
