@@ -18,6 +18,6 @@ pub mod parse;
 pub use counters::{PacketCounter, ParseIssue, ProtoClass, Verdict};
 pub use dnat::DnatTarget;
 pub use nat::{
-    DropReason, FlowEntry, FlowKey, FragmentKey, FragmentRewrite, NatBinding, NatConfig, NatEvent,
-    SnatAddresses,
+    CachedHop, DropReason, FlowEntry, FlowKey, FragmentKey, FragmentRewrite, NatBinding, NatConfig,
+    NatEvent, ROUTE_EPOCH_SHIFT, SnatAddresses,
 };

@@ -4,7 +4,13 @@
 //! two flows can never share a reverse tuple, even when CPUs race; the
 //! forward half is inserted only after its reverse half exists.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_get_prandom_u32};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    cty::c_void,
+    helpers::generated::{bpf_get_prandom_u32, bpf_loop},
+    macros::map,
+    maps::PerCpuArray,
+};
 use ethergate_common::{
     DnatTarget, DropReason, FlowKey, FragmentKey, FragmentRewrite, NatBinding, NatConfig, NatEvent,
     SnatAddresses,
@@ -129,7 +135,11 @@ pub unsafe fn touch(entry: *mut FlowEntry, now: u64, tcp_flags: u8) -> (u32, u16
     // SAFETY: per the function's contract.
     unsafe {
         let binding = &raw mut (*entry).binding;
-        (*binding).last_seen_ns = now;
+        // The coarse clock moves once a tick: most packets would write the
+        // same value, and a store dirties the line other CPUs read.
+        if (*binding).last_seen_ns != now {
+            (*binding).last_seen_ns = now;
+        }
         if (*binding).tcp_flags & seen != seen {
             (*binding).tcp_flags |= seen;
         }
@@ -162,54 +172,153 @@ pub fn allocate(
         tcp_flags: 0,
         pad: 0,
     };
-    for _ in 0..MAX_PORT_PROBES {
-        // `(r * n) >> 32` maps a uniform u32 onto 0..n without a division:
-        // a `%` by a map value would need a divide-by-zero panic path,
-        // which the verifier rejects ("last insn is not an exit or jmp").
-        // SAFETY: plain helper calls.
-        let (r1, r2) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
-        let index = ((u64::from(r1) * u64::from(count)) >> 32) as usize;
-        let Some(&addr) = rule.addrs.get(index) else {
-            continue;
-        };
-        let port = (u64::from(config.port_min) + ((u64::from(r2) * u64::from(span)) >> 32)) as u16;
-        // The reply's tuple: ICMP replies carry the identifier as dst_port.
-        let in_key = FlowKey::new(tuple.protocol, tuple.dst_addr, tuple.dst_port, addr, port);
-        match NAT_IN.insert(in_key, FlowEntry::new(private), BPF_NOEXIST as u64) {
-            Ok(()) => {}
-            Err(err) if err == -E2BIG => return Err(DropReason::TableFull),
-            Err(_) => {
-                event(NatEvent::PortCollision);
-                continue;
-            }
-        }
-        let public = NatBinding {
-            last_seen_ns: now,
-            addr,
-            port,
-            tcp_flags: tuple.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK),
-            pad: 0,
-        };
-        let inserted = NAT_OUT.insert(tuple.key(), FlowEntry::new(public), BPF_NOEXIST as u64);
-        if inserted.is_ok() {
-            count_source_flow(tuple.src_addr);
-            count_active(1);
-            expiry::arm_snat(tuple, config);
-            event(NatEvent::FlowCreated);
-            return Ok((addr, port));
-        }
-        let _ = NAT_IN.remove(in_key);
-        if inserted == Err(-E2BIG) {
-            return Err(DropReason::TableFull);
-        }
-        // Another CPU created this flow a moment ago: use its binding.
-        return match NAT_OUT.get_ptr(tuple.key()) {
-            // SAFETY: pointer from a successful lookup.
-            Some(existing) => unsafe { Ok(((*existing).binding.addr, (*existing).binding.port)) },
-            None => Err(DropReason::FlowRace),
-        };
+    let Some(slot) = PROBE.get_ptr_mut(0) else {
+        return Err(DropReason::PortsExhausted);
+    };
+    {
+        // SAFETY: this CPU's slot, which nothing else uses while the
+        // program runs (programs do not nest on one CPU). The borrow ends
+        // before the callback writes the slot.
+        let probe = unsafe { &mut *slot };
+        probe.protocol = tuple.protocol;
+        probe.remote_addr = tuple.dst_addr;
+        probe.remote_port = tuple.dst_port;
+        probe.count = count;
+        probe.span = span;
+        probe.port_min = u32::from(config.port_min);
+        probe.addrs = rule.addrs;
+        probe.reverse = FlowEntry::new(private);
+        probe.outcome = PROBING;
     }
-    Err(DropReason::PortsExhausted)
+    // bpf_loop, not a `for`: the verifier checks the callback once instead
+    // of every unrolled probe at every call site, which is what let the
+    // probe count grow from 64 (where the `uplink` program was at the
+    // verifier's 1M-instruction limit) to MAX_PORT_PROBES. The state is in
+    // a per-CPU map, not on the stack: the callback's frame counts toward
+    // the caller's 512-byte stack limit.
+    // SAFETY: the callback is a static function of the signature bpf_loop
+    // calls; it takes no context.
+    unsafe {
+        bpf_loop(
+            MAX_PORT_PROBES,
+            probe_port as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        );
+    }
+    // SAFETY: the slot as the callback left it; volatile, because the
+    // compiler cannot see the callback write it.
+    let (outcome, addr, port) = unsafe {
+        (
+            (&raw const (*slot).outcome).read_volatile(),
+            (&raw const (*slot).addr).read_volatile(),
+            (&raw const (*slot).port).read_volatile(),
+        )
+    };
+    let (addr, port) = match outcome {
+        FOUND => (addr, port),
+        TABLE_FULL => return Err(DropReason::TableFull),
+        _ => return Err(DropReason::PortsExhausted),
+    };
+    let in_key = FlowKey::new(tuple.protocol, tuple.dst_addr, tuple.dst_port, addr, port);
+    let public = NatBinding {
+        last_seen_ns: now,
+        addr,
+        port,
+        tcp_flags: tuple.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK),
+        pad: 0,
+    };
+    let inserted = NAT_OUT.insert(tuple.key(), FlowEntry::new(public), BPF_NOEXIST as u64);
+    if inserted.is_ok() {
+        count_source_flow(tuple.src_addr);
+        count_active(1);
+        expiry::arm_snat(tuple, config);
+        event(NatEvent::FlowCreated);
+        return Ok((addr, port));
+    }
+    let _ = NAT_IN.remove(in_key);
+    if inserted == Err(-E2BIG) {
+        return Err(DropReason::TableFull);
+    }
+    // Another CPU created this flow a moment ago: use its binding.
+    match NAT_OUT.get_ptr(tuple.key()) {
+        // SAFETY: pointer from a successful lookup.
+        Some(existing) => unsafe { Ok(((*existing).binding.addr, (*existing).binding.port)) },
+        None => Err(DropReason::FlowRace),
+    }
+}
+
+const PROBING: u32 = 0;
+const FOUND: u32 = 1;
+const TABLE_FULL: u32 = 2;
+
+/// The port search's state: [`allocate`] fills it in, [`probe_port`]
+/// searches, one slot per CPU.
+#[map]
+static PROBE: PerCpuArray<Probe> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+struct Probe {
+    protocol: u8,
+    /// The flow's remote end: the reply tuple's source.
+    remote_addr: u32,
+    remote_port: u16,
+    /// Public addresses to pick from (at the front of `addrs`), ports
+    /// `port_min .. port_min + span`.
+    count: u32,
+    span: u32,
+    port_min: u32,
+    addrs: [u32; MAX_SNAT_ADDRESSES],
+    /// The reverse half's value: the private end.
+    reverse: FlowEntry,
+    outcome: u32,
+    addr: u32,
+    port: u16,
+}
+
+/// One probe: a random public (address, port); claims it by inserting the
+/// reverse half with `BPF_NOEXIST`. Returns 1 (stop) once claimed or the
+/// table is full, 0 to probe again.
+extern "C" fn probe_port(_index: u64, _context: *mut c_void) -> i64 {
+    let Some(probe) = PROBE.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's slot, filled in by `allocate` just before.
+    let probe = unsafe { &mut *probe };
+    // `(r * n) >> 32` maps a uniform u32 onto 0..n without a division:
+    // a `%` by a map value would need a divide-by-zero panic path,
+    // which the verifier rejects ("last insn is not an exit or jmp").
+    // SAFETY: plain helper calls.
+    let (r1, r2) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
+    let index = ((u64::from(r1) * u64::from(probe.count)) >> 32) as usize;
+    let Some(&addr) = probe.addrs.get(index) else {
+        return 0;
+    };
+    let port = (u64::from(probe.port_min) + ((u64::from(r2) * u64::from(probe.span)) >> 32)) as u16;
+    // The reply's tuple: ICMP replies carry the identifier as dst_port.
+    let in_key = FlowKey::new(
+        probe.protocol,
+        probe.remote_addr,
+        probe.remote_port,
+        addr,
+        port,
+    );
+    match NAT_IN.insert(in_key, &probe.reverse, BPF_NOEXIST as u64) {
+        Ok(()) => {
+            probe.outcome = FOUND;
+            probe.addr = addr;
+            probe.port = port;
+            1
+        }
+        Err(err) if err == -E2BIG => {
+            probe.outcome = TABLE_FULL;
+            1
+        }
+        Err(_) => {
+            event(NatEvent::PortCollision);
+            0
+        }
+    }
 }
 
 /// Installs a DNAT flow pair for `tuple` (client → original destination)

@@ -29,13 +29,10 @@
 //! (addresses, ports, checksums; the kernel does TTL and MACs), or not
 //! modified at all. All checks that can fail happen before the first write.
 
-use aya_ebpf::{
-    bindings::{bpf_fib_lookup as FibParams, xdp_action},
-    helpers::generated::bpf_redirect,
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_redirect, programs::XdpContext};
 use ethergate_common::{
-    DropReason, NatConfig, NatEvent, ProtoClass, SnatAddresses, checksum,
+    CachedHop, DropReason, NatConfig, NatEvent, ProtoClass, ROUTE_EPOCH_SHIFT, SnatAddresses,
+    checksum,
     nat::{FRAGMENT_REWRITES_DESTINATION, FRAGMENT_REWRITES_SOURCE, FRAGMENTS_FORWARDED},
     parse::{Classification, ETH_HEADER_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PacketBytes},
 };
@@ -45,7 +42,7 @@ use crate::{
     icmp_error, icmp_quote,
     maps::{self, NAT_IN, NAT_OUT, count_drop, event, now_ns, xdp_may_transmit},
     packet::XdpFrame,
-    route::{self, Route},
+    route::{self, NextHop, Route},
 };
 
 /// What the NAT path decided.
@@ -139,6 +136,7 @@ pub fn process(
         &tuple,
         config,
         Rewrite::NewSource(rule, now),
+        None,
     )
 }
 
@@ -169,7 +167,18 @@ fn known_flow(
     } else {
         Rewrite::Source(addr, port)
     };
-    Some(forward(ctx, frame, ip, l4, tuple, config, rewrite))
+    // SAFETY: as above; the field of a live map value.
+    let hop = unsafe { &raw mut (*entry).hop };
+    Some(forward(
+        ctx,
+        frame,
+        ip,
+        l4,
+        tuple,
+        config,
+        rewrite,
+        Some((hop, now)),
+    ))
 }
 
 enum Rewrite {
@@ -189,7 +198,9 @@ pub fn dropped(reason: DropReason) -> Nat {
 }
 
 /// Routes the frame as it will be after the rewrite, then (only if routing
-/// succeeded) rewrites and redirects it.
+/// succeeded) rewrites and redirects it. `cache`: the flow half's cached
+/// route and the time, for a known flow.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward(
     ctx: &XdpContext,
@@ -199,23 +210,13 @@ fn forward(
     tuple: &Tuple,
     config: &NatConfig,
     rewrite: Rewrite,
+    cache: Option<(*mut CachedHop, u64)>,
 ) -> Nat {
     let dst_after = match rewrite {
         Rewrite::Destination(addr, _) => addr,
         _ => tuple.dst_addr,
     };
-    let ingress = ctx.ingress_ifindex() as u32;
-    // SAFETY: ctx.ctx is this program's xdp_md.
-    let route = unsafe {
-        route::lookup(
-            ctx.ctx.cast(),
-            ingress,
-            ip,
-            u16::from_be_bytes([ip[2], ip[3]]),
-            tuple.src_addr,
-            dst_after,
-        )
-    };
+    let route = route_flow(ctx, ip, tuple.src_addr, dst_after, cache);
     let fib = match route {
         Route::Resolved(fib) => fib,
         Route::NoNeighbour { ifindex } => {
@@ -301,6 +302,44 @@ fn forward(
         NatEvent::TranslatedOut
     });
     transmit(ctx, egress)
+}
+
+/// The route of a packet `src → dst` (after translation): from the flow
+/// half's cache when it still holds, else from `bpf_fib_lookup`, whose
+/// success is then cached.
+#[inline(always)]
+fn route_flow(
+    ctx: &XdpContext,
+    ip: &[u8; 20],
+    src: u32,
+    dst: u32,
+    cache: Option<(*mut CachedHop, u64)>,
+) -> Route {
+    let ingress = ctx.ingress_ifindex() as u32;
+    let tot_len = u16::from_be_bytes([ip[2], ip[3]]);
+    let generation = maps::route_generation();
+    if let Some((hop, now)) = cache {
+        let epoch = (now >> ROUTE_EPOCH_SHIFT) as u32;
+        // SAFETY: `hop` points into a flow entry from a successful lookup.
+        if let Some(next) = route::cached(unsafe { &*hop }, generation, epoch, ingress, tot_len) {
+            return Route::Resolved(next);
+        }
+    }
+    // SAFETY: ctx.ctx is this program's xdp_md.
+    let route = unsafe { route::lookup(ctx.ctx.cast(), ingress, ip, tot_len, src, dst) };
+    if let (Route::Resolved(next), Some((hop, now))) = (&route, cache) {
+        let epoch = (now >> ROUTE_EPOCH_SHIFT) as u32;
+        // SAFETY: as above.
+        route::remember(
+            unsafe { &mut *hop },
+            next,
+            generation,
+            epoch,
+            ingress,
+            tot_len,
+        );
+    }
+    route
 }
 
 /// Passed untouched to the tc program on the same interface.
@@ -413,7 +452,7 @@ fn rewrite_frame(
     new_addr: u32,
     new_port: u16,
     reverse: bool,
-    fib: Option<&FibParams>,
+    fib: Option<&NextHop>,
 ) -> Option<()> {
     let (old_addr, old_port) = if reverse {
         (tuple.dst_addr, tuple.dst_port)

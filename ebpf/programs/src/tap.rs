@@ -34,9 +34,7 @@
 //! lookup, routing, allocation) happens before the first write.
 
 use aya_ebpf::{
-    bindings::{
-        BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT, bpf_fib_lookup as FibParams,
-    },
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT},
     cty::c_long,
     helpers::generated::{bpf_redirect, bpf_redirect_neigh},
     macros::classifier,
@@ -55,7 +53,7 @@ use crate::{
     flow::{self, IP_DF, Tuple, read_tuple},
     icmp_quote,
     maps::{self, DNAT_IN, DNAT_OUT, NAT_IN, NAT_OUT, count_drop, event, now_ns},
-    route::{self, Route},
+    route::{self, NextHop, Route},
     tap_icmp,
     tc_frame::TcFrame,
     tc_icmp_error,
@@ -224,7 +222,7 @@ fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Transl
             dst_after,
         )
     };
-    let (fib, egress): (Option<FibParams>, u32) = match route {
+    let (fib, egress): (Option<NextHop>, u32) = match route {
         Route::Resolved(fib) => (Some(fib), fib.ifindex),
         Route::NoNeighbour { ifindex } => (None, ifindex),
         Route::FragNeeded => {
@@ -299,7 +297,7 @@ fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Transl
 /// the MACs the FIB gave, or through `bpf_redirect_neigh` when the next hop
 /// is not resolved yet.
 #[inline(always)]
-pub fn send(ctx: &TcContext, fib: Option<&FibParams>, egress: u32) -> i32 {
+pub fn send(ctx: &TcContext, fib: Option<&NextHop>, egress: u32) -> i32 {
     let action = match fib {
         Some(fib) => {
             if ctx.store(0, &fib.dmac, 0).is_err() || ctx.store(6, &fib.smac, 0).is_err() {

@@ -84,6 +84,8 @@ pub enum DataplaneError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot watch routing changes (rtnetlink) for the route cache: {0}")]
+    RouteWatch(#[source] std::io::Error),
     #[error("interface {0:?} has no IPv4 address to masquerade to")]
     NoIpv4Address(String),
     #[error(

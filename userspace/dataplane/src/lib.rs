@@ -26,6 +26,7 @@ pub mod loadgen;
 mod nat;
 mod neighbour;
 mod pin;
+mod route_watch;
 mod rules;
 mod tap;
 
@@ -44,7 +45,7 @@ use std::{path::PathBuf, sync::Mutex, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData},
+    maps::{Array, HashMap, MapData},
     programs::{
         SchedClassifier, TestRun, TestRunOptions, Xdp,
         links::FdLink,
@@ -73,6 +74,7 @@ const NAT_IN_MAP: &str = "NAT_IN";
 const DNAT_OUT_MAP: &str = "DNAT_OUT";
 const DNAT_IN_MAP: &str = "DNAT_IN";
 const SOURCE_FLOWS_MAP: &str = "SOURCE_FLOWS";
+const ROUTE_GENERATION_MAP: &str = "ROUTE_GENERATION";
 const ACTIVE_FLOWS_MAP: &str = "ACTIVE_FLOWS";
 const TC_INTERFACES_MAP: &str = "TC_INTERFACES";
 
@@ -113,6 +115,9 @@ pub struct Dataplane {
     peers: Vec<aya::programs::xdp::XdpLinkId>,
     taps: Vec<tap::TapAttachment>,
     gateways: Result<Vec<std::net::Ipv4Addr>, String>,
+    /// Bumps the XDP route cache's generation on routing changes; started
+    /// with the NAT, in its namespace.
+    route_watch: Option<route_watch::RouteWatch>,
     ebpf: Ebpf,
 }
 
@@ -231,6 +236,7 @@ impl Dataplane {
             peers: Vec::new(),
             taps: Vec::new(),
             gateways: Ok(Vec::new()),
+            route_watch: None,
             ebpf,
         })
     }
@@ -244,6 +250,17 @@ impl Dataplane {
     /// replaces the rules and keeps every existing flow.
     pub fn apply_nat(&mut self, config: &ethergate_config::Nat) -> Result<(), DataplaneError> {
         self.configure_nat(config)?;
+        if self.route_watch.is_none() {
+            let map = self
+                .ebpf
+                .take_map(ROUTE_GENERATION_MAP)
+                .ok_or(DataplaneError::MissingMap(ROUTE_GENERATION_MAP))?;
+            let generation =
+                Array::try_from(map).map_err(|e| map_error(ROUTE_GENERATION_MAP, e))?;
+            self.route_watch = Some(
+                route_watch::RouteWatch::start(generation).map_err(DataplaneError::RouteWatch)?,
+            );
+        }
         let uplink = config.uplink.as_str();
         if self.guard.is_none() {
             self.guard =
@@ -605,6 +622,12 @@ impl Dataplane {
         let mode = attached.status.mode;
         self.uplink = Some(attached);
         Ok(mode)
+    }
+
+    /// Routing changes the XDP route cache was told of since the NAT
+    /// started (each makes every flow look its route up again).
+    pub fn route_changes(&self) -> u64 {
+        self.route_watch.as_ref().map_or(0, |w| w.changes())
     }
 
     /// How NAT runs on the uplink, if it is attached.

@@ -32,7 +32,7 @@ pub const PIN_BASE: &str = "/run/ethergate-nat";
 /// Changes whenever a pinned map's key, value or type changes, so that no
 /// binary adopts maps laid out for another.
 /// (bpffs refuses names with a dot.)
-const LAYOUT: &str = "nat-v2";
+const LAYOUT: &str = "nat-v3";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// The maps that carry flow state across restarts, and whether their size
 /// is `max_flows`.
