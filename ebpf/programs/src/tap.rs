@@ -41,7 +41,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use ethergate_common::{
-    DropReason, NatConfig, NatEvent, ProtoClass,
+    DropReason, NatConfig, NatEvent, ProtoClass, Verdict,
     nat::{
         FRAGMENT_REWRITES_DESTINATION, FRAGMENT_REWRITES_SOURCE, FRAGMENTS_FORWARDED,
         FRAGMENTS_TO_HUB,
@@ -56,7 +56,7 @@ use crate::{
     route::{self, NextHop, Route},
     tap_icmp,
     tc_frame::TcFrame,
-    tc_icmp_error,
+    tc_icmp_error, uplink,
 };
 
 const IP_CHECK_AT: usize = ETH_HEADER_LEN + 10;
@@ -75,7 +75,28 @@ pub fn tap_ingress(ctx: TcContext) -> i32 {
 /// DNAT rules as iptables PREROUTING would on any interface).
 #[classifier]
 pub fn nat_ingress(ctx: TcContext) -> i32 {
-    ingress(&ctx)
+    let action = ingress(&ctx);
+    // The uplink's per-class counters, which the XDP program keeps when
+    // the uplink runs in XDP (there this program sees only what XDP
+    // passed, already counted).
+    // SAFETY: skb is this run's __sk_buff; reading ifindex is always
+    // allowed for tc programs.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    if let Some(config) = maps::config()
+        && ifindex == config.uplink_ifindex
+        && !maps::xdp_may_transmit(ifindex)
+    {
+        let verdict = match action {
+            a if a == TC_ACT_OK as i32 => Verdict::Pass,
+            a if a == TC_ACT_SHOT as i32 => Verdict::Drop,
+            // bpf_redirect and bpf_redirect_neigh; a frame sent back out
+            // of the uplink (one-armed) counts here too, not as Tx.
+            _ => Verdict::Redirect,
+        };
+        let seen = classify(&TcFrame::new(&ctx));
+        uplink::count_frame(&seen, verdict, ctx.len() as usize);
+    }
+    action
 }
 
 #[classifier]

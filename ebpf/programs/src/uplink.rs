@@ -1,5 +1,6 @@
 //! XDP program for the uplink: classify, NAT (return traffic of SNAT flows;
-//! in one-armed mode also the private subnet's egress), count.
+//! in one-armed mode also the private subnet's egress), count. When the
+//! uplink runs in tc, `nat_ingress` counts into the same maps.
 //!
 //! Frames that are not a translated flow go to the kernel untouched. Every
 //! frame lands in exactly one `COUNTERS` slot under the verdict it got
@@ -10,7 +11,7 @@ use aya_ebpf::{macros::map, macros::xdp, maps::PerCpuArray, programs::XdpContext
 use ethergate_common::{
     PacketCounter, ParseIssue, Verdict,
     counters::{COUNTER_SLOTS, counter_index},
-    parse::classify,
+    parse::{Classification, classify},
 };
 
 use crate::{
@@ -34,6 +35,15 @@ pub fn uplink(ctx: XdpContext) -> u32 {
         Nat::Forwarded(action) if action == Verdict::Tx.xdp_action() => (Verdict::Tx, action),
         Nat::Forwarded(action) => (Verdict::Redirect, action),
     };
+    count_frame(&seen, verdict, ctx.data_end() - ctx.data());
+    action
+}
+
+/// Counts one frame of the uplink under its class and verdict, and its
+/// parse issue if it has one. Called by this program, and by the tc path
+/// when the uplink runs in tc.
+#[inline(always)]
+pub fn count_frame(seen: &Classification, verdict: Verdict, bytes: usize) {
     if let Some(issue) = seen.issue
         && let Some(slot) = PARSE_ISSUES.get_ptr_mut(issue as u32)
     {
@@ -41,11 +51,7 @@ pub fn uplink(ctx: XdpContext) -> u32 {
         // pointer comes from a successful map lookup.
         unsafe { *slot += 1 };
     }
-    count(
-        counter_index(seen.class, verdict),
-        ctx.data_end() - ctx.data(),
-    );
-    action
+    count(counter_index(seen.class, verdict), bytes);
 }
 
 #[inline(always)]

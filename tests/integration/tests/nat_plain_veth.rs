@@ -26,7 +26,7 @@ use common::{
     Sniffer, assert_no_kernel_nat, assert_no_nat_drops, curl, http_peer_server, iperf3,
     iperf3_reverse, snat_config, tcp_echo_server, two_armed, two_armed_topology, udp_echo_server,
 };
-use ethergate_common::{DropReason, NatEvent};
+use ethergate_common::{DropReason, NatEvent, ProtoClass, Verdict};
 use ethergate_config::{NatMode, SnatTarget};
 use ethergate_dataplane::{AttachMode, Dataplane};
 use ethergate_netns::Topology;
@@ -65,6 +65,7 @@ fn plain_veths_two_armed_tcp_udp_icmp_and_iperf3_both_ways() {
     assert_eq!(seen.trim(), PUBLIC);
     assert_eq!(server.join().expect("server"), PUBLIC);
 
+    let before = dp.counters().expect("counters");
     topo.exec(
         "private",
         &["ping", "-c", "3", "-i", "0.1", "-W", "2", "203.0.113.10"],
@@ -78,6 +79,12 @@ fn plain_veths_two_armed_tcp_udp_icmp_and_iperf3_both_ways() {
         b"through ethergate",
     );
     assert_eq!(peer.ip().to_string(), PUBLIC);
+    // The uplink's per-class counters are kept in tc mode too: the three
+    // echo replies and the UDP reply came in and were redirected.
+    let seen = dp.counters().expect("counters").since(&before);
+    assert_eq!(seen.total(ProtoClass::Icmp4, Verdict::Redirect).packets, 3);
+    assert_eq!(seen.total(ProtoClass::Udp4, Verdict::Redirect).packets, 1);
+    assert_eq!(seen.total(ProtoClass::Tcp4, Verdict::Redirect).packets, 0);
 
     iperf3(
         &topo,
