@@ -301,7 +301,7 @@ fn align4(len: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn neigh(kind: u16, state: u16, dst: [u8; 4], mac: Option<[u8; 6]>) -> Vec<u8> {
+    pub(super) fn neigh(kind: u16, state: u16, dst: [u8; 4], mac: Option<[u8; 6]>) -> Vec<u8> {
         let mut body = vec![libc::AF_INET as u8, 0, 0, 0];
         body.extend(7i32.to_ne_bytes());
         body.extend(state.to_ne_bytes());
@@ -383,5 +383,35 @@ mod tests {
     fn generations_skip_zero() {
         assert_eq!(next_generation(u32::MAX), 1);
         assert_eq!(next_generation(5), 6);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever the socket hands over, the parser answers and never
+        /// panics or loops (every step consumes at least 4 bytes).
+        #[test]
+        fn any_batch_is_answered(batch in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut n = Neighbours::default();
+            let _ = n.moves_flows(&batch);
+        }
+
+        /// A neighbour's MAC moving always reports, whatever came before.
+        #[test]
+        fn a_moved_mac_always_moves_flows(
+            a in any::<[u8; 6]>(),
+            b in any::<[u8; 6]>(),
+            dst in any::<[u8; 4]>(),
+        ) {
+            prop_assume!(a != b);
+            let mut n = Neighbours::default();
+            n.moves_flows(&tests::neigh(RTM_NEWNEIGH, 0x02, dst, Some(a)));
+            prop_assert!(n.moves_flows(&tests::neigh(RTM_NEWNEIGH, 0x02, dst, Some(b))));
+        }
     }
 }
