@@ -78,38 +78,81 @@ pub fn probe() -> KtlsSupport {
     DETECTED
         .get_or_init(|| match try_attach_ulp() {
             Ok(()) => KtlsSupport::Available,
-            Err(reason) => KtlsSupport::Unavailable(reason),
+            Err(reason) => KtlsSupport::Unavailable(reason.to_string()),
         })
         .clone()
 }
 
-fn try_attach_ulp() -> Result<(), String> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("loopback bind: {e}"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("loopback addr: {e}"))?;
+fn try_attach_ulp() -> Result<(), KtlsError> {
+    let probe = |step| move |source| KtlsError::Probe { step, source };
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(probe("bind"))?;
+    let addr = listener.local_addr().map_err(probe("address"))?;
     // The ULP can only be set on an established socket.
-    let client = TcpStream::connect(addr).map_err(|e| format!("loopback connect: {e}"))?;
-    let (_server, _) = listener
-        .accept()
-        .map_err(|e| format!("loopback accept: {e}"))?;
+    let client = TcpStream::connect(addr).map_err(probe("connect"))?;
+    let (_server, _) = listener.accept().map_err(probe("accept"))?;
     attach_ulp(&client)
 }
 
 /// `setsockopt(TCP_ULP, "tls")`; the error names the kernel's reason.
-pub fn attach_ulp(fd: &impl AsFd) -> Result<(), String> {
-    socket::setsockopt(fd, sockopt::TcpUlp::default(), b"tls").map_err(|e| {
-        let hint = if e == nix::errno::Errno::ENOENT {
-            " (the kernel has no TLS module: CONFIG_TLS)"
-        } else {
-            ""
-        };
-        format!(
-            "TLS ULP unavailable: TCP_ULP \"tls\" on fd {}: {e}{hint}",
-            fd.as_fd().as_raw_fd()
-        )
+pub fn attach_ulp(fd: &impl AsFd) -> Result<(), KtlsError> {
+    socket::setsockopt(fd, sockopt::TcpUlp::default(), b"tls").map_err(|source| KtlsError::Ulp {
+        fd: fd.as_fd().as_raw_fd(),
+        source,
     })
+}
+
+/// Why a connection's TLS could not move into the kernel, or why kernel
+/// TLS failed it.
+#[derive(Debug, thiserror::Error)]
+pub enum KtlsError {
+    #[error("probing kernel TLS on loopback ({step}): {source}")]
+    Probe {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS ULP unavailable: TCP_ULP \"tls\" on fd {fd}: {source}{}", ulp_hint(*.source))]
+    Ulp {
+        fd: i32,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("handshake unfinished or output unflushed")]
+    Unfinished,
+    #[error("protocol version has no kernel TLS")]
+    Version,
+    #[error("cipher suite {0:?} has no kernel TLS")]
+    Cipher(Option<rustls::CipherSuite>),
+    #[error("extracting TLS secrets: {0}")]
+    Secrets(#[source] rustls::Error),
+    #[error("{direction:?} crypto info: {source}")]
+    CryptoInfo {
+        direction: Direction,
+        #[source]
+        source: crypto_info::CryptoInfoError,
+    },
+    #[error("setsockopt(SOL_TLS, {which}): {source}")]
+    SetKeys {
+        which: &'static str,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("sendmsg of the close_notify alert: {0}")]
+    SendAlert(#[source] std::io::Error),
+    #[error("recvmsg for the control record: {0}")]
+    ReadRecord(#[source] nix::errno::Errno),
+    #[error("control messages of the record: {0}")]
+    ControlMessages(#[source] nix::errno::Errno),
+    #[error("no TLS_GET_RECORD_TYPE on the record")]
+    NoRecordType,
+}
+
+fn ulp_hint(errno: nix::errno::Errno) -> &'static str {
+    if errno == nix::errno::Errno::ENOENT {
+        " (the kernel has no TLS module: CONFIG_TLS)"
+    } else {
+        ""
+    }
 }
 
 /// Whether sessions try to move into kernel TLS after the handshake.
@@ -219,10 +262,10 @@ impl Offload {
 #[derive(Debug)]
 pub enum OffloadFailure {
     /// Nothing changed on the socket: carry on with this rustls session.
-    Kept(Box<rustls::ServerConnection>, String),
+    Kept(Box<rustls::ServerConnection>, KtlsError),
     /// The secrets left rustls but the kernel refused them: the
     /// connection can't continue.
-    Lost(String),
+    Lost(KtlsError),
 }
 
 /// Moves a finished, flushed rustls session into the kernel: attach the
@@ -233,35 +276,36 @@ pub fn offload(
     fd: &impl AsFd,
     tls: rustls::ServerConnection,
 ) -> Result<crypto_info::TlsVersion, OffloadFailure> {
-    let kept = |tls, why: String| Err(OffloadFailure::Kept(Box::new(tls), why));
+    let kept = |tls, why| Err(OffloadFailure::Kept(Box::new(tls), why));
     if tls.is_handshaking() || tls.wants_write() {
-        return kept(tls, "handshake unfinished or output unflushed".to_owned());
+        return kept(tls, KtlsError::Unfinished);
     }
     let Some(version) = tls.protocol_version().and_then(TlsVersion::from_rustls) else {
-        return kept(tls, "protocol version has no kernel TLS".to_owned());
+        return kept(tls, KtlsError::Version);
     };
     let suite = tls.negotiated_cipher_suite().map(|s| s.suite());
     if !suite.is_some_and(kernel_has_cipher) {
-        return kept(tls, format!("cipher suite {suite:?} has no kernel TLS"));
+        return kept(tls, KtlsError::Cipher(suite));
     }
     if let Err(why) = attach_ulp(fd) {
         return kept(tls, why);
     }
     // From here on the session can only move forward.
-    let lost = |why: String| OffloadFailure::Lost(why);
+    let lost = OffloadFailure::Lost;
     let secrets = tls
         .dangerous_extract_secrets()
-        .map_err(|e| lost(format!("extracting TLS secrets: {e}")))?;
+        .map_err(|e| lost(KtlsError::Secrets(e)))?;
     let (tx_seq, tx) = &secrets.tx;
     let (rx_seq, rx) = &secrets.rx;
-    let tx = crypto_info::crypto_info(version, Direction::Tx, *tx_seq, tx)
-        .map_err(|e| lost(format!("TLS_TX crypto info: {e}")))?;
-    let rx = crypto_info::crypto_info(version, Direction::Rx, *rx_seq, rx)
-        .map_err(|e| lost(format!("TLS_RX crypto info: {e}")))?;
-    socket::setsockopt(fd, sockopt::TcpTlsTx, &tx)
-        .map_err(|e| lost(format!("setsockopt(SOL_TLS, TLS_TX): {e}")))?;
-    socket::setsockopt(fd, sockopt::TcpTlsRx, &rx)
-        .map_err(|e| lost(format!("setsockopt(SOL_TLS, TLS_RX): {e}")))?;
+    let info = |direction, seq, secrets| {
+        crypto_info::crypto_info(version, direction, seq, secrets)
+            .map_err(|source| lost(KtlsError::CryptoInfo { direction, source }))
+    };
+    let tx = info(Direction::Tx, *tx_seq, tx)?;
+    let rx = info(Direction::Rx, *rx_seq, rx)?;
+    let set_keys = |which| move |source| lost(KtlsError::SetKeys { which, source });
+    socket::setsockopt(fd, sockopt::TcpTlsTx, &tx).map_err(set_keys("TLS_TX"))?;
+    socket::setsockopt(fd, sockopt::TcpTlsRx, &rx).map_err(set_keys("TLS_RX"))?;
     Ok(version)
 }
 
@@ -343,7 +387,7 @@ const CONTENT_ALERT: u8 = 21;
 /// control message, which the kernel seals with the next TX sequence
 /// number. Never waits: a socket whose send buffer is full gets an error
 /// here, and its connection ends with the FIN alone.
-pub fn send_close_notify(fd: &impl AsFd) -> Result<(), String> {
+pub fn send_close_notify(fd: &impl AsFd) -> Result<(), KtlsError> {
     const WARNING: u8 = 1;
     const CLOSE_NOTIFY: u8 = 0;
     let mut alert = [WARNING, CLOSE_NOTIFY];
@@ -372,7 +416,7 @@ pub fn send_close_notify(fd: &impl AsFd) -> Result<(), String> {
         libc::sendmsg(fd.as_fd().as_raw_fd(), &raw const msg, libc::MSG_DONTWAIT)
     };
     if rc < 0 {
-        return Err(format!("sendmsg: {}", std::io::Error::last_os_error()));
+        return Err(KtlsError::SendAlert(std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -381,7 +425,7 @@ pub fn send_close_notify(fd: &impl AsFd) -> Result<(), String> {
 /// saying the next record is not application data — reads that record with
 /// its `TLS_GET_RECORD_TYPE` control message (non-blocking: it is already
 /// queued) and says what it was.
-pub fn read_control_record(fd: &impl AsFd) -> Result<ControlRecord, String> {
+pub fn read_control_record(fd: &impl AsFd) -> Result<ControlRecord, KtlsError> {
     let mut body = [0u8; 64];
     let mut cmsg = nix::cmsg_space!(u8);
     let mut iov = [std::io::IoSliceMut::new(&mut body)];
@@ -391,10 +435,10 @@ pub fn read_control_record(fd: &impl AsFd) -> Result<ControlRecord, String> {
         Some(&mut cmsg),
         MsgFlags::MSG_DONTWAIT,
     )
-    .map_err(|e| format!("recvmsg for the control record: {e}"))?;
+    .map_err(KtlsError::ReadRecord)?;
     let len = msg.bytes;
     let mut content_type = None;
-    for c in msg.cmsgs().map_err(|e| format!("control messages: {e}"))? {
+    for c in msg.cmsgs().map_err(KtlsError::ControlMessages)? {
         if let ControlMessageOwned::TlsGetRecordType(t) = c {
             content_type = Some(match t {
                 TlsGetRecordType::ChangeCipherSpec => 20,
@@ -406,7 +450,7 @@ pub fn read_control_record(fd: &impl AsFd) -> Result<ControlRecord, String> {
             });
         }
     }
-    let content_type = content_type.ok_or("no TLS_GET_RECORD_TYPE on the record")?;
+    let content_type = content_type.ok_or(KtlsError::NoRecordType)?;
     Ok(ControlRecord::classify(
         content_type,
         &body[..len.min(body.len())],

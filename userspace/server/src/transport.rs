@@ -46,13 +46,39 @@ pub enum Transport {
 }
 
 /// The outcome of feeding socket bytes to the transport.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Received {
     Open,
     /// The peer closed the TLS session (close_notify).
     PeerClosed,
     /// TLS failed; rustls may have queued an alert for the writer.
-    Failed(String),
+    Failed(TlsError),
+}
+
+/// Why a connection's TLS ended it: during the handshake, in the data
+/// phase, or when moving into the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS handshake deadline passed")]
+    HandshakeDeadline,
+    #[error("peer closed during the TLS handshake")]
+    ClosedInHandshake,
+    #[error("socket {op}: {source}")]
+    Socket {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS read: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("TLS write: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("TLS error: {0}")]
+    Protocol(#[from] rustls::Error),
+    #[error("TLS plaintext: {0}")]
+    Plaintext(#[source] std::io::Error),
+    #[error("kTLS setup failed after the keys left rustls: {0}")]
+    KernelLost(#[source] ktls::KtlsError),
 }
 
 impl Transport {
@@ -80,10 +106,10 @@ impl Transport {
             Transport::Userspace(tls) => tls,
         };
         if let Err(e) = tls.read_tls(bytes) {
-            return Received::Failed(format!("TLS read: {e}"));
+            return Received::Failed(TlsError::Read(e));
         }
         if let Err(e) = tls.process_new_packets() {
-            return Received::Failed(format!("TLS error: {e}"));
+            return Received::Failed(TlsError::Protocol(e));
         }
         drain_plaintext(tls, &mut deliver)
     }
@@ -175,7 +201,7 @@ fn drain_plaintext(
             Ok(0) => return Received::PeerClosed,
             Ok(n) => deliver(&plain[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Received::Open,
-            Err(e) => return Received::Failed(format!("TLS plaintext: {e}")),
+            Err(e) => return Received::Failed(TlsError::Plaintext(e)),
         }
     }
 }
@@ -208,7 +234,7 @@ pub async fn establish(
     deadline: Option<Instant>,
     offload: &Offload,
     id: u64,
-) -> Result<Handover, String> {
+) -> Result<Handover, TlsError> {
     if !offload.attempts() {
         TlsModeCounters::bump(&offload.counters.userspace);
         return Ok(Handover::userspace(tls, Vec::new(), Vec::new()));
@@ -217,7 +243,7 @@ pub async fn establish(
     match deadline {
         Some(at) => compio::time::timeout_at(at, work)
             .await
-            .map_err(|_| "TLS handshake deadline passed".to_owned())?,
+            .map_err(|_| TlsError::HandshakeDeadline)?,
         None => work.await,
     }
 }
@@ -227,7 +253,7 @@ async fn handshake_then_offload(
     mut tls: rustls::ServerConnection,
     offload: &Offload,
     id: u64,
-) -> Result<Handover, String> {
+) -> Result<Handover, TlsError> {
     let counters = &offload.counters;
     let mut inbox = Vec::with_capacity(READ_CHUNK);
     let mut out = Vec::new();
@@ -300,7 +326,7 @@ async fn handshake_then_offload(
                 id,
                 "kTLS setup failed after the keys left rustls: {why}; closing"
             );
-            Err(why)
+            Err(TlsError::KernelLost(why))
         }
     }
 }
@@ -330,43 +356,44 @@ fn whole_records(bytes: &[u8]) -> usize {
     at
 }
 
-fn feed(tls: &mut rustls::ServerConnection, mut record: &[u8]) -> Result<(), String> {
+fn feed(tls: &mut rustls::ServerConnection, mut record: &[u8]) -> Result<(), TlsError> {
     while !record.is_empty() {
-        tls.read_tls(&mut record)
-            .map_err(|e| format!("TLS read: {e}"))?;
+        tls.read_tls(&mut record).map_err(TlsError::Read)?;
     }
-    tls.process_new_packets()
-        .map(drop)
-        .map_err(|e| format!("TLS error: {e}"))
+    tls.process_new_packets().map(drop)?;
+    Ok(())
 }
 
 async fn flush(
     socket: &mut TcpStream,
     tls: &mut rustls::ServerConnection,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), TlsError> {
     out.clear();
     while tls.wants_write() {
-        tls.write_tls(out).map_err(|e| format!("TLS write: {e}"))?;
+        tls.write_tls(out).map_err(TlsError::Write)?;
     }
     if out.is_empty() {
         return Ok(());
     }
     let BufResult(result, returned) = socket.write_all(std::mem::take(out)).await;
     *out = returned;
-    result.map_err(|e| format!("socket write: {e}"))
+    result.map_err(|source| TlsError::Socket {
+        op: "write",
+        source,
+    })
 }
 
-async fn read_more(socket: &mut TcpStream, inbox: &mut Vec<u8>) -> Result<(), String> {
+async fn read_more(socket: &mut TcpStream, inbox: &mut Vec<u8>) -> Result<(), TlsError> {
     let chunk = Vec::with_capacity(READ_CHUNK);
     let BufResult(result, chunk) = socket.read(chunk).await;
     match result {
-        Ok(0) => Err("peer closed during the TLS handshake".to_owned()),
+        Ok(0) => Err(TlsError::ClosedInHandshake),
         Ok(n) => {
             inbox.extend_from_slice(&chunk[..n]);
             Ok(())
         }
-        Err(e) => Err(format!("socket read: {e}")),
+        Err(source) => Err(TlsError::Socket { op: "read", source }),
     }
 }
 
@@ -489,10 +516,8 @@ mod tests {
         assert_eq!(out, b"frame+more");
         let mut bytes = &b"abc"[..];
         let mut got = Vec::new();
-        assert_eq!(
-            t.receive(&mut bytes, |p| got.extend_from_slice(p)),
-            Received::Open
-        );
+        let received = t.receive(&mut bytes, |p| got.extend_from_slice(p));
+        assert!(matches!(received, Received::Open), "{received:?}");
         assert_eq!((got.as_slice(), bytes.is_empty()), (&b"abc"[..], true));
     }
 }
