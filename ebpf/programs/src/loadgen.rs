@@ -68,7 +68,14 @@ pub fn loadgen(ctx: XdpContext) -> u32 {
     let Some(headers) = frame.header_mut::<HEADERS>(0) else {
         return xdp_action::XDP_ABORTED;
     };
-    *headers = *template;
+    // A non-overlapping copy: the plain assignment compiled to a call of
+    // the byte-wise `memmove` subprogram (~20 ns a frame, the generator's
+    // largest cost after the test run itself); this one is inlined.
+    // SAFETY: two distinct live buffers of HEADERS bytes (a map value and
+    // the frame).
+    unsafe {
+        core::ptr::copy_nonoverlapping(template.as_ptr(), headers.as_mut_ptr(), HEADERS);
+    }
     let ip = &mut headers[14..34];
     // The template carries the base address; flow i adds i / 32768.
     let base = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
