@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod checksum;
+mod counter_enum;
 pub mod counters;
 pub mod dnat;
 pub mod nat;

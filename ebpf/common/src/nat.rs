@@ -259,161 +259,89 @@ pub fn idle_timeout_secs(config: &NatConfig, protocol: u8, flags_out: u8, flags_
     }
 }
 
-/// Things the NAT path did, one per-CPU `u64` slot each in `NAT_EVENTS`.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NatEvent {
-    /// A new flow pair was created (public port allocated).
-    FlowCreated = 0,
-    /// A private → public packet was rewritten and forwarded.
-    TranslatedOut = 1,
-    /// A public → private packet was rewritten and forwarded.
-    TranslatedIn = 2,
-    /// IPv4 fragment of a datagram that is not a translated flow (private
-    /// to private, to the appliance, an inbound connection): handed to the
-    /// kernel untouched.
-    FragmentPassed = 3,
-    /// TTL would expire here: handed to the kernel, which answers with
-    /// ICMP time exceeded.
-    TtlPassed = 4,
-    /// Matched an SNAT rule but does not leave through the uplink (or the
-    /// route lookup said "local" / "unreachable"): handed to the kernel.
-    NotRoutedPassed = 5,
-    /// A port probe hit an allocated port (allocator quality: probes per
-    /// created flow = 1 + collisions / created).
-    PortCollision = 6,
-    /// A new DNAT flow pair was created (a `[[nat.dnat]]` rule matched).
-    DnatCreated = 7,
-    /// A VPN client's packet had its destination rewritten and was
-    /// forwarded.
-    DnatTranslated = 8,
-    /// A reply of a DNAT flow had its source restored on its way into the
-    /// hub's tap.
-    DnatRestored = 9,
-    /// An ICMP error about a translated flow was translated, embedded
-    /// header included (RFC 5508 REQ-4).
-    IcmpErrorTranslated = 10,
-    /// Return traffic was translated but the next hop's MAC is unknown:
-    /// handed to the kernel, which resolves the neighbour and forwards it.
-    /// Safe in this direction: the source is the remote, nothing private
-    /// leaks.
-    TranslatedInPassed = 11,
-    /// A later fragment of a translated datagram got the first fragment's
-    /// address rewrite.
-    FragmentTranslated = 12,
-    /// XDP could not finish this frame itself (next hop not resolved yet,
-    /// or the egress interface runs the tc path) and passed it, untouched,
-    /// to the tc program on the same interface, which translates it.
-    HandedToTc = 13,
-    /// A flow pair was idle past its timeout and its timer removed it.
-    FlowExpired = 14,
-}
-
-impl NatEvent {
-    pub const COUNT: u32 = 15;
-
-    pub const ALL: [NatEvent; Self::COUNT as usize] = [
-        Self::FlowCreated,
-        Self::TranslatedOut,
-        Self::TranslatedIn,
-        Self::FragmentPassed,
-        Self::TtlPassed,
-        Self::NotRoutedPassed,
-        Self::PortCollision,
-        Self::DnatCreated,
-        Self::DnatTranslated,
-        Self::DnatRestored,
-        Self::IcmpErrorTranslated,
-        Self::TranslatedInPassed,
-        Self::FragmentTranslated,
-        Self::HandedToTc,
-        Self::FlowExpired,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::FlowCreated => "flow_created",
-            Self::TranslatedOut => "translated_out",
-            Self::TranslatedIn => "translated_in",
-            Self::FragmentPassed => "fragment_passed",
-            Self::TtlPassed => "ttl_passed",
-            Self::NotRoutedPassed => "not_routed_passed",
-            Self::PortCollision => "port_collision",
-            Self::DnatCreated => "dnat_created",
-            Self::DnatTranslated => "dnat_translated",
-            Self::DnatRestored => "dnat_restored",
-            Self::IcmpErrorTranslated => "icmp_error_translated",
-            Self::TranslatedInPassed => "translated_in_passed",
-            Self::FragmentTranslated => "fragment_translated",
-            Self::HandedToTc => "handed_to_tc",
-            Self::FlowExpired => "flow_expired",
-        }
+crate::counter_enum! {
+    /// Things the NAT path did, one per-CPU `u64` slot each in `NAT_EVENTS`.
+    pub enum NatEvent {
+        /// A new flow pair was created (public port allocated).
+        FlowCreated = 0 => "flow_created",
+        /// A private → public packet was rewritten and forwarded.
+        TranslatedOut = 1 => "translated_out",
+        /// A public → private packet was rewritten and forwarded.
+        TranslatedIn = 2 => "translated_in",
+        /// IPv4 fragment of a datagram that is not a translated flow (private
+        /// to private, to the appliance, an inbound connection): handed to the
+        /// kernel untouched.
+        FragmentPassed = 3 => "fragment_passed",
+        /// TTL would expire here: handed to the kernel, which answers with
+        /// ICMP time exceeded.
+        TtlPassed = 4 => "ttl_passed",
+        /// Matched an SNAT rule but does not leave through the uplink (or the
+        /// route lookup said "local" / "unreachable"): handed to the kernel.
+        NotRoutedPassed = 5 => "not_routed_passed",
+        /// A port probe hit an allocated port (allocator quality: probes per
+        /// created flow = 1 + collisions / created).
+        PortCollision = 6 => "port_collision",
+        /// A new DNAT flow pair was created (a `[[nat.dnat]]` rule matched).
+        DnatCreated = 7 => "dnat_created",
+        /// A VPN client's packet had its destination rewritten and was
+        /// forwarded.
+        DnatTranslated = 8 => "dnat_translated",
+        /// A reply of a DNAT flow had its source restored on its way into the
+        /// hub's tap.
+        DnatRestored = 9 => "dnat_restored",
+        /// An ICMP error about a translated flow was translated, embedded
+        /// header included (RFC 5508 REQ-4).
+        IcmpErrorTranslated = 10 => "icmp_error_translated",
+        /// Return traffic was translated but the next hop's MAC is unknown:
+        /// handed to the kernel, which resolves the neighbour and forwards it.
+        /// Safe in this direction: the source is the remote, nothing private
+        /// leaks.
+        TranslatedInPassed = 11 => "translated_in_passed",
+        /// A later fragment of a translated datagram got the first fragment's
+        /// address rewrite.
+        FragmentTranslated = 12 => "fragment_translated",
+        /// XDP could not finish this frame itself (next hop not resolved yet,
+        /// or the egress interface runs the tc path) and passed it, untouched,
+        /// to the tc program on the same interface, which translates it.
+        HandedToTc = 13 => "handed_to_tc",
+        /// A flow pair was idle past its timeout and its timer removed it.
+        FlowExpired = 14 => "flow_expired",
     }
 }
 
-/// Why the NAT path dropped a frame, one per-CPU `u64` slot each in
-/// `NAT_DROPS` (cilium's `drop.h` idea: no silent drops).
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DropReason {
-    /// Every probed public port was taken: the new flow is dropped;
-    /// existing flows are untouched.
-    PortsExhausted = 0,
-    /// The next hop's MAC is not resolved and no tc program could take the
-    /// frame over. Passing it would send it out with its private source.
-    /// The XDP programs hand such frames to the tc path instead, so this
-    /// stays zero whenever ethergate attached the interface itself.
-    NoNeighbour = 1,
-    /// Larger than the egress MTU without DF: the kernel would fragment it
-    /// untranslated.
-    FragmentationNeeded = 2,
-    /// Another CPU created the same flow at the same instant and its pair
-    /// could not be read back.
-    FlowRace = 3,
-    /// `bpf_redirect` refused the egress interface.
-    RedirectFailed = 4,
-    /// The flow table is full: the new flow is dropped; established flows
-    /// are never evicted to make room.
-    TableFull = 5,
-    /// The inside source already holds `max_flows_per_source` flows.
-    SourceQuota = 6,
-    /// A later fragment from a source NAT translates whose first fragment
-    /// was not seen (lost, reordered, or its entry expired): it cannot be
-    /// translated, and untranslated it would leak the private source.
-    FragmentUnknown = 7,
-    /// The uplink's egress guard stopped a packet whose source lies in an
-    /// SNAT'd subnet and that was not translated (anything the kernel would
-    /// otherwise have forwarded with a private source).
-    UntranslatedEgress = 8,
-}
-
-impl DropReason {
-    pub const COUNT: u32 = 9;
-
-    pub const ALL: [DropReason; Self::COUNT as usize] = [
-        Self::PortsExhausted,
-        Self::NoNeighbour,
-        Self::FragmentationNeeded,
-        Self::FlowRace,
-        Self::RedirectFailed,
-        Self::TableFull,
-        Self::SourceQuota,
-        Self::FragmentUnknown,
-        Self::UntranslatedEgress,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::PortsExhausted => "ports_exhausted",
-            Self::NoNeighbour => "no_neighbour",
-            Self::FragmentationNeeded => "fragmentation_needed",
-            Self::FlowRace => "flow_race",
-            Self::RedirectFailed => "redirect_failed",
-            Self::TableFull => "table_full",
-            Self::SourceQuota => "source_quota",
-            Self::FragmentUnknown => "fragment_unknown",
-            Self::UntranslatedEgress => "untranslated_egress",
-        }
+crate::counter_enum! {
+    /// Why the NAT path dropped a frame, one per-CPU `u64` slot each in
+    /// `NAT_DROPS` (cilium's `drop.h` idea: no silent drops).
+    pub enum DropReason {
+        /// Every probed public port was taken: the new flow is dropped;
+        /// existing flows are untouched.
+        PortsExhausted = 0 => "ports_exhausted",
+        /// The next hop's MAC is not resolved and no tc program could take the
+        /// frame over. Passing it would send it out with its private source.
+        /// The XDP programs hand such frames to the tc path instead, so this
+        /// stays zero whenever ethergate attached the interface itself.
+        NoNeighbour = 1 => "no_neighbour",
+        /// Larger than the egress MTU without DF: the kernel would fragment it
+        /// untranslated.
+        FragmentationNeeded = 2 => "fragmentation_needed",
+        /// Another CPU created the same flow at the same instant and its pair
+        /// could not be read back.
+        FlowRace = 3 => "flow_race",
+        /// `bpf_redirect` refused the egress interface.
+        RedirectFailed = 4 => "redirect_failed",
+        /// The flow table is full: the new flow is dropped; established flows
+        /// are never evicted to make room.
+        TableFull = 5 => "table_full",
+        /// The inside source already holds `max_flows_per_source` flows.
+        SourceQuota = 6 => "source_quota",
+        /// A later fragment from a source NAT translates whose first fragment
+        /// was not seen (lost, reordered, or its entry expired): it cannot be
+        /// translated, and untranslated it would leak the private source.
+        FragmentUnknown = 7 => "fragment_unknown",
+        /// The uplink's egress guard stopped a packet whose source lies in an
+        /// SNAT'd subnet and that was not translated (anything the kernel would
+        /// otherwise have forwarded with a private source).
+        UntranslatedEgress = 8 => "untranslated_egress",
     }
 }
 
