@@ -87,8 +87,8 @@ pub fn nat_ingress(ctx: TcContext) -> i32 {
         && !maps::xdp_may_transmit(ifindex)
     {
         let verdict = match action {
-            a if a == TC_ACT_OK as i32 => Verdict::Pass,
-            a if a == TC_ACT_SHOT as i32 => Verdict::Drop,
+            TC_ACT_OK => Verdict::Pass,
+            TC_ACT_SHOT => Verdict::Drop,
             // bpf_redirect and bpf_redirect_neigh; a frame sent back out
             // of the uplink (one-armed) counts here too, not as Tx.
             _ => Verdict::Redirect,
