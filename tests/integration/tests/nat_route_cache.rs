@@ -21,9 +21,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{offloads_off, snat_config, two_armed_topology};
-use ethergate_config::{NatMode, SnatTarget};
-use ethergate_dataplane::Dataplane;
+use common::forced_xdp_two_armed;
+use ethergate_config::SnatTarget;
 
 /// Datagrams are sent this often...
 const EVERY: Duration = Duration::from_millis(10);
@@ -35,21 +34,7 @@ const NEW_MAC: &str = "02:00:00:00:99:01";
 
 #[test]
 fn a_next_hop_that_changes_its_mac_is_followed_at_once() {
-    let topo = two_armed_topology();
-    offloads_off(&topo, &["private", "internet"]);
-    let mut dataplane = Dataplane::load().expect("load eBPF (run as root)");
-    let mut config = snat_config("pub0", &["priv0"], SnatTarget::Masquerade);
-    config.mode = NatMode::Xdp;
-    topo.enter("nat", || dataplane.apply_nat(&config))
-        .expect("enter nat")
-        .expect("apply [nat]");
-    for ns in ["private", "internet"] {
-        topo.enter(ns, || dataplane.attach_redirect_peer("eth0"))
-            .expect("enter")
-            .expect("attach redirect_peer");
-    }
-    topo.exec("nat", &["ping", "-c", "1", "-W", "2", "203.0.113.10"])
-        .expect("nat reaches internet");
+    let (topo, dataplane) = forced_xdp_two_armed(SnatTarget::Masquerade);
 
     let receiver = topo
         .enter("internet", || {

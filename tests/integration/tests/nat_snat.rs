@@ -16,46 +16,18 @@ mod common;
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use common::{
-    assert_no_kernel_nat, assert_no_nat_drops, curl, http_peer_server, offloads_off, snat_config,
-    two_armed_topology,
-};
+use common::{assert_no_kernel_nat, assert_no_nat_drops, curl, http_peer_server};
 use ethergate_common::{NatEvent, ProtoClass, Verdict};
-use ethergate_config::{NatMode, NatTimeouts, SnatTarget};
-use ethergate_dataplane::{AttachMode, Dataplane};
+use ethergate_config::{NatTimeouts, SnatTarget};
+use ethergate_dataplane::Dataplane;
 use ethergate_netns::Topology;
 
 const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const PRIVATE_HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 26);
 
-/// The topology with NAT applied in `nat` and `redirect_peer` on the far
-/// ends of both veths (the veth XDP_REDIRECT trap, design.md).
+/// The topology with NAT forced into XDP (see the module comment).
 fn nat_topology(snat_to: SnatTarget) -> (Topology, Dataplane) {
-    let topo = two_armed_topology();
-    offloads_off(&topo, &["private", "internet"]);
-    let mut dataplane = Dataplane::load().expect("load eBPF (run as root)");
-    let mut config = snat_config("pub0", &["priv0"], snat_to);
-    config.mode = NatMode::Xdp;
-    topo.enter("nat", || dataplane.apply_nat(&config))
-        .expect("enter nat")
-        .expect("apply [nat]");
-    for ns in ["private", "internet"] {
-        let mode = topo
-            .enter(ns, || dataplane.attach_redirect_peer("eth0"))
-            .expect("enter")
-            .expect("attach redirect_peer");
-        assert_eq!(mode, AttachMode::XdpNative);
-    }
-    let uplink = dataplane.uplink_attachment().expect("uplink attached");
-    assert_eq!(
-        (uplink.interface.as_str(), uplink.mode),
-        ("pub0", AttachMode::XdpNative)
-    );
-    // The appliance resolves its next hop before the first translated
-    // packet (no neighbour → the NAT drops and counts; see decision 0003).
-    topo.exec("nat", &["ping", "-c", "1", "-W", "2", "203.0.113.10"])
-        .expect("nat reaches internet");
-    (topo, dataplane)
+    common::forced_xdp_two_armed(snat_to)
 }
 
 #[test]

@@ -15,7 +15,7 @@ use ethergate_common::DropReason;
 use ethergate_config::{
     InterfaceName, Ipv4Cidr, Nat, NatLimits, NatMode, NatTimeouts, SnatRule, SnatTarget,
 };
-use ethergate_dataplane::CounterSnapshot;
+use ethergate_dataplane::{AttachMode, CounterSnapshot, Dataplane};
 use ethergate_netns::{Endpoint, Topology, TopologyBuilder};
 
 pub fn cidr(s: &str) -> Ipv4Cidr {
@@ -55,6 +55,36 @@ pub fn two_armed_topology() -> Topology {
     two_armed(&[])
         .build()
         .expect("build topology (run as root)")
+}
+
+/// [`two_armed_topology`] with SNAT (10.0.0.0/16 → `snat_to`) forced into
+/// XDP on its veths: the special case that needs `redirect_peer` on the far
+/// ends and offloads off there (decision 0003), and a warm-up ping so the
+/// appliance's next hop is resolved. The plain setup is auto mode (tc).
+pub fn forced_xdp_two_armed(snat_to: SnatTarget) -> (Topology, Dataplane) {
+    let topo = two_armed_topology();
+    offloads_off(&topo, &["private", "internet"]);
+    let mut dataplane = Dataplane::load().expect("load eBPF (run as root)");
+    let mut config = snat_config("pub0", &["priv0"], snat_to);
+    config.mode = NatMode::Xdp;
+    topo.enter("nat", || dataplane.apply_nat(&config))
+        .expect("enter nat")
+        .expect("apply [nat]");
+    for ns in ["private", "internet"] {
+        let mode = topo
+            .enter(ns, || dataplane.attach_redirect_peer("eth0"))
+            .expect("enter")
+            .expect("attach redirect_peer");
+        assert_eq!(mode, AttachMode::XdpNative);
+    }
+    let uplink = dataplane.uplink_attachment().expect("uplink attached");
+    assert_eq!(
+        (uplink.interface.as_str(), uplink.mode),
+        ("pub0", AttachMode::XdpNative)
+    );
+    topo.exec("nat", &["ping", "-c", "1", "-W", "2", "203.0.113.10"])
+        .expect("nat reaches internet");
+    (topo, dataplane)
 }
 
 /// `[nat]` with one SNAT rule, 10.0.0.0/16 → `to`, and nothing else.
