@@ -19,6 +19,7 @@
 use aya::programs::{Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId};
 use ethergate_config::NatMode;
 
+#[cfg(feature = "test-hooks")]
 use crate::DataplaneError;
 
 /// How the NAT programs run on one interface.
@@ -131,6 +132,7 @@ pub(crate) fn attach_native(
     program.attach(interface, XdpMode::Driver)
 }
 
+#[cfg(feature = "test-hooks")]
 /// Native XDP, else generic: only for the `redirect_peer` test helper.
 pub(crate) fn attach_xdp_with_fallback(
     program: &mut Xdp,

@@ -22,6 +22,7 @@
 mod attach;
 mod counters;
 mod error;
+#[cfg(feature = "test-hooks")]
 pub mod loadgen;
 mod nat;
 mod neighbour;
@@ -29,25 +30,31 @@ mod pin;
 mod route_watch;
 mod rules;
 mod tap;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 
 pub use attach::{AttachMode, NatAttachment};
 pub use counters::CounterSnapshot;
 pub use error::DataplaneError;
-pub use nat::{DnatFlow, NatFlow, SNAT_PORT_MAX, SNAT_PORT_MIN, SweepStats, interface_ipv4};
+#[cfg(feature = "test-hooks")]
+pub use nat::SweepStats;
+pub use nat::{DnatFlow, NatFlow, SNAT_PORT_MAX, SNAT_PORT_MIN, interface_ipv4};
 pub use neighbour::uplink_gateways;
 pub use pin::{
     PIN_BASE, StateOrigin, default_root as default_pin_root, forget as forget_pinned_state,
     remove_reused_inode_state, remove_stale_namespaces,
 };
 pub use tap::TcProgram;
+#[cfg(feature = "test-hooks")]
+pub use test_hooks::TestRunOutcome;
 
-use std::{path::PathBuf, sync::Mutex, time::Duration};
+use std::{path::PathBuf, sync::Mutex};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData},
     programs::{
-        SchedClassifier, TestRun, TestRunOptions, Xdp,
+        SchedClassifier, Xdp,
         links::FdLink,
         tc::{SchedClassifierLink, TcAttachType},
         xdp::XdpLink,
@@ -73,6 +80,7 @@ const NAT_OUT_MAP: &str = "NAT_OUT";
 const NAT_IN_MAP: &str = "NAT_IN";
 const DNAT_OUT_MAP: &str = "DNAT_OUT";
 const DNAT_IN_MAP: &str = "DNAT_IN";
+#[cfg(feature = "test-hooks")]
 const SOURCE_FLOWS_MAP: &str = "SOURCE_FLOWS";
 const ROUTE_GENERATION_MAP: &str = "ROUTE_GENERATION";
 const ACTIVE_FLOWS_MAP: &str = "ACTIVE_FLOWS";
@@ -90,6 +98,7 @@ pub enum XdpProgram {
 }
 
 impl XdpProgram {
+    #[cfg(feature = "test-hooks")]
     const fn name(self) -> &'static str {
         match self {
             Self::Uplink => UPLINK_PROGRAM,
@@ -112,6 +121,7 @@ pub struct Dataplane {
     claimed: Vec<PathBuf>,
     inside: Vec<attach::Attached>,
     /// `redirect_peer` attachments (tests: far ends of veth links).
+    #[cfg(feature = "test-hooks")]
     peers: Vec<aya::programs::xdp::XdpLinkId>,
     taps: Vec<tap::TapAttachment>,
     gateways: Result<Vec<std::net::Ipv4Addr>, String>,
@@ -130,17 +140,6 @@ pub struct LoadOptions {
     /// (`ethergate serve`: [`default_pin_root`]); `None`: everything is
     /// detached and freed when the [`Dataplane`] is dropped.
     pub pin_root: Option<PathBuf>,
-}
-
-/// Outcome of one BPF_PROG_TEST_RUN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestRunOutcome {
-    /// The program's return value (an XDP action code).
-    pub action: u32,
-    /// The frame as the program left it.
-    pub frame: Vec<u8>,
-    /// Run time as the kernel measured it (average over repeats).
-    pub duration: Duration,
 }
 
 impl Dataplane {
@@ -213,6 +212,7 @@ impl Dataplane {
             inbound: take_hash_map(&mut ebpf, NAT_IN_MAP)?,
             dnat_out: take_hash_map(&mut ebpf, DNAT_OUT_MAP)?,
             dnat_in: take_hash_map(&mut ebpf, DNAT_IN_MAP)?,
+            #[cfg(feature = "test-hooks")]
             sources: {
                 let map = ebpf
                     .take_map(SOURCE_FLOWS_MAP)
@@ -233,6 +233,7 @@ impl Dataplane {
             pins,
             claimed: Vec::new(),
             inside: Vec::new(),
+            #[cfg(feature = "test-hooks")]
             peers: Vec::new(),
             taps: Vec::new(),
             gateways: Ok(Vec::new()),
@@ -375,14 +376,6 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Narrows the SNAT port range (tests: fill a destination tuple fast).
-    pub fn set_snat_port_range(&mut self, min: u16, max: u16) -> Result<(), DataplaneError> {
-        let mut current = rules::current_config(&mut self.ebpf)?;
-        current.port_min = min;
-        current.port_max = max.max(min);
-        rules::write_config(&mut self.ebpf, current)
-    }
-
     /// Flow pairs (SNAT and DNAT) their timers expired since load (the
     /// `flow_expired` event).
     pub fn idle_timeouts(&self) -> u64 {
@@ -408,37 +401,6 @@ impl Dataplane {
             Ok(maps) => nat::flows(&maps, nat::monotonic_ns()),
             Err(_) => Vec::new(),
         }
-    }
-
-    /// One userspace sweep now, as if `now` were `extra` later than it is
-    /// (tests expire flows without waiting; the programs' timers do the
-    /// real expiry).
-    pub fn sweep_nat_flows(
-        &self,
-        timeouts: &ethergate_config::NatTimeouts,
-        extra: Duration,
-    ) -> SweepStats {
-        match self.flows.lock() {
-            Ok(mut maps) => nat::sweep(
-                &mut maps,
-                nat::monotonic_ns() + extra.as_nanos() as u64,
-                timeouts,
-            ),
-            Err(_) => SweepStats::default(),
-        }
-    }
-
-    /// Attaches the do-nothing `redirect_peer` program to `interface`.
-    ///
-    /// A veth delivers frames that XDP_REDIRECT pushed into it only when its
-    /// *peer* runs an XDP program (or has GRO on); otherwise they vanish
-    /// without a counter. Tests that force `[nat] mode = "xdp"` on veths
-    /// attach this to the far ends. The attachment lives as long as `self`.
-    pub fn attach_redirect_peer(&mut self, interface: &str) -> Result<AttachMode, DataplaneError> {
-        let program: &mut Xdp = program_mut(&mut self.ebpf, REDIRECT_PEER_PROGRAM)?;
-        let (mode, link) = attach::attach_xdp_with_fallback(program, interface)?;
-        self.peers.push(link);
-        Ok(mode)
     }
 
     /// Inside interfaces running NAT, with their modes and why.
@@ -638,53 +600,6 @@ impl Dataplane {
     /// Reads the per-CPU counters of every program.
     pub fn counters(&self) -> Result<CounterSnapshot, DataplaneError> {
         counters::read(&self.ebpf)
-    }
-
-    /// Runs the uplink program once on `frame` with BPF_PROG_TEST_RUN.
-    /// Counters move exactly as they would for a received frame.
-    pub fn test_run_uplink(&mut self, frame: &[u8]) -> Result<TestRunOutcome, DataplaneError> {
-        self.test_run(XdpProgram::Uplink, frame, None)
-    }
-
-    /// Runs `program` once on `frame` with BPF_PROG_TEST_RUN, as if received
-    /// on `ingress_ifindex` (an interface of the calling thread's network
-    /// namespace; `None`: loopback). The ingress interface matters to NAT:
-    /// `bpf_fib_lookup` routes from it.
-    pub fn test_run(
-        &mut self,
-        program: XdpProgram,
-        frame: &[u8],
-        ingress_ifindex: Option<u32>,
-    ) -> Result<TestRunOutcome, DataplaneError> {
-        let name = program.name();
-        let xdp: &mut Xdp = program_mut(&mut self.ebpf, name)?;
-        // XDP may grow the frame by up to its tailroom; 4 KiB covers any
-        // frame plus what a NAT rewrite could add (encapsulation headers).
-        let mut out = vec![0u8; frame.len() + 4096];
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-        // rx_queue_index, egress_ifindex (all u32). The kernel wants
-        // data = 0 and data_end = the frame's length.
-        let ctx: Vec<u8> = [0, frame.len() as u32, 0, ingress_ifindex.unwrap_or(0), 0, 0]
-            .iter()
-            .flat_map(|v| v.to_ne_bytes())
-            .collect();
-        let result = xdp
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: ingress_ifindex.map(|_| ctx.as_slice()),
-                ..TestRunOptions::default()
-            })
-            .map_err(|source| DataplaneError::TestRun {
-                program: name,
-                source: Box::new(source),
-            })?;
-        out.truncate(result.data_size_out as usize);
-        Ok(TestRunOutcome {
-            action: result.return_value,
-            frame: out,
-            duration: result.duration,
-        })
     }
 }
 

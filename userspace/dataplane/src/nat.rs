@@ -14,18 +14,22 @@
 //! * After a sweep `SOURCE_FLOWS` holds the true number of live flows per
 //!   inside source.
 
+#[cfg(feature = "test-hooks")]
+use std::collections::{BTreeMap, BTreeSet};
 use std::{
-    collections::{BTreeMap, BTreeSet},
     net::{Ipv4Addr, SocketAddrV4},
     time::Duration,
 };
 
 use aya::maps::{HashMap, MapData};
+use ethergate_common::{FlowEntry, FlowKey, NatBinding};
+// The userspace sweep's (tests only; the programs' timers expire flows).
+#[cfg(feature = "test-hooks")]
 use ethergate_common::{
-    FlowEntry, FlowKey, NatBinding,
     nat::{TCP_ACK, TCP_FIN, TCP_RST},
     parse::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
+#[cfg(feature = "test-hooks")]
 use ethergate_config::NatTimeouts;
 
 use crate::DataplaneError;
@@ -38,6 +42,7 @@ pub const SNAT_PORT_MAX: u16 = 65535;
 
 pub(crate) type FlowMap = HashMap<MapData, FlowKey, FlowEntry>;
 /// Inside source address → flows it holds.
+#[cfg(feature = "test-hooks")]
 pub(crate) type SourceMap = HashMap<MapData, u32, u32>;
 
 /// The flow maps: the SNAT
@@ -47,6 +52,7 @@ pub(crate) struct FlowMaps {
     pub(crate) inbound: FlowMap,
     pub(crate) dnat_out: FlowMap,
     pub(crate) dnat_in: FlowMap,
+    #[cfg(feature = "test-hooks")]
     pub(crate) sources: SourceMap,
 }
 
@@ -84,6 +90,7 @@ pub struct DnatFlow {
     pub tcp_flags_in: Option<u8>,
 }
 
+#[cfg(feature = "test-hooks")]
 /// What one sweep removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SweepStats {
@@ -147,6 +154,7 @@ pub(crate) fn dnat_reverse_key(key: &FlowKey, to: &NatBinding) -> FlowKey {
     FlowKey::new(key.protocol, to.addr, to.port, key.src_addr, key.src_port)
 }
 
+#[cfg(feature = "test-hooks")]
 fn timeout(protocol: u8, flags_out: u8, flags_in: u8, t: &NatTimeouts) -> Duration {
     let secs = match protocol {
         IPPROTO_TCP => {
@@ -223,6 +231,7 @@ pub(crate) fn dnat_flows(maps: &FlowMaps, now_ns: u64) -> Vec<DnatFlow> {
     out
 }
 
+#[cfg(feature = "test-hooks")]
 pub(crate) fn sweep(maps: &mut FlowMaps, now_ns: u64, timeouts: &NatTimeouts) -> SweepStats {
     let mut per_source = BTreeMap::new();
     let snat = sweep_pairs(
@@ -249,6 +258,7 @@ pub(crate) fn sweep(maps: &mut FlowMaps, now_ns: u64, timeouts: &NatTimeouts) ->
     }
 }
 
+#[cfg(feature = "test-hooks")]
 /// Replaces the programs' running counts with the live ones: sources
 /// with flows get their count, sources without lose their entry.
 fn write_source_counts(sources: &mut SourceMap, live: &BTreeMap<u32, u32>) {
@@ -265,6 +275,7 @@ fn write_source_counts(sources: &mut SourceMap, live: &BTreeMap<u32, u32>) {
     }
 }
 
+#[cfg(feature = "test-hooks")]
 /// Expires idle pairs of one (forward, reverse) map pair, and idle
 /// reverse halves whose forward half is gone; counts the live pairs per
 /// source into `per_source`.
@@ -331,6 +342,7 @@ fn sweep_pairs(
     stats
 }
 
+#[cfg(feature = "test-hooks")]
 fn key_bytes(k: &FlowKey) -> (u8, u32, u16, u32, u16) {
     (k.protocol, k.src_addr, k.src_port, k.dst_addr, k.dst_port)
 }

@@ -10,12 +10,12 @@
 use aya::{
     Ebpf,
     programs::{
-        SchedClassifier, TestRun, TestRunOptions,
+        SchedClassifier,
         tc::{self, SchedClassifierLinkId, TcAttachType},
     },
 };
 
-use crate::{Dataplane, DataplaneError, TestRunOutcome, program_mut};
+use crate::{DataplaneError, program_mut};
 
 /// The tc programs in the object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,11 +51,6 @@ pub(crate) struct TapAttachment {
     #[allow(dead_code)]
     links: [SchedClassifierLinkId; 2],
 }
-
-/// struct __sk_buff up to and including `ifindex` (offset 40): the fields
-/// BPF_PROG_TEST_RUN lets a caller set that we need.
-const SKB_CTX_LEN: usize = 44;
-const SKB_IFINDEX_AT: usize = 40;
 
 /// Attaches one of the tc programs to `interface`.
 pub(crate) fn attach_one(
@@ -102,40 +97,4 @@ pub(crate) fn attach(ebpf: &mut Ebpf, interface: &str) -> Result<TapAttachment, 
         interface: interface.to_owned(),
         links: [ingress, egress],
     })
-}
-
-impl Dataplane {
-    /// Runs a tc `program` once on `frame` with BPF_PROG_TEST_RUN, with the
-    /// skb's device = `ifindex` (an interface of the calling thread's
-    /// network namespace; it is where `bpf_fib_lookup` routes from). The
-    /// action is a `TC_ACT_*` code; redirects are decided, not performed.
-    pub fn test_run_tc(
-        &mut self,
-        program: TcProgram,
-        frame: &[u8],
-        ifindex: u32,
-    ) -> Result<TestRunOutcome, DataplaneError> {
-        let name = program.name();
-        let classifier: &mut SchedClassifier = program_mut(&mut self.ebpf, name)?;
-        let mut out = vec![0u8; frame.len() + 4096];
-        let mut ctx = [0u8; SKB_CTX_LEN];
-        ctx[SKB_IFINDEX_AT..SKB_IFINDEX_AT + 4].copy_from_slice(&ifindex.to_ne_bytes());
-        let result = classifier
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                ..TestRunOptions::default()
-            })
-            .map_err(|source| DataplaneError::TestRun {
-                program: name,
-                source: Box::new(source),
-            })?;
-        out.truncate(result.data_size_out as usize);
-        Ok(TestRunOutcome {
-            action: result.return_value,
-            frame: out,
-            duration: result.duration,
-        })
-    }
 }
