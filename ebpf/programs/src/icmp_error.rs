@@ -20,9 +20,9 @@ use crate::{
     flow::{ICMP_ECHO_REQUEST, TCP_HEADER_LEN},
     icmp_quote::{self, ICMP_ERROR_HEADER_LEN, INNER_IP_LEN},
     maps::{NAT_IN, event, xdp_may_transmit},
-    nat::{Nat, dropped, rewrite_ip, transmit},
     packet::XdpFrame,
     route::{self, Route},
+    xdp_out::{Nat, dropped, rewrite_ip, transmit},
 };
 
 /// What changes in the embedded datagram.

@@ -16,10 +16,7 @@
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use ethergate_common::parse::classify;
 
-use crate::{
-    nat::{self, Nat},
-    packet::XdpFrame,
-};
+use crate::{nat, packet::XdpFrame, xdp_out::Nat};
 
 #[xdp]
 pub fn inside(ctx: XdpContext) -> u32 {

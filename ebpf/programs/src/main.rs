@@ -19,7 +19,9 @@ mod tap;
 mod tap_icmp;
 mod tc_frame;
 mod tc_icmp_error;
+mod tc_out;
 mod uplink;
+mod xdp_out;
 
 #[cfg(not(test))]
 #[panic_handler]

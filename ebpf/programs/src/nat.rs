@@ -29,7 +29,7 @@
 //! (addresses, ports, checksums; the kernel does TTL and MACs), or not
 //! modified at all. All checks that can fail happen before the first write.
 
-use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_redirect, programs::XdpContext};
+use aya_ebpf::programs::XdpContext;
 use ethergate_common::{
     CachedHop, DropReason, NatConfig, NatEvent, ProtoClass, ROUTE_EPOCH_SHIFT, SnatAddresses,
     checksum,
@@ -40,22 +40,11 @@ use ethergate_common::{
 use crate::{
     flow::{self, ICMP_HEADER_LEN, IP_DF, TCP_HEADER_LEN, Tuple, UDP_HEADER_LEN, read_tuple},
     icmp_error, icmp_quote,
-    maps::{self, NAT_IN, NAT_OUT, count_drop, event, now_ns, xdp_may_transmit},
+    maps::{self, NAT_IN, NAT_OUT, event, now_ns, xdp_may_transmit},
     packet::XdpFrame,
     route::{self, NextHop, Route},
+    xdp_out::{Nat, dropped, rewrite_ip, transmit},
 };
-
-/// What the NAT path decided.
-pub enum Nat {
-    /// Not a translated flow: hand the untouched frame to the kernel.
-    NotOurs,
-    /// Translated, and handed to the kernel to route (`XDP_PASS`).
-    Passed,
-    /// Translated; this is the XDP action (`XDP_TX` or `XDP_REDIRECT`).
-    Forwarded(u32),
-    /// Dropped, reason already counted.
-    Dropped,
-}
 
 /// Which program runs: on the uplink or on an inside interface.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -188,13 +177,6 @@ enum Rewrite {
     Source(u32, u16),
     /// Forward direction, first packet: allocate after routing succeeds.
     NewSource(SnatAddresses, u64),
-}
-
-/// The frame dropped, with its reason counted.
-#[inline(always)]
-pub fn dropped(reason: DropReason) -> Nat {
-    count_drop(reason);
-    Nat::Dropped
 }
 
 /// Routes the frame as it will be after the rewrite, then (only if routing
@@ -425,20 +407,6 @@ fn later_fragment(ctx: &XdpContext, frame: &mut XdpFrame, config: &NatConfig) ->
     transmit(ctx, fib.ifindex)
 }
 
-/// `XDP_TX` back out of the ingress interface, `bpf_redirect` otherwise.
-#[inline(always)]
-pub fn transmit(ctx: &XdpContext, egress: u32) -> Nat {
-    if egress == ctx.ingress_ifindex() as u32 {
-        return Nat::Forwarded(xdp_action::XDP_TX);
-    }
-    // SAFETY: plain helper call; flags 0.
-    let action = unsafe { bpf_redirect(egress, 0) } as u32;
-    if action != xdp_action::XDP_REDIRECT {
-        return dropped(DropReason::RedirectFailed);
-    }
-    Nat::Forwarded(action)
-}
-
 /// Writes the translation: `reverse` rewrites the destination, otherwise
 /// the source. With `fib` the frame is forwarded by us (TTL − 1, MACs);
 /// without, the kernel forwards it and does both. Returns `None` (frame
@@ -492,36 +460,4 @@ fn rewrite_frame(
     }
     let at = if reverse { 16 } else { 12 };
     rewrite_ip(frame, at, old_addr, new_addr, fib.map(|f| (f.dmac, f.smac)))
-}
-
-/// Outer IPv4 header: the address at `at` (12 source, 16 destination)
-/// goes from `old_addr` to `new_addr`, checksum updated. `macs` =
-/// (destination, source) when we forward: then the TTL drops by one too
-/// and the Ethernet addresses are written.
-#[inline(always)]
-pub fn rewrite_ip(
-    frame: &mut XdpFrame,
-    at: usize,
-    old_addr: u32,
-    new_addr: u32,
-    macs: Option<([u8; 6], [u8; 6])>,
-) -> Option<()> {
-    let ip = frame.header_mut::<20>(ETH_HEADER_LEN)?;
-    let mut check = u16::from_be_bytes([ip[10], ip[11]]);
-    check = checksum::replace4(check, old_addr, new_addr);
-    if macs.is_some() {
-        // We route, so TTL drops by one (RFC 1812 §5.3.1); TTL and
-        // protocol share a 16-bit word.
-        let ttl_proto = u16::from_be_bytes([ip[8], ip[9]]);
-        check = checksum::replace2(check, ttl_proto, ttl_proto - 0x0100);
-        ip[8] -= 1;
-    }
-    ip[10..12].copy_from_slice(&check.to_be_bytes());
-    ip[at..at + 4].copy_from_slice(&new_addr.to_be_bytes());
-    if let Some((dmac, smac)) = macs {
-        let eth = frame.header_mut::<12>(0)?;
-        eth[0..6].copy_from_slice(&dmac);
-        eth[6..12].copy_from_slice(&smac);
-    }
-    Some(())
 }

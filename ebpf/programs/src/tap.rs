@@ -36,7 +36,6 @@
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT},
     cty::c_long,
-    helpers::generated::{bpf_redirect, bpf_redirect_neigh},
     macros::classifier,
     programs::TcContext,
 };
@@ -52,15 +51,15 @@ use ethergate_common::{
 use crate::{
     flow::{self, IP_DF, Tuple, read_tuple},
     icmp_quote,
-    maps::{self, DNAT_IN, DNAT_OUT, NAT_IN, NAT_OUT, count_drop, event, now_ns},
+    maps::{self, DNAT_IN, DNAT_OUT, NAT_IN, NAT_OUT, event, now_ns},
     route::{self, NextHop, Route},
     tap_icmp,
     tc_frame::TcFrame,
-    tc_icmp_error, uplink,
+    tc_icmp_error,
+    tc_out::{dropped, rewrite_address, send},
+    uplink,
 };
 
-const IP_CHECK_AT: usize = ETH_HEADER_LEN + 10;
-const IP_TTL_AT: usize = ETH_HEADER_LEN + 8;
 const IP_SRC_AT: usize = ETH_HEADER_LEN + 12;
 const IP_DST_AT: usize = ETH_HEADER_LEN + 16;
 
@@ -216,12 +215,6 @@ enum Translation {
 }
 
 #[inline(always)]
-pub fn dropped(reason: DropReason) -> i32 {
-    count_drop(reason);
-    TC_ACT_SHOT
-}
-
-#[inline(always)]
 fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Translation) -> i32 {
     let tuple = &seen.tuple;
     let dst_after = match &translation {
@@ -312,29 +305,6 @@ fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Transl
         Kind::Dnat => NatEvent::DnatTranslated,
     });
     send(ctx, fib.as_ref(), egress)
-}
-
-/// Sends a translated (and TTL-decremented) frame out of `egress`: with
-/// the MACs the FIB gave, or through `bpf_redirect_neigh` when the next hop
-/// is not resolved yet.
-#[inline(always)]
-pub fn send(ctx: &TcContext, fib: Option<&NextHop>, egress: u32) -> i32 {
-    let action = match fib {
-        Some(fib) => {
-            if ctx.store(0, &fib.dmac, 0).is_err() || ctx.store(6, &fib.smac, 0).is_err() {
-                return dropped(DropReason::RedirectFailed);
-            }
-            // SAFETY: plain helper call; flags 0 = egress of `egress`.
-            unsafe { bpf_redirect(egress, 0) }
-        }
-        // SAFETY: plain helper call; no nexthop given, so the kernel routes
-        // the (translated) destination itself and resolves its neighbour.
-        None => unsafe { bpf_redirect_neigh(egress, core::ptr::null_mut(), 0, 0) },
-    };
-    if action == TC_ACT_SHOT as c_long {
-        return dropped(DropReason::RedirectFailed);
-    }
-    action as i32
 }
 
 /// The IPv4 header of an untagged ICMP error (an error quotes the
@@ -523,31 +493,4 @@ fn rewrite(
         }
     }
     rewrite_address(ctx, addr_at, old_addr, new_addr, ttl_proto)
-}
-
-/// The IPv4 header's address at `addr_at` from `old_addr` to `new_addr`,
-/// checksum updated; with `ttl_proto` (we route it) the TTL drops by one.
-#[inline(always)]
-pub fn rewrite_address(
-    ctx: &TcContext,
-    addr_at: usize,
-    old_addr: u32,
-    new_addr: u32,
-    ttl_proto: Option<[u8; 2]>,
-) -> Result<(), c_long> {
-    let (from_addr, to_addr) = (u64::from(old_addr.to_be()), u64::from(new_addr.to_be()));
-    ctx.l3_csum_replace(IP_CHECK_AT, from_addr, to_addr, 4)?;
-    ctx.store(addr_at, &new_addr.to_be_bytes(), 0)?;
-    if let Some([ttl, proto]) = ttl_proto {
-        let old = u16::from_be_bytes([ttl, proto]);
-        let new = old - 0x0100;
-        ctx.l3_csum_replace(
-            IP_CHECK_AT,
-            u64::from(old.to_be()),
-            u64::from(new.to_be()),
-            2,
-        )?;
-        ctx.store(IP_TTL_AT, &[ttl - 1], 0)?;
-    }
-    Ok(())
 }

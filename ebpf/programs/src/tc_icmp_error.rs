@@ -59,12 +59,12 @@ pub fn reverse(ctx: &TcContext, frame: &TcFrame, ip: &[u8; 20], l4: usize) -> Op
         Route::FragNeeded | Route::Elsewhere => return None,
     };
     if write(ctx, l4, &plan, [ip[8], ip[9]]).is_err() {
-        return Some(crate::tap::dropped(
+        return Some(crate::tc_out::dropped(
             ethergate_common::DropReason::RedirectFailed,
         ));
     }
     event(NatEvent::IcmpErrorTranslated);
-    Some(crate::tap::send(ctx, fib.as_ref(), egress))
+    Some(crate::tc_out::send(ctx, fib.as_ref(), egress))
 }
 
 #[inline(always)]
@@ -153,7 +153,7 @@ fn write(ctx: &TcContext, l4: usize, plan: &Plan, ttl_proto: [u8; 2]) -> Result<
     ctx.l4_csum_replace(icmp_check, be4(old_addr), be4(new_addr), 4)?;
     ctx.store(inner_ip_at + 12, &new_addr.to_be_bytes(), 0)?;
     // Outer destination (ICMP has no pseudo-header), and TTL − 1.
-    crate::tap::rewrite_address(
+    crate::tc_out::rewrite_address(
         ctx,
         ETH_HEADER_LEN + 16,
         old_addr,

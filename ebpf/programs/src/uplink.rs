@@ -14,10 +14,7 @@ use ethergate_common::{
     parse::{Classification, classify},
 };
 
-use crate::{
-    nat::{self, Nat},
-    packet::XdpFrame,
-};
+use crate::{nat, packet::XdpFrame, xdp_out::Nat};
 
 #[map]
 static COUNTERS: PerCpuArray<PacketCounter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
