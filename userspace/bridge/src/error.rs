@@ -4,7 +4,7 @@
 
 use nix::errno::Errno;
 
-use crate::link::Ipv4Cidr;
+use crate::cidr::Ipv4Cidr;
 use crate::netlink::NetlinkError;
 
 /// Creating or attaching to the bridge's tap device.

@@ -26,16 +26,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod cidr;
 mod error;
 mod link;
 mod netlink;
 mod route;
 mod tap;
 
+pub use cidr::{Ipv4Cidr, ParseCidrError};
 pub use error::{LinkError, TapError};
-pub use link::{
-    DEFAULT_MTU, Ipv4Cidr, LinkConfig, MacAddr, ParseCidrError, configure, configure_index, ifindex,
-};
+pub use link::{DEFAULT_MTU, LinkConfig, MacAddr, configure, configure_index, ifindex};
 pub use netlink::NetlinkError;
 pub use route::{RouteError, add_route};
 pub use tap::{MAX_QUEUES, Tap, TapOptions, TapQueue};

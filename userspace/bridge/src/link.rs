@@ -23,8 +23,8 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
+use crate::cidr::Ipv4Cidr;
 use crate::error::LinkError;
 use crate::netlink::{
     Attrs, NLM_F_CREATE, NLM_F_REPLACE, Netlink, NetlinkError, Request, ifaddrmsg, ifinfomsg,
@@ -37,64 +37,6 @@ pub const DEFAULT_MTU: u32 = 1500;
 const IFF_UP: u32 = libc::IFF_UP as u32;
 /// `RT_SCOPE_UNIVERSE`: a normal, globally usable address.
 const RT_SCOPE_UNIVERSE: u8 = 0;
-
-/// An IPv4 address with its prefix length, such as `192.168.30.1/24`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Ipv4Cidr {
-    addr: Ipv4Addr,
-    prefix: u8,
-}
-
-impl Ipv4Cidr {
-    /// `None` if `prefix` is over 32.
-    pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Self> {
-        (prefix <= 32).then_some(Self { addr, prefix })
-    }
-
-    pub fn addr(&self) -> Ipv4Addr {
-        self.addr
-    }
-
-    pub fn prefix(&self) -> u8 {
-        self.prefix
-    }
-
-    /// The subnet's directed broadcast address; `None` for /31 and /32,
-    /// which have none (RFC 3021).
-    pub fn broadcast(&self) -> Option<Ipv4Addr> {
-        (self.prefix < 31).then(|| {
-            let host_mask = u32::MAX >> self.prefix;
-            Ipv4Addr::from(u32::from(self.addr) | host_mask)
-        })
-    }
-}
-
-impl fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-/// Why a string is not an `a.b.c.d/len` address.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{input:?} is not an IPv4 address with prefix (like 192.168.30.1/24)")]
-pub struct ParseCidrError {
-    pub input: String,
-}
-
-impl FromStr for Ipv4Cidr {
-    type Err = ParseCidrError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseCidrError {
-            input: s.to_owned(),
-        };
-        let (addr, prefix) = s.split_once('/').ok_or_else(err)?;
-        let addr = addr.parse().map_err(|_| err())?;
-        let prefix = prefix.parse().map_err(|_| err())?;
-        Self::new(addr, prefix).ok_or_else(err)
-    }
-}
 
 /// A 48-bit Ethernet address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -236,12 +178,12 @@ fn set_only_address(
         let del = Request::new(libc::RTM_DELADDR, 0)
             .header(&ifaddrmsg(
                 libc::AF_INET as u8,
-                old.prefix,
+                old.prefix(),
                 RT_SCOPE_UNIVERSE,
                 index,
             ))
-            .attr(libc::IFA_LOCAL, &old.addr.octets())
-            .attr(libc::IFA_ADDRESS, &old.addr.octets());
+            .attr(libc::IFA_LOCAL, &old.addr().octets())
+            .attr(libc::IFA_ADDRESS, &old.addr().octets());
         match nl.request(del, |_, _| {}) {
             // Gone already (removed with its primary, or by someone else):
             // that is the state we want.
@@ -258,12 +200,12 @@ fn set_only_address(
     let mut add = Request::new(libc::RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE)
         .header(&ifaddrmsg(
             libc::AF_INET as u8,
-            wanted.prefix,
+            wanted.prefix(),
             RT_SCOPE_UNIVERSE,
             index,
         ))
-        .attr(libc::IFA_LOCAL, &wanted.addr.octets())
-        .attr(libc::IFA_ADDRESS, &wanted.addr.octets());
+        .attr(libc::IFA_LOCAL, &wanted.addr().octets())
+        .attr(libc::IFA_ADDRESS, &wanted.addr().octets());
     if let Some(broadcast) = wanted.broadcast() {
         // What `ip addr add … brd +` and ifconfig set; DHCP clients on the
         // hub send to it.

@@ -11,7 +11,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::link::Ipv4Cidr;
+use crate::cidr::Ipv4Cidr;
 use crate::netlink::{NLM_F_CREATE, Netlink, NetlinkError, Request};
 
 /// `NLM_F_EXCL` (`uapi/linux/netlink.h`): fail with `EEXIST` instead of

@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 
 use ethergate_config::ClasslessRoute;
 
-use super::options::*;
+use super::{error::DhcpError, options::*};
 
 /// The fixed BOOTP header (RFC 2131 §2, figure 1): 236 bytes.
 pub const BOOTP_HEADER_LEN: usize = 236;
@@ -33,25 +33,6 @@ pub const FLAG_BROADCAST: u16 = 0x8000;
 /// An option's length byte caps one instance at 255 bytes; longer values
 /// are split over several instances (RFC 3396).
 const MAX_OPTION_CHUNK: usize = 255;
-
-/// Why bytes are not a DHCP message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DhcpError {
-    #[error("message ends inside the BOOTP field {field}")]
-    Truncated { field: &'static str },
-    #[error("magic cookie is {0:02x?}, not 63 82 53 63")]
-    BadMagic([u8; 4]),
-    #[error("option {code} is cut off by the end of the message")]
-    OptionTruncated { code: u8 },
-    #[error("option {code} has length {len}, which its type does not allow")]
-    BadOptionLength { code: u8, len: usize },
-    #[error("option 53 carries unknown message type {0}")]
-    BadMessageType(u8),
-    #[error("option {code} has a malformed classless route at byte {offset}")]
-    BadClasslessRoute { code: u8, offset: usize },
-    #[error("options do not end with the END option (255)")]
-    MissingEnd,
-}
 
 /// A bounded reader over a byte slice: every read names the field it reads
 /// so a short message says where it stopped.

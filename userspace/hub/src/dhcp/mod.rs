@@ -31,6 +31,7 @@
 //! the MAC table while their leases live on.
 
 mod codec;
+mod error;
 mod frame;
 mod options;
 mod persist;
@@ -38,9 +39,10 @@ mod pool;
 mod server;
 
 pub use codec::{
-    BOOTP_HEADER_LEN, BOOTP_MIN_LEN, BOOTREPLY, BOOTREQUEST, DHCP_FIXED_LEN, DhcpError,
-    DhcpMessage, DhcpOptions, FLAG_BROADCAST, MAGIC_COOKIE,
+    BOOTP_HEADER_LEN, BOOTP_MIN_LEN, BOOTREPLY, BOOTREQUEST, DHCP_FIXED_LEN, DhcpMessage,
+    DhcpOptions, FLAG_BROADCAST, MAGIC_COOKIE,
 };
+pub use error::DhcpError;
 pub use frame::{
     DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DhcpFrame, DhcpFrameError, DhcpFrameKind, ReplyTo,
     classify, parse as parse_frame,

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use ethergate_config::{ClasslessRoute, Ipv4Cidr};
 
-use super::codec::DhcpError;
+use super::error::DhcpError;
 
 pub const OPT_PAD: u8 = 0;
 pub const OPT_SUBNET_MASK: u8 = 1;
