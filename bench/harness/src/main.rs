@@ -151,10 +151,12 @@ fn run(report: &mut Report, settings: &Settings) -> Result<()> {
         "topology up: {}",
         topo.namespace_names().join(", ")
     ));
-    if settings.runs_section("tunnel")
-        && let Err(e) = tunnel::run(&topo, report, settings)
-    {
-        report.progress(&format!("tunnel rows stopped: {e:#}"));
+    if settings.runs_section("tunnel") {
+        match tunnel::run(&topo, report, settings) {
+            // OpenVPN's rows sit beside the SoftEther-protocol ones.
+            Ok(()) => openvpn::run(&topo, report, settings),
+            Err(e) => report.progress(&format!("tunnel rows stopped: {e:#}")),
+        }
     }
     if !sys::interrupted()
         && settings.runs_section("nat")

@@ -418,9 +418,8 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    // The SoftEther client's route would shadow OpenVPN's.
+    // The SoftEther client's route would shadow OpenVPN's (next rows).
     let _ = topo.run("client", &["ip", "route", "del", "10.0.0.0/16"]);
-    crate::openvpn::run(topo, report, settings);
     Ok(())
 }
 
