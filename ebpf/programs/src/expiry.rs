@@ -23,8 +23,8 @@ use ethergate_common::{
 };
 
 use crate::{
-    flow::{self, Tuple},
     maps::{self, DNAT_IN, DNAT_OUT, FlowEntry, FlowMap, NAT_IN, NAT_OUT, count_active, event},
+    source_quota,
 };
 
 const CLOCK_MONOTONIC: u64 = 1;
@@ -32,22 +32,34 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// Arms the expiry timer of the SNAT pair just created for `tuple`.
 #[inline(always)]
-pub fn arm_snat(tuple: &Tuple, config: &NatConfig) {
-    arm(&NAT_OUT, tuple, config, expire_snat as *mut c_void);
+pub fn arm_snat(key: FlowKey, tcp_flags: u8, config: &NatConfig) {
+    arm(&NAT_OUT, key, tcp_flags, config, expire_snat as *mut c_void);
 }
 
 /// Arms the expiry timer of the DNAT pair just created for `tuple`.
 #[inline(always)]
-pub fn arm_dnat(tuple: &Tuple, config: &NatConfig) {
-    arm(&DNAT_OUT, tuple, config, expire_dnat as *mut c_void);
+pub fn arm_dnat(key: FlowKey, tcp_flags: u8, config: &NatConfig) {
+    arm(
+        &DNAT_OUT,
+        key,
+        tcp_flags,
+        config,
+        expire_dnat as *mut c_void,
+    );
 }
 
 #[inline(always)]
-fn arm(map: &'static FlowMap, tuple: &Tuple, config: &NatConfig, callback: *mut c_void) {
-    let Some(entry) = map.get_ptr_mut(tuple.key()) else {
+fn arm(
+    map: &'static FlowMap,
+    key: FlowKey,
+    tcp_flags: u8,
+    config: &NatConfig,
+    callback: *mut c_void,
+) {
+    let Some(entry) = map.get_ptr_mut(key) else {
         return;
     };
-    let secs = timeout_secs(config, tuple.protocol, tuple.tcp_flags, 0);
+    let secs = timeout_secs(config, key.protocol, tcp_flags, 0);
     // SAFETY: `entry` points at a live element of `map`, whose timer field
     // the verifier knows from the map's BTF; a second init of the same
     // timer (another CPU won a race) fails harmlessly and is not started
@@ -106,7 +118,7 @@ unsafe fn expire(
         let b = &(*entry).binding;
         (b.last_seen_ns, b.tcp_flags, b.addr, b.port)
     };
-    let back_key = flow::reverse_key(&key, addr, port, dnat);
+    let back_key = reverse_key(&key, addr, port, dnat);
     let (last, back_flags) = match reverse.get_ptr(back_key) {
         // SAFETY: pointer from a successful lookup, read once.
         Some(back) => unsafe {
@@ -127,10 +139,22 @@ unsafe fn expire(
         return;
     }
     let _ = reverse.remove(back_key);
-    flow::uncount_source_flow(key.src_addr);
+    source_quota::uncount(key.src_addr);
     count_active(-1);
     event(NatEvent::FlowExpired);
     // Removing the element whose timer is running is allowed: the kernel
     // cancels the timer once this callback returns.
     let _ = forward.remove(key);
+}
+
+/// The reverse half's key of the pair whose forward half is `key` →
+/// (`addr`, `port`): SNAT replies come from the remote to the public
+/// address; DNAT replies from the rule's target to the client.
+#[inline(always)]
+fn reverse_key(key: &FlowKey, addr: u32, port: u16, dnat: bool) -> FlowKey {
+    if dnat {
+        FlowKey::new(key.protocol, addr, port, key.src_addr, key.src_port)
+    } else {
+        FlowKey::new(key.protocol, key.dst_addr, key.dst_port, addr, port)
+    }
 }

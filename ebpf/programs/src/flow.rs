@@ -20,9 +20,8 @@ use ethergate_common::{
 
 use crate::{
     expiry,
-    maps::{
-        DNAT_IN, DNAT_OUT, FRAGMENTS, FlowEntry, NAT_IN, NAT_OUT, SOURCE_FLOWS, count_active, event,
-    },
+    maps::{DNAT_IN, DNAT_OUT, FRAGMENTS, FlowEntry, NAT_IN, NAT_OUT, count_active, event},
+    source_quota,
 };
 
 pub const ICMP_ECHO_REPLY: u8 = 0;
@@ -156,7 +155,7 @@ pub fn allocate(
     config: &NatConfig,
     now: u64,
 ) -> Result<(u32, u16), DropReason> {
-    if !source_has_room(config, tuple.src_addr) {
+    if !source_quota::has_room(config, tuple.src_addr) {
         return Err(DropReason::SourceQuota);
     }
     let span = u32::from(config.port_max).saturating_sub(u32::from(config.port_min)) + 1;
@@ -230,9 +229,9 @@ pub fn allocate(
     };
     let inserted = NAT_OUT.insert(tuple.key(), FlowEntry::new(public), BPF_NOEXIST as u64);
     if inserted.is_ok() {
-        count_source_flow(tuple.src_addr);
+        source_quota::count(tuple.src_addr);
         count_active(1);
-        expiry::arm_snat(tuple, config);
+        expiry::arm_snat(tuple.key(), tuple.tcp_flags, config);
         event(NatEvent::FlowCreated);
         return Ok((addr, port));
     }
@@ -330,7 +329,7 @@ pub fn open_dnat(
     config: &NatConfig,
     now: u64,
 ) -> Result<(u32, u16), DropReason> {
-    if !source_has_room(config, tuple.src_addr) {
+    if !source_quota::has_room(config, tuple.src_addr) {
         return Err(DropReason::SourceQuota);
     }
     // The server answers from the target to the client.
@@ -385,64 +384,11 @@ pub fn open_dnat(
             DropReason::FlowRace
         });
     }
-    count_source_flow(tuple.src_addr);
+    source_quota::count(tuple.src_addr);
     count_active(1);
-    expiry::arm_dnat(tuple, config);
+    expiry::arm_dnat(tuple.key(), tuple.tcp_flags, config);
     event(NatEvent::DnatCreated);
     Ok((target.to_addr, target.to_port))
-}
-
-/// Whether `src` may open another flow under `max_flows_per_source`.
-#[inline(always)]
-fn source_has_room(config: &NatConfig, src: u32) -> bool {
-    let quota = config.max_flows_per_source;
-    if quota == 0 {
-        return true;
-    }
-    match SOURCE_FLOWS.get_ptr(src) {
-        Some(count) => {
-            // SAFETY: pointer from a successful lookup, read once.
-            let held = unsafe { core::ptr::read_volatile(count) };
-            held < quota
-        }
-        None => true,
-    }
-}
-
-/// The reverse half's key of the pair whose forward half is `key` →
-/// (`addr`, `port`): SNAT replies come from the remote to the public
-/// address; DNAT replies from the rule's target to the client.
-#[inline(always)]
-pub fn reverse_key(key: &FlowKey, addr: u32, port: u16, dnat: bool) -> FlowKey {
-    if dnat {
-        FlowKey::new(key.protocol, addr, port, key.src_addr, key.src_port)
-    } else {
-        FlowKey::new(key.protocol, key.dst_addr, key.dst_port, addr, port)
-    }
-}
-
-/// One flow fewer held by `src` (its pair expired).
-#[inline(always)]
-pub fn uncount_source_flow(src: u32) {
-    if let Some(count) = SOURCE_FLOWS.get_ptr_mut(src) {
-        // SAFETY: pointer from a successful lookup; see count_source_flow.
-        unsafe { *count = (*count).saturating_sub(1) };
-    }
-}
-
-/// One more flow held by `src`.
-#[inline(always)]
-fn count_source_flow(src: u32) {
-    if let Some(count) = SOURCE_FLOWS.get_ptr_mut(src) {
-        // SAFETY: pointer from a successful lookup. Two CPUs creating flows
-        // for one source at the same instant may lose an increment (no
-        // atomics on this target); the sweeper rewrites the true count.
-        unsafe { *count += 1 };
-        return;
-    }
-    // First flow of this source (or another CPU inserted it just now, in
-    // which case the count is off by one until the next sweep rewrites it).
-    let _ = SOURCE_FLOWS.insert(src, 1, BPF_NOEXIST as u64);
 }
 
 /// Whether more fragments follow, for a header whose fragment offset is

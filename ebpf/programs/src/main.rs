@@ -15,6 +15,7 @@ mod maps;
 mod nat;
 mod packet;
 mod route;
+mod source_quota;
 mod tap;
 mod tap_icmp;
 mod tc_frame;

@@ -14,6 +14,7 @@ mod dhcp;
 mod diagnostic;
 mod hub;
 mod ifname;
+mod limits;
 mod nat;
 mod password_file;
 mod reader;
@@ -30,12 +31,12 @@ pub use dhcp::{
     MAX_DNS_SERVERS, MAX_LEASE_SECS, MIN_LEASE_SECS, RouteError,
 };
 pub use diagnostic::{ConfigError, ConfigErrors, Diagnostic};
-pub use hub::{
-    DEFAULT_MAX_LEASES_PER_SESSION, DEFAULT_MAX_MACS_PER_SESSION, DEFAULT_MAX_SESSIONS_PER_USER,
-    Hub, MAX_CONNECTIONS_PER_SESSION, MAX_HUB_NAME_LEN, MAX_SESSION_LIMIT,
-    MIN_MAX_MACS_PER_SESSION, SessionLimits, check_hub_name,
-};
+pub use hub::{Hub, MAX_HUB_NAME_LEN, check_hub_name};
 pub use ifname::{InterfaceName, InterfaceNameError, MAX_INTERFACE_NAME_LEN};
+pub use limits::{
+    DEFAULT_MAX_LEASES_PER_SESSION, DEFAULT_MAX_MACS_PER_SESSION, DEFAULT_MAX_SESSIONS_PER_USER,
+    MAX_CONNECTIONS_PER_SESSION, MAX_SESSION_LIMIT, MIN_MAX_MACS_PER_SESSION, SessionLimits,
+};
 pub use nat::{
     DEFAULT_ICMP_SECS, DEFAULT_MAX_FLOWS, DEFAULT_TCP_ESTABLISHED_SECS,
     DEFAULT_TCP_TRANSITORY_SECS, DEFAULT_UDP_SECS, DnatRule, L4Protocol, MAX_MAX_FLOWS,

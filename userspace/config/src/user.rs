@@ -14,7 +14,7 @@ use std::{fmt, path::PathBuf};
 use toml::de::DeTable;
 
 use crate::diagnostic::Report;
-use crate::hub::{SessionLimits, read_limits};
+use crate::limits::{SessionLimits, read_limits};
 use crate::reader::Section;
 
 /// SoftEther's `MAX_USERNAME_LEN`.

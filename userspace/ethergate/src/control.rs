@@ -73,7 +73,7 @@ impl Control {
         let mut new = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
         // Command-line overrides stay in force across reloads.
         new.server.state_dir = self.config.server.state_dir.clone();
-        crate::serve::announce_generated_passwords(&new.resolve_password_files(true)?);
+        announce_generated_passwords(&new.resolve_password_files(true)?);
         let plan = reload::plan(&self.config, &new)
             .map_err(|reasons| anyhow::anyhow!("nothing applied: {}", reasons.join("; ")))?;
         let changes = plan.describe();
@@ -387,4 +387,18 @@ fn interface_is_up(name: &str) -> bool {
         .ok()
         .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
         .is_some_and(|flags| flags & 1 != 0)
+}
+
+/// One line per password generated for a `password_file`, saying where it
+/// is: the operator hands it to the user (or replaces it).
+pub fn announce_generated_passwords(generated: &[ethergate_config::GeneratedPassword]) {
+    for g in generated {
+        warn!(
+            hub = g.hub,
+            user = g.user,
+            file = %g.path.display(),
+            "generated a password for this user (password_file did not exist); give it to \
+             the user, or write your own into the file and reload"
+        );
+    }
 }

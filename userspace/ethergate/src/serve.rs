@@ -48,7 +48,7 @@ pub fn run(
     if let Some(dir) = state_dir {
         config.server.state_dir = dir;
     }
-    announce_generated_passwords(
+    crate::control::announce_generated_passwords(
         &config
             .resolve_password_files(true)
             .map_err(|e| Failure::Runtime(e.into()))?,
@@ -309,20 +309,6 @@ fn raise_open_file_limit(server: &ethergate_config::Server) {
         warn!(
             "the open-file limit ({hard}) is below what [server.limits] may need ({needed}); \
              raise LimitNOFILE"
-        );
-    }
-}
-
-/// One line per password generated for a `password_file`, saying where it
-/// is: the operator hands it to the user (or replaces it).
-pub fn announce_generated_passwords(generated: &[ethergate_config::GeneratedPassword]) {
-    for g in generated {
-        warn!(
-            hub = g.hub,
-            user = g.user,
-            file = %g.path.display(),
-            "generated a password for this user (password_file did not exist); give it to \
-             the user, or write your own into the file and reload"
         );
     }
 }
