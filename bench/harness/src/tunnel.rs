@@ -425,7 +425,7 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
 
 /// Sessions rows need no client; keep the flow table at ethergate's default.
 fn ethergate_dataplane_default_flows() -> u32 {
-    262_144
+    ethergate_dataplane::DEFAULT_MAX_FLOWS
 }
 
 pub(crate) fn point<'a>(

@@ -21,6 +21,12 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 
+/// Flow pairs the table holds when `[nat.limits] max_flows` does not say:
+/// 2^18, several times the AWS NAT gateway's 55,000 connections per
+/// destination, at a map size that preallocates comfortably. The one
+/// definition: config, data plane and programs all use this.
+pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
+
 /// Random ports tried for a new flow before it counts as exhausted. With
 /// 64,512 ports per (public address, remote address, remote port,
 /// protocol), N uniform probes fail with probability fill^N; 256 probes:

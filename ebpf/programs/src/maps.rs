@@ -18,7 +18,7 @@ use ethergate_common::{
 
 /// Default flow-table size; userspace resizes the flow maps to
 /// `[nat.limits].max_flows` before loading.
-const DEFAULT_MAX_FLOWS: usize = 262_144;
+const DEFAULT_MAX_FLOWS: usize = ethergate_common::nat::DEFAULT_MAX_FLOWS as usize;
 /// Rules per set: one per `[[nat.snat]]` / `[[nat.dnat]]` entry, far more
 /// than a config holds.
 const MAX_RULES: u32 = 256;

@@ -27,7 +27,7 @@ use common::{
     iperf3_reverse, snat_config, tcp_echo_server, two_armed, two_armed_topology, udp_echo_server,
 };
 use ethergate_common::{DropReason, NatEvent, ProtoClass, Verdict};
-use ethergate_config::{NatMode, SnatTarget};
+use ethergate_config::{DEFAULT_MAX_FLOWS, NatMode, SnatTarget};
 use ethergate_dataplane::{AttachMode, Dataplane};
 use ethergate_netns::Topology;
 
@@ -48,7 +48,7 @@ fn auto_nat(topo: &Topology, max_flows: u32, per_source: u32) -> Dataplane {
 #[test]
 fn plain_veths_two_armed_tcp_udp_icmp_and_iperf3_both_ways() {
     let topo = two_armed_topology();
-    let dp = auto_nat(&topo, 262_144, 65_536);
+    let dp = auto_nat(&topo, DEFAULT_MAX_FLOWS, DEFAULT_MAX_FLOWS / 4);
     let uplink = dp.uplink_attachment().expect("uplink");
     assert_eq!(uplink.mode, AttachMode::Tc, "{}", uplink.reason);
     assert!(
@@ -112,7 +112,7 @@ fn plain_veths_two_armed_tcp_udp_icmp_and_iperf3_both_ways() {
 #[test]
 fn fragmented_udp_and_big_pings_leave_translated() {
     let topo = two_armed_topology();
-    let dp = auto_nat(&topo, 262_144, 65_536);
+    let dp = auto_nat(&topo, DEFAULT_MAX_FLOWS, DEFAULT_MAX_FLOWS / 4);
     let sniffer = Sniffer::start(&topo, "internet", "eth0", "10.0.0.0/16");
 
     // 3000-byte datagrams both ways: two fragments each on a 1500 MTU.

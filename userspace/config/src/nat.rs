@@ -34,9 +34,7 @@ pub const DEFAULT_ICMP_SECS: u32 = 60;
 /// flows pinned in the table.
 pub const MAX_TIMEOUT_SECS: u32 = 7 * 24 * 3600;
 
-/// 2^18 flows: several times the AWS NAT gateway's 55,000 connections per
-/// destination, at a map size that preallocates comfortably.
-pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
+pub use ethergate_common::nat::DEFAULT_MAX_FLOWS;
 /// Below this an ordinary office fills the table.
 pub const MIN_MAX_FLOWS: u32 = 1024;
 /// 2^24. BPF hash maps preallocate every entry; the cap keeps a typo from

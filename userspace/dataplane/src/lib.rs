@@ -86,9 +86,7 @@ const ROUTE_GENERATION_MAP: &str = "ROUTE_GENERATION";
 const ACTIVE_FLOWS_MAP: &str = "ACTIVE_FLOWS";
 const TC_INTERFACES_MAP: &str = "TC_INTERFACES";
 
-/// Flow-table size when the config does not say
-/// (`ethergate_config::DEFAULT_MAX_FLOWS`).
-pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
+pub use ethergate_common::nat::DEFAULT_MAX_FLOWS;
 
 /// The XDP programs in the object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
