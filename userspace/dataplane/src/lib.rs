@@ -376,7 +376,7 @@ impl Dataplane {
 
     /// Flow pairs (SNAT and DNAT) their timers expired since load (the
     /// `flow_expired` event).
-    pub fn idle_timeouts(&self) -> u64 {
+    pub fn expired_flows(&self) -> u64 {
         self.counters()
             .map(|c| c.nat_event(ethergate_common::NatEvent::FlowExpired))
             .unwrap_or(0)

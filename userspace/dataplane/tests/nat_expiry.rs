@@ -60,6 +60,6 @@ fn idle_pairs_expire_in_the_kernel_and_busy_ones_do_not() {
     assert!(dp.nat_flows().is_empty(), "{:#?}", dp.nat_flows());
     let c = dp.counters().expect("counters");
     assert_eq!(c.nat_event(NatEvent::FlowExpired), 2);
-    assert_eq!(dp.idle_timeouts(), 2);
+    assert_eq!(dp.expired_flows(), 2);
     assert_eq!(dp.active_flows(), 0);
 }

@@ -309,7 +309,7 @@ impl Control {
             attachments,
             active_flows: self.dataplane.active_flows(),
             max_flows: u64::from(nat.limits.max_flows),
-            idle_timeouts: self.dataplane.idle_timeouts(),
+            idle_timeouts: self.dataplane.expired_flows(),
             ..NatStatus::default()
         };
         match self.dataplane.counters() {
