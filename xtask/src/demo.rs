@@ -3,11 +3,9 @@
 //! embedded default config; the real Debian SoftEther VPN Client in
 //! `client` connects as `tsumura`, takes a DHCP lease with the pushed
 //! classless route, and fetches the private web server's page through the
-//! tunnel, while the uplink XDP program counts what crosses `nat`.
-//! Everything is removed afterwards.
-//!
-//! It says what is not built yet (the eBPF NAT rewriting) instead of
-//! pretending: traffic reaches 10.0.1.26 by kernel routing today.
+//! tunnel — directly, and through the recipe's DNAT rule (192.168.30.1:80,
+//! translated by the eBPF program on the hub's tap) — while the uplink
+//! program counts what crosses `nat`. Everything is removed afterwards.
 
 use std::{path::PathBuf, time::Duration};
 

@@ -391,7 +391,7 @@ impl<R: RandomSource> ClientConnection<R> {
                 timeout_ms,
                 use_compress,
                 ..
-            } => match messages::pack_error(p) {
+            } => match messages::error_code_of(p) {
                 crate::ErrorCode::NO_ERROR => (None, *timeout_ms, *use_compress),
                 code => return self.fail(HandshakeError::Remote(code)),
             },

@@ -56,7 +56,7 @@ pub fn add_pencore(pack: &mut Pack, rng: &mut dyn RandomSource) {
 }
 
 /// `{error, no_save_password}` (`PackError` + `PackAddBool`, §8).
-pub fn error_pack(code: ErrorCode, no_save_password: bool) -> Pack {
+pub fn error_reply(code: ErrorCode, no_save_password: bool) -> Pack {
     let mut p = Pack::new();
     p.set_int("error", code.0)
         .set_bool("no_save_password", no_save_password);
@@ -64,12 +64,12 @@ pub fn error_pack(code: ErrorCode, no_save_password: bool) -> Pack {
 }
 
 /// The `error` INT of a PACK (0 when absent, as `PackGetInt` reads it).
-pub fn pack_error(p: &Pack) -> ErrorCode {
+pub fn error_code_of(p: &Pack) -> ErrorCode {
     ErrorCode(p.int_or_zero("error"))
 }
 
 fn check_no_error(p: &Pack) -> Result<(), HandshakeError> {
-    match pack_error(p) {
+    match error_code_of(p) {
         ErrorCode::NO_ERROR => Ok(()),
         c => Err(HandshakeError::Remote(c)),
     }

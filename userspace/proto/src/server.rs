@@ -499,7 +499,7 @@ impl<R: RandomSource> ServerConnection<R> {
     /// Send `{error, no_save_password}` and close (§8).
     fn refuse(&mut self, now: Timestamp, code: ErrorCode) {
         // Ignoring the result: on failure `send_pack` already closed.
-        let _ = self.send_pack(now, messages::error_pack(code, false));
+        let _ = self.send_pack(now, messages::error_reply(code, false));
         self.close(CloseReason::Refused(code));
     }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use ethergate_proto::data::DataEncoder;
 use ethergate_proto::http;
-use ethergate_proto::messages::{add_pencore, error_pack};
+use ethergate_proto::messages::{add_pencore, error_reply};
 use ethergate_proto::pack::{Pack, Values};
 use ethergate_proto::password::{hash_password, secure_password};
 use ethergate_proto::{
@@ -245,7 +245,7 @@ fn write_fuzz_seeds() {
     write(
         "pack_decode",
         "error9",
-        &error_pack(ethergate_proto::ErrorCode(9), false)
+        &error_reply(ethergate_proto::ErrorCode(9), false)
             .to_bytes()
             .expect("encode"),
     );

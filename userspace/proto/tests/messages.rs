@@ -1,7 +1,7 @@
 //! Handshake message rules: welcome negotiation as `ServerAccept` computes
 //! it (§5) and the client's welcome/hello checks.
 
-use ethergate_proto::messages::{negotiate_welcome, pack_error};
+use ethergate_proto::messages::{negotiate_welcome, error_code_of};
 use ethergate_proto::pack::{Pack, PackError};
 use ethergate_proto::{
     Credentials, ErrorCode, HandshakeError, Hello, LoginRequest, NegotiationLimits, SessionGrant,
@@ -157,7 +157,7 @@ fn welcome_round_trip_and_required_fields() {
         Welcome::from_pack(&q),
         Err(HandshakeError::Remote(ErrorCode::AUTH_FAILED))
     );
-    assert_eq!(pack_error(&q), ErrorCode(9));
+    assert_eq!(error_code_of(&q), ErrorCode(9));
 }
 
 #[test]
