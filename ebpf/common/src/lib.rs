@@ -13,6 +13,7 @@ pub mod checksum;
 mod counter_enum;
 pub mod counters;
 pub mod dnat;
+pub mod mac;
 pub mod nat;
 pub mod parse;
 

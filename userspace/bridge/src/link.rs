@@ -45,19 +45,10 @@ pub struct MacAddr(pub [u8; 6]);
 impl MacAddr {
     /// A stable, locally administered unicast address derived from `seed`
     /// (the hub name, say), so the tap keeps its MAC across restarts and
-    /// VPN clients' ARP caches stay valid. FNV-1a is spelled out here rather
-    /// than taken from `std::hash`, whose output may change between Rust
-    /// releases.
+    /// VPN clients' ARP caches stay valid; the hub's DHCP server derives
+    /// the same one (`ethergate_common::mac`).
     pub fn from_seed(seed: &str) -> Self {
-        const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-        const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-        let hash = seed.bytes().fold(FNV_OFFSET, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
-        });
-        let b = hash.to_be_bytes();
-        // IEEE 802 first octet: bit 0 clear = unicast, bit 1 set = locally
-        // administered, so we can never collide with a vendor's address.
-        Self([(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]])
+        Self(ethergate_common::mac::local_mac_from_seed(seed.as_bytes()))
     }
 }
 

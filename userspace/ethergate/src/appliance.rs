@@ -147,7 +147,7 @@ impl Appliance {
         if running.plane.is_closed() {
             anyhow::bail!("hub {:?} is closed", hub.name);
         }
-        let dhcp = dhcp_config(hub, MacAddr::from_seed(&hub.name));
+        let dhcp = DhcpServerConfig::for_hub(hub);
         running.plane.set_dhcp(dhcp);
         running.config.dhcp = hub.dhcp.clone();
         Ok(())
@@ -199,15 +199,6 @@ fn register(directory: &Directory, running: &RunningHub) {
     }
 }
 
-/// DHCP answers come from the tap's own MAC and address, so a client's
-/// unicast RENEW to the server id reaches the hub like any other frame.
-fn dhcp_config(hub: &ethergate_config::Hub, mac: MacAddr) -> Option<DhcpServerConfig> {
-    DhcpServerConfig::for_hub(hub).map(|mut d| {
-        d.server_mac = ethergate_hub::MacAddr(mac.0);
-        d
-    })
-}
-
 /// Sessions may use up to 32 TCP connections (`/MAXTCP:32`, SoftEther's own
 /// ceiling); a default client asks for 1 and is granted 1.
 fn proto_config() -> ethergate_proto::ServerConfig {
@@ -252,7 +243,7 @@ fn start_hub(
         ..LinkConfig::default()
     })
     .with_context(|| format!("hub {:?}: configuring {bridge}", hub.name))?;
-    let dhcp = dhcp_config(hub, mac);
+    let dhcp = DhcpServerConfig::for_hub(hub);
     let switch = Hub::new(hub.name.clone(), HubOptions::default(), dhcp);
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating state_dir {}", state_dir.display()))?;

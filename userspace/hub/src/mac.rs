@@ -27,17 +27,10 @@ impl MacAddr {
     }
 
     /// A stable, locally administered unicast address derived from `seed`
-    /// (e.g. a hub name), for virtual hosts that need a MAC of their own.
-    /// FNV-1a is enough: this needs stability across restarts, not secrecy.
+    /// (e.g. a hub name), for virtual hosts that need a MAC of their own:
+    /// the same derivation as the hub's tap (`ethergate_common::mac`).
     pub fn local_from_seed(seed: &[u8]) -> MacAddr {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in seed {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        let b = h.to_be_bytes();
-        // U/L bit set (locally administered), I/G bit clear (unicast).
-        MacAddr([(b[2] & 0xfc) | 0x02, b[3], b[4], b[5], b[6], b[7]])
+        MacAddr(ethergate_common::mac::local_mac_from_seed(seed))
     }
 
     /// Reads the first six bytes of `bytes`; `None` if shorter.

@@ -1,7 +1,7 @@
 //! Handshake message rules: welcome negotiation as `ServerAccept` computes
 //! it (§5) and the client's welcome/hello checks.
 
-use ethergate_proto::messages::{negotiate_welcome, error_code_of};
+use ethergate_proto::messages::{error_code_of, negotiate_welcome};
 use ethergate_proto::pack::{Pack, PackError};
 use ethergate_proto::{
     Credentials, ErrorCode, HandshakeError, Hello, LoginRequest, NegotiationLimits, SessionGrant,

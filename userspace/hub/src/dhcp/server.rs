@@ -59,13 +59,13 @@ pub struct DhcpServerConfig {
 
 impl DhcpServerConfig {
     /// The server for a configured hub, or `None` when the hub has no
-    /// `[hub.dhcp]`. The MAC is derived from the hub name; set
-    /// `server_mac` to the tap's MAC if it is known.
+    /// `[hub.dhcp]`. The MAC is the one the hub's tap gets: derived from
+    /// the hub's name as configured.
     pub fn for_hub(hub: &ethergate_config::Hub) -> Option<Self> {
         let dhcp = hub.dhcp.clone()?;
         Some(Self {
             server_ip: hub.bridge_ip(),
-            server_mac: MacAddr::local_from_seed(hub.name.to_ascii_lowercase().as_bytes()),
+            server_mac: MacAddr::local_from_seed(hub.name.as_bytes()),
             subnet: hub.subnet(),
             dhcp,
             offer_hold: OFFER_HOLD,
