@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions, TestRunResult, Xdp};
 
 use crate::{
     Dataplane, DataplaneError, REDIRECT_PEER_PROGRAM, XdpProgram, attach, attach::AttachMode, nat,
@@ -87,9 +87,6 @@ impl Dataplane {
     ) -> Result<TestRunOutcome, DataplaneError> {
         let name = program.name();
         let xdp: &mut Xdp = program_mut(&mut self.ebpf, name)?;
-        // XDP may grow the frame by up to its tailroom; 4 KiB covers any
-        // frame plus what a NAT rewrite could add (encapsulation headers).
-        let mut out = vec![0u8; frame.len() + 4096];
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex (all u32). The kernel wants
         // data = 0 and data_end = the frame's length.
@@ -97,23 +94,7 @@ impl Dataplane {
             .iter()
             .flat_map(|v| v.to_ne_bytes())
             .collect();
-        let result = xdp
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: ingress_ifindex.map(|_| ctx.as_slice()),
-                ..TestRunOptions::default()
-            })
-            .map_err(|source| DataplaneError::TestRun {
-                program: name,
-                source: Box::new(source),
-            })?;
-        out.truncate(result.data_size_out as usize);
-        Ok(TestRunOutcome {
-            action: result.return_value,
-            frame: out,
-            duration: result.duration,
-        })
+        run_once(xdp, name, frame, ingress_ifindex.map(|_| ctx.as_slice()))
     }
     /// Runs a tc `program` once on `frame` with BPF_PROG_TEST_RUN, with the
     /// skb's device = `ifindex` (an interface of the calling thread's
@@ -127,25 +108,37 @@ impl Dataplane {
     ) -> Result<TestRunOutcome, DataplaneError> {
         let name = program.name();
         let classifier: &mut SchedClassifier = program_mut(&mut self.ebpf, name)?;
-        let mut out = vec![0u8; frame.len() + 4096];
         let mut ctx = [0u8; SKB_CTX_LEN];
         ctx[SKB_IFINDEX_AT..SKB_IFINDEX_AT + 4].copy_from_slice(&ifindex.to_ne_bytes());
-        let result = classifier
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                ..TestRunOptions::default()
-            })
-            .map_err(|source| DataplaneError::TestRun {
-                program: name,
-                source: Box::new(source),
-            })?;
-        out.truncate(result.data_size_out as usize);
-        Ok(TestRunOutcome {
-            action: result.return_value,
-            frame: out,
-            duration: result.duration,
-        })
+        run_once(classifier, name, frame, Some(&ctx))
     }
+}
+
+/// One BPF_PROG_TEST_RUN of `program` on `frame` with context `ctx`. The
+/// output buffer has 4 KiB more than the frame: a program may grow it by
+/// up to its tailroom (encapsulation headers).
+fn run_once(
+    program: &mut impl for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+    name: &'static str,
+    frame: &[u8],
+    ctx: Option<&[u8]>,
+) -> Result<TestRunOutcome, DataplaneError> {
+    let mut out = vec![0u8; frame.len() + 4096];
+    let result = program
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: ctx,
+            ..TestRunOptions::default()
+        })
+        .map_err(|source| DataplaneError::TestRun {
+            program: name,
+            source: Box::new(source),
+        })?;
+    out.truncate(result.data_size_out as usize);
+    Ok(TestRunOutcome {
+        action: result.return_value,
+        frame: out,
+        duration: result.duration,
+    })
 }
