@@ -20,15 +20,32 @@ pub enum Request {
     Disconnect {
         session: String,
     },
+    /// Close every session of a user (on one hub, or on all of them).
+    DisconnectUser {
+        user: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hub: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
     Status(Box<Status>),
-    Reloaded { changes: Vec<String> },
-    Disconnected { session: String },
-    Error { message: String },
+    Reloaded {
+        changes: Vec<String>,
+    },
+    Disconnected {
+        session: String,
+    },
+    /// How many sessions of the user were closed (0 when it had none).
+    DisconnectedUser {
+        user: String,
+        sessions: usize,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -101,6 +118,14 @@ mod tests {
             Request::Reload,
             Request::Disconnect {
                 session: "SID-TSUMURA-4".into(),
+            },
+            Request::DisconnectUser {
+                user: "tsumura".into(),
+                hub: Some("mikalab".into()),
+            },
+            Request::DisconnectUser {
+                user: "tsumura".into(),
+                hub: None,
             },
         ] {
             assert_eq!(Request::decode(request.encode().as_bytes()), Ok(request));

@@ -12,6 +12,7 @@
 mod cidr;
 mod dhcp;
 mod diagnostic;
+mod edit;
 mod hub;
 mod ifname;
 mod limits;
@@ -31,6 +32,7 @@ pub use dhcp::{
     MAX_DNS_SERVERS, MAX_LEASE_SECS, MIN_LEASE_SECS, RouteError,
 };
 pub use diagnostic::{ConfigError, ConfigErrors, Diagnostic};
+pub use edit::{EditError, PreviousCredential, UsersEdit};
 pub use hub::{Hub, MAX_HUB_NAME_LEN, check_hub_name};
 pub use ifname::{InterfaceName, InterfaceNameError, MAX_INTERFACE_NAME_LEN};
 pub use limits::{

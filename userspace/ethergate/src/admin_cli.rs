@@ -36,10 +36,18 @@ pub enum SessionCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// End a session (its connections close; the client may log in again).
+    /// End a session, or every session of a user (their connections close;
+    /// the client may log in again).
     Disconnect {
         /// Session name as `ethergate session list` shows it.
-        name: String,
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        name: Option<String>,
+        /// Instead of a session name: every session of this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// With --user: only its sessions on this hub.
+        #[arg(long, requires = "user")]
+        hub: Option<String>,
         #[command(flatten)]
         socket: SocketArgs,
     },
@@ -102,10 +110,26 @@ pub fn session(command: SessionCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
-        SessionCommand::Disconnect { name, socket } => {
-            match call(&socket, &Request::Disconnect { session: name })? {
+        SessionCommand::Disconnect {
+            name,
+            user,
+            hub,
+            socket,
+        } => {
+            let request = match (name, user) {
+                (_, Some(user)) => Request::DisconnectUser { user, hub },
+                (Some(session), None) => Request::Disconnect { session },
+                (None, None) => {
+                    return Err(Failure::User(anyhow!("give a session name or --user")));
+                }
+            };
+            match call(&socket, &request)? {
                 Response::Disconnected { session } => {
                     println!("disconnected {session}");
+                    Ok(())
+                }
+                Response::DisconnectedUser { user, sessions } => {
+                    println!("disconnected {sessions} session(s) of {user}");
                     Ok(())
                 }
                 Response::Error { message } => Err(Failure::User(anyhow!("{message}"))),
@@ -123,12 +147,12 @@ fn fetch_status(socket: &SocketArgs) -> Result<ethergate_admin::Status, Failure>
     }
 }
 
-fn call(socket: &SocketArgs, request: &Request) -> Result<Response, Failure> {
+pub fn call(socket: &SocketArgs, request: &Request) -> Result<Response, Failure> {
     let path = socket_path(socket)?;
     admin_socket::call(&path, request).map_err(Failure::Runtime)
 }
 
-fn socket_path(socket: &SocketArgs) -> Result<PathBuf, Failure> {
+pub fn socket_path(socket: &SocketArgs) -> Result<PathBuf, Failure> {
     if let Some(path) = &socket.socket {
         return Ok(path.clone());
     }

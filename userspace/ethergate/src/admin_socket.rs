@@ -158,6 +158,10 @@ fn handle(request: Request, control: &Mutex<Control>) -> Response {
                 },
             }
         }
+        Request::DisconnectUser { user, hub } => {
+            let sessions = control.disconnect_user(hub.as_deref(), &user);
+            Response::DisconnectedUser { user, sessions }
+        }
         Request::Disconnect { session } => {
             if control.disconnect(&session) {
                 Response::Disconnected { session }
@@ -172,12 +176,39 @@ fn handle(request: Request, control: &Mutex<Control>) -> Response {
 
 /// The CLI side: sends one request, returns the response.
 pub fn call(path: &Path, request: &Request) -> Result<Response> {
-    let mut stream = UnixStream::connect(path).with_context(|| {
+    let stream = UnixStream::connect(path).with_context(|| {
         format!(
             "cannot reach the admin socket {} (is `ethergate serve` running, and are you root?)",
             path.display()
         )
     })?;
+    exchange(stream, path, request)
+}
+
+/// Like [`call`], but `None` when no serve listens at `path` (no socket,
+/// or one a stopped serve left behind).
+pub fn call_if_running(path: &Path, request: &Request) -> Result<Option<Response>> {
+    let stream = match UnixStream::connect(path) {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot reach the admin socket {} (are you root?)",
+                path.display()
+            )));
+        }
+    };
+    exchange(stream, path, request).map(Some)
+}
+
+fn exchange(mut stream: UnixStream, path: &Path, request: &Request) -> Result<Response> {
     // A reload may create taps and attach programs: give it time.
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     stream.write_all(request.encode().as_bytes())?;

@@ -15,6 +15,7 @@ use ethergate_config::Config;
 use ethergate_hub::{DhcpServerConfig, Hub, HubOptions};
 use ethergate_server::{
     Directory, Limits, RunningServer,
+    directory::EndReason,
     hub_plane::HubPlane,
     ktls::{self, KtlsSupport},
     learning::LearningHub,
@@ -109,8 +110,8 @@ impl Appliance {
         self.hubs.remove(&name.to_ascii_lowercase());
     }
 
-    /// Replaces a running hub's users; sessions of removed users end.
-    /// Returns how many sessions were closed.
+    /// Gives a running hub its new users; the sessions of users who are
+    /// gone or whose password changed end. Returns how many ended.
     pub fn set_users(&mut self, hub: &ethergate_config::Hub) -> usize {
         let directory = &self.server.directory;
         let Some(entry) = directory.hub(&hub.name) else {
@@ -121,9 +122,20 @@ impl Appliance {
         let mut closed = 0;
         if let Some(running) = self.hubs.get_mut(&hub.name.to_ascii_lowercase()) {
             for old in &running.config.users {
-                if !entry.has_user(&old.name) {
-                    closed += directory.disconnect_user(&hub.name, &old.name);
-                }
+                let reason = match hub
+                    .users
+                    .iter()
+                    .find(|u| u.name.eq_ignore_ascii_case(&old.name))
+                {
+                    None => EndReason::UserRemoved,
+                    Some(new) if !new.can_log_in() => EndReason::UserRemoved,
+                    // Whoever logged in with the old password is out.
+                    Some(new) if new.password_hash != old.password_hash => {
+                        EndReason::PasswordChanged
+                    }
+                    Some(_) => continue,
+                };
+                closed += directory.disconnect_user(Some(&hub.name), &old.name, reason);
             }
             running.config.users = hub.users.clone();
         }

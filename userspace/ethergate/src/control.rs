@@ -12,7 +12,7 @@ use ethergate_admin::model::{
 use ethergate_common::{DropReason, NatEvent, ProtoClass, Verdict};
 use ethergate_config::Config;
 use ethergate_dataplane::Dataplane;
-use ethergate_server::ktls::KtlsSupport;
+use ethergate_server::{directory::EndReason, ktls::KtlsSupport};
 use tracing::{info, warn};
 
 use crate::{appliance::Appliance, reload};
@@ -153,6 +153,14 @@ impl Control {
 
     pub fn disconnect(&self, session: &str) -> bool {
         self.appliance.server.directory.disconnect(session)
+    }
+
+    /// Ends every session of `user` (on `hub`, or on any hub).
+    pub fn disconnect_user(&self, hub: Option<&str>, user: &str) -> usize {
+        self.appliance
+            .server
+            .directory
+            .disconnect_user(hub, user, EndReason::Disconnected)
     }
 
     pub fn status(&self) -> Status {

@@ -13,8 +13,10 @@ mod import_softether;
 mod metrics_http;
 mod notify;
 mod reload;
+mod replace_file;
 mod serve;
 mod signals;
+mod softether_cfg;
 mod stats;
 mod user;
 
@@ -82,10 +84,10 @@ enum Command {
     },
     /// Convert a SoftEther server's vpn_server.config (users keep passwords).
     ImportSoftether(import_softether::ImportArgs),
-    /// User tools.
+    /// Hub users: add, passwd, del, list, profile, hash.
     User {
         #[command(subcommand)]
-        command: UserCommand,
+        command: user::UserCommand,
     },
     /// The NAT state that outlives serve (pinned flows and programs).
     Nat {
@@ -103,15 +105,6 @@ enum NatCommand {
         /// exist.
         #[arg(long)]
         stale: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Read a password on stdin and print the `password_hash` for the config.
-    Hash {
-        #[arg(long)]
-        user: String,
     },
 }
 
@@ -163,9 +156,7 @@ fn main() -> ExitCode {
         Command::Reload { socket } => admin_cli::reload(&socket),
         Command::Session { command } => admin_cli::session(command),
         Command::ImportSoftether(args) => import_softether::run(args),
-        Command::User {
-            command: UserCommand::Hash { user },
-        } => user::hash(&user),
+        Command::User { command } => user::run(command),
         Command::Nat {
             command: NatCommand::Forget { stale },
         } => nat_forget(stale),

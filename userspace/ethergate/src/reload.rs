@@ -17,6 +17,8 @@ pub struct Plan {
     /// New `[nat]` to write to the maps (rules and timeouts).
     pub nat: Option<ethergate_config::Nat>,
     pub users: Vec<Hub>,
+    /// What changed about the users of `users`' hubs, one line each.
+    pub user_changes: Vec<String>,
     pub dhcp: Vec<Hub>,
     pub remove_hubs: Vec<String>,
 }
@@ -31,13 +33,7 @@ impl Plan {
         if self.nat.is_some() {
             lines.push("nat: rules and timeouts replaced (flows kept)".to_owned());
         }
-        for hub in &self.users {
-            lines.push(format!(
-                "hub {}: users replaced ({} now)",
-                hub.name,
-                hub.users.len()
-            ));
-        }
+        lines.extend(self.user_changes.iter().cloned());
         for hub in &self.dhcp {
             let what = if hub.dhcp.is_some() {
                 "replaced"
@@ -51,6 +47,40 @@ impl Plan {
         }
         lines
     }
+}
+
+/// One line per added, removed or changed user of a hub.
+fn describe_user_changes(old: &Hub, new: &Hub) -> Vec<String> {
+    let find = |hub: &Hub, name: &str| {
+        hub.users
+            .iter()
+            .find(|u| u.name.eq_ignore_ascii_case(name))
+            .cloned()
+    };
+    let mut lines = Vec::new();
+    for user in &new.users {
+        match find(old, &user.name) {
+            None => lines.push(format!("hub {}: user {} added", new.name, user.name)),
+            Some(before) if before.password_hash != user.password_hash => lines.push(format!(
+                "hub {}: user {}: password changed (its sessions end)",
+                new.name, user.name
+            )),
+            Some(before) if before != *user => lines.push(format!(
+                "hub {}: user {}: settings changed (for new sessions)",
+                new.name, user.name
+            )),
+            Some(_) => {}
+        }
+    }
+    for user in &old.users {
+        if find(new, &user.name).is_none() {
+            lines.push(format!(
+                "hub {}: user {} removed (its sessions end)",
+                new.name, user.name
+            ));
+        }
+    }
+    lines
 }
 
 /// Compares `old` (running) with `new`; `Err` lists every change that
@@ -91,6 +121,8 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Vec<String>> {
             )));
         }
         if old_hub.users != new_hub.users {
+            plan.user_changes
+                .extend(describe_user_changes(old_hub, new_hub));
             plan.users.push(new_hub.clone());
         }
         if old_hub.dhcp != new_hub.dhcp {
@@ -200,6 +232,30 @@ to = "masquerade"
         assert_eq!(plan.describe().len(), 4);
         let back = plan_back(&new);
         assert_eq!(back.remove_hubs, vec!["second".to_owned()]);
+    }
+
+    #[test]
+    fn user_changes_are_named_one_per_line() {
+        let new = BASE.replace(
+            "password = \"one\"",
+            "password = \"two\"\n\n[[hub.user]]\nname = \"bob\"\npassword = \"three\"",
+        );
+        let plan = plan(&config(BASE), &config(&new)).expect("reloadable");
+        assert_eq!(
+            plan.describe(),
+            [
+                "hub mikalab: user tsumura: password changed (its sessions end)",
+                "hub mikalab: user bob added",
+            ]
+        );
+        let back = plan_back(&new);
+        assert_eq!(
+            back.describe(),
+            [
+                "hub mikalab: user tsumura: password changed (its sessions end)",
+                "hub mikalab: user bob removed (its sessions end)",
+            ]
+        );
     }
 
     fn plan_back(from: &str) -> Plan {

@@ -221,8 +221,11 @@ impl SessionShared {
 pub enum EndReason {
     /// `session disconnect` or the admin socket.
     Disconnected,
-    /// The user was removed or changed by a reload.
+    /// The user was removed by a reload.
     UserRemoved,
+    /// The user's password was changed by a reload: whoever logged in
+    /// with the old one is out.
+    PasswordChanged,
     /// The hub was removed by a reload.
     HubRemoved,
     ServerStopping,
@@ -235,6 +238,7 @@ impl EndReason {
         match self {
             EndReason::Disconnected => "disconnected_by_operator",
             EndReason::UserRemoved => "user_removed",
+            EndReason::PasswordChanged => "password_changed",
             EndReason::HubRemoved => "hub_removed",
             EndReason::ServerStopping => "server_stopping",
             EndReason::NotResumed => "not_resumed_within_timeout",
@@ -384,10 +388,12 @@ impl Directory {
         }) > 0
     }
 
-    /// Ends the sessions of `user` on `hub` (the user was removed).
-    pub fn disconnect_user(&self, hub: &str, user: &str) -> usize {
-        self.close_sessions_where(EndReason::UserRemoved, |s| {
-            s.hub.name.eq_ignore_ascii_case(hub) && s.user.eq_ignore_ascii_case(user)
+    /// Ends the sessions of `user` on `hub`, or on every hub when `hub` is
+    /// `None`; returns how many.
+    pub fn disconnect_user(&self, hub: Option<&str>, user: &str, reason: EndReason) -> usize {
+        self.close_sessions_where(reason, |s| {
+            hub.is_none_or(|hub| s.hub.name.eq_ignore_ascii_case(hub))
+                && s.user.eq_ignore_ascii_case(user)
         })
     }
 
@@ -759,7 +765,10 @@ mod tests {
             .expect("open");
         hub.set_users([("Bob".to_owned(), [1u8; 20])]);
         assert!(!hub.has_user("alice") && hub.has_user("BOB"));
-        assert_eq!(dir.disconnect_user("hub1", "ALICE"), 1);
+        assert_eq!(
+            dir.disconnect_user(Some("hub1"), "ALICE", EndReason::UserRemoved),
+            1
+        );
         assert!(!hub.plane.has_port(first.port));
         dir.reserve_session(&hub, "alice").expect("slot released");
         let second = dir

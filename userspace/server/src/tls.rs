@@ -60,6 +60,17 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError
     build(chain, key)
 }
 
+/// Where [`self_signed`] keeps the generated certificate.
+pub fn generated_cert_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(GENERATED_CERT)
+}
+
+/// The first certificate of a PEM chain file (the server's own), DER.
+pub fn leaf_certificate(path: &Path) -> Result<CertificateDer<'static>, TlsError> {
+    let mut chain = read_chain(path)?;
+    Ok(chain.swap_remove(0))
+}
+
 /// Reuses the pair in `state_dir`, generating it first if absent.
 pub fn self_signed(state_dir: &Path) -> Result<(Arc<ServerConfig>, CertificateSource), TlsError> {
     let cert_path = state_dir.join(GENERATED_CERT);

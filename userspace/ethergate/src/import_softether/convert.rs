@@ -42,7 +42,7 @@ use ethergate_config::{
     check_hub_name, check_user_name,
 };
 
-use super::cfg::{Folder, Value};
+use crate::softether_cfg::{Folder, Value};
 
 /// The SoftEther auth types (Cedar/Account.h `AUTHTYPE_*`) ethergate has no
 /// counterpart for, as operators know them from the server manager.

@@ -7,14 +7,11 @@
 //! carried over is listed on stderr; files holding secrets (the config with
 //! password hashes, the TLS key) are created 0600 and written atomically.
 
-mod cfg;
 mod convert;
 mod pem;
 
 use std::{
     fs,
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
 
@@ -39,8 +36,8 @@ pub struct ImportArgs {
 pub fn run(args: ImportArgs) -> Result<(), Failure> {
     let bytes = fs::read(&args.input)
         .map_err(|e| Failure::User(anyhow!("cannot read {}: {e}", args.input.display())))?;
-    let root =
-        cfg::parse(&bytes).map_err(|e| Failure::User(anyhow!("{}: {e}", args.input.display())))?;
+    let root = crate::softether_cfg::parse(&bytes)
+        .map_err(|e| Failure::User(anyhow!("{}: {e}", args.input.display())))?;
     let source = args.input.display().to_string();
 
     let Some(output) = &args.output else {
@@ -147,20 +144,10 @@ fn write_new(path: &Path, bytes: &[u8], force: bool) -> Result<(), Failure> {
             path.display()
         )));
     }
-    let tmp = path.with_extension("tmp-import");
-    let write = || -> std::io::Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
+    let mode = crate::replace_file::FileMode {
+        mode: 0o600,
+        owner: None,
     };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Failure::Runtime(anyhow!("cannot write {}: {e}", path.display()))
-    })
+    crate::replace_file::replace(path, bytes, mode)
+        .map_err(|e| Failure::Runtime(anyhow!("cannot write {}: {e}", path.display())))
 }

@@ -1,8 +1,8 @@
 use ethergate_config::Config;
 use proptest::prelude::*;
 
-use super::super::cfg::{self, Folder};
 use super::*;
+use crate::softether_cfg::{self as cfg, Folder};
 
 fn real() -> Folder {
     cfg::parse(include_bytes!("../testdata/vpn_server.config")).expect("fixture parses")

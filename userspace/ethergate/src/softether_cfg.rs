@@ -1,5 +1,7 @@
-//! SoftEther's text configuration format (`vpn_server.config`,
-//! Mayaqua/Cfg.c), parsed into a tree of folders and typed items.
+//! SoftEther's text configuration format (Mayaqua/Cfg.c): read from a
+//! server's `vpn_server.config` (import-softether) and written as a client
+//! connection settings file (`.vpn`, `ethergate user profile`), both as a
+//! tree of folders and typed items.
 //!
 //! The format: an optional UTF-8 byte-order mark, `#` comment lines, then
 //! `declare NAME` / `{` / `}` for folders and `TYPE NAME VALUE` lines for
@@ -283,9 +285,8 @@ pub fn unescape(token: &str) -> Result<String, CfgErrorKind> {
     String::from_utf8(out).map_err(|_| bad())
 }
 
-/// `CfgEscape`: what SoftEther writes for a name or string value. Used by
-/// tests to build configs; kept next to [`unescape`] so they stay inverse.
-#[cfg(test)]
+/// `CfgEscape`: what SoftEther writes for a name or string value; kept next
+/// to [`unescape`] so they stay inverse.
 pub fn escape(s: &str) -> String {
     if s.is_empty() {
         return "$".to_owned();
@@ -301,6 +302,48 @@ pub fn escape(s: &str) -> String {
         }
     }
     fixed
+}
+
+/// Writes `root` as SoftEther writes a config file: a UTF-8 byte-order
+/// mark, `header` as `#` comment lines, then the tree with tab indents and
+/// CRLF line ends, each folder's items before its subfolders.
+pub fn render(root: &Folder, header: &[&str]) -> String {
+    let mut out = String::from("\u{FEFF}");
+    for line in header {
+        out.push_str("# ");
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    render_folder(&mut out, root, 0);
+    out
+}
+
+fn render_folder(out: &mut String, folder: &Folder, depth: usize) {
+    let indent = "\t".repeat(depth);
+    out.push_str(&format!(
+        "{indent}declare {}\r\n{indent}{{\r\n",
+        escape(&folder.name)
+    ));
+    for item in &folder.items {
+        let (kind, value) = match &item.value {
+            Value::Uint(v) => ("uint", v.to_string()),
+            Value::Uint64(v) => ("uint64", v.to_string()),
+            Value::Bool(v) => ("bool", v.to_string()),
+            Value::Str(v) => ("string", escape(v)),
+            Value::Bytes(v) => ("byte", escape(&ethergate_proto::password::base64_encode(v))),
+        };
+        out.push_str(&format!(
+            "{indent}\t{kind} {} {value}\r\n",
+            escape(&item.name)
+        ));
+    }
+    for (i, sub) in folder.folders.iter().enumerate() {
+        if i > 0 || !folder.items.is_empty() {
+            out.push_str("\r\n");
+        }
+        render_folder(out, sub, depth + 1);
+    }
+    out.push_str(&format!("{indent}}}\r\n"));
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use super::*;
 /// UserCreate/UserPasswordSet, a RADIUS user, SecureNatEnable, DhcpSet with
 /// two pushed routes and two BridgeCreate (a physical interface and a tap).
 /// BOM and CRLF as written; the private key is replaced by a placeholder.
-pub(crate) const REAL: &[u8] = include_bytes!("../testdata/vpn_server.config");
+pub(crate) const REAL: &[u8] = include_bytes!("../import_softether/testdata/vpn_server.config");
 
 #[test]
 fn parses_the_real_config() {
@@ -80,30 +80,6 @@ fn errors_name_the_line() {
     assert_eq!(e(&deep).kind, CfgErrorKind::TooDeep);
 }
 
-/// Writes a tree the way `CfgOutputFolderText` does: tab indents, CRLF,
-/// items before folders.
-fn emit(folder: &Folder, depth: usize, out: &mut String) {
-    let tabs = "\t".repeat(depth);
-    out.push_str(&format!(
-        "{tabs}declare {}\r\n{tabs}{{\r\n",
-        escape(&folder.name)
-    ));
-    for item in &folder.items {
-        let (kind, text) = match &item.value {
-            Value::Uint(n) => ("uint", n.to_string()),
-            Value::Uint64(n) => ("uint64", n.to_string()),
-            Value::Bool(b) => ("bool", b.to_string()),
-            Value::Str(s) => ("string", escape(s)),
-            Value::Bytes(b) => ("byte", escape(&ethergate_proto::password::base64_encode(b))),
-        };
-        out.push_str(&format!("{tabs}\t{kind} {} {text}\r\n", escape(&item.name)));
-    }
-    for sub in &folder.folders {
-        emit(sub, depth + 1, out);
-    }
-    out.push_str(&format!("{tabs}}}\r\n"));
-}
-
 fn value() -> impl Strategy<Value = Value> {
     prop_oneof![
         any::<u32>().prop_map(Value::Uint),
@@ -152,12 +128,11 @@ proptest! {
         prop_assert_eq!(unescape(&escaped), Ok(s));
     }
 
-    /// parse(emit(tree)) == tree, for any names and values.
+    /// parse(render(tree)) == tree, for any names and values.
     #[test]
-    fn emitted_trees_parse_back(mut tree in folder()) {
+    fn rendered_trees_parse_back(mut tree in folder()) {
         tree.name = "root".into();
-        let mut text = String::from("\u{feff}# Software Configuration File\r\n");
-        emit(&tree, 0, &mut text);
+        let text = render(&tree, &["Software Configuration File"]);
         prop_assert_eq!(parse(text.as_bytes()), Ok(tree));
     }
 
