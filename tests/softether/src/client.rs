@@ -10,6 +10,7 @@
 //! disconnected or it failed. Cause: User authentication failed. (code 9)`.
 
 use std::{
+    path::Path,
     thread,
     time::{Duration, Instant},
 };
@@ -156,6 +157,15 @@ impl<'t> SoftEtherClient<'t> {
         let nic = format!("/NICNAME:{nic}");
         self.vpncmd(&["AccountCreate", name, &server, &hub, &user, &nic])
             .map(drop)
+    }
+
+    /// `AccountImport` of a connection settings file (`.vpn`). vpncmd
+    /// reads an argument starting with `/` as an option, and runs with the
+    /// daemon's mount namespace's root as its working directory, so the
+    /// path is given relative to `/`.
+    pub fn account_import(&self, path: &Path) -> Result<VpncmdOutput> {
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        self.vpncmd(&["AccountImport", &relative.display().to_string()])
     }
 
     pub fn account_delete(&self, name: &str) -> Result<()> {

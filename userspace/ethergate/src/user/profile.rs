@@ -76,6 +76,16 @@ pub fn run(args: &ProfileArgs) -> Result<(), Failure> {
     }
     let cert = ethergate_server::tls::leaf_certificate(&cert_path)
         .map_err(|e| Failure::User(anyhow!("{e}")))?;
+    if !is_rsa(&cert) {
+        return Err(Failure::User(anyhow!(
+            "{} is not an RSA certificate: SoftEther clients pin only RSA (1024 or 2048 bit) \
+             server certificates and refuse to import another kind (error 77). Configure an \
+             RSA certificate, or remove a generated tls-cert.pem and tls-key.pem from \
+             state_dir and restart serve to get an RSA 2048 one (clients that pinned the old \
+             one import the new profile)",
+            cert_path.display()
+        )));
+    }
     let password = if args.with_password {
         if !user.can_log_in() {
             return Err(Failure::User(anyhow!(
@@ -89,7 +99,8 @@ pub fn run(args: &ProfileArgs) -> Result<(), Failure> {
         None
     };
     let account = Account {
-        name: format!("{} on {host}", hub.name),
+        // No spaces: vpncmd users type it as one argument.
+        name: format!("{}@{host}", hub.name),
         host,
         port,
         hub: hub.name.clone(),
@@ -100,6 +111,19 @@ pub fn run(args: &ProfileArgs) -> Result<(), Failure> {
     };
     print!("{}", account.render());
     Ok(())
+}
+
+/// The DER encoding of the rsaEncryption algorithm identifier's OID
+/// (1.2.840.113549.1.1.1), which only an RSA key's SubjectPublicKeyInfo
+/// holds (RSA signatures use other arcs of the same branch).
+const RSA_ENCRYPTION_OID: [u8; 11] = [
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+];
+
+fn is_rsa(cert_der: &[u8]) -> bool {
+    cert_der
+        .windows(RSA_ENCRYPTION_OID.len())
+        .any(|w| w == RSA_ENCRYPTION_OID)
 }
 
 /// HOST and PORT from `--server`, else from the first listen address.
@@ -238,7 +262,7 @@ mod tests {
 
     fn account(password: Option<Vec<u8>>) -> Account {
         Account {
-            name: "mikalab on vpn.example.com".into(),
+            name: "mikalab@vpn.example.com".into(),
             host: "vpn.example.com".into(),
             port: 443,
             hub: "mikalab".into(),
@@ -262,10 +286,7 @@ mod tests {
         let option = root.folder("ClientOption").expect("ClientOption");
         assert_eq!(option.str("Hostname"), Some("vpn.example.com"));
         assert_eq!(option.str("HubName"), Some("mikalab"));
-        assert_eq!(
-            option.str("AccountName"),
-            Some("mikalab on vpn.example.com")
-        );
+        assert_eq!(option.str("AccountName"), Some("mikalab@vpn.example.com"));
         assert_eq!(option.uint("Port"), Some(443));
         let auth = root.folder("ClientAuth").expect("ClientAuth");
         assert_eq!(auth.uint("AuthType"), Some(1));

@@ -1,0 +1,369 @@
+//! `ethergate user add|passwd|del|list|profile` against a running serve and
+//! the real Debian vpnclient: users come and go without a restart, a
+//! changed password or a removed user ends the live session and the old
+//! credentials get code 9 (ERR_AUTH_FAILED), the config file is byte for
+//! byte what it was once the user is gone, and the `.vpn` profile imports
+//! into vpncmd and connects with the server certificate pinned.
+
+mod common;
+
+use std::{
+    io::Write,
+    path::Path,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{BIN, recipe_appliance, status_json};
+use ethergate_softether::{PasswordKind, SoftEtherClient};
+
+const SERVER: &str = "198.51.100.1:443";
+
+/// ERR_AUTH_FAILED, what the client logs for a wrong user or password.
+const AUTH_FAILED: u32 = 9;
+
+/// ERR_CERT_NOT_TRUSTED: the server's certificate is not the pinned one.
+const CERT_NOT_TRUSTED: u32 = 85;
+
+/// Runs `ethergate args…` with `stdin` piped in.
+fn ethergate(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ethergate");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Live sessions of `user` per `ethergate status`.
+fn sessions_of(socket: &str, user: &str) -> usize {
+    status_json(socket)["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter(|s| s["user"].as_str() == Some(user))
+        .count()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// After the server ended its session (the client logs that first), the
+/// client's retry with the old credentials fails with code 9.
+fn wait_auth_failure(client: &SoftEtherClient<'_>, account: &str, seen: usize) {
+    wait_until(
+        "the client's retry with the old credentials fails with code 9",
+        Duration::from_secs(40),
+        || {
+            client
+                .connect_failures(account)
+                .get(seen..)
+                .is_some_and(|new| new.iter().any(|f| f.code == AUTH_FAILED))
+        },
+    );
+}
+
+#[test]
+fn users_are_added_repassworded_and_removed_on_a_running_serve() {
+    let mut app = recipe_appliance(|_, _| Vec::new());
+    let config = app.state.join("ethergate.toml");
+    let config_arg = config.display().to_string();
+    let socket = app.state.join("admin.sock").display().to_string();
+    let original = std::fs::read_to_string(&config).expect("config");
+
+    // add: the password comes from stdin (not a terminal here).
+    let added = ok(&ethergate(
+        &[
+            "user",
+            "add",
+            "--config",
+            &config_arg,
+            "--hub",
+            "mikalab",
+            "alice",
+        ],
+        "alice-pass\n",
+    ));
+    assert!(added.contains("user alice added"), "{added}");
+    assert!(added.contains("applied by the running serve"), "{added}");
+    let again = ethergate(
+        &[
+            "user",
+            "add",
+            "--config",
+            &config_arg,
+            "--hub",
+            "mikalab",
+            "ALICE",
+        ],
+        "x\n",
+    );
+    assert_eq!(again.status.code(), Some(1), "a duplicate is a user error");
+
+    let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
+    client.nic_create("vpn0").expect("NicCreate");
+    client
+        .account_create("alice", SERVER, "mikalab", "alice", "vpn0")
+        .expect("AccountCreate");
+    client.account_retry_set("alice", 999, 5).expect("retry");
+    client
+        .account_password_set("alice", "alice-pass", PasswordKind::Standard)
+        .expect("password");
+    client.account_connect("alice").expect("AccountConnect");
+    client
+        .wait_connected("alice", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("alice, added without a restart: {e}\n{}", app.serve.log()));
+
+    let listed: serde_json::Value = serde_json::from_str(&ok(&ethergate(
+        &["user", "list", "--config", &config_arg, "-o", "json"],
+        "",
+    )))
+    .expect("list JSON");
+    let alice = listed
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["user"] == "alice")
+        .expect("alice listed");
+    assert_eq!(alice["sessions"], 1, "{listed}");
+    assert_eq!(alice["credential"], "password_hash");
+
+    // passwd from a file: the live session ends, the old password fails.
+    let password_file = app.state.join("alice.new");
+    std::fs::write(&password_file, "alice-new\n").expect("password file");
+    let seen = client.connect_failures("alice").len();
+    let changed = ok(&ethergate(
+        &[
+            "user",
+            "passwd",
+            "--config",
+            &config_arg,
+            "--hub",
+            "mikalab",
+            "alice",
+            "--password-file",
+            &password_file.display().to_string(),
+        ],
+        "",
+    ));
+    assert!(
+        changed.contains("user alice: password changed (its sessions end)"),
+        "{changed}"
+    );
+    wait_until("alice's session ends", Duration::from_secs(10), || {
+        sessions_of(&socket, "alice") == 0
+    });
+    wait_auth_failure(&client, "alice", seen);
+    let _ = client.account_disconnect("alice");
+    client
+        .account_password_set("alice", "alice-new", PasswordKind::Standard)
+        .expect("password");
+    client.account_connect("alice").expect("AccountConnect");
+    client
+        .wait_connected("alice", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("alice with the new password: {e}\n{}", app.serve.log()));
+
+    // del: the session ends, and the user is refused.
+    let seen = client.connect_failures("alice").len();
+    let removed = ok(&ethergate(
+        &[
+            "user",
+            "del",
+            "--config",
+            &config_arg,
+            "--hub",
+            "mikalab",
+            "alice",
+        ],
+        "",
+    ));
+    assert!(
+        removed.contains("user alice removed (its sessions end)"),
+        "{removed}"
+    );
+    wait_until("alice's session ends", Duration::from_secs(10), || {
+        sessions_of(&socket, "alice") == 0
+    });
+    wait_auth_failure(&client, "alice", seen);
+
+    // Every byte of the operator's file is back as it was.
+    assert_eq!(std::fs::read_to_string(&config).expect("config"), original);
+    // tsumura was never touched.
+    assert!(app.serve.is_running(), "{}", app.serve.log());
+    client.stop();
+}
+
+#[test]
+fn session_disconnect_by_user_ends_every_session_of_that_user() {
+    let app = recipe_appliance(|_, _| Vec::new());
+    let socket = app.state.join("admin.sock").display().to_string();
+    let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
+    common::vpnclient_account(&client, SERVER);
+    client.account_connect("acc").expect("AccountConnect");
+    client
+        .wait_connected("acc", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", app.serve.log()));
+    let out = ok(&ethergate(
+        &[
+            "session",
+            "disconnect",
+            "--user",
+            "TSUMURA",
+            "--hub",
+            "mikalab",
+            "--socket",
+            &socket,
+        ],
+        "",
+    ));
+    assert!(
+        out.contains("disconnected 1 session(s) of TSUMURA"),
+        "{out}"
+    );
+    assert_eq!(sessions_of(&socket, "tsumura"), 0);
+    let none = ok(&ethergate(
+        &[
+            "session",
+            "disconnect",
+            "--user",
+            "nobody",
+            "--socket",
+            &socket,
+        ],
+        "",
+    ));
+    assert!(none.contains("disconnected 0 session(s)"), "{none}");
+    client.stop();
+}
+
+/// A throwaway certificate and key that serve does not use.
+fn other_certificate(dir: &Path) -> (String, String) {
+    let cert = dir.join("other-cert.pem").display().to_string();
+    let key = dir.join("other-key.pem").display().to_string();
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=impostor",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "openssl req");
+    (cert, key)
+}
+
+#[test]
+fn the_profile_imports_into_vpncmd_and_pins_the_server_certificate() {
+    let app = recipe_appliance(|_, _| Vec::new());
+    let config = app.state.join("ethergate.toml");
+    let profile = |config: &Path| {
+        ok(&ethergate(
+            &[
+                "user",
+                "profile",
+                "--config",
+                &config.display().to_string(),
+                "--hub",
+                "mikalab",
+                "tsumura",
+                "--server",
+                "198.51.100.1",
+                "--with-password",
+                "--nic",
+                "vpn0",
+            ],
+            "",
+        ))
+    };
+    let good = app.state.join("tsumura.vpn");
+    std::fs::write(&good, profile(&config)).expect("profile");
+
+    let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
+    client.nic_create("vpn0").expect("NicCreate");
+    client.account_import(&good).expect("AccountImport");
+    let account = "mikalab@198.51.100.1";
+    let settings = client.vpncmd(&["AccountGet", account]).expect("AccountGet");
+    assert!(
+        settings.raw().contains("Verify Server Certificate"),
+        "{}",
+        settings.raw()
+    );
+    client.account_connect(account).expect("AccountConnect");
+    client
+        .wait_connected(account, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("imported profile: {e}\n{}", app.serve.log()));
+    client.account_disconnect(account).expect("disconnect");
+    client.account_delete(account).expect("delete");
+
+    // The same profile pinned to another certificate is refused by the
+    // client before it sends a password.
+    let (cert, key) = other_certificate(&app.state);
+    let text = std::fs::read_to_string(&config).expect("config");
+    let impostor_config = app.state.join("impostor.toml");
+    std::fs::write(
+        &impostor_config,
+        text.replacen(
+            "[server]\n",
+            &format!("[server]\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\n"),
+            1,
+        ),
+    )
+    .expect("config");
+    let pinned_elsewhere = app.state.join("impostor.vpn");
+    std::fs::write(&pinned_elsewhere, profile(&impostor_config)).expect("profile");
+    client
+        .account_import(&pinned_elsewhere)
+        .expect("AccountImport");
+    let logins_before = app.serve.log().matches("login succeeded").count();
+    client.account_connect(account).expect("AccountConnect");
+    let refused = client.wait_connected(account, Duration::from_secs(20));
+    let code = client.last_error_code(account);
+    eprintln!("pinned to another certificate: {refused:?}, code {code:?}");
+    assert!(
+        refused.is_err(),
+        "connected despite another pinned certificate"
+    );
+    assert_eq!(code, Some(CERT_NOT_TRUSTED), "refused for the certificate");
+    assert_eq!(
+        app.serve.log().matches("login succeeded").count(),
+        logins_before,
+        "no login reached the server"
+    );
+    client.stop();
+}
