@@ -34,6 +34,18 @@ pub struct ConfigStatus {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CertificateStatus {
+    /// The subject's common name.
+    pub subject: String,
+    /// SHA-256 of the DER, what a client pins.
+    pub sha256: String,
+    /// `notAfter`, Unix seconds.
+    pub not_after: i64,
+    /// Whole days left at the time of the status; negative once expired.
+    pub days_left: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerStatus {
     pub listen: Vec<String>,
     pub workers: usize,
@@ -45,6 +57,9 @@ pub struct ServerStatus {
     /// "userspace", "fell_back", "failed").
     pub tls_connections: BTreeMap<String, u64>,
     pub certificate: String,
+    /// The certificate new handshakes present (`None` if unreadable).
+    #[serde(default)]
+    pub tls_certificate: Option<CertificateStatus>,
     pub pending_handshakes: u64,
     /// Connections closed before their handshake, by reason (per-address,
     /// per-prefix or server-wide pending cap, or evicted for fairness).

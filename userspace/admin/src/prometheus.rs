@@ -56,6 +56,18 @@ pub fn render(s: &Status) -> String {
         "TLS record layer in use (1 for the active mode).",
     );
     m.sample("ethergate_tls_mode", &[("mode", &s.server.tls_mode)], 1);
+    if let Some(c) = &s.server.tls_certificate {
+        m.family(
+            "ethergate_tls_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When the server certificate new handshakes present expires (Unix time).",
+        );
+        m.sample(
+            "ethergate_tls_certificate_expiry_timestamp_seconds",
+            &[("subject", &c.subject), ("sha256", &c.sha256)],
+            u64::try_from(c.not_after).unwrap_or(0),
+        );
+    }
     m.family(
         "ethergate_tls_connections_total",
         "counter",

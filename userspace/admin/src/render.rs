@@ -36,6 +36,21 @@ pub fn status(s: &Status) -> String {
         s.server.workers
     );
     let _ = writeln!(out, "tls         {} — {}", s.server.tls_mode, s.server.ktls);
+    if let Some(c) = &s.server.tls_certificate {
+        let _ = writeln!(
+            out,
+            "certificate {} ({}), expires in {} days{}\n            SHA-256 {}",
+            c.subject,
+            s.server.certificate,
+            c.days_left,
+            if c.days_left < 14 {
+                " — RENEW IT"
+            } else {
+                ""
+            },
+            c.sha256
+        );
+    }
     if !s.server.tls_connections.is_empty() {
         let modes: Vec<String> = s
             .server

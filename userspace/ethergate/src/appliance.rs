@@ -19,7 +19,7 @@ use ethergate_server::{
     hub_plane::HubPlane,
     ktls::{self, KtlsSupport},
     learning::LearningHub,
-    tls::{self, CertificateSource},
+    tls::{self, CertificateSource, CurrentCertificate},
 };
 use tracing::info;
 
@@ -29,6 +29,8 @@ pub struct Appliance {
     pub hubs: BTreeMap<String, RunningHub>,
     pub ktls: KtlsSupport,
     pub certificate: CertificateSource,
+    /// What new handshakes present; replaced by a reload.
+    pub current_certificate: Arc<CurrentCertificate>,
     workers: usize,
     state_dir: std::path::PathBuf,
 }
@@ -41,14 +43,9 @@ pub struct RunningHub {
 
 impl Appliance {
     pub fn start(config: &Config) -> Result<Self> {
-        let (tls_config, certificate) = match &config.server.tls {
-            Some(files) => (
-                tls::from_files(&files.cert, &files.key)?,
-                CertificateSource::Configured(files.cert.clone()),
-            ),
-            None => tls::self_signed(&config.server.state_dir)
-                .context("preparing the self-signed TLS certificate")?,
-        };
+        let (key, certificate) = load_certificate(&config.server)?;
+        let current_certificate = CurrentCertificate::new(key);
+        let tls_config = tls::server_config(Arc::clone(&current_certificate))?;
         let ktls = ktls::probe();
         match &ktls {
             KtlsSupport::Available => info!("kTLS: the kernel offers the tls ULP"),
@@ -85,9 +82,16 @@ impl Appliance {
             hubs,
             ktls,
             certificate,
+            current_certificate,
             workers,
             state_dir: config.server.state_dir.clone(),
         })
+    }
+
+    /// New handshakes present `key` (a reload); live sessions keep theirs.
+    pub fn set_certificate(&mut self, key: tls::CertifiedKey, source: CertificateSource) {
+        self.current_certificate.replace(key);
+        self.certificate = source;
     }
 
     /// Starts a hub that a reload added: its tap, data plane and directory
@@ -172,6 +176,56 @@ impl Appliance {
         server.stop();
         for (_, hub) in hubs {
             hub.plane.close();
+        }
+    }
+}
+
+/// Days before expiry from which start and reload warn in the log.
+pub const CERTIFICATE_WARNING_DAYS: i64 = 14;
+
+/// Logs the certificate new handshakes present; a warning when it expires
+/// within [`CERTIFICATE_WARNING_DAYS`], an error once it has.
+pub fn log_certificate(current: &CurrentCertificate) {
+    let Some(c) = current.info() else {
+        tracing::warn!("the server certificate's fields could not be read");
+        return;
+    };
+    let days_left = c.days_left(crate::control::unix_now());
+    if days_left < 0 {
+        tracing::error!(
+            subject = c.subject,
+            sha256 = c.sha256,
+            "server certificate EXPIRED"
+        );
+    } else if days_left < CERTIFICATE_WARNING_DAYS {
+        tracing::warn!(
+            subject = c.subject,
+            sha256 = c.sha256,
+            days_left,
+            "server certificate expires soon: renew it and `ethergate reload`"
+        );
+    } else {
+        info!(
+            subject = c.subject,
+            sha256 = c.sha256,
+            days_left,
+            "server certificate"
+        );
+    }
+}
+
+/// The configured certificate and key, or the pair generated once into
+/// `state_dir`.
+pub fn load_certificate(
+    server: &ethergate_config::Server,
+) -> Result<(tls::CertifiedKey, CertificateSource)> {
+    match &server.tls {
+        Some(files) => Ok((
+            tls::from_files(&files.cert, &files.key)?,
+            CertificateSource::Configured(files.cert.clone()),
+        )),
+        None => {
+            tls::self_signed(&server.state_dir).context("preparing the self-signed TLS certificate")
         }
     }
 }

@@ -32,6 +32,7 @@ pub fn run(path: &Path) -> Result<(), Failure> {
             }
         }
     }
+    check_certificate(&config.server)?;
     println!(
         "{}: ok ({} hub(s), {} user(s), nat {})",
         path.display(),
@@ -39,6 +40,38 @@ pub fn run(path: &Path) -> Result<(), Failure> {
         config.hubs.iter().map(|h| h.users.len()).sum::<usize>(),
         if config.nat.is_some() { "on" } else { "off" }
     );
+    Ok(())
+}
+
+/// The configured certificate must load and match its key; a generated
+/// one is checked once serve has made it.
+fn check_certificate(server: &ethergate_config::Server) -> Result<(), Failure> {
+    let generated = ethergate_server::tls::generated_cert_path(&server.state_dir);
+    if server.tls.is_none() && !generated.exists() {
+        println!(
+            "note: no tls_cert configured; serve generates an RSA 2048 certificate into {} at \
+             its first start",
+            generated.display()
+        );
+        return Ok(());
+    }
+    let (key, _) = crate::appliance::load_certificate(server)
+        .map_err(|e| Failure::User(anyhow!("TLS certificate: {e:#}")))?;
+    let current = ethergate_server::tls::CurrentCertificate::new(key);
+    let Some(info) = current.info() else {
+        println!("warning: the certificate's subject and expiry could not be read");
+        return Ok(());
+    };
+    let days_left = info.days_left(crate::control::unix_now());
+    println!(
+        "certificate: {}, SHA-256 {}, {days_left} days left",
+        info.subject, info.sha256
+    );
+    if days_left < 0 {
+        eprintln!("warning: the certificate has EXPIRED");
+    } else if days_left < crate::appliance::CERTIFICATE_WARNING_DAYS {
+        eprintln!("warning: the certificate expires in {days_left} days");
+    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use ethergate_admin::model::{
     Attachment, ClassCounter, ConfigStatus, HubStatus, NatStatus, Readiness, ServerStatus,
     SessionStatus, Status, Traffic,
@@ -76,8 +76,24 @@ impl Control {
         announce_generated_passwords(&new.resolve_password_files(true)?);
         let plan = reload::plan(&self.config, &new)
             .map_err(|reasons| anyhow::anyhow!("nothing applied: {}", reasons.join("; ")))?;
-        let changes = plan.describe();
+        let mut changes = plan.describe();
+        // Re-read every time: a renewal replaces the files at the same paths.
+        let (key, source) = crate::appliance::load_certificate(&new.server)
+            .context("TLS certificate: nothing applied")?;
+        let before = self.appliance.current_certificate.info();
         self.apply(plan)?;
+        self.appliance.set_certificate(key, source);
+        let after = self.appliance.current_certificate.info();
+        if let Some(after) = after.filter(|a| before.as_ref().is_none_or(|b| b.sha256 != a.sha256))
+        {
+            crate::appliance::log_certificate(&self.appliance.current_certificate);
+            changes.push(format!(
+                "tls: new certificate for new connections ({}, SHA-256 {}, {} days left)",
+                after.subject,
+                after.sha256,
+                after.days_left(unix_now())
+            ));
+        }
         self.config = new;
         Ok(changes)
     }
@@ -271,6 +287,14 @@ impl Control {
                     KtlsSupport::Unavailable(why) => format!("kTLS unavailable: {why}"),
                 },
                 certificate: format!("{:?}", self.appliance.certificate),
+                tls_certificate: self.appliance.current_certificate.info().map(|c| {
+                    ethergate_admin::model::CertificateStatus {
+                        days_left: c.days_left(unix_now()),
+                        subject: c.subject,
+                        sha256: c.sha256,
+                        not_after: c.not_after,
+                    }
+                }),
                 pending_handshakes: directory.admission.pending() as u64,
                 connections_refused: directory
                     .admission
@@ -409,4 +433,11 @@ pub fn announce_generated_passwords(generated: &[ethergate_config::GeneratedPass
              the user, or write your own into the file and reload"
         );
     }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

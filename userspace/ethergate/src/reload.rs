@@ -92,7 +92,6 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Vec<String>> {
         let (o, n) = (&old.server, &new.server);
         for (changed, what) in [
             (o.listen != n.listen, "[server] listen"),
-            (o.tls != n.tls, "[server] tls_cert/tls_key"),
             (o.state_dir != n.state_dir, "[server] state_dir"),
             (o.admin_socket != n.admin_socket, "[server] admin_socket"),
             (o.metrics != n.metrics, "[server] metrics"),

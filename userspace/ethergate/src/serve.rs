@@ -101,6 +101,7 @@ pub fn run(
         tls = appliance.ktls.session_mode(),
         "appliance running"
     );
+    crate::appliance::log_certificate(&appliance.current_certificate);
     // The hubs' taps exist only now: DNAT and VPN-client SNAT run in tc on
     // each of them.
     if let Some(nat) = &config.nat {

@@ -10,6 +10,7 @@
 //! See docs/decisions/0002-vpn-server-runtime.md for the threading model.
 
 mod admission;
+pub mod certificate;
 mod connection;
 pub mod counters;
 pub mod directory;

@@ -14,14 +14,21 @@ use std::{
     io::Write,
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, PoisonError, RwLock},
 };
 
 use rustls::{
     ServerConfig,
     crypto::aws_lc_rs,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    server::{ClientHello, ResolvesServerCert},
 };
+
+/// A certificate chain with its signing key, as [`CurrentCertificate`]
+/// holds it.
+pub use rustls::sign::CertifiedKey;
+
+use crate::certificate::CertificateInfo;
 
 /// File names inside `state_dir` for the generated pair.
 const GENERATED_CERT: &str = "tls-cert.pem";
@@ -43,6 +50,8 @@ pub enum TlsError {
     },
     #[error("the certificate and key don't form a usable TLS identity: {0}")]
     Config(#[source] rustls::Error),
+    #[error("the private key does not belong to the certificate")]
+    KeyMismatch,
 }
 
 /// Where the certificate came from, for logs and `ethergate status`.
@@ -53,11 +62,56 @@ pub enum CertificateSource {
     Reused(PathBuf),
 }
 
-/// Builds the rustls server config from configured PEM files.
-pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = read_chain(cert)?;
-    let key = read_key(key)?;
-    build(chain, key)
+/// The certificate new handshakes present. A reload replaces it whole;
+/// connections already up keep the one they were given.
+#[derive(Debug)]
+pub struct CurrentCertificate {
+    key: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CurrentCertificate {
+    pub fn new(key: CertifiedKey) -> Arc<Self> {
+        Arc::new(Self {
+            key: RwLock::new(Arc::new(key)),
+        })
+    }
+
+    pub fn replace(&self, key: CertifiedKey) {
+        *self.key.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
+    }
+
+    pub fn get(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.key.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Subject, fingerprint and expiry of the server's own certificate.
+    pub fn info(&self) -> Option<CertificateInfo> {
+        let key = self.get();
+        CertificateInfo::from_der(key.end_entity_cert().ok()?).ok()
+    }
+}
+
+impl ResolvesServerCert for CurrentCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+/// Reads a configured certificate chain and key; the key must belong to
+/// the chain's first certificate.
+pub fn from_files(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    certified(read_chain(cert)?, read_key(key)?)
+}
+
+/// The rustls config every listener shares; the certificate comes from
+/// `current` at each handshake.
+pub fn server_config(current: Arc<CurrentCertificate>) -> Result<Arc<ServerConfig>, TlsError> {
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_cert_resolver(current);
+    Ok(Arc::new(config))
 }
 
 /// Where [`self_signed`] keeps the generated certificate.
@@ -72,7 +126,7 @@ pub fn leaf_certificate(path: &Path) -> Result<CertificateDer<'static>, TlsError
 }
 
 /// Reuses the pair in `state_dir`, generating it first if absent.
-pub fn self_signed(state_dir: &Path) -> Result<(Arc<ServerConfig>, CertificateSource), TlsError> {
+pub fn self_signed(state_dir: &Path) -> Result<(CertifiedKey, CertificateSource), TlsError> {
     let cert_path = state_dir.join(GENERATED_CERT);
     let key_path = state_dir.join(GENERATED_KEY);
     let source = if cert_path.exists() && key_path.exists() {
@@ -81,8 +135,8 @@ pub fn self_signed(state_dir: &Path) -> Result<(Arc<ServerConfig>, CertificateSo
         generate(state_dir, &cert_path, &key_path)?;
         CertificateSource::Generated(cert_path.clone())
     };
-    let config = build(read_chain(&cert_path)?, read_key(&key_path)?)?;
-    Ok((config, source))
+    let key = certified(read_chain(&cert_path)?, read_key(&key_path)?)?;
+    Ok((key, source))
 }
 
 fn generate(state_dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
@@ -157,18 +211,18 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-fn build(
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(aws_lc_rs::default_provider())
+}
+
+fn certified(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(aws_lc_rs::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(TlsError::Config)?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(TlsError::Config)?;
-    Ok(Arc::new(config))
+) -> Result<CertifiedKey, TlsError> {
+    CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch,
+        other => TlsError::Config(other),
+    })
 }
 
 fn hostname() -> String {

@@ -421,7 +421,9 @@ mod tests {
     #[test]
     fn userspace_send_delivers_a_batch_larger_than_the_rustls_buffer() {
         let state = std::env::temp_dir().join(format!("eg-transport-{}", std::process::id()));
-        let (server_config, _) = crate::tls::self_signed(&state).expect("self-signed pair");
+        let (key, _) = crate::tls::self_signed(&state).expect("self-signed pair");
+        let server_config = crate::tls::server_config(crate::tls::CurrentCertificate::new(key))
+            .expect("server config");
         let mut server = rustls::ServerConnection::new(server_config).expect("server");
         let mut client = rustls::ClientConnection::new(
             Arc::new(

@@ -1,9 +1,10 @@
-//! `ethergate user add|passwd|del|list|profile` against a running serve and
-//! the real Debian vpnclient: users come and go without a restart, a
-//! changed password or a removed user ends the live session and the old
-//! credentials get code 9 (ERR_AUTH_FAILED), the config file is byte for
-//! byte what it was once the user is gone, and the `.vpn` profile imports
-//! into vpncmd and connects with the server certificate pinned.
+//! Day-two operations against a running serve and the real Debian
+//! vpnclient: `ethergate user add|passwd|del|list|profile` — users come and
+//! go without a restart, a changed password or a removed user ends the live
+//! session and the old credentials get code 9 (ERR_AUTH_FAILED), the config
+//! file is byte for byte what it was once the user is gone, the `.vpn`
+//! profile imports into vpncmd and connects with the server certificate
+//! pinned — and a renewed certificate taken by `reload` while sessions stay.
 
 mod common;
 
@@ -260,25 +261,20 @@ fn session_disconnect_by_user_ends_every_session_of_that_user() {
     client.stop();
 }
 
-/// A throwaway certificate and key that serve does not use.
+/// A throwaway RSA certificate and key that serve does not use.
 fn other_certificate(dir: &Path) -> (String, String) {
-    let cert = dir.join("other-cert.pem").display().to_string();
-    let key = dir.join("other-key.pem").display().to_string();
+    certificate_pair(dir, "other", "impostor")
+}
+
+/// A self-signed RSA 2048 pair `<name>-cert.pem`, `<name>-key.pem` in `dir`.
+fn certificate_pair(dir: &Path, name: &str, cn: &str) -> (String, String) {
+    let cert = dir.join(format!("{name}-cert.pem")).display().to_string();
+    let key = dir.join(format!("{name}-key.pem")).display().to_string();
+    let subject = format!("/CN={cn}");
     let status = Command::new("openssl")
         .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-subj",
-            "/CN=impostor",
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &cert,
+            "-days", "2", "-subj", &subject,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -365,5 +361,117 @@ fn the_profile_imports_into_vpncmd_and_pins_the_server_certificate() {
         logins_before,
         "no login reached the server"
     );
+    client.stop();
+}
+
+/// SHA-256 fingerprint of a PEM certificate file, as openssl prints it.
+fn file_fingerprint(cert: &str) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-in", cert, "-noout", "-fingerprint", "-sha256"])
+        .output()
+        .expect("openssl x509");
+    fingerprint_of(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn fingerprint_of(openssl_output: &str) -> String {
+    openssl_output
+        .lines()
+        .find_map(|l| {
+            l.split_once("Fingerprint=")
+                .map(|(_, f)| f.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// The fingerprint of the certificate a new TLS handshake from `client`
+/// is shown.
+fn presented_fingerprint(topo: &ethergate_netns::Topology) -> String {
+    let out = topo
+        .run(
+            "client",
+            &[
+                "sh",
+                "-c",
+                "openssl s_client -connect 198.51.100.1:443 </dev/null 2>/dev/null \
+                 | openssl x509 -noout -fingerprint -sha256",
+            ],
+        )
+        .expect("openssl s_client");
+    fingerprint_of(&out.stdout)
+}
+
+#[test]
+fn a_renewed_certificate_is_taken_by_reload_while_sessions_keep_running() {
+    let mut pair = None;
+    let app = recipe_appliance(|topo, state| {
+        let (cert, key) = certificate_pair(state, "tls", "vpn.example.com");
+        let config = state.join("ethergate.toml");
+        let text = std::fs::read_to_string(&config).expect("config");
+        let text = text.replacen(
+            "[server]\n",
+            &format!("[server]\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\n"),
+            1,
+        );
+        std::fs::write(&config, text).expect("config");
+        pair = Some((cert, key));
+        vec![common::web_server(topo, state)]
+    });
+    let (cert, key) = pair.expect("pair");
+    let config = app.state.join("ethergate.toml").display().to_string();
+    let socket = app.state.join("admin.sock").display().to_string();
+    let first = file_fingerprint(&cert);
+    assert_eq!(presented_fingerprint(&app.topo), first);
+    let status = status_json(&socket);
+    assert_eq!(
+        status["server"]["tls_certificate"]["sha256"],
+        first.as_str()
+    );
+    assert_eq!(
+        status["server"]["tls_certificate"]["subject"],
+        "vpn.example.com"
+    );
+
+    let client = common::vpnclient_fetches_the_page(&app.topo, "mikalab-pass", || app.serve.log());
+    let session = status_json(&socket)["sessions"][0]["name"].clone();
+
+    // Renewal: new files at the same paths, then reload.
+    let (new_cert, new_key) = certificate_pair(&app.state, "renewed", "vpn.example.com");
+    std::fs::copy(&new_cert, &cert).expect("cert");
+    std::fs::copy(&new_key, &key).expect("key");
+    let renewed = file_fingerprint(&cert);
+    assert_ne!(renewed, first);
+    let reloaded = ok(&ethergate(&["reload", "--config", &config], ""));
+    assert!(reloaded.contains("tls: new certificate"), "{reloaded}");
+    assert_eq!(presented_fingerprint(&app.topo), renewed);
+    assert_eq!(
+        status_json(&socket)["server"]["tls_certificate"]["sha256"],
+        renewed.as_str()
+    );
+
+    // The session that was up keeps passing traffic, untouched.
+    let page = app
+        .topo
+        .run(
+            "client",
+            &["curl", "-sS", "--max-time", "10", "http://10.0.1.26/"],
+        )
+        .expect("curl");
+    assert_eq!(page.stdout, common::PAGE, "{}", page.stderr);
+    assert_eq!(status_json(&socket)["sessions"][0]["name"], session);
+
+    // A key that does not belong to the certificate: check and reload
+    // refuse it, and the running certificate stays.
+    let (_, stray_key) = other_certificate(&app.state);
+    std::fs::copy(&stray_key, &key).expect("key");
+    let checked = ethergate(&["check", "--config", &config], "");
+    assert_eq!(checked.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&checked.stderr).contains("does not belong to the certificate"),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let refused = ethergate(&["reload", "--config", &config], "");
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(presented_fingerprint(&app.topo), renewed);
     client.stop();
 }
