@@ -1,13 +1,20 @@
 #!/bin/sh
 # Installs ethergate on a Debian 12 or Amazon Linux 2023 system (an image
-# being baked by Packer, or a chroot): the binary, the systemd unit, the
-# default config, sysctls, the service user, and enables the service.
+# being baked by Packer, or a chroot) and enables the service.
+#
+# On Debian it installs the package (ethergate_*.deb from
+# deploy/package/build-deb.sh): binary, unit, default config as a conffile,
+# sysctl, man page, completions; its postinst creates the service user and
+# enables the unit. Elsewhere (Amazon Linux 2023: no .deb) it installs the
+# same files itself and runs setup-system.sh, which the postinst runs too.
 #
 # Usage (as root):  provision.sh [SOURCE_DIR]
 # SOURCE_DIR (default: this script's directory) holds
+#   ethergate_*.deb      the package for this machine's architecture (Debian)
 #   ethergate            the release binary for this machine's architecture
 #   ethergate.service    deploy/systemd/ethergate.service
 #   ethergate.toml       deploy/ethergate.toml (installed only if no config exists)
+#   setup-system.sh      deploy/setup-system.sh
 #   operator.md          docs/operator.md (optional)
 #
 # Idempotent: running it again upgrades the binary and unit and keeps the
@@ -24,7 +31,7 @@ say() { printf 'provision: %s\n' "$*"; }
 die() { printf 'provision: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root"
-for f in ethergate ethergate.service ethergate.toml; do
+for f in ethergate ethergate.service ethergate.toml setup-system.sh; do
     [ -f "$SRC/$f" ] || die "missing $SRC/$f"
 done
 
@@ -58,49 +65,41 @@ if [ -n "$missing" ]; then
     esac
 fi
 
-# The service user: no login, no home of its own beyond the state dir that
-# systemd creates (StateDirectory=).
-if ! getent group ethergate >/dev/null; then
-    groupadd --system ethergate
-fi
-if ! getent passwd ethergate >/dev/null; then
-    nologin=$(command -v nologin || echo /usr/sbin/nologin)
-    useradd --system --gid ethergate --home-dir /var/lib/ethergate --no-create-home \
-        --shell "$nologin" --comment "ethergate VPN and NAT" ethergate
-fi
-say "user ethergate: $(id ethergate)"
-
-install -D -m 0755 "$SRC/ethergate" "$PREFIX/bin/ethergate"
-install -D -m 0644 "$SRC/ethergate.service" "$UNIT_DIR/ethergate.service"
-
-# Config: root-owned, readable by the service (it holds password hashes,
-# which log users in: not world-readable).
-install -d -m 0750 -o root -g ethergate "$CONFIG_DIR"
-if [ ! -e "$CONFIG_DIR/ethergate.toml" ]; then
-    install -m 0640 -o root -g ethergate "$SRC/ethergate.toml" "$CONFIG_DIR/ethergate.toml"
-    say "installed the default config $CONFIG_DIR/ethergate.toml (replace it: cloud-init user-data)"
+deb=$(ls "$SRC"/ethergate_*.deb 2>/dev/null | head -n 1 || true)
+if [ "$ID" = debian ] && [ -n "$deb" ]; then
+    # --force-confold: an operator's edited config is kept on re-provision.
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+        -o Dpkg::Options::=--force-confold install -y -q --no-install-recommends --reinstall "$deb"
+    say "installed the package $(basename "$deb")"
 else
-    say "kept the existing $CONFIG_DIR/ethergate.toml"
+    install -D -m 0755 "$SRC/ethergate" "$PREFIX/bin/ethergate"
+    install -D -m 0644 "$SRC/ethergate.service" "$UNIT_DIR/ethergate.service"
+    install -D -m 0755 "$SRC/setup-system.sh" "$PREFIX/lib/ethergate/setup-system.sh"
+    install -d -m 0750 "$CONFIG_DIR"
+    if [ ! -e "$CONFIG_DIR/ethergate.toml" ]; then
+        install -m 0640 "$SRC/ethergate.toml" "$CONFIG_DIR/ethergate.toml"
+        say "installed the default config $CONFIG_DIR/ethergate.toml (replace it: cloud-init user-data)"
+    else
+        say "kept the existing $CONFIG_DIR/ethergate.toml"
+    fi
+    install -D -m 0644 "$SRC/ethergate.toml" "$PREFIX/share/doc/ethergate/ethergate.toml.example"
+    if [ -f "$SRC/operator.md" ]; then
+        install -D -m 0644 "$SRC/operator.md" "$PREFIX/share/doc/ethergate/operator.md"
+    fi
+    # Routing between the VPN taps, the private subnet and the uplink. The
+    # unit also sets it before start (ExecStartPre=+sysctl); this keeps it
+    # across reboots for anything started earlier.
+    install -d -m 0755 "$PREFIX/lib/sysctl.d"
+    printf '%s\n' \
+        "# ethergate: VPN clients and the private subnet are routed through this host." \
+        "net.ipv4.ip_forward = 1" > "$PREFIX/lib/sysctl.d/60-ethergate.conf"
+    "$PREFIX/lib/ethergate/setup-system.sh"
 fi
-install -D -m 0644 "$SRC/ethergate.toml" "$PREFIX/share/doc/ethergate/ethergate.toml.example"
-if [ -f "$SRC/operator.md" ]; then
-    install -D -m 0644 "$SRC/operator.md" "$PREFIX/share/doc/ethergate/operator.md"
-fi
-
-# Routing between the VPN taps, the private subnet and the uplink. The unit
-# also sets it before start (ExecStartPre=+sysctl), this keeps it across
-# reboots for anything started earlier.
-cat > /etc/sysctl.d/60-ethergate.conf <<'EOF'
-# ethergate: VPN clients and the private subnet are routed through this host.
-net.ipv4.ip_forward = 1
-EOF
 # No modules-load.d entry: tun is loaded when /dev/net/tun is first opened,
 # and the kernel loads tls itself when serve probes TCP_ULP "tls" (with
 # CAP_NET_ADMIN); listing tls would fail the boot's systemd-modules-load on
 # kernels built without it.
-
-# Enable, do not start: systemctl works offline in a chroot or image build.
-systemctl enable ethergate.service
+say "user ethergate: $(id ethergate)"
 say "enabled ethergate.service"
 # The shipped config holds no password: a user with password_file gets a
 # random one at the first start, readable only by the service.

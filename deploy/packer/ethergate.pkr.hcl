@@ -4,8 +4,9 @@
 #   packer init deploy/packer/            # plugins.pkr.hcl: the amazon plugin
 #   packer build -var dist_dir=$PWD/dist deploy/packer/
 #
-# dist_dir holds x86_64/ethergate and aarch64/ethergate. Each image gets the
-# binary, the systemd unit, the default config and sysctls from
+# dist_dir holds x86_64/ and aarch64/, each with the release binary
+# `ethergate` and its package `ethergate_*.deb` (cargo xtask deb). Debian
+# images install the package, Amazon Linux images the binary, both through
 # deploy/provision.sh, with the service enabled; the real config comes from
 # cloud-init user-data at first boot (deploy/cloud-init/user-data.yaml).
 # Packer 1.6 (Debian's) validates this file alone; it predates the plugins
@@ -18,7 +19,7 @@ variable "region" {
 
 variable "dist_dir" {
   type        = string
-  description = "Directory with x86_64/ethergate and aarch64/ethergate (release builds)."
+  description = "Directory with x86_64/ and aarch64/, each holding ethergate and ethergate_*.deb (release builds)."
   default     = "dist"
 }
 
@@ -128,9 +129,15 @@ build {
   provisioner "shell" {
     inline = ["mkdir -p /tmp/ethergate"]
   }
+  # The binary and its .deb (cargo xtask deb): Debian installs the package,
+  # Amazon Linux the binary.
   provisioner "file" {
-    source      = "${var.dist_dir}/x86_64/ethergate"
-    destination = "/tmp/ethergate/ethergate"
+    source      = "${var.dist_dir}/x86_64/"
+    destination = "/tmp/ethergate/"
+  }
+  provisioner "file" {
+    source      = "${var.deploy_dir}/setup-system.sh"
+    destination = "/tmp/ethergate/setup-system.sh"
   }
   provisioner "file" {
     source      = "${var.deploy_dir}/systemd/ethergate.service"
@@ -157,9 +164,15 @@ build {
   provisioner "shell" {
     inline = ["mkdir -p /tmp/ethergate"]
   }
+  # The binary and its .deb (cargo xtask deb): Debian installs the package,
+  # Amazon Linux the binary.
   provisioner "file" {
-    source      = "${var.dist_dir}/aarch64/ethergate"
-    destination = "/tmp/ethergate/ethergate"
+    source      = "${var.dist_dir}/aarch64/"
+    destination = "/tmp/ethergate/"
+  }
+  provisioner "file" {
+    source      = "${var.deploy_dir}/setup-system.sh"
+    destination = "/tmp/ethergate/setup-system.sh"
   }
   provisioner "file" {
     source      = "${var.deploy_dir}/systemd/ethergate.service"

@@ -34,7 +34,7 @@ pub fn main(args: &[String]) -> Result<()> {
     run(&argv)
 }
 
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))

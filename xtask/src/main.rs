@@ -6,6 +6,7 @@
 //! state, one at a time).
 
 mod bench;
+mod deb;
 mod demo;
 mod setup;
 mod sh;
@@ -13,11 +14,12 @@ mod test;
 
 use anyhow::{Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <setup | test | demo | bench>
+const USAGE: &str = "usage: cargo xtask <setup | test | demo | bench | deb>
   setup   install apt packages, nightly rust-src, bpf-linker, cargo-fuzz (idempotent)
   test    setup, then fmt, clippy, unit tests, fuzz smoke, privileged integration tests
   demo    setup, build, run ethergate in a throwaway namespace topology with real traffic
-  bench   [--quick] [--only SYSTEM]: ethergate beside SoftEther and kernel NAT, table + bench/results/";
+  bench   [--quick] [--only SYSTEM]: ethergate beside SoftEther and kernel NAT, table + bench/results/
+  deb     release build packaged as target/debian/ethergate_VERSION_ARCH.deb";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,6 +28,7 @@ fn main() -> Result<()> {
         Some("test") => test::main(),
         Some("demo") => demo::main(),
         Some("bench") => bench::main(&args[1..]),
+        Some("deb") => deb::main(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

@@ -43,6 +43,8 @@ const APT_PACKAGES: &[&str] = &[
     // fail2ban-regex checks deploy/fail2ban's filter against real log
     // lines (the daemon itself is not used).
     "fail2ban",
+    // promtool checks /metrics in the admin test (the server is not used).
+    "prometheus",
 ];
 
 /// design.md: newer bpf-linker needs a newer LLVM/rustc than this machine has.
@@ -95,6 +97,8 @@ fn apt_packages() -> Result<()> {
         "nginx",
         "openvpn",
         "fail2ban",
+        "prometheus",
+        "prometheus-node-exporter",
     ] {
         let _ = probe(&["systemctl", "disable", "--now", unit]);
     }

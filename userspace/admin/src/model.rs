@@ -85,6 +85,9 @@ pub struct HubStatus {
     pub mac_entries: u64,
     /// Bound leases; `None` when the hub has no DHCP server.
     pub dhcp_leases: Option<u64>,
+    /// Addresses the hub's DHCP range holds (`None` without DHCP).
+    #[serde(default)]
+    pub dhcp_pool_size: Option<u64>,
     pub from_sessions: Traffic,
     pub to_sessions: Traffic,
     pub from_bridge: Traffic,
@@ -159,6 +162,20 @@ pub struct NatStatus {
     pub drops: BTreeMap<String, u64>,
     /// Flows removed by the idle sweeper.
     pub idle_timeouts: u64,
+    /// The kernel's own counters of the uplink interface (every packet,
+    /// translated or not), from /proc/net/dev of serve's namespace.
+    #[serde(default)]
+    pub uplink_interface: Option<InterfaceCounters>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceCounters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_dropped: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

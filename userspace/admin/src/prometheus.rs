@@ -3,12 +3,14 @@
 //! Names follow Prometheus conventions (`_total` counters, base units,
 //! `ethergate_` prefix). The NAT family covers the AWS NAT gateway's
 //! CloudWatch set: active connections (`ethergate_nat_active_flows`),
-//! connection attempts (`ethergate_nat_events_total{event="flow_created"}`),
-//! packets in/out (`…{event="translated_in"|"translated_out"}`, and the
-//! uplink's per-class bytes), packets dropped
+//! connection attempts (`ethergate_nat_flows_created_total`), packets
+//! in/out (`ethergate_nat_packets_total{event="translated_in"|
+//! "translated_out"}`; bytes and packets of the uplink by direction in
+//! `ethergate_uplink_interface_*_total`), packets dropped
 //! (`ethergate_nat_packets_dropped_total`), port-allocation errors
 //! (`ethergate_nat_port_allocation_errors_total`) and idle timeouts
-//! (`ethergate_nat_idle_timeouts_total`).
+//! (`ethergate_nat_flows_expired_total`). Each name counts one kind of
+//! thing: flows, packets, bytes or probes, never a mix.
 
 use std::fmt::Write as _;
 
@@ -155,6 +157,16 @@ fn hubs(m: &mut Exposition, s: &Status) {
             m.sample("ethergate_dhcp_leases", &[("hub", &hub.name)], n);
         }
     }
+    m.family(
+        "ethergate_dhcp_pool_addresses",
+        "gauge",
+        "Addresses in each hub's DHCP range.",
+    );
+    for hub in &s.hubs {
+        if let Some(n) = hub.dhcp_pool_size {
+            m.sample("ethergate_dhcp_pool_addresses", &[("hub", &hub.name)], n);
+        }
+    }
     let directions = |hub: &crate::model::HubStatus| -> [(&'static str, Traffic); 4] {
         [
             ("from_sessions", hub.from_sessions),
@@ -245,6 +257,13 @@ fn hubs(m: &mut Exposition, s: &Status) {
     }
 }
 
+/// `NatEvent` names that count flows or probes, not packets.
+const FLOW_CREATED: &str = "flow_created";
+const DNAT_CREATED: &str = "dnat_created";
+const PORT_COLLISION: &str = "port_collision";
+const FLOW_EXPIRED: &str = "flow_expired";
+const NOT_PACKET_EVENTS: [&str; 4] = [FLOW_CREATED, DNAT_CREATED, PORT_COLLISION, FLOW_EXPIRED];
+
 fn nat(m: &mut Exposition, s: &Status) {
     let Some(nat) = &s.nat else {
         return;
@@ -277,13 +296,46 @@ fn nat(m: &mut Exposition, s: &Status) {
         "NAT flow table capacity.",
         nat.max_flows,
     );
+    // One concept per name: flows, packets and port probes apart.
+    let event = |name: &str| nat.events.get(name).copied().unwrap_or(0);
     m.family(
-        "ethergate_nat_events_total",
+        "ethergate_nat_flows_created_total",
         "counter",
-        "NAT translation events.",
+        "NAT flow pairs created, by kind (snat: a public port allocated; dnat: a [[nat.dnat]] rule matched).",
     );
-    for (event, n) in &nat.events {
-        m.sample("ethergate_nat_events_total", &[("event", event)], *n);
+    m.sample(
+        "ethergate_nat_flows_created_total",
+        &[("kind", "snat")],
+        event(FLOW_CREATED),
+    );
+    m.sample(
+        "ethergate_nat_flows_created_total",
+        &[("kind", "dnat")],
+        event(DNAT_CREATED),
+    );
+    m.single(
+        "ethergate_nat_flows_expired_total",
+        "counter",
+        "NAT flow pairs removed after their idle timeout (the NAT gateway's IdleTimeoutCount).",
+        nat.idle_timeouts,
+    );
+    m.single(
+        "ethergate_nat_port_collisions_total",
+        "counter",
+        "Port probes that hit a port in use while allocating (probes per flow = 1 + collisions / created).",
+        event(PORT_COLLISION),
+    );
+    m.family(
+        "ethergate_nat_packets_total",
+        "counter",
+        "Packets the NAT programs translated or handed to the kernel, by what happened to them.",
+    );
+    for (name, n) in nat
+        .events
+        .iter()
+        .filter(|(name, _)| !NOT_PACKET_EVENTS.contains(&name.as_str()))
+    {
+        m.sample("ethergate_nat_packets_total", &[("event", name)], *n);
     }
     m.single(
         "ethergate_nat_port_allocation_errors_total",
@@ -303,16 +355,10 @@ fn nat(m: &mut Exposition, s: &Status) {
             *n,
         );
     }
-    m.single(
-        "ethergate_nat_idle_timeouts_total",
-        "counter",
-        "Flows removed after their idle timeout.",
-        nat.idle_timeouts,
-    );
     m.family(
         "ethergate_uplink_packets_total",
         "counter",
-        "Uplink packets by class and verdict.",
+        "Packets arriving on the uplink, by protocol class and the XDP program's verdict (XDP mode).",
     );
     for c in &nat.uplink_packets {
         let labels = [("class", c.class.as_str()), ("verdict", c.verdict.as_str())];
@@ -321,11 +367,38 @@ fn nat(m: &mut Exposition, s: &Status) {
     m.family(
         "ethergate_uplink_bytes_total",
         "counter",
-        "Uplink bytes by class and verdict.",
+        "Bytes arriving on the uplink, by protocol class and the XDP program's verdict (XDP mode).",
     );
     for c in &nat.uplink_packets {
         let labels = [("class", c.class.as_str()), ("verdict", c.verdict.as_str())];
         m.sample("ethergate_uplink_bytes_total", &labels, c.bytes);
+    }
+    if let Some(i) = &nat.uplink_interface {
+        let interface = nat.uplink.as_str();
+        for (name, help, rx, tx) in [
+            (
+                "ethergate_uplink_interface_bytes_total",
+                "The kernel's byte counters of the uplink interface, by direction.",
+                i.rx_bytes,
+                i.tx_bytes,
+            ),
+            (
+                "ethergate_uplink_interface_packets_total",
+                "The kernel's packet counters of the uplink interface, by direction.",
+                i.rx_packets,
+                i.tx_packets,
+            ),
+            (
+                "ethergate_uplink_interface_dropped_total",
+                "Packets the kernel dropped on the uplink interface, by direction.",
+                i.rx_dropped,
+                i.tx_dropped,
+            ),
+        ] {
+            m.family(name, "counter", help);
+            m.sample(name, &[("interface", interface), ("direction", "rx")], rx);
+            m.sample(name, &[("interface", interface), ("direction", "tx")], tx);
+        }
     }
 }
 
@@ -452,7 +525,9 @@ mod tests {
         );
         for name in [
             "ethergate_nat_active_flows",
-            "ethergate_nat_idle_timeouts_total",
+            "ethergate_nat_flows_created_total",
+            "ethergate_nat_flows_expired_total",
+            "ethergate_nat_packets_total",
             "ethergate_nat_packets_dropped_total",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");

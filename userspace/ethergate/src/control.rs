@@ -198,6 +198,7 @@ impl Control {
                     sessions: entry.as_ref().map_or(0, |e| e.session_count()),
                     mac_entries: c.mac_entries,
                     dhcp_leases: c.dhcp_leases,
+                    dhcp_pool_size: running.config.dhcp.as_ref().map(|d| d.range.len()),
                     from_sessions: traffic(c.from_sessions),
                     to_sessions: traffic(c.to_sessions),
                     from_bridge: traffic(c.from_bridge),
@@ -342,6 +343,7 @@ impl Control {
             active_flows: self.dataplane.active_flows(),
             max_flows: u64::from(nat.limits.max_flows),
             idle_timeouts: self.dataplane.expired_flows(),
+            uplink_interface: crate::netdev::counters(nat.uplink.as_str()),
             ..NatStatus::default()
         };
         match self.dataplane.counters() {

@@ -11,6 +11,7 @@ mod client;
 mod control;
 mod import_softether;
 mod metrics_http;
+mod netdev;
 mod notify;
 mod reload;
 mod replace_file;
@@ -94,6 +95,14 @@ enum Command {
         #[command(subcommand)]
         command: NatCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (roff) into DIR, as the package installs them.
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -141,6 +150,31 @@ fn nat_forget(stale: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Writes `ethergate.1` and one page per subcommand (`ethergate-user-add.1`,
+/// as git does) into `dir`, from the CLI definition.
+fn man_pages(dir: &std::path::Path) -> Result<(), Failure> {
+    fn write_pages(command: &clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+        let name = command.get_name().to_owned();
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.clone()).render(&mut page)?;
+        std::fs::write(dir.join(format!("{name}.1")), page)?;
+        for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+            let sub = sub.clone().name(format!("{name}-{}", sub.get_name()));
+            write_pages(&sub, dir)?;
+        }
+        Ok(())
+    }
+    let command = <Cli as clap::CommandFactory>::command();
+    std::fs::create_dir_all(dir)
+        .and_then(|()| write_pages(&command, dir))
+        .map_err(|e| {
+            Failure::Runtime(anyhow::anyhow!(
+                "writing man pages to {}: {e}",
+                dir.display()
+            ))
+        })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -160,6 +194,16 @@ fn main() -> ExitCode {
         Command::Nat {
             command: NatCommand::Forget { stale },
         } => nat_forget(stale),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "ethergate",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Manpages { dir } => man_pages(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -281,6 +281,20 @@ fn status_reload_disconnect_and_metrics_on_a_live_appliance() {
             metrics.stdout
         );
     }
+    for needle in [
+        "ethergate_nat_flows_created_total{kind=\"snat\"}",
+        "ethergate_nat_flows_expired_total 0",
+        "ethergate_uplink_interface_bytes_total{interface=\"eth0\",direction=\"rx\"}",
+        "ethergate_dhcp_pool_addresses{hub=\"mikalab\"} 191",
+        "ethergate_tls_certificate_expiry_timestamp_seconds{",
+    ] {
+        assert!(
+            metrics.stdout.contains(needle),
+            "{needle} missing:\n{}",
+            metrics.stdout
+        );
+    }
+    promtool_accepts(&metrics.stdout);
     assert!(setup.http("/healthz").stdout.starts_with("HTTP/1.1 200"));
     assert!(setup.http("/readyz").stdout.contains("ready"));
     assert!(setup.http("/nope").stdout.starts_with("HTTP/1.1 404"));
@@ -290,7 +304,7 @@ fn status_reload_disconnect_and_metrics_on_a_live_appliance() {
     let out = setup.cli(&["reload"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("users replaced"),
+        String::from_utf8_lossy(&out.stdout).contains("hub mikalab: user second added"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
@@ -422,4 +436,34 @@ fn status_reload_disconnect_and_metrics_on_a_live_appliance() {
     let out = setup.cli(&["status"]);
     assert_eq!(out.status.code(), Some(2), "no serve: runtime failure");
     assert!(stderr(&out).contains("admin socket"), "{}", stderr(&out));
+}
+
+/// `promtool check metrics` (Debian's prometheus package) finds no problem
+/// in the exposition: names, types, HELP lines, label syntax and the
+/// naming conventions (`_total` counters, base units).
+fn promtool_accepts(response: &str) {
+    use std::io::Write;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(response, |(_, body)| body);
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (cargo xtask setup installs Debian's prometheus package)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write metrics");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,7 +1,8 @@
-//! deploy/provision.sh for real: run in a debootstrap'd Debian 12 root
-//! (chroot), then the installed files, the service user, the enabled unit
-//! (Debian's own `systemd-analyze verify`) and `ethergate check` on the
-//! default config and on the config cloud-init writes.
+//! deploy/provision.sh and the .deb for real: run in a debootstrap'd Debian
+//! 12 root (chroot), then the installed files, the service user, the
+//! enabled unit (Debian's own `systemd-analyze verify`) and `ethergate
+//! check` on the default config and on the config cloud-init writes; the
+//! package alone installs, and purging it leaves the root as it was.
 //!
 //! The root comes from a cache (tests/debian): the first run downloads and
 //! builds it (~1.5 min), later runs unpack it (~10 s). Needs root,
@@ -13,7 +14,7 @@ use std::{
 };
 
 mod debian;
-use debian::{BIN, Chroot, repo};
+use debian::{BIN, Chroot, build_deb, repo};
 
 /// The config cloud-init writes: the `content: |` block of the user-data.
 fn cloud_init_config() -> String {
@@ -58,7 +59,7 @@ fn provision_sh_installs_a_working_service_in_debian_12() {
     assert_eq!(mode("/etc/ethergate"), 0o750);
     assert_eq!(mode("/etc/ethergate/ethergate.toml"), 0o640);
     let sysctl =
-        std::fs::read_to_string(root.path("/etc/sysctl.d/60-ethergate.conf")).expect("sysctl");
+        std::fs::read_to_string(root.path("/usr/lib/sysctl.d/60-ethergate.conf")).expect("sysctl");
     assert!(sysctl.contains("net.ipv4.ip_forward = 1"));
     let wants = root.path("/etc/systemd/system/multi-user.target.wants/ethergate.service");
     assert!(
@@ -132,7 +133,7 @@ fn provision_sh_installs_a_working_service_in_debian_12() {
 
     // Idempotent, and an operator's config survives a re-provision.
     let again = root.exec_ok(&["/bin/sh", "/tmp/ethergate/provision.sh", "/tmp/ethergate"]);
-    assert!(again.contains("kept the existing"), "{again}");
+    assert!(again.contains("installed the package"), "{again}");
     assert!(
         std::fs::read_to_string(&target)
             .expect("config")
@@ -168,5 +169,133 @@ fn packer_template_validates() {
         "packer validate:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every path under `root` except what dpkg, apt and the system's user
+/// database keep for themselves (the service user stays after a purge, as
+/// Debian does) and systemd's runtime files (`systemd-analyze` writes one;
+/// /run is a tmpfs on a booted system).
+fn tree(root: &std::path::Path) -> std::collections::BTreeSet<String> {
+    const OWN: [&str; 13] = [
+        "proc/",
+        "tmp/",
+        "var/lib/dpkg/",
+        "var/log/",
+        "var/cache/",
+        "var/lib/apt/",
+        "etc/passwd",
+        "etc/group",
+        "etc/shadow",
+        "etc/gshadow",
+        "etc/subuid",
+        "etc/subgid",
+        "run/systemd/",
+    ];
+    let mut paths = std::collections::BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let key = if is_dir { format!("{rel}/") } else { rel };
+            if OWN.iter().any(|own| key.starts_with(own)) {
+                continue;
+            }
+            if is_dir {
+                stack.push(path);
+            }
+            paths.insert(key);
+        }
+    }
+    paths
+}
+
+#[test]
+fn the_deb_installs_verifies_and_purges_clean() {
+    let root = Chroot::new("deb");
+    let before = tree(&root.0);
+    let deb = build_deb(&root.path("/tmp"));
+    let inside = format!("/tmp/{}", deb.file_name().expect("name").to_string_lossy());
+    root.exec_ok(&["dpkg", "-i", &inside]);
+
+    let conffiles = root.exec_ok(&["dpkg-query", "-W", "-f=${Conffiles}", "ethergate"]);
+    assert!(
+        conffiles.contains("/etc/ethergate/ethergate.toml"),
+        "{conffiles}"
+    );
+    for file in [
+        "/usr/bin/ethergate",
+        "/usr/share/man/man1/ethergate.1.gz",
+        "/usr/share/man/man1/ethergate-user-add.1.gz",
+        "/usr/share/bash-completion/completions/ethergate",
+        "/usr/share/zsh/vendor-completions/_ethergate",
+        "/usr/share/fish/vendor_completions.d/ethergate.fish",
+        "/usr/lib/sysctl.d/60-ethergate.conf",
+        "/usr/share/doc/ethergate/operator.md",
+        "/etc/systemd/system/multi-user.target.wants/ethergate.service",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(root.path(file)).is_ok(),
+            "{file} missing"
+        );
+    }
+    let meta = std::fs::metadata(root.path("/etc/ethergate/ethergate.toml")).expect("config");
+    let gid: u32 = root
+        .exec_ok(&["getent", "group", "ethergate"])
+        .trim()
+        .split(':')
+        .nth(2)
+        .and_then(|g| g.parse().ok())
+        .expect("gid");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.permissions().mode() & 0o7777),
+        (0, gid, 0o640)
+    );
+    let verify = root.exec(&[
+        "systemd-analyze",
+        "verify",
+        "/usr/lib/systemd/system/ethergate.service",
+    ]);
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let checked = root.exec_ok(&[
+        "ethergate",
+        "check",
+        "--config",
+        "/etc/ethergate/ethergate.toml",
+    ]);
+    assert!(
+        checked.contains("ok (1 hub(s), 1 user(s), nat on)"),
+        "{checked}"
+    );
+    let man = root.exec_ok(&[
+        "sh",
+        "-c",
+        "zcat /usr/share/man/man1/ethergate-user-add.1.gz",
+    ]);
+    assert!(man.contains("password"), "{man}");
+
+    // What serve would have made, then purge: nothing of ethergate stays.
+    std::fs::create_dir_all(root.path("/var/lib/ethergate")).expect("state dir");
+    std::fs::write(root.path("/var/lib/ethergate/leases-mikalab.json"), "{}").expect("state");
+    root.exec_ok(&["dpkg", "--purge", "ethergate"]);
+    let after = tree(&root.0);
+    let left: Vec<&String> = after.difference(&before).collect();
+    let lost: Vec<&String> = before.difference(&after).collect();
+    assert!(
+        left.is_empty() && lost.is_empty(),
+        "left behind {left:?}, removed {lost:?}"
     );
 }

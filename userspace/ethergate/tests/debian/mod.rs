@@ -101,6 +101,15 @@ fn cached_root() -> PathBuf {
     root_tgz
 }
 
+/// `deploy/package/build-deb.sh` with this build's binary; returns the
+/// package's path.
+pub fn build_deb(out: &Path) -> PathBuf {
+    let out_arg = out.display().to_string();
+    let script = repo("deploy/package/build-deb.sh").display().to_string();
+    let built = run(&["sh", &script, BIN, &out_arg]);
+    PathBuf::from(String::from_utf8_lossy(&built.stdout).trim())
+}
+
 /// A throwaway root, removed also when the test fails.
 pub struct Chroot(pub PathBuf);
 
@@ -161,10 +170,12 @@ impl Chroot {
         text
     }
 
-    /// Copies what the Packer template uploads and runs provision.sh.
+    /// Copies what the Packer template uploads (the package built from
+    /// this build's binary among it) and runs provision.sh.
     pub fn provision(&self) -> String {
         let src = self.path("/tmp/ethergate");
         std::fs::create_dir_all(&src).expect("src dir");
+        build_deb(&src);
         for (from, to) in [
             (PathBuf::from(BIN), "ethergate"),
             (
@@ -172,6 +183,7 @@ impl Chroot {
                 "ethergate.service",
             ),
             (repo("deploy/ethergate.toml"), "ethergate.toml"),
+            (repo("deploy/setup-system.sh"), "setup-system.sh"),
             (repo("deploy/provision.sh"), "provision.sh"),
         ] {
             std::fs::copy(&from, src.join(to))
