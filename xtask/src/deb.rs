@@ -12,7 +12,10 @@ pub fn main() -> Result<()> {
     let target = crate::bench::target_dir();
     let binary = target.join("release/ethergate").display().to_string();
     let out = target.join("debian").display().to_string();
-    let script = root().join("deploy/package/build-deb.sh").display().to_string();
+    let script = root()
+        .join("deploy/package/build-deb.sh")
+        .display()
+        .to_string();
     step("deploy/package/build-deb.sh");
     run(&["sh", &script, &binary, &out])
 }

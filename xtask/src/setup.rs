@@ -47,7 +47,7 @@ const APT_PACKAGES: &[&str] = &[
     "prometheus",
 ];
 
-/// design.md: newer bpf-linker needs a newer LLVM/rustc than this machine has.
+/// docs/design.md: newer bpf-linker needs a newer LLVM/rustc than this machine has.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";

@@ -39,7 +39,7 @@ use crate::{
 };
 
 /// Socket read size: several full TLS records, so one read yields many
-/// frames (design.md: small buffers cost CPU).
+/// frames (docs/design.md: small buffers cost CPU).
 const READ_CHUNK: usize = 64 * 1024;
 /// Tap frames coalesced into one protocol batch.
 const MAX_FRAMES_PER_BATCH: usize = 64;

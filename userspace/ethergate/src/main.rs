@@ -1,6 +1,6 @@
 //! The `ethergate` command: one binary for the appliance and its tools.
 //!
-//! Exit codes follow interface.md: 0 success, 1 user error (bad config, bad
+//! Exit codes follow docs/interface.md: 0 success, 1 user error (bad config, bad
 //! arguments), 2 runtime failure. Errors are one sentence on stderr.
 
 mod admin_cli;

@@ -1,6 +1,6 @@
 //! How big the next socket read should be.
 //!
-//! A busy session wants large reads (one syscall, many frames: design.md);
+//! A busy session wants large reads (one syscall, many frames: docs/design.md);
 //! an idle one should not pin 64 KiB in a pending io_uring read for hours —
 //! at thousands of idle sessions that is most of the server's memory. The
 //! size doubles when a read fills the buffer and halves after a run of

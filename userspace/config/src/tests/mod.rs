@@ -53,7 +53,7 @@ pub(super) fn nat(rest: &str) -> String {
     format!("[nat]\nuplink = \"eth0\"\n{rest}")
 }
 
-// ----- the shipped default and the interface.md example -----
+// ----- the shipped default and the example config users were given -----
 
 #[test]
 fn embedded_default_parses_without_errors_or_warnings() {
@@ -81,7 +81,7 @@ fn embedded_default_parses_without_errors_or_warnings() {
     assert_eq!(nat.dnat[0].to.to_string(), "10.0.1.26:80");
 }
 
-/// interface.md's example, verbatim but with the hash written out in full
+/// The example config of the original interface contract, verbatim but with the hash written out in full
 /// (the document abbreviates it as "Dng…FE=").
 const INTERFACE_EXAMPLE: &str = r#"[server]
 listen = ["0.0.0.0:443", "0.0.0.0:992", "0.0.0.0:5555"]
