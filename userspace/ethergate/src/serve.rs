@@ -16,7 +16,7 @@
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::anyhow;
@@ -146,8 +146,13 @@ pub fn run(
     let watchdog = crate::notify::start_watchdog(health_check(Arc::clone(&control)));
 
     let interval = (stats_interval_secs > 0).then(|| Duration::from_secs(stats_interval_secs));
+    let mut next_stats = interval.map(|i| Instant::now() + i);
+    // A certificate can run out on a serve that is never reloaded: look
+    // once a day (the log warns within 14 days; metrics have the date).
+    let mut next_certificate_check = Instant::now() + CERTIFICATE_CHECK_INTERVAL;
     let outcome = loop {
-        match signals.wait(interval) {
+        let wake = next_stats.map_or(next_certificate_check, |s| s.min(next_certificate_check));
+        match signals.wait(Some(wake.saturating_duration_since(Instant::now()))) {
             Ok(Some(Signal::SIGHUP)) => {
                 info!("SIGHUP: reloading the config");
                 // Success and refusal are both logged by reload itself.
@@ -160,7 +165,21 @@ pub fn run(
                 systemd.stopping();
                 break Ok(());
             }
-            Ok(None) => print_counters(&lock(&control).dataplane),
+            Ok(None) => {
+                let now = Instant::now();
+                if now >= next_certificate_check {
+                    crate::appliance::log_certificate(
+                        &lock(&control).appliance.current_certificate,
+                    );
+                    next_certificate_check = now + CERTIFICATE_CHECK_INTERVAL;
+                }
+                if let (Some(at), Some(every)) = (next_stats, interval)
+                    && now >= at
+                {
+                    print_counters(&lock(&control).dataplane);
+                    next_stats = Some(now + every);
+                }
+            }
             Err(e) => break Err(Failure::Runtime(anyhow!("waiting for signals: {e}"))),
         }
     };
@@ -171,6 +190,9 @@ pub fn run(
     stop(control);
     outcome
 }
+
+/// How often a running serve looks at its certificate's expiry.
+const CERTIFICATE_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 fn start_surfaces(
     admin_path: &Path,
