@@ -7,8 +7,8 @@
 //! The importer lives in the `ethergate` binary crate, which has no library
 //! target. Rather than turn the daemon into a library (a public API for
 //! the sake of a fuzzer) or move the importer to a crate of its own, this
-//! target compiles the importer's pure modules by path: `cfg` (the
-//! parser), `convert` and `pem` depend only on `ethergate-proto`,
+//! target compiles the importer's pure modules by path: `softether_cfg`
+//! (the parser and writer), `convert` and `pem` depend only on `ethergate-proto`,
 //! `ethergate-config` and `thiserror`, never on the rest of the daemon, so
 //! the fuzzer runs exactly the code `import-softether` runs. (If one of
 //! them ever needs `crate::…`, this build breaks loudly rather than drifts.)
@@ -18,8 +18,8 @@
 // rustfmt would otherwise look for their `#[cfg(test)]` submodules next to
 // them, where `#[path]` puts a module's children, and fail.
 #[rustfmt::skip]
-#[path = "../../src/import_softether/cfg.rs"]
-mod cfg;
+#[path = "../../src/softether_cfg.rs"]
+mod softether_cfg;
 #[rustfmt::skip]
 #[path = "../../src/import_softether/convert.rs"]
 mod convert;
@@ -27,6 +27,7 @@ mod convert;
 #[path = "../../src/import_softether/pem.rs"]
 mod pem;
 
+use softether_cfg as cfg;
 use cfg::{Folder, Value};
 use ethergate_proto::password::base64_encode;
 use libfuzzer_sys::fuzz_target;
@@ -36,12 +37,20 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
 
+    // Written back by an independent writer, and by the one
+    // `ethergate user profile` uses: both parse to the same tree.
     let mut text = String::new();
     emit(&root, 0, &mut text);
     assert_eq!(
         cfg::parse(text.as_bytes()).as_ref(),
         Ok(&root),
         "written back:\n{text}"
+    );
+    let rendered = cfg::render(&root, &["fuzz"]);
+    assert_eq!(
+        cfg::parse(rendered.as_bytes()).as_ref(),
+        Ok(&root),
+        "rendered:\n{rendered}"
     );
 
     let tls = convert::TlsPaths {
@@ -82,7 +91,7 @@ fn emit(folder: &Folder, depth: usize, out: &mut String) {
     out.push_str(&format!("{tabs}}}\r\n"));
 }
 
-/// `CfgEscape`, written independently of the parser's test-only copy:
+/// `CfgEscape`, written independently of the module's own:
 /// control characters, space and `$` become `$XX`; "" is a lone `$`.
 fn escape(s: &str) -> String {
     if s.is_empty() {
