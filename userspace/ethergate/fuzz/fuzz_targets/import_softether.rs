@@ -27,10 +27,10 @@ mod convert;
 #[path = "../../src/import_softether/pem.rs"]
 mod pem;
 
-use softether_cfg as cfg;
 use cfg::{Folder, Value};
 use ethergate_proto::password::base64_encode;
 use libfuzzer_sys::fuzz_target;
+use softether_cfg as cfg;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(root) = cfg::parse(data) else {
