@@ -38,7 +38,7 @@ fn tap_write(c: &mut Criterion) {
         .namespace("nat")
         .build()
         .expect("building the nat namespace (bench needs root)");
-    let tap_mac = MacAddr::from_seed("mikalab");
+    let tap_mac = MacAddr::local_from_seed("mikalab".as_bytes());
     let tap = topo
         .enter("nat", || {
             let tap = Tap::create("tap_00", 2).expect("creating tap_00");

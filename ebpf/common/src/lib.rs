@@ -13,7 +13,6 @@ pub mod checksum;
 mod counter_enum;
 pub mod counters;
 pub mod dnat;
-pub mod mac;
 pub mod nat;
 pub mod parse;
 

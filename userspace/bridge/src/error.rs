@@ -4,8 +4,8 @@
 
 use nix::errno::Errno;
 
-use crate::cidr::Ipv4Cidr;
 use crate::netlink::NetlinkError;
+use ethergate_net::Ipv4Cidr;
 
 /// Creating or attaching to the bridge's tap device.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@
 //!
 //! let tap = Tap::create("tap_00", 2)?;
 //! tap.configure(&LinkConfig {
-//!     mac: Some(MacAddr::from_seed("mikalab")),
+//!     mac: Some(MacAddr::local_from_seed(b"mikalab")),
 //!     ipv4: Some("192.168.30.1/24".parse()?),
 //!     ..LinkConfig::default()
 //! })?;
@@ -26,16 +26,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod cidr;
 mod error;
 mod link;
 mod netlink;
 mod route;
 mod tap;
 
-pub use cidr::{Ipv4Cidr, ParseCidrError};
 pub use error::{LinkError, TapError};
-pub use link::{DEFAULT_MTU, LinkConfig, MacAddr, configure, configure_index, ifindex};
+pub use ethergate_net::{CidrError, Ipv4Cidr, MacAddr};
+pub use link::{DEFAULT_MTU, LinkConfig, configure, configure_index, ifindex};
 pub use netlink::NetlinkError;
 pub use route::{RouteError, add_route};
 pub use tap::{MAX_QUEUES, Tap, TapOptions, TapQueue};

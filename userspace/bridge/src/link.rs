@@ -24,11 +24,11 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use crate::cidr::Ipv4Cidr;
 use crate::error::LinkError;
 use crate::netlink::{
     Attrs, NLM_F_CREATE, NLM_F_REPLACE, Netlink, NetlinkError, Request, ifaddrmsg, ifinfomsg,
 };
+use ethergate_net::{Ipv4Cidr, MacAddr};
 
 /// Ethernet's MTU, and what a SoftEther hub assumes for bridged frames.
 pub const DEFAULT_MTU: u32 = 1500;
@@ -37,27 +37,6 @@ pub const DEFAULT_MTU: u32 = 1500;
 const IFF_UP: u32 = libc::IFF_UP as u32;
 /// `RT_SCOPE_UNIVERSE`: a normal, globally usable address.
 const RT_SCOPE_UNIVERSE: u8 = 0;
-
-/// A 48-bit Ethernet address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl MacAddr {
-    /// A stable, locally administered unicast address derived from `seed`
-    /// (the hub name, say), so the tap keeps its MAC across restarts and
-    /// VPN clients' ARP caches stay valid; the hub's DHCP server derives
-    /// the same one (`ethergate_common::mac`).
-    pub fn from_seed(seed: &str) -> Self {
-        Self(ethergate_common::mac::local_mac_from_seed(seed.as_bytes()))
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
 
 /// What the link should look like. `Default` is MTU 1500, up, and MAC and
 /// addresses left as they are.
@@ -169,12 +148,12 @@ fn set_only_address(
         let del = Request::new(libc::RTM_DELADDR, 0)
             .header(&ifaddrmsg(
                 libc::AF_INET as u8,
-                old.prefix(),
+                old.prefix_len(),
                 RT_SCOPE_UNIVERSE,
                 index,
             ))
-            .attr(libc::IFA_LOCAL, &old.addr().octets())
-            .attr(libc::IFA_ADDRESS, &old.addr().octets());
+            .attr(libc::IFA_LOCAL, &old.address().octets())
+            .attr(libc::IFA_ADDRESS, &old.address().octets());
         match nl.request(del, |_, _| {}) {
             // Gone already (removed with its primary, or by someone else):
             // that is the state we want.
@@ -191,16 +170,16 @@ fn set_only_address(
     let mut add = Request::new(libc::RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE)
         .header(&ifaddrmsg(
             libc::AF_INET as u8,
-            wanted.prefix(),
+            wanted.prefix_len(),
             RT_SCOPE_UNIVERSE,
             index,
         ))
-        .attr(libc::IFA_LOCAL, &wanted.addr().octets())
-        .attr(libc::IFA_ADDRESS, &wanted.addr().octets());
-    if let Some(broadcast) = wanted.broadcast() {
-        // What `ip addr add … brd +` and ifconfig set; DHCP clients on the
-        // hub send to it.
-        add = add.attr(libc::IFA_BROADCAST, &broadcast.octets());
+        .attr(libc::IFA_LOCAL, &wanted.address().octets())
+        .attr(libc::IFA_ADDRESS, &wanted.address().octets());
+    // What `ip addr add … brd +` and ifconfig set; DHCP clients on the hub
+    // send to it. /31 and /32 have no broadcast address (RFC 3021).
+    if wanted.prefix_len() < 31 {
+        add = add.attr(libc::IFA_BROADCAST, &wanted.broadcast().octets());
     }
     nl.request(add, |_, _| {})
         .map_err(|source| LinkError::AddAddress {
@@ -314,43 +293,5 @@ fn parse_link_kind(attrs: &[u8]) -> LinkKind {
         Some("tun") => LinkKind::TunTap { tap, multi_queue },
         Some(other) => LinkKind::Other(other.to_owned()),
         None => LinkKind::Physical,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cidr_parses_and_displays() {
-        let c: Ipv4Cidr = "192.168.30.1/24".parse().expect("valid");
-        assert_eq!(c.addr(), Ipv4Addr::new(192, 168, 30, 1));
-        assert_eq!(c.prefix(), 24);
-        assert_eq!(c.to_string(), "192.168.30.1/24");
-        assert_eq!(c.broadcast(), Some(Ipv4Addr::new(192, 168, 30, 255)));
-        for bad in [
-            "192.168.30.1",
-            "192.168.30.1/33",
-            "x/24",
-            "192.168.30.1/",
-            "1.2.3.4/-1",
-        ] {
-            assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad} accepted");
-        }
-        let host: Ipv4Cidr = "10.0.0.1/32".parse().expect("valid");
-        assert_eq!(host.broadcast(), None);
-        let zero: Ipv4Cidr = "10.0.0.1/0".parse().expect("valid");
-        assert_eq!(zero.broadcast(), Some(Ipv4Addr::BROADCAST));
-    }
-
-    #[test]
-    fn seeded_mac_is_stable_local_unicast() {
-        let a = MacAddr::from_seed("mikalab");
-        assert_eq!(a, MacAddr::from_seed("mikalab"));
-        assert_ne!(a, MacAddr::from_seed("other"));
-        assert_eq!(a.0[0] & 0x01, 0, "unicast");
-        assert_eq!(a.0[0] & 0x02, 0x02, "locally administered");
-        // Pinned: a changed derivation would change every deployed tap's MAC.
-        assert_eq!(a.to_string(), "c2:80:1d:a6:87:ca");
     }
 }

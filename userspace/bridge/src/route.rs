@@ -11,8 +11,8 @@
 
 use std::net::Ipv4Addr;
 
-use crate::cidr::Ipv4Cidr;
 use crate::netlink::{NLM_F_CREATE, Netlink, NetlinkError, Request};
+use ethergate_net::Ipv4Cidr;
 
 /// `NLM_F_EXCL` (`uapi/linux/netlink.h`): fail with `EEXIST` instead of
 /// replacing.
@@ -62,9 +62,9 @@ fn rtmsg(dst_len: u8, scope: u8) -> [u8; 12] {
 /// length"), and RFC 3442 only carries the significant octets anyway.
 fn network(dest: Ipv4Cidr) -> Ipv4Addr {
     let mask = u32::MAX
-        .checked_shl(32 - u32::from(dest.prefix()))
+        .checked_shl(32 - u32::from(dest.prefix_len()))
         .unwrap_or(0);
-    Ipv4Addr::from(u32::from(dest.addr()) & mask)
+    Ipv4Addr::from(u32::from(dest.address()) & mask)
 }
 
 /// Adds the route `dest via gateway dev <ifindex>` to the main table of the
@@ -73,7 +73,7 @@ fn network(dest: Ipv4Cidr) -> Ipv4Addr {
 /// gateway must be reachable through the link already (its address
 /// configured first), or the kernel refuses with `ENETUNREACH`.
 pub fn add_route(dest: Ipv4Cidr, gateway: Ipv4Addr, ifindex: u32) -> Result<(), RouteError> {
-    let dest = Ipv4Cidr::new(network(dest), dest.prefix()).unwrap_or(dest);
+    let dest = Ipv4Cidr::new(network(dest), dest.prefix_len()).unwrap_or(dest);
     let fail = |source| RouteError::Add {
         dest,
         gateway,
@@ -88,10 +88,10 @@ pub fn add_route(dest: Ipv4Cidr, gateway: Ipv4Addr, ifindex: u32) -> Result<(), 
         RT_SCOPE_UNIVERSE
     };
     let mut request = Request::new(libc::RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)
-        .header(&rtmsg(dest.prefix(), scope))
+        .header(&rtmsg(dest.prefix_len(), scope))
         .attr(libc::RTA_OIF, &ifindex.to_ne_bytes());
-    if dest.prefix() > 0 {
-        request = request.attr(libc::RTA_DST, &dest.addr().octets());
+    if dest.prefix_len() > 0 {
+        request = request.attr(libc::RTA_DST, &dest.address().octets());
     }
     if !on_link {
         request = request.attr(libc::RTA_GATEWAY, &gateway.octets());

@@ -120,7 +120,7 @@ fn ping(tap: &Tap, tap_mac: [u8; 6], from: usize, id: u16, seq: u16) -> usize {
 #[test]
 fn kernel_answers_arp_and_ping_through_the_queues() {
     let topo = topology();
-    let tap_mac = MacAddr::from_seed(HUB).0;
+    let tap_mac = MacAddr::local_from_seed(HUB.as_bytes()).0;
     topo.enter("nat", || {
         let tap = Tap::create(TAP, 2).expect("creating tap_00");
         tap.configure(&hub_config()).expect("configuring tap_00");
@@ -165,7 +165,7 @@ fn kernel_answers_arp_and_ping_through_the_queues() {
 #[test]
 fn steady_flows_come_back_on_the_queue_that_writes_them() {
     let topo = topology();
-    let tap_mac = MacAddr::from_seed(HUB).0;
+    let tap_mac = MacAddr::local_from_seed(HUB.as_bytes()).0;
     topo.enter("nat", || {
         let tap = Tap::create(TAP, 2).expect("creating tap_00");
         tap.configure(&hub_config()).expect("configuring tap_00");

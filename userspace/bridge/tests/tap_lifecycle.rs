@@ -31,7 +31,7 @@ fn create_configure_and_reconfigure_idempotently() {
         "ifindex {} not the device's: {show}",
         tap.ifindex()
     );
-    let mac = MacAddr::from_seed(HUB).to_string();
+    let mac = MacAddr::local_from_seed(HUB.as_bytes()).to_string();
     assert!(
         show.contains(&format!("link/ether {mac}")),
         "MAC {mac} not set: {show}"
@@ -75,7 +75,7 @@ fn create_configure_and_reconfigure_idempotently() {
 
     // A changed config applies in place, on a live (up) tap.
     let changed = LinkConfig {
-        mac: Some(MacAddr::from_seed("other-hub")),
+        mac: Some(MacAddr::local_from_seed("other-hub".as_bytes())),
         mtu: 1400,
         ipv4: Some("192.168.31.1/24".parse().expect("cidr")),
         up: true,
@@ -86,7 +86,7 @@ fn create_configure_and_reconfigure_idempotently() {
     .expect("entering nat");
     let show = ip(&topo, &["addr", "show", TAP]);
     assert!(show.contains("mtu 1400"), "{show}");
-    let other_mac = MacAddr::from_seed("other-hub").to_string();
+    let other_mac = MacAddr::local_from_seed("other-hub".as_bytes()).to_string();
     assert!(show.contains(&format!("link/ether {other_mac}")), "{show}");
     assert_eq!(ipv4_lines(&show).len(), 1, "{show}");
     assert!(show.contains("inet 192.168.31.1/24"), "{show}");

@@ -100,7 +100,7 @@ impl Nic {
             };
             match add_route(dest, route.gateway, self.ifindex) {
                 Ok(()) => info!(%dest, gateway = %route.gateway, "DHCP: route installed"),
-                Err(RouteError::Exists { .. }) if dest.prefix() == 0 => warn!(
+                Err(RouteError::Exists { .. }) if dest.prefix_len() == 0 => warn!(
                     gateway = %route.gateway,
                     "DHCP: a default route exists already; kept it (the server's gateway is not installed)"
                 ),

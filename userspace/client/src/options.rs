@@ -48,10 +48,9 @@ pub struct ClientOptions {
 impl ClientOptions {
     pub fn mac(&self) -> MacAddr {
         self.mac.unwrap_or_else(|| {
-            MacAddr::from_seed(&format!(
-                "ethergate-client/{}/{}/{}",
-                self.host, self.hub, self.user
-            ))
+            MacAddr::local_from_seed(
+                format!("ethergate-client/{}/{}/{}", self.host, self.hub, self.user).as_bytes(),
+            )
         })
     }
 }

@@ -9,9 +9,9 @@
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
-use crate::cidr::Ipv4Cidr;
 use crate::diagnostic::Report;
 use crate::reader::Section;
+use ethergate_net::Ipv4Cidr;
 
 /// SoftEther's `MAX_DHCP_CLASSLESS_ROUTE_ENTRIES`; its client and server
 /// agree on this cap, so more routes would be cut off on the wire.
@@ -67,7 +67,7 @@ pub enum RouteError {
     #[error("is not written as \"NETWORK/LEN via GATEWAY\", e.g. \"10.0.0.0/16 via 192.168.30.1\"")]
     Shape,
     #[error("has a bad destination: {0}")]
-    Destination(#[from] crate::cidr::CidrError),
+    Destination(#[from] ethergate_net::CidrError),
     #[error("has host bits set in {0}; write the network, {1}")]
     HostBits(Ipv4Cidr, Ipv4Cidr),
     #[error("has a gateway {0:?} that is not an IPv4 address")]

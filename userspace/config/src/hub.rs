@@ -9,13 +9,13 @@
 
 use std::net::Ipv4Addr;
 
-use crate::cidr::Ipv4Cidr;
 use crate::dhcp::{DHCP_KEYS, DhcpConfig, read_dhcp};
 use crate::diagnostic::Report;
 use crate::ifname::InterfaceName;
 use crate::limits::{LIMIT_KEYS, SessionLimits, read_limits};
 use crate::reader::Section;
 use crate::user::{User, read_users};
+use ethergate_net::Ipv4Cidr;
 
 /// SoftEther's `MAX_HUBNAME_LEN`.
 pub const MAX_HUB_NAME_LEN: usize = 255;

@@ -9,7 +9,6 @@
 //! after it can be trusted.
 #![forbid(unsafe_code)]
 
-mod cidr;
 mod dhcp;
 mod diagnostic;
 mod edit;
@@ -26,13 +25,13 @@ use std::path::Path;
 
 use toml::de::DeTable;
 
-pub use cidr::{CidrError, Ipv4Cidr};
 pub use dhcp::{
     AddressRange, ClasslessRoute, DEFAULT_LEASE_SECS, DhcpConfig, MAX_CLASSLESS_ROUTES,
     MAX_DNS_SERVERS, MAX_LEASE_SECS, MIN_LEASE_SECS, RouteError,
 };
 pub use diagnostic::{ConfigError, ConfigErrors, Diagnostic};
 pub use edit::{EditError, PreviousCredential, UsersEdit};
+pub use ethergate_net::{CidrError, Ipv4Cidr};
 pub use hub::{Hub, MAX_HUB_NAME_LEN, check_hub_name};
 pub use ifname::{InterfaceName, InterfaceNameError, MAX_INTERFACE_NAME_LEN};
 pub use limits::{

@@ -10,10 +10,10 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::cidr::Ipv4Cidr;
 use crate::diagnostic::Report;
 use crate::ifname::InterfaceName;
 use crate::reader::{At, OneOrMany, Section};
+use ethergate_net::Ipv4Cidr;
 
 /// Established TCP idle timeout. RFC 5382 REQ-5 says a NAT MUST NOT expire
 /// an established TCP flow sooner than 2 h 4 min. The AWS NAT gateway uses

@@ -302,7 +302,7 @@ fn start_hub(
         hub.bridge_address.prefix_len(),
     )
     .with_context(|| format!("hub {:?}: bridge_address", hub.name))?;
-    let mac = MacAddr::from_seed(&hub.name);
+    let mac = MacAddr::local_from_seed(hub.name.as_bytes());
     tap.configure(&LinkConfig {
         mac: Some(mac),
         ipv4: Some(address),
@@ -320,7 +320,7 @@ fn start_hub(
     let mut switch = LearningHub::new(switch, lease_file);
     // No session may take over the tap's own MAC, even while the kernel
     // has sent nothing from it.
-    switch.pin_bridge_mac(ethergate_hub::MacAddr(mac.0));
+    switch.pin_bridge_mac(mac);
     let plane = HubPlane::new(&hub.name, switch, tap.into_queues(), Arc::default())
         .with_context(|| format!("hub {:?}: preparing its tap queues", hub.name))?;
     info!(hub = hub.name, bridge, address = %hub.bridge_address, "hub up");

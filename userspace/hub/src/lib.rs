@@ -16,7 +16,6 @@ pub use ethergate_config as config;
 
 pub mod dhcp;
 mod hub;
-mod mac;
 mod mac_table;
 pub mod offload;
 mod port;
@@ -25,8 +24,8 @@ mod time;
 pub use dhcp::{
     DhcpLease, DhcpServer, DhcpServerConfig, LeaseFileError, format_leases, parse_leases,
 };
+pub use ethergate_net::{MacAddr, MacParseError};
 pub use hub::{ETH_HEADER_LEN, FloodPorts, Forward, Hub, HubError, HubOptions, MAX_FRAME_LEN};
-pub use mac::{MacAddr, MacParseError};
 pub use mac_table::{
     DEFAULT_MAC_AGING, FORCED_SWEEP_INTERVAL, LearnError, MAX_MAC_ENTRIES, MIN_MAC_LIMIT, MacTable,
 };

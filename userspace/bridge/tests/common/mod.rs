@@ -28,7 +28,7 @@ pub fn topology() -> Topology {
 /// The recipe's tap: stable MAC from the hub name, 192.168.30.1/24, up.
 pub fn hub_config() -> LinkConfig {
     LinkConfig {
-        mac: Some(MacAddr::from_seed(HUB)),
+        mac: Some(MacAddr::local_from_seed(HUB.as_bytes())),
         ipv4: Some("192.168.30.1/24".parse().expect("valid cidr")),
         ..LinkConfig::default()
     }

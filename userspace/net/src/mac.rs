@@ -26,11 +26,25 @@ impl MacAddr {
         matches!(self.0, [0, 0, 0, 0, 0, 0])
     }
 
-    /// A stable, locally administered unicast address derived from `seed`
-    /// (e.g. a hub name), for virtual hosts that need a MAC of their own:
-    /// the same derivation as the hub's tap (`ethergate_common::mac`).
-    pub fn local_from_seed(seed: &[u8]) -> MacAddr {
-        MacAddr(ethergate_common::mac::local_mac_from_seed(seed))
+    /// The one way ethergate derives a MAC from a name: a stable, locally
+    /// administered unicast address from `seed` (a hub's name, say), so
+    /// the hub's tap and its DHCP server use the same address and it
+    /// survives restarts (VPN clients' ARP caches stay valid). FNV-1a,
+    /// spelled out rather than taken from `std::hash` (whose output may
+    /// change between Rust releases): stability matters, not secrecy.
+    pub const fn local_from_seed(seed: &[u8]) -> MacAddr {
+        const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut hash = FNV_OFFSET;
+        let mut i = 0;
+        while i < seed.len() {
+            hash = (hash ^ seed[i] as u64).wrapping_mul(FNV_PRIME);
+            i += 1;
+        }
+        let b = hash.to_be_bytes();
+        // IEEE 802 first octet: bit 0 clear = unicast, bit 1 set = locally
+        // administered, so it can never collide with a vendor's address.
+        MacAddr([(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]])
     }
 
     /// Reads the first six bytes of `bytes`; `None` if shorter.
@@ -101,5 +115,7 @@ mod tests {
             0x02,
             "{a} must be locally administered unicast"
         );
+        // Pinned: a changed derivation would change every deployed tap's MAC.
+        assert_eq!(a.to_string(), "c2:80:1d:a6:87:ca");
     }
 }

@@ -5,8 +5,8 @@
 //! address" and "the subnet it sits in". Whether host bits are allowed is a
 //! question for the caller (a bridge address needs them, a route destination
 //! must not have them), answered with [`Ipv4Cidr::is_network`]. The invariant
-//! is only `prefix_len() <= 32`. The DHCP server and the NAT loader reuse
-//! this type.
+//! is only `prefix_len() <= 32`. The config, the DHCP server, the NAT
+//! loader, the tap's link setup and the client all use this one type.
 
 use std::fmt;
 use std::net::Ipv4Addr;
