@@ -26,12 +26,12 @@ use std::path::Path;
 use toml::de::DeTable;
 
 pub use dhcp::{
-    AddressRange, ClasslessRoute, DEFAULT_LEASE_SECS, DhcpConfig, MAX_CLASSLESS_ROUTES,
-    MAX_DNS_SERVERS, MAX_LEASE_SECS, MIN_LEASE_SECS, RouteError,
+    AddressRange, DEFAULT_LEASE_SECS, DhcpConfig, MAX_CLASSLESS_ROUTES, MAX_DNS_SERVERS,
+    MAX_LEASE_SECS, MIN_LEASE_SECS,
 };
 pub use diagnostic::{ConfigError, ConfigErrors, Diagnostic};
 pub use edit::{EditError, PreviousCredential, UsersEdit};
-pub use ethergate_net::{CidrError, Ipv4Cidr};
+pub use ethergate_net::{CidrError, ClasslessRoute, Ipv4Cidr, RouteError};
 pub use hub::{Hub, MAX_HUB_NAME_LEN, check_hub_name};
 pub use ifname::{InterfaceName, InterfaceNameError, MAX_INTERFACE_NAME_LEN};
 pub use limits::{

@@ -15,9 +15,9 @@
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
-use ethergate_hub::MacAddr;
-use ethergate_hub::config::{ClasslessRoute, Ipv4Cidr};
-use ethergate_hub::dhcp::{DhcpMessage, DhcpOptions, MessageType};
+use ethergate_dhcp::{DhcpMessage, DhcpOptions, MessageType};
+use ethergate_net::MacAddr;
+use ethergate_net::{ClasslessRoute, Ipv4Cidr};
 use ethergate_proto::{RandomSource, Timestamp};
 
 use super::frame::{BROADCAST_MAC, MAX_MESSAGE, client_frame, client_message, server_reply};

@@ -8,7 +8,7 @@ use ethergate_proto::{TestRng, Timestamp};
 
 use super::*;
 use crate::dhcp::frame::{CLIENT_PORT, SERVER_PORT};
-use ethergate_hub::dhcp::BOOTREPLY;
+use ethergate_dhcp::BOOTREPLY;
 
 const MAC: [u8; 6] = [0x02, 0xe6, 0, 0, 0, 1];
 const SERVER_MAC: [u8; 6] = [0x5e, 0, 0, 0, 0, 0x30];

@@ -11,7 +11,7 @@
 
 use std::net::Ipv4Addr;
 
-use ethergate_hub::dhcp::{BOOTREPLY, DhcpMessage, DhcpOptions};
+use ethergate_dhcp::{BOOTREPLY, DhcpMessage, DhcpOptions};
 use etherparse::{LinkSlice, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
 /// The largest message we accept: RFC 2131's minimum (576-byte IP datagram)
@@ -95,8 +95,8 @@ pub fn server_reply(frame: &[u8], our_mac: [u8; 6]) -> Option<([u8; 6], DhcpMess
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ethergate_hub::config::ClasslessRoute;
-    use ethergate_hub::dhcp::MessageType;
+    use ethergate_dhcp::MessageType;
+    use ethergate_net::ClasslessRoute;
 
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];

@@ -30,24 +30,12 @@
 //! ([`LeaseHolder`]) bounds it directly, also across MACs that aged out of
 //! the MAC table while their leases live on.
 
-mod codec;
-mod error;
-mod frame;
-mod options;
 mod persist;
 mod pool;
 mod server;
 
-pub use codec::{
-    BOOTP_HEADER_LEN, BOOTP_MIN_LEN, BOOTREPLY, BOOTREQUEST, DHCP_FIXED_LEN, DhcpMessage,
-    DhcpOptions, FLAG_BROADCAST, MAGIC_COOKIE,
-};
-pub use error::DhcpError;
-pub use frame::{
-    DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DhcpFrame, DhcpFrameError, DhcpFrameKind, ReplyTo,
-    classify, parse as parse_frame,
-};
-pub use options::*;
+// The wire format lives in ethergate-dhcp, shared with the client.
+pub use ethergate_dhcp::*;
 pub use persist::{LeaseFileError, LeaseLineError, format_leases, parse_leases};
 pub use pool::{
     BindingState, ClientKey, DhcpLease, LeasePool, MAX_BINDINGS, MAX_LEASES_PER_MAC, RestoreReport,

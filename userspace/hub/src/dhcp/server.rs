@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use ethergate_config::{ClasslessRoute, DhcpConfig, Ipv4Cidr};
 
-use super::codec::{BOOTREPLY, BOOTREQUEST, DhcpMessage, DhcpOptions};
-use super::frame::{self, ReplyTo};
-use super::options::*;
 use super::pool::{ClientKey, DhcpLease, LeasePool, RestoreReport};
 use crate::{MacAddr, PortId, Timestamp};
+use ethergate_dhcp::*;
 
 /// How long an offered address is held for the client's REQUEST. SoftEther
 /// holds 5 s (`NewDhcpLease(5000, …)` for the pending list in
@@ -281,7 +279,7 @@ impl DhcpServer {
         now: Timestamp,
         out: &mut Vec<u8>,
     ) -> DhcpOutcome {
-        let Ok(parts) = frame::parse(frame) else {
+        let Ok(parts) = parse_frame(frame) else {
             self.counters.malformed += 1;
             return DhcpOutcome::Malformed;
         };
@@ -328,7 +326,7 @@ impl DhcpServer {
         if self.scratch.len() < BOOTP_MIN_LEN {
             self.scratch.resize(BOOTP_MIN_LEN, 0);
         }
-        match frame::build(
+        match build_frame(
             out,
             self.cfg.server_mac,
             self.cfg.server_ip,

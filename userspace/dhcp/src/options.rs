@@ -3,14 +3,14 @@
 //!
 //! Invariant: [`encode_classless_routes`] and [`decode_classless_routes`]
 //! are inverses for routes whose destination is a network address (which
-//! `ethergate-config` guarantees): RFC 3442 carries only the significant
+//! `ClasslessRoute` guarantees): RFC 3442 carries only the significant
 //! octets, so host bits could not survive the trip anyway.
 
 use std::net::Ipv4Addr;
 
-use ethergate_config::{ClasslessRoute, Ipv4Cidr};
+use ethergate_net::{ClasslessRoute, Ipv4Cidr};
 
-use super::error::DhcpError;
+use crate::error::DhcpError;
 
 pub const OPT_PAD: u8 = 0;
 pub const OPT_SUBNET_MASK: u8 = 1;

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
-use crate::MacAddr;
+use ethergate_net::MacAddr;
 
 pub const DHCP_SERVER_PORT: u16 = 67;
 pub const DHCP_CLIENT_PORT: u16 = 68;

@@ -1,5 +1,5 @@
-//! The BOOTP/DHCP message codec (RFC 2131 §2, RFC 2132), the part of the hub
-//! that faces the network.
+//! The BOOTP/DHCP message codec (RFC 2131 §2, RFC 2132): what faces the
+//! network in the hub's DHCP server and in the client.
 //!
 //! Invariant: [`DhcpMessage::decode`] never panics and reads only through a
 //! bounded [`Reader`]; every malformed input is a [`DhcpError`] naming the
@@ -11,9 +11,9 @@
 
 use std::net::Ipv4Addr;
 
-use ethergate_config::ClasslessRoute;
+use ethergate_net::{ClasslessRoute, MacAddr};
 
-use super::{error::DhcpError, options::*};
+use crate::{error::DhcpError, options::*};
 
 /// The fixed BOOTP header (RFC 2131 §2, figure 1): 236 bytes.
 pub const BOOTP_HEADER_LEN: usize = 236;
@@ -430,9 +430,9 @@ impl DhcpMessage {
     }
 
     /// The client's hardware address when it is Ethernet (htype 1, hlen 6).
-    pub fn client_mac(&self) -> Option<crate::MacAddr> {
+    pub fn client_mac(&self) -> Option<MacAddr> {
         (self.htype == 1 && self.hlen == 6)
-            .then(|| crate::MacAddr::from_slice(&self.chaddr))
+            .then(|| MacAddr::from_slice(&self.chaddr))
             .flatten()
     }
 
