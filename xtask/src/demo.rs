@@ -10,7 +10,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use ethergate_netns::{Endpoint, Topology};
+use ethergate_netns::{Topology, recipe};
 
 use crate::{
     setup,
@@ -28,24 +28,8 @@ pub fn main() -> Result<()> {
     step(
         "topology: client (198.51.100.2) — nat (eth0 198.51.100.1 | eth1 10.0.0.1) — private (10.0.1.26)",
     );
-    let topo = Topology::builder()
-        .namespace("client")
-        .namespace("nat")
-        .namespace("private")
-        .sysctl("nat", "net.ipv4.ip_forward", "1")
-        .veth(
-            Endpoint::new("client", "eth0", &["198.51.100.2/24"]),
-            // `eth0` is the uplink the embedded default config names.
-            Endpoint::new("nat", "eth0", &["198.51.100.1/24"]),
-        )
-        .veth(
-            Endpoint::new("nat", "eth1", &["10.0.0.1/16"]),
-            Endpoint::new("private", "eth0", &["10.0.1.26/16"]),
-        )
-        .route("client", "10.0.0.0/16 via 198.51.100.1")
-        // The private hosts' default route is the appliance, as in a VPC
-        // route table; until the eBPF NAT lands it routes VPN clients too.
-        .route("private", "default via 10.0.0.1")
+    let topo = recipe::topology(&[])
+        .route(recipe::CLIENT, "10.0.0.0/16 via 198.51.100.1")
         .build()
         .context("building the demo topology (are we root?)")?;
     println!("    namespaces: {}", topo.namespace_names().join(", "));

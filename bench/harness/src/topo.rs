@@ -1,4 +1,4 @@
-//! The bench topology, the recipe's (design.md "Addressing"):
+//! The bench topology, the recipe's (`ethergate_netns::recipe`, docs/design.md):
 //!
 //! ```text
 //! client eth0 198.51.100.2/24 (+ .10–.17 for login sources,
@@ -15,13 +15,13 @@
 //! namespace has a route off the machine.
 
 use anyhow::{Context, Result};
-use ethergate_netns::{Endpoint, Topology};
+use ethergate_netns::{Topology, recipe};
 
 use crate::tools::offloads;
 
-pub const SERVER_IP: &str = "198.51.100.1";
-pub const PRIVATE_IP: &str = "10.0.1.26";
-pub const TAP_IP: &str = "192.168.30.1";
+pub const SERVER_IP: &str = recipe::PUBLIC_IP;
+pub const PRIVATE_IP: &str = recipe::PRIVATE_IP;
+pub const TAP_IP: &str = recipe::TAP_IP;
 pub const VPN_CLIENT_CIDR: &str = "192.168.30.10/24";
 pub const INTERNET_IP: &str = "203.0.113.10";
 /// Extra client addresses the login driver binds to.
@@ -37,24 +37,13 @@ pub const LOGIN_SOURCES: [&str; 8] = [
 ];
 
 pub fn build() -> Result<Topology> {
-    let mut client_addrs = vec!["198.51.100.2/24".to_owned(), format!("{INTERNET_IP}/32")];
+    let mut client_addrs = vec![format!("{INTERNET_IP}/32")];
     client_addrs.extend(LOGIN_SOURCES.iter().map(|a| format!("{a}/24")));
     let client_refs: Vec<&str> = client_addrs.iter().map(String::as_str).collect();
-    let topo = Topology::builder()
-        .namespace("client")
-        .namespace("nat")
-        .namespace("private")
-        .sysctl("nat", "net.ipv4.ip_forward", "1")
-        .veth(
-            Endpoint::new("client", "eth0", &client_refs),
-            Endpoint::new("nat", "eth0", &["198.51.100.1/24"]),
-        )
-        .veth(
-            Endpoint::new("nat", "eth1", &["10.0.0.1/16"]),
-            Endpoint::new("private", "eth0", &["10.0.1.26/16"]),
-        )
-        .route("private", "default via 10.0.0.1")
-        .route("nat", "203.0.113.0/24 via 198.51.100.2")
+    let topo = recipe::topology(&client_refs)
+        // The kernel-NAT rows (iptables, nftables, routing) forward too.
+        .sysctl(recipe::NAT, "net.ipv4.ip_forward", "1")
+        .route(recipe::NAT, "203.0.113.0/24 via 198.51.100.2")
         .build()
         .context("building the bench topology (run as root)")?;
     // XDP_REDIRECT into a veth delivers only if the peer has XDP or GRO

@@ -15,7 +15,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use ethergate_netns::{Process, Topology};
+use ethergate_netns::{Process, Topology, recipe};
 use ethergate_softether::{PasswordKind, SoftEtherClient, SoftEtherServer};
 
 use crate::{
@@ -27,8 +27,8 @@ use crate::{
     udpgen::{self, UdpGen},
 };
 
-pub const HUB: &str = "mikalab";
-pub const USER: &str = "tsumura";
+pub const HUB: &str = recipe::HUB;
+pub const USER: &str = recipe::USER;
 pub const PASSWORD: &str = "bench-password";
 const ACCOUNT: &str = "bench";
 const NIC: &str = "vpn0";
@@ -75,52 +75,19 @@ const CLIENT_METHOD: &str = "Debian vpnclient 5.01, 1 TCP conn, TLS, no compress
 pub fn ethergate_config(dir: &Path, max_flows: u32, mode: Option<&str>) -> Result<PathBuf> {
     let mode = mode.map_or_else(String::new, |m| format!("mode = \"{m}\"\n"));
     std::fs::create_dir_all(dir)?;
-    let d = dir.display();
-    let text = format!(
-        r#"[server]
-listen = ["{SERVER_IP}:443", "{SERVER_IP}:992", "{SERVER_IP}:5555"]
-state_dir = "{d}"
-admin_socket = "{d}/admin.sock"
-metrics = "off"
-
-[[hub]]
-name = "{HUB}"
-bridge = "tap_00"
-bridge_address = "{TAP_IP}/24"
-
-[hub.dhcp]
-range = "192.168.30.10-192.168.30.200"
-lease_secs = 7200
-dns = ["{TAP_IP}"]
-routes = ["10.0.0.0/16 via {TAP_IP}"]
-
-[[hub.user]]
-name = "{USER}"
-password = "{PASSWORD}"
-# The login and idle-session rows hold hundreds of sessions of this one
-# user, as SoftEther allows by default (MultiLogins unlimited).
-max_sessions_per_user = 0
-
-[nat]
-uplink = "eth0"
-inside = ["eth1"]
-{mode}
-[[nat.snat]]
-source = "10.0.0.0/16"
-to = "masquerade"
-
-[[nat.dnat]]
-source = "192.168.0.0/16"
-protocol = "tcp"
-port = 80
-to = "{PRIVATE_IP}:80"
-
-[nat.limits]
-max_flows = {max_flows}
-# One private host generates every NAT row's flows (up to 1M).
-max_flows_per_source = 0
-"#
+    let mut text = recipe::hub_config(
+        dir,
+        &format!("password = \"{PASSWORD}\""),
+        "# The login and idle-session rows hold hundreds of sessions of this one\n\
+         # user, as SoftEther allows by default (MultiLogins unlimited).\n\
+         max_sessions_per_user = 0\n",
     );
+    text.push_str(&recipe::nat_config(&mode));
+    text.push_str(&format!(
+        "\n[nat.limits]\nmax_flows = {max_flows}\n\
+         # One private host generates every NAT row's flows (up to 1M).\n\
+         max_flows_per_source = 0\n"
+    ));
     let path = dir.join("ethergate.toml");
     std::fs::write(&path, text)?;
     Ok(path)

@@ -18,6 +18,7 @@
 mod command;
 mod error;
 mod process;
+pub mod recipe;
 pub mod stream;
 mod topology;
 

@@ -8,54 +8,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ethergate_netns::{Endpoint, Process, Topology};
+use ethergate_netns::{Process, Topology, recipe};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ethergate");
 pub const PAGE: &str = "private web server says hello\n";
 
-/// The recipe's hub; `CREDENTIAL` is replaced by the user's credential line.
-pub const RECIPE_CONFIG: &str = r#"
-[server]
-listen = ["198.51.100.1:443", "198.51.100.1:992", "198.51.100.1:5555"]
-state_dir = "STATE"
-admin_socket = "STATE/admin.sock"
-metrics = "off"
-
-[[hub]]
-name = "mikalab"
-bridge = "tap_00"
-bridge_address = "192.168.30.1/24"
-
-[hub.dhcp]
-range = "192.168.30.10-192.168.30.200"
-lease_secs = 7200
-dns = ["192.168.30.1"]
-routes = ["10.0.0.0/16 via 192.168.30.1"]
-
-[[hub.user]]
-name = "tsumura"
-CREDENTIAL
-"#;
-
-/// The recipe's `[nat]`: masquerade for the private subnet, and its DNAT.
-pub const RECIPE_NAT: &str = r#"
-[nat]
-uplink = "eth0"
-inside = ["eth1"]
-
-[[nat.snat]]
-source = "10.0.0.0/16"
-to = "masquerade"
-
-[[nat.dnat]]
-source = "192.168.0.0/16"
-protocol = "tcp"
-port = 80
-to = "10.0.1.26:80"
-"#;
-
 /// The recipe's appliance config with password `mikalab-pass` for
-/// tsumura, [`RECIPE_NAT`] and `extra` appended, in a fresh state directory
+/// tsumura, the recipe's `[nat]` and `extra` appended, in a fresh state directory
 /// named after `topo`. Returns (state directory, config path).
 pub fn recipe_config_with_nat(topo: &Topology, extra: &str) -> (PathBuf, PathBuf) {
     let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
@@ -63,26 +22,14 @@ pub fn recipe_config_with_nat(topo: &Topology, extra: &str) -> (PathBuf, PathBuf
     let hash = password_hash("tsumura", "mikalab-pass");
     let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
     let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(RECIPE_NAT);
+    text.push_str(&recipe::nat_config(""));
     text.push_str(extra);
     std::fs::write(&config, text).expect("config with [nat]");
     (state, config)
 }
 
 pub fn recipe_topology() -> Topology {
-    Topology::builder()
-        .namespace("client")
-        .namespace("nat")
-        .namespace("private")
-        .veth(
-            Endpoint::new("client", "eth0", &["198.51.100.2/24"]),
-            Endpoint::new("nat", "eth0", &["198.51.100.1/24"]),
-        )
-        .veth(
-            Endpoint::new("nat", "eth1", &["10.0.0.1/16"]),
-            Endpoint::new("private", "eth0", &["10.0.1.26/16"]),
-        )
-        .route("private", "default via 10.0.0.1")
+    recipe::topology(&[])
         .build()
         .expect("topology (run as root)")
 }
@@ -147,10 +94,7 @@ pub fn vpnclient_account(
 /// `password_hash = "…"`) and returns its path.
 pub fn write_recipe_config(state: &Path, credential: &str) -> PathBuf {
     let path = state.join("ethergate.toml");
-    let text = RECIPE_CONFIG
-        .replace("STATE", &state.display().to_string())
-        .replace("CREDENTIAL", credential);
-    std::fs::write(&path, text).expect("config");
+    std::fs::write(&path, recipe::hub_config(state, credential, "")).expect("config");
     path
 }
 

@@ -1,0 +1,112 @@
+//! The seed recipe every end-to-end test, the benchmark and the demo run:
+//! its topology and its config, in one place.
+//!
+//! ```text
+//! client (eth0 198.51.100.2) — nat (eth0 198.51.100.1 | eth1 10.0.0.1/16,
+//!                                   tap_00 192.168.30.1/24 once serve runs)
+//!                            — private (eth0 10.0.1.26/16, default via 10.0.0.1)
+//! ```
+//! `nat` runs ethergate; its uplink is `eth0`, the private subnet is behind
+//! `eth1`. `private` holds the web server the recipe's DNAT rule points at.
+
+use std::path::Path;
+
+use crate::{Endpoint, TopologyBuilder};
+
+pub const CLIENT: &str = "client";
+pub const NAT: &str = "nat";
+pub const PRIVATE: &str = "private";
+
+pub const CLIENT_IP: &str = "198.51.100.2";
+/// The appliance's public address: VPN listeners and the NAT's uplink.
+pub const PUBLIC_IP: &str = "198.51.100.1";
+/// The appliance's address on the private subnet (its hosts' gateway).
+pub const INSIDE_IP: &str = "10.0.0.1";
+/// The private web server.
+pub const PRIVATE_IP: &str = "10.0.1.26";
+/// The hub's tap (its DHCP server, router and DNS for VPN clients).
+pub const TAP_IP: &str = "192.168.30.1";
+pub const HUB: &str = "mikalab";
+pub const USER: &str = "tsumura";
+
+/// The three namespaces with their veths and the private host's default
+/// route; `client_extra` are more addresses on the client's eth0 (CIDR
+/// form). Forwarding in `nat` is left off, as on a fresh machine: serve
+/// turns it on (a caller running something else there adds the sysctl).
+/// Add routes, sysctls or namespaces before `build()`.
+pub fn topology(client_extra: &[&str]) -> TopologyBuilder {
+    let client = format!("{CLIENT_IP}/24");
+    let mut client_addrs = vec![client.as_str()];
+    client_addrs.extend_from_slice(client_extra);
+    let public = format!("{PUBLIC_IP}/24");
+    let inside = format!("{INSIDE_IP}/16");
+    let private = format!("{PRIVATE_IP}/16");
+    crate::Topology::builder()
+        .namespace(CLIENT)
+        .namespace(NAT)
+        .namespace(PRIVATE)
+        .veth(
+            Endpoint::new(CLIENT, "eth0", &client_addrs),
+            Endpoint::new(NAT, "eth0", &[public.as_str()]),
+        )
+        .veth(
+            Endpoint::new(NAT, "eth1", &[inside.as_str()]),
+            Endpoint::new(PRIVATE, "eth0", &[private.as_str()]),
+        )
+        .route(PRIVATE, &format!("default via {INSIDE_IP}"))
+}
+
+/// The recipe's `[server]` and hub (DHCP with a classless route to the
+/// private subnet) for a serve in `state`, with `credential` as the user's
+/// password line (`password_hash = "…"`, say) and `user_extra` appended to
+/// the user's table.
+pub fn hub_config(state: &Path, credential: &str, user_extra: &str) -> String {
+    let state = state.display();
+    format!(
+        r#"[server]
+listen = ["{PUBLIC_IP}:443", "{PUBLIC_IP}:992", "{PUBLIC_IP}:5555"]
+state_dir = "{state}"
+admin_socket = "{state}/admin.sock"
+metrics = "off"
+
+[[hub]]
+name = "{HUB}"
+bridge = "tap_00"
+bridge_address = "{TAP_IP}/24"
+
+[hub.dhcp]
+range = "192.168.30.10-192.168.30.200"
+lease_secs = 7200
+dns = ["{TAP_IP}"]
+routes = ["10.0.0.0/16 via {TAP_IP}"]
+
+[[hub.user]]
+name = "{USER}"
+{credential}
+{user_extra}"#
+    )
+}
+
+/// The recipe's `[nat]`: masquerade for the private subnet and the DNAT
+/// of VPN clients' HTTP to the private web server; `nat_keys` are more
+/// keys of the `[nat]` table itself (`mode = "tc"`, say).
+pub fn nat_config(nat_keys: &str) -> String {
+    format!(
+        r#"
+[nat]
+uplink = "eth0"
+inside = ["eth1"]
+{nat_keys}
+
+[[nat.snat]]
+source = "10.0.0.0/16"
+to = "masquerade"
+
+[[nat.dnat]]
+source = "192.168.0.0/16"
+protocol = "tcp"
+port = 80
+to = "{PRIVATE_IP}:80"
+"#
+    )
+}
