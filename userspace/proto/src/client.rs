@@ -11,10 +11,9 @@
 //! `error`); a non-zero `error` ends the connection with
 //! [`CloseReason::Refused`] carrying the server's code.
 
-use std::collections::VecDeque;
-
 use crate::close::CloseReason;
 use crate::data::FrameSink;
+use crate::endpoint::{ClosedEvent, Endpoint};
 use crate::http::{self, HttpError, MAX_PACK_BODY, MAX_PROBE_RESPONSE_BODY};
 use crate::messages::{
     self, AdditionalConnect, Credentials, HandshakeError, Hello, LoginRequest, Welcome,
@@ -24,7 +23,6 @@ use crate::password::secure_password;
 use crate::rng::RandomSource;
 use crate::server::DEFAULT_HANDSHAKE_TIMEOUT_MS;
 use crate::time::Timestamp;
-use crate::tunnel::Tunnel;
 
 /// How the client proves who it is.
 #[derive(Clone, PartialEq, Eq)]
@@ -127,30 +125,30 @@ pub enum ClientEvent {
     Closed(CloseReason),
 }
 
+impl ClosedEvent for ClientEvent {
+    fn closed(reason: CloseReason) -> Self {
+        ClientEvent::Closed(reason)
+    }
+}
+
+/// The client's handshake steps.
 #[derive(Debug)]
-enum State {
+enum Step {
     Probe,
     Signature,
     AwaitWelcome,
-    Tunnel(Tunnel),
-    Closed,
 }
 
 /// One client-side TCP connection.
 pub struct ClientConnection<R: RandomSource> {
     config: ClientConfig,
-    rng: R,
-    state: State,
-    started: Timestamp,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    events: VecDeque<ClientEvent>,
+    core: Endpoint<R, Step, ClientEvent>,
 }
 
 impl<R: RandomSource> std::fmt::Debug for ClientConnection<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientConnection")
-            .field("state", &self.state)
+            .field("phase", &self.core.phase)
             .finish_non_exhaustive()
     }
 }
@@ -158,95 +156,71 @@ impl<R: RandomSource> std::fmt::Debug for ClientConnection<R> {
 impl<R: RandomSource> ClientConnection<R> {
     /// Start a connection; the first request is queued at once.
     pub fn new(config: ClientConfig, rng: R, now: Timestamp) -> Self {
+        let (first, timeout) = (
+            if config.send_probe {
+                Step::Probe
+            } else {
+                Step::Signature
+            },
+            config.handshake_timeout_ms,
+        );
         let mut c = ClientConnection {
+            core: Endpoint::new(rng, first, now, timeout),
             config,
-            rng,
-            state: State::Signature,
-            started: now,
-            inbuf: Vec::new(),
-            out: Vec::new(),
-            events: VecDeque::new(),
         };
         if c.config.send_probe {
-            http::write_probe_request(&mut c.out, &c.config.host);
-            c.state = State::Probe;
+            http::write_probe_request(&mut c.core.out, &c.config.host);
         } else {
-            http::write_signature_request(&mut c.out, &c.config.host);
+            http::write_signature_request(&mut c.core.out, &c.config.host);
         }
         c
     }
 
     pub fn is_established(&self) -> bool {
-        matches!(self.state, State::Tunnel(_))
+        self.core.is_established()
     }
+
     pub fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closed)
+        self.core.is_closed()
     }
 
     /// Receive counters of the data phase (`None` before or after it).
     pub fn tunnel_stats(&self) -> Option<crate::tunnel::TunnelStats> {
-        match &self.state {
-            State::Tunnel(t) => Some(t.stats()),
-            _ => None,
-        }
+        self.core.tunnel_stats()
     }
+
     pub fn transmit(&self) -> &[u8] {
-        &self.out
+        self.core.transmit()
     }
+
     pub fn consume_transmit(&mut self, n: usize) {
-        self.out.drain(..n.min(self.out.len()));
+        self.core.consume_transmit(n);
     }
+
     pub fn drain_transmit(&mut self, dst: &mut Vec<u8>) {
-        if dst.is_empty() {
-            std::mem::swap(dst, &mut self.out);
-        } else {
-            dst.append(&mut self.out);
-        }
+        self.core.drain_transmit(dst);
     }
+
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        self.core.poll_event()
     }
 
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        match &self.state {
-            State::Tunnel(t) => Some(t.poll_timeout()),
-            State::Closed => None,
-            _ => Some(self.started.plus_ms(self.config.handshake_timeout_ms)),
-        }
+        self.core.poll_timeout()
     }
 
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        match &mut self.state {
-            State::Closed => {}
-            State::Tunnel(t) => {
-                if let Err(e) = t.handle_timeout(now, &mut self.out, &mut self.rng) {
-                    self.close(CloseReason::Tunnel(e));
-                }
-            }
-            _ => {
-                if now >= self.started.plus_ms(self.config.handshake_timeout_ms) {
-                    self.close(CloseReason::HandshakeTimeout);
-                }
-            }
-        }
+        self.core.handle_timeout(now);
     }
 
     pub fn close_local(&mut self) {
-        self.close(CloseReason::Local);
-    }
-
-    fn close(&mut self, reason: CloseReason) {
-        if !self.is_closed() {
-            self.state = State::Closed;
-            self.inbuf = Vec::new();
-            self.events.push_back(ClientEvent::Closed(reason));
-        }
+        self.core.close(CloseReason::Local);
     }
 
     fn fail(&mut self, e: HandshakeError) {
         match e {
-            HandshakeError::Remote(code) => self.close(CloseReason::Refused(code)),
-            e => self.close(CloseReason::Handshake(e)),
+            HandshakeError::Remote(code) => self.core.close(CloseReason::Refused(code)),
+            e => self.core.close(CloseReason::Handshake(e)),
         }
     }
 
@@ -255,10 +229,7 @@ impl<R: RandomSource> ClientConnection<R> {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        match &mut self.state {
-            State::Tunnel(t) => t.send_frames(now, &mut self.out, frames, &mut self.rng),
-            _ => 0,
-        }
+        self.core.send_frames(now, frames)
     }
 
     /// Feed bytes from the server; frames of the data phase go to `frames`.
@@ -268,61 +239,48 @@ impl<R: RandomSource> ClientConnection<R> {
         data: &[u8],
         frames: &mut S,
     ) {
-        if let State::Tunnel(t) = &mut self.state {
-            let res = if self.inbuf.is_empty() {
-                t.handle_input(now, data, frames)
-            } else {
-                let mut pending = std::mem::take(&mut self.inbuf);
-                pending.extend_from_slice(data);
-                t.handle_input(now, &pending, frames)
-            };
-            if let Err(e) = res {
-                self.close(CloseReason::Tunnel(e));
-            }
+        if self.core.feed_tunnel(now, data, frames) || self.is_closed() {
             return;
         }
-        if self.is_closed() {
-            return;
-        }
-        self.inbuf.extend_from_slice(data);
+        self.core.inbuf.extend_from_slice(data);
         while !self.is_closed() && !self.is_established() {
-            let max_body = match self.state {
-                State::Probe => MAX_PROBE_RESPONSE_BODY,
+            let max_body = match self.core.step() {
+                Some(Step::Probe) => MAX_PROBE_RESPONSE_BODY,
                 _ => MAX_PACK_BODY,
             };
-            let (resp, used) = match http::parse_response(&self.inbuf, max_body) {
+            let (resp, used) = match http::parse_response(&self.core.inbuf, max_body) {
                 Ok(Some(x)) => x,
                 Ok(None) => break,
                 Err(e) => return self.fail(e.into()),
             };
-            self.inbuf.drain(..used);
+            self.core.inbuf.drain(..used);
             self.on_response(now, &resp);
         }
-        if self.is_established() && !self.inbuf.is_empty() {
+        if self.is_established() && !self.core.inbuf.is_empty() {
             self.handle_input(now, &[], frames);
         }
     }
 
     fn on_response(&mut self, now: Timestamp, resp: &http::Message) {
-        match self.state {
-            State::Probe => {
+        match self.core.step() {
+            Some(Step::Probe) => {
                 // Status is ignored; the body decides (§1.2).
                 if http::is_softether_probe_answer(resp) {
-                    http::write_signature_request(&mut self.out, &self.config.host);
-                    self.state = State::Signature;
+                    http::write_signature_request(&mut self.core.out, &self.config.host);
+                    self.core.set_step(Step::Signature);
                 } else {
                     self.fail(HttpError::NotSoftEther.into());
                 }
             }
-            State::Signature => match response_pack(resp).and_then(|p| Hello::from_pack(&p)) {
+            Some(Step::Signature) => match response_pack(resp).and_then(|p| Hello::from_pack(&p)) {
                 Ok(hello) => self.on_hello(now, hello),
                 Err(e) => self.fail(e),
             },
-            State::AwaitWelcome => match response_pack(resp) {
+            Some(Step::AwaitWelcome) => match response_pack(resp) {
                 Ok(p) => self.on_welcome(now, &p),
                 Err(e) => self.fail(e),
             },
-            State::Tunnel(_) | State::Closed => {}
+            None => {}
         }
     }
 
@@ -365,9 +323,9 @@ impl<R: RandomSource> ClientConnection<R> {
             }
             .to_pack(),
         };
-        self.events.push_back(ClientEvent::Hello(hello));
+        self.core.push_event(ClientEvent::Hello(hello));
         if self.send_pack(now, pack) {
-            self.state = State::AwaitWelcome;
+            self.core.set_step(Step::AwaitWelcome);
         }
     }
 
@@ -396,15 +354,12 @@ impl<R: RandomSource> ClientConnection<R> {
                 code => return self.fail(HandshakeError::Remote(code)),
             },
         };
-        let mut t = Tunnel::new(now, timeout_ms, use_compress);
-        // First keep-alive right after tunnel start (§7.2).
-        let _ = t.handle_timeout(now, &mut self.out, &mut self.rng);
-        self.state = State::Tunnel(t);
-        self.events.push_back(ClientEvent::Established { welcome });
+        self.core.start_tunnel(now, timeout_ms, use_compress);
+        self.core.push_event(ClientEvent::Established { welcome });
     }
 
     fn send_pack(&mut self, now: Timestamp, mut pack: Pack) -> bool {
-        messages::add_pencore(&mut pack, &mut self.rng);
+        messages::add_pencore(&mut pack, &mut self.core.rng);
         let mut body = Vec::with_capacity(pack.encoded_len());
         if let Err(e) = pack.encode(&mut body) {
             self.fail(e.into());
@@ -414,7 +369,12 @@ impl<R: RandomSource> ClientConnection<R> {
             .config
             .unix_time_at_epoch
             .map(|t| http::http_date(t.saturating_add(now.0 / 1000)));
-        http::write_pack_request(&mut self.out, &self.config.host, &body, date.as_deref());
+        http::write_pack_request(
+            &mut self.core.out,
+            &self.config.host,
+            &body,
+            date.as_deref(),
+        );
         true
     }
 }

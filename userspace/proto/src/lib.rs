@@ -65,7 +65,8 @@
 pub mod client;
 pub mod close;
 pub mod data;
-pub mod error_code;
+mod endpoint;
+mod error_code;
 pub mod http;
 pub mod messages;
 pub mod pack;

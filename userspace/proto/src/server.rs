@@ -13,10 +13,9 @@
 //! closed; the handshake as a whole must finish within
 //! `handshake_timeout_ms`; once closed, input is ignored.
 
-use std::collections::VecDeque;
-
 use crate::close::CloseReason;
 use crate::data::FrameSink;
+use crate::endpoint::{ClosedEvent, Endpoint, Phase};
 use crate::error_code::ErrorCode;
 use crate::http::{self, HttpError, MAX_HEAD, MAX_PACK_BODY, MAX_REQUESTS_PER_CONNECTION};
 use crate::messages::{
@@ -26,7 +25,6 @@ use crate::messages::{
 use crate::pack::{Pack, PackLimits};
 use crate::rng::RandomSource;
 use crate::time::Timestamp;
-use crate::tunnel::Tunnel;
 
 /// Bytes we hold before authentication: one maximal head plus one maximal
 /// PACK body. A real client never pipelines beyond one request.
@@ -77,14 +75,16 @@ pub trait Authenticator {
 
 /// A session is up on this connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Established {
-    pub hubname: String,
-    pub username: String,
-    /// The negotiated welcome; `session_key` identifies the session for
-    /// later `additional_connect`s. For an additional connection this is
-    /// `None`.
-    pub welcome: Option<Welcome>,
-    pub session_key: [u8; 20],
+pub enum Established {
+    /// A login opened a new session; the welcome's `session_key` names it
+    /// for later additional connections.
+    Login {
+        hubname: String,
+        username: String,
+        welcome: Welcome,
+    },
+    /// An additional connection joined the session `session_key` names.
+    Additional { session_key: [u8; 20] },
 }
 
 /// Things the driver must react to.
@@ -101,35 +101,35 @@ pub enum ServerEvent {
     Closed(CloseReason),
 }
 
+impl ClosedEvent for ServerEvent {
+    fn closed(reason: CloseReason) -> Self {
+        ServerEvent::Closed(reason)
+    }
+}
+
+/// The server's handshake steps.
 #[derive(Debug)]
-enum State {
+enum Step {
     /// HTTP loop until a valid signature POST (§1.2, §1.3).
     Signature,
     /// Hello sent; waiting for the method PACK (§4, §6).
     AwaitMethod,
     LoginPending(Box<LoginRequest>),
     AdditionalPending([u8; 20]),
-    Tunnel(Tunnel),
-    Closed,
 }
 
 /// One server-side TCP connection.
 pub struct ServerConnection<R: RandomSource> {
     config: ServerConfig,
-    rng: R,
-    state: State,
+    core: Endpoint<R, Step, ServerEvent>,
     random: [u8; 20],
     requests: u32,
-    started: Timestamp,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    events: VecDeque<ServerEvent>,
 }
 
 impl<R: RandomSource> std::fmt::Debug for ServerConnection<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConnection")
-            .field("state", &self.state)
+            .field("phase", &self.core.phase)
             .field("requests", &self.requests)
             .finish_non_exhaustive()
     }
@@ -140,16 +140,12 @@ impl<R: RandomSource> ServerConnection<R> {
     pub fn new(config: ServerConfig, mut rng: R, now: Timestamp) -> Self {
         let mut random = [0u8; 20];
         rng.fill_bytes(&mut random);
+        let timeout = config.handshake_timeout_ms;
         ServerConnection {
             config,
-            rng,
-            state: State::Signature,
+            core: Endpoint::new(rng, Step::Signature, now, timeout),
             random,
             requests: 0,
-            started: now,
-            inbuf: Vec::new(),
-            out: Vec::new(),
-            events: VecDeque::new(),
         }
     }
 
@@ -159,80 +155,49 @@ impl<R: RandomSource> ServerConnection<R> {
     }
 
     pub fn is_established(&self) -> bool {
-        matches!(self.state, State::Tunnel(_))
+        self.core.is_established()
     }
 
     pub fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closed)
+        self.core.is_closed()
     }
 
     /// Receive counters of the data phase (`None` before or after it).
     pub fn tunnel_stats(&self) -> Option<crate::tunnel::TunnelStats> {
-        match &self.state {
-            State::Tunnel(t) => Some(t.stats()),
-            _ => None,
-        }
+        self.core.tunnel_stats()
     }
 
     /// Bytes waiting to be written to the TLS stream.
     pub fn transmit(&self) -> &[u8] {
-        &self.out
+        self.core.transmit()
     }
 
     /// Mark the first `n` transmit bytes as written.
     pub fn consume_transmit(&mut self, n: usize) {
-        self.out.drain(..n.min(self.out.len()));
+        self.core.consume_transmit(n);
     }
 
     /// Move all pending transmit bytes to the end of `dst`.
     pub fn drain_transmit(&mut self, dst: &mut Vec<u8>) {
-        if dst.is_empty() {
-            std::mem::swap(dst, &mut self.out);
-        } else {
-            dst.append(&mut self.out);
-        }
+        self.core.drain_transmit(dst);
     }
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        self.core.poll_event()
     }
 
     /// Next instant `handle_timeout` must run, if any.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        match &self.state {
-            State::Tunnel(t) => Some(t.poll_timeout()),
-            State::Closed => None,
-            _ => Some(self.started.plus_ms(self.config.handshake_timeout_ms)),
-        }
+        self.core.poll_timeout()
     }
 
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        match &mut self.state {
-            State::Closed => {}
-            State::Tunnel(t) => {
-                if let Err(e) = t.handle_timeout(now, &mut self.out, &mut self.rng) {
-                    self.close(CloseReason::Tunnel(e));
-                }
-            }
-            _ => {
-                if now >= self.started.plus_ms(self.config.handshake_timeout_ms) {
-                    self.close(CloseReason::HandshakeTimeout);
-                }
-            }
-        }
+        self.core.handle_timeout(now);
     }
 
     /// Close locally (e.g. the socket hit EOF). Emits `Closed(Local)` once.
     pub fn close_local(&mut self) {
-        self.close(CloseReason::Local);
-    }
-
-    fn close(&mut self, reason: CloseReason) {
-        if !self.is_closed() {
-            self.state = State::Closed;
-            self.inbuf = Vec::new();
-            self.events.push_back(ServerEvent::Closed(reason));
-        }
+        self.core.close(CloseReason::Local);
     }
 
     /// Feed bytes received from the peer. In the data phase, frames go to
@@ -243,31 +208,17 @@ impl<R: RandomSource> ServerConnection<R> {
         data: &[u8],
         frames: &mut S,
     ) {
-        if let State::Tunnel(t) = &mut self.state {
-            let res = if self.inbuf.is_empty() {
-                t.handle_input(now, data, frames)
-            } else {
-                // Bytes pipelined behind the handshake come first.
-                let mut pending = std::mem::take(&mut self.inbuf);
-                pending.extend_from_slice(data);
-                t.handle_input(now, &pending, frames)
-            };
-            if let Err(e) = res {
-                self.close(CloseReason::Tunnel(e));
-            }
+        if self.core.feed_tunnel(now, data, frames) || self.is_closed() {
             return;
         }
-        if self.is_closed() {
-            return;
-        }
-        self.inbuf.extend_from_slice(data);
+        self.core.inbuf.extend_from_slice(data);
         self.process_handshake(now);
-        if !self.is_closed() && self.inbuf.len() > MAX_PREAUTH_BUFFER {
+        if !self.is_closed() && self.core.inbuf.len() > MAX_PREAUTH_BUFFER {
             self.fail(HandshakeError::Protocol(
                 "too much data before authentication",
             ));
         }
-        if self.is_established() && !self.inbuf.is_empty() {
+        if self.is_established() && !self.core.inbuf.is_empty() {
             // Bytes pipelined behind the handshake belong to the tunnel.
             self.handle_input(now, &[], frames);
         }
@@ -275,18 +226,18 @@ impl<R: RandomSource> ServerConnection<R> {
 
     fn process_handshake(&mut self, now: Timestamp) {
         loop {
-            let max_body = match self.state {
-                State::Signature => http::MAX_SIGNATURE_BODY,
-                State::AwaitMethod => MAX_PACK_BODY,
+            let max_body = match self.core.step() {
+                Some(Step::Signature) => http::MAX_SIGNATURE_BODY,
+                Some(Step::AwaitMethod) => MAX_PACK_BODY,
                 // Waiting for the hub, tunnel, or closed: leave bytes queued.
                 _ => return,
             };
-            let (req, used) = match http::parse_request(&self.inbuf, max_body) {
+            let (req, used) = match http::parse_request(&self.core.inbuf, max_body) {
                 Ok(Some(x)) => x,
                 Ok(None) => return,
                 Err(e) => return self.fail(e.into()),
             };
-            self.inbuf.drain(..used);
+            self.core.inbuf.drain(..used);
             self.requests += 1;
             if self.requests > MAX_REQUESTS_PER_CONNECTION {
                 return self.fail(
@@ -296,9 +247,9 @@ impl<R: RandomSource> ServerConnection<R> {
                     .into(),
                 );
             }
-            match self.state {
-                State::Signature => self.on_signature_phase_request(now, &req),
-                State::AwaitMethod => self.on_method_request(now, &req),
+            match self.core.step() {
+                Some(Step::Signature) => self.on_signature_phase_request(now, &req),
+                Some(Step::AwaitMethod) => self.on_method_request(now, &req),
                 _ => return,
             }
             if self.is_closed() {
@@ -316,12 +267,12 @@ impl<R: RandomSource> ServerConnection<R> {
                 random: self.random,
             };
             if self.send_pack(now, hello.to_pack()) {
-                self.state = State::AwaitMethod;
+                self.core.set_step(Step::AwaitMethod);
             }
         } else {
             // The probe, a bad watermark, or anything else: the 403 page
             // the client's probe check recognises, and keep looping.
-            http::write_forbidden(&mut self.out, req.target());
+            http::write_forbidden(&mut self.core.out, req.target());
         }
     }
 
@@ -351,17 +302,17 @@ impl<R: RandomSource> ServerConnection<R> {
         match method {
             Method::Login => match LoginRequest::from_pack(&pack) {
                 Ok(login) => {
-                    self.events
-                        .push_back(ServerEvent::LoginRequested(login.clone()));
-                    self.state = State::LoginPending(Box::new(login));
+                    self.core
+                        .push_event(ServerEvent::LoginRequested(login.clone()));
+                    self.core.set_step(Step::LoginPending(Box::new(login)));
                 }
                 Err(_) => self.refuse(now, ErrorCode::PROTOCOL_ERROR),
             },
             Method::AdditionalConnect => match AdditionalConnect::from_pack(&pack) {
                 Ok(ac) => {
-                    self.state = State::AdditionalPending(ac.session_key);
-                    self.events
-                        .push_back(ServerEvent::AdditionalConnectRequested(ac));
+                    self.core.set_step(Step::AdditionalPending(ac.session_key));
+                    self.core
+                        .push_event(ServerEvent::AdditionalConnectRequested(ac));
                 }
                 Err(_) => self.refuse(now, ErrorCode::PROTOCOL_ERROR),
             },
@@ -373,8 +324,8 @@ impl<R: RandomSource> ServerConnection<R> {
 
     /// The login awaiting an answer, if any.
     pub fn pending_login(&self) -> Option<&LoginRequest> {
-        match &self.state {
-            State::LoginPending(l) => Some(l),
+        match self.core.step() {
+            Some(Step::LoginPending(l)) => Some(l),
             _ => None,
         }
     }
@@ -396,33 +347,35 @@ impl<R: RandomSource> ServerConnection<R> {
     /// the answer was pending are decoded by the next `handle_input` call
     /// (an empty slice will do); a real client sends none.
     pub fn accept_login(&mut self, now: Timestamp, grant: SessionGrant) {
-        if !matches!(self.state, State::LoginPending(_)) {
+        if !matches!(self.core.step(), Some(Step::LoginPending(_))) {
             return;
         }
-        let State::LoginPending(login) = std::mem::replace(&mut self.state, State::AwaitMethod)
+        let Phase::Handshake(Step::LoginPending(login)) =
+            std::mem::replace(&mut self.core.phase, Phase::Handshake(Step::AwaitMethod))
         else {
             return;
         };
         let mut key = [0u8; 20];
-        self.rng.fill_bytes(&mut key);
-        let key32 = self.rng.next_u32();
+        self.core.rng.fill_bytes(&mut key);
+        let key32 = self.core.rng.next_u32();
         let welcome =
             messages::negotiate_welcome(&login, &grant, &self.config.negotiation, key, key32);
         if !self.send_pack(now, welcome.to_pack()) {
             return;
         }
-        self.start_tunnel(now, welcome.timeout_ms, welcome.use_compress);
-        self.events.push_back(ServerEvent::Established(Established {
-            hubname: login.hubname,
-            username: login.username,
-            session_key: key,
-            welcome: Some(welcome),
-        }));
+        self.core
+            .start_tunnel(now, welcome.timeout_ms, welcome.use_compress);
+        self.core
+            .push_event(ServerEvent::Established(Established::Login {
+                hubname: login.hubname,
+                username: login.username,
+                welcome,
+            }));
     }
 
     /// Refuse the pending login with `code` (8 unknown hub, 9 bad password …).
     pub fn reject_login(&mut self, now: Timestamp, code: ErrorCode) {
-        if matches!(self.state, State::LoginPending(_)) {
+        if matches!(self.core.step(), Some(Step::LoginPending(_))) {
             self.refuse(now, code);
         }
     }
@@ -437,25 +390,23 @@ impl<R: RandomSource> ServerConnection<R> {
         timeout_ms: u32,
         use_compress: bool,
     ) {
-        let State::AdditionalPending(key) = self.state else {
+        let Some(&Step::AdditionalPending(session_key)) = self.core.step() else {
             return;
         };
         if !self.send_pack(now, messages::additional_connect_reply(direction)) {
             return;
         }
-        self.start_tunnel(now, timeout_ms, use_compress);
-        self.events.push_back(ServerEvent::Established(Established {
-            hubname: String::new(),
-            username: String::new(),
-            session_key: key,
-            welcome: None,
-        }));
+        self.core.start_tunnel(now, timeout_ms, use_compress);
+        self.core
+            .push_event(ServerEvent::Established(Established::Additional {
+                session_key,
+            }));
     }
 
     /// Refuse the additional connection. Use `ERR_TOO_MANY_CONNECTION` (15),
     /// not 13/14, which make the client drop the whole session (§6).
     pub fn reject_additional(&mut self, now: Timestamp, code: ErrorCode) {
-        if matches!(self.state, State::AdditionalPending(_)) {
+        if matches!(self.core.step(), Some(Step::AdditionalPending(_))) {
             self.refuse(now, code);
         }
     }
@@ -466,33 +417,24 @@ impl<R: RandomSource> ServerConnection<R> {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        match &mut self.state {
-            State::Tunnel(t) => t.send_frames(now, &mut self.out, frames, &mut self.rng),
-            _ => 0,
-        }
-    }
-
-    fn start_tunnel(&mut self, now: Timestamp, timeout_ms: u32, use_compress: bool) {
-        let mut t = Tunnel::new(now, timeout_ms, use_compress);
-        // The server's keep-alive clock also starts at 0 (§7.2): send one now.
-        let _ = t.handle_timeout(now, &mut self.out, &mut self.rng);
-        self.state = State::Tunnel(t);
+        self.core.send_frames(now, frames)
     }
 
     /// Queue `pack` as an HTTP 200 response. False (and closed) if it does
     /// not encode, e.g. a hub-supplied policy name longer than 63 bytes.
     fn send_pack(&mut self, now: Timestamp, mut pack: Pack) -> bool {
-        messages::add_pencore(&mut pack, &mut self.rng);
+        messages::add_pencore(&mut pack, &mut self.core.rng);
         let mut body = Vec::with_capacity(pack.encoded_len());
         if pack.encode(&mut body).is_err() {
-            self.close(CloseReason::Refused(ErrorCode::INTERNAL_ERROR));
+            self.core
+                .close(CloseReason::Refused(ErrorCode::INTERNAL_ERROR));
             return false;
         }
         let date = self
             .config
             .unix_time_at_epoch
             .map(|t| http::http_date(t.saturating_add(now.0 / 1000)));
-        http::write_pack_response(&mut self.out, &body, date.as_deref());
+        http::write_pack_response(&mut self.core.out, &body, date.as_deref());
         true
     }
 
@@ -500,10 +442,10 @@ impl<R: RandomSource> ServerConnection<R> {
     fn refuse(&mut self, now: Timestamp, code: ErrorCode) {
         // Ignoring the result: on failure `send_pack` already closed.
         let _ = self.send_pack(now, messages::error_reply(code, false));
-        self.close(CloseReason::Refused(code));
+        self.core.close(CloseReason::Refused(code));
     }
 
     fn fail(&mut self, e: HandshakeError) {
-        self.close(CloseReason::Handshake(e));
+        self.core.close(CloseReason::Handshake(e));
     }
 }

@@ -10,8 +10,8 @@ use ethergate_proto::pack::{Pack, PackLimits};
 use ethergate_proto::password::hash_password;
 use ethergate_proto::{
     Authenticator, ClientAuth, ClientConfig, ClientConnection, ClientEvent, ClientMode,
-    CloseReason, Credentials, Direction, ErrorCode, Frames, LoginRequest, ServerConfig,
-    ServerConnection, ServerEvent, SessionGrant, TestRng, Timestamp, TunnelError,
+    CloseReason, Credentials, Direction, ErrorCode, Established, Frames, LoginRequest,
+    ServerConfig, ServerConnection, ServerEvent, SessionGrant, TestRng, Timestamp, TunnelError,
 };
 
 /// A toy hub directory: hub name → (user → stored hash, or None for anonymous).
@@ -209,9 +209,17 @@ fn full_session_probe_login_frames_keepalives_timeout() {
             _ => None,
         })
         .expect("server established");
-    assert_eq!(est.hubname, "TEST");
-    assert_eq!(est.username, "alice");
-    assert_eq!(est.session_key, welcome.session_key);
+    let Established::Login {
+        hubname,
+        username,
+        welcome: server_welcome,
+    } = est
+    else {
+        panic!("a login establishes a Login session: {est:?}");
+    };
+    assert_eq!(hubname, "TEST");
+    assert_eq!(username, "alice");
+    assert_eq!(server_welcome.session_key, welcome.session_key);
 
     // Frames both ways, many per batch.
     let f1: Vec<u8> = (0..60u8).collect();

@@ -24,8 +24,8 @@ use compio::{
     net::TcpStream,
 };
 use ethergate_proto::{
-    Authenticator, CloseReason, Direction, ErrorCode, ServerConnection, ServerEvent, Timestamp,
-    data::Frames,
+    Authenticator, CloseReason, Direction, ErrorCode, Established, ServerConnection, ServerEvent,
+    Timestamp, data::Frames,
 };
 use futures_util::future::{Either, select};
 use tracing::{debug, info, warn};
@@ -322,13 +322,17 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
             }
             ServerEvent::Established(established) => {
                 finish_handshake(c);
-                if let Some(welcome) = established.welcome {
+                // An additional connection was attached when it was accepted.
+                if let Established::Login {
+                    username, welcome, ..
+                } = established
+                {
                     let Some(hub) = c.pending_hub.take() else {
                         c.proto.close_local();
                         continue;
                     };
                     let login = LoginInfo {
-                        user: &established.username,
+                        user: &username,
                         client: c.peer,
                         worker: worker.index,
                     };
@@ -337,7 +341,7 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                             info!(
                                 client = %c.peer.ip(),
                                 hub = hub.name,
-                                user = established.username,
+                                user = username,
                                 session = welcome.session_name,
                                 max_connection = welcome.max_connection,
                                 id = c.id,

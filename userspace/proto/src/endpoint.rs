@@ -1,0 +1,190 @@
+//! What a client connection and a server connection do alike: hold the
+//! bytes waiting to be sent and the events waiting to be read, enforce the
+//! handshake deadline, run the tunnel once the handshake is done (frames
+//! in and out, keep-alives, its timeout), and close exactly once. Each role
+//! keeps only its handshake steps ([`Phase::Handshake`]) and the messages
+//! it sends.
+//!
+//! Invariants: a closed endpoint ignores input and sends nothing more; a
+//! `Closed` event is queued once, by [`Endpoint::close`]; bytes that
+//! arrived behind the handshake are handed to the tunnel before any later
+//! input.
+
+use std::collections::VecDeque;
+
+use crate::close::CloseReason;
+use crate::data::FrameSink;
+use crate::rng::RandomSource;
+use crate::time::Timestamp;
+use crate::tunnel::{Tunnel, TunnelStats};
+
+/// Where a connection is: in its role's handshake step `H`, in the data
+/// phase, or done.
+#[derive(Debug)]
+pub(crate) enum Phase<H> {
+    Handshake(H),
+    Tunnel(Tunnel),
+    Closed,
+}
+
+/// An event type that can report the end of the connection.
+pub(crate) trait ClosedEvent {
+    fn closed(reason: CloseReason) -> Self;
+}
+
+pub(crate) struct Endpoint<R, H, E> {
+    pub(crate) rng: R,
+    pub(crate) phase: Phase<H>,
+    started: Timestamp,
+    handshake_timeout_ms: u64,
+    /// Received bytes the handshake has not consumed yet.
+    pub(crate) inbuf: Vec<u8>,
+    /// Bytes to be written to the TLS stream.
+    pub(crate) out: Vec<u8>,
+    events: VecDeque<E>,
+}
+
+impl<R: RandomSource, H, E: ClosedEvent> Endpoint<R, H, E> {
+    pub(crate) fn new(rng: R, first_step: H, now: Timestamp, handshake_timeout_ms: u64) -> Self {
+        Self {
+            rng,
+            phase: Phase::Handshake(first_step),
+            started: now,
+            handshake_timeout_ms,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn is_established(&self) -> bool {
+        matches!(self.phase, Phase::Tunnel(_))
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// The current handshake step; `None` in the tunnel or once closed.
+    pub(crate) fn step(&self) -> Option<&H> {
+        match &self.phase {
+            Phase::Handshake(step) => Some(step),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_step(&mut self, step: H) {
+        if !self.is_closed() {
+            self.phase = Phase::Handshake(step);
+        }
+    }
+
+    pub(crate) fn tunnel_stats(&self) -> Option<TunnelStats> {
+        match &self.phase {
+            Phase::Tunnel(t) => Some(t.stats()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn transmit(&self) -> &[u8] {
+        &self.out
+    }
+
+    pub(crate) fn consume_transmit(&mut self, n: usize) {
+        self.out.drain(..n.min(self.out.len()));
+    }
+
+    pub(crate) fn drain_transmit(&mut self, dst: &mut Vec<u8>) {
+        if dst.is_empty() {
+            std::mem::swap(dst, &mut self.out);
+        } else {
+            dst.append(&mut self.out);
+        }
+    }
+
+    pub(crate) fn push_event(&mut self, event: E) {
+        self.events.push_back(event);
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<E> {
+        self.events.pop_front()
+    }
+
+    /// The tunnel's next keep-alive or timeout, or the handshake deadline.
+    pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
+        match &self.phase {
+            Phase::Tunnel(t) => Some(t.poll_timeout()),
+            Phase::Closed => None,
+            Phase::Handshake(_) => Some(self.started.plus_ms(self.handshake_timeout_ms)),
+        }
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Timestamp) {
+        match &mut self.phase {
+            Phase::Closed => {}
+            Phase::Tunnel(t) => {
+                if let Err(e) = t.handle_timeout(now, &mut self.out, &mut self.rng) {
+                    self.close(CloseReason::Tunnel(e));
+                }
+            }
+            Phase::Handshake(_) => {
+                if now >= self.started.plus_ms(self.handshake_timeout_ms) {
+                    self.close(CloseReason::HandshakeTimeout);
+                }
+            }
+        }
+    }
+
+    /// Ends the connection and queues the `Closed` event (once).
+    pub(crate) fn close(&mut self, reason: CloseReason) {
+        if !self.is_closed() {
+            self.phase = Phase::Closed;
+            self.inbuf = Vec::new();
+            self.events.push_back(E::closed(reason));
+        }
+    }
+
+    /// Starts the data phase and sends the first keep-alive at once: both
+    /// sides' keep-alive clocks start at zero (§7.2).
+    pub(crate) fn start_tunnel(&mut self, now: Timestamp, timeout_ms: u32, use_compress: bool) {
+        let mut t = Tunnel::new(now, timeout_ms, use_compress);
+        let _ = t.handle_timeout(now, &mut self.out, &mut self.rng);
+        self.phase = Phase::Tunnel(t);
+    }
+
+    /// Queues `frames` as one batch in the data phase; how many were queued.
+    pub(crate) fn send_frames<'a, I>(&mut self, now: Timestamp, frames: I) -> u32
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        match &mut self.phase {
+            Phase::Tunnel(t) => t.send_frames(now, &mut self.out, frames, &mut self.rng),
+            _ => 0,
+        }
+    }
+
+    /// In the data phase, decodes `data` (after any bytes that arrived
+    /// behind the handshake) into `frames` and returns true; false before
+    /// it, when the role's handshake must look at the bytes.
+    pub(crate) fn feed_tunnel<S: FrameSink + ?Sized>(
+        &mut self,
+        now: Timestamp,
+        data: &[u8],
+        frames: &mut S,
+    ) -> bool {
+        let Phase::Tunnel(t) = &mut self.phase else {
+            return false;
+        };
+        let result = if self.inbuf.is_empty() {
+            t.handle_input(now, data, frames)
+        } else {
+            let mut pending = std::mem::take(&mut self.inbuf);
+            pending.extend_from_slice(data);
+            t.handle_input(now, &pending, frames)
+        };
+        if let Err(e) = result {
+            self.close(CloseReason::Tunnel(e));
+        }
+        true
+    }
+}
