@@ -13,7 +13,7 @@ use ethergate_common::{
     counters::{COUNTER_SLOTS, counter_index},
 };
 
-use crate::{COUNTERS_MAP, DataplaneError, NAT_DROPS_MAP, NAT_EVENTS_MAP, PARSE_ISSUES_MAP};
+use crate::{DataplaneError, map_names};
 
 /// Counters of the uplink program at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -121,15 +121,15 @@ fn grid_delta<T: Copy + Default>(
 }
 
 pub(crate) fn read(ebpf: &Ebpf) -> Result<CounterSnapshot, DataplaneError> {
-    let counters: PerCpuArray<&MapData, PacketCounter> = per_cpu_array(ebpf, COUNTERS_MAP)?;
-    let issues: PerCpuArray<&MapData, u64> = per_cpu_array(ebpf, PARSE_ISSUES_MAP)?;
+    let counters: PerCpuArray<&MapData, PacketCounter> = per_cpu_array(ebpf, map_names::COUNTERS)?;
+    let issues: PerCpuArray<&MapData, u64> = per_cpu_array(ebpf, map_names::PARSE_ISSUES)?;
     let cpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::CpuCount(source))?;
     let mut per_cpu = vec![vec![PacketCounter::default(); COUNTER_SLOTS as usize]; cpus];
     for slot in 0..COUNTER_SLOTS {
         let values = counters
             .get(&slot, 0)
             .map_err(|source| DataplaneError::Map {
-                map: COUNTERS_MAP,
+                map: map_names::COUNTERS,
                 source: Box::new(source),
             })?;
         for (cpu, value) in values.iter().enumerate() {
@@ -140,16 +140,16 @@ pub(crate) fn read(ebpf: &Ebpf) -> Result<CounterSnapshot, DataplaneError> {
     }
     Ok(CounterSnapshot {
         per_cpu,
-        parse_issues: u64_grid(&issues, PARSE_ISSUES_MAP, ParseIssue::COUNT, cpus)?,
+        parse_issues: u64_grid(&issues, map_names::PARSE_ISSUES, ParseIssue::COUNT, cpus)?,
         nat_events: u64_grid(
-            &per_cpu_array(ebpf, NAT_EVENTS_MAP)?,
-            NAT_EVENTS_MAP,
+            &per_cpu_array(ebpf, map_names::NAT_EVENTS)?,
+            map_names::NAT_EVENTS,
             NatEvent::COUNT,
             cpus,
         )?,
         nat_drops: u64_grid(
-            &per_cpu_array(ebpf, NAT_DROPS_MAP)?,
-            NAT_DROPS_MAP,
+            &per_cpu_array(ebpf, map_names::NAT_DROPS)?,
+            map_names::NAT_DROPS,
             DropReason::COUNT,
             cpus,
         )?,

@@ -24,6 +24,7 @@ mod counters;
 mod error;
 #[cfg(feature = "test-hooks")]
 pub mod loadgen;
+mod map_names;
 mod nat;
 mod neighbour;
 mod pin;
@@ -67,25 +68,11 @@ use ethergate_config::NatMode;
 pub(crate) static PROGRAMS_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ethergate-programs"));
 
-/// Program and map names as they appear in the object (the Rust item names in
-/// ebpf/programs).
+/// Program names as they appear in the object (the Rust item names in
+/// ebpf/programs); map names are in [`map_names`].
 pub(crate) const UPLINK_PROGRAM: &str = "uplink";
 pub(crate) const INSIDE_PROGRAM: &str = "inside";
 pub(crate) const REDIRECT_PEER_PROGRAM: &str = "redirect_peer";
-pub(crate) const COUNTERS_MAP: &str = "COUNTERS";
-pub(crate) const PARSE_ISSUES_MAP: &str = "PARSE_ISSUES";
-pub(crate) const NAT_EVENTS_MAP: &str = "NAT_EVENTS";
-pub(crate) const NAT_DROPS_MAP: &str = "NAT_DROPS";
-const NAT_OUT_MAP: &str = "NAT_OUT";
-const NAT_IN_MAP: &str = "NAT_IN";
-const DNAT_OUT_MAP: &str = "DNAT_OUT";
-const DNAT_IN_MAP: &str = "DNAT_IN";
-#[cfg(feature = "test-hooks")]
-const SOURCE_FLOWS_MAP: &str = "SOURCE_FLOWS";
-const ROUTE_GENERATION_MAP: &str = "ROUTE_GENERATION";
-const ACTIVE_FLOWS_MAP: &str = "ACTIVE_FLOWS";
-const TC_INTERFACES_MAP: &str = "TC_INTERFACES";
-
 pub use ethergate_common::nat::DEFAULT_MAX_FLOWS;
 
 /// The XDP programs in the object.
@@ -172,11 +159,9 @@ impl Dataplane {
                 None => None,
             };
         let mut loader = EbpfLoader::new();
-        loader
-            .map_max_entries(NAT_OUT_MAP, max_flows)
-            .map_max_entries(NAT_IN_MAP, max_flows)
-            .map_max_entries(DNAT_OUT_MAP, max_flows)
-            .map_max_entries(DNAT_IN_MAP, max_flows);
+        for name in map_names::FLOW_TABLES {
+            loader.map_max_entries(name, max_flows);
+        }
         if let Some(pins) = &pins {
             for (name, _) in pin::PINNED_MAPS {
                 loader.map_pin_path(name, pins.map(name));
@@ -206,23 +191,23 @@ impl Dataplane {
             })?;
         }
         let flows = nat::FlowMaps {
-            out: take_hash_map(&mut ebpf, NAT_OUT_MAP)?,
-            inbound: take_hash_map(&mut ebpf, NAT_IN_MAP)?,
-            dnat_out: take_hash_map(&mut ebpf, DNAT_OUT_MAP)?,
-            dnat_in: take_hash_map(&mut ebpf, DNAT_IN_MAP)?,
+            out: take_hash_map(&mut ebpf, map_names::NAT_OUT)?,
+            inbound: take_hash_map(&mut ebpf, map_names::NAT_IN)?,
+            dnat_out: take_hash_map(&mut ebpf, map_names::DNAT_OUT)?,
+            dnat_in: take_hash_map(&mut ebpf, map_names::DNAT_IN)?,
             #[cfg(feature = "test-hooks")]
             sources: {
                 let map = ebpf
-                    .take_map(SOURCE_FLOWS_MAP)
-                    .ok_or(DataplaneError::MissingMap(SOURCE_FLOWS_MAP))?;
-                HashMap::try_from(map).map_err(|e| map_error(SOURCE_FLOWS_MAP, e))?
+                    .take_map(map_names::SOURCE_FLOWS)
+                    .ok_or(DataplaneError::MissingMap(map_names::SOURCE_FLOWS))?;
+                HashMap::try_from(map).map_err(|e| map_error(map_names::SOURCE_FLOWS, e))?
             },
         };
         let active = ebpf
-            .take_map(ACTIVE_FLOWS_MAP)
-            .ok_or(DataplaneError::MissingMap(ACTIVE_FLOWS_MAP))?;
-        let active =
-            aya::maps::PerCpuArray::try_from(active).map_err(|e| map_error(ACTIVE_FLOWS_MAP, e))?;
+            .take_map(map_names::ACTIVE_FLOWS)
+            .ok_or(DataplaneError::MissingMap(map_names::ACTIVE_FLOWS))?;
+        let active = aya::maps::PerCpuArray::try_from(active)
+            .map_err(|e| map_error(map_names::ACTIVE_FLOWS, e))?;
         Ok(Self {
             flows: Mutex::new(flows),
             active,
@@ -252,10 +237,10 @@ impl Dataplane {
         if self.route_watch.is_none() {
             let map = self
                 .ebpf
-                .take_map(ROUTE_GENERATION_MAP)
-                .ok_or(DataplaneError::MissingMap(ROUTE_GENERATION_MAP))?;
+                .take_map(map_names::ROUTE_GENERATION)
+                .ok_or(DataplaneError::MissingMap(map_names::ROUTE_GENERATION))?;
             let generation =
-                Array::try_from(map).map_err(|e| map_error(ROUTE_GENERATION_MAP, e))?;
+                Array::try_from(map).map_err(|e| map_error(map_names::ROUTE_GENERATION, e))?;
             self.route_watch = Some(
                 route_watch::RouteWatch::start(generation).map_err(DataplaneError::RouteWatch)?,
             );
@@ -562,12 +547,12 @@ impl Dataplane {
     /// treats any higher one as tc mode, so there is nothing to write.
     fn set_tc_interface(&mut self, ifindex: u32, tc: bool) -> Result<(), DataplaneError> {
         let mut map: aya::maps::Array<&mut MapData, u8> =
-            map_mut(&mut self.ebpf, TC_INTERFACES_MAP)?;
+            map_mut(&mut self.ebpf, map_names::TC_INTERFACES)?;
         if ifindex >= map.len() {
             return Ok(());
         }
         map.set(ifindex, u8::from(tc), 0)
-            .map_err(|e| map_error(TC_INTERFACES_MAP, e))
+            .map_err(|e| map_error(map_names::TC_INTERFACES, e))
     }
 
     /// Attaches the uplink's NAT programs (what [`Dataplane::apply_nat`]

@@ -4,6 +4,7 @@
 //! live-frames mode, so the sender's cost is a program run per packet, not
 //! a socket and a trip through the stack; `sink` counts what arrives.
 
+use crate::map_names;
 use std::time::{Duration, Instant};
 
 use aya::{
@@ -32,7 +33,7 @@ impl LoadGen {
     /// their smallest, since nothing here uses them and they preallocate.
     pub fn load() -> Result<Self, DataplaneError> {
         let mut loader = EbpfLoader::new();
-        for name in ["NAT_OUT", "NAT_IN", "DNAT_OUT", "DNAT_IN"] {
+        for name in map_names::FLOW_TABLES {
             loader.map_max_entries(name, 1);
         }
         let mut ebpf = loader
@@ -70,21 +71,23 @@ impl LoadGen {
     pub fn received(&self) -> Result<u64, DataplaneError> {
         let map = self
             .ebpf
-            .map("SINK_COUNT")
-            .ok_or(DataplaneError::MissingMap("SINK_COUNT"))?;
+            .map(map_names::SINK_COUNT)
+            .ok_or(DataplaneError::MissingMap(map_names::SINK_COUNT))?;
         let counts: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(map).map_err(|e| map_error("SINK_COUNT", e))?;
-        let per_cpu = counts.get(&0, 0).map_err(|e| map_error("SINK_COUNT", e))?;
+            PerCpuArray::try_from(map).map_err(|e| map_error(map_names::SINK_COUNT, e))?;
+        let per_cpu = counts
+            .get(&0, 0)
+            .map_err(|e| map_error(map_names::SINK_COUNT, e))?;
         Ok(per_cpu.iter().sum())
     }
 
     /// Cycles through `flows` flows (rounded up to a power of two) from
     /// the next frame on.
     pub fn set_flows(&mut self, flows: u32) -> Result<(), DataplaneError> {
-        let mut map: Array<_, u32> = crate::map_mut(&mut self.ebpf, "LOADGEN_FLOWS")?;
+        let mut map: Array<_, u32> = crate::map_mut(&mut self.ebpf, map_names::LOADGEN_FLOWS)?;
         let mask = flows.max(1).next_power_of_two() - 1;
         map.set(0, mask, 0)
-            .map_err(|e| map_error("LOADGEN_FLOWS", e))
+            .map_err(|e| map_error(map_names::LOADGEN_FLOWS, e))
     }
 
     /// Sends `count` frames made from `template` out of `ifindex` (an
@@ -101,9 +104,10 @@ impl LoadGen {
             .get(..HEADERS)
             .and_then(|h| h.try_into().ok())
             .ok_or(DataplaneError::MissingMap("a 42-byte frame template"))?;
-        let mut map: Array<_, [u8; HEADERS]> = crate::map_mut(&mut self.ebpf, "LOADGEN_HEADERS")?;
+        let mut map: Array<_, [u8; HEADERS]> =
+            crate::map_mut(&mut self.ebpf, map_names::LOADGEN_HEADERS)?;
         map.set(0, headers, 0)
-            .map_err(|e| map_error("LOADGEN_HEADERS", e))?;
+            .map_err(|e| map_error(map_names::LOADGEN_HEADERS, e))?;
         let program: &mut Xdp = program_mut(&mut self.ebpf, LOADGEN)?;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex.

@@ -19,6 +19,7 @@
 //! is gone) are unpinned and attached afresh. [`forget`] removes it all,
 //! which detaches the programs (`ethergate nat forget`).
 
+use crate::map_names;
 use std::{
     io,
     path::{Path, PathBuf},
@@ -37,13 +38,13 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// The maps that carry flow state across restarts, and whether their size
 /// is `max_flows`.
 pub(crate) const PINNED_MAPS: &[(&str, bool)] = &[
-    ("NAT_OUT", true),
-    ("NAT_IN", true),
-    ("DNAT_OUT", true),
-    ("DNAT_IN", true),
-    ("FRAGMENTS", false),
-    ("SOURCE_FLOWS", false),
-    ("ACTIVE_FLOWS", false),
+    (map_names::NAT_OUT, true),
+    (map_names::NAT_IN, true),
+    (map_names::DNAT_OUT, true),
+    (map_names::DNAT_IN, true),
+    (map_names::FRAGMENTS, false),
+    (map_names::SOURCE_FLOWS, false),
+    (map_names::ACTIVE_FLOWS, false),
 ];
 
 /// What a starting process found.

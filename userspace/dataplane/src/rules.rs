@@ -7,6 +7,7 @@
 //! the flow maps are never touched: established flows keep their
 //! translation across a reload, new flows follow the new rules.
 
+use crate::map_names;
 use std::net::Ipv4Addr;
 
 use aya::{
@@ -23,9 +24,8 @@ use ethergate_config::{L4Protocol, Nat, SnatTarget};
 
 use crate::{DataplaneError, map_error, map_mut, nat::interface_ipv4};
 
-pub(crate) const NAT_CONFIG_MAP: &str = "NAT_CONFIG";
-const SNAT_RULES_MAPS: [&str; 2] = ["SNAT_RULES_0", "SNAT_RULES_1"];
-const DNAT_RULES_MAPS: [&str; 2] = ["DNAT_RULES_0", "DNAT_RULES_1"];
+const SNAT_RULES_MAPS: [&str; 2] = map_names::SNAT_RULES;
+const DNAT_RULES_MAPS: [&str; 2] = map_names::DNAT_RULES;
 
 /// One `SNAT_RULES_<n>` entry: source prefix → public addresses.
 pub(crate) type SnatEntry = (Key<[u8; 4]>, SnatAddresses);
@@ -105,17 +105,17 @@ pub(crate) fn dnat_entries(nat: &Nat) -> Result<Vec<DnatEntry>, DataplaneError> 
 /// The live config, or the all-zero one (NAT off, set 0 live) before the
 /// first write.
 pub(crate) fn current_config(ebpf: &mut Ebpf) -> Result<NatConfig, DataplaneError> {
-    let settings: Array<&mut MapData, NatConfig> = map_mut(ebpf, NAT_CONFIG_MAP)?;
+    let settings: Array<&mut MapData, NatConfig> = map_mut(ebpf, map_names::NAT_CONFIG)?;
     settings
         .get(&0, 0)
-        .map_err(|e| map_error(NAT_CONFIG_MAP, e))
+        .map_err(|e| map_error(map_names::NAT_CONFIG, e))
 }
 
 pub(crate) fn write_config(ebpf: &mut Ebpf, config: NatConfig) -> Result<(), DataplaneError> {
-    let mut settings: Array<&mut MapData, NatConfig> = map_mut(ebpf, NAT_CONFIG_MAP)?;
+    let mut settings: Array<&mut MapData, NatConfig> = map_mut(ebpf, map_names::NAT_CONFIG)?;
     settings
         .set(0, config, 0)
-        .map_err(|e| map_error(NAT_CONFIG_MAP, e))
+        .map_err(|e| map_error(map_names::NAT_CONFIG, e))
 }
 
 /// Fills the idle rule set with `snat` and `dnat`, then makes it live
