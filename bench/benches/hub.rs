@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ethergate_hub::dhcp::{DhcpMessage, DhcpOptions, MessageType};
 use ethergate_hub::{
-    DhcpServerConfig, Forward, Hub, HubOptions, MacAddr, PortId, PortPolicy, Timestamp,
+    DhcpServerConfig, Forward, Hub, HubOptions, MacAddr, PortId, PortPolicy, WallTime,
 };
 
 fn mac(n: u64) -> MacAddr {
@@ -46,7 +46,7 @@ fn dhcp_config() -> DhcpServerConfig {
 }
 
 fn bench_hub(c: &mut Criterion) {
-    let now = Timestamp::from_unix_secs(1_700_000_000);
+    let now = WallTime::from_unix_secs(1_700_000_000);
     let mut g = c.benchmark_group("hub");
     g.throughput(Throughput::Elements(1));
 

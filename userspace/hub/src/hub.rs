@@ -23,7 +23,7 @@ use crate::dhcp::{
 };
 use crate::mac_table::{DEFAULT_MAC_AGING, LearnError, MAX_MAC_ENTRIES, MacTable};
 use crate::port::{DropReason, PortCounters, PortId, PortPolicy};
-use crate::{MacAddr, Timestamp};
+use crate::{MacAddr, WallTime};
 
 /// Ethernet header: destination, source, EtherType.
 pub const ETH_HEADER_LEN: usize = 14;
@@ -159,7 +159,7 @@ impl Hub {
     pub fn set_dhcp(
         &mut self,
         config: Option<DhcpServerConfig>,
-        now: Timestamp,
+        now: WallTime,
     ) -> Option<crate::dhcp::RestoreReport> {
         let leases = self.dhcp.as_ref().map(DhcpServer::snapshot);
         self.dhcp = config.map(DhcpServer::new);
@@ -200,7 +200,7 @@ impl Hub {
     /// another port are dropped as [`DropReason::MacSpoof`]. For the
     /// bridge tap's own MAC, which the kernel may not send from for longer
     /// than the aging time.
-    pub fn pin_mac(&mut self, mac: MacAddr, port: PortId, now: Timestamp) -> Result<(), HubError> {
+    pub fn pin_mac(&mut self, mac: MacAddr, port: PortId, now: WallTime) -> Result<(), HubError> {
         self.slot(port).map_err(|_| HubError::UnknownPort(port))?;
         self.table.pin(mac, port, now);
         Ok(())
@@ -227,12 +227,12 @@ impl Hub {
     }
 
     /// Removes aged MAC entries; call every few seconds. Returns how many.
-    pub fn expire(&mut self, now: Timestamp) -> usize {
+    pub fn expire(&mut self, now: WallTime) -> usize {
         self.table.expire(now)
     }
 
     /// Decides where `frame`, received on `ingress`, goes.
-    pub fn forward(&mut self, ingress: PortId, frame: &[u8], now: Timestamp) -> Forward<'_> {
+    pub fn forward(&mut self, ingress: PortId, frame: &[u8], now: WallTime) -> Forward<'_> {
         let Ok(at) = self.slot(ingress) else {
             self.unknown_port_drops += 1;
             return Forward::Drop(DropReason::UnknownPort);
@@ -283,7 +283,7 @@ impl Hub {
         at: usize,
         ingress: PortId,
         frame: &[u8],
-        now: Timestamp,
+        now: WallTime,
     ) -> Result<Decision, DropReason> {
         let len = frame.len();
         let (Some(dst), Some(src)) = (

@@ -3,7 +3,7 @@
 //!
 //! No sockets, no clock, no threads: the caller (the hub plane in
 //! `ethergate-server`, on whichever worker holds a frame) passes each frame with its ingress [`PortId`] and
-//! the current [`Timestamp`] to [`Hub::forward`], and gets back a
+//! the current [`WallTime`] to [`Hub::forward`], and gets back a
 //! [`Forward`] decision — unicast, flood, a reply frame the hub produced
 //! itself (DHCP), or a drop with a [`DropReason`]. Leases are handed out as
 //! values ([`DhcpServer::snapshot`]) and text ([`format_leases`]); writing
@@ -19,7 +19,7 @@ mod hub;
 mod mac_table;
 pub mod offload;
 mod port;
-mod time;
+mod wall_time;
 
 pub use dhcp::{
     DhcpLease, DhcpServer, DhcpServerConfig, LeaseFileError, format_leases, parse_leases,
@@ -30,4 +30,4 @@ pub use mac_table::{
     DEFAULT_MAC_AGING, FORCED_SWEEP_INTERVAL, LearnError, MAX_MAC_ENTRIES, MIN_MAC_LIMIT, MacTable,
 };
 pub use port::{DropReason, PortCounters, PortId, PortPolicy};
-pub use time::Timestamp;
+pub use wall_time::WallTime;

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::{MacAddr, PortId, Timestamp};
+use crate::{MacAddr, PortId, WallTime};
 
 /// SoftEther's `MAC_TABLE_EXPIRE_TIME` (Cedar/Cedar.h: 600 * 1000 ms); an
 /// entry is gone once `updated + 600 s <= now` (Hub.c, `HubWatchDog`).
@@ -47,7 +47,7 @@ pub enum LearnError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct MacEntry {
     port: PortId,
-    last_seen: Timestamp,
+    last_seen: WallTime,
     /// Never ages, never moves.
     pinned: bool,
 }
@@ -58,7 +58,7 @@ pub struct MacTable {
     per_port: HashMap<PortId, u32>,
     aging: Duration,
     capacity: usize,
-    last_forced_sweep: Option<Timestamp>,
+    last_forced_sweep: Option<WallTime>,
 }
 
 impl MacTable {
@@ -84,12 +84,12 @@ impl MacTable {
         self.aging
     }
 
-    fn is_fresh(&self, e: &MacEntry, now: Timestamp) -> bool {
+    fn is_fresh(&self, e: &MacEntry, now: WallTime) -> bool {
         e.pinned || now.saturating_since(e.last_seen) < self.aging
     }
 
     /// The port `mac` lives on, if learned and not aged out.
-    pub fn lookup(&self, mac: &MacAddr, now: Timestamp) -> Option<PortId> {
+    pub fn lookup(&self, mac: &MacAddr, now: WallTime) -> Option<PortId> {
         self.entries
             .get(mac)
             .filter(|e| self.is_fresh(e, now))
@@ -105,7 +105,7 @@ impl MacTable {
     /// any other port cannot move it. For addresses a port is known to
     /// own before it sends (the bridge tap's own MAC). Replaces whatever
     /// entry `mac` had; ignores the table's capacity.
-    pub fn pin(&mut self, mac: MacAddr, port: PortId, now: Timestamp) {
+    pub fn pin(&mut self, mac: MacAddr, port: PortId, now: WallTime) {
         if let Some(old) = self.entries.get(&mac).map(|e| e.port) {
             self.dec(old);
         }
@@ -147,7 +147,7 @@ impl MacTable {
         mac: MacAddr,
         port: PortId,
         limit: Option<u32>,
-        now: Timestamp,
+        now: WallTime,
     ) -> Result<(), LearnError> {
         let current = self.entries.get(&mac).map(|e| (e.port, e.pinned));
         if let Some((other, true)) = current
@@ -202,7 +202,7 @@ impl MacTable {
         Ok(())
     }
 
-    fn forced_sweep(&mut self, now: Timestamp) {
+    fn forced_sweep(&mut self, now: WallTime) {
         let due = self
             .last_forced_sweep
             .is_none_or(|t| now.saturating_since(t) >= FORCED_SWEEP_INTERVAL);
@@ -213,7 +213,7 @@ impl MacTable {
     }
 
     /// Removes aged entries; returns how many.
-    pub fn expire(&mut self, now: Timestamp) -> usize {
+    pub fn expire(&mut self, now: WallTime) -> usize {
         let before = self.entries.len();
         let aging = self.aging;
         let per_port = &mut self.per_port;
@@ -237,7 +237,7 @@ impl MacTable {
     }
 
     /// Learned entries (aged ones included until swept).
-    pub fn iter(&self) -> impl Iterator<Item = (MacAddr, PortId, Timestamp)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (MacAddr, PortId, WallTime)> + '_ {
         self.entries.iter().map(|(m, e)| (*m, e.port, e.last_seen))
     }
 }
@@ -246,7 +246,7 @@ impl MacTable {
 mod tests {
     use super::*;
 
-    const T0: Timestamp = Timestamp::from_unix_secs(1_000_000);
+    const T0: WallTime = WallTime::from_unix_secs(1_000_000);
 
     fn mac(n: u8) -> MacAddr {
         MacAddr([2, 0, 0, 0, 0, n])
@@ -291,7 +291,7 @@ mod tests {
     fn forced_sweeps_are_rate_limited() {
         let mut t = MacTable::new(Duration::from_secs(10), 1);
         t.learn(mac(1), PortId(1), None, T0).expect("learn");
-        let at = |ms: u64| Timestamp::from_millis(T0.as_millis() + ms);
+        let at = |ms: u64| WallTime::from_millis(T0.as_millis() + ms);
         // Full, nothing aged yet: the forced sweep finds nothing.
         assert_eq!(
             t.learn(mac(2), PortId(1), None, at(9_500)),

@@ -7,12 +7,12 @@ use std::time::Duration;
 use ethergate_hub::config::Config;
 use ethergate_hub::dhcp::{DhcpMessage, DhcpOptions, FLAG_BROADCAST, MessageType, OFFER_HOLD};
 use ethergate_hub::{
-    DropReason, Forward, Hub, HubOptions, MacAddr, PortId, PortPolicy, Timestamp, format_leases,
+    DropReason, Forward, Hub, HubOptions, MacAddr, PortId, PortPolicy, WallTime, format_leases,
     parse_leases,
 };
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
-const T0: Timestamp = Timestamp::from_unix_secs(1_700_000_000);
+const T0: WallTime = WallTime::from_unix_secs(1_700_000_000);
 const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 30, 1);
 const SESSION: PortId = PortId(1);
 
@@ -117,7 +117,7 @@ fn parse_reply(frame: &[u8]) -> Reply {
     }
 }
 
-fn send(hub: &mut Hub, port: PortId, frame: &[u8], now: Timestamp) -> Reply {
+fn send(hub: &mut Hub, port: PortId, frame: &[u8], now: WallTime) -> Reply {
     match hub.forward(port, frame, now) {
         Forward::Reply { port: out, frame } => {
             assert_eq!(out, port, "replies go back out of the ingress port");
@@ -127,7 +127,7 @@ fn send(hub: &mut Hub, port: PortId, frame: &[u8], now: Timestamp) -> Reply {
     }
 }
 
-fn no_reply<'h>(hub: &'h mut Hub, frame: &[u8], now: Timestamp) -> Forward<'h> {
+fn no_reply<'h>(hub: &'h mut Hub, frame: &[u8], now: WallTime) -> Forward<'h> {
     let f = hub.forward(SESSION, frame, now);
     assert!(
         !matches!(
@@ -158,7 +158,7 @@ fn raw_option(payload: &[u8], code: u8) -> Option<Vec<u8>> {
     None
 }
 
-fn discover(hub: &mut Hub, client: MacAddr, now: Timestamp) -> Reply {
+fn discover(hub: &mut Hub, client: MacAddr, now: WallTime) -> Reply {
     let msg = message(client, MessageType::Discover);
     send(
         hub,
@@ -168,7 +168,7 @@ fn discover(hub: &mut Hub, client: MacAddr, now: Timestamp) -> Reply {
     )
 }
 
-fn select(hub: &mut Hub, client: MacAddr, addr: Ipv4Addr, now: Timestamp) -> Reply {
+fn select(hub: &mut Hub, client: MacAddr, addr: Ipv4Addr, now: WallTime) -> Reply {
     let mut msg = message(client, MessageType::Request);
     msg.flags = FLAG_BROADCAST;
     msg.options.server_id = Some(SERVER);
@@ -181,7 +181,7 @@ fn select(hub: &mut Hub, client: MacAddr, addr: Ipv4Addr, now: Timestamp) -> Rep
     )
 }
 
-fn dora(hub: &mut Hub, client: MacAddr, now: Timestamp) -> Ipv4Addr {
+fn dora(hub: &mut Hub, client: MacAddr, now: WallTime) -> Ipv4Addr {
     let offer = discover(hub, client, now);
     assert_eq!(offer.msg.options.message_type, Some(MessageType::Offer));
     let ack = select(hub, client, offer.msg.yiaddr, now);
@@ -689,7 +689,7 @@ fn discover_frame(client: MacAddr) -> Vec<u8> {
 }
 
 /// DISCOVER then SELECTING REQUEST from `client` on `port`.
-fn dora_on(hub: &mut Hub, port: PortId, client: MacAddr, now: Timestamp) -> Ipv4Addr {
+fn dora_on(hub: &mut Hub, port: PortId, client: MacAddr, now: WallTime) -> Ipv4Addr {
     let offer = send(hub, port, &discover_frame(client), now);
     assert_eq!(offer.msg.options.message_type, Some(MessageType::Offer));
     let mut req = message(client, MessageType::Request);

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use ethergate_hub::{
     DEFAULT_MAC_AGING, DropReason, Forward, Hub, HubOptions, MIN_MAC_LIMIT, MacAddr, PortId,
-    PortPolicy, Timestamp,
+    PortPolicy, WallTime,
 };
 
-const T0: Timestamp = Timestamp::from_unix_secs(1_700_000_000);
+const T0: WallTime = WallTime::from_unix_secs(1_700_000_000);
 
 fn mac(n: u8) -> MacAddr {
     MacAddr([0x02, 0, 0, 0, 0, n])
@@ -32,21 +32,21 @@ fn hub_with(ports: &[u64]) -> Hub {
     hub
 }
 
-fn flood(hub: &mut Hub, ingress: u64, f: &[u8], now: Timestamp) -> Vec<u64> {
+fn flood(hub: &mut Hub, ingress: u64, f: &[u8], now: WallTime) -> Vec<u64> {
     match hub.forward(PortId(ingress), f, now) {
         Forward::Flood(ports) => ports.map(|p| p.0).collect(),
         other => panic!("expected a flood from port {ingress}, got {other:?}"),
     }
 }
 
-fn unicast(hub: &mut Hub, ingress: u64, f: &[u8], now: Timestamp) -> u64 {
+fn unicast(hub: &mut Hub, ingress: u64, f: &[u8], now: WallTime) -> u64 {
     match hub.forward(PortId(ingress), f, now) {
         Forward::Unicast(p) => p.0,
         other => panic!("expected unicast from port {ingress}, got {other:?}"),
     }
 }
 
-fn dropped(hub: &mut Hub, ingress: u64, f: &[u8], now: Timestamp) -> DropReason {
+fn dropped(hub: &mut Hub, ingress: u64, f: &[u8], now: WallTime) -> DropReason {
     match hub.forward(PortId(ingress), f, now) {
         Forward::Drop(r) => r,
         other => panic!("expected a drop on port {ingress}, got {other:?}"),
@@ -195,7 +195,7 @@ fn session(owner: u64, max_macs: Option<u32>) -> PortPolicy {
 }
 
 /// Every entry of the table, sorted, for "nothing changed" checks.
-fn table(hub: &Hub) -> Vec<(MacAddr, PortId, Timestamp)> {
+fn table(hub: &Hub) -> Vec<(MacAddr, PortId, WallTime)> {
     let mut t: Vec<_> = hub.mac_table().iter().collect();
     t.sort();
     t

@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ethergate_hub::{
-    DropReason, Forward, Hub, HubOptions, MIN_MAC_LIMIT, MacAddr, PortId, PortPolicy, Timestamp,
+    DropReason, Forward, Hub, HubOptions, MIN_MAC_LIMIT, MacAddr, PortId, PortPolicy, WallTime,
 };
 use proptest::prelude::*;
 
-const T0: Timestamp = Timestamp::from_unix_secs(1_700_000_000);
+const T0: WallTime = WallTime::from_unix_secs(1_700_000_000);
 
 /// Session ports 1..=4; ports 1 and 2 belong to the same user.
 const OWNERS: [u64; 4] = [10, 10, 20, 30];
@@ -75,13 +75,13 @@ fn policy(port: u64, limits: &[Option<u32>; 4]) -> PortPolicy {
     }
 }
 
-fn snapshot(hub: &Hub) -> Vec<(MacAddr, PortId, Timestamp)> {
+fn snapshot(hub: &Hub) -> Vec<(MacAddr, PortId, WallTime)> {
     let mut t: Vec<_> = hub.mac_table().iter().collect();
     t.sort();
     t
 }
 
-fn check_table(hub: &Hub, limits: &[Option<u32>; 4], now: Timestamp) -> Result<(), TestCaseError> {
+fn check_table(hub: &Hub, limits: &[Option<u32>; 4], now: WallTime) -> Result<(), TestCaseError> {
     let mut counted: HashMap<PortId, u32> = HashMap::new();
     for (_, port, _) in hub.mac_table().iter() {
         *counted.entry(port).or_default() += 1;

@@ -21,7 +21,7 @@
 use std::{collections::HashMap, path::PathBuf, time::SystemTime};
 
 use ethergate_hub::{
-    DhcpLease, DropReason, Forward, Hub, MacAddr, PortId, PortPolicy, Timestamp, format_leases,
+    DhcpLease, DropReason, Forward, Hub, MacAddr, PortId, PortPolicy, WallTime, format_leases,
     parse_leases,
 };
 use tracing::{info, warn};
@@ -139,8 +139,8 @@ impl LogBudget {
     }
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
+fn now() -> WallTime {
+    WallTime::from_system_time(SystemTime::now())
 }
 
 impl LearningHub {
@@ -447,7 +447,7 @@ mod tests {
             switch
                 .hub()
                 .mac_table()
-                .lookup(&tap, Timestamp::from_system_time(SystemTime::now())),
+                .lookup(&tap, WallTime::from_system_time(SystemTime::now())),
             Some(PortId::BRIDGE)
         );
         // alice's new session takes her MAC along (flooded to 0, 1, 2).

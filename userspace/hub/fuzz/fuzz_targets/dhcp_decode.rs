@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use ethergate_hub::config::{AddressRange, DhcpConfig};
 use ethergate_hub::dhcp::{DECLINE_HOLD, DhcpMessage, OFFER_HOLD};
-use ethergate_hub::{DhcpServer, DhcpServerConfig, MacAddr, Timestamp};
+use ethergate_hub::{DhcpServer, DhcpServerConfig, MacAddr, WallTime};
 use libfuzzer_sys::fuzz_target;
 
 fn server() -> DhcpServer {
@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again, msg, "decode(encode(m)) != m");
 
     let mut server = server();
-    let now = Timestamp::from_unix_secs(1_700_000_000);
+    let now = WallTime::from_unix_secs(1_700_000_000);
     let mac = msg.client_mac().unwrap_or(MacAddr([2, 0, 0, 0, 0, 1]));
     // Twice, so REQUEST-after-state paths run too.
     for _ in 0..2 {

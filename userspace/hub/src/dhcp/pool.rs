@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ethergate_config::AddressRange;
 
-use crate::{MacAddr, PortId, Timestamp};
+use crate::{MacAddr, PortId, WallTime};
 
 /// Clients remembered at most. Same figure as SoftEther's `MAX_IP_TABLES`
 /// (Cedar/Cedar.h): a hub pool larger than this is not a realistic VPN.
@@ -56,7 +56,7 @@ pub enum BindingState {
 struct Binding {
     ip: Ipv4Addr,
     mac: MacAddr,
-    expires: Timestamp,
+    expires: WallTime,
     state: BindingState,
     /// The port the client last got it through; `None` when restored from
     /// the lease file or handed out without a port (library callers).
@@ -92,7 +92,7 @@ pub struct LeasePool {
     bindings: HashMap<ClientKey, Binding>,
     by_ip: HashMap<Ipv4Addr, ClientKey>,
     /// Addresses a client declined (RFC 2131 §3.1.5), unusable until then.
-    declined: HashMap<Ipv4Addr, Timestamp>,
+    declined: HashMap<Ipv4Addr, WallTime>,
 }
 
 impl LeasePool {
@@ -105,13 +105,13 @@ impl LeasePool {
         }
     }
 
-    fn is_declined(&self, ip: Ipv4Addr, now: Timestamp) -> bool {
+    fn is_declined(&self, ip: Ipv4Addr, now: WallTime) -> bool {
         self.declined.get(&ip).is_some_and(|&until| until > now)
     }
 
     /// True when `ip` may be given to `key`: in range, not declined, and not
     /// held by another client's live (unexpired) binding.
-    pub(crate) fn available_for(&self, ip: Ipv4Addr, key: &ClientKey, now: Timestamp) -> bool {
+    pub(crate) fn available_for(&self, ip: Ipv4Addr, key: &ClientKey, now: WallTime) -> bool {
         if !self.range.contains(ip) || self.is_declined(ip, now) {
             return false;
         }
@@ -123,17 +123,17 @@ impl LeasePool {
     }
 
     /// The address `key` holds or was offered, live or remembered.
-    pub fn address_of(&self, key: &ClientKey) -> Option<(Ipv4Addr, BindingState, Timestamp)> {
+    pub fn address_of(&self, key: &ClientKey) -> Option<(Ipv4Addr, BindingState, WallTime)> {
         self.bindings.get(key).map(|b| (b.ip, b.state, b.expires))
     }
 
     /// Live bindings (offered or bound, unexpired).
-    pub fn live_count(&self, now: Timestamp) -> usize {
+    pub fn live_count(&self, now: WallTime) -> usize {
         self.bindings.values().filter(|b| b.expires > now).count()
     }
 
     /// Live bindings (offered or bound, unexpired) held through `port`.
-    pub fn held_by(&self, port: PortId, now: Timestamp) -> usize {
+    pub fn held_by(&self, port: PortId, now: WallTime) -> usize {
         self.bindings
             .values()
             .filter(|b| b.holder == Some(port) && b.expires > now)
@@ -157,7 +157,7 @@ impl LeasePool {
         mac: MacAddr,
         port: PortId,
         max: u32,
-        now: Timestamp,
+        now: WallTime,
     ) -> bool {
         let own = self.bindings.get(key);
         if own.is_some_and(|b| b.expires > now && b.holder == Some(port)) {
@@ -193,7 +193,7 @@ impl LeasePool {
         key: &ClientKey,
         mac: MacAddr,
         requested: Option<Ipv4Addr>,
-        now: Timestamp,
+        now: WallTime,
         hold: Duration,
     ) -> Option<Ipv4Addr> {
         if let Some(b) = self.bindings.get(key)
@@ -226,7 +226,7 @@ impl LeasePool {
         )
     }
 
-    fn lowest_free(&self, key: &ClientKey, now: Timestamp) -> Option<Ipv4Addr> {
+    fn lowest_free(&self, key: &ClientKey, now: WallTime) -> Option<Ipv4Addr> {
         let mut reclaimable = None;
         // Terminates at the first never-used address, which is at most
         // bindings + declined + 1 steps in; a full scan happens only when
@@ -254,7 +254,7 @@ impl LeasePool {
         key: &ClientKey,
         mac: MacAddr,
         ip: Ipv4Addr,
-        now: Timestamp,
+        now: WallTime,
         lease: Duration,
     ) -> Option<Ipv4Addr> {
         if !self.available_for(ip, key, now) {
@@ -276,8 +276,8 @@ impl LeasePool {
         mac: MacAddr,
         ip: Ipv4Addr,
         state: BindingState,
-        expires: Timestamp,
-        now: Timestamp,
+        expires: WallTime,
+        now: WallTime,
     ) -> Option<Ipv4Addr> {
         if !self.bindings.contains_key(key) {
             // A new client: first let go of the station's pending offers
@@ -352,7 +352,7 @@ impl LeasePool {
 
     /// RELEASE: the lease ends now; the record stays as memory so the
     /// client gets the same address next time. False if `ip` was not its.
-    pub fn release(&mut self, key: &ClientKey, ip: Ipv4Addr, now: Timestamp) -> bool {
+    pub fn release(&mut self, key: &ClientKey, ip: Ipv4Addr, now: WallTime) -> bool {
         match self.bindings.get_mut(key) {
             Some(b) if b.ip == ip => {
                 b.expires = b.expires.min(now);
@@ -366,7 +366,7 @@ impl LeasePool {
     /// DECLINE: the client found `ip` in use (RFC 2131 §3.1.5). Only the
     /// client the address was given to may decline it, so one station
     /// cannot blacklist the pool.
-    pub fn decline(&mut self, key: &ClientKey, ip: Ipv4Addr, until: Timestamp) -> bool {
+    pub fn decline(&mut self, key: &ClientKey, ip: Ipv4Addr, until: WallTime) -> bool {
         if self.bindings.get(key).is_some_and(|b| b.ip == ip) {
             self.forget(key);
             self.declined.insert(ip, until);
@@ -402,7 +402,7 @@ impl LeasePool {
     pub fn restore(
         &mut self,
         leases: impl IntoIterator<Item = DhcpLease>,
-        now: Timestamp,
+        now: WallTime,
     ) -> RestoreReport {
         let mut report = RestoreReport::default();
         for lease in leases {
@@ -415,7 +415,7 @@ impl LeasePool {
                 report.skipped += 1;
                 continue;
             }
-            let expires = Timestamp::from_unix_secs(lease.expires_unix);
+            let expires = WallTime::from_unix_secs(lease.expires_unix);
             if expires > now {
                 report.active += 1;
             } else {
@@ -466,7 +466,7 @@ mod tests {
     #[test]
     fn lowest_first_and_sticky() {
         let mut p = pool(10, 20);
-        let t0 = Timestamp::from_unix_secs(1000);
+        let t0 = WallTime::from_unix_secs(1000);
         assert_eq!(p.offer(&key(1), mac(1), None, t0, HOLD), Some(ip(10)));
         assert_eq!(p.offer(&key(2), mac(2), None, t0, HOLD), Some(ip(11)));
         assert_eq!(p.bind(&key(1), mac(1), ip(10), t0, LEASE), Some(ip(10)));
@@ -478,7 +478,7 @@ mod tests {
     #[test]
     fn held_offer_blocks_others_until_it_lapses() {
         let mut p = pool(10, 10);
-        let t0 = Timestamp::from_unix_secs(1000);
+        let t0 = WallTime::from_unix_secs(1000);
         assert_eq!(p.offer(&key(1), mac(1), None, t0, HOLD), Some(ip(10)));
         assert_eq!(
             p.offer(&key(2), mac(2), None, t0, HOLD),
@@ -501,7 +501,7 @@ mod tests {
     #[test]
     fn one_station_cannot_drain_the_pool_with_client_ids() {
         let mut p = pool(10, 50);
-        let t0 = Timestamp::from_unix_secs(1000);
+        let t0 = WallTime::from_unix_secs(1000);
         let mut bound = 0;
         for i in 0..10u8 {
             let k = ClientKey::new(Some(&[1, i]), mac(1));

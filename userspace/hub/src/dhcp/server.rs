@@ -12,7 +12,7 @@ use std::time::Duration;
 use ethergate_config::{ClasslessRoute, DhcpConfig, Ipv4Cidr};
 
 use super::pool::{ClientKey, DhcpLease, LeasePool, RestoreReport};
-use crate::{MacAddr, PortId, Timestamp};
+use crate::{MacAddr, PortId, WallTime};
 use ethergate_dhcp::*;
 
 /// How long an offered address is held for the client's REQUEST. SoftEther
@@ -259,14 +259,14 @@ impl DhcpServer {
     pub fn restore(
         &mut self,
         leases: impl IntoIterator<Item = DhcpLease>,
-        now: Timestamp,
+        now: WallTime,
     ) -> RestoreReport {
         self.pool.restore(leases, now)
     }
 
     /// Handles one frame addressed to UDP/67; a reply frame, if any, is
     /// written to `out` (its previous contents are discarded).
-    pub fn handle_frame(&mut self, frame: &[u8], now: Timestamp, out: &mut Vec<u8>) -> DhcpOutcome {
+    pub fn handle_frame(&mut self, frame: &[u8], now: WallTime, out: &mut Vec<u8>) -> DhcpOutcome {
         self.handle_frame_from(frame, None, now, out)
     }
 
@@ -276,7 +276,7 @@ impl DhcpServer {
         &mut self,
         frame: &[u8],
         holder: Option<LeaseHolder>,
-        now: Timestamp,
+        now: WallTime,
         out: &mut Vec<u8>,
     ) -> DhcpOutcome {
         let Ok(parts) = parse_frame(frame) else {
@@ -348,7 +348,7 @@ impl DhcpServer {
         &mut self,
         src_mac: MacAddr,
         msg: &DhcpMessage,
-        now: Timestamp,
+        now: WallTime,
     ) -> Result<Option<DhcpReply>, IgnoreReason> {
         self.handle_message_from(src_mac, msg, None, now)
     }
@@ -362,7 +362,7 @@ impl DhcpServer {
         src_mac: MacAddr,
         msg: &DhcpMessage,
         holder: Option<LeaseHolder>,
-        now: Timestamp,
+        now: WallTime,
     ) -> Result<Option<DhcpReply>, IgnoreReason> {
         if msg.op != BOOTREQUEST {
             return Err(IgnoreReason::NotRequest);
@@ -439,7 +439,7 @@ impl DhcpServer {
         key: &ClientKey,
         mac: MacAddr,
         holder: Option<LeaseHolder>,
-        now: Timestamp,
+        now: WallTime,
     ) -> Result<(), IgnoreReason> {
         match holder {
             Some(LeaseHolder {
@@ -464,7 +464,7 @@ impl DhcpServer {
         key: &ClientKey,
         mac: MacAddr,
         holder: Option<LeaseHolder>,
-        now: Timestamp,
+        now: WallTime,
         lease: Duration,
     ) -> Result<Option<DhcpReply>, IgnoreReason> {
         let o = &msg.options;

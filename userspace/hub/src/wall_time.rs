@@ -1,4 +1,6 @@
-//! `Timestamp`: the one notion of "now" the hub is given by its caller.
+//! `WallTime`: the one notion of "now" the hub is given by its caller. Not
+//! the protocol core's monotonic `ethergate_proto::Timestamp`, hence the
+//! other name.
 //!
 //! It is wall-clock time (milliseconds since the Unix epoch) because DHCP
 //! leases outlive the process and are persisted with absolute expiry times.
@@ -12,9 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since 1970-01-01T00:00:00Z.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Timestamp(u64);
+pub struct WallTime(u64);
 
-impl Timestamp {
+impl WallTime {
     pub const fn from_millis(ms: u64) -> Self {
         Self(ms)
     }
@@ -44,7 +46,7 @@ impl Timestamp {
     }
 
     /// Time from `earlier` to `self`; zero if `earlier` is later.
-    pub fn saturating_since(self, earlier: Timestamp) -> Duration {
+    pub fn saturating_since(self, earlier: WallTime) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
     }
 }
