@@ -17,7 +17,7 @@ use ethergate_proto::data::Frames;
 use ethergate_server::{
     LaneId, Outbox,
     hub_plane::{HubPlane, SessionPolicy, SwitchBuffers},
-    learning::LearningHub,
+    hub_switch::HubSwitch,
 };
 
 const BATCH: usize = 64;
@@ -37,7 +37,7 @@ fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
 /// A hub with `pairs` pairs of sessions (ports 2i+1 → 2i+2), each
 /// destination's outbox with one lane, and every MAC learned.
 fn hub_with_pairs(pairs: u64) -> (Arc<HubPlane>, Vec<(Arc<Outbox>, LaneId)>) {
-    let switch = LearningHub::new(Hub::new("bench", HubOptions::default(), None), None);
+    let switch = HubSwitch::new(Hub::new("bench", HubOptions::default(), None), None);
     let plane = Arc::new(
         HubPlane::new("bench", switch, Vec::new(), Arc::default()).expect("a plane without taps"),
     );

@@ -17,8 +17,8 @@ use ethergate_server::{
     Directory, Limits, RunningServer,
     directory::EndReason,
     hub_plane::HubPlane,
+    hub_switch::HubSwitch,
     ktls::{self, KtlsSupport},
-    learning::LearningHub,
     tls::{self, CertificateSource, CurrentCertificate},
 };
 use tracing::info;
@@ -317,7 +317,7 @@ fn start_hub(
         .dhcp
         .as_ref()
         .map(|_| state_dir.join(format!("leases-{}.txt", hub.name.to_ascii_lowercase())));
-    let mut switch = LearningHub::new(switch, lease_file);
+    let mut switch = HubSwitch::new(switch, lease_file);
     // No session may take over the tap's own MAC, even while the kernel
     // has sent nothing from it.
     switch.pin_bridge_mac(mac);

@@ -704,7 +704,7 @@ mod tests {
     }
 
     fn plane() -> Arc<HubPlane> {
-        let switch = crate::learning::LearningHub::new(
+        let switch = crate::hub_switch::HubSwitch::new(
             ethergate_hub::Hub::new("Hub1", ethergate_hub::HubOptions::default(), None),
             None,
         );

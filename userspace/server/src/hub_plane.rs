@@ -1,5 +1,5 @@
 //! One virtual hub's data plane, shared by every worker thread: its switch
-//! ([`LearningHub`]: MAC table, DHCP server, port policies), the outboxes
+//! ([`HubSwitch`]: MAC table, DHCP server, port policies), the outboxes
 //! of its sessions, and its local bridge's tap queues.
 //!
 //! There is no hub thread. A worker that decrypts a session's frames
@@ -34,14 +34,14 @@ use tracing::{debug, warn};
 
 use crate::{
     counters::{HubCounters, SwitchGauges},
-    learning::{Delivery, LearningHub, MAC_AGING_EVERY},
+    hub_switch::{Delivery, HubSwitch, MAC_AGING_EVERY},
     outbox::{Outbox, PushError},
 };
 
 /// A hub port: a session (ids from 1) or the local bridge (0).
 pub use ethergate_hub::PortId;
 
-pub use crate::learning::SessionPolicy;
+pub use crate::hub_switch::SessionPolicy;
 
 /// Tries before a worker waiting for a hub's lock sleeps: a few
 /// microseconds of spinning, about as long as a 64-frame batch holds it.
@@ -63,7 +63,7 @@ pub struct HubPlane {
 }
 
 struct Core {
-    switch: LearningHub,
+    switch: HubSwitch,
     sessions: HashMap<PortId, SessionPort>,
     last_aging: Instant,
     /// What the counters show now: they are written only when the gauges
@@ -198,7 +198,7 @@ impl HubPlane {
     /// bridge's tap queues, set blocking for io_uring reads.
     pub fn new(
         name: &str,
-        switch: LearningHub,
+        switch: HubSwitch,
         taps: Vec<TapQueue>,
         counters: Arc<HubCounters>,
     ) -> std::io::Result<Self> {
@@ -586,11 +586,11 @@ mod tests {
     use ethergate_hub::{DropReason, Hub, HubOptions, MacAddr};
 
     use super::*;
-    use crate::learning::broadcast_frame;
+    use crate::hub_switch::broadcast_frame;
 
     fn plane() -> HubPlane {
         let tap = MacAddr::local_from_seed(b"mikalab");
-        let mut switch = LearningHub::new(Hub::new("mikalab", HubOptions::default(), None), None);
+        let mut switch = HubSwitch::new(Hub::new("mikalab", HubOptions::default(), None), None);
         switch.pin_bridge_mac(tap);
         HubPlane::new("mikalab", switch, Vec::new(), Arc::default()).expect("no taps")
     }

@@ -58,7 +58,7 @@ pub enum Delivery<'a> {
 /// How often MAC entries are aged out.
 pub const MAC_AGING_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Leases to write, from [`LearningHub::leases_to_persist`].
+/// Leases to write, from [`HubSwitch::leases_to_persist`].
 pub struct LeaseWrite {
     path: PathBuf,
     leases: Vec<DhcpLease>,
@@ -86,7 +86,7 @@ struct SessionPort {
     logged: u8,
 }
 
-pub struct LearningHub {
+pub struct HubSwitch {
     hub: Hub,
     lease_file: Option<PathBuf>,
     /// What the file holds now, to skip rewriting an unchanged set.
@@ -96,7 +96,7 @@ pub struct LearningHub {
     /// Frames dropped, by [`DropReason::index`].
     drops: [u64; DropReason::ALL.len()],
     /// Bound leases, recounted after DHCP activity and each tick, so
-    /// [`LearningHub::gauges`] is O(1) and can be published after every burst.
+    /// [`HubSwitch::gauges`] is O(1) and can be published after every burst.
     bound_leases: Option<u64>,
     /// Owner ids of hub users (lower-cased names), handed out in order;
     /// only users who logged in are here.
@@ -143,7 +143,7 @@ fn now() -> WallTime {
     WallTime::from_system_time(SystemTime::now())
 }
 
-impl LearningHub {
+impl HubSwitch {
     /// Wraps `hub` (bridge port added here); restores leases from
     /// `lease_file` when it exists. A corrupt file is reported and set aside
     /// rather than trusted or silently dropped.
@@ -289,7 +289,7 @@ impl LearningHub {
     }
 }
 
-impl LearningHub {
+impl HubSwitch {
     /// A session's port joined, with its user's policy (MAC and lease
     /// limits, who may take over its MACs).
     pub fn port_added(&mut self, port: PortId, policy: &SessionPolicy) {
@@ -413,20 +413,20 @@ mod tests {
     }
 
     /// Where copies of one frame went.
-    fn forward(switch: &mut LearningHub, port: u64, f: &[u8]) -> usize {
+    fn forward(switch: &mut HubSwitch, port: u64, f: &[u8]) -> usize {
         let mut copies = 0;
         switch.forward(PortId(port), f, &mut |_| copies += 1);
         copies
     }
 
-    fn dropped(switch: &LearningHub, reason: DropReason) -> u64 {
+    fn dropped(switch: &HubSwitch, reason: DropReason) -> u64 {
         switch.gauges().frames_dropped[reason.index()]
     }
 
     #[test]
     fn session_policies_reach_the_switch_and_drops_are_counted_by_reason() {
         let tap = MacAddr::local_from_seed(b"mikalab");
-        let mut switch = LearningHub::new(Hub::new("mikalab", HubOptions::default(), None), None);
+        let mut switch = HubSwitch::new(Hub::new("mikalab", HubOptions::default(), None), None);
         switch.pin_bridge_mac(tap);
         switch.port_added(PortId(1), &policy("Alice", 16));
         switch.port_added(PortId(2), &policy("bob", 16));
