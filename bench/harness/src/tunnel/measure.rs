@@ -1,0 +1,355 @@
+//! Through the tunnel (throughput, CPU per GB, latency, HTTP through DNAT,
+//! 64-byte pps) and at the server alone (memory per idle session, login
+//! rate).
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use ethergate_netns::Topology;
+
+use crate::tunnel::rows::{CLIENT_METHOD, cpu_name, login_name, point, rss_name, slug, tcp_name};
+use crate::tunnel::systems::{HUB, PASSWORD, USER};
+use crate::{
+    login, profile,
+    report::{Better, Report, Sample},
+    settings::Settings,
+    sys, tools,
+    topo::{LOGIN_SOURCES, PRIVATE_IP, SERVER_IP, TAP_IP},
+    udpgen::{self, UdpGen},
+};
+
+/// Rows that need the vpnclient connected.
+pub(crate) fn traffic(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    pid: u32,
+) {
+    let secs = settings.secs;
+    for (streams, dir) in [(1u32, "up"), (1, "down"), (4, "up"), (4, "down")] {
+        let name = tcp_name(streams, dir);
+        let method = format!(
+            "iperf3 -t {secs} -P {streams}{} to {PRIVATE_IP}; {CLIENT_METHOD}",
+            if dir == "down" { " -R" } else { "" }
+        );
+        report.measure(
+            point(&name, system, "Mbit/s", Better::Higher, &method),
+            settings.reps,
+            || {
+                let name = format!("tunnel-{}-tcp{streams}-{dir}", slug(system));
+                let prof = (settings.perf && streams == 1)
+                    .then(|| profile::start(Some(pid), &settings.work, &settings.out, &name))
+                    .transpose()?;
+                let cpu0 = sys::cpu_seconds(pid);
+                let r = tools::iperf3(topo, "client", PRIVATE_IP, secs, streams, dir == "down");
+                let cpu = sys::cpu_seconds(pid) - cpu0;
+                if let Some(p) = prof {
+                    println!("        perf report: {}", p.finish()?.display());
+                }
+                let r = r?;
+                let gb = r.bytes / 1e9;
+                Ok(Sample::new(r.bits_per_second / 1e6)
+                    .with("retransmits", r.retransmits)
+                    .with("server_cpu_s", cpu)
+                    .with(
+                        "server_cpu_s_per_gb",
+                        if gb > 0.0 { cpu / gb } else { f64::NAN },
+                    ))
+            },
+        );
+        if streams == 1 {
+            let cpu = report
+                .rows
+                .last()
+                .and_then(|r| r.extra.get("server_cpu_s_per_gb").copied())
+                .ok_or_else(|| anyhow!("no throughput run succeeded"));
+            let method = "utime+stime of the server's process tree (/proc/<pid>/stat) ÷ GB iperf3 received, same runs as the row above";
+            report.derived(
+                point(&cpu_name(dir), system, "CPU s/GB", Better::Lower, method),
+                cpu,
+            );
+        }
+    }
+
+    let method = format!(
+        "ping -i 0.005 ×{} to {TAP_IP} (tunnel), hdrhistogram; direct = to {SERVER_IP}",
+        settings.ping_count
+    );
+    let rtt = tools::ping(topo, "client", TAP_IP, settings.ping_count, "0.005");
+    let direct = tools::ping(topo, "client", SERVER_IP, settings.ping_count, "0.005");
+    let q = |h: &Result<hdrhistogram::Histogram<u64>>, p: f64| -> Result<f64> {
+        h.as_ref()
+            .map(|h| h.value_at_quantile(p) as f64)
+            .map_err(|e| anyhow!("{e:#}"))
+    };
+    report.derived(
+        point(
+            "ping RTT p50 client→tap",
+            system,
+            "µs",
+            Better::Lower,
+            &method,
+        ),
+        q(&rtt, 0.5),
+    );
+    report.derived(
+        point(
+            "ping RTT p99 client→tap",
+            system,
+            "µs",
+            Better::Lower,
+            &method,
+        ),
+        q(&rtt, 0.99),
+    );
+    report.derived(
+        point(
+            "added latency p50 (tunnel − direct)",
+            system,
+            "µs",
+            Better::Lower,
+            &method,
+        ),
+        q(&rtt, 0.5).and_then(|t| Ok(t - q(&direct, 0.5)?)),
+    );
+
+    let url = format!("http://{TAP_IP}/");
+    let method =
+        format!("wrk -t1 -c32 -d{secs}s {url} → DNAT 192.168.0.0/16:80 → nginx {PRIVATE_IP}:80");
+    let probe = topo.run("client", &["curl", "-sS", "--max-time", "3", &url]);
+    let wrk_result = match probe {
+        Ok(p) if p.success => None,
+        Ok(p) => Some(format!(
+            "no answer at {url} (is the DNAT rule in effect?): {}",
+            p.stderr.trim()
+        )),
+        Err(e) => Some(e.to_string()),
+    };
+    let mut p50 = Err(anyhow!("no run"));
+    let mut p99 = Err(anyhow!("no run"));
+    report.measure(
+        point(
+            "HTTP via DNAT, wrk 32 conns",
+            system,
+            "req/s",
+            Better::Higher,
+            &method,
+        ),
+        settings.reps,
+        || {
+            if let Some(e) = &wrk_result {
+                bail!("{e}");
+            }
+            let w = tools::wrk(topo, "client", &url, secs, 32)?;
+            Ok(Sample::new(w.requests_per_second)
+                .with("p50_us", w.p50_us)
+                .with("p99_us", w.p99_us)
+                .with("errors", w.errors))
+        },
+    );
+    if let Some(row) = report.rows.last() {
+        if let Some(v) = row.extra.get("p50_us") {
+            p50 = Ok(*v);
+            p99 = Ok(row.extra.get("p99_us").copied().unwrap_or(f64::NAN));
+        } else if let Some(e) = &row.error {
+            p50 = Err(anyhow!("{e}"));
+            p99 = Err(anyhow!("{e}"));
+        }
+    }
+    report.derived(
+        point("HTTP via DNAT p50", system, "µs", Better::Lower, &method),
+        p50,
+    );
+    report.derived(
+        point("HTTP via DNAT p99", system, "µs", Better::Lower, &method),
+        p99,
+    );
+
+    let method = format!(
+        "own sendmmsg generator in client, {} B UDP payload (64 B frames), 64 dst ports, {secs} s; counted by an nft netdev-ingress drop rule on private eth0; runs last (queues it fills would skew the latency rows)",
+        udpgen::PAYLOAD
+    );
+    report.measure(
+        point(
+            "64-byte UDP client→private, 64 flows",
+            system,
+            "pps",
+            Better::Higher,
+            &method,
+        ),
+        settings.reps,
+        || {
+            udp_pps(
+                topo,
+                "client",
+                "private",
+                PRIVATE_IP.parse()?,
+                64,
+                Duration::from_secs(secs),
+                false,
+            )
+        },
+    );
+
+    // Let the queues the flood filled drain before the next system.
+    std::thread::sleep(Duration::from_secs(2));
+}
+
+/// `flows` distinct UDP flows from `from` to `base…` for `duration`; the
+/// received rate at `to`'s eth0.
+pub fn udp_pps(
+    topo: &Topology,
+    from: &str,
+    to: &str,
+    base: Ipv4Addr,
+    flows: u32,
+    duration: Duration,
+    once: bool,
+) -> Result<Sample> {
+    let sink = tools::UdpSink::install(topo, to, "eth0")?;
+    let before = sink.packets()?;
+    let generator = UdpGen { base, flows };
+    let sent = topo.enter(from, || generator.run(duration, once))??;
+    // Let the last batches drain through the queues.
+    std::thread::sleep(Duration::from_millis(200));
+    let received = sink.packets()? - before;
+    let secs = sent.elapsed.as_secs_f64();
+    Ok(Sample::new(received as f64 / secs)
+        .with("sent_pps", sent.packets as f64 / secs)
+        .with("received", received as f64)
+        .with("sent", sent.packets as f64))
+}
+
+#[derive(PartialEq, Eq)]
+pub(crate) enum Part {
+    Memory,
+    Logins,
+}
+
+/// Rows of the server alone: memory per idle session, login rate.
+pub(crate) fn sessions(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    pid: u32,
+    part: Part,
+) {
+    let target = login::Target {
+        login: ethergate_login::Target {
+            server: SocketAddrV4::new(SERVER_IP.parse().unwrap_or(Ipv4Addr::UNSPECIFIED), 443),
+            hub: HUB.into(),
+            user: USER.into(),
+            password: PASSWORD.into(),
+        },
+        sources: LOGIN_SOURCES
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect(),
+    };
+    if part == Part::Memory {
+        memory(topo, report, settings, system, pid, &target);
+        return;
+    }
+    logins(topo, report, settings, system, &target);
+}
+
+pub(crate) fn memory(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    pid: u32,
+    target: &login::Target,
+) {
+    for &n in &settings.idle_sessions {
+        let method = format!(
+            "(VmRSS of the server tree with {n} idle sessions open − before) ÷ {n}; sessions from the Rust login driver (ethergate-proto + rustls), 16 parallel"
+        );
+        report.measure(
+            point(&rss_name(n), system, "KiB", Better::Lower, &method),
+            1,
+            || {
+                let before = sys::rss_kib(pid);
+                let logins = topo.enter("client", || login::run(target, n, 16, true))??;
+                std::thread::sleep(Duration::from_secs(1));
+                let after = sys::rss_kib(pid);
+                let open = logins.sessions.len();
+                if open < n {
+                    bail!(
+                        "only {open} of {n} sessions came up: {}",
+                        logins.first_error.unwrap_or_default()
+                    );
+                }
+                drop(logins.sessions);
+                Ok(Sample::new((after as f64 - before as f64) / open as f64)
+                    .with("rss_before_kib", before as f64)
+                    .with("rss_after_kib", after as f64))
+            },
+        );
+    }
+}
+
+pub(crate) fn logins(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    target: &login::Target,
+) {
+    let method = format!(
+        "Rust login driver: {} parallel blocking clients, TCP connect → TLS → hello → password login → welcome, then close; {} logins; hdrhistogram",
+        settings.login_parallel, settings.logins
+    );
+    report.measure(
+        point(
+            &login_name(settings),
+            system,
+            "logins/s",
+            Better::Higher,
+            &method,
+        ),
+        settings.reps,
+        || {
+            let l = topo.enter("client", || {
+                login::run(target, settings.logins, settings.login_parallel, false)
+            })??;
+            let ok = l.latency.len() as f64;
+            let s = Sample::new(ok / l.elapsed.as_secs_f64())
+                .with("p50_ms", l.latency.value_at_quantile(0.5) as f64 / 1e3)
+                .with("p99_ms", l.latency.value_at_quantile(0.99) as f64 / 1e3)
+                .with("failures", l.failures as f64);
+            if l.failures > 0 {
+                report_failures(l.failures, l.first_error.as_deref());
+            }
+            Ok(s)
+        },
+    );
+    let extra = |key: &str| -> Result<f64> {
+        let row = report.rows.last().context("no login row")?;
+        row.extra
+            .get(key)
+            .copied()
+            .ok_or_else(|| anyhow!("{}", row.error.clone().unwrap_or_else(|| "no value".into())))
+    };
+    let (p50, p99) = (extra("p50_ms"), extra("p99_ms"));
+    report.derived(
+        point("connect latency p50", system, "ms", Better::Lower, &method),
+        p50,
+    );
+    report.derived(
+        point("connect latency p99", system, "ms", Better::Lower, &method),
+        p99,
+    );
+}
+
+pub(crate) fn report_failures(n: usize, first: Option<&str>) {
+    println!(
+        "        ({n} logins failed; first: {})",
+        first.unwrap_or("?")
+    );
+}

@@ -1,0 +1,213 @@
+//! The servers and the client of the tunnel rows: ethergate (its config
+//! from the recipe) and the Debian SoftEther VPN Server with the recipe's
+//! bridge and iptables rules, and the Debian vpnclient that connects to
+//! either.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use ethergate_netns::{Process, Topology, recipe};
+use ethergate_softether::{PasswordKind, SoftEtherClient, SoftEtherServer};
+
+use crate::{
+    settings::Settings,
+    sys,
+    topo::{PRIVATE_IP, SERVER_IP, TAP_IP, VPN_CLIENT_CIDR},
+};
+
+pub const HUB: &str = recipe::HUB;
+
+pub const USER: &str = recipe::USER;
+
+pub const PASSWORD: &str = "bench-password";
+
+pub(crate) const ACCOUNT: &str = "bench";
+
+pub(crate) const NIC: &str = "vpn0";
+
+pub(crate) const TAP: &str = "vpn_vpn0";
+
+pub const ETHERGATE: &str = "ethergate";
+
+pub const SOFTETHER: &str = "SoftEther 5.01 (bridge+iptables)";
+
+/// The recipe's iptables rules for the SoftEther system (docs/design.md).
+pub(crate) const SOFTETHER_RULES: [&[&str]; 2] = [
+    &[
+        "-t",
+        "nat",
+        "-A",
+        "PREROUTING",
+        "-s",
+        "192.168.0.0/16",
+        "-p",
+        "tcp",
+        "--dport",
+        "80",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        "10.0.1.26:80",
+    ],
+    &[
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        "10.0.0.0/16",
+        "-o",
+        "eth0",
+        "-j",
+        "MASQUERADE",
+    ],
+];
+
+/// ethergate's config for every row: the recipe's hub, DHCP, and [nat]
+/// with SNAT for the private subnet and the recipe's DNAT rule.
+pub fn ethergate_config(dir: &Path, max_flows: u32, mode: Option<&str>) -> Result<PathBuf> {
+    let mode = mode.map_or_else(String::new, |m| format!("mode = \"{m}\"\n"));
+    std::fs::create_dir_all(dir)?;
+    let mut text = recipe::hub_config(
+        dir,
+        &format!("password = \"{PASSWORD}\""),
+        "# The login and idle-session rows hold hundreds of sessions of this one\n\
+         # user, as SoftEther allows by default (MultiLogins unlimited).\n\
+         max_sessions_per_user = 0\n",
+    );
+    text.push_str(&recipe::nat_config(&mode));
+    text.push_str(&format!(
+        "\n[nat.limits]\nmax_flows = {max_flows}\n\
+         # One private host generates every NAT row's flows (up to 1M).\n\
+         max_flows_per_source = 0\n"
+    ));
+    let path = dir.join("ethergate.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// `ethergate serve` in `nat`, once its listeners are up.
+pub fn start_ethergate(
+    topo: &Topology,
+    settings: &Settings,
+    max_flows: u32,
+    mode: Option<&str>,
+) -> Result<Process> {
+    let dir = settings
+        .work
+        .join(format!("ethergate-{}", sys::timestamp()));
+    let config = ethergate_config(&dir, max_flows, mode)?;
+    let bin = settings.ethergate_bin.display().to_string();
+    let cfg = config.display().to_string();
+    let mut p = topo.spawn("nat", &[&bin, "serve", "--config", &cfg])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p.log().contains("VPN listeners up") {
+        if !p.is_running() {
+            bail!("ethergate serve exited: {}", p.log());
+        }
+        if Instant::now() > deadline {
+            bail!("ethergate serve not up within 60 s: {}", p.log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(p)
+}
+
+/// Stops serve and drops the NAT state it leaves pinned on purpose (so
+/// that a restart keeps flows): the next system must not find ethergate's
+/// programs still attached to the NAT's interfaces.
+pub fn stop_ethergate(topo: &Topology, settings: &Settings, serve: Process) {
+    drop(serve);
+    let bin = settings.ethergate_bin.display().to_string();
+    let _ = topo.run("nat", &[&bin, "nat", "forget"]);
+}
+
+pub(crate) fn start_softether<'t>(topo: &'t Topology) -> Result<SoftEtherServer<'t>> {
+    let server = SoftEtherServer::start(topo, "nat")?;
+    server.hub_create(HUB)?;
+    server.user_create(HUB, USER, PASSWORD)?;
+    // The recipe's local bridge: a tap named tap_00 created by vpnserver.
+    server.vpncmd(&["BridgeCreate", HUB, "/DEVICE:00", "/TAP:yes"])?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !topo.run("nat", &["ip", "link", "show", "tap_00"])?.success {
+        if Instant::now() > deadline {
+            bail!("vpnserver did not create tap_00 within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    topo.exec(
+        "nat",
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{TAP_IP}/24"),
+            "dev",
+            "tap_00",
+        ],
+    )?;
+    topo.exec("nat", &["ip", "link", "set", "tap_00", "up"])?;
+    for rule in SOFTETHER_RULES {
+        let mut argv = vec!["iptables"];
+        argv.extend_from_slice(rule);
+        topo.exec("nat", &argv)?;
+    }
+    Ok(server)
+}
+
+pub(crate) fn remove_softether_rules(topo: &Topology) {
+    let _ = topo.run("nat", &["iptables", "-t", "nat", "-F"]);
+}
+
+/// The SoftEther client daemon with one NIC and one account for all
+/// servers (they share address, hub, user and password).
+pub(crate) fn start_client(topo: &Topology) -> Result<SoftEtherClient<'_>> {
+    let client = SoftEtherClient::start(topo, "client")?;
+    client.nic_create(NIC)?;
+    client.account_create(ACCOUNT, &format!("{SERVER_IP}:443"), HUB, USER, NIC)?;
+    client.account_password_set(ACCOUNT, PASSWORD, PasswordKind::Standard)?;
+    Ok(client)
+}
+
+pub(crate) fn connect(topo: &Topology, client: &SoftEtherClient<'_>) -> Result<()> {
+    client.account_connect(ACCOUNT)?;
+    client.wait_connected(ACCOUNT, Duration::from_secs(40))?;
+    // A static address outside the DHCP pool: the same for every server
+    // (the Debian server's bridge has no DHCP of its own).
+    topo.exec("client", &["ip", "addr", "flush", "dev", TAP])?;
+    topo.exec(
+        "client",
+        &["ip", "addr", "add", VPN_CLIENT_CIDR, "dev", TAP],
+    )?;
+    topo.exec("client", &["ip", "link", "set", TAP, "up"])?;
+    topo.exec(
+        "client",
+        &[
+            "ip",
+            "route",
+            "replace",
+            "10.0.0.0/16",
+            "via",
+            TAP_IP,
+            "dev",
+            TAP,
+        ],
+    )?;
+    for _ in 0..20 {
+        if topo
+            .run("client", &["ping", "-c1", "-W1", PRIVATE_IP])?
+            .success
+        {
+            return Ok(());
+        }
+    }
+    bail!("connected, but {PRIVATE_IP} does not answer through the tunnel")
+}
+
+pub(crate) fn disconnect(topo: &Topology, client: &SoftEtherClient<'_>) {
+    let _ = client.account_disconnect(ACCOUNT);
+    let _ = topo.run("client", &["ip", "addr", "flush", "dev", TAP]);
+}
