@@ -17,8 +17,12 @@ pub const SOURCE_FLOWS: &str = "SOURCE_FLOWS";
 pub const ACTIVE_FLOWS: &str = "ACTIVE_FLOWS";
 pub const ROUTE_GENERATION: &str = "ROUTE_GENERATION";
 pub const TC_INTERFACES: &str = "TC_INTERFACES";
+/// The benchmark's generator and sink (`loadgen`, behind `test-hooks`).
+#[cfg(feature = "test-hooks")]
 pub const SINK_COUNT: &str = "SINK_COUNT";
+#[cfg(feature = "test-hooks")]
 pub const LOADGEN_FLOWS: &str = "LOADGEN_FLOWS";
+#[cfg(feature = "test-hooks")]
 pub const LOADGEN_HEADERS: &str = "LOADGEN_HEADERS";
 
 /// The two rule sets (the programs read one while userspace fills the

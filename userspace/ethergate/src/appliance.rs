@@ -190,7 +190,7 @@ pub fn log_certificate(current: &CurrentCertificate) {
         tracing::warn!("the server certificate's fields could not be read");
         return;
     };
-    let days_left = c.days_left(crate::control::unix_now());
+    let days_left = c.days_left(ethergate_server::certificate::unix_now());
     if days_left < 0 {
         tracing::error!(
             subject = c.subject,

@@ -62,7 +62,7 @@ fn check_certificate(server: &ethergate_config::Server) -> Result<(), Failure> {
         println!("warning: the certificate's subject and expiry could not be read");
         return Ok(());
     };
-    let days_left = info.days_left(crate::control::unix_now());
+    let days_left = info.days_left(ethergate_server::certificate::unix_now());
     println!(
         "certificate: {}, SHA-256 {}, {days_left} days left",
         info.subject, info.sha256

@@ -91,7 +91,7 @@ impl Control {
                 "tls: new certificate for new connections ({}, SHA-256 {}, {} days left)",
                 after.subject,
                 after.sha256,
-                after.days_left(unix_now())
+                after.days_left(ethergate_server::certificate::unix_now())
             ));
         }
         self.config = new;
@@ -290,7 +290,7 @@ impl Control {
                 certificate: format!("{:?}", self.appliance.certificate),
                 tls_certificate: self.appliance.current_certificate.info().map(|c| {
                     ethergate_admin::model::CertificateStatus {
-                        days_left: c.days_left(unix_now()),
+                        days_left: c.days_left(ethergate_server::certificate::unix_now()),
                         subject: c.subject,
                         sha256: c.sha256,
                         not_after: c.not_after,
@@ -435,11 +435,4 @@ pub fn announce_generated_passwords(generated: &[ethergate_config::GeneratedPass
              the user, or write your own into the file and reload"
         );
     }
-}
-
-/// Seconds since the Unix epoch (0 if the clock is before it).
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

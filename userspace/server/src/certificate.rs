@@ -53,6 +53,14 @@ impl CertificateInfo {
     }
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it): the "now"
+/// that [`CertificateInfo::days_left`] is asked about.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 const INTEGER: u8 = 0x02;
 const OID: u8 = 0x06;
 const SEQUENCE: u8 = 0x30;
