@@ -18,7 +18,7 @@ use ethergate_softether::{
 };
 
 mod common;
-use common::{BIN, PAGE, recipe_topology, start_serve, web_server};
+use common::{BIN, PAGE, fetch_page, recipe_topology, start_serve, web_server};
 
 const HUB: &str = "MIKALAB";
 const USER: &str = "tsumura";
@@ -210,12 +210,7 @@ fn softether_users_log_in_with_their_old_password_after_import() {
             gateway: Ipv4Addr::new(192, 168, 30, 1),
         }]
     );
-    let page = topo
-        .run(
-            "client",
-            &["curl", "-sS", "--max-time", "10", "http://10.0.1.26/"],
-        )
-        .expect("curl");
+    let page = fetch_page(&topo);
     assert_eq!(
         page.stdout,
         PAGE,

@@ -449,13 +449,7 @@ fn a_renewed_certificate_is_taken_by_reload_while_sessions_keep_running() {
     );
 
     // The session that was up keeps passing traffic, untouched.
-    let page = app
-        .topo
-        .run(
-            "client",
-            &["curl", "-sS", "--max-time", "10", "http://10.0.1.26/"],
-        )
-        .expect("curl");
+    let page = common::fetch_page(&app.topo);
     assert_eq!(page.stdout, common::PAGE, "{}", page.stderr);
     assert_eq!(status_json(&socket)["sessions"][0]["name"], session);
 

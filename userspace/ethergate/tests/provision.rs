@@ -75,28 +75,12 @@ fn provision_sh_installs_a_working_service_in_debian_12() {
     let uid: u32 = fields[2].parse().expect("uid");
     assert!(uid < 1000, "not a system account: {passwd}");
     assert!(fields[6].ends_with("nologin"), "{passwd}");
-    let group = root.exec_ok(&["getent", "group", "ethergate"]);
-    let gid: u32 = group
-        .trim()
-        .split(':')
-        .nth(2)
-        .and_then(|g| g.parse().ok())
-        .expect("gid");
+    let gid = root.gid("ethergate");
     let config_meta =
         std::fs::metadata(root.path("/etc/ethergate/ethergate.toml")).expect("config");
     assert_eq!((config_meta.uid(), config_meta.gid()), (0, gid));
 
-    // Debian 12's own systemd checks the unit (and that ExecStart exists).
-    let verify = root.exec(&[
-        "systemd-analyze",
-        "verify",
-        "/usr/lib/systemd/system/ethergate.service",
-    ]);
-    assert!(
-        verify.status.success() && verify.stderr.is_empty(),
-        "systemd-analyze verify: {}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    root.verify_unit();
 
     // The config cloud-init writes is valid once its placeholder hash is
     // replaced, and rejected (so its runcmd check fails loudly) before.
@@ -249,27 +233,12 @@ fn the_deb_installs_verifies_and_purges_clean() {
         );
     }
     let meta = std::fs::metadata(root.path("/etc/ethergate/ethergate.toml")).expect("config");
-    let gid: u32 = root
-        .exec_ok(&["getent", "group", "ethergate"])
-        .trim()
-        .split(':')
-        .nth(2)
-        .and_then(|g| g.parse().ok())
-        .expect("gid");
+    let gid = root.gid("ethergate");
     assert_eq!(
         (meta.uid(), meta.gid(), meta.permissions().mode() & 0o7777),
         (0, gid, 0o640)
     );
-    let verify = root.exec(&[
-        "systemd-analyze",
-        "verify",
-        "/usr/lib/systemd/system/ethergate.service",
-    ]);
-    assert!(
-        verify.status.success() && verify.stderr.is_empty(),
-        "systemd-analyze verify: {}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    root.verify_unit();
     let checked = root.exec_ok(&[
         "ethergate",
         "check",

@@ -46,13 +46,7 @@ fn use_tunnel(app: &Appliance, tap: &str) -> ethergate_softether::Lease {
         .static_routes(true)
         .run(&app.topo, "client")
         .unwrap_or_else(|e| panic!("no DHCP lease: {e}\nethergate log:\n{}", app.serve.log()));
-    let page = app
-        .topo
-        .run(
-            "client",
-            &["curl", "-sS", "--max-time", "10", "http://10.0.1.26/"],
-        )
-        .expect("curl");
+    let page = common::fetch_page(&app.topo);
     assert_eq!(
         page.stdout,
         PAGE,

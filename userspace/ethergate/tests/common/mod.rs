@@ -194,14 +194,19 @@ pub fn vpnclient_fetches_the_page<'t>(
         .static_routes(true)
         .run(topo, "client")
         .unwrap_or_else(|e| panic!("no lease: {e}\n{}", log()));
-    let page = topo
-        .run(
-            "client",
-            &["curl", "-sS", "--max-time", "10", "http://10.0.1.26/"],
-        )
-        .expect("curl");
+    let page = fetch_page(topo);
     assert_eq!(page.stdout, PAGE, "{}\n{}", page.stderr, log());
     client
+}
+
+/// `curl` of the private web page from `client` (through the tunnel, or
+/// whatever route `client` has to 10.0.1.26).
+pub fn fetch_page(topo: &Topology) -> ethergate_netns::CommandOutput {
+    topo.run(
+        "client",
+        &["curl", "-sS", "--max-time", "10", "http://10.0.1.26/"],
+    )
+    .expect("curl")
 }
 
 /// `ethergate status -o json` through the admin socket at `socket`.

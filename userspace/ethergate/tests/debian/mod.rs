@@ -170,6 +170,31 @@ impl Chroot {
         text
     }
 
+    /// Debian 12's own `systemd-analyze verify` of the installed unit (it
+    /// also checks that ExecStart exists) passes without a word.
+    pub fn verify_unit(&self) {
+        let verify = self.exec(&[
+            "systemd-analyze",
+            "verify",
+            "/usr/lib/systemd/system/ethergate.service",
+        ]);
+        assert!(
+            verify.status.success() && verify.stderr.is_empty(),
+            "systemd-analyze verify: {}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+    }
+
+    /// The numeric id of group `name` inside the root.
+    pub fn gid(&self, name: &str) -> u32 {
+        self.exec_ok(&["getent", "group", name])
+            .trim()
+            .split(':')
+            .nth(2)
+            .and_then(|g| g.parse().ok())
+            .expect("gid")
+    }
+
     /// Copies what the Packer template uploads (the package built from
     /// this build's binary among it) and runs provision.sh.
     pub fn provision(&self) -> String {
