@@ -11,7 +11,7 @@
 
 use std::net::Ipv4Addr;
 
-use ethergate_net::{ClasslessRoute, MacAddr};
+use ethergate_net::{ClasslessRoute, MacAddr, Reader};
 
 use crate::{error::DhcpError, options::*};
 
@@ -33,59 +33,6 @@ pub const FLAG_BROADCAST: u16 = 0x8000;
 /// An option's length byte caps one instance at 255 bytes; longer values
 /// are split over several instances (RFC 3396).
 const MAX_OPTION_CHUNK: usize = 255;
-
-/// A bounded reader over a byte slice: every read names the field it reads
-/// so a short message says where it stopped.
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DhcpError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .ok_or(DhcpError::Truncated { field })?;
-        let bytes = self
-            .buf
-            .get(self.pos..end)
-            .ok_or(DhcpError::Truncated { field })?;
-        self.pos = end;
-        Ok(bytes)
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DhcpError> {
-        let b = self.take(N, field)?;
-        b.try_into().map_err(|_| DhcpError::Truncated { field })
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, DhcpError> {
-        Ok(self.array::<1>(field)?[0])
-    }
-
-    fn u16(&mut self, field: &'static str) -> Result<u16, DhcpError> {
-        Ok(u16::from_be_bytes(self.array(field)?))
-    }
-
-    fn u32(&mut self, field: &'static str) -> Result<u32, DhcpError> {
-        Ok(u32::from_be_bytes(self.array(field)?))
-    }
-
-    fn ipv4(&mut self, field: &'static str) -> Result<Ipv4Addr, DhcpError> {
-        Ok(Ipv4Addr::from(self.array::<4>(field)?))
-    }
-
-    fn rest(&mut self) -> &'a [u8] {
-        let r = self.buf.get(self.pos..).unwrap_or(&[]);
-        self.pos = self.buf.len();
-        r
-    }
-}
 
 /// The options the hub understands, typed. Lists that are empty and
 /// `None`s are not sent.

@@ -19,3 +19,9 @@ pub enum DhcpError {
     #[error("options do not end with the END option (255)")]
     MissingEnd,
 }
+
+impl From<ethergate_net::Short> for DhcpError {
+    fn from(short: ethergate_net::Short) -> Self {
+        DhcpError::Truncated { field: short.field }
+    }
+}

@@ -13,7 +13,7 @@
 //! session owns (the rule and its one exception, a reconnecting user, are
 //! documented on [`crate::PortPolicy`]); it cannot own more MACs
 //! than its `max_macs`, nor hold more DHCP leases than its `max_leases`.
-//! Each refusal drops the frame, counts it under its own [`DropReason`]
+//! Each refusal drops the frame, counts it under its own [`FrameDrop`]
 //! and leaves the MAC table and the lease pool as they were.
 
 use std::time::Duration;
@@ -22,7 +22,7 @@ use crate::dhcp::{
     DhcpFrameKind, DhcpOutcome, DhcpServer, DhcpServerConfig, IgnoreReason, LeaseHolder, classify,
 };
 use crate::mac_table::{DEFAULT_MAC_AGING, LearnError, MAX_MAC_ENTRIES, MacTable};
-use crate::port::{DropReason, PortCounters, PortId, PortPolicy};
+use crate::port::{FrameDrop, PortCounters, PortId, PortPolicy};
 use crate::{MacAddr, WallTime};
 
 /// Ethernet header: destination, source, EtherType.
@@ -70,7 +70,7 @@ pub enum Forward<'a> {
     },
     /// The hub took the frame and has nothing to send (DHCP RELEASE, …).
     Consumed,
-    Drop(DropReason),
+    Drop(FrameDrop),
 }
 
 /// `Forward` without borrows, so `decide` can mutate counters freely.
@@ -197,7 +197,7 @@ impl Hub {
 
     /// Pins `mac` to `port` (which must be attached): the address never
     /// ages out and no other port can take it over; frames from it on
-    /// another port are dropped as [`DropReason::MacSpoof`]. For the
+    /// another port are dropped as [`FrameDrop::MacSpoof`]. For the
     /// bridge tap's own MAC, which the kernel may not send from for longer
     /// than the aging time.
     pub fn pin_mac(&mut self, mac: MacAddr, port: PortId, now: WallTime) -> Result<(), HubError> {
@@ -235,7 +235,7 @@ impl Hub {
     pub fn forward(&mut self, ingress: PortId, frame: &[u8], now: WallTime) -> Forward<'_> {
         let Ok(at) = self.slot(ingress) else {
             self.unknown_port_drops += 1;
-            return Forward::Drop(DropReason::UnknownPort);
+            return Forward::Drop(FrameDrop::UnknownPort);
         };
         match self.decide(at, ingress, frame, now) {
             Ok(Decision::Unicast(port)) => Forward::Unicast(port),
@@ -284,33 +284,33 @@ impl Hub {
         ingress: PortId,
         frame: &[u8],
         now: WallTime,
-    ) -> Result<Decision, DropReason> {
+    ) -> Result<Decision, FrameDrop> {
         let len = frame.len();
         let (Some(dst), Some(src)) = (
             MacAddr::from_slice(frame),
             frame.get(6..ETH_HEADER_LEN).and_then(MacAddr::from_slice),
         ) else {
-            return Err(DropReason::Runt);
+            return Err(FrameDrop::Runt);
         };
         if len > MAX_FRAME_LEN {
-            return Err(DropReason::Oversize);
+            return Err(FrameDrop::Oversize);
         }
         if src.is_multicast() || src.is_zero() {
-            return Err(DropReason::BadSourceMac);
+            return Err(FrameDrop::BadSourceMac);
         }
         if let Some(holder) = self.table.lookup(&src, now)
             && holder != ingress
             && !self.may_take_over(at, holder)
         {
-            return Err(DropReason::MacSpoof);
+            return Err(FrameDrop::MacSpoof);
         }
         let policy = self.ports[at].policy;
         self.table
             .learn(src, ingress, policy.max_macs, now)
             .map_err(|e| match e {
-                LearnError::PortLimit => DropReason::MacLimit,
-                LearnError::TableFull => DropReason::MacTableFull,
-                LearnError::Pinned => DropReason::MacSpoof,
+                LearnError::PortLimit => FrameDrop::MacLimit,
+                LearnError::TableFull => FrameDrop::MacTableFull,
+                LearnError::Pinned => FrameDrop::MacSpoof,
             })?;
 
         if let Some(dhcp) = self.dhcp.as_mut() {
@@ -335,13 +335,13 @@ impl Hub {
                             Ok(Decision::Consumed)
                         }
                         DhcpOutcome::Ignored(IgnoreReason::LeaseLimit) => {
-                            Err(DropReason::LeaseLimit)
+                            Err(FrameDrop::LeaseLimit)
                         }
-                        DhcpOutcome::Ignored(_) => Err(DropReason::DhcpIgnored),
-                        DhcpOutcome::Malformed => Err(DropReason::MalformedDhcp),
+                        DhcpOutcome::Ignored(_) => Err(FrameDrop::DhcpIgnored),
+                        DhcpOutcome::Malformed => Err(FrameDrop::MalformedDhcp),
                     };
                 }
-                DhcpFrameKind::FromServer => return Err(DropReason::ForeignDhcpServer),
+                DhcpFrameKind::FromServer => return Err(FrameDrop::ForeignDhcpServer),
                 DhcpFrameKind::Other => {}
             }
         }
@@ -350,7 +350,7 @@ impl Hub {
             && let Some(egress) = self.table.lookup(&dst, now)
         {
             if egress == ingress {
-                return Err(DropReason::Hairpin);
+                return Err(FrameDrop::Hairpin);
             }
             // The table only holds ports that are attached: remove_port
             // forgets a port's MACs.

@@ -5,7 +5,7 @@
 //! `ethergate-server`, on whichever worker holds a frame) passes each frame with its ingress [`PortId`] and
 //! the current [`WallTime`] to [`Hub::forward`], and gets back a
 //! [`Forward`] decision — unicast, flood, a reply frame the hub produced
-//! itself (DHCP), or a drop with a [`DropReason`]. Leases are handed out as
+//! itself (DHCP), or a drop with a [`FrameDrop`]. Leases are handed out as
 //! values ([`DhcpServer::snapshot`]) and text ([`format_leases`]); writing
 //! them to `state_dir` is the caller's job.
 
@@ -29,5 +29,5 @@ pub use hub::{ETH_HEADER_LEN, FloodPorts, Forward, Hub, HubError, HubOptions, MA
 pub use mac_table::{
     DEFAULT_MAC_AGING, FORCED_SWEEP_INTERVAL, LearnError, MAX_MAC_ENTRIES, MIN_MAC_LIMIT, MacTable,
 };
-pub use port::{DropReason, PortCounters, PortId, PortPolicy};
+pub use port::{FrameDrop, PortCounters, PortId, PortPolicy};
 pub use wall_time::WallTime;

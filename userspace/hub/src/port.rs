@@ -2,7 +2,7 @@
 //!
 //! Invariant: every frame the hub sees is counted exactly once on its
 //! ingress port, either as forwarded (`frames_in`) or under one
-//! [`DropReason`]; copies the hub decides to send are counted on the egress
+//! [`FrameDrop`]; copies the hub decides to send are counted on the egress
 //! port (`frames_out`), at decision time.
 
 /// A hub port: a session (ids from 1) or the local bridge (0). Same shape as
@@ -25,7 +25,7 @@ impl PortId {
 /// (see [`crate::MacTable`]). A session port may not take over a MAC that
 /// the bridge owns (pinned or learned) or that another session port owns
 /// while that entry is fresh — such frames are dropped as
-/// [`DropReason::MacSpoof`] and the table is unchanged — unless both
+/// [`FrameDrop::MacSpoof`] and the table is unchanged — unless both
 /// session ports have the same [`PortPolicy::owner`] (the same hub user):
 /// a client that reconnects gets a new port while the server still keeps
 /// its old session for resumption (up to the session timeout), and its MAC
@@ -48,9 +48,10 @@ pub struct PortPolicy {
     pub owner: Option<u64>,
 }
 
-/// Why a frame was dropped. Each has its own counter per port.
+/// Why the switch dropped a frame (not the NAT programs' `DropReason`). Each
+/// has its own counter per port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DropReason {
+pub enum FrameDrop {
     /// Shorter than an Ethernet header (14 bytes).
     Runt,
     /// Longer than [`crate::MAX_FRAME_LEN`].
@@ -83,41 +84,41 @@ pub enum DropReason {
     LeaseLimit,
 }
 
-impl DropReason {
-    pub const ALL: [DropReason; 12] = [
-        DropReason::Runt,
-        DropReason::Oversize,
-        DropReason::BadSourceMac,
-        DropReason::MacLimit,
-        DropReason::MacTableFull,
-        DropReason::Hairpin,
-        DropReason::UnknownPort,
-        DropReason::ForeignDhcpServer,
-        DropReason::MalformedDhcp,
-        DropReason::DhcpIgnored,
-        DropReason::MacSpoof,
-        DropReason::LeaseLimit,
+impl FrameDrop {
+    pub const ALL: [FrameDrop; 12] = [
+        FrameDrop::Runt,
+        FrameDrop::Oversize,
+        FrameDrop::BadSourceMac,
+        FrameDrop::MacLimit,
+        FrameDrop::MacTableFull,
+        FrameDrop::Hairpin,
+        FrameDrop::UnknownPort,
+        FrameDrop::ForeignDhcpServer,
+        FrameDrop::MalformedDhcp,
+        FrameDrop::DhcpIgnored,
+        FrameDrop::MacSpoof,
+        FrameDrop::LeaseLimit,
     ];
 
     /// A short stable name for metrics labels.
     pub const fn as_str(self) -> &'static str {
         match self {
-            DropReason::Runt => "runt",
-            DropReason::Oversize => "oversize",
-            DropReason::BadSourceMac => "bad_source_mac",
-            DropReason::MacLimit => "mac_limit",
-            DropReason::MacTableFull => "mac_table_full",
-            DropReason::Hairpin => "hairpin",
-            DropReason::UnknownPort => "unknown_port",
-            DropReason::ForeignDhcpServer => "foreign_dhcp_server",
-            DropReason::MalformedDhcp => "malformed_dhcp",
-            DropReason::DhcpIgnored => "dhcp_ignored",
-            DropReason::MacSpoof => "mac_spoof",
-            DropReason::LeaseLimit => "lease_limit",
+            FrameDrop::Runt => "runt",
+            FrameDrop::Oversize => "oversize",
+            FrameDrop::BadSourceMac => "bad_source_mac",
+            FrameDrop::MacLimit => "mac_limit",
+            FrameDrop::MacTableFull => "mac_table_full",
+            FrameDrop::Hairpin => "hairpin",
+            FrameDrop::UnknownPort => "unknown_port",
+            FrameDrop::ForeignDhcpServer => "foreign_dhcp_server",
+            FrameDrop::MalformedDhcp => "malformed_dhcp",
+            FrameDrop::DhcpIgnored => "dhcp_ignored",
+            FrameDrop::MacSpoof => "mac_spoof",
+            FrameDrop::LeaseLimit => "lease_limit",
         }
     }
 
-    /// This reason's position in [`DropReason::ALL`], for per-reason
+    /// This reason's position in [`FrameDrop::ALL`], for per-reason
     /// counter arrays.
     pub const fn index(self) -> usize {
         self as usize
@@ -135,11 +136,11 @@ pub struct PortCounters {
     pub bytes_out: u64,
     /// Frames from this port that the hub answered itself (DHCP).
     pub frames_local: u64,
-    drops: [u64; DropReason::ALL.len()],
+    drops: [u64; FrameDrop::ALL.len()],
 }
 
 impl PortCounters {
-    pub fn dropped(&self, reason: DropReason) -> u64 {
+    pub fn dropped(&self, reason: FrameDrop) -> u64 {
         self.drops[reason.index()]
     }
 
@@ -147,7 +148,7 @@ impl PortCounters {
         self.drops.iter().sum()
     }
 
-    pub(crate) fn count_drop(&mut self, reason: DropReason) {
+    pub(crate) fn count_drop(&mut self, reason: FrameDrop) {
         self.drops[reason.index()] += 1;
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ethergate_hub::config::Config;
 use ethergate_hub::dhcp::{DhcpMessage, DhcpOptions, FLAG_BROADCAST, MessageType, OFFER_HOLD};
 use ethergate_hub::{
-    DropReason, Forward, Hub, HubOptions, MacAddr, PortId, PortPolicy, WallTime, format_leases,
+    Forward, FrameDrop, Hub, HubOptions, MacAddr, PortId, PortPolicy, WallTime, format_leases,
     parse_leases,
 };
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
@@ -379,7 +379,7 @@ fn init_reboot_of_own_address_is_acked_and_unknown_client_ignored() {
     );
     assert!(matches!(
         no_reply(&mut hub, &frame, T0),
-        Forward::Drop(DropReason::DhcpIgnored)
+        Forward::Drop(FrameDrop::DhcpIgnored)
     ));
 }
 
@@ -439,7 +439,7 @@ fn decline_takes_the_address_out_for_a_while() {
     );
     assert!(matches!(
         no_reply(&mut hub, &third, T0),
-        Forward::Drop(DropReason::DhcpIgnored)
+        Forward::Drop(FrameDrop::DhcpIgnored)
     ));
     let later = T0.saturating_add(ethergate_hub::dhcp::DECLINE_HOLD);
     assert_eq!(discover(&mut hub, mac(3), later).msg.yiaddr, addr);
@@ -482,13 +482,13 @@ fn exhaustion_sends_no_offer_and_counts() {
     );
     assert!(matches!(
         no_reply(&mut hub, &f, T0),
-        Forward::Drop(DropReason::DhcpIgnored)
+        Forward::Drop(FrameDrop::DhcpIgnored)
     ));
     assert_eq!(hub.dhcp().expect("dhcp").counters().exhausted, 1);
     assert_eq!(
         hub.counters(SESSION)
             .expect("session")
-            .dropped(DropReason::DhcpIgnored),
+            .dropped(FrameDrop::DhcpIgnored),
         1
     );
     // The unanswered offer to mac(2) lapses; then mac(3) gets its address.
@@ -538,7 +538,7 @@ fn spoofed_chaddr_and_rogue_servers_are_dropped() {
     let f = to_frame(mac(1), &msg, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
     assert!(matches!(
         no_reply(&mut hub, &f, T0),
-        Forward::Drop(DropReason::DhcpIgnored)
+        Forward::Drop(FrameDrop::DhcpIgnored)
     ));
     // A DHCP server answer (67 -> 68) from a session is not switched.
     let offer = discover(&mut hub, mac(5), T0);
@@ -550,7 +550,7 @@ fn spoofed_chaddr_and_rogue_servers_are_dropped() {
         .expect("rogue frame");
     assert!(matches!(
         hub.forward(PortId(2), &rogue, T0),
-        Forward::Drop(DropReason::ForeignDhcpServer)
+        Forward::Drop(FrameDrop::ForeignDhcpServer)
     ));
     // Garbage to UDP/67 is counted as malformed.
     let mut junk = Vec::new();
@@ -561,7 +561,7 @@ fn spoofed_chaddr_and_rogue_servers_are_dropped() {
         .expect("junk frame");
     assert!(matches!(
         hub.forward(PortId(3), &junk, T0),
-        Forward::Drop(DropReason::MalformedDhcp)
+        Forward::Drop(FrameDrop::MalformedDhcp)
     ));
     assert_eq!(hub.dhcp().expect("dhcp").counters().malformed, 1);
 }
@@ -713,13 +713,13 @@ fn a_session_at_its_lease_limit_gets_no_offer_and_another_session_still_does() {
     // A third station behind the same session: no offer, counted.
     assert!(matches!(
         hub.forward(SESSION, &discover_frame(mac(3)), T0),
-        Forward::Drop(DropReason::LeaseLimit)
+        Forward::Drop(FrameDrop::LeaseLimit)
     ));
     assert_eq!(hub.dhcp().expect("dhcp").counters().lease_limit, 1);
     assert_eq!(
         hub.counters(SESSION)
             .expect("session")
-            .dropped(DropReason::LeaseLimit),
+            .dropped(FrameDrop::LeaseLimit),
         1
     );
     // Nor can it just claim a free address by RENEWING it unasked.
@@ -727,7 +727,7 @@ fn a_session_at_its_lease_limit_gets_no_offer_and_another_session_still_does() {
     grab.ciaddr = ip(150);
     assert!(matches!(
         hub.forward(SESSION, &to_frame(mac(3), &grab, ip(150), SERVER), T0),
-        Forward::Drop(DropReason::LeaseLimit)
+        Forward::Drop(FrameDrop::LeaseLimit)
     ));
     // Renewing a lease it holds still works at the limit.
     let mut renew = message(mac(1), MessageType::Request);
@@ -757,7 +757,7 @@ fn the_lease_limit_outlives_mac_aging() {
     assert_eq!(hub.mac_table().port_count(SESSION), 0);
     assert!(matches!(
         hub.forward(SESSION, &discover_frame(mac(3)), aged),
-        Forward::Drop(DropReason::LeaseLimit)
+        Forward::Drop(FrameDrop::LeaseLimit)
     ));
 }
 
@@ -792,8 +792,8 @@ fn issue_12_layer2_abuse_is_contained() {
         let client = MacAddr([0x02, 0x66, 0, 0, hi, lo]);
         match hub.forward(attacker, &discover_frame(client), T0) {
             Forward::Reply { .. } => offers += 1,
-            Forward::Drop(DropReason::MacLimit) => macs_refused += 1,
-            Forward::Drop(DropReason::LeaseLimit) => {}
+            Forward::Drop(FrameDrop::MacLimit) => macs_refused += 1,
+            Forward::Drop(FrameDrop::LeaseLimit) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -801,9 +801,9 @@ fn issue_12_layer2_abuse_is_contained() {
     assert_eq!(offers, max_leases);
     assert_eq!(macs_refused, 300 - max_macs);
     let c = *hub.counters(attacker).expect("attacker");
-    assert_eq!(c.dropped(DropReason::MacLimit), u64::from(300 - max_macs));
+    assert_eq!(c.dropped(FrameDrop::MacLimit), u64::from(300 - max_macs));
     assert_eq!(
-        c.dropped(DropReason::LeaseLimit),
+        c.dropped(FrameDrop::LeaseLimit),
         u64::from(max_macs - max_leases)
     );
 
@@ -827,7 +827,7 @@ fn issue_12_layer2_abuse_is_contained() {
         f[12..14].copy_from_slice(&[0x08, 0x06]);
         assert!(matches!(
             hub.forward(attacker, &f, later),
-            Forward::Drop(DropReason::MacSpoof)
+            Forward::Drop(FrameDrop::MacSpoof)
         ));
         // Nor through DHCP: releasing the victim's lease from its MAC.
         let mut release = message(stolen, MessageType::Release);
@@ -839,7 +839,7 @@ fn issue_12_layer2_abuse_is_contained() {
                 &to_frame(stolen, &release, victim_addr, SERVER),
                 later
             ),
-            Forward::Drop(DropReason::MacSpoof)
+            Forward::Drop(FrameDrop::MacSpoof)
         ));
     }
     let after: std::collections::BTreeMap<_, _> = hub
@@ -851,7 +851,7 @@ fn issue_12_layer2_abuse_is_contained() {
     assert_eq!(
         hub.counters(attacker)
             .expect("attacker")
-            .dropped(DropReason::MacSpoof),
+            .dropped(FrameDrop::MacSpoof),
         4
     );
     // The victim's lease is intact.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ethergate_hub::{
-    DEFAULT_MAC_AGING, DropReason, Forward, Hub, HubOptions, MIN_MAC_LIMIT, MacAddr, PortId,
+    DEFAULT_MAC_AGING, Forward, FrameDrop, Hub, HubOptions, MIN_MAC_LIMIT, MacAddr, PortId,
     PortPolicy, WallTime,
 };
 
@@ -46,7 +46,7 @@ fn unicast(hub: &mut Hub, ingress: u64, f: &[u8], now: WallTime) -> u64 {
     }
 }
 
-fn dropped(hub: &mut Hub, ingress: u64, f: &[u8], now: WallTime) -> DropReason {
+fn dropped(hub: &mut Hub, ingress: u64, f: &[u8], now: WallTime) -> FrameDrop {
     match hub.forward(PortId(ingress), f, now) {
         Forward::Drop(r) => r,
         other => panic!("expected a drop on port {ingress}, got {other:?}"),
@@ -133,11 +133,11 @@ fn mac_limit_drops_and_counts() {
         let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(n)), T0);
     }
     let extra = frame(MacAddr::BROADCAST, mac(100));
-    assert_eq!(dropped(&mut hub, 1, &extra, T0), DropReason::MacLimit);
+    assert_eq!(dropped(&mut hub, 1, &extra, T0), FrameDrop::MacLimit);
     // Known MACs still pass.
     let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(1)), T0);
     let c = hub.counters(PortId(1)).expect("session");
-    assert_eq!(c.dropped(DropReason::MacLimit), 1);
+    assert_eq!(c.dropped(FrameDrop::MacLimit), 1);
     assert_eq!(c.frames_in, u64::from(MIN_MAC_LIMIT) + 1);
     // Once the old MACs age out, a new one fits.
     let later = T0.saturating_add(DEFAULT_MAC_AGING);
@@ -162,7 +162,7 @@ fn mac_limit_below_softether_minimum_is_raised() {
     }
     assert_eq!(
         dropped(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(4)), T0),
-        DropReason::MacLimit
+        FrameDrop::MacLimit
     );
 }
 
@@ -181,7 +181,7 @@ fn table_cap_drops_new_macs() {
     let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(2)), T0);
     assert_eq!(
         dropped(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(3)), T0),
-        DropReason::MacTableFull
+        FrameDrop::MacTableFull
     );
 }
 
@@ -227,16 +227,16 @@ fn a_session_cannot_take_another_users_mac() {
     let before = table(&hub);
     let later = T0.saturating_add(Duration::from_secs(1));
     let stolen = frame(MacAddr::BROADCAST, mac(1));
-    assert_eq!(dropped(&mut hub, 2, &stolen, later), DropReason::MacSpoof);
+    assert_eq!(dropped(&mut hub, 2, &stolen, later), FrameDrop::MacSpoof);
     // Not even refreshed: the table is exactly as it was.
     assert_eq!(table(&hub), before);
     assert_eq!(unicast(&mut hub, 0, &frame(mac(1), mac(9)), later), 1);
     let c = hub.counters(PortId(2)).expect("port 2");
-    assert_eq!((c.dropped(DropReason::MacSpoof), c.frames_in), (1, 0));
+    assert_eq!((c.dropped(FrameDrop::MacSpoof), c.frames_in), (1, 0));
     // Default policies (no owner) share with nobody either.
     let mut plain = hub_with(&[1, 2]);
     let _ = plain.forward(PortId(1), &frame(MacAddr::BROADCAST, mac(1)), T0);
-    assert_eq!(dropped(&mut plain, 2, &stolen, T0), DropReason::MacSpoof);
+    assert_eq!(dropped(&mut plain, 2, &stolen, T0), FrameDrop::MacSpoof);
 }
 
 #[test]
@@ -254,13 +254,13 @@ fn a_session_cannot_take_the_bridges_macs() {
     let before = table(&hub);
     for victim in [tap, mac(50)] {
         let f = frame(MacAddr::BROADCAST, victim);
-        assert_eq!(dropped(&mut hub, 1, &f, T0), DropReason::MacSpoof);
+        assert_eq!(dropped(&mut hub, 1, &f, T0), FrameDrop::MacSpoof);
     }
     assert_eq!(table(&hub), before);
     assert_eq!(
         hub.counters(PortId(1))
             .expect("port 1")
-            .dropped(DropReason::MacSpoof),
+            .dropped(FrameDrop::MacSpoof),
         2
     );
     // The tap's MAC never ages, even when the kernel stays silent.
@@ -269,7 +269,7 @@ fn a_session_cannot_take_the_bridges_macs() {
     assert_eq!(unicast(&mut hub, 2, &frame(tap, mac(2)), much_later), 0);
     assert_eq!(
         dropped(&mut hub, 1, &frame(MacAddr::BROADCAST, tap), much_later),
-        DropReason::MacSpoof
+        FrameDrop::MacSpoof
     );
     // The aged LAN host's MAC is free again.
     let _ = flood(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(50)), much_later);
@@ -291,7 +291,7 @@ fn the_bridge_takes_over_a_mac_a_session_used_first() {
     assert_eq!(hub.mac_table().lookup(&mac(1), T0), Some(PortId::BRIDGE));
     assert_eq!(
         dropped(&mut hub, 1, &frame(MacAddr::BROADCAST, mac(1)), T0),
-        DropReason::MacSpoof
+        FrameDrop::MacSpoof
     );
 }
 
@@ -335,7 +335,7 @@ fn a_session_sending_from_300_macs_gets_at_most_its_max_mac() {
     assert_eq!(hub.mac_table().port_count(PortId(1)), 16);
     assert_eq!(hub.mac_table().len(), 16);
     let c = hub.counters(PortId(1)).expect("port 1");
-    assert_eq!(c.dropped(DropReason::MacLimit), 300 - 16);
+    assert_eq!(c.dropped(FrameDrop::MacLimit), 300 - 16);
     // Another session is not affected.
     let _ = flood(&mut hub, 2, &frame(MacAddr::BROADCAST, mac(2)), T0);
     assert_eq!(unicast(&mut hub, 0, &frame(mac(2), mac(90)), T0), 2);
@@ -343,11 +343,11 @@ fn a_session_sending_from_300_macs_gets_at_most_its_max_mac() {
 
 #[test]
 fn drop_reasons_index_their_counters() {
-    for (i, reason) in DropReason::ALL.iter().enumerate() {
+    for (i, reason) in FrameDrop::ALL.iter().enumerate() {
         assert_eq!(reason.index(), i, "{reason:?}");
     }
-    let names: std::collections::HashSet<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(names.len(), DropReason::ALL.len(), "names are unique");
+    let names: std::collections::HashSet<_> = FrameDrop::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(names.len(), FrameDrop::ALL.len(), "names are unique");
 }
 
 #[test]
@@ -356,23 +356,23 @@ fn hairpin_is_dropped() {
     let _ = hub.forward(PortId(1), &frame(MacAddr::BROADCAST, mac(1)), T0);
     assert_eq!(
         dropped(&mut hub, 1, &frame(mac(1), mac(5)), T0),
-        DropReason::Hairpin
+        FrameDrop::Hairpin
     );
 }
 
 #[test]
 fn malformed_frames_are_dropped_with_reasons() {
     let mut hub = hub_with(&[1, 2]);
-    assert_eq!(dropped(&mut hub, 1, &[0u8; 13], T0), DropReason::Runt);
+    assert_eq!(dropped(&mut hub, 1, &[0u8; 13], T0), FrameDrop::Runt);
     let mut big = frame(MacAddr::BROADCAST, mac(1));
     big.resize(ethergate_hub::MAX_FRAME_LEN + 1, 0);
-    assert_eq!(dropped(&mut hub, 1, &big, T0), DropReason::Oversize);
+    assert_eq!(dropped(&mut hub, 1, &big, T0), FrameDrop::Oversize);
     let mut max = frame(MacAddr::BROADCAST, mac(1));
     max.resize(ethergate_hub::MAX_FRAME_LEN, 0);
     let _ = flood(&mut hub, 1, &max, T0);
     assert_eq!(
         dropped(&mut hub, 1, &frame(mac(2), MacAddr::BROADCAST), T0),
-        DropReason::BadSourceMac
+        FrameDrop::BadSourceMac
     );
     assert_eq!(
         dropped(
@@ -381,11 +381,11 @@ fn malformed_frames_are_dropped_with_reasons() {
             &frame(mac(2), MacAddr([1, 0, 0x5e, 0, 0, 1])),
             T0
         ),
-        DropReason::BadSourceMac
+        FrameDrop::BadSourceMac
     );
     assert_eq!(
         dropped(&mut hub, 9, &frame(mac(2), mac(1)), T0),
-        DropReason::UnknownPort
+        FrameDrop::UnknownPort
     );
     let c = hub.counters(PortId(1)).expect("port 1");
     assert_eq!(c.dropped_total(), 4);

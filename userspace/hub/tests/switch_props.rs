@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ethergate_hub::{
-    DropReason, Forward, Hub, HubOptions, MIN_MAC_LIMIT, MacAddr, PortId, PortPolicy, WallTime,
+    Forward, FrameDrop, Hub, HubOptions, MIN_MAC_LIMIT, MacAddr, PortId, PortPolicy, WallTime,
 };
 use proptest::prelude::*;
 
@@ -138,10 +138,10 @@ proptest! {
                         _ => None,
                     };
                     if protected {
-                        prop_assert_eq!(result, Some(DropReason::MacSpoof));
+                        prop_assert_eq!(result, Some(FrameDrop::MacSpoof));
                         prop_assert_eq!(snapshot(&hub), before);
                     }
-                    if result == Some(DropReason::MacSpoof) {
+                    if result == Some(FrameDrop::MacSpoof) {
                         prop_assert!(protected, "MacSpoof only for a protected MAC");
                     }
                     if result.is_none() {

@@ -71,7 +71,6 @@ pub mod http;
 pub mod messages;
 pub mod pack;
 pub mod password;
-mod reader;
 pub mod rng;
 pub mod server;
 pub mod time;

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ethergate_hub::DropReason;
+use ethergate_hub::FrameDrop;
 use ethergate_proto::data::Frames;
 
 use crate::login_throttle::ThrottleReason;
@@ -58,10 +58,10 @@ pub struct HubCounters {
     pub mac_entries: AtomicU64,
     /// Bound DHCP leases; [`NO_DHCP`] when the hub has no DHCP server.
     pub dhcp_leases: AtomicU64,
-    /// Frames the switch dropped, by [`DropReason`] (indexed by
-    /// [`DropReason::index`]): malformed frames, MAC and lease limits,
+    /// Frames the switch dropped, by [`FrameDrop`] (indexed by
+    /// [`FrameDrop::index`]): malformed frames, MAC and lease limits,
     /// MAC spoofing, rogue DHCP servers, …
-    pub frames_dropped: [AtomicU64; DropReason::ALL.len()],
+    pub frames_dropped: [AtomicU64; FrameDrop::ALL.len()],
 }
 
 pub const NO_DHCP: u64 = u64::MAX;
@@ -99,8 +99,8 @@ pub struct SessionCounters {
 pub struct SwitchGauges {
     pub mac_entries: u64,
     pub dhcp_leases: Option<u64>,
-    /// Frames dropped since start, by [`DropReason::index`].
-    pub frames_dropped: [u64; DropReason::ALL.len()],
+    /// Frames dropped since start, by [`FrameDrop::index`].
+    pub frames_dropped: [u64; FrameDrop::ALL.len()],
 }
 
 impl HubCounters {
@@ -135,7 +135,7 @@ impl HubCounters {
     /// Frames the switch dropped, by reason name (`mac_limit`,
     /// `mac_spoof`, `lease_limit`, …); every reason, zeros included.
     pub fn frames_dropped(&self) -> Vec<(&'static str, u64)> {
-        DropReason::ALL
+        FrameDrop::ALL
             .iter()
             .map(|r| {
                 let n = self.frames_dropped[r.index()].load(Ordering::Relaxed);

@@ -583,7 +583,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use ethergate_config::SessionLimits;
-    use ethergate_hub::{DropReason, Hub, HubOptions, MacAddr};
+    use ethergate_hub::{FrameDrop, Hub, HubOptions, MacAddr};
 
     use super::*;
     use crate::hub_switch::broadcast_frame;
@@ -595,7 +595,7 @@ mod tests {
         HubPlane::new("mikalab", switch, Vec::new(), Arc::default()).expect("no taps")
     }
 
-    fn dropped(counters: &HubCounters, reason: DropReason) -> u64 {
+    fn dropped(counters: &HubCounters, reason: FrameDrop) -> u64 {
         counters.frames_dropped[reason.index()].load(Ordering::Relaxed)
     }
 
@@ -643,8 +643,8 @@ mod tests {
         ];
         plane.from_session(PortId(2), &batch(&spoof), 1, &mut buffers);
         let counters = &plane.counters;
-        assert_eq!(dropped(counters, DropReason::MacLimit), 300 - 16);
-        assert_eq!(dropped(counters, DropReason::MacSpoof), 2);
+        assert_eq!(dropped(counters, FrameDrop::MacLimit), 300 - 16);
+        assert_eq!(dropped(counters, FrameDrop::MacSpoof), 2);
         assert_eq!(
             counters.mac_entries.load(Ordering::Relaxed),
             1 + 16,

@@ -21,7 +21,7 @@
 use std::{collections::HashMap, path::PathBuf, time::SystemTime};
 
 use ethergate_hub::{
-    DhcpLease, DropReason, Forward, Hub, MacAddr, PortId, PortPolicy, WallTime, format_leases,
+    DhcpLease, Forward, FrameDrop, Hub, MacAddr, PortId, PortPolicy, WallTime, format_leases,
     parse_leases,
 };
 use tracing::{info, warn};
@@ -73,10 +73,10 @@ impl LeaseWrite {
 
 /// Drops worth one log line per session: a client doing what its policy
 /// forbids (or a misconfigured limit).
-const LOGGED_DROPS: [DropReason; 3] = [
-    DropReason::MacLimit,
-    DropReason::MacSpoof,
-    DropReason::LeaseLimit,
+const LOGGED_DROPS: [FrameDrop; 3] = [
+    FrameDrop::MacLimit,
+    FrameDrop::MacSpoof,
+    FrameDrop::LeaseLimit,
 ];
 
 /// A session port as the switch knows it, for logs.
@@ -93,8 +93,8 @@ pub struct HubSwitch {
     persisted: Vec<DhcpLease>,
     /// Frames dropped by the switch (all reasons), for logs.
     pub dropped: u64,
-    /// Frames dropped, by [`DropReason::index`].
-    drops: [u64; DropReason::ALL.len()],
+    /// Frames dropped, by [`FrameDrop::index`].
+    drops: [u64; FrameDrop::ALL.len()],
     /// Bound leases, recounted after DHCP activity and each tick, so
     /// [`HubSwitch::gauges`] is O(1) and can be published after every burst.
     bound_leases: Option<u64>,
@@ -175,7 +175,7 @@ impl HubSwitch {
             lease_file,
             persisted,
             dropped: 0,
-            drops: [0; DropReason::ALL.len()],
+            drops: [0; FrameDrop::ALL.len()],
             bound_leases: None,
             owners: HashMap::new(),
             sessions: HashMap::new(),
@@ -203,7 +203,7 @@ impl HubSwitch {
         *self.owners.entry(user.to_owned()).or_insert(next)
     }
 
-    fn count_drop(&mut self, port: PortId, reason: DropReason, frame: &[u8]) {
+    fn count_drop(&mut self, port: PortId, reason: FrameDrop, frame: &[u8]) {
         self.dropped += 1;
         self.drops[reason.index()] += 1;
         let Some(bit) = LOGGED_DROPS.iter().position(|r| *r == reason) else {
@@ -222,8 +222,8 @@ impl HubSwitch {
             .unwrap_or_default();
         let policy = self.hub.policy(port).copied().unwrap_or_default();
         let why = match reason {
-            DropReason::MacLimit => "session uses more MAC addresses than max_macs_per_session",
-            DropReason::MacSpoof => "session sent from a MAC the bridge or another session owns",
+            FrameDrop::MacLimit => "session uses more MAC addresses than max_macs_per_session",
+            FrameDrop::MacSpoof => "session sent from a MAC the bridge or another session owns",
             _ => "session asked for more DHCP leases than max_leases_per_session",
         };
         warn!(
@@ -419,7 +419,7 @@ mod tests {
         copies
     }
 
-    fn dropped(switch: &HubSwitch, reason: DropReason) -> u64 {
+    fn dropped(switch: &HubSwitch, reason: FrameDrop) -> u64 {
         switch.gauges().frames_dropped[reason.index()]
     }
 
@@ -437,12 +437,12 @@ mod tests {
             forward(&mut switch, 1, &frame(MacAddr([0x02, 0x44, 0, 0, hi, lo])));
         }
         assert_eq!(switch.hub().mac_table().port_count(PortId(1)), 16);
-        assert_eq!(dropped(&switch, DropReason::MacLimit), 300 - 16);
+        assert_eq!(dropped(&switch, FrameDrop::MacLimit), 300 - 16);
         // bob cannot use alice's MAC, nor the tap's.
         let alice_mac = MacAddr([0x02, 0x44, 0, 0, 0, 0]);
         assert_eq!(forward(&mut switch, 2, &frame(alice_mac)), 0);
         assert_eq!(forward(&mut switch, 2, &frame(tap)), 0);
-        assert_eq!(dropped(&switch, DropReason::MacSpoof), 2);
+        assert_eq!(dropped(&switch, FrameDrop::MacSpoof), 2);
         assert_eq!(
             switch
                 .hub()
@@ -455,7 +455,7 @@ mod tests {
         assert_eq!(switch.dropped, 300 - 16 + 2);
         // A detached session's counters go; the hub's totals stay.
         switch.port_removed(PortId(1));
-        assert_eq!(dropped(&switch, DropReason::MacLimit), 300 - 16);
+        assert_eq!(dropped(&switch, FrameDrop::MacLimit), 300 - 16);
         // Unlimited (0) means no per-session cap at all.
         switch.port_added(PortId(4), &policy("carol", 0));
         for n in 0..100u8 {

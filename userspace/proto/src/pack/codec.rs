@@ -8,7 +8,7 @@
 //! that encodes.
 
 use super::{Element, Pack, PackError, ValueType, Values};
-use crate::reader::{Reader, Short};
+use ethergate_net::{Reader, Short};
 
 /// SoftEther truncates element names to 63 characters (`MAX_ELEMENT_NAME_LEN`);
 /// we reject longer ones instead, since no real peer sends them and silent
