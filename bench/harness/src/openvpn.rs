@@ -21,8 +21,7 @@ use crate::{
     settings::Settings,
     sys, tools,
     topo::{PRIVATE_IP, SERVER_IP},
-    tunnel::{cpu_name, point, tcp_name, udp_pps},
-    udpgen,
+    tunnel::{cpu_per_gb_row, latency_rows, point, small_packet_row, tcp_name},
 };
 
 pub const OPENVPN_TCP: &str = "OpenVPN 2.6 TCP 443";
@@ -220,8 +219,19 @@ fn start(topo: &Topology, dir: &Path, udp: bool) -> Result<(Process, Process)> {
 }
 
 pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) {
+    if !settings.wants(OPENVPN_TCP) && !settings.wants(OPENVPN_UDP) {
+        return;
+    }
     let dir = settings.work.join("openvpn");
     let certs = certificates(&dir);
+    // The throughput rows' receiver (the tunnel rows' one ended with them).
+    let _iperf = match tools::iperf3_server(topo, "private", PRIVATE_IP) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            report.progress(&format!("openvpn: iperf3 server did not start: {e:#}"));
+            None
+        }
+    };
     for (system, udp) in [(OPENVPN_TCP, false), (OPENVPN_UDP, true)] {
         if !settings.wants(system) || sys::interrupted() {
             continue;
@@ -274,83 +284,27 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
             },
         );
         if streams == 1 {
-            let cpu = report
-                .rows
-                .last()
-                .and_then(|r| r.extra.get("server_cpu_s_per_gb").copied())
-                .ok_or_else(|| anyhow!("no throughput run succeeded"));
-            let method = "utime+stime of the openvpn server process ÷ GB iperf3 received, same runs as the row above";
-            report.derived(
-                point(&cpu_name(dir), system, "CPU s/GB", Better::Lower, method),
-                cpu,
+            cpu_per_gb_row(
+                report,
+                dir,
+                system,
+                "utime+stime of the openvpn server process ÷ GB iperf3 received, same runs as the row above",
             );
         }
     }
-    let method = format!(
-        "ping -i 0.005 ×{} to {SERVER_TUN_IP} (the server's tun), hdrhistogram; direct = to {SERVER_IP}",
-        settings.ping_count
+    latency_rows(
+        topo,
+        report,
+        settings,
+        system,
+        SERVER_TUN_IP,
+        "(the server's tun)",
     );
-    let rtt = tools::ping(topo, "client", SERVER_TUN_IP, settings.ping_count, "0.005");
-    let direct = tools::ping(topo, "client", SERVER_IP, settings.ping_count, "0.005");
-    let q = |h: &Result<hdrhistogram::Histogram<u64>>, p: f64| -> Result<f64> {
-        h.as_ref()
-            .map(|h| h.value_at_quantile(p) as f64)
-            .map_err(|e| anyhow!("{e:#}"))
-    };
-    report.derived(
-        point(
-            "ping RTT p50 client→tap",
-            system,
-            "µs",
-            Better::Lower,
-            &method,
-        ),
-        q(&rtt, 0.5),
+    small_packet_row(
+        topo,
+        report,
+        settings,
+        system,
+        ", through the OpenVPN tun; counted by an nft netdev-ingress drop rule on private eth0",
     );
-    report.derived(
-        point(
-            "ping RTT p99 client→tap",
-            system,
-            "µs",
-            Better::Lower,
-            &method,
-        ),
-        q(&rtt, 0.99),
-    );
-    report.derived(
-        point(
-            "added latency p50 (tunnel − direct)",
-            system,
-            "µs",
-            Better::Lower,
-            &method,
-        ),
-        q(&rtt, 0.5).and_then(|t| Ok(t - q(&direct, 0.5)?)),
-    );
-    let method = format!(
-        "own sendmmsg generator in client, {} B UDP payload (64 B frames), 64 dst ports, {secs} s, through the OpenVPN tun; counted by an nft netdev-ingress drop rule on private eth0",
-        udpgen::PAYLOAD
-    );
-    report.measure(
-        point(
-            "64-byte UDP client→private, 64 flows",
-            system,
-            "pps",
-            Better::Higher,
-            &method,
-        ),
-        settings.reps,
-        || {
-            udp_pps(
-                topo,
-                "client",
-                "private",
-                PRIVATE_IP.parse()?,
-                64,
-                Duration::from_secs(secs),
-                false,
-            )
-        },
-    );
-    std::thread::sleep(Duration::from_secs(2));
 }

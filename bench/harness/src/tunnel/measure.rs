@@ -62,60 +62,16 @@ pub(crate) fn traffic(
             },
         );
         if streams == 1 {
-            let cpu = report
-                .rows
-                .last()
-                .and_then(|r| r.extra.get("server_cpu_s_per_gb").copied())
-                .ok_or_else(|| anyhow!("no throughput run succeeded"));
-            let method = "utime+stime of the server's process tree (/proc/<pid>/stat) ÷ GB iperf3 received, same runs as the row above";
-            report.derived(
-                point(&cpu_name(dir), system, "CPU s/GB", Better::Lower, method),
-                cpu,
+            cpu_per_gb_row(
+                report,
+                dir,
+                system,
+                "utime+stime of the server's process tree (/proc/<pid>/stat) ÷ GB iperf3 received, same runs as the row above",
             );
         }
     }
 
-    let method = format!(
-        "ping -i 0.005 ×{} to {TAP_IP} (tunnel), hdrhistogram; direct = to {SERVER_IP}",
-        settings.ping_count
-    );
-    let rtt = tools::ping(topo, "client", TAP_IP, settings.ping_count, "0.005");
-    let direct = tools::ping(topo, "client", SERVER_IP, settings.ping_count, "0.005");
-    let q = |h: &Result<hdrhistogram::Histogram<u64>>, p: f64| -> Result<f64> {
-        h.as_ref()
-            .map(|h| h.value_at_quantile(p) as f64)
-            .map_err(|e| anyhow!("{e:#}"))
-    };
-    report.derived(
-        point(
-            "ping RTT p50 client→tap",
-            system,
-            "µs",
-            Better::Lower,
-            &method,
-        ),
-        q(&rtt, 0.5),
-    );
-    report.derived(
-        point(
-            "ping RTT p99 client→tap",
-            system,
-            "µs",
-            Better::Lower,
-            &method,
-        ),
-        q(&rtt, 0.99),
-    );
-    report.derived(
-        point(
-            "added latency p50 (tunnel − direct)",
-            system,
-            "µs",
-            Better::Lower,
-            &method,
-        ),
-        q(&rtt, 0.5).and_then(|t| Ok(t - q(&direct, 0.5)?)),
-    );
+    latency_rows(topo, report, settings, system, TAP_IP, "(tunnel)");
 
     let url = format!("http://{TAP_IP}/");
     let method =
@@ -169,8 +125,29 @@ pub(crate) fn traffic(
         p99,
     );
 
+    small_packet_row(
+        topo,
+        report,
+        settings,
+        system,
+        "; counted by an nft netdev-ingress drop rule on private eth0; runs last (queues it fills would skew the latency rows)",
+    );
+}
+
+/// 64-byte UDP frames from `client` to the private host through the
+/// tunnel, 64 flows, as many per second as arrive; `counted` finishes the
+/// method text. The queues the flood filled drain for 2 s afterwards, so
+/// the next system starts clean.
+pub(crate) fn small_packet_row(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    counted: &str,
+) {
+    let secs = settings.secs;
     let method = format!(
-        "own sendmmsg generator in client, {} B UDP payload (64 B frames), 64 dst ports, {secs} s; counted by an nft netdev-ingress drop rule on private eth0; runs last (queues it fills would skew the latency rows)",
+        "own sendmmsg generator in client, {} B UDP payload (64 B frames), 64 dst ports, {secs} s{counted}",
         udpgen::PAYLOAD
     );
     report.measure(
@@ -194,8 +171,6 @@ pub(crate) fn traffic(
             )
         },
     );
-
-    // Let the queues the flood filled drain before the next system.
     std::thread::sleep(Duration::from_secs(2));
 }
 
@@ -352,4 +327,52 @@ pub(crate) fn report_failures(n: usize, first: Option<&str>) {
         "        ({n} logins failed; first: {})",
         first.unwrap_or("?")
     );
+}
+
+/// The CPU-per-GB row of the one-stream throughput row just recorded
+/// (its `server_cpu_s_per_gb` extra).
+pub(crate) fn cpu_per_gb_row(report: &mut Report, dir: &str, system: &str, method: &str) {
+    let cpu = report
+        .rows
+        .last()
+        .and_then(|r| r.extra.get("server_cpu_s_per_gb").copied())
+        .ok_or_else(|| anyhow!("no throughput run succeeded"));
+    report.derived(
+        point(&cpu_name(dir), system, "CPU s/GB", Better::Lower, method),
+        cpu,
+    );
+}
+
+/// Ping RTT p50/p99 from `client` to `target` (an address at the far end of
+/// the tunnel, `what` says which) and the tunnel's added latency over a
+/// direct ping to the server.
+pub(crate) fn latency_rows(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    target: &str,
+    what: &str,
+) {
+    let method = format!(
+        "ping -i 0.005 ×{} to {target} {what}, hdrhistogram; direct = to {SERVER_IP}",
+        settings.ping_count
+    );
+    let rtt = tools::ping(topo, "client", target, settings.ping_count, "0.005");
+    let direct = tools::ping(topo, "client", SERVER_IP, settings.ping_count, "0.005");
+    let q = |h: &Result<hdrhistogram::Histogram<u64>>, p: f64| -> Result<f64> {
+        h.as_ref()
+            .map(|h| h.value_at_quantile(p) as f64)
+            .map_err(|e| anyhow!("{e:#}"))
+    };
+    for (workload, value) in [
+        ("ping RTT p50 client→tap", q(&rtt, 0.5)),
+        ("ping RTT p99 client→tap", q(&rtt, 0.99)),
+        (
+            "added latency p50 (tunnel − direct)",
+            q(&rtt, 0.5).and_then(|t| Ok(t - q(&direct, 0.5)?)),
+        ),
+    ] {
+        report.derived(point(workload, system, "µs", Better::Lower, &method), value);
+    }
 }
