@@ -194,19 +194,7 @@ fn start(topo: &Topology, dir: &Path, udp: bool) -> Result<(Process, Process)> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    topo.exec(
-        "client",
-        &[
-            "ip",
-            "route",
-            "replace",
-            "10.0.0.0/16",
-            "via",
-            SERVER_TUN_IP,
-            "dev",
-            "ovpnc",
-        ],
-    )?;
+    tools::route_private_via(topo, SERVER_TUN_IP, "ovpnc")?;
     for _ in 0..20 {
         if topo
             .run("client", &["ping", "-c1", "-W1", PRIVATE_IP])?

@@ -303,6 +303,26 @@ pub fn nginx(topo: &Topology, ns: &str, listen: &str, dir: &std::path::Path) -> 
 }
 
 /// Sets offload features (`ethtool -K dev k v …`) in `ns`.
+/// In `client`, the private subnet through the tunnel: `10.0.0.0/16 via
+/// gateway dev device` (what a pushed route or an OpenVPN `route` would
+/// install).
+pub fn route_private_via(topo: &Topology, gateway: &str, device: &str) -> Result<()> {
+    topo.exec(
+        "client",
+        &[
+            "ip",
+            "route",
+            "replace",
+            "10.0.0.0/16",
+            "via",
+            gateway,
+            "dev",
+            device,
+        ],
+    )?;
+    Ok(())
+}
+
 pub fn offloads(topo: &Topology, ns: &str, dev: &str, settings: &[(&str, &str)]) -> Result<()> {
     let mut argv = vec!["ethtool", "-K", dev];
     for (k, v) in settings {

@@ -51,12 +51,9 @@ impl Plan {
 
 /// One line per added, removed or changed user of a hub.
 fn describe_user_changes(old: &Hub, new: &Hub) -> Vec<String> {
-    let find = |hub: &Hub, name: &str| {
-        hub.users
-            .iter()
-            .find(|u| u.name.eq_ignore_ascii_case(name))
-            .cloned()
-    };
+    fn find<'h>(hub: &'h Hub, name: &str) -> Option<&'h ethergate_config::User> {
+        hub.users.iter().find(|u| u.name.eq_ignore_ascii_case(name))
+    }
     let mut lines = Vec::new();
     for user in &new.users {
         match find(old, &user.name) {
@@ -65,7 +62,7 @@ fn describe_user_changes(old: &Hub, new: &Hub) -> Vec<String> {
                 "hub {}: user {}: password changed (its sessions end)",
                 new.name, user.name
             )),
-            Some(before) if before != *user => lines.push(format!(
+            Some(before) if before != user => lines.push(format!(
                 "hub {}: user {}: settings changed (for new sessions)",
                 new.name, user.name
             )),

@@ -73,9 +73,14 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// After the server ended its session (the client logs that first), the
-/// client's retry with the old credentials fails with code 9.
-fn wait_auth_failure(client: &SoftEtherClient<'_>, account: &str, seen: usize) {
+/// `account`'s session (the account is named after its user) ends on the
+/// server, and then (the client logs the
+/// disconnect first) its retry with the old credentials fails with code 9;
+/// `seen` is how many failures the client had logged before.
+fn access_revoked(socket: &str, client: &SoftEtherClient<'_>, account: &str, seen: usize) {
+    wait_until("the session ends", Duration::from_secs(10), || {
+        sessions_of(socket, account) == 0
+    });
     wait_until(
         "the client's retry with the old credentials fails with code 9",
         Duration::from_secs(40),
@@ -86,6 +91,18 @@ fn wait_auth_failure(client: &SoftEtherClient<'_>, account: &str, seen: usize) {
                 .is_some_and(|new| new.iter().any(|f| f.code == AUTH_FAILED))
         },
     );
+}
+
+/// The client's account "alice" connects with `password`; `log` is the
+/// server's log for the panic message.
+fn log_in(client: &SoftEtherClient<'_>, password: &str, log: impl Fn() -> String) {
+    client
+        .account_password_set("alice", password, PasswordKind::Standard)
+        .expect("password");
+    client.account_connect("alice").expect("AccountConnect");
+    if let Err(e) = client.wait_connected("alice", Duration::from_secs(20)) {
+        panic!("alice with {password:?}: {e}\n{}", log());
+    }
 }
 
 #[test]
@@ -131,13 +148,7 @@ fn users_are_added_repassworded_and_removed_on_a_running_serve() {
         .account_create("alice", SERVER, "mikalab", "alice", "vpn0")
         .expect("AccountCreate");
     client.account_retry_set("alice", 999, 5).expect("retry");
-    client
-        .account_password_set("alice", "alice-pass", PasswordKind::Standard)
-        .expect("password");
-    client.account_connect("alice").expect("AccountConnect");
-    client
-        .wait_connected("alice", Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("alice, added without a restart: {e}\n{}", app.serve.log()));
+    log_in(&client, "alice-pass", || app.serve.log());
 
     let listed: serde_json::Value = serde_json::from_str(&ok(&ethergate(
         &["user", "list", "--config", &config_arg, "-o", "json"],
@@ -175,18 +186,9 @@ fn users_are_added_repassworded_and_removed_on_a_running_serve() {
         changed.contains("user alice: password changed (its sessions end)"),
         "{changed}"
     );
-    wait_until("alice's session ends", Duration::from_secs(10), || {
-        sessions_of(&socket, "alice") == 0
-    });
-    wait_auth_failure(&client, "alice", seen);
+    access_revoked(&socket, &client, "alice", seen);
     let _ = client.account_disconnect("alice");
-    client
-        .account_password_set("alice", "alice-new", PasswordKind::Standard)
-        .expect("password");
-    client.account_connect("alice").expect("AccountConnect");
-    client
-        .wait_connected("alice", Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("alice with the new password: {e}\n{}", app.serve.log()));
+    log_in(&client, "alice-new", || app.serve.log());
 
     // del: the session ends, and the user is refused.
     let seen = client.connect_failures("alice").len();
@@ -206,10 +208,7 @@ fn users_are_added_repassworded_and_removed_on_a_running_serve() {
         removed.contains("user alice removed (its sessions end)"),
         "{removed}"
     );
-    wait_until("alice's session ends", Duration::from_secs(10), || {
-        sessions_of(&socket, "alice") == 0
-    });
-    wait_auth_failure(&client, "alice", seen);
+    access_revoked(&socket, &client, "alice", seen);
 
     // Every byte of the operator's file is back as it was.
     assert_eq!(std::fs::read_to_string(&config).expect("config"), original);

@@ -63,31 +63,57 @@ pub enum CertificateSource {
 }
 
 /// The certificate new handshakes present. A reload replaces it whole;
-/// connections already up keep the one they were given.
+/// connections already up keep the one they were given. Its subject,
+/// fingerprint and expiry are read once, when it is set.
 #[derive(Debug)]
 pub struct CurrentCertificate {
-    key: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    key: Arc<CertifiedKey>,
+    info: Option<CertificateInfo>,
+}
+
+impl Current {
+    fn new(key: CertifiedKey) -> Self {
+        let info = key
+            .end_entity_cert()
+            .ok()
+            .and_then(|der| CertificateInfo::from_der(der).ok());
+        Self {
+            key: Arc::new(key),
+            info,
+        }
+    }
 }
 
 impl CurrentCertificate {
     pub fn new(key: CertifiedKey) -> Arc<Self> {
         Arc::new(Self {
-            key: RwLock::new(Arc::new(key)),
+            current: RwLock::new(Current::new(key)),
         })
     }
 
     pub fn replace(&self, key: CertifiedKey) {
-        *self.key.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
+        let next = Current::new(key);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = next;
     }
 
     pub fn get(&self) -> Arc<CertifiedKey> {
-        Arc::clone(&self.key.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(&self.read().key)
     }
 
-    /// Subject, fingerprint and expiry of the server's own certificate.
+    /// Subject, fingerprint and expiry of the server's own certificate
+    /// (`None` if its fields could not be read).
     pub fn info(&self) -> Option<CertificateInfo> {
-        let key = self.get();
-        CertificateInfo::from_der(key.end_entity_cert().ok()?).ok()
+        self.read().info.clone()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
+        // Writers replace the value in one assignment: never half-updated.
+        self.current.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -87,19 +87,7 @@ pub(crate) fn start_ethergate_client(topo: &Topology, settings: &Settings) -> Re
             bail!("ethergate client exited: {}", p.log());
         }
         if topo.run("client", &["ip", "link", "show", EG_TAP])?.success {
-            topo.exec(
-                "client",
-                &[
-                    "ip",
-                    "route",
-                    "replace",
-                    "10.0.0.0/16",
-                    "via",
-                    TAP_IP,
-                    "dev",
-                    EG_TAP,
-                ],
-            )?;
+            tools::route_private_via(topo, TAP_IP, EG_TAP)?;
             if topo
                 .run("client", &["ping", "-c1", "-W1", PRIVATE_IP])?
                 .success

@@ -183,19 +183,7 @@ pub(crate) fn connect(topo: &Topology, client: &SoftEtherClient<'_>) -> Result<(
         &["ip", "addr", "add", VPN_CLIENT_CIDR, "dev", TAP],
     )?;
     topo.exec("client", &["ip", "link", "set", TAP, "up"])?;
-    topo.exec(
-        "client",
-        &[
-            "ip",
-            "route",
-            "replace",
-            "10.0.0.0/16",
-            "via",
-            TAP_IP,
-            "dev",
-            TAP,
-        ],
-    )?;
+    crate::tools::route_private_via(topo, TAP_IP, TAP)?;
     for _ in 0..20 {
         if topo
             .run("client", &["ping", "-c1", "-W1", PRIVATE_IP])?
