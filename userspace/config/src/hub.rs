@@ -15,6 +15,7 @@ use crate::ifname::InterfaceName;
 use crate::limits::{LIMIT_KEYS, SessionLimits, read_limits};
 use crate::reader::Section;
 use crate::user::{User, read_users};
+use crate::wireguard::{HubWireguard, WIREGUARD_KEYS, check_hub_wireguard, read_hub_wireguard};
 use ethergate_net::Ipv4Cidr;
 
 /// SoftEther's `MAX_HUBNAME_LEN`.
@@ -35,6 +36,8 @@ pub struct Hub {
     /// overrides gets. Each user's own limits are in [`User::limits`].
     pub limits: SessionLimits,
     pub users: Vec<User>,
+    /// `None` when `[hub.wireguard]` is absent: no WireGuard endpoint.
+    pub wireguard: Option<HubWireguard>,
 }
 
 impl Hub {
@@ -79,8 +82,15 @@ pub fn check_hub_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) const HUB_KEYS: &[&str] =
-    &["name", "bridge", "bridge_address", "dhcp", "limits", "user"];
+pub(crate) const HUB_KEYS: &[&str] = &[
+    "name",
+    "bridge",
+    "bridge_address",
+    "dhcp",
+    "limits",
+    "user",
+    "wireguard",
+];
 
 /// A hub as read, with the positions that cross-hub checks point at.
 pub(crate) struct ReadHub {
@@ -154,6 +164,10 @@ pub(crate) fn read_hub(report: &mut Report, mut s: Section<'_, '_>, index: usize
         None => SessionLimits::default(),
     };
 
+    let wireguard_section = s.table(report, "wireguard", WIREGUARD_KEYS);
+    let wireguard_present = wireguard_section.is_some();
+    let wireguard = wireguard_section.and_then(|w| read_hub_wireguard(report, w));
+
     let user_tables = s.tables(report, "user");
     let user_count = user_tables.len();
     let users = read_users(report, &context, user_tables, limits);
@@ -167,7 +181,9 @@ pub(crate) fn read_hub(report: &mut Report, mut s: Section<'_, '_>, index: usize
         );
     }
 
-    let complete = !(dhcp_present && dhcp.is_none()) && users.len() == user_count;
+    let complete = !(dhcp_present && dhcp.is_none())
+        && !(wireguard_present && wireguard.is_none())
+        && users.len() == user_count;
     let hub = match (valid_name, bridge, bridge_address) {
         (Some(name), Some(bridge), Some(bridge_address)) if complete => Some(Hub {
             name: name.value.to_owned(),
@@ -176,9 +192,11 @@ pub(crate) fn read_hub(report: &mut Report, mut s: Section<'_, '_>, index: usize
             dhcp,
             limits,
             users,
+            wireguard,
         }),
         _ => None,
     };
+    let hub = hub.filter(|h| check_hub_wireguard(report, h, hub_pos, &context));
     ReadHub {
         hub,
         name_pos: name.map_or(hub_pos, |n| n.pos),
@@ -187,8 +205,14 @@ pub(crate) fn read_hub(report: &mut Report, mut s: Section<'_, '_>, index: usize
     }
 }
 
-/// Checks that hold across hubs: unique names, taps and subnets.
+/// Checks that hold across hubs: unique names, taps, subnets and
+/// WireGuard ports.
 pub(crate) fn check_hubs(report: &mut Report, hubs: &[ReadHub]) {
+    let valid: Vec<(&Hub, usize)> = hubs
+        .iter()
+        .filter_map(|h| Some((h.hub.as_ref()?, h.name_pos)))
+        .collect();
+    crate::wireguard::check_listen_unique(report, &valid);
     for (i, later) in hubs.iter().enumerate() {
         let Some(b) = &later.hub else { continue };
         for earlier in hubs[..i].iter() {

@@ -20,6 +20,7 @@ mod password_file;
 mod reader;
 mod server;
 mod user;
+mod wireguard;
 
 use std::path::Path;
 
@@ -54,6 +55,9 @@ pub use server::{
 pub use user::{
     MAX_USER_NAME_LEN, PasswordFile, PasswordHash, PasswordHashError, User, check_user_name,
     published_password,
+};
+pub use wireguard::{
+    DEFAULT_WIREGUARD_PORT, HubWireguard, PublicKey, UserWireguard, WireguardPeer,
 };
 
 use diagnostic::Report;

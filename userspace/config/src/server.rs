@@ -260,7 +260,7 @@ fn collide(a: SocketAddr, b: SocketAddr) -> bool {
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
-fn socket_addr(report: &mut Report, what: &str, at: At<&str>) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(report: &mut Report, what: &str, at: At<&str>) -> Option<SocketAddr> {
     match at.value.parse::<SocketAddr>() {
         Ok(a) if a.port() == 0 => {
             report.error(

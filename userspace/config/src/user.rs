@@ -16,6 +16,7 @@ use toml::de::DeTable;
 use crate::diagnostic::Report;
 use crate::limits::{SessionLimits, read_limits};
 use crate::reader::Section;
+use crate::wireguard::{UserWireguard, read_user_wireguard};
 
 /// SoftEther's `MAX_USERNAME_LEN`.
 pub const MAX_USER_NAME_LEN: usize = 255;
@@ -102,7 +103,10 @@ pub struct PasswordFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub name: String,
+    /// Meaningful only when [`User::has_password`].
     pub password_hash: PasswordHash,
+    /// False for a user who connects only with WireGuard.
+    pub has_password: bool,
     /// True when the file held a plaintext `password` (a warning was given).
     pub from_plaintext: bool,
     /// The password comes from this file instead of the config.
@@ -110,6 +114,8 @@ pub struct User {
     /// What this user's sessions may use: the hub's limits, overridden by
     /// the keys of the same names on this `[[hub.user]]`.
     pub limits: SessionLimits,
+    /// The user's WireGuard device, if it has one.
+    pub wireguard: Option<UserWireguard>,
 }
 
 /// Checks a user name against SoftEther's `IsUserName` rules.
@@ -146,7 +152,7 @@ impl User {
     /// False while the password is still to be read from its file: such a
     /// user is not offered to the login check at all.
     pub fn can_log_in(&self) -> bool {
-        self.password_file.as_ref().is_none_or(|f| f.loaded)
+        self.has_password && self.password_file.as_ref().is_none_or(|f| f.loaded)
     }
 }
 
@@ -179,6 +185,8 @@ const USER_KEYS: &[&str] = &[
     "password_hash",
     "password",
     "password_file",
+    "wireguard_public_key",
+    "wireguard_address",
     "max_sessions_per_user",
     "max_connections_per_session",
     "max_macs_per_session",
@@ -217,6 +225,11 @@ pub(crate) fn read_users(
         let hash = s.string(report, "password_hash");
         let password = s.string(report, "password");
         let file = s.string(report, "password_file");
+        let context_now = match name {
+            Some(n) => format!("{hub}user {:?}: ", n.value),
+            None => format!("{hub}user[{}]: ", index + 1),
+        };
+        let wireguard = read_user_wireguard(report, &mut s, &context_now);
         let limits = read_limits(report, &mut s, hub_limits);
         s.finish(report);
         let Some(name) = name else { continue };
@@ -274,13 +287,19 @@ pub(crate) fn read_users(
                 );
                 None
             }
+            (None, None) if !matches!(wireguard, Ok(None)) => {
+                // WireGuard only (or a broken key, reported already): a
+                // placeholder nobody can log in with.
+                Some((PasswordHash::from_bytes([0; 20]), false))
+            }
             (None, None) => {
                 report.error(
                     pos,
                     format!(
                         "{context}has no credential; add password_hash = \"…\" \
-                         (from `ethergate user hash --user {}`), or password_file = \"PATH\" \
-                         (generated at the first start when missing)",
+                         (from `ethergate user hash --user {}`), password_file = \"PATH\" \
+                         (generated at the first start when missing), or \
+                         wireguard_public_key",
                         name.value
                     ),
                 );
@@ -301,8 +320,10 @@ pub(crate) fn read_users(
             );
             continue;
         }
+        let has_password = given > 0;
+        let Ok(wireguard) = wireguard else { continue };
         let credential = credential.filter(|(hash, _)| {
-            if file.is_some() {
+            if file.is_some() || !has_password {
                 return true;
             }
             match published_password(name.value, hash) {
@@ -325,12 +346,14 @@ pub(crate) fn read_users(
                 User {
                     name: name.value.to_owned(),
                     password_hash,
+                    has_password,
                     from_plaintext,
                     password_file: file.map(|f| PasswordFile {
                         path: PathBuf::from(f.value),
                         loaded: false,
                     }),
                     limits,
+                    wireguard,
                 },
                 name.pos,
             ));

@@ -131,8 +131,9 @@ password = "x"
             "t.toml:9: hub \"mikalab\": user \"both\": give exactly one of password_hash, \
              password_file and password",
             "t.toml:12: hub \"mikalab\": user \"neither\": has no credential; add \
-             password_hash = \"…\" (from `ethergate user hash --user neither`), or \
-             password_file = \"PATH\" (generated at the first start when missing)",
+             password_hash = \"…\" (from `ethergate user hash --user neither`), \
+             password_file = \"PATH\" (generated at the first start when missing), or \
+             wireguard_public_key",
             "t.toml:16: hub \"mikalab\": user \"short\": password_hash decodes to 6 bytes; a \
              SoftEther password hash is 20 bytes (28 base64 characters)",
             "t.toml:19: hub \"mikalab\": user \"garbage\": password_hash is not base64: \

@@ -101,7 +101,8 @@ fn unknown_limit_keys_are_errors() {
     assert!(
         errs[0].starts_with(
             "t.toml:8: hub \"mikalab\": user \"tsumura\": unknown key \"max_mac\"; known keys \
-             are name, password_hash, password, password_file, max_sessions_per_user,"
+             are name, password_hash, password, password_file, wireguard_public_key, \
+             wireguard_address, max_sessions_per_user,"
         ),
         "{}",
         errs[0]

@@ -6,6 +6,7 @@ mod hub;
 mod limits;
 mod nat;
 mod server;
+mod wireguard;
 
 use std::net::Ipv4Addr;
 
@@ -289,11 +290,12 @@ max_sessions = 10
             "t.toml:3: unknown key \"lisen\" in [server]; known keys are listen, tls_cert, \
              tls_key, state_dir, admin_socket, metrics, limits, login_throttle",
             "t.toml:8: hub \"mikalab\": unknown key \"mtu\"; known keys are name, bridge, \
-             bridge_address, dhcp, limits, user",
+             bridge_address, dhcp, limits, user, wireguard",
             "t.toml:11: hub \"mikalab\": unknown key \"gateway\" in [hub.dhcp]; known keys are \
              range, lease_secs, dns, router, routes",
             "t.toml:15: hub \"mikalab\": user \"tsumura\": unknown key \"group\"; known keys \
-             are name, password_hash, password, password_file, max_sessions_per_user, \
+             are name, password_hash, password, password_file, wireguard_public_key, \
+             wireguard_address, max_sessions_per_user, \
              max_connections_per_session, max_macs_per_session, max_leases_per_session",
             "t.toml:21: nat.snat[1]: unknown key \"via\"; known keys are source, to",
             "t.toml:27: nat.dnat[1]: unknown key \"dport\"; known keys are source, \
