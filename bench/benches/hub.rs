@@ -42,6 +42,7 @@ fn dhcp_config() -> DhcpServerConfig {
         dhcp,
         offer_hold: ethergate_hub::dhcp::OFFER_HOLD,
         decline_hold: ethergate_hub::dhcp::DECLINE_HOLD,
+        reserved: Vec::new(),
     }
 }
 

@@ -16,6 +16,7 @@ pub use ethergate_config as config;
 
 pub mod dhcp;
 mod hub;
+pub mod ip_port;
 mod mac_table;
 pub mod offload;
 mod port;
@@ -26,6 +27,7 @@ pub use dhcp::{
 };
 pub use ethergate_net::{MacAddr, MacParseError};
 pub use hub::{ETH_HEADER_LEN, FloodPorts, Forward, Hub, HubError, HubOptions, MAX_FRAME_LEN};
+pub use ip_port::{IpDrop, IpPort, IpPortConfig};
 pub use mac_table::{
     DEFAULT_MAC_AGING, FORCED_SWEEP_INTERVAL, LearnError, MAX_MAC_ENTRIES, MIN_MAC_LIMIT, MacTable,
 };

@@ -28,6 +28,7 @@ fn server() -> DhcpServer {
         },
         offer_hold: OFFER_HOLD,
         decline_hold: DECLINE_HOLD,
+        reserved: Vec::new(),
     })
 }
 

@@ -93,6 +93,9 @@ pub struct LeasePool {
     by_ip: HashMap<Ipv4Addr, ClientKey>,
     /// Addresses a client declined (RFC 2131 §3.1.5), unusable until then.
     declined: HashMap<Ipv4Addr, WallTime>,
+    /// Addresses that belong to someone else for good (WireGuard users'
+    /// tunnel addresses): never offered, bound or restored.
+    reserved: std::collections::HashSet<Ipv4Addr>,
 }
 
 impl LeasePool {
@@ -102,7 +105,18 @@ impl LeasePool {
             bindings: HashMap::new(),
             by_ip: HashMap::new(),
             declined: HashMap::new(),
+            reserved: std::collections::HashSet::new(),
         }
+    }
+
+    /// A pool that never hands out `reserved`.
+    pub fn with_reserved(
+        range: AddressRange,
+        reserved: impl IntoIterator<Item = Ipv4Addr>,
+    ) -> Self {
+        let mut pool = Self::new(range);
+        pool.reserved = reserved.into_iter().collect();
+        pool
     }
 
     fn is_declined(&self, ip: Ipv4Addr, now: WallTime) -> bool {
@@ -112,7 +126,7 @@ impl LeasePool {
     /// True when `ip` may be given to `key`: in range, not declined, and not
     /// held by another client's live (unexpired) binding.
     pub(crate) fn available_for(&self, ip: Ipv4Addr, key: &ClientKey, now: WallTime) -> bool {
-        if !self.range.contains(ip) || self.is_declined(ip, now) {
+        if !self.range.contains(ip) || self.is_declined(ip, now) || self.reserved.contains(&ip) {
             return false;
         }
         match self.by_ip.get(&ip) {
@@ -233,7 +247,7 @@ impl LeasePool {
         // the range is no larger than that.
         for bits in self.range.first.to_bits()..=self.range.last.to_bits() {
             let ip = Ipv4Addr::from_bits(bits);
-            if self.is_declined(ip, now) {
+            if self.is_declined(ip, now) || self.reserved.contains(&ip) {
                 continue;
             }
             match self.by_ip.get(&ip) {
@@ -408,6 +422,7 @@ impl LeasePool {
         for lease in leases {
             let key = ClientKey::new(lease.client_id.as_deref(), lease.mac);
             if !self.range.contains(lease.ip)
+                || self.reserved.contains(&lease.ip)
                 || self.by_ip.contains_key(&lease.ip)
                 || self.bindings.contains_key(&key)
                 || self.bindings.len() >= MAX_BINDINGS
@@ -457,6 +472,33 @@ mod tests {
 
     fn mac(n: u8) -> MacAddr {
         MacAddr([2, 0, 0, 0, 0, n])
+    }
+
+    /// WireGuard users' addresses are never offered, bound or restored.
+    #[test]
+    fn reserved_addresses_are_never_leased() {
+        let range = AddressRange {
+            first: ip(10),
+            last: ip(12),
+        };
+        let mut p = LeasePool::with_reserved(range, [ip(10), ip(11)]);
+        let now = WallTime::from_unix_secs(1_000);
+        let key = ClientKey::new(None, mac(1));
+        assert_eq!(p.offer(&key, mac(1), Some(ip(10)), now, HOLD), Some(ip(12)));
+        assert_eq!(p.bind(&key, mac(1), ip(11), now, LEASE), None);
+        let other = ClientKey::new(None, mac(2));
+        assert_eq!(p.offer(&other, mac(2), None, now, HOLD), None, "exhausted");
+        let mut fresh = LeasePool::with_reserved(range, [ip(10)]);
+        let report = fresh.restore(
+            [DhcpLease {
+                ip: ip(10),
+                mac: mac(3),
+                client_id: None,
+                expires_unix: 5_000,
+            }],
+            now,
+        );
+        assert_eq!(report.skipped, 1);
     }
 
     fn key(n: u8) -> ClientKey {

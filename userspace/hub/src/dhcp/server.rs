@@ -53,6 +53,8 @@ pub struct DhcpServerConfig {
     pub dhcp: DhcpConfig,
     pub offer_hold: Duration,
     pub decline_hold: Duration,
+    /// Addresses never leased: the hub's WireGuard users' tunnel addresses.
+    pub reserved: Vec<Ipv4Addr>,
 }
 
 impl DhcpServerConfig {
@@ -68,6 +70,12 @@ impl DhcpServerConfig {
             dhcp,
             offer_hold: OFFER_HOLD,
             decline_hold: DECLINE_HOLD,
+            // A hub whose WireGuard addresses do not fit was refused by
+            // the config's validation already.
+            reserved: hub
+                .wireguard_peers()
+                .map(|peers| peers.into_iter().map(|p| p.address).collect())
+                .unwrap_or_default(),
         })
     }
 }
@@ -213,7 +221,7 @@ impl DhcpServer {
             );
         }
         Self {
-            pool: LeasePool::new(cfg.dhcp.range),
+            pool: LeasePool::with_reserved(cfg.dhcp.range, cfg.reserved.iter().copied()),
             events: Vec::new(),
             events_dropped: 0,
             cfg,
