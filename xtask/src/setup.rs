@@ -40,6 +40,9 @@ const APT_PACKAGES: &[&str] = &[
     "linux-perf",
     // cargo xtask bench: the OpenVPN 2.6 rows.
     "openvpn",
+    // WireGuard users: the reference client (userspace, no kernel module).
+    "wireguard-go",
+    "wireguard-tools",
     // fail2ban-regex checks deploy/fail2ban's filter against real log
     // lines (the daemon itself is not used).
     "fail2ban",
@@ -96,6 +99,9 @@ fn apt_packages() -> Result<()> {
         "softether-vpnclient",
         "nginx",
         "openvpn",
+        // WireGuard users: the reference client (userspace, no kernel module).
+        "wireguard-go",
+        "wireguard-tools",
         "fail2ban",
         "prometheus",
         "prometheus-node-exporter",

@@ -110,3 +110,27 @@ to = "{PRIVATE_IP}:80"
 "#
     )
 }
+
+/// A second remote site for WireGuard devices: `phone` (eth0
+/// 203.0.113.2/24) on its own link to `nat` (eth2 203.0.113.1/24), so a
+/// phone and a SoftEther client are different hosts.
+pub const PHONE: &str = "phone";
+pub const PHONE_IP: &str = "203.0.113.2";
+/// The appliance's address on the phone's link: the WireGuard endpoint.
+pub const PHONE_GATEWAY_IP: &str = "203.0.113.1";
+pub const WIREGUARD_PORT: u16 = 51820;
+
+/// [`topology`] plus the `phone` namespace and its link.
+pub fn with_phone(builder: TopologyBuilder) -> TopologyBuilder {
+    let phone = format!("{PHONE_IP}/24");
+    let gateway = format!("{PHONE_GATEWAY_IP}/24");
+    builder.namespace(PHONE).veth(
+        Endpoint::new(PHONE, "eth0", &[phone.as_str()]),
+        Endpoint::new(NAT, "eth2", &[gateway.as_str()]),
+    )
+}
+
+/// The hub's WireGuard endpoint, to append after [`hub_config`].
+pub fn wireguard_config() -> String {
+    format!("\n[hub.wireguard]\nlisten = \"0.0.0.0:{WIREGUARD_PORT}\"\n")
+}

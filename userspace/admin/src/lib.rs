@@ -19,5 +19,5 @@ pub mod prometheus;
 pub mod protocol;
 pub mod render;
 
-pub use model::Status;
+pub use model::{Status, WireguardStatus};
 pub use protocol::{Request, Response};

@@ -115,6 +115,29 @@ pub struct HubStatus {
     /// max_leases_per_session), malformed frames, rogue DHCP servers, ….
     #[serde(default)]
     pub frames_dropped: BTreeMap<String, u64>,
+    /// The hub's WireGuard endpoint; absent without `[hub.wireguard]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<WireguardStatus>,
+}
+
+/// A hub's WireGuard endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WireguardStatus {
+    pub listen: String,
+    pub public_key: String,
+    /// Users with a WireGuard key.
+    pub peers: usize,
+    /// Handshakes answered, cookie replies sent (under load), keepalives.
+    pub handshakes: u64,
+    pub cookie_replies: u64,
+    pub keepalives_sent: u64,
+    /// Datagrams carrying packets, each way.
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub send_errors: u64,
+    /// Datagrams or packets dropped, by reason: `bad_mac1`, `unknown_key`,
+    /// `unknown_index`, `rejected`, `spoofed_source`, …; every reason.
+    pub drops: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +167,16 @@ pub struct SessionStatus {
     pub received: Traffic,
     /// Hub → client.
     pub sent: Traffic,
+    /// `softether` or `wireguard`.
+    #[serde(default = "softether")]
+    pub protocol: String,
+    /// WireGuard: Unix seconds of the last confirmed handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handshake_unix: Option<u64>,
+}
+
+fn softether() -> String {
+    "softether".to_owned()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@
 
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value};
 
-use crate::{Config, ConfigErrors, PasswordHash, check_user_name};
+use crate::{Config, ConfigErrors, PasswordHash, PublicKey, check_user_name};
 
 /// Why an edit was refused; the file is not changed.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,43 @@ impl UsersEdit {
         name: &str,
         hash: &PasswordHash,
     ) -> Result<(), EditError> {
+        let table = self.insert_user(hub, name)?;
+        table.insert("password_hash", toml_edit::value(hash.to_base64()));
+        Ok(())
+    }
+
+    /// Adds `name` to `hub` with a WireGuard key, and a password hash when
+    /// given. The tunnel address is the one validation picks for it,
+    /// written into the file so that it never moves.
+    pub fn add_wireguard_user(
+        &mut self,
+        hub: &str,
+        name: &str,
+        public_key: &PublicKey,
+        hash: Option<&PasswordHash>,
+    ) -> Result<std::net::Ipv4Addr, EditError> {
+        let table = self.insert_user(hub, name)?;
+        if let Some(hash) = hash {
+            table.insert("password_hash", toml_edit::value(hash.to_base64()));
+        }
+        table.insert(
+            "wireguard_public_key",
+            toml_edit::value(public_key.to_base64()),
+        );
+        let preview = Config::from_str_with_origin(&self.doc.to_string(), &self.origin)
+            .map_err(EditError::Invalid)?;
+        let address = preview
+            .hub(hub)
+            .and_then(|h| h.wireguard_peer(name))
+            .map(|p| p.address)
+            .ok_or_else(|| EditError::NoHub(hub.to_owned()))?;
+        self.user_mut(hub, name)?
+            .insert("wireguard_address", toml_edit::value(address.to_string()));
+        Ok(address)
+    }
+
+    /// A new, empty `[[hub.user]]` table for `name` after the hub's last user.
+    fn insert_user(&mut self, hub: &str, name: &str) -> Result<&mut Table, EditError> {
         check_user_name(name).map_err(|reason| EditError::BadName {
             name: name.to_owned(),
             reason,
@@ -91,9 +128,12 @@ impl UsersEdit {
         }
         let mut table = Table::new();
         table.insert("name", toml_edit::value(name));
-        table.insert("password_hash", toml_edit::value(hash.to_base64()));
         users.push(table);
-        Ok(())
+        let last = users.len() - 1;
+        users.get_mut(last).ok_or_else(|| EditError::NoUser {
+            hub: hub_name,
+            user: name.to_owned(),
+        })
     }
 
     /// Gives `name` a new password hash; a plaintext `password` or a
@@ -244,6 +284,28 @@ bridge_address = "192.168.31.1/24"
 name = "carol"
 password = "plain-text-pass"
 "#;
+
+    #[test]
+    fn a_wireguard_user_gets_a_pinned_address() {
+        let text = format!(
+            "{TWO_HUBS}\n[hub.dhcp]\nrange = \"192.168.31.10-192.168.31.20\"\n[hub.wireguard]\nlisten = \"0.0.0.0:51820\"\n"
+        );
+        let mut edit = UsersEdit::parse(&text, "t.toml").expect("parse");
+        let key = PublicKey([7; 32]);
+        let address = edit
+            .add_wireguard_user("lab", "phone", &key, None)
+            .expect("added");
+        let (after, config) = finish(edit);
+        assert!(
+            after.contains(&format!("wireguard_address = \"{address}\"")),
+            "{after}"
+        );
+        let hub = config.hub("lab").expect("hub");
+        let phone = hub.user("phone").expect("user");
+        assert!(!phone.can_log_in());
+        assert_eq!(hub.wireguard_peer("phone").expect("peer").address, address);
+        assert!(hub.dhcp.as_ref().expect("dhcp").range.contains(address));
+    }
 
     fn hash(user: &str, password: &str) -> PasswordHash {
         PasswordHash::from_password(user, password)

@@ -181,9 +181,8 @@ pub(crate) fn read_hub(report: &mut Report, mut s: Section<'_, '_>, index: usize
         );
     }
 
-    let complete = !(dhcp_present && dhcp.is_none())
-        && !(wireguard_present && wireguard.is_none())
-        && users.len() == user_count;
+    let broken_table = dhcp_present && dhcp.is_none() || wireguard_present && wireguard.is_none();
+    let complete = !broken_table && users.len() == user_count;
     let hub = match (valid_name, bridge, bridge_address) {
         (Some(name), Some(bridge), Some(bridge_address)) if complete => Some(Hub {
             name: name.value.to_owned(),

@@ -20,6 +20,7 @@ use ethergate_server::{
     hub_switch::HubSwitch,
     ktls::{self, KtlsSupport},
     tls::{self, CertificateSource, CurrentCertificate},
+    wireguard::{Addressing, PeerSetup, WireguardHub, WireguardSetup},
 };
 use tracing::info;
 
@@ -141,6 +142,15 @@ impl Appliance {
                 };
                 closed += directory.disconnect_user(Some(&hub.name), &old.name, reason);
             }
+            if let Some(wg) = running.plane.wireguard() {
+                for user in wg.set_peers(peers_of(hub)) {
+                    let reason = match hub.user(&user) {
+                        Some(_) => EndReason::WireguardKeyChanged,
+                        None => EndReason::UserRemoved,
+                    };
+                    closed += directory.disconnect_wireguard(&hub.name, &user, reason);
+                }
+            }
             running.config.users = hub.users.clone();
         }
         closed
@@ -165,6 +175,9 @@ impl Appliance {
         }
         let dhcp = DhcpServerConfig::for_hub(hub);
         running.plane.set_dhcp(dhcp);
+        if let Some(wg) = running.plane.wireguard() {
+            wg.set_addressing(addressing_of(hub));
+        }
         running.config.dhcp = hub.dhcp.clone();
         Ok(())
     }
@@ -321,13 +334,63 @@ fn start_hub(
     // No session may take over the tap's own MAC, even while the kernel
     // has sent nothing from it.
     switch.pin_bridge_mac(mac);
-    let plane = HubPlane::new(&hub.name, switch, tap.into_queues(), Arc::default())
+    let mut plane = HubPlane::new(&hub.name, switch, tap.into_queues(), Arc::default())
         .with_context(|| format!("hub {:?}: preparing its tap queues", hub.name))?;
+    if let Some(wg) = &hub.wireguard {
+        let key_path = wg.key_path(&hub.name, state_dir);
+        let private_key = crate::wireguard_key::load_or_generate(&key_path)
+            .with_context(|| format!("hub {:?}: WireGuard key {}", hub.name, key_path.display()))?;
+        let sockets = ethergate_server::wireguard::bind_sockets(wg.listen, workers)
+            .with_context(|| format!("hub {:?}: WireGuard listen {}", hub.name, wg.listen))?;
+        let setup = WireguardSetup {
+            listen: wg.listen,
+            private_key,
+            peers: peers_of(hub),
+            addressing: addressing_of(hub),
+        };
+        let endpoint = WireguardHub::new(&hub.name, setup, sockets);
+        info!(
+            hub = hub.name,
+            listen = %wg.listen,
+            public_key = %endpoint.public_key,
+            peers = endpoint.peer_count(),
+            "WireGuard endpoint up"
+        );
+        plane = plane.with_wireguard(Arc::new(endpoint));
+    }
     info!(hub = hub.name, bridge, address = %hub.bridge_address, "hub up");
     Ok(RunningHub {
         plane: Arc::new(plane),
         config: hub.clone(),
     })
+}
+
+/// The hub's WireGuard users with their tunnel addresses.
+fn peers_of(hub: &ethergate_config::Hub) -> Vec<PeerSetup> {
+    // A hub whose addresses do not fit was refused by validation.
+    hub.wireguard_peers()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| PeerSetup {
+            user: p.user,
+            public_key: p.public_key,
+            address: p.address,
+        })
+        .collect()
+}
+
+/// The hub's subnet and what its DHCP server pushes: where a WireGuard
+/// peer's packets go next.
+fn addressing_of(hub: &ethergate_config::Hub) -> Addressing {
+    Addressing {
+        subnet: hub.subnet(),
+        routes: hub
+            .dhcp
+            .as_ref()
+            .map(|d| d.routes.clone())
+            .unwrap_or_default(),
+        router: hub.dhcp.as_ref().and_then(|d| d.router),
+    }
 }
 
 /// VPN clients reach the private subnet through the kernel's routing until

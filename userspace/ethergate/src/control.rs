@@ -213,6 +213,7 @@ impl Control {
                         .into_iter()
                         .map(|(reason, n)| (reason.to_owned(), n))
                         .collect(),
+                    wireguard: running.plane.wireguard().map(|wg| wireguard_status(wg)),
                 }
             })
             .collect();
@@ -226,7 +227,18 @@ impl Control {
                     name: s.session_name.clone(),
                     hub: s.hub.name.clone(),
                     user: s.user.clone(),
-                    client: s.client.to_string(),
+                    client: s
+                        .wireguard
+                        .as_ref()
+                        .map_or(s.client, |link| link.endpoint())
+                        .to_string(),
+                    protocol: if s.wireguard.is_some() {
+                        "wireguard"
+                    } else {
+                        "softether"
+                    }
+                    .to_owned(),
+                    last_handshake_unix: s.wireguard.as_ref().map(|l| l.last_handshake_unix()),
                     connections: s.connections(),
                     max_connections: s.max_connections,
                     age_secs: now.saturating_duration_since(s.established).as_secs(),
@@ -434,5 +446,27 @@ pub fn announce_generated_passwords(generated: &[ethergate_config::GeneratedPass
             "generated a password for this user (password_file did not exist); give it to \
              the user, or write your own into the file and reload"
         );
+    }
+}
+
+fn wireguard_status(
+    wg: &ethergate_server::wireguard::WireguardHub,
+) -> ethergate_admin::WireguardStatus {
+    let c = &wg.counters;
+    ethergate_admin::WireguardStatus {
+        listen: wg.listen.to_string(),
+        public_key: wg.public_key.to_base64(),
+        peers: wg.peer_count(),
+        handshakes: c.get(&c.handshakes),
+        cookie_replies: c.get(&c.cookie_replies),
+        keepalives_sent: c.get(&c.keepalives_sent),
+        packets_received: c.get(&c.packets_received),
+        packets_sent: c.get(&c.packets_sent),
+        send_errors: c.get(&c.send_errors),
+        drops: c
+            .drops()
+            .into_iter()
+            .map(|(reason, n)| (reason.to_owned(), n))
+            .collect(),
     }
 }

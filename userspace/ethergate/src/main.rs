@@ -20,6 +20,7 @@ mod signals;
 mod softether_cfg;
 mod stats;
 mod user;
+mod wireguard_key;
 
 use std::{path::PathBuf, process::ExitCode};
 

@@ -62,6 +62,10 @@ fn describe_user_changes(old: &Hub, new: &Hub) -> Vec<String> {
                 "hub {}: user {}: password changed (its sessions end)",
                 new.name, user.name
             )),
+            Some(before) if before.wireguard != user.wireguard => lines.push(format!(
+                "hub {}: user {}: WireGuard key or address changed (its WireGuard session ends)",
+                new.name, user.name
+            )),
             Some(before) if before != user => lines.push(format!(
                 "hub {}: user {}: settings changed (for new sessions)",
                 new.name, user.name
@@ -115,6 +119,9 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Vec<String>> {
                 "hub {}: bridge or bridge_address",
                 new_hub.name
             )));
+        }
+        if old_hub.wireguard != new_hub.wireguard {
+            refused.push(restart(&format!("hub {}: [hub.wireguard]", new_hub.name)));
         }
         if old_hub.users != new_hub.users {
             plan.user_changes

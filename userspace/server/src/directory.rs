@@ -204,6 +204,9 @@ pub struct SessionShared {
     /// Negotiated at login; additional connections inherit them.
     pub timeout_ms: u32,
     pub use_compress: bool,
+    /// Set for a WireGuard peer's session: its current endpoint and last
+    /// handshake.
+    pub wireguard: Option<Arc<crate::wireguard::PeerLink>>,
 }
 
 impl SessionShared {
@@ -231,6 +234,11 @@ pub enum EndReason {
     ServerStopping,
     /// Its connections were gone for longer than its timeout.
     NotResumed,
+    /// A WireGuard peer made no handshake for so long that its keys were
+    /// erased.
+    KeysExpired,
+    /// The user's WireGuard key or address was changed by a reload.
+    WireguardKeyChanged,
 }
 
 impl EndReason {
@@ -242,6 +250,8 @@ impl EndReason {
             EndReason::HubRemoved => "hub_removed",
             EndReason::ServerStopping => "server_stopping",
             EndReason::NotResumed => "not_resumed_within_timeout",
+            EndReason::KeysExpired => "wireguard_keys_expired",
+            EndReason::WireguardKeyChanged => "wireguard_key_changed",
         }
     }
 }
@@ -397,6 +407,16 @@ impl Directory {
         })
     }
 
+    /// Ends the WireGuard sessions of `user` on `hub` (its key or address
+    /// changed); returns how many.
+    pub fn disconnect_wireguard(&self, hub: &str, user: &str, reason: EndReason) -> usize {
+        self.close_sessions_where(reason, |s| {
+            s.wireguard.is_some()
+                && s.hub.name.eq_ignore_ascii_case(hub)
+                && s.user.eq_ignore_ascii_case(user)
+        })
+    }
+
     /// Ends every session (the server is stopping) and returns them, so
     /// the caller can wait for their connections to close.
     pub fn end_all_sessions(&self) -> Vec<Arc<SessionShared>> {
@@ -541,6 +561,7 @@ impl Directory {
             max_connections: welcome.max_connection.max(1),
             timeout_ms: welcome.timeout_ms,
             use_compress: welcome.use_compress,
+            wireguard: None,
         });
         // The switch learns of the port before the session exists for any
         // connection to send frames on.
@@ -553,6 +574,57 @@ impl Directory {
             .live
             .insert(welcome.session_key, Arc::clone(&shared));
         Ok(shared)
+    }
+
+    /// A WireGuard peer of `user` finished a handshake on `worker`: a
+    /// session under the same caps as a SoftEther login (sessions per
+    /// server, hub and user), with a port on the hub. Its frames go to the
+    /// outbox the peer's sender task drains.
+    pub fn open_wireguard(
+        &self,
+        hub: &Arc<HubEntry>,
+        user: &str,
+        link: Arc<crate::wireguard::PeerLink>,
+        worker: usize,
+    ) -> Result<Arc<SessionShared>, ErrorCode> {
+        self.reserve_session(hub, user)?;
+        let port = PortId(self.next_port.fetch_add(1, Ordering::Relaxed));
+        let outbox = Arc::new(Outbox::new(self.limits.session_queue_bytes));
+        let mut key = [0u8; 20];
+        crate::worker_context::system_random(&mut key);
+        let shared = Arc::new(SessionShared {
+            hub: Arc::clone(hub),
+            port,
+            session_name: format!(
+                "WG-{}-{}",
+                user.to_ascii_uppercase(),
+                self.next_connection_id()
+            ),
+            user: user.to_owned(),
+            client: link.endpoint(),
+            worker,
+            established: Instant::now(),
+            counters: SessionCounters::default(),
+            closed: AtomicBool::new(false),
+            outbox: Arc::clone(&outbox),
+            connections: AtomicU32::new(1),
+            max_connections: 1,
+            timeout_ms: 0,
+            use_compress: false,
+            wireguard: Some(link),
+        });
+        let policy = SessionPolicy::new(user, hub.limits_of(user));
+        if !hub.plane.attach(port, outbox, worker, &policy) {
+            self.release_counts(hub, user);
+            return Err(ErrorCode::HUB_STOPPING);
+        }
+        self.lock_sessions().live.insert(key, Arc::clone(&shared));
+        Ok(shared)
+    }
+
+    /// Ends one session (a WireGuard peer whose keys expired).
+    pub fn end_session(&self, shared: &SessionShared, why: EndReason) -> bool {
+        self.close_sessions_where(why, |s| std::ptr::eq(s, shared)) > 0
     }
 
     /// An `additional_connect` with `session_key`: joins the session if it

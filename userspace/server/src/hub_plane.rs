@@ -60,6 +60,9 @@ pub struct HubPlane {
     closing: (async_channel::Sender<()>, async_channel::Receiver<()>),
     /// Tap queues a worker is reading right now (readiness: all of them).
     tap_readers: AtomicUsize,
+    /// The hub's WireGuard endpoint, when it has one: each worker serves
+    /// its socket.
+    wireguard: Option<Arc<crate::wireguard::WireguardHub>>,
 }
 
 struct Core {
@@ -224,7 +227,18 @@ impl HubPlane {
             counters,
             closing: async_channel::bounded(1),
             tap_readers: AtomicUsize::new(0),
+            wireguard: None,
         })
+    }
+
+    /// The hub with a WireGuard endpoint (before it is shared).
+    pub fn with_wireguard(mut self, wireguard: Arc<crate::wireguard::WireguardHub>) -> Self {
+        self.wireguard = Some(wireguard);
+        self
+    }
+
+    pub fn wireguard(&self) -> Option<&Arc<crate::wireguard::WireguardHub>> {
+        self.wireguard.as_ref()
     }
 
     /// The switch, for one batch. The lock is held for microseconds and

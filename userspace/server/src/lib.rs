@@ -24,6 +24,7 @@ mod read_sizer;
 mod tap_reader;
 pub mod tls;
 pub mod transport;
+pub mod wireguard;
 mod worker;
 mod worker_context;
 
@@ -40,6 +41,7 @@ pub use directory::{Directory, Limits};
 pub use login_throttle::{ThrottleConfig, ThrottleReason};
 pub use outbox::{LaneId, Outbox};
 pub use worker::worker_for_source;
+pub use worker_context::system_random;
 
 /// How long [`RunningServer::stop`] waits for the connections of the
 /// sessions it ends to close (each sends close_notify and FIN).

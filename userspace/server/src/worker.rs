@@ -48,11 +48,10 @@ pub fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener>
 /// worker's queue, so a session's frames never cross threads. The cost:
 /// clients behind one address share a core.
 pub fn steer_by_source(
-    listener: &std::net::TcpListener,
+    listener: &impl std::os::fd::AsRawFd,
     ipv6: bool,
     workers: usize,
 ) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd as _;
     // Classic BPF can address the network header at a negative offset.
     const SKF_NET_OFF: u32 = (-0x100000i32) as u32;
     let source_word = if ipv6 { 8 + 12 } else { 12 };
@@ -171,7 +170,10 @@ async fn run(
         let hub = hubs.recv();
         futures_util::pin_mut!(stopping, hub);
         match futures_util::future::select(stopping, hub).await {
-            futures_util::future::Either::Right((Ok(plane), _)) => read_taps(&worker, &plane),
+            futures_util::future::Either::Right((Ok(plane), _)) => {
+                read_taps(&worker, &plane);
+                serve_wireguard(&worker, &plane);
+            }
             futures_util::future::Either::Right((Err(_), stopping)) => {
                 // No more hubs can come (the directory is gone).
                 let _ = stopping.await;
@@ -201,6 +203,27 @@ fn read_taps(worker: &Rc<Worker>, plane: &Arc<HubPlane>) {
                 "cannot read a tap queue: {e}"
             ),
         }
+    }
+}
+
+/// Starts this worker's receive loop for `plane`'s WireGuard socket.
+fn serve_wireguard(worker: &Rc<Worker>, plane: &Arc<HubPlane>) {
+    let Some(wg) = plane.wireguard() else {
+        return;
+    };
+    match wg.take_socket(worker.index) {
+        Some(socket) => compio::runtime::spawn(crate::wireguard::receive::run(
+            Arc::clone(wg),
+            Arc::clone(plane),
+            socket,
+            Rc::clone(worker),
+        ))
+        .detach(),
+        None => error!(
+            hub = plane.name,
+            worker = worker.index,
+            "no WireGuard socket for this worker"
+        ),
     }
 }
 

@@ -68,10 +68,10 @@ fn addresses_are_stable_and_distinct() {
 
 #[test]
 fn wireguard_mistakes_are_errors_with_lines() {
-    let text = with_wireguard(&format!(
+    let text = with_wireguard(
         "[[hub.user]]\nname = \"a\"\nwireguard_public_key = \"short\"\n\
-         [[hub.user]]\nname = \"c\"\nwireguard_address = \"192.168.30.5\"\n"
-    ));
+         [[hub.user]]\nname = \"c\"\nwireguard_address = \"192.168.30.5\"\n",
+    );
     let errs = errors(&text);
     assert!(
         errs.iter().any(|e| e.starts_with(

@@ -105,7 +105,7 @@ fn dry_run(
 
 /// Locks the directory, reads the file, applies `change`, validates and
 /// writes the result; nothing is written when any step fails.
-fn edit<T>(
+pub(super) fn edit<T>(
     path: &Path,
     change: impl FnOnce(&mut UsersEdit) -> Result<T, EditError>,
 ) -> Result<(T, Config), Failure> {

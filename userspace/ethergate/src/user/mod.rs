@@ -7,6 +7,7 @@ mod hash;
 mod list;
 mod password;
 mod profile;
+mod wireguard;
 
 use std::path::PathBuf;
 
@@ -24,11 +25,20 @@ pub enum UserCommand {
     /// Add a user to a hub: the config is edited in place (comments kept)
     /// and a running serve applies it at once. The password is prompted
     /// for (no echo), read from --password-file, or from one line of stdin.
+    ///
+    /// With --wireguard: a key pair is generated for the user's device, its
+    /// public key and tunnel address are written to the config, and the
+    /// device's WireGuard config is printed once (--qr draws it as a QR
+    /// code); a password is then set only when --password-file is given.
     Add {
         #[command(flatten)]
         target: change::UserTarget,
         #[arg(long)]
         password_file: Option<PathBuf>,
+        #[arg(long)]
+        wireguard: bool,
+        #[command(flatten)]
+        device: wireguard::OutputArgs,
     },
     /// Change a user's password; its live sessions end.
     Passwd {
@@ -54,6 +64,10 @@ pub enum UserCommand {
     /// Print a SoftEther connection settings file (.vpn) for a user: server,
     /// hub, user name and the server certificate the client will require.
     Profile(profile::ProfileArgs),
+    /// Print a user's WireGuard device config: [Interface] Address, DNS
+    /// (and PrivateKey with --private-key-file), [Peer] the hub's public
+    /// key, Endpoint, AllowedIPs = the hub's subnet and pushed routes.
+    WgConfig(wireguard::WgConfigArgs),
 }
 
 pub fn run(command: UserCommand) -> Result<(), Failure> {
@@ -62,6 +76,13 @@ pub fn run(command: UserCommand) -> Result<(), Failure> {
         UserCommand::Add {
             target,
             password_file,
+            wireguard: true,
+            device,
+        } => wireguard::add(&target, password_file.as_deref(), &device),
+        UserCommand::Add {
+            target,
+            password_file,
+            ..
         } => change::add(&target, password_file.as_deref()),
         UserCommand::Passwd {
             target,
@@ -74,5 +95,6 @@ pub fn run(command: UserCommand) -> Result<(), Failure> {
             output,
         } => list::run(&config, hub.as_deref(), output),
         UserCommand::Profile(args) => profile::run(&args),
+        UserCommand::WgConfig(args) => wireguard::wg_config(&args),
     }
 }

@@ -1,0 +1,307 @@
+//! `ethergate user wg-config` and `user add --wireguard`: what a phone or
+//! laptop needs to join a hub with a stock WireGuard app — the device's
+//! `[Interface]` (its tunnel address, the hub's DNS, and its private key
+//! when we generated it) and the hub as its `[Peer]` (the hub's public key,
+//! where to reach it, and AllowedIPs: the hub's subnet and the routes its
+//! DHCP server pushes, so the tunnel is split exactly as for SoftEther
+//! clients) — as text or as a QR code the app scans.
+
+use std::{fmt::Write as _, net::Ipv4Addr, path::PathBuf};
+
+use anyhow::anyhow;
+use ethergate_config::{Config, Hub, PasswordHash};
+use ethergate_wireguard::{PrivateKey, PublicKey};
+
+use super::change::{self, UserTarget};
+use crate::{Failure, check};
+
+/// Keeps a phone's NAT mapping open so the hub can reach it.
+const PERSISTENT_KEEPALIVE_SECS: u32 = 25;
+
+#[derive(clap::Args)]
+pub struct WgConfigArgs {
+    #[command(flatten)]
+    target: UserTarget,
+    #[command(flatten)]
+    output: OutputArgs,
+    /// The device's private key (as `wg genkey` writes it), to include it
+    /// as PrivateKey; it must belong to the user's configured public key.
+    #[arg(long)]
+    private_key_file: Option<PathBuf>,
+}
+
+/// Where the device reaches the hub, and how to show the config.
+#[derive(clap::Args, Clone)]
+pub struct OutputArgs {
+    /// HOST:PORT the device reaches the hub at (default: the hub's
+    /// wireguard.listen, which must then name an address).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Draw the config as a QR code for the WireGuard app to scan.
+    #[arg(long)]
+    qr: bool,
+}
+
+pub fn wg_config(args: &WgConfigArgs) -> Result<(), Failure> {
+    let config = check::load(&args.target.config)?;
+    let private = match &args.private_key_file {
+        None => None,
+        Some(path) => Some(crate::wireguard_key::load(path).map_err(Failure::User)?),
+    };
+    let text = render(&config, &args.target, private.as_ref(), &args.output)?;
+    show(&text, args.output.qr);
+    Ok(())
+}
+
+/// `user add --wireguard`: a key pair for the device, the user added with
+/// its public key (and a password when a file is given), and the device's
+/// config printed once: the private key is not kept anywhere.
+pub fn add(
+    target: &UserTarget,
+    password_file: Option<&std::path::Path>,
+    output: &OutputArgs,
+) -> Result<(), Failure> {
+    let hash = match password_file {
+        Some(file) => {
+            let password = super::password::new_password(Some(file), &target.name)?;
+            Some(PasswordHash::from_password(&target.name, &password))
+        }
+        None => None,
+    };
+    let mut bytes = [0u8; 32];
+    ethergate_server::system_random(&mut bytes);
+    let private = PrivateKey::from_bytes(bytes);
+    let public = private.public_key();
+    let (address, config) = change::edit(&target.config, |e| {
+        e.add_wireguard_user(&target.hub, &target.name, &public, hash.as_ref())
+    })?;
+    println!(
+        "{}: user {} added to hub {} with WireGuard address {address}",
+        target.config.display(),
+        target.name,
+        target.hub
+    );
+    let text = render(&config, target, Some(&private), output)?;
+    println!("the device's configuration (its private key is shown only now):\n");
+    show(&text, output.qr);
+    change::apply(&target.config, &config)
+}
+
+fn show(text: &str, qr: bool) {
+    if qr {
+        match qr_code(text) {
+            Ok(drawing) => print!("{drawing}"),
+            Err(e) => eprintln!("cannot draw the QR code ({e}); the text follows"),
+        }
+    }
+    print!("{text}");
+}
+
+fn render(
+    config: &Config,
+    target: &UserTarget,
+    private: Option<&PrivateKey>,
+    output: &OutputArgs,
+) -> Result<String, Failure> {
+    let hub = config
+        .hub(&target.hub)
+        .ok_or_else(|| Failure::User(anyhow!("no hub named {:?} in the config", target.hub)))?;
+    let wg = hub.wireguard.as_ref().ok_or_else(|| {
+        Failure::User(anyhow!(
+            "hub {:?} has no [hub.wireguard]; add one (listen = \"0.0.0.0:51820\") first",
+            hub.name
+        ))
+    })?;
+    let peer = hub.wireguard_peer(&target.name).ok_or_else(|| {
+        Failure::User(anyhow!(
+            "user {:?} of hub {:?} has no wireguard_public_key",
+            target.name,
+            hub.name
+        ))
+    })?;
+    if let Some(private) = private
+        && private.public_key() != peer.public_key
+    {
+        return Err(Failure::User(anyhow!(
+            "the private key does not belong to {:?}'s wireguard_public_key {}",
+            peer.user,
+            peer.public_key
+        )));
+    }
+    let key_path = wg.key_path(&hub.name, &config.server.state_dir);
+    let server_key = crate::wireguard_key::load_or_generate(&key_path).map_err(|e| {
+        Failure::Runtime(
+            e.context("the hub's WireGuard key (serve generates it at its first start)"),
+        )
+    })?;
+    let endpoint = match &output.endpoint {
+        Some(e) if e.contains(':') => e.clone(),
+        Some(host) => format!("{host}:{}", wg.listen.port()),
+        None if !wg.listen.ip().is_unspecified() => wg.listen.to_string(),
+        None => {
+            return Err(Failure::User(anyhow!(
+                "give --endpoint HOST:PORT: the name or address devices reach this hub at (it \
+                 listens on every address, port {})",
+                wg.listen.port()
+            )));
+        }
+    };
+    Ok(device_config(
+        hub,
+        &peer.user,
+        peer.address,
+        private,
+        &server_key.public_key(),
+        &endpoint,
+    ))
+}
+
+/// The wg-quick format every WireGuard app imports.
+fn device_config(
+    hub: &Hub,
+    user: &str,
+    address: Ipv4Addr,
+    private: Option<&PrivateKey>,
+    server: &PublicKey,
+    endpoint: &str,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# ethergate hub {}, user {user}", hub.name);
+    let _ = writeln!(out, "[Interface]");
+    if let Some(private) = private {
+        let _ = writeln!(out, "PrivateKey = {}", private.to_base64());
+    }
+    let _ = writeln!(out, "Address = {address}/32");
+    let dns = hub
+        .dhcp
+        .as_ref()
+        .map(|d| d.dns.as_slice())
+        .unwrap_or_default();
+    if !dns.is_empty() {
+        let list: Vec<String> = dns.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "DNS = {}", list.join(", "));
+    }
+    let _ = writeln!(out, "\n[Peer]");
+    let _ = writeln!(out, "PublicKey = {server}");
+    let _ = writeln!(out, "Endpoint = {endpoint}");
+    let _ = writeln!(out, "AllowedIPs = {}", allowed_ips(hub).join(", "));
+    let _ = writeln!(out, "PersistentKeepalive = {PERSISTENT_KEEPALIVE_SECS}");
+    out
+}
+
+/// The hub's subnet and pushed routes; everything (0.0.0.0/0) when the
+/// hub hands out a default gateway without classless routes, as a DHCP
+/// client would route.
+fn allowed_ips(hub: &Hub) -> Vec<String> {
+    let mut out = vec![hub.subnet().to_string()];
+    if let Some(dhcp) = &hub.dhcp {
+        if dhcp.routes.is_empty() && dhcp.router.is_some() {
+            out = vec!["0.0.0.0/0".to_owned()];
+        }
+        for route in &dhcp.routes {
+            let net = route.destination.to_string();
+            if !out.contains(&net) {
+                out.push(net);
+            }
+        }
+    }
+    out
+}
+
+/// The QR code drawn with half blocks, two modules per character cell,
+/// in explicit black and white (ANSI colours) with a quiet zone, so it
+/// scans from dark and light terminals alike.
+fn qr_code(text: &str) -> Result<String, qrcode::types::QrError> {
+    let code = qrcode::QrCode::new(text.as_bytes())?;
+    let width = code.width();
+    let colors = code.to_colors();
+    const QUIET: usize = 2;
+    let size = width + 2 * QUIET;
+    let dark = |x: usize, y: usize| -> bool {
+        x >= QUIET
+            && y >= QUIET
+            && x < width + QUIET
+            && y < width + QUIET
+            && colors[(y - QUIET) * width + (x - QUIET)] == qrcode::Color::Dark
+    };
+    let mut out = String::new();
+    for y in (0..size).step_by(2) {
+        for x in 0..size {
+            let fg = if dark(x, y) { 30 } else { 97 };
+            let bg = if dark(x, y + 1) { 40 } else { 107 };
+            let _ = write!(out, "\x1b[{fg};{bg}m\u{2580}");
+        }
+        out.push_str("\x1b[0m\n");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Config {
+        let text = r#"
+[[hub]]
+name = "mikalab"
+bridge = "tap_00"
+bridge_address = "192.168.30.1/24"
+[hub.dhcp]
+range = "192.168.30.10-192.168.30.200"
+dns = ["192.168.30.1"]
+router = "192.168.30.1"
+routes = ["10.0.0.0/16 via 192.168.30.1"]
+[hub.wireguard]
+listen = "0.0.0.0:51820"
+[[hub.user]]
+name = "phone"
+wireguard_public_key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+wireguard_address = "192.168.30.201"
+"#;
+        Config::from_str_with_origin(text, "t.toml").expect("valid")
+    }
+
+    #[test]
+    fn the_device_config_splits_the_tunnel_like_the_dhcp_routes() {
+        let config = hub();
+        let hub = &config.hubs[0];
+        let server = PrivateKey::from_bytes([5; 32]).public_key();
+        let private = PrivateKey::from_bytes([6; 32]);
+        let text = device_config(
+            hub,
+            "phone",
+            Ipv4Addr::new(192, 168, 30, 201),
+            Some(&private),
+            &server,
+            "vpn.example:51820",
+        );
+        assert!(text.contains(&format!("PrivateKey = {}\n", private.to_base64())));
+        assert!(text.contains("Address = 192.168.30.201/32\n"));
+        assert!(text.contains("DNS = 192.168.30.1\n"));
+        assert!(text.contains(&format!("PublicKey = {server}\n")));
+        assert!(text.contains("Endpoint = vpn.example:51820\n"));
+        assert!(
+            text.contains("AllowedIPs = 192.168.30.0/24, 10.0.0.0/16\n"),
+            "{text}"
+        );
+        assert!(text.contains("PersistentKeepalive = 25\n"));
+        let without = device_config(
+            hub,
+            "phone",
+            Ipv4Addr::new(192, 168, 30, 201),
+            None,
+            &server,
+            "h:1",
+        );
+        assert!(!without.contains("PrivateKey"));
+    }
+
+    #[test]
+    fn a_qr_code_is_drawn_in_explicit_colours() {
+        let drawing = qr_code("[Interface]\nAddress = 192.168.30.201/32\n").expect("fits");
+        let rows = drawing.lines().count();
+        assert!(rows > 10, "{rows} rows");
+        assert!(drawing.contains("\x1b[30;40m"), "dark modules in black");
+        assert!(drawing.lines().all(|l| l.ends_with("\x1b[0m")));
+    }
+}

@@ -1,0 +1,372 @@
+//! WireGuard users on a hub, end to end, with Debian's wireguard-go and
+//! wg-quick configured only from what `ethergate user add --wireguard`
+//! printed: the phone reaches the private host, the recipe's DNAT rule,
+//! and a SoftEther client on the same hub; a spoofed source is dropped and
+//! counted; roaming, an operator's disconnect and a restart of serve are
+//! survived without touching the phone. Run as root.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use common::{BIN, PAGE, start_serve, web_server, write_recipe_config};
+use ethergate_netns::{Topology, recipe};
+
+/// wg-quick sets DNS through resolvconf, which would rewrite the host's
+/// /etc/resolv.conf; this stand-in records what it was given instead.
+fn resolvconf_shim(state: &Path) -> PathBuf {
+    let bin = state.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let script = bin.join("resolvconf");
+    let record = state.join("resolvconf.txt");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in -a) cat > {} ;; esac\nexit 0\n",
+            record.display()
+        ),
+    )
+    .expect("shim");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    bin
+}
+
+/// The device config as `user add --wireguard` printed it.
+fn device_config(stdout: &str) -> String {
+    let start = stdout
+        .find("# ethergate hub")
+        .expect("a device config in the output");
+    let end = stdout[start..]
+        .find("PersistentKeepalive")
+        .map(|at| start + at)
+        .expect("PersistentKeepalive line");
+    let line_end = stdout[end..]
+        .find('\n')
+        .map_or(stdout.len(), |n| end + n + 1);
+    stdout[start..line_end].to_owned()
+}
+
+struct Phone<'t> {
+    topo: &'t Topology,
+    conf: String,
+    path: String,
+}
+
+impl<'t> Phone<'t> {
+    /// `wg-quick up` in the phone namespace (wireguard-go, as there is no
+    /// kernel module).
+    fn up(topo: &'t Topology, state: &Path, config: &str) -> Self {
+        // wg-quick names the interface after the file.
+        let name = format!("egwg{}", std::process::id() % 100_000);
+        let path = state.join(format!("{name}.conf"));
+        std::fs::write(&path, config).expect("wg config");
+        let path = path.display().to_string();
+        let shim = resolvconf_shim(state);
+        let env_path = format!("PATH={}:/usr/sbin:/usr/bin:/sbin:/bin", shim.display());
+        let up = topo
+            .run(recipe::PHONE, &["env", &env_path, "wg-quick", "up", &path])
+            .expect("wg-quick");
+        assert!(
+            up.success,
+            "wg-quick up failed:\n{}\n{}",
+            up.stdout, up.stderr
+        );
+        Phone {
+            topo,
+            conf: name,
+            path,
+        }
+    }
+
+    fn ping(&self, to: &str, count: &str) -> ethergate_netns::CommandOutput {
+        self.topo
+            .run(
+                recipe::PHONE,
+                &["ping", "-c", count, "-W", "1", "-i", "0.2", to],
+            )
+            .expect("ping")
+    }
+
+    fn fetch(&self, url: &str) -> ethergate_netns::CommandOutput {
+        self.topo
+            .run(recipe::PHONE, &["curl", "-sS", "--max-time", "10", url])
+            .expect("curl")
+    }
+
+    /// `wg show` on the phone, for failure messages.
+    fn show(&self) -> String {
+        let out = self
+            .topo
+            .run(recipe::PHONE, &["wg", "show"])
+            .expect("wg show");
+        format!("{}{}", out.stdout, out.stderr)
+    }
+
+    /// Waits until a ping to `to` is answered (the phone redoes its
+    /// handshake on its own after losing its session).
+    fn reaches(&self, to: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.ping(to, "1").success {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Phone<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .topo
+            .run(recipe::PHONE, &["wg-quick", "down", &self.path]);
+        let _ = &self.conf;
+    }
+}
+
+fn status(state: &Path) -> serde_json::Value {
+    common::status_json(&state.join("admin.sock").display().to_string())
+}
+
+fn wireguard_drops(state: &Path, reason: &str) -> u64 {
+    let status = status(state);
+    status["hubs"][0]["wireguard"]["drops"][reason]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no drop counter {reason}: {status:#}"))
+}
+
+#[test]
+fn a_wireguard_phone_joins_the_hub_configured_from_ethergate_alone() {
+    let topo = recipe::with_phone(recipe::topology(&[]))
+        .build()
+        .expect("topology (run as root)");
+    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
+    std::fs::create_dir_all(&state).expect("state");
+    let hash = common::password_hash("tsumura", "mikalab-pass");
+    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&recipe::wireguard_config());
+    text.push_str(&recipe::nat_config(""));
+    std::fs::write(&config, text).expect("config");
+    let _web = web_server(&topo, &state);
+    let mut serve = start_serve(&topo, &config);
+    common::wait_for(&mut serve, "WireGuard endpoint up", Duration::from_secs(5));
+
+    let endpoint = format!("{}:{}", recipe::PHONE_GATEWAY_IP, recipe::WIREGUARD_PORT);
+    let config_arg = config.display().to_string();
+    let added = std::process::Command::new(BIN)
+        .args([
+            "user",
+            "add",
+            "--config",
+            &config_arg,
+            "--hub",
+            "mikalab",
+            "phone",
+            "--wireguard",
+            "--endpoint",
+            &endpoint,
+        ])
+        .output()
+        .expect("user add");
+    let stdout = String::from_utf8_lossy(&added.stdout).into_owned();
+    assert!(
+        added.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(stdout.contains("applied by the running serve"), "{stdout}");
+    let device = device_config(&stdout);
+    assert!(
+        device.contains("AllowedIPs = 192.168.30.0/24, 10.0.0.0/16"),
+        "{device}"
+    );
+    let address = device
+        .lines()
+        .find_map(|l| l.strip_prefix("Address = "))
+        .and_then(|a| a.split('/').next())
+        .expect("Address line")
+        .to_owned();
+
+    let phone = Phone::up(&topo, &state, &device);
+    assert!(
+        std::fs::read_to_string(state.join("resolvconf.txt"))
+            .is_ok_and(|t| t.contains("nameserver 192.168.30.1")),
+        "DNS from the config reached resolvconf"
+    );
+
+    // The private host, directly and through the recipe's DNAT rule.
+    let ping = phone.ping("10.0.1.26", "3");
+    assert!(
+        ping.success,
+        "ping 10.0.1.26:\n{}\n{}",
+        ping.stdout,
+        serve.log()
+    );
+    let page = phone.fetch("http://10.0.1.26/");
+    assert_eq!(page.stdout, PAGE, "{}", page.stderr);
+    let dnat = phone.fetch("http://192.168.30.1/");
+    assert_eq!(dnat.stdout, PAGE, "through DNAT: {}", dnat.stderr);
+
+    // The session as status shows it.
+    let s = status(&state);
+    let sessions = s["sessions"].as_array().expect("sessions");
+    let wg = sessions
+        .iter()
+        .find(|x| x["user"] == "phone")
+        .unwrap_or_else(|| panic!("no WireGuard session: {s:#}"));
+    assert_eq!(wg["protocol"], "wireguard", "{wg:#}");
+    assert!(
+        wg["client"]
+            .as_str()
+            .is_some_and(|c| c.starts_with(recipe::PHONE_IP)),
+        "{wg:#}"
+    );
+    assert!(
+        wg["received"]["frames"].as_u64().unwrap_or(0) >= 3,
+        "{wg:#}"
+    );
+
+    // A SoftEther client on the same hub, and the two reach each other.
+    let client = common::vpnclient_fetches_the_page(&topo, "mikalab-pass", || serve.log());
+    let softether_ip = topo
+        .run(
+            "client",
+            &["ip", "-4", "-o", "addr", "show", "dev", "vpn_vpn0"],
+        )
+        .expect("ip addr")
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .map(str::to_owned)
+        .expect("the SoftEther client's address");
+    let ping = phone.ping(&softether_ip, "3");
+    assert!(
+        ping.success,
+        "phone → SoftEther client {softether_ip}:\n{}",
+        ping.stdout
+    );
+    let back = topo
+        .run(
+            "client",
+            &["ping", "-c", "3", "-W", "1", "-i", "0.2", &address],
+        )
+        .expect("ping");
+    assert!(
+        back.success,
+        "SoftEther client → phone {address}:\n{}",
+        back.stdout
+    );
+    drop(client);
+
+    // A packet with a source the phone does not own is dropped and named.
+    let before = wireguard_drops(&state, "spoofed_source");
+    topo.run(
+        recipe::PHONE,
+        &["ip", "addr", "add", "192.168.30.250/32", "dev", &phone.conf],
+    )
+    .expect("alias");
+    let spoofed = topo
+        .run(
+            recipe::PHONE,
+            &[
+                "ping",
+                "-c",
+                "3",
+                "-W",
+                "1",
+                "-i",
+                "0.2",
+                "-I",
+                "192.168.30.250",
+                "10.0.1.26",
+            ],
+        )
+        .expect("ping");
+    assert!(!spoofed.success, "a spoofed source got through");
+    assert!(wireguard_drops(&state, "spoofed_source") >= before + 3);
+
+    // Roaming: the phone's address and port change (a new network; a NAT
+    // that rebinds); the hub follows it. wireguard-go caches the source
+    // address it last used per peer, and rebinding (a new listen port)
+    // is how a phone app moves to a new network.
+    topo.ip(
+        recipe::PHONE,
+        &["addr", "add", "203.0.113.7/24", "dev", "eth0"],
+    )
+    .expect("new address");
+    topo.ip(
+        recipe::PHONE,
+        &[
+            "route",
+            "replace",
+            "203.0.113.0/24",
+            "dev",
+            "eth0",
+            "src",
+            "203.0.113.7",
+        ],
+    )
+    .expect("new source");
+    topo.exec(
+        recipe::PHONE,
+        &["wg", "set", &phone.conf, "listen-port", "40777"],
+    )
+    .expect("rebind");
+    assert!(
+        phone.reaches("10.0.1.26", Duration::from_secs(10)),
+        "after roaming\n{}\n{:#}\n{}",
+        serve.log(),
+        status(&state)["hubs"][0]["wireguard"],
+        phone.show()
+    );
+    let roamed = status(&state);
+    assert!(
+        roamed["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .any(|x| x["user"] == "phone" && x["client"] == "203.0.113.7:40777"),
+        "status follows the roaming phone: {roamed:#}"
+    );
+
+    // An operator's disconnect drops the keys; the phone handshakes again
+    // by itself.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "session",
+            "disconnect",
+            "--user",
+            "phone",
+            "--socket",
+            &state.join("admin.sock").display().to_string(),
+        ])
+        .output()
+        .expect("disconnect");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        phone.reaches("10.0.1.26", Duration::from_secs(30)),
+        "after disconnect\n{}",
+        serve.log()
+    );
+
+    // A restart of serve: the phone resumes by itself.
+    drop(serve);
+    let serve = start_serve(&topo, &config);
+    assert!(
+        phone.reaches("10.0.1.26", Duration::from_secs(30)),
+        "after restart\n{}",
+        serve.log()
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}

@@ -1,0 +1,328 @@
+//! WireGuard peers as hub members (docs/wireguard.md, decision 0011): a
+//! hub's UDP endpoint, its configured peers, and the per-worker tasks that
+//! move their packets.
+//!
+//! Each worker owns one SO_REUSEPORT socket of the hub's listen address
+//! (the same source-address steering as the TLS listeners, so a peer's
+//! datagrams land on one worker) and runs its receive loop
+//! ([`receive`]); a peer whose handshake is confirmed becomes a session in
+//! the [`Directory`](crate::Directory) with a port on the hub, and a sender
+//! task on the worker that confirmed it drains the port's outbox
+//! ([`send`]). Handshake state and keys are per peer, behind the peer's own
+//! lock: a peer's packets are handled by one worker at a time in practice,
+//! so that lock is uncontended; no lock is shared by all peers on the
+//! transport path except the read side of the index map.
+//!
+//! Invariants: a session index maps to exactly the peer holding a session
+//! under it (indices a peer gives up are removed in the same step that
+//! hands them back); a peer removed by a reload answers nothing; every
+//! datagram is answered, delivered, or counted as dropped with a reason.
+
+mod counters;
+pub(crate) mod receive;
+mod send;
+mod socket;
+
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddr},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use ethergate_hub::{IpPort, IpPortConfig, MacAddr};
+use ethergate_net::{ClasslessRoute, Ipv4Cidr};
+use ethergate_wireguard::{Peer, PrivateKey, PublicKey, Responder};
+
+pub use counters::{WireguardCounters, WireguardDrop};
+pub use socket::bind_sockets;
+
+use crate::directory::SessionShared;
+
+/// What a hub's WireGuard endpoint is configured with.
+pub struct WireguardSetup {
+    pub listen: SocketAddr,
+    pub private_key: PrivateKey,
+    pub peers: Vec<PeerSetup>,
+    pub addressing: Addressing,
+}
+
+/// One configured peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSetup {
+    pub user: String,
+    pub public_key: PublicKey,
+    pub address: Ipv4Addr,
+}
+
+/// What a peer's adapter needs to know of the hub's IP layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addressing {
+    pub subnet: Ipv4Cidr,
+    pub routes: Vec<ClasslessRoute>,
+    pub router: Option<Ipv4Addr>,
+}
+
+/// Initiations per second (per hub) above which the endpoint is under
+/// load and asks for cookies: far above what real peers do (one
+/// handshake per peer every two minutes), far below what one core can
+/// answer.
+pub const UNDER_LOAD_INITIATIONS_PER_SEC: u64 = 1_000;
+
+/// A peer's endpoint and last handshake, shared with its session so
+/// status shows where the peer is now.
+pub struct PeerLink {
+    pub public_key: PublicKey,
+    endpoint: Mutex<Option<SocketAddr>>,
+    last_handshake_unix: AtomicU64,
+}
+
+impl PeerLink {
+    fn new(public_key: PublicKey) -> Self {
+        Self {
+            public_key,
+            endpoint: Mutex::new(None),
+            last_handshake_unix: AtomicU64::new(0),
+        }
+    }
+
+    /// Where the peer's last authenticated datagram came from.
+    pub fn endpoint(&self) -> SocketAddr {
+        self.endpoint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    fn set_endpoint(&self, at: SocketAddr) {
+        let mut endpoint = self.endpoint.lock().unwrap_or_else(PoisonError::into_inner);
+        if *endpoint != Some(at) {
+            *endpoint = Some(at);
+        }
+    }
+
+    /// Unix seconds of the last confirmed handshake; 0 before the first.
+    pub fn last_handshake_unix(&self) -> u64 {
+        self.last_handshake_unix.load(Ordering::Relaxed)
+    }
+}
+
+/// A configured peer and its protocol state.
+pub struct WgPeer {
+    pub setup: PeerSetup,
+    pub link: Arc<PeerLink>,
+    state: Mutex<PeerState>,
+}
+
+struct PeerState {
+    peer: Peer,
+    port: IpPort,
+    /// The session while the peer has confirmed keys.
+    session: Option<Arc<SessionShared>>,
+}
+
+impl WgPeer {
+    fn new(setup: PeerSetup, hub: &str, addressing: &Addressing) -> Self {
+        let mac = MacAddr::local_from_seed(
+            format!("wireguard/{hub}/{}", setup.user.to_ascii_lowercase()).as_bytes(),
+        );
+        let port = IpPort::new(IpPortConfig {
+            mac,
+            address: setup.address,
+            subnet: addressing.subnet,
+            routes: addressing.routes.clone(),
+            router: addressing.router,
+        });
+        Self {
+            link: Arc::new(PeerLink::new(setup.public_key)),
+            state: Mutex::new(PeerState {
+                peer: Peer::new(setup.public_key, [0; 32]),
+                port,
+                session: None,
+            }),
+            setup,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PeerState> {
+        // Each step leaves the state consistent; a panic on one worker
+        // must not take the peer down on the others.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One hub's WireGuard endpoint, shared by the workers.
+pub struct WireguardHub {
+    pub hub: String,
+    pub listen: SocketAddr,
+    pub public_key: PublicKey,
+    /// For the Curve25519 work, done without a lock.
+    identity: ethergate_wireguard::Identity,
+    /// mac1/mac2 checks and cookie replies (its cookie secret rotates).
+    responder: Mutex<Responder>,
+    addressing: RwLock<Addressing>,
+    peers: RwLock<HashMap<PublicKey, Arc<WgPeer>>>,
+    by_index: RwLock<HashMap<u32, Arc<WgPeer>>>,
+    /// One bound socket per worker, taken by that worker's receive loop.
+    sockets: Mutex<Vec<Option<std::net::UdpSocket>>>,
+    /// (second, initiations in it), for [`Self::under_load`].
+    load: Mutex<(u64, u64)>,
+    pub counters: WireguardCounters,
+}
+
+impl WireguardHub {
+    /// The endpoint with its sockets already bound (one per worker).
+    pub fn new(hub: &str, setup: WireguardSetup, sockets: Vec<std::net::UdpSocket>) -> Self {
+        let responder = Responder::new(&setup.private_key);
+        let identity = responder.identity().clone();
+        let wg = Self {
+            hub: hub.to_owned(),
+            listen: setup.listen,
+            public_key: identity.public,
+            identity,
+            responder: Mutex::new(responder),
+            addressing: RwLock::new(setup.addressing),
+            peers: RwLock::default(),
+            by_index: RwLock::default(),
+            sockets: Mutex::new(sockets.into_iter().map(Some).collect()),
+            load: Mutex::default(),
+            counters: WireguardCounters::default(),
+        };
+        wg.set_peers(setup.peers);
+        wg
+    }
+
+    /// Replaces the configured peers (start, reload). Peers whose key and
+    /// address are unchanged keep their state; the others are dropped with
+    /// their session indices (their sessions are ended by the caller, as
+    /// for SoftEther users). Returns the users whose peers were dropped.
+    pub fn set_peers(&self, peers: Vec<PeerSetup>) -> Vec<String> {
+        let addressing = self
+            .addressing
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut current = self.peers.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next = HashMap::new();
+        for setup in peers {
+            let kept = current
+                .get(&setup.public_key)
+                .filter(|p| p.setup == setup)
+                .cloned();
+            let peer = kept
+                .unwrap_or_else(|| Arc::new(WgPeer::new(setup.clone(), &self.hub, &addressing)));
+            next.insert(setup.public_key, peer);
+        }
+        let mut dropped = Vec::new();
+        for (key, old) in current.iter() {
+            if next.get(key).is_some_and(|new| Arc::ptr_eq(new, old)) {
+                continue;
+            }
+            dropped.push(old.setup.user.clone());
+            let mut retired = Vec::new();
+            old.lock().peer.clear(&mut retired);
+            self.forget_indices(&retired);
+        }
+        *current = next;
+        dropped
+    }
+
+    /// New routes and router for peers configured from now on (reload).
+    pub fn set_addressing(&self, addressing: Addressing) {
+        *self
+            .addressing
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = addressing;
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// The configured peers, for status.
+    pub fn peers(&self) -> Vec<Arc<WgPeer>> {
+        let mut peers: Vec<_> = self
+            .peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        peers.sort_by(|a, b| a.setup.user.cmp(&b.setup.user));
+        peers
+    }
+
+    /// The socket bound for `worker`, once.
+    pub(crate) fn take_socket(&self, worker: usize) -> Option<std::net::UdpSocket> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(worker)
+            .and_then(Option::take)
+    }
+
+    /// Counts an initiation and says whether the endpoint is under load.
+    fn under_load(&self, now: Instant) -> bool {
+        let second = now.duration_since(crate::worker_context::epoch()).as_secs();
+        let mut load = self.load.lock().unwrap_or_else(PoisonError::into_inner);
+        if load.0 != second {
+            // Still under load in the second after a loaded one.
+            let previous = if load.0 + 1 == second { load.1 } else { 0 };
+            *load = (second, previous.min(UNDER_LOAD_INITIATIONS_PER_SEC + 1) / 2);
+        }
+        load.1 += 1;
+        load.1 > UNDER_LOAD_INITIATIONS_PER_SEC
+    }
+
+    fn peer_by_key(&self, key: &PublicKey) -> Option<Arc<WgPeer>> {
+        self.peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    fn peer_by_index(&self, index: u32) -> Option<Arc<WgPeer>> {
+        self.by_index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&index)
+            .cloned()
+    }
+
+    /// A fresh index, registered for `peer`.
+    fn new_index(&self, peer: &Arc<WgPeer>) -> u32 {
+        let mut map = self
+            .by_index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let mut bytes = [0u8; 4];
+            crate::worker_context::system_random(&mut bytes);
+            let index = u32::from_le_bytes(bytes);
+            if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(index) {
+                slot.insert(Arc::clone(peer));
+                return index;
+            }
+        }
+    }
+
+    fn forget_indices(&self, retired: &[u32]) {
+        if retired.is_empty() {
+            return;
+        }
+        let mut map = self
+            .by_index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for index in retired {
+            map.remove(index);
+        }
+    }
+}

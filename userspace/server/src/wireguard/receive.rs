@@ -1,0 +1,368 @@
+//! A worker's receive loop for one hub's WireGuard socket: one datagram
+//! waited for on io_uring, then whatever else is queued read without
+//! waiting, and the burst handled in order — handshakes answered,
+//! transport messages decrypted in place, and each peer's packets framed
+//! and switched through the hub as one batch.
+
+use std::{
+    net::SocketAddr,
+    rc::Rc,
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
+
+use compio::BufResult;
+use ethergate_proto::data::Frames;
+use ethergate_wireguard::{Admission, Message, PeerError, handshake::consume_initiation};
+use futures_util::future::{Either, select};
+use tracing::{debug, info, warn};
+
+use super::{WgPeer, WireguardDrop, WireguardHub, counters::WireguardCounters, send};
+use crate::{directory::SessionShared, hub_plane::HubPlane, worker_context::Worker};
+
+/// Largest datagram read: a 64 KiB UDP payload.
+const DATAGRAM_MAX: usize = 65536;
+/// Datagrams handled as one burst.
+const BURST: usize = 32;
+
+/// Serves `socket` (this worker's share of `wg`'s address) until the hub
+/// closes.
+pub(crate) async fn run(
+    wg: Arc<WireguardHub>,
+    plane: Arc<HubPlane>,
+    socket: std::net::UdpSocket,
+    worker: Rc<Worker>,
+) {
+    let nowait = match socket.try_clone() {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(hub = wg.hub, "cannot use a WireGuard socket: {e}");
+            return;
+        }
+    };
+    let socket = match compio::net::UdpSocket::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(hub = wg.hub, "cannot register a WireGuard socket: {e}");
+            return;
+        }
+    };
+    let sender = Rc::new(send::WgSocket::new(socket, nowait.try_clone().ok()));
+    let socket = &sender.io;
+    let closed = plane.closed();
+    futures_util::pin_mut!(closed);
+    let mut first: Vec<u8> = Vec::with_capacity(DATAGRAM_MAX);
+    let mut more: Vec<Vec<u8>> = Vec::new();
+    let mut burst = Burst::default();
+    loop {
+        first.clear();
+        let recv = socket.recv_from(first);
+        futures_util::pin_mut!(recv);
+        let BufResult(result, returned) = match select(recv, closed.as_mut()).await {
+            Either::Left((done, _)) => done,
+            Either::Right(((), _)) => break,
+        };
+        first = returned;
+        let from = match result {
+            Ok((_, from)) => from,
+            Err(e) => {
+                debug!(hub = wg.hub, "WireGuard receive: {e}");
+                continue;
+            }
+        };
+        let mut sources: Vec<SocketAddr> = vec![from];
+        let mut filled = 0;
+        for slot in 0..BURST - 1 {
+            if more.len() == slot {
+                more.push(vec![0u8; DATAGRAM_MAX]);
+            }
+            match nowait.recv_from(&mut more[slot]) {
+                Ok((n, from)) => {
+                    more[slot].truncate(n);
+                    sources.push(from);
+                    filled += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let now = Instant::now();
+        handle(
+            &wg, &plane, &worker, &sender, now, &mut first, sources[0], &mut burst,
+        )
+        .await;
+        for (buf, from) in more.iter_mut().take(filled).zip(&sources[1..]) {
+            handle(&wg, &plane, &worker, &sender, now, buf, *from, &mut burst).await;
+            buf.resize(DATAGRAM_MAX, 0);
+        }
+        burst.flush(&plane, &worker);
+    }
+    debug!(
+        hub = wg.hub,
+        worker = worker.index,
+        "WireGuard receiver stopped"
+    );
+}
+
+/// Packets decrypted in this burst, waiting to be switched as one batch
+/// per peer (in arrival order, runs of one peer kept together).
+#[derive(Default)]
+struct Burst {
+    session: Option<Arc<SessionShared>>,
+    frames: Frames,
+}
+
+impl Burst {
+    fn add(
+        &mut self,
+        session: &Arc<SessionShared>,
+        plane: &HubPlane,
+        worker: &Worker,
+        frames: &Frames,
+    ) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| !Arc::ptr_eq(s, session))
+        {
+            self.flush(plane, worker);
+        }
+        if self.session.is_none() {
+            self.session = Some(Arc::clone(session));
+        }
+        self.frames.append(frames);
+    }
+
+    fn flush(&mut self, plane: &HubPlane, worker: &Worker) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        if !self.frames.is_empty() {
+            session.counters.received.add_batch(&self.frames);
+            let mut buffers = worker.switch_buffers.borrow_mut();
+            plane.from_session(session.port, &self.frames, worker.index, &mut buffers);
+        }
+        self.frames.clear();
+    }
+}
+
+/// The sender's address as the cookie binds it: address bytes, then port.
+fn source_bytes(from: SocketAddr) -> Vec<u8> {
+    let mut bytes = match from.ip() {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    bytes.extend_from_slice(&from.port().to_be_bytes());
+    bytes
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    wg: &Arc<WireguardHub>,
+    plane: &Arc<HubPlane>,
+    worker: &Rc<Worker>,
+    sender: &Rc<send::WgSocket>,
+    now: Instant,
+    datagram: &mut [u8],
+    from: SocketAddr,
+    burst: &mut Burst,
+) {
+    let counters = &wg.counters;
+    match Message::parse(datagram) {
+        Ok(Message::Initiation(_)) => {}
+        Ok(Message::Transport(t)) => {
+            let (receiver, counter) = (t.receiver, t.counter);
+            transport(
+                wg, plane, worker, sender, now, datagram, receiver, counter, from, burst,
+            );
+            return;
+        }
+        Ok(Message::Response(_) | Message::CookieReply(_)) => {
+            counters.drop(WireguardDrop::Unexpected);
+            return;
+        }
+        Err(_) => {
+            counters.drop(WireguardDrop::Malformed);
+            return;
+        }
+    }
+    let Ok(Message::Initiation(msg)) = Message::parse(datagram) else {
+        return;
+    };
+    let under_load = wg.under_load(now);
+    let admission = wg
+        .responder
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .admit(
+            &msg,
+            &source_bytes(from),
+            under_load,
+            now,
+            &mut crate::worker_context::system_random,
+        );
+    match admission {
+        Admission::BadMac1 => {
+            counters.drop(WireguardDrop::BadMac1);
+            return;
+        }
+        Admission::CookieReply(reply) => {
+            WireguardCounters::bump(&counters.cookie_replies);
+            sender.send_one(&reply, from, counters).await;
+            return;
+        }
+        Admission::Proceed => {}
+    }
+    let consumed = match consume_initiation(&wg.identity, &msg) {
+        Ok(c) => c,
+        Err(_) => {
+            counters.drop(WireguardDrop::HandshakeDecrypt);
+            return;
+        }
+    };
+    let Some(peer) = wg.peer_by_key(&consumed.peer) else {
+        counters.drop(WireguardDrop::UnknownKey);
+        return;
+    };
+    let index = wg.new_index(&peer);
+    let mut ephemeral = [0u8; 32];
+    crate::worker_context::system_random(&mut ephemeral);
+    let mut retired = Vec::new();
+    let result = peer
+        .lock()
+        .peer
+        .accept_initiation(consumed, now, ephemeral, index, &mut retired);
+    match result {
+        Ok(response) => {
+            wg.forget_indices(&retired);
+            peer.link.set_endpoint(from);
+            WireguardCounters::bump(&counters.handshakes);
+            sender.send_one(&response, from, counters).await;
+        }
+        Err(e) => {
+            wg.forget_indices(&[index]);
+            counters.drop(match e {
+                PeerError::StaleTimestamp | PeerError::TooSoon => WireguardDrop::ReplayedInitiation,
+                _ => WireguardDrop::HandshakeDecrypt,
+            });
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transport(
+    wg: &Arc<WireguardHub>,
+    plane: &Arc<HubPlane>,
+    worker: &Rc<Worker>,
+    sender: &Rc<send::WgSocket>,
+    now: Instant,
+    datagram: &mut [u8],
+    receiver: u32,
+    counter: u64,
+    from: SocketAddr,
+    burst: &mut Burst,
+) {
+    let counters = &wg.counters;
+    let Some(peer) = wg.peer_by_index(receiver) else {
+        counters.drop(WireguardDrop::UnknownIndex);
+        return;
+    };
+    let mut retired = Vec::new();
+    let mut frames = Frames::new();
+    let session = {
+        let mut state = peer.lock();
+        let state = &mut *state;
+        let received = match state.peer.receive(
+            now,
+            receiver,
+            counter,
+            &mut datagram[ethergate_wireguard::message::TRANSPORT_HEADER_LEN..],
+            &mut retired,
+        ) {
+            Ok(r) => r,
+            Err(_) => {
+                counters.drop(WireguardDrop::Rejected);
+                return;
+            }
+        };
+        peer.link.set_endpoint(from);
+        if received.confirmed {
+            peer.link.last_handshake_unix.store(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        if !received.packet.is_empty() {
+            WireguardCounters::bump(&counters.packets_received);
+            if let Err(why) = state
+                .port
+                .from_client(now, received.packet, &mut |frame| frames.push(frame))
+            {
+                counters.drop(WireguardDrop::Ip(why));
+            }
+        }
+        if state.session.as_ref().is_none_or(|s| s.is_closed()) {
+            state.session = open_session(wg, plane, worker, sender, &peer);
+        }
+        state.session.clone()
+    };
+    wg.forget_indices(&retired);
+    match session {
+        Some(session) => {
+            if !frames.is_empty() {
+                burst.add(&session, plane, worker, &frames);
+            }
+        }
+        None => counters.drop_n(WireguardDrop::NoSession, frames.len() as u64),
+    }
+}
+
+/// The peer's first confirmed keys: a session on the hub, and its sender
+/// task on this worker.
+fn open_session(
+    wg: &Arc<WireguardHub>,
+    plane: &Arc<HubPlane>,
+    worker: &Rc<Worker>,
+    sender: &Rc<send::WgSocket>,
+    peer: &Arc<WgPeer>,
+) -> Option<Arc<SessionShared>> {
+    let hub = worker.directory.hub(&wg.hub)?;
+    match worker.directory.open_wireguard(
+        &hub,
+        &peer.setup.user,
+        Arc::clone(&peer.link),
+        worker.index,
+    ) {
+        Ok(session) => {
+            info!(
+                client = %peer.link.endpoint(),
+                hub = wg.hub,
+                user = peer.setup.user,
+                session = session.session_name,
+                address = %peer.setup.address,
+                worker = worker.index,
+                "WireGuard session established"
+            );
+            compio::runtime::spawn(send::run(
+                Arc::clone(wg),
+                Arc::clone(plane),
+                Arc::clone(peer),
+                Arc::clone(&session),
+                Rc::clone(sender),
+                Rc::clone(worker),
+            ))
+            .detach();
+            Some(session)
+        }
+        Err(code) => {
+            warn!(
+                hub = wg.hub,
+                user = peer.setup.user,
+                code = code.0,
+                "WireGuard peer refused a session (limits)"
+            );
+            None
+        }
+    }
+}

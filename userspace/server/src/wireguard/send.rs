@@ -1,0 +1,282 @@
+//! A WireGuard session's sender: drains the session's outbox on the worker
+//! that opened it — ARP is answered on the hub, IPv4 frames for the peer
+//! are encrypted into one buffer — and sends the datagrams with UDP
+//! segmentation offload: a run of equal-sized datagrams to one endpoint is
+//! one sendmsg(2) that the kernel cuts (the technique that took
+//! wireguard-go past 10 Gbit/s). Also runs the peer's timers: keepalives,
+//! neighbours that never answered, keys that expired.
+
+use std::{
+    cell::Cell,
+    net::SocketAddr,
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use compio::BufResult;
+use ethergate_proto::data::Frames;
+use futures_util::future::{Either, select};
+use tracing::{debug, info};
+
+use super::{WgPeer, WireguardDrop, WireguardHub, counters::WireguardCounters};
+use crate::{
+    directory::{EndReason, SessionShared},
+    hub_plane::HubPlane,
+    worker_context::Worker,
+};
+
+/// How often an idle sender looks at the peer's timers.
+const TICK: Duration = Duration::from_secs(1);
+/// Most bytes in one segmented send (the kernel's limit is 64 KiB of UDP
+/// payload) and most segments (UDP_MAX_SEGMENTS is 128).
+const GSO_MAX_BYTES: usize = 65_000;
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// A worker's socket for one hub, as the senders use it.
+pub(crate) struct WgSocket {
+    pub io: compio::net::UdpSocket,
+    /// The same socket for sendmsg(2) without io_uring (non-blocking).
+    raw: Option<std::net::UdpSocket>,
+    /// Cleared when the kernel refuses segmentation (then one sendto per
+    /// datagram).
+    gso: Cell<bool>,
+}
+
+impl WgSocket {
+    pub fn new(io: compio::net::UdpSocket, raw: Option<std::net::UdpSocket>) -> Self {
+        Self {
+            io,
+            raw,
+            gso: Cell::new(true),
+        }
+    }
+
+    /// One datagram (handshake answers), through io_uring.
+    pub async fn send_one(&self, bytes: &[u8], to: SocketAddr, counters: &WireguardCounters) {
+        let BufResult(result, _) = self.io.send_to(bytes.to_vec(), to).await;
+        if let Err(e) = result {
+            debug!(%to, "WireGuard send: {e}");
+            WireguardCounters::bump(&counters.send_errors);
+        }
+    }
+
+    /// Sends the datagrams laid end to end in `buf` (`sizes` each) to `to`.
+    pub async fn send_batch(
+        &self,
+        to: SocketAddr,
+        buf: &[u8],
+        sizes: &[usize],
+        counters: &WireguardCounters,
+    ) {
+        let mut at = 0;
+        let mut i = 0;
+        while i < sizes.len() {
+            // A run: equal sizes, the last one possibly shorter.
+            let size = sizes[i];
+            let mut end = i + 1;
+            let mut bytes = size;
+            while end < sizes.len()
+                && end - i < GSO_MAX_SEGMENTS
+                && bytes + sizes[end] <= GSO_MAX_BYTES
+                && sizes[end] <= size
+            {
+                bytes += sizes[end];
+                end += 1;
+                if sizes[end - 1] < size {
+                    break;
+                }
+            }
+            let chunk = &buf[at..at + bytes];
+            let sent = if self.gso.get() && end - i > 1 {
+                self.send_segmented(to, chunk, size as u16)
+            } else {
+                Err(std::io::ErrorKind::Unsupported.into())
+            };
+            match sent {
+                Ok(()) => {}
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EIO)
+                        || e.raw_os_error() == Some(libc::EINVAL) =>
+                {
+                    // No segmentation on this path: never again here.
+                    self.gso.set(false);
+                    self.send_each(to, chunk, &sizes[i..end], counters).await;
+                }
+                Err(_) => self.send_each(to, chunk, &sizes[i..end], counters).await,
+            }
+            WireguardCounters::bump_by(&counters.packets_sent, (end - i) as u64);
+            at += bytes;
+            i = end;
+        }
+    }
+
+    async fn send_each(
+        &self,
+        to: SocketAddr,
+        chunk: &[u8],
+        sizes: &[usize],
+        counters: &WireguardCounters,
+    ) {
+        let mut at = 0;
+        for &size in sizes {
+            let datagram = &chunk[at..at + size];
+            at += size;
+            let direct = self.raw.as_ref().map(|raw| raw.send_to(datagram, to));
+            match direct {
+                Some(Ok(_)) => {}
+                // Socket buffer full: wait for room through io_uring.
+                _ => self.send_one(datagram, to, counters).await,
+            }
+        }
+    }
+
+    /// One sendmsg(2) with UDP_SEGMENT: the kernel cuts `chunk` into
+    /// `segment`-byte datagrams.
+    fn send_segmented(&self, to: SocketAddr, chunk: &[u8], segment: u16) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        let Some(raw) = &self.raw else {
+            return Err(std::io::ErrorKind::Unsupported.into());
+        };
+        let addr = socket2::SockAddr::from(to);
+        let mut iov = libc::iovec {
+            iov_base: chunk.as_ptr().cast_mut().cast(),
+            iov_len: chunk.len(),
+        };
+        // Room for one cmsghdr and a u16, aligned for cmsghdr.
+        let mut control = [0u64; 4];
+        // SAFETY: msghdr is plain data; every pointer set below points at
+        // locals alive for the sendmsg call, and the control buffer is
+        // large enough for CMSG_SPACE(2) (checked by CMSG_FIRSTHDR).
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_name = addr.as_ptr().cast_mut().cast();
+            msg.msg_namelen = addr.len();
+            msg.msg_iov = &raw mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(2) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            if cmsg.is_null() {
+                return Err(std::io::ErrorKind::Unsupported.into());
+            }
+            (*cmsg).cmsg_level = libc::SOL_UDP;
+            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
+            let rc = libc::sendmsg(raw.as_raw_fd(), &msg, libc::MSG_DONTWAIT);
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the sender of `session` (peer `peer`) until the session ends.
+pub(crate) async fn run(
+    wg: Arc<WireguardHub>,
+    plane: Arc<HubPlane>,
+    peer: Arc<WgPeer>,
+    session: Arc<SessionShared>,
+    socket: Rc<WgSocket>,
+    worker: Rc<Worker>,
+) {
+    let outbox = Arc::clone(&session.outbox);
+    let lane = outbox.join();
+    let mut frames = Frames::new();
+    let mut to_hub = Frames::new();
+    let mut out: Vec<u8> = Vec::with_capacity(GSO_MAX_BYTES);
+    let mut sizes: Vec<usize> = Vec::new();
+    let mut retired = Vec::new();
+    let counters = &wg.counters;
+    loop {
+        let woke = {
+            let wait = outbox.wait(lane);
+            let tick = compio::time::sleep(TICK);
+            futures_util::pin_mut!(wait, tick);
+            match select(wait, tick).await {
+                Either::Left((true, _)) => true,
+                Either::Left((false, _)) => break,
+                Either::Right(((), _)) => false,
+            }
+        };
+        if woke {
+            outbox.take(lane, &mut frames);
+        } else {
+            frames.clear();
+        }
+        let now = Instant::now();
+        let (endpoint, keys_gone) = {
+            let mut state = peer.lock();
+            let state = &mut *state;
+            let mut no_keys = 0u64;
+            for frame in frames.iter() {
+                if let Some(packet) = state.port.from_hub(now, frame, &mut |f| to_hub.push(f)) {
+                    let before = out.len();
+                    match state.peer.send(now, packet, &mut out) {
+                        Ok(()) => sizes.push(out.len() - before),
+                        Err(_) => no_keys += 1,
+                    }
+                }
+            }
+            counters.drop_n(WireguardDrop::NoKeys, no_keys);
+            if state.peer.keepalive_due(now) {
+                let before = out.len();
+                if state.peer.send(now, &[], &mut out).is_ok() {
+                    sizes.push(out.len() - before);
+                    WireguardCounters::bump(&counters.keepalives_sent);
+                }
+            }
+            let unanswered = state.port.expire_pending(now);
+            counters.drop_n(
+                WireguardDrop::Ip(ethergate_hub::IpDrop::Unresolved),
+                unanswered as u64,
+            );
+            (peer.link.endpoint(), state.peer.expire(now, &mut retired))
+        };
+        wg.forget_indices(&retired);
+        retired.clear();
+        if !to_hub.is_empty() {
+            let mut buffers = worker.switch_buffers.borrow_mut();
+            plane.from_session(session.port, &to_hub, worker.index, &mut buffers);
+            drop(buffers);
+            to_hub.clear();
+        }
+        if !sizes.is_empty() {
+            session
+                .counters
+                .sent
+                .add(sizes.len() as u64, out.len() as u64);
+            socket.send_batch(endpoint, &out, &sizes, counters).await;
+            out.clear();
+            sizes.clear();
+        }
+        if keys_gone {
+            info!(
+                hub = wg.hub,
+                user = peer.setup.user,
+                "WireGuard keys expired (no handshake)"
+            );
+            worker
+                .directory
+                .end_session(&session, EndReason::KeysExpired);
+            break;
+        }
+    }
+    // Ended (operator, reload, expiry, hub closed): the peer must
+    // handshake again before it gets another session.
+    {
+        let mut state = peer.lock();
+        if state
+            .session
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &session))
+        {
+            state.peer.clear(&mut retired);
+            state.session = None;
+        }
+    }
+    wg.forget_indices(&retired);
+    outbox.leave(lane);
+}
