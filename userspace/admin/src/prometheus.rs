@@ -243,6 +243,7 @@ fn hubs(m: &mut Exposition, s: &Status) {
             m.sample("ethergate_hub_bridge_syscalls_total", &labels, n);
         }
     }
+    wireguard_metrics(m, s);
     m.family(
         "ethergate_hub_tap_offload",
         "gauge",
@@ -253,6 +254,65 @@ fn hubs(m: &mut Exposition, s: &Status) {
             "ethergate_hub_tap_offload",
             &[("hub", &hub.name)],
             u64::from(hub.tap_offload),
+        );
+    }
+}
+
+/// Each hub's WireGuard endpoint: its events and its drops by reason.
+fn wireguard_metrics(m: &mut Exposition, s: &Status) {
+    let endpoints: Vec<(&str, &crate::model::WireguardStatus)> = s
+        .hubs
+        .iter()
+        .filter_map(|h| Some((h.name.as_str(), h.wireguard.as_ref()?)))
+        .collect();
+    if endpoints.is_empty() {
+        return;
+    }
+    m.family(
+        "ethergate_wireguard_events_total",
+        "counter",
+        "A hub's WireGuard endpoint: handshakes answered, cookie replies sent under load, keepalives, packets each way, send errors.",
+    );
+    for (hub, wg) in &endpoints {
+        for (event, n) in [
+            ("handshake", wg.handshakes),
+            ("cookie_reply", wg.cookie_replies),
+            ("keepalive_sent", wg.keepalives_sent),
+            ("packet_received", wg.packets_received),
+            ("packet_sent", wg.packets_sent),
+            ("send_error", wg.send_errors),
+        ] {
+            m.sample(
+                "ethergate_wireguard_events_total",
+                &[("hub", hub), ("event", event)],
+                n,
+            );
+        }
+    }
+    m.family(
+        "ethergate_wireguard_dropped_total",
+        "counter",
+        "Datagrams or packets a hub's WireGuard endpoint dropped, by reason (bad_mac1, unknown_key, unknown_index, rejected, spoofed_source, …).",
+    );
+    for (hub, wg) in &endpoints {
+        for (reason, n) in &wg.drops {
+            m.sample(
+                "ethergate_wireguard_dropped_total",
+                &[("hub", hub), ("reason", reason.as_str())],
+                *n,
+            );
+        }
+    }
+    m.family(
+        "ethergate_wireguard_peers",
+        "gauge",
+        "Users of a hub with a WireGuard key.",
+    );
+    for (hub, wg) in &endpoints {
+        m.sample(
+            "ethergate_wireguard_peers",
+            &[("hub", hub)],
+            wg.peers as u64,
         );
     }
 }
@@ -466,6 +526,12 @@ mod tests {
                     bytes: 1000,
                 },
                 frames_dropped: [("mac_spoof".to_owned(), 3)].into(),
+                wireguard: Some(crate::model::WireguardStatus {
+                    peers: 2,
+                    handshakes: 5,
+                    drops: [("spoofed_source".to_owned(), 4)].into(),
+                    ..Default::default()
+                }),
                 ..HubStatus::default()
             }],
             nat: Some(NatStatus {
@@ -474,6 +540,19 @@ mod tests {
             }),
             ..Status::default()
         }
+    }
+
+    #[test]
+    fn wireguard_endpoints_have_their_families() {
+        let text = render(&sample_status());
+        assert!(text.contains(
+            r#"ethergate_wireguard_dropped_total{hub="mi\"ka\\lab\n",reason="spoofed_source"} 4"#
+        ), "{text}");
+        assert!(text.contains(r#"event="handshake"} 5"#), "{text}");
+        assert!(
+            text.contains(r#"ethergate_wireguard_peers{hub="mi\"ka\\lab\n"} 2"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -165,6 +165,29 @@ fn hub_line(out: &mut String, hub: &HubStatus) {
         "    tap offload {offload}: {} read(s), {} write(s)",
         hub.bridge_reads, hub.bridge_writes
     );
+    if let Some(wg) = &hub.wireguard {
+        let _ = writeln!(
+            out,
+            "    wireguard on {} (key {}): {} peer(s), {} handshake(s), {} cookie repl(ies), \
+             packets {} in / {} out",
+            wg.listen,
+            wg.public_key,
+            wg.peers,
+            wg.handshakes,
+            wg.cookie_replies,
+            wg.packets_received,
+            wg.packets_sent
+        );
+        let dropped: Vec<String> = wg
+            .drops
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(why, n)| format!("{why} {n}"))
+            .collect();
+        if !dropped.is_empty() {
+            let _ = writeln!(out, "    wireguard dropped: {}", dropped.join(", "));
+        }
+    }
 }
 
 fn session_line(out: &mut String, s: &SessionStatus) {

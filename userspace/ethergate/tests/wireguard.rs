@@ -370,3 +370,176 @@ fn a_wireguard_phone_joins_the_hub_configured_from_ethergate_alone() {
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// Serve with the recipe hub, `[hub.wireguard]`, and user `phone` whose
+/// device key is `device`; returns (state, serve).
+fn serve_with_wireguard_user(
+    topo: &Topology,
+    device: &ethergate_wireguard::PublicKey,
+) -> (PathBuf, ethergate_netns::Process) {
+    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
+    std::fs::create_dir_all(&state).expect("state");
+    let hash = common::password_hash("tsumura", "mikalab-pass");
+    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "\n[[hub.user]]\nname = \"phone\"\nwireguard_public_key = \"{device}\"\n"
+    ));
+    text.push_str(&recipe::wireguard_config());
+    std::fs::write(&config, text).expect("config");
+    let mut serve = start_serve(topo, &config);
+    common::wait_for(&mut serve, "WireGuard endpoint up", Duration::from_secs(5));
+    (state, serve)
+}
+
+/// A flood of initiations (valid mac1, a key nobody has, as an attacker
+/// who knows the server's public key sends them) puts the endpoint under
+/// load: it answers with cookie replies instead of doing Curve25519 work,
+/// never with a handshake response; a real peer in the middle of the flood
+/// gets a cookie, proves its address with it, and completes its handshake.
+#[test]
+fn a_flood_of_initiations_gets_cookies_and_a_real_peer_still_connects() {
+    use ethergate_wireguard::{
+        Message, PrivateKey,
+        cookie::open_cookie_reply,
+        handshake::{Identity, consume_response, cookie_key, initiate, tai64n},
+    };
+    let topo = recipe::with_phone(recipe::topology(&[]))
+        .build()
+        .expect("topology (run as root)");
+    let device = Identity::new(&PrivateKey::from_bytes([0x11; 32]));
+    let (state, serve) = serve_with_wireguard_user(&topo, &device.public);
+    let server_key = status(&state)["hubs"][0]["wireguard"]["public_key"]
+        .as_str()
+        .and_then(|k| ethergate_wireguard::PublicKey::from_base64(k).ok())
+        .expect("the hub's public key in status");
+    let attacker = Identity::new(&PrivateKey::from_bytes([0x66; 32]));
+    let target = format!("{}:{}", recipe::PHONE_GATEWAY_IP, recipe::WIREGUARD_PORT);
+
+    const FLOOD_LIMIT: usize = 60_000;
+    const FLOOD_TIME: Duration = Duration::from_secs(3);
+    let (sent, replies, responses_to_flood, legit, attempts) = topo
+        .enter(recipe::PHONE, || {
+            let flood = std::net::UdpSocket::bind("203.0.113.2:0").expect("bind");
+            flood.connect(&target).expect("connect");
+            flood.set_nonblocking(true).expect("nonblocking");
+            let forged: Vec<[u8; 148]> = (0..64u8)
+                .map(|i| {
+                    initiate(
+                        &attacker,
+                        &server_key,
+                        &[0; 32],
+                        [i; 32],
+                        u32::from(i),
+                        tai64n(Duration::from_secs(u64::from(i))),
+                        None,
+                    )
+                    .expect("initiation")
+                    .0
+                })
+                .collect();
+            let peer = std::net::UdpSocket::bind("203.0.113.2:0").expect("bind");
+            peer.connect(&target).expect("connect");
+            peer.set_read_timeout(Some(Duration::from_millis(300)))
+                .expect("timeout");
+            let (mut sent, mut replies, mut responses) = (0usize, 0usize, 0usize);
+            let mut buf = [0u8; 256];
+            let start = Instant::now();
+            let mut legit: Option<Result<(), String>> = None;
+            let mut cookie: Option<[u8; 16]> = None;
+            let mut attempt = 0u32;
+            // The flood runs until its time or count is used up, the real
+            // peer until it is done (at most 20 attempts).
+            while legit.is_none() || (start.elapsed() < FLOOD_TIME && sent < FLOOD_LIMIT) {
+                let flooding = start.elapsed() < FLOOD_TIME && sent < FLOOD_LIMIT;
+                for _ in 0..if flooding { 256 } else { 0 } {
+                    if flood.send(&forged[sent % forged.len()]).is_ok() {
+                        sent += 1;
+                    }
+                }
+                while let Ok(n) = flood.recv(&mut buf) {
+                    match buf.first() {
+                        Some(3) if n == 64 => replies += 1,
+                        Some(2) => responses += 1,
+                        _ => {}
+                    }
+                }
+                // The real peer tries once the flood has run a while.
+                if legit.is_none() && start.elapsed() > Duration::from_millis(500) {
+                    attempt += 1;
+                    let (init, pending) = initiate(
+                        &device,
+                        &server_key,
+                        &[0; 32],
+                        [attempt as u8; 32],
+                        1000 + attempt,
+                        tai64n(
+                            std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .expect("clock"),
+                        ),
+                        cookie.as_ref(),
+                    )
+                    .expect("initiation");
+                    peer.send(&init).expect("send");
+                    // Answers to earlier attempts (late) do not match this
+                    // one: skipped, as a WireGuard client skips them.
+                    let mut answer = [0u8; 256];
+                    let deadline = Instant::now() + Duration::from_millis(300);
+                    while legit.is_none() && Instant::now() < deadline {
+                        let Ok(n) = peer.recv(&mut answer) else { break };
+                        match Message::parse(&answer[..n]) {
+                            Ok(Message::CookieReply(reply))
+                                if reply.receiver == pending.local_index =>
+                            {
+                                cookie = open_cookie_reply(
+                                    &cookie_key(&server_key),
+                                    &pending.mac1,
+                                    &reply,
+                                );
+                                break;
+                            }
+                            Ok(Message::Response(response))
+                                if response.receiver == pending.local_index =>
+                            {
+                                legit = Some(
+                                    consume_response(&device, &pending, &response)
+                                        .map(drop)
+                                        .map_err(|e| e.to_string()),
+                                );
+                            }
+                            _ => {}
+                        }
+                    }
+                    if legit.is_none() && attempt >= 20 {
+                        legit = Some(Err("no handshake in 20 attempts".into()));
+                    }
+                }
+            }
+            (sent, replies, responses, legit, attempt)
+        })
+        .expect("phone namespace");
+    let wg = status(&state)["hubs"][0]["wireguard"].clone();
+    eprintln!(
+        "flood: {sent} forged initiations; {replies} cookie replies received; the real peer \
+         needed {attempts} attempt(s); server: {wg:#}"
+    );
+    assert_eq!(
+        responses_to_flood, 0,
+        "a key nobody has never gets a handshake response"
+    );
+    assert!(
+        wg["cookie_replies"].as_u64().unwrap_or(0) > 0,
+        "under load the endpoint asks for cookies: {wg:#}"
+    );
+    assert!(replies > 0, "cookie replies reached the sender");
+    match legit {
+        Some(Ok(())) => {}
+        other => panic!(
+            "the real peer did not complete its handshake: {other:?}\n{}",
+            serve.log()
+        ),
+    }
+    assert!(wg["handshakes"].as_u64().unwrap_or(0) >= 1, "{wg:#}");
+    let _ = std::fs::remove_dir_all(&state);
+}

@@ -15,8 +15,11 @@ use crate::{Failure, admin_cli::Output, admin_socket, check};
 struct UserRow {
     hub: String,
     user: String,
-    /// `password_hash`, `password_file` or `password` (plaintext).
+    /// `password_hash`, `password_file` or `password` (plaintext); `none`
+    /// for a WireGuard-only user.
     credential: &'static str,
+    /// The WireGuard tunnel address, for a user with a WireGuard key.
+    wireguard_address: Option<String>,
     /// `None` when no serve answered.
     sessions: Option<usize>,
 }
@@ -35,10 +38,15 @@ pub fn run(config_path: &Path, hub: Option<&str>, output: Output) -> Result<(), 
         .filter(|h| hub.is_none_or(|name| h.name.eq_ignore_ascii_case(name)))
         .flat_map(|h| {
             let live = live.as_ref();
+            let peers = h.wireguard_peers().unwrap_or_default();
             h.users.iter().map(move |u| UserRow {
                 hub: h.name.clone(),
                 user: u.name.clone(),
                 credential: credential(u),
+                wireguard_address: peers
+                    .iter()
+                    .find(|p| p.user.eq_ignore_ascii_case(&u.name))
+                    .map(|p| p.address.to_string()),
                 sessions: live.map(|sessions| {
                     sessions
                         .iter()
@@ -57,12 +65,16 @@ pub fn run(config_path: &Path, hub: Option<&str>, output: Output) -> Result<(), 
             serde_json::to_string_pretty(&rows).map_err(|e| Failure::Runtime(anyhow!("{e}")))?
         ),
         Output::Text => {
-            println!("HUB\tUSER\tCREDENTIAL\tSESSIONS");
+            println!("HUB\tUSER\tCREDENTIAL\tWIREGUARD\tSESSIONS");
             for row in &rows {
                 let sessions = row
                     .sessions
                     .map_or_else(|| "?".to_owned(), |n| n.to_string());
-                println!("{}\t{}\t{}\t{sessions}", row.hub, row.user, row.credential);
+                let wireguard = row.wireguard_address.as_deref().unwrap_or("-");
+                println!(
+                    "{}\t{}\t{}\t{wireguard}\t{sessions}",
+                    row.hub, row.user, row.credential
+                );
             }
             if live.is_none() {
                 println!(
@@ -76,7 +88,9 @@ pub fn run(config_path: &Path, hub: Option<&str>, output: Output) -> Result<(), 
 }
 
 fn credential(user: &User) -> &'static str {
-    if user.password_file.is_some() {
+    if !user.has_password {
+        "none"
+    } else if user.password_file.is_some() {
         "password_file"
     } else if user.from_plaintext {
         "password"

@@ -170,6 +170,9 @@ pub struct WireguardHub {
     sockets: Mutex<Vec<Option<std::net::UdpSocket>>>,
     /// (second, initiations in it), for [`Self::under_load`].
     load: Mutex<(u64, u64)>,
+    /// Until when (seconds since the epoch) the endpoint counts as under
+    /// load because a worker found its socket backlogged.
+    backlogged_until: AtomicU64,
     pub counters: WireguardCounters,
 }
 
@@ -189,6 +192,7 @@ impl WireguardHub {
             by_index: RwLock::default(),
             sockets: Mutex::new(sockets.into_iter().map(Some).collect()),
             load: Mutex::default(),
+            backlogged_until: AtomicU64::new(0),
             counters: WireguardCounters::default(),
         };
         wg.set_peers(setup.peers);
@@ -267,9 +271,21 @@ impl WireguardHub {
             .and_then(Option::take)
     }
 
-    /// Counts an initiation and says whether the endpoint is under load.
+    /// A worker read a full burst: datagrams arrive faster than it
+    /// handles them. Handshakes need cookies for the next second — the
+    /// measure that holds whatever a handshake costs on this machine.
+    pub(crate) fn note_backlog(&self, now: Instant) {
+        let second = now.duration_since(crate::worker_context::epoch()).as_secs();
+        self.backlogged_until
+            .fetch_max(second + 1, Ordering::Relaxed);
+    }
+
+    /// Counts an initiation and says whether the endpoint is under load:
+    /// more than [`UNDER_LOAD_INITIATIONS_PER_SEC`] initiations a second,
+    /// or a backlogged socket ([`Self::note_backlog`]).
     fn under_load(&self, now: Instant) -> bool {
         let second = now.duration_since(crate::worker_context::epoch()).as_secs();
+        let backlogged = self.backlogged_until.load(Ordering::Relaxed) >= second;
         let mut load = self.load.lock().unwrap_or_else(PoisonError::into_inner);
         if load.0 != second {
             // Still under load in the second after a loaded one.
@@ -277,7 +293,7 @@ impl WireguardHub {
             *load = (second, previous.min(UNDER_LOAD_INITIATIONS_PER_SEC + 1) / 2);
         }
         load.1 += 1;
-        load.1 > UNDER_LOAD_INITIATIONS_PER_SEC
+        backlogged || load.1 > UNDER_LOAD_INITIATIONS_PER_SEC
     }
 
     fn peer_by_key(&self, key: &PublicKey) -> Option<Arc<WgPeer>> {

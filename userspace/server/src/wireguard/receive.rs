@@ -86,6 +86,9 @@ pub(crate) async fn run(
             }
         }
         let now = Instant::now();
+        if filled == BURST - 1 {
+            wg.note_backlog(now);
+        }
         handle(
             &wg, &plane, &worker, &sender, now, &mut first, sources[0], &mut burst,
         )
