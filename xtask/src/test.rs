@@ -31,6 +31,7 @@ const FUZZ_CRATES: &[&str] = &[
     "userspace/hub/fuzz",
     "userspace/admin/fuzz",
     "userspace/ethergate/fuzz",
+    "userspace/wireguard/fuzz",
 ];
 
 /// Seconds per fuzz target in the smoke run.

@@ -38,6 +38,12 @@ pub fn mac1_key(public: &PublicKey) -> Key {
     hash(&[LABEL_MAC1, &public.0])
 }
 
+/// mac1 of a handshake message (its bytes before mac1) addressed to
+/// `receiver`.
+pub fn mac1(receiver: &PublicKey, prefix: &[u8]) -> [u8; 16] {
+    mac(&mac1_key(receiver), &[prefix])
+}
+
 /// The key cookie replies *from* `public` are encrypted with.
 pub fn cookie_key(public: &PublicKey) -> Key {
     hash(&[LABEL_COOKIE, &public.0])

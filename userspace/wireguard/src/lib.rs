@@ -9,14 +9,18 @@ mod crypto;
 pub mod handshake;
 pub mod keys;
 pub mod message;
+#[cfg(feature = "transport")]
 pub mod peer;
 pub mod replay;
 pub mod responder;
+#[cfg(feature = "transport")]
 pub mod session;
 
 pub use handshake::{Identity, SessionKeys, tai64n};
 pub use keys::{KeyError, PrivateKey, PublicKey};
 pub use message::{Message, MessageError};
+#[cfg(feature = "transport")]
 pub use peer::{Peer, PeerError, Received};
 pub use responder::{Admission, Responder};
+#[cfg(feature = "transport")]
 pub use session::{Session, TransportError};
