@@ -22,6 +22,7 @@ mod tools;
 mod topo;
 mod tunnel;
 mod udpgen;
+mod wireguard;
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -154,7 +155,10 @@ fn run(report: &mut Report, settings: &Settings) -> Result<()> {
     if settings.runs_section("tunnel") {
         match tunnel::run(&topo, report, settings) {
             // OpenVPN's rows sit beside the SoftEther-protocol ones.
-            Ok(()) => openvpn::run(&topo, report, settings),
+            Ok(()) => {
+                openvpn::run(&topo, report, settings);
+                wireguard::run(&topo, report, settings);
+            }
             Err(e) => report.progress(&format!("tunnel rows stopped: {e:#}")),
         }
     }

@@ -203,9 +203,11 @@ fn a_wireguard_phone_joins_the_hub_configured_from_ethergate_alone() {
     let ping = phone.ping("10.0.1.26", "3");
     assert!(
         ping.success,
-        "ping 10.0.1.26:\n{}\n{}",
+        "ping 10.0.1.26:\n{}\n{}\n{:#}\n{}",
         ping.stdout,
-        serve.log()
+        serve.log(),
+        status(&state)["hubs"][0]["wireguard"],
+        phone.show()
     );
     let page = phone.fetch("http://10.0.1.26/");
     assert_eq!(page.stdout, PAGE, "{}", page.stderr);

@@ -29,7 +29,9 @@ use systems::{connect, disconnect, remove_softether_rules, start_client, start_s
 
 pub(crate) use measure::{cpu_per_gb_row, latency_rows, small_packet_row, udp_pps};
 pub(crate) use rows::{point, slug, tcp_name};
-pub(crate) use systems::{ETHERGATE, SOFTETHER, start_ethergate, stop_ethergate};
+pub(crate) use systems::{
+    ETHERGATE, SOFTETHER, start_ethergate, start_ethergate_with, stop_ethergate,
+};
 
 pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<()> {
     report.progress(

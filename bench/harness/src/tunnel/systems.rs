@@ -67,8 +67,14 @@ pub(crate) const SOFTETHER_RULES: [&[&str]; 2] = [
 ];
 
 /// ethergate's config for every row: the recipe's hub, DHCP, and [nat]
-/// with SNAT for the private subnet and the recipe's DNAT rule.
-pub fn ethergate_config(dir: &Path, max_flows: u32, mode: Option<&str>) -> Result<PathBuf> {
+/// with SNAT for the private subnet and the recipe's DNAT rule;
+/// `hub_extra` (more users, `[hub.wireguard]`) ends the hub's tables.
+pub fn ethergate_config(
+    dir: &Path,
+    max_flows: u32,
+    mode: Option<&str>,
+    hub_extra: &str,
+) -> Result<PathBuf> {
     let mode = mode.map_or_else(String::new, |m| format!("mode = \"{m}\"\n"));
     std::fs::create_dir_all(dir)?;
     let mut text = recipe::hub_config(
@@ -78,6 +84,7 @@ pub fn ethergate_config(dir: &Path, max_flows: u32, mode: Option<&str>) -> Resul
          # user, as SoftEther allows by default (MultiLogins unlimited).\n\
          max_sessions_per_user = 0\n",
     );
+    text.push_str(hub_extra);
     text.push_str(&recipe::nat_config(&mode));
     text.push_str(&format!(
         "\n[nat.limits]\nmax_flows = {max_flows}\n\
@@ -96,10 +103,22 @@ pub fn start_ethergate(
     max_flows: u32,
     mode: Option<&str>,
 ) -> Result<Process> {
+    start_ethergate_with(topo, settings, max_flows, mode, "").map(|(p, _)| p)
+}
+
+/// [`start_ethergate`] with `hub_extra` in its config; also returns its
+/// state directory.
+pub fn start_ethergate_with(
+    topo: &Topology,
+    settings: &Settings,
+    max_flows: u32,
+    mode: Option<&str>,
+    hub_extra: &str,
+) -> Result<(Process, PathBuf)> {
     let dir = settings
         .work
         .join(format!("ethergate-{}", sys::timestamp()));
-    let config = ethergate_config(&dir, max_flows, mode)?;
+    let config = ethergate_config(&dir, max_flows, mode, hub_extra)?;
     let bin = settings.ethergate_bin.display().to_string();
     let cfg = config.display().to_string();
     let mut p = topo.spawn("nat", &[&bin, "serve", "--config", &cfg])?;
@@ -113,7 +132,7 @@ pub fn start_ethergate(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(p)
+    Ok((p, dir))
 }
 
 /// Stops serve and drops the NAT state it leaves pinned on purpose (so

@@ -170,8 +170,8 @@ pub struct WireguardHub {
     sockets: Mutex<Vec<Option<std::net::UdpSocket>>>,
     /// (second, initiations in it), for [`Self::under_load`].
     load: Mutex<(u64, u64)>,
-    /// Until when (seconds since the epoch) the endpoint counts as under
-    /// load because a worker found its socket backlogged.
+    /// The second (since the epoch) from which the endpoint no longer
+    /// counts as under load for a backlogged socket; 0: never was.
     backlogged_until: AtomicU64,
     pub counters: WireguardCounters,
 }
@@ -276,8 +276,9 @@ impl WireguardHub {
     /// measure that holds whatever a handshake costs on this machine.
     pub(crate) fn note_backlog(&self, now: Instant) {
         let second = now.duration_since(crate::worker_context::epoch()).as_secs();
+        // This second and the next.
         self.backlogged_until
-            .fetch_max(second + 1, Ordering::Relaxed);
+            .fetch_max(second + 2, Ordering::Relaxed);
     }
 
     /// Counts an initiation and says whether the endpoint is under load:
@@ -285,7 +286,7 @@ impl WireguardHub {
     /// or a backlogged socket ([`Self::note_backlog`]).
     fn under_load(&self, now: Instant) -> bool {
         let second = now.duration_since(crate::worker_context::epoch()).as_secs();
-        let backlogged = self.backlogged_until.load(Ordering::Relaxed) >= second;
+        let backlogged = self.backlogged_until.load(Ordering::Relaxed) > second;
         let mut load = self.load.lock().unwrap_or_else(PoisonError::into_inner);
         if load.0 != second {
             // Still under load in the second after a loaded one.
@@ -340,5 +341,67 @@ impl WireguardHub {
         for index in retired {
             map.remove(index);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint() -> WireguardHub {
+        WireguardHub::new(
+            "hub",
+            WireguardSetup {
+                listen: "127.0.0.1:51820".parse().expect("addr"),
+                private_key: PrivateKey::from_bytes([2; 32]),
+                peers: Vec::new(),
+                addressing: Addressing {
+                    subnet: "192.168.30.1/24".parse().expect("cidr"),
+                    routes: Vec::new(),
+                    router: None,
+                },
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Cookies only under load: not at start, yes after a backlog or past
+    /// the initiation rate, and not once it has passed.
+    #[test]
+    fn load_comes_and_goes() {
+        let wg = endpoint();
+        let start = crate::worker_context::epoch();
+        assert!(!wg.under_load(start), "a fresh endpoint is not under load");
+        wg.note_backlog(start);
+        assert!(wg.under_load(start + std::time::Duration::from_millis(1500)));
+        assert!(!wg.under_load(start + std::time::Duration::from_secs(3)));
+        let later = start + std::time::Duration::from_secs(10);
+        let loaded = (0..=UNDER_LOAD_INITIATIONS_PER_SEC)
+            .map(|_| wg.under_load(later))
+            .filter(|l| *l)
+            .count();
+        assert_eq!(loaded, 1, "only past the rate");
+        assert!(!wg.under_load(later + std::time::Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn peers_keep_their_state_across_an_unchanged_reload() {
+        let wg = endpoint();
+        let setup = PeerSetup {
+            user: "phone".into(),
+            public_key: PrivateKey::from_bytes([7; 32]).public_key(),
+            address: "192.168.30.201".parse().expect("ip"),
+        };
+        assert!(wg.set_peers(vec![setup.clone()]).is_empty());
+        let before = wg.peers();
+        assert!(wg.set_peers(vec![setup.clone()]).is_empty());
+        assert!(Arc::ptr_eq(&before[0], &wg.peers()[0]));
+        let moved = PeerSetup {
+            address: "192.168.30.202".parse().expect("ip"),
+            ..setup
+        };
+        assert_eq!(wg.set_peers(vec![moved]), vec!["phone".to_owned()]);
+        assert_eq!(wg.set_peers(Vec::new()), vec!["phone".to_owned()]);
+        assert_eq!(wg.peer_count(), 0);
     }
 }

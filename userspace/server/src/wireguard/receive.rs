@@ -86,7 +86,14 @@ pub(crate) async fn run(
             }
         }
         let now = Instant::now();
-        if filled == BURST - 1 {
+        // A full burst that is mostly initiations: handshakes arrive faster
+        // than this worker answers them. (A full burst of data does not
+        // count: a busy tunnel must not make new peers wait for cookies.)
+        let initiations = std::iter::once(first.as_slice())
+            .chain(more.iter().take(filled).map(Vec::as_slice))
+            .filter(|d| d.first() == Some(&ethergate_wireguard::message::INITIATION))
+            .count();
+        if filled == BURST - 1 && initiations >= BURST / 2 {
             wg.note_backlog(now);
         }
         handle(
@@ -305,7 +312,12 @@ fn transport(
                 counters.drop(WireguardDrop::Ip(why));
             }
         }
-        if state.session.as_ref().is_none_or(|s| s.is_closed()) {
+        if state.session.as_ref().is_some_and(|s| s.is_closed()) {
+            // Ended (operator, reload, limits) since this packet's keys were
+            // made: they die with it, and the peer must handshake again.
+            state.peer.clear(&mut retired);
+            state.session = None;
+        } else if state.session.is_none() && received.confirmed {
             state.session = open_session(wg, plane, worker, sender, &peer);
         }
         state.session.clone()
