@@ -135,6 +135,13 @@ impl IpPort {
         &self.cfg
     }
 
+    /// New routes and router (a reload of the hub's DHCP settings); the
+    /// neighbours learned stay.
+    pub fn set_routes(&mut self, routes: Vec<ClasslessRoute>, router: Option<Ipv4Addr>) {
+        self.cfg.routes = routes;
+        self.cfg.router = router;
+    }
+
     /// The next hop toward `dst`, and the MAC to use without ARP when it
     /// is a broadcast or multicast address.
     fn next_hop(&self, dst: Ipv4Addr) -> Result<(Ipv4Addr, Option<MacAddr>), IpDrop> {

@@ -234,8 +234,13 @@ impl WireguardHub {
         dropped
     }
 
-    /// New routes and router for peers configured from now on (reload).
+    /// New routes and router (reload): every peer's adapter takes them.
     pub fn set_addressing(&self, addressing: Addressing) {
+        for peer in self.peers() {
+            peer.lock()
+                .port
+                .set_routes(addressing.routes.clone(), addressing.router);
+        }
         *self
             .addressing
             .write()
