@@ -19,6 +19,7 @@
 //! datagram is answered, delivered, or counted as dropped with a reason.
 
 mod counters;
+mod gro;
 pub(crate) mod receive;
 mod send;
 mod socket;

@@ -47,41 +47,53 @@ pub(crate) async fn run(
             return;
         }
     };
+    if !super::gro::enable(&nowait) {
+        debug!(hub = wg.hub, "UDP_GRO unavailable: one datagram per read");
+    }
     let sender = Rc::new(send::WgSocket::new(socket, nowait.try_clone().ok()));
     let socket = &sender.io;
     let closed = plane.closed();
     futures_util::pin_mut!(closed);
     let mut first: Vec<u8> = Vec::with_capacity(DATAGRAM_MAX);
+    let mut control: Vec<u8> = Vec::with_capacity(super::gro::CONTROL_LEN);
     let mut more: Vec<Vec<u8>> = Vec::new();
+    // (buffer index, bytes, sender, segment size) of each read of a burst;
+    // buffer 0 is `first`, i > 0 is `more[i - 1]`.
+    let mut reads: Vec<(usize, usize, SocketAddr, Option<usize>)> = Vec::with_capacity(BURST);
     let mut burst = Burst::default();
     loop {
         first.clear();
-        let recv = socket.recv_from(first);
+        control.clear();
+        let recv = socket.recv_msg(first, control);
         futures_util::pin_mut!(recv);
-        let BufResult(result, returned) = match select(recv, closed.as_mut()).await {
-            Either::Left((done, _)) => done,
-            Either::Right(((), _)) => break,
-        };
+        let BufResult(result, (returned, returned_control)) =
+            match select(recv, closed.as_mut()).await {
+                Either::Left((done, _)) => done,
+                Either::Right(((), _)) => break,
+            };
         first = returned;
-        let from = match result {
-            Ok((_, from)) => from,
+        control = returned_control;
+        let (n, control_len, from) = match result {
+            Ok((n, control_len, from, _)) => (n, control_len, from),
             Err(e) => {
                 debug!(hub = wg.hub, "WireGuard receive: {e}");
                 continue;
             }
         };
-        let mut sources: Vec<SocketAddr> = vec![from];
-        let mut filled = 0;
+        if control.len() < control_len && control_len <= control.capacity() {
+            // SAFETY: the kernel wrote `control_len` bytes of ancillary
+            // data into the buffer (its msg_controllen after recvmsg).
+            unsafe { control.set_len(control_len) };
+        }
+        reads.clear();
+        let segment = super::gro::segment_size(&control[..control_len.min(control.len())]);
+        reads.push((0, n.min(first.len()), from, segment));
         for slot in 0..BURST - 1 {
             if more.len() == slot {
                 more.push(vec![0u8; DATAGRAM_MAX]);
             }
-            match nowait.recv_from(&mut more[slot]) {
-                Ok((n, from)) => {
-                    more[slot].truncate(n);
-                    sources.push(from);
-                    filled += 1;
-                }
+            match super::gro::recv_nowait(&nowait, &mut more[slot]) {
+                Ok((n, from, segment)) => reads.push((slot + 1, n, from, segment)),
                 Err(_) => break,
             }
         }
@@ -89,20 +101,36 @@ pub(crate) async fn run(
         // A full burst that is mostly initiations: handshakes arrive faster
         // than this worker answers them. (A full burst of data does not
         // count: a busy tunnel must not make new peers wait for cookies.)
-        let initiations = std::iter::once(first.as_slice())
-            .chain(more.iter().take(filled).map(Vec::as_slice))
-            .filter(|d| d.first() == Some(&ethergate_wireguard::message::INITIATION))
-            .count();
-        if filled == BURST - 1 && initiations >= BURST / 2 {
+        let mut datagrams = 0;
+        let mut initiations = 0;
+        for &(at, n, _, segment) in &reads {
+            let buf = if at == 0 {
+                &first[..n]
+            } else {
+                &more[at - 1][..n]
+            };
+            for datagram in buf.chunks(segment.unwrap_or(n).max(1)) {
+                datagrams += 1;
+                initiations += usize::from(
+                    datagram.first() == Some(&ethergate_wireguard::message::INITIATION),
+                );
+            }
+        }
+        if datagrams >= BURST && initiations >= datagrams / 2 {
             wg.note_backlog(now);
         }
-        handle(
-            &wg, &plane, &worker, &sender, now, &mut first, sources[0], &mut burst,
-        )
-        .await;
-        for (buf, from) in more.iter_mut().take(filled).zip(&sources[1..]) {
-            handle(&wg, &plane, &worker, &sender, now, buf, *from, &mut burst).await;
-            buf.resize(DATAGRAM_MAX, 0);
+        for &(at, n, from, segment) in &reads {
+            let buf = if at == 0 {
+                &mut first[..n]
+            } else {
+                &mut more[at - 1][..n]
+            };
+            for datagram in buf.chunks_mut(segment.unwrap_or(n).max(1)) {
+                handle(
+                    &wg, &plane, &worker, &sender, now, datagram, from, &mut burst,
+                )
+                .await;
+            }
         }
         burst.flush(&plane, &worker);
     }
@@ -119,6 +147,8 @@ pub(crate) async fn run(
 struct Burst {
     session: Option<Arc<SessionShared>>,
     frames: Frames,
+    /// One packet's frames, reused (no allocation per packet).
+    scratch: Frames,
 }
 
 impl Burst {
@@ -277,7 +307,8 @@ fn transport(
         return;
     };
     let mut retired = Vec::new();
-    let mut frames = Frames::new();
+    let mut frames = std::mem::take(&mut burst.scratch);
+    frames.clear();
     let session = {
         let mut state = peer.lock();
         let state = &mut *state;
@@ -331,6 +362,7 @@ fn transport(
         }
         None => counters.drop_n(WireguardDrop::NoSession, frames.len() as u64),
     }
+    burst.scratch = frames;
 }
 
 /// The peer's first confirmed keys: a session on the hub, and its sender

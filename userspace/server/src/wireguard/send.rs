@@ -52,8 +52,27 @@ impl WgSocket {
         }
     }
 
-    /// One datagram (handshake answers), through io_uring.
+    /// One datagram (handshake answers): a non-blocking sendto(2) first —
+    /// under a flood of initiations every reply is one, and waiting for an
+    /// io_uring completion per reply would let the socket's queue overflow
+    /// with the flood — then io_uring when the socket buffer is full.
     pub async fn send_one(&self, bytes: &[u8], to: SocketAddr, counters: &WireguardCounters) {
+        if let Some(raw) = &self.raw {
+            match raw.send_to(bytes, to) {
+                Ok(_) => return,
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                    debug!(%to, "WireGuard send: {e}");
+                    WireguardCounters::bump(&counters.send_errors);
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+        self.send_waiting(bytes, to, counters).await;
+    }
+
+    /// One datagram through io_uring (waits for room in the socket buffer).
+    async fn send_waiting(&self, bytes: &[u8], to: SocketAddr, counters: &WireguardCounters) {
         let BufResult(result, _) = self.io.send_to(bytes.to_vec(), to).await;
         if let Err(e) = result {
             debug!(%to, "WireGuard send: {e}");
@@ -122,12 +141,7 @@ impl WgSocket {
         for &size in sizes {
             let datagram = &chunk[at..at + size];
             at += size;
-            let direct = self.raw.as_ref().map(|raw| raw.send_to(datagram, to));
-            match direct {
-                Some(Ok(_)) => {}
-                // Socket buffer full: wait for room through io_uring.
-                _ => self.send_one(datagram, to, counters).await,
-            }
+            self.send_one(datagram, to, counters).await;
         }
     }
 

@@ -1,0 +1,174 @@
+//! The handshake row: how many WireGuard handshakes a server completes per
+//! second while a flood of forged initiations (valid mac1, a key nobody
+//! has) keeps it under load, so every real initiation must carry a valid
+//! cookie (mac2). A driver in `client` plays both: the attacker sends
+//! forged initiations from one socket, and the real side handshakes for
+//! [`PEERS`] configured users round robin from another, getting its
+//! cookie from the server's cookie reply and answering each response.
+//! The driver's own Curve25519 work shares the machine's two cores with
+//! the server, so the row is a floor, not the server's ceiling. The flood
+//! comes from one address and all real initiations from another:
+//! wireguard-go, under load, admits 20
+//! initiations a second per source address by design (a per-address token
+//! bucket); ethergate has no such limit (docs/wireguard.md §12), so its
+//! row measures its handshake capacity and wireguard-go's its limiter.
+
+use std::{
+    collections::HashMap,
+    net::UdpSocket,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use ethergate_wireguard::{
+    Message, PrivateKey, PublicKey,
+    cookie::open_cookie_reply,
+    handshake::{Identity, PendingInitiation, consume_response, cookie_key, initiate, tai64n},
+};
+
+use crate::{report::Sample, topo::LOGIN_SOURCES};
+
+/// Users with WireGuard keys the driver handshakes for: each may start a
+/// handshake every 20 ms (the server's per-peer floor), so 200 peers allow
+/// up to 10,000 handshakes/s.
+pub const PEERS: usize = 200;
+/// Forged initiations sent per real one.
+const FORGED_PER_ROUND: usize = 8;
+
+/// The private key of bench peer `i`.
+pub fn peer_key(i: usize) -> PrivateKey {
+    // Not in byte 0 or 31: X25519 clamps their low and high bits.
+    let mut bytes = [0x5a; 32];
+    bytes[1..9].copy_from_slice(&(i as u64).to_le_bytes());
+    PrivateKey::from_bytes(bytes)
+}
+
+/// The `[[hub.user]]` tables of the bench peers, with fixed addresses
+/// 192.168.30.11 upward (skipping `skip`).
+pub fn peer_users(skip: &str) -> String {
+    let mut out = String::new();
+    let mut host = 11u32;
+    for i in 0..PEERS {
+        if format!("192.168.30.{host}") == skip {
+            host += 1;
+        }
+        out.push_str(&format!(
+            "\n[[hub.user]]\nname = \"hs{i}\"\nwireguard_public_key = \"{}\"\nwireguard_address = \"192.168.30.{host}\"\n",
+            peer_key(i).public_key()
+        ));
+        host += 1;
+    }
+    out
+}
+
+/// Runs the flood and the handshakes against `server` for `duration`
+/// (call inside the client namespace).
+pub fn run(server: &str, server_key: &PublicKey, duration: Duration) -> Result<Sample> {
+    // The attacker and the real peers from different addresses, as they
+    // would be.
+    let flood = UdpSocket::bind(format!("{}:0", LOGIN_SOURCES[0]))?;
+    flood.connect(server)?;
+    flood.set_nonblocking(true)?;
+    let real = UdpSocket::bind(format!("{}:0", LOGIN_SOURCES[1]))?;
+    real.connect(server)?;
+    real.set_nonblocking(true)?;
+    let attacker = Identity::new(&PrivateKey::from_bytes([0x66; 32]));
+    let forged: Vec<[u8; 148]> = (0..32u8)
+        .map(|i| {
+            initiate(
+                &attacker,
+                server_key,
+                &[0; 32],
+                [i; 32],
+                u32::from(i),
+                [0; 12],
+                None,
+            )
+            .map(|(m, _)| m)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let peers: Vec<Identity> = (0..PEERS).map(|i| Identity::new(&peer_key(i))).collect();
+    // By sender index (unique per initiation): the peer, what answers it,
+    // and when it was sent.
+    let mut pending: HashMap<u32, (usize, PendingInitiation, Instant)> = HashMap::new();
+    let mut last_sent = vec![Instant::now() - Duration::from_secs(1); PEERS];
+    let mut cookie: Option<[u8; 16]> = None;
+    let cookie_key = cookie_key(server_key);
+    let (mut completed, mut cookie_replies, mut forged_sent, mut real_sent) =
+        (0u64, 0u64, 0u64, 0u64);
+    let mut next = 0usize;
+    let mut buf = [0u8; 256];
+    let start = Instant::now();
+    let mut counter = 0u32;
+    while start.elapsed() < duration {
+        for _ in 0..FORGED_PER_ROUND {
+            if flood
+                .send(&forged[forged_sent as usize % forged.len()])
+                .is_ok()
+            {
+                forged_sent += 1;
+            }
+        }
+        while flood.recv(&mut buf).is_ok() {}
+        let now = Instant::now();
+        let i = next;
+        next = (next + 1) % PEERS;
+        if now.duration_since(last_sent[i]) >= Duration::from_millis(25) {
+            counter = counter.wrapping_add(1);
+            let mut ephemeral = [0u8; 32];
+            ephemeral[..4].copy_from_slice(&counter.to_le_bytes());
+            ephemeral[4] = 0x77;
+            let timestamp =
+                tai64n(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?);
+            let (init, p) = initiate(
+                &peers[i],
+                server_key,
+                &[0; 32],
+                ephemeral,
+                counter,
+                timestamp,
+                cookie.as_ref(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if real.send(&init).is_ok() {
+                real_sent += 1;
+                last_sent[i] = now;
+                pending.insert(counter, (i, p, now));
+            }
+            if counter % 1024 == 0 {
+                pending.retain(|_, (_, _, at)| now.duration_since(*at) < Duration::from_secs(2));
+            }
+        }
+        while let Ok(n) = real.recv(&mut buf) {
+            match Message::parse(&buf[..n]) {
+                Ok(Message::Response(r)) => {
+                    if let Some((peer, p, _)) = pending.remove(&r.receiver)
+                        && consume_response(&peers[peer], &p, &r).is_ok()
+                    {
+                        completed += 1;
+                    }
+                }
+                Ok(Message::CookieReply(r)) => {
+                    cookie_replies += 1;
+                    if let Some((_, p, _)) = pending.get(&r.receiver)
+                        && let Some(fresh) = open_cookie_reply(&cookie_key, &p.mac1, &r)
+                    {
+                        cookie = Some(fresh);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if completed == 0 {
+        bail!(
+            "no handshake completed ({real_sent} sent, {cookie_replies} cookie replies, {forged_sent} forged)"
+        );
+    }
+    Ok(Sample::new(completed as f64 / secs)
+        .with("forged_per_s", forged_sent as f64 / secs)
+        .with("initiations_per_s", real_sent as f64 / secs)
+        .with("cookie_replies", cookie_replies as f64))
+}
