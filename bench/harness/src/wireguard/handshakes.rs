@@ -136,7 +136,7 @@ pub fn run(server: &str, server_key: &PublicKey, duration: Duration) -> Result<S
                 last_sent[i] = now;
                 pending.insert(counter, (i, p, now));
             }
-            if counter % 1024 == 0 {
+            if counter.is_multiple_of(1024) {
                 pending.retain(|_, (_, _, at)| now.duration_since(*at) < Duration::from_secs(2));
             }
         }
