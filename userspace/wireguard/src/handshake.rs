@@ -5,7 +5,7 @@
 //! phone speaks), and the initiator serves tests, fuzzing and benchmarks.
 
 use crate::{
-    crypto::{self, Key, TAG_LEN, dh, hash, kdf, mac, open, seal},
+    crypto::{self, Key, Secret, TAG_LEN, hash, kdf, mac, open, seal},
     keys::{PrivateKey, PublicKey},
     message::{INITIATION, INITIATION_LEN, Initiation, RESPONSE, RESPONSE_LEN, Response},
 };
@@ -50,9 +50,8 @@ pub fn cookie_key(public: &PublicKey) -> Key {
 }
 
 /// One side's static key pair, with what is derived from it once.
-#[derive(Clone)]
 pub struct Identity {
-    secret: x25519_dalek::StaticSecret,
+    secret: Secret,
     pub public: PublicKey,
     /// MAC key for messages addressed to us.
     pub mac1_key: Key,
@@ -61,10 +60,16 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// DH(our static key, `peer`'s static key): constant for a peer, so a
+    /// responder computes it once per configured peer.
+    pub fn static_shared(&self, peer: &PublicKey) -> Result<Key, HandshakeError> {
+        self.secret.dh(&peer.0).ok_or(HandshakeError::LowOrderKey)
+    }
+
     pub fn new(private: &PrivateKey) -> Self {
         let public = private.public_key();
         Self {
-            secret: private.dalek(),
+            secret: private.secret(),
             public,
             mac1_key: mac1_key(&public),
             cookie_key: cookie_key(&public),
@@ -97,12 +102,26 @@ pub fn consume_initiation(
     identity: &Identity,
     msg: &Initiation<'_>,
 ) -> Result<ConsumedInitiation, HandshakeError> {
+    consume_initiation_with(identity, msg, &|_| None)
+}
+
+/// [`consume_initiation`] with the static-static DH of known peers
+/// precomputed (`static_shared(peer)`, from [`Identity::static_shared`]):
+/// one X25519 fewer of the responder's four, since it never changes.
+pub fn consume_initiation_with(
+    identity: &Identity,
+    msg: &Initiation<'_>,
+    static_shared: &dyn Fn(&PublicKey) -> Option<Key>,
+) -> Result<ConsumedInitiation, HandshakeError> {
     let (chaining, h) = initial_state();
     let h = hash(&[&h, &identity.public.0]);
     let [chaining] = kdf::<1>(&chaining, msg.ephemeral);
     let h = hash(&[&h, msg.ephemeral]);
     let ephemeral = PublicKey(*msg.ephemeral);
-    let shared = dh(&identity.secret, &ephemeral.dalek()).ok_or(HandshakeError::LowOrderKey)?;
+    let shared = identity
+        .secret
+        .dh(&ephemeral.0)
+        .ok_or(HandshakeError::LowOrderKey)?;
     let [chaining, key] = kdf::<2>(&chaining, &shared);
     let mut peer = [0u8; 32];
     peer.copy_from_slice(&msg.encrypted_static[..32]);
@@ -110,7 +129,10 @@ pub fn consume_initiation(
         .map_err(|_| HandshakeError::Decrypt)?;
     let h = hash(&[&h, msg.encrypted_static]);
     let peer = PublicKey(peer);
-    let shared = dh(&identity.secret, &peer.dalek()).ok_or(HandshakeError::LowOrderKey)?;
+    let shared = match static_shared(&peer) {
+        Some(shared) => shared,
+        None => identity.static_shared(&peer)?,
+    };
     let [chaining, key] = kdf::<2>(&chaining, &shared);
     let mut timestamp = [0u8; 12];
     timestamp.copy_from_slice(&msg.encrypted_timestamp[..12]);
@@ -136,14 +158,15 @@ pub fn respond(
     ephemeral: [u8; 32],
     local_index: u32,
 ) -> Result<([u8; RESPONSE_LEN], SessionKeys), HandshakeError> {
-    let ephemeral = PrivateKey::from_bytes(ephemeral);
-    let ephemeral_public = ephemeral.public_key();
-    let secret = ephemeral.dalek();
+    let secret = Secret::new(&ephemeral);
+    let ephemeral_public = PublicKey(secret.public());
     let [chaining] = kdf::<1>(&init.chaining, &ephemeral_public.0);
     let h = hash(&[&init.h, &ephemeral_public.0]);
-    let ee = dh(&secret, &init.ephemeral.dalek()).ok_or(HandshakeError::LowOrderKey)?;
+    let ee = secret
+        .dh(&init.ephemeral.0)
+        .ok_or(HandshakeError::LowOrderKey)?;
     let [chaining] = kdf::<1>(&chaining, &ee);
-    let es = dh(&secret, &init.peer.dalek()).ok_or(HandshakeError::LowOrderKey)?;
+    let es = secret.dh(&init.peer.0).ok_or(HandshakeError::LowOrderKey)?;
     let [chaining] = kdf::<1>(&chaining, &es);
     let [chaining, tau, key] = kdf::<3>(&chaining, psk);
     let h = hash(&[&h, &tau]);
@@ -176,7 +199,7 @@ pub struct PendingInitiation {
     pub local_index: u32,
     peer: PublicKey,
     psk: Key,
-    ephemeral: x25519_dalek::StaticSecret,
+    ephemeral: Secret,
     chaining: Key,
     h: Key,
     /// mac1 of the initiation, for decrypting a cookie reply to it.
@@ -196,12 +219,11 @@ pub fn initiate(
 ) -> Result<([u8; INITIATION_LEN], PendingInitiation), HandshakeError> {
     let (chaining, h) = initial_state();
     let h = hash(&[&h, &peer.0]);
-    let ephemeral = PrivateKey::from_bytes(ephemeral);
-    let ephemeral_public = ephemeral.public_key();
-    let secret = ephemeral.dalek();
+    let secret = Secret::new(&ephemeral);
+    let ephemeral_public = PublicKey(secret.public());
     let [chaining] = kdf::<1>(&chaining, &ephemeral_public.0);
     let h = hash(&[&h, &ephemeral_public.0]);
-    let es = dh(&secret, &peer.dalek()).ok_or(HandshakeError::LowOrderKey)?;
+    let es = secret.dh(&peer.0).ok_or(HandshakeError::LowOrderKey)?;
     let [chaining, key] = kdf::<2>(&chaining, &es);
     let mut msg = [0u8; INITIATION_LEN];
     msg[0] = INITIATION;
@@ -211,7 +233,10 @@ pub fn initiate(
     let tag = seal(&key, 0, &h, &mut msg[40..72]);
     msg[72..88].copy_from_slice(&tag);
     let h = hash(&[&h, &msg[40..88]]);
-    let ss = dh(&identity.secret, &peer.dalek()).ok_or(HandshakeError::LowOrderKey)?;
+    let ss = identity
+        .secret
+        .dh(&peer.0)
+        .ok_or(HandshakeError::LowOrderKey)?;
     let [chaining, key] = kdf::<2>(&chaining, &ss);
     msg[88..100].copy_from_slice(&timestamp);
     let tag = seal(&key, 0, &h, &mut msg[88..100]);
@@ -252,11 +277,15 @@ pub fn consume_response(
     let responder_ephemeral = PublicKey(*msg.ephemeral);
     let [chaining] = kdf::<1>(&pending.chaining, msg.ephemeral);
     let h = hash(&[&pending.h, msg.ephemeral]);
-    let ee =
-        dh(&pending.ephemeral, &responder_ephemeral.dalek()).ok_or(HandshakeError::LowOrderKey)?;
+    let ee = pending
+        .ephemeral
+        .dh(&responder_ephemeral.0)
+        .ok_or(HandshakeError::LowOrderKey)?;
     let [chaining] = kdf::<1>(&chaining, &ee);
-    let se =
-        dh(&identity.secret, &responder_ephemeral.dalek()).ok_or(HandshakeError::LowOrderKey)?;
+    let se = identity
+        .secret
+        .dh(&responder_ephemeral.0)
+        .ok_or(HandshakeError::LowOrderKey)?;
     let [chaining] = kdf::<1>(&chaining, &se);
     let [chaining, tau, key] = kdf::<3>(&chaining, &pending.psk);
     let h = hash(&[&h, &tau]);

@@ -37,10 +37,6 @@ impl PublicKey {
     pub fn to_base64(&self) -> String {
         STANDARD.encode(self.0)
     }
-
-    pub(crate) fn dalek(&self) -> x25519_dalek::PublicKey {
-        x25519_dalek::PublicKey::from(self.0)
-    }
 }
 
 impl fmt::Debug for PublicKey {
@@ -70,11 +66,11 @@ impl PrivateKey {
     }
 
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(x25519_dalek::PublicKey::from(&self.dalek()).to_bytes())
+        PublicKey(self.secret().public())
     }
 
-    pub(crate) fn dalek(&self) -> x25519_dalek::StaticSecret {
-        x25519_dalek::StaticSecret::from(self.0)
+    pub(crate) fn secret(&self) -> crate::crypto::Secret {
+        crate::crypto::Secret::new(&self.0)
     }
 }
 

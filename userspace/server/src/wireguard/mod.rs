@@ -114,6 +114,9 @@ impl PeerLink {
 /// A configured peer and its protocol state.
 pub struct WgPeer {
     pub setup: PeerSetup,
+    /// DH(hub's static key, peer's static key), computed once: one X25519
+    /// fewer per handshake. `None` for a low-order key (never handshakes).
+    static_shared: Option<[u8; 32]>,
     pub link: Arc<PeerLink>,
     state: Mutex<PeerState>,
 }
@@ -126,7 +129,12 @@ struct PeerState {
 }
 
 impl WgPeer {
-    fn new(setup: PeerSetup, hub: &str, addressing: &Addressing) -> Self {
+    fn new(
+        setup: PeerSetup,
+        hub: &str,
+        addressing: &Addressing,
+        identity: &ethergate_wireguard::Identity,
+    ) -> Self {
         let mac = MacAddr::local_from_seed(
             format!("wireguard/{hub}/{}", setup.user.to_ascii_lowercase()).as_bytes(),
         );
@@ -138,6 +146,7 @@ impl WgPeer {
             router: addressing.router,
         });
         Self {
+            static_shared: identity.static_shared(&setup.public_key).ok(),
             link: Arc::new(PeerLink::new(setup.public_key)),
             state: Mutex::new(PeerState {
                 peer: Peer::new(setup.public_key, [0; 32]),
@@ -181,7 +190,7 @@ impl WireguardHub {
     /// The endpoint with its sockets already bound (one per worker).
     pub fn new(hub: &str, setup: WireguardSetup, sockets: Vec<std::net::UdpSocket>) -> Self {
         let responder = Responder::new(&setup.private_key);
-        let identity = responder.identity().clone();
+        let identity = ethergate_wireguard::Identity::new(&setup.private_key);
         let wg = Self {
             hub: hub.to_owned(),
             listen: setup.listen,
@@ -217,8 +226,14 @@ impl WireguardHub {
                 .get(&setup.public_key)
                 .filter(|p| p.setup == setup)
                 .cloned();
-            let peer = kept
-                .unwrap_or_else(|| Arc::new(WgPeer::new(setup.clone(), &self.hub, &addressing)));
+            let peer = kept.unwrap_or_else(|| {
+                Arc::new(WgPeer::new(
+                    setup.clone(),
+                    &self.hub,
+                    &addressing,
+                    &self.identity,
+                ))
+            });
             next.insert(setup.public_key, peer);
         }
         let mut dropped = Vec::new();
@@ -301,6 +316,15 @@ impl WireguardHub {
         }
         load.1 += 1;
         backlogged || load.1 > UNDER_LOAD_INITIATIONS_PER_SEC
+    }
+
+    /// The precomputed static-static DH of a configured peer.
+    fn static_shared(&self, key: &PublicKey) -> Option<[u8; 32]> {
+        self.peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .and_then(|p| p.static_shared)
     }
 
     fn peer_by_key(&self, key: &PublicKey) -> Option<Arc<WgPeer>> {

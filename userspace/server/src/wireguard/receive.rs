@@ -13,7 +13,7 @@ use std::{
 
 use compio::BufResult;
 use ethergate_proto::data::Frames;
-use ethergate_wireguard::{Admission, Message, PeerError, handshake::consume_initiation};
+use ethergate_wireguard::{Admission, Message, PeerError, handshake::consume_initiation_with};
 use futures_util::future::{Either, select};
 use tracing::{debug, info, warn};
 
@@ -252,7 +252,7 @@ async fn handle(
         }
         Admission::Proceed => {}
     }
-    let consumed = match consume_initiation(&wg.identity, &msg) {
+    let consumed = match consume_initiation_with(&wg.identity, &msg, &|key| wg.static_shared(key)) {
         Ok(c) => c,
         Err(_) => {
             counters.drop(WireguardDrop::HandshakeDecrypt);
