@@ -5,89 +5,54 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ethergate_hub::IpDrop;
 
-/// Why a datagram or a packet in it was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WireguardDrop {
-    /// Not a WireGuard message (type, length, reserved bytes).
-    Malformed,
-    /// Handshake message without a valid mac1: not meant for this key.
-    BadMac1,
-    /// Initiation that did not decrypt.
-    HandshakeDecrypt,
-    /// Initiation from a key no user has.
-    UnknownKey,
-    /// Initiation replayed (timestamp not newer) or too frequent.
-    ReplayedInitiation,
-    /// Transport message for a session index nobody holds.
-    UnknownIndex,
-    /// Transport message that did not authenticate, was replayed, or used
-    /// expired keys.
-    Rejected,
-    /// Message a responder never receives (responses, cookie replies).
-    Unexpected,
-    /// Packet from a peer with no session to carry it (the hub refused it).
-    NoSession,
-    /// Packet for a peer whose keys are not confirmed or have expired.
-    NoKeys,
-    /// A decrypted packet the peer's adapter refused.
-    Ip(IpDrop),
+ethergate_common::counter_enum! {
+    /// Why a datagram or a packet in it was dropped.
+    pub enum WireguardDrop {
+        /// Not a WireGuard message (type, length, reserved bytes).
+        Malformed = 0 => "malformed",
+        /// Handshake message without a valid mac1: not meant for this key.
+        BadMac1 = 1 => "bad_mac1",
+        /// Initiation that did not decrypt.
+        HandshakeDecrypt = 2 => "handshake_decrypt",
+        /// Initiation from a key no user has.
+        UnknownKey = 3 => "unknown_key",
+        /// Initiation replayed (timestamp not newer) or too frequent.
+        ReplayedInitiation = 4 => "replayed_initiation",
+        /// Transport message for a session index nobody holds.
+        UnknownIndex = 5 => "unknown_index",
+        /// Transport message that did not authenticate, was replayed, or
+        /// used expired keys.
+        Rejected = 6 => "rejected",
+        /// Message a responder never receives (responses, cookie replies).
+        Unexpected = 7 => "unexpected_message",
+        /// Packet from a peer with no session to carry it (the hub refused
+        /// it, or it ended).
+        NoSession = 8 => "no_session",
+        /// Packet for a peer whose keys are not confirmed or have expired.
+        NoKeys = 9 => "no_keys",
+        /// A decrypted packet that is not a well-formed IPv4 packet.
+        IpMalformed = 10 => "ip_malformed",
+        /// A decrypted packet whose source is not the peer's address.
+        SpoofedSource = 11 => "spoofed_source",
+        /// No route on the hub to the packet's destination.
+        NoRoute = 12 => "no_route",
+        /// The next hop never answered ARP, or its queue was full.
+        UnresolvedNeighbour = 13 => "unresolved_neighbour",
+    }
 }
 
-const REASONS: usize = 10 + IpDrop::ALL.len();
-
-impl WireguardDrop {
-    pub fn all() -> impl Iterator<Item = WireguardDrop> {
-        [
-            WireguardDrop::Malformed,
-            WireguardDrop::BadMac1,
-            WireguardDrop::HandshakeDecrypt,
-            WireguardDrop::UnknownKey,
-            WireguardDrop::ReplayedInitiation,
-            WireguardDrop::UnknownIndex,
-            WireguardDrop::Rejected,
-            WireguardDrop::Unexpected,
-            WireguardDrop::NoSession,
-            WireguardDrop::NoKeys,
-        ]
-        .into_iter()
-        .chain(IpDrop::ALL.into_iter().map(WireguardDrop::Ip))
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            WireguardDrop::Malformed => "malformed",
-            WireguardDrop::BadMac1 => "bad_mac1",
-            WireguardDrop::HandshakeDecrypt => "handshake_decrypt",
-            WireguardDrop::UnknownKey => "unknown_key",
-            WireguardDrop::ReplayedInitiation => "replayed_initiation",
-            WireguardDrop::UnknownIndex => "unknown_index",
-            WireguardDrop::Rejected => "rejected",
-            WireguardDrop::Unexpected => "unexpected_message",
-            WireguardDrop::NoSession => "no_session",
-            WireguardDrop::NoKeys => "no_keys",
-            WireguardDrop::Ip(IpDrop::Malformed) => "ip_malformed",
-            WireguardDrop::Ip(IpDrop::SpoofedSource) => "spoofed_source",
-            WireguardDrop::Ip(IpDrop::NoRoute) => "no_route",
-            WireguardDrop::Ip(IpDrop::Unresolved) => "unresolved_neighbour",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            WireguardDrop::Malformed => 0,
-            WireguardDrop::BadMac1 => 1,
-            WireguardDrop::HandshakeDecrypt => 2,
-            WireguardDrop::UnknownKey => 3,
-            WireguardDrop::ReplayedInitiation => 4,
-            WireguardDrop::UnknownIndex => 5,
-            WireguardDrop::Rejected => 6,
-            WireguardDrop::Unexpected => 7,
-            WireguardDrop::NoSession => 8,
-            WireguardDrop::NoKeys => 9,
-            WireguardDrop::Ip(ip) => 10 + ip.index(),
+impl From<IpDrop> for WireguardDrop {
+    fn from(why: IpDrop) -> Self {
+        match why {
+            IpDrop::Malformed => WireguardDrop::IpMalformed,
+            IpDrop::SpoofedSource => WireguardDrop::SpoofedSource,
+            IpDrop::NoRoute => WireguardDrop::NoRoute,
+            IpDrop::Unresolved => WireguardDrop::UnresolvedNeighbour,
         }
     }
 }
+
+const REASONS: usize = WireguardDrop::COUNT as usize;
 
 #[derive(Debug)]
 pub struct WireguardCounters {
@@ -118,19 +83,20 @@ impl Default for WireguardCounters {
 
 impl WireguardCounters {
     pub fn drop(&self, why: WireguardDrop) {
-        self.drops[why.index()].fetch_add(1, Ordering::Relaxed);
+        self.drops[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn drop_n(&self, why: WireguardDrop, n: u64) {
         if n > 0 {
-            self.drops[why.index()].fetch_add(n, Ordering::Relaxed);
+            self.drops[why as usize].fetch_add(n, Ordering::Relaxed);
         }
     }
 
     /// Every reason with its count, zeros included.
     pub fn drops(&self) -> Vec<(&'static str, u64)> {
-        WireguardDrop::all()
-            .map(|r| (r.name(), self.drops[r.index()].load(Ordering::Relaxed)))
+        WireguardDrop::ALL
+            .iter()
+            .map(|r| (r.name(), self.drops[*r as usize].load(Ordering::Relaxed)))
             .collect()
     }
 
@@ -153,7 +119,7 @@ mod tests {
 
     #[test]
     fn every_reason_has_its_own_slot_and_name() {
-        let all: Vec<_> = WireguardDrop::all().collect();
+        let all: Vec<_> = WireguardDrop::ALL.to_vec();
         assert_eq!(all.len(), REASONS);
         let mut names: Vec<_> = all.iter().map(|r| r.name()).collect();
         names.sort_unstable();
@@ -166,5 +132,12 @@ mod tests {
         for (i, (_, n)) in c.drops().into_iter().enumerate() {
             assert_eq!(n, i as u64 + 1);
         }
+        let mapped: std::collections::HashSet<_> =
+            IpDrop::ALL.into_iter().map(WireguardDrop::from).collect();
+        assert_eq!(
+            mapped.len(),
+            IpDrop::ALL.len(),
+            "each adapter drop keeps its own slot"
+        );
     }
 }

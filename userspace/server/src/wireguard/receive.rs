@@ -340,7 +340,7 @@ fn transport(
                 .port
                 .from_client(now, received.packet, &mut |frame| frames.push(frame))
             {
-                counters.drop(WireguardDrop::Ip(why));
+                counters.drop(why.into());
             }
         }
         if state.session.as_ref().is_some_and(|s| s.is_closed()) {

@@ -243,10 +243,7 @@ pub(crate) async fn run(
                 }
             }
             let unanswered = state.port.expire_pending(now);
-            counters.drop_n(
-                WireguardDrop::Ip(ethergate_hub::IpDrop::Unresolved),
-                unanswered as u64,
-            );
+            counters.drop_n(WireguardDrop::UnresolvedNeighbour, unanswered as u64);
             (peer.link.endpoint(), state.peer.expire(now, &mut retired))
         };
         wg.forget_indices(&retired);
