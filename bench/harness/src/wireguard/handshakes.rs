@@ -1,17 +1,14 @@
 //! The handshake row: how many WireGuard handshakes a server completes per
 //! second while a flood of forged initiations (valid mac1, a key nobody
 //! has) keeps it under load, so every real initiation must carry a valid
-//! cookie (mac2). A driver in `client` plays both: the attacker sends
-//! forged initiations from one socket, and the real side handshakes for
-//! [`PEERS`] configured users round robin from another, getting its
-//! cookie from the server's cookie reply and answering each response.
+//! cookie (mac2) and its source stays within 20 initiations a second (the
+//! per-address limit ethergate, the kernel and wireguard-go apply under
+//! load). A driver in `client` plays both: the attacker sends forged
+//! initiations from one address, and [`PEERS`] configured users handshake
+//! from an address each ([`source`]), every 50 ms, getting their cookie
+//! from the server's cookie reply and answering each response.
 //! The driver's own Curve25519 work shares the machine's two cores with
-//! the server, so the row is a floor, not the server's ceiling. The flood
-//! comes from one address and all real initiations from another:
-//! wireguard-go, under load, admits 20
-//! initiations a second per source address by design (a per-address token
-//! bucket); ethergate has no such limit (docs/wireguard.md §12), so its
-//! row measures its handshake capacity and wireguard-go's its limiter.
+//! the server, so the row is a floor, not the server's ceiling.
 
 use std::{
     collections::HashMap,
@@ -28,10 +25,22 @@ use ethergate_wireguard::{
 
 use crate::{report::Sample, topo::LOGIN_SOURCES};
 
-/// Users with WireGuard keys the driver handshakes for: each may start a
-/// handshake every 20 ms (the server's per-peer floor), so 200 peers allow
-/// up to 10,000 handshakes/s.
+/// The flood's address.
+fn flood_source() -> &'static str {
+    LOGIN_SOURCES[0]
+}
+
+/// Users with WireGuard keys the driver handshakes for, each from its own
+/// address, each every [`PEER_INTERVAL`]: 200 × 20/s = 4,000 offered
+/// handshakes a second, what 200 sources may have under load.
 pub const PEERS: usize = 200;
+const PEER_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The address peer `i` sends from: 198.51.100.30 upward (the client's
+/// link; `nat` reaches them by ARP).
+pub fn source(i: usize) -> String {
+    format!("198.51.100.{}", 30 + i)
+}
 /// Forged initiations sent per real one.
 const FORGED_PER_ROUND: usize = 8;
 
@@ -66,12 +75,16 @@ pub fn peer_users(skip: &str) -> String {
 pub fn run(server: &str, server_key: &PublicKey, duration: Duration) -> Result<Sample> {
     // The attacker and the real peers from different addresses, as they
     // would be.
-    let flood = UdpSocket::bind(format!("{}:0", LOGIN_SOURCES[0]))?;
+    let flood = UdpSocket::bind(format!("{}:0", flood_source()))?;
     flood.connect(server)?;
     flood.set_nonblocking(true)?;
-    let real = UdpSocket::bind(format!("{}:0", LOGIN_SOURCES[1]))?;
-    real.connect(server)?;
-    real.set_nonblocking(true)?;
+    let mut real = Vec::with_capacity(PEERS);
+    for i in 0..PEERS {
+        let socket = UdpSocket::bind(format!("{}:0", source(i)))?;
+        socket.connect(server)?;
+        socket.set_nonblocking(true)?;
+        real.push(socket);
+    }
     let attacker = Identity::new(&PrivateKey::from_bytes([0x66; 32]));
     let forged: Vec<[u8; 148]> = (0..32u8)
         .map(|i| {
@@ -93,7 +106,8 @@ pub fn run(server: &str, server_key: &PublicKey, duration: Duration) -> Result<S
     // and when it was sent.
     let mut pending: HashMap<u32, (usize, PendingInitiation, Instant)> = HashMap::new();
     let mut last_sent = vec![Instant::now() - Duration::from_secs(1); PEERS];
-    let mut cookie: Option<[u8; 16]> = None;
+    // A cookie is bound to its source's address and port.
+    let mut cookies: Vec<Option<[u8; 16]>> = vec![None; PEERS];
     let cookie_key = cookie_key(server_key);
     let (mut completed, mut cookie_replies, mut forged_sent, mut real_sent) =
         (0u64, 0u64, 0u64, 0u64);
@@ -114,33 +128,8 @@ pub fn run(server: &str, server_key: &PublicKey, duration: Duration) -> Result<S
         let now = Instant::now();
         let i = next;
         next = (next + 1) % PEERS;
-        if now.duration_since(last_sent[i]) >= Duration::from_millis(25) {
-            counter = counter.wrapping_add(1);
-            let mut ephemeral = [0u8; 32];
-            ephemeral[..4].copy_from_slice(&counter.to_le_bytes());
-            ephemeral[4] = 0x77;
-            let timestamp =
-                tai64n(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?);
-            let (init, p) = initiate(
-                &peers[i],
-                server_key,
-                &[0; 32],
-                ephemeral,
-                counter,
-                timestamp,
-                cookie.as_ref(),
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if real.send(&init).is_ok() {
-                real_sent += 1;
-                last_sent[i] = now;
-                pending.insert(counter, (i, p, now));
-            }
-            if counter.is_multiple_of(1024) {
-                pending.retain(|_, (_, _, at)| now.duration_since(*at) < Duration::from_secs(2));
-            }
-        }
-        while let Ok(n) = real.recv(&mut buf) {
+        // Answers to this peer's earlier initiations first.
+        while let Ok(n) = real[i].recv(&mut buf) {
             match Message::parse(&buf[..n]) {
                 Ok(Message::Response(r)) => {
                     if let Some((peer, p, _)) = pending.remove(&r.receiver)
@@ -154,10 +143,36 @@ pub fn run(server: &str, server_key: &PublicKey, duration: Duration) -> Result<S
                     if let Some((_, p, _)) = pending.get(&r.receiver)
                         && let Some(fresh) = open_cookie_reply(&cookie_key, &p.mac1, &r)
                     {
-                        cookie = Some(fresh);
+                        cookies[i] = Some(fresh);
                     }
                 }
                 _ => {}
+            }
+        }
+        if now.duration_since(last_sent[i]) >= PEER_INTERVAL {
+            counter = counter.wrapping_add(1);
+            let mut ephemeral = [0u8; 32];
+            ephemeral[..4].copy_from_slice(&counter.to_le_bytes());
+            ephemeral[4] = 0x77;
+            let timestamp =
+                tai64n(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?);
+            let (init, p) = initiate(
+                &peers[i],
+                server_key,
+                &[0; 32],
+                ephemeral,
+                counter,
+                timestamp,
+                cookies[i].as_ref(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if real[i].send(&init).is_ok() {
+                real_sent += 1;
+                last_sent[i] = now;
+                pending.insert(counter, (i, p, now));
+            }
+            if counter.is_multiple_of(1024) {
+                pending.retain(|_, (_, _, at)| now.duration_since(*at) < Duration::from_secs(2));
             }
         }
     }

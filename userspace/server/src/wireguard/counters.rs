@@ -38,6 +38,8 @@ ethergate_common::counter_enum! {
         NoRoute = 12 => "no_route",
         /// The next hop never answered ARP, or its queue was full.
         UnresolvedNeighbour = 13 => "unresolved_neighbour",
+        /// Under load, an initiation past its source's 20 a second.
+        RateLimited = 14 => "rate_limited",
     }
 }
 

@@ -20,6 +20,7 @@
 
 mod counters;
 mod gro;
+mod ratelimit;
 pub(crate) mod receive;
 mod send;
 mod socket;
@@ -178,6 +179,8 @@ pub struct WireguardHub {
     by_index: RwLock<HashMap<u32, Arc<WgPeer>>>,
     /// One bound socket per worker, taken by that worker's receive loop.
     sockets: Mutex<Vec<Option<std::net::UdpSocket>>>,
+    /// Initiations per source address while under load.
+    limiter: ratelimit::SourceLimiter,
     /// (second, initiations in it), for [`Self::under_load`].
     load: Mutex<(u64, u64)>,
     /// The second (since the epoch) from which the endpoint no longer
@@ -201,6 +204,7 @@ impl WireguardHub {
             peers: RwLock::default(),
             by_index: RwLock::default(),
             sockets: Mutex::new(sockets.into_iter().map(Some).collect()),
+            limiter: ratelimit::SourceLimiter::default(),
             load: Mutex::default(),
             backlogged_until: AtomicU64::new(0),
             counters: WireguardCounters::default(),

@@ -252,6 +252,10 @@ async fn handle(
         }
         Admission::Proceed => {}
     }
+    if under_load && !wg.limiter.allow(from.ip(), now) {
+        counters.drop(WireguardDrop::RateLimited);
+        return;
+    }
     let consumed = match consume_initiation_with(&wg.identity, &msg, &|key| wg.static_shared(key)) {
         Ok(c) => c,
         Err(_) => {
