@@ -212,6 +212,40 @@ source = "10.0.0.0/16"
 to = "masquerade"
 "#;
 
+    /// A device's new key is a user change (its WireGuard session ends);
+    /// a new `[hub.wireguard]` needs a restart.
+    #[test]
+    fn wireguard_keys_reload_and_endpoints_restart() {
+        let with_endpoint = BASE.replace(
+            "[[hub.user]]",
+            "[hub.wireguard]\nlisten = \"0.0.0.0:51820\"\n\n[[hub.user]]\nname = \"phone\"\n\
+             wireguard_public_key = \"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\"\n\n[[hub.user]]",
+        );
+        let new_key = with_endpoint.replace(
+            "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
+            "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=",
+        );
+        let plan = plan(&config(&with_endpoint), &config(&new_key)).expect("reloadable");
+        assert_eq!(
+            plan.describe(),
+            vec![
+                "hub mikalab: user phone: WireGuard key or address changed (its WireGuard session ends)"
+            ]
+        );
+        let refused = plan_refusal(&config(BASE), &config(&with_endpoint));
+        assert!(
+            refused.iter().any(|r| r.contains("hub mikalab: [hub.wireguard] changed")),
+            "{refused:?}"
+        );
+    }
+
+    fn plan_refusal(old: &Config, new: &Config) -> Vec<String> {
+        match plan(old, new) {
+            Ok(p) => panic!("expected a refusal, got {p:?}"),
+            Err(reasons) => reasons,
+        }
+    }
+
     #[test]
     fn same_config_is_an_empty_plan() {
         let plan = plan(&config(BASE), &config(BASE)).expect("reloadable");
