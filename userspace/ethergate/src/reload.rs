@@ -234,7 +234,9 @@ to = "masquerade"
         );
         let refused = plan_refusal(&config(BASE), &config(&with_endpoint));
         assert!(
-            refused.iter().any(|r| r.contains("hub mikalab: [hub.wireguard] changed")),
+            refused
+                .iter()
+                .any(|r| r.contains("hub mikalab: [hub.wireguard] changed")),
             "{refused:?}"
         );
     }

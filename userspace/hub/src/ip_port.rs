@@ -320,11 +320,16 @@ impl IpPort {
         }
     }
 
-    fn emit_ipv4(&mut self, dst: MacAddr, packet: &[u8], to_hub: &mut dyn FnMut(&[u8])) {
+    /// Starts a frame from this port in the scratch buffer.
+    fn start_frame(&mut self, dst: MacAddr, ethertype: [u8; 2]) {
         self.scratch.clear();
         self.scratch.extend_from_slice(&dst.0);
         self.scratch.extend_from_slice(&self.cfg.mac.0);
-        self.scratch.extend_from_slice(&ETHERTYPE_IPV4);
+        self.scratch.extend_from_slice(&ethertype);
+    }
+
+    fn emit_ipv4(&mut self, dst: MacAddr, packet: &[u8], to_hub: &mut dyn FnMut(&[u8])) {
+        self.start_frame(dst, ETHERTYPE_IPV4);
         self.scratch.extend_from_slice(packet);
         to_hub(&self.scratch);
     }
@@ -337,10 +342,7 @@ impl IpPort {
         target_ip: Ipv4Addr,
         to_hub: &mut dyn FnMut(&[u8]),
     ) {
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&eth_dst.0);
-        self.scratch.extend_from_slice(&self.cfg.mac.0);
-        self.scratch.extend_from_slice(&ETHERTYPE_ARP);
+        self.start_frame(eth_dst, ETHERTYPE_ARP);
         self.scratch.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
         self.scratch.extend_from_slice(&op.to_be_bytes());
         self.scratch.extend_from_slice(&self.cfg.mac.0);

@@ -236,13 +236,7 @@ mod tests {
     /// low-order point (all zeros) is refused.
     #[test]
     fn x25519_follows_rfc7748() {
-        let hex = |s: &str| -> [u8; 32] {
-            let mut out = [0u8; 32];
-            for (i, byte) in out.iter_mut().enumerate() {
-                *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex");
-            }
-            out
-        };
+        let hex = crate::hex32;
         let alice = Secret::new(&hex(
             "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
         ));

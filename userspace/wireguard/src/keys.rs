@@ -87,13 +87,7 @@ mod tests {
     /// RFC 7748 §6.1: Alice's private key and the public key it gives.
     #[test]
     fn public_key_follows_rfc7748() {
-        let hex = |s: &str| -> [u8; 32] {
-            let mut out = [0u8; 32];
-            for (i, byte) in out.iter_mut().enumerate() {
-                *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex");
-            }
-            out
-        };
+        let hex = crate::hex32;
         let private = PrivateKey::from_bytes(hex(
             "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
         ));

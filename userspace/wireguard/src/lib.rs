@@ -24,3 +24,13 @@ pub use peer::{Peer, PeerError, Received};
 pub use responder::{Admission, Responder};
 #[cfg(feature = "transport")]
 pub use session::{Session, TransportError};
+
+/// 32 bytes from 64 hex digits (test vectors).
+#[cfg(test)]
+pub(crate) fn hex32(text: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    out
+}

@@ -21,19 +21,24 @@ use crate::{
     udpgen::{self, UdpGen},
 };
 
-/// Rows that need the vpnclient connected.
-pub(crate) fn traffic(
+/// TCP throughput through a tunnel, 1 and 4 streams each way, with the
+/// server's CPU per GB of the one-stream runs; `client` names the tunnel's
+/// client for the method text, `cpu_method` how the CPU was counted. With
+/// `--perf`, each one-stream run is profiled.
+pub(crate) fn tcp_rows(
     topo: &Topology,
     report: &mut Report,
     settings: &Settings,
     system: &str,
     pid: u32,
+    client: &str,
+    cpu_method: &str,
 ) {
     let secs = settings.secs;
     for (streams, dir) in [(1u32, "up"), (1, "down"), (4, "up"), (4, "down")] {
         let name = tcp_name(streams, dir);
         let method = format!(
-            "iperf3 -t {secs} -P {streams}{} to {PRIVATE_IP}; {CLIENT_METHOD}",
+            "iperf3 -t {secs} -P {streams}{} to {PRIVATE_IP}; {client}",
             if dir == "down" { " -R" } else { "" }
         );
         report.measure(
@@ -62,14 +67,29 @@ pub(crate) fn traffic(
             },
         );
         if streams == 1 {
-            cpu_per_gb_row(
-                report,
-                dir,
-                system,
-                "utime+stime of the server's process tree (/proc/<pid>/stat) ÷ GB iperf3 received, same runs as the row above",
-            );
+            cpu_per_gb_row(report, dir, system, cpu_method);
         }
     }
+}
+
+/// Rows that need the vpnclient connected.
+pub(crate) fn traffic(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    pid: u32,
+) {
+    let secs = settings.secs;
+    tcp_rows(
+        topo,
+        report,
+        settings,
+        system,
+        pid,
+        CLIENT_METHOD,
+        "utime+stime of the server's process tree (/proc/<pid>/stat) ÷ GB iperf3 received, same runs as the row above",
+    );
 
     latency_rows(topo, report, settings, system, TAP_IP, "(tunnel)");
 

@@ -27,7 +27,7 @@ use measure::{Part, sessions, traffic};
 use rows::{fail_all, fail_traffic};
 use systems::{connect, disconnect, remove_softether_rules, start_client, start_softether};
 
-pub(crate) use measure::{cpu_per_gb_row, latency_rows, small_packet_row, udp_pps};
+pub(crate) use measure::{latency_rows, small_packet_row, tcp_rows, udp_pps};
 pub(crate) use rows::{point, slug, tcp_name};
 pub(crate) use systems::{
     ETHERGATE, SOFTETHER, start_ethergate, start_ethergate_with, stop_ethergate,

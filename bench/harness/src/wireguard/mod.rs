@@ -15,13 +15,13 @@ use ethergate_netns::{Process, Topology, recipe};
 use ethergate_wireguard::PrivateKey;
 
 use crate::{
-    report::{Better, Report, Sample},
+    report::{Better, Report},
     settings::Settings,
     sys, tools,
     topo::{PRIVATE_IP, SERVER_IP, TAP_IP},
     tunnel::{
-        cpu_per_gb_row, latency_rows, point, small_packet_row, start_ethergate_with,
-        stop_ethergate, tcp_name,
+        latency_rows, point, small_packet_row, start_ethergate_with, stop_ethergate, tcp_name,
+        tcp_rows,
     },
 };
 
@@ -270,39 +270,15 @@ fn start_client(topo: &Topology, settings: &Settings, system: &str) -> Result<Pr
 }
 
 fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str, pid: u32) {
-    let secs = settings.secs;
-    for (streams, dir) in [(1u32, "up"), (1, "down"), (4, "up"), (4, "down")] {
-        let name = tcp_name(streams, dir);
-        let method = format!(
-            "iperf3 -t {secs} -P {streams}{} to {PRIVATE_IP}; wireguard-go client, MTU 1420",
-            if dir == "down" { " -R" } else { "" }
-        );
-        report.measure(
-            point(&name, system, "Mbit/s", Better::Higher, &method),
-            settings.reps,
-            || {
-                let cpu0 = sys::cpu_seconds(pid);
-                let r = tools::iperf3(topo, "client", PRIVATE_IP, secs, streams, dir == "down")?;
-                let cpu = sys::cpu_seconds(pid) - cpu0;
-                let gb = r.bytes / 1e9;
-                Ok(Sample::new(r.bits_per_second / 1e6)
-                    .with("retransmits", r.retransmits)
-                    .with("server_cpu_s", cpu)
-                    .with(
-                        "server_cpu_s_per_gb",
-                        if gb > 0.0 { cpu / gb } else { f64::NAN },
-                    ))
-            },
-        );
-        if streams == 1 {
-            cpu_per_gb_row(
-                report,
-                dir,
-                system,
-                "utime+stime of the server process ÷ GB iperf3 received, same runs as the row above",
-            );
-        }
-    }
+    tcp_rows(
+        topo,
+        report,
+        settings,
+        system,
+        pid,
+        "wireguard-go client, MTU 1420",
+        "utime+stime of the server process ÷ GB iperf3 received, same runs as the row above",
+    );
     let target = if system == ETHERGATE_WG {
         TAP_IP
     } else {

@@ -61,6 +61,12 @@ pub(crate) async fn run(
     // buffer 0 is `first`, i > 0 is `more[i - 1]`.
     let mut reads: Vec<(usize, usize, SocketAddr, Option<usize>)> = Vec::with_capacity(BURST);
     let mut burst = Burst::default();
+    let rx = Receiver {
+        wg: &wg,
+        plane: &plane,
+        worker: &worker,
+        sender: &sender,
+    };
     loop {
         first.clear();
         control.clear();
@@ -126,10 +132,7 @@ pub(crate) async fn run(
                 &mut more[at - 1][..n]
             };
             for datagram in buf.chunks_mut(segment.unwrap_or(n).max(1)) {
-                handle(
-                    &wg, &plane, &worker, &sender, now, datagram, from, &mut burst,
-                )
-                .await;
+                handle(rx, now, datagram, from, &mut burst).await;
             }
         }
         burst.flush(&plane, &worker);
@@ -195,25 +198,29 @@ fn source_bytes(from: SocketAddr) -> Vec<u8> {
     bytes
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one worker's receive loop handles every datagram with.
+#[derive(Clone, Copy)]
+struct Receiver<'a> {
+    wg: &'a Arc<WireguardHub>,
+    plane: &'a Arc<HubPlane>,
+    worker: &'a Rc<Worker>,
+    sender: &'a Rc<send::WgSocket>,
+}
+
 async fn handle(
-    wg: &Arc<WireguardHub>,
-    plane: &Arc<HubPlane>,
-    worker: &Rc<Worker>,
-    sender: &Rc<send::WgSocket>,
+    rx: Receiver<'_>,
     now: Instant,
     datagram: &mut [u8],
     from: SocketAddr,
     burst: &mut Burst,
 ) {
+    let Receiver { wg, sender, .. } = rx;
     let counters = &wg.counters;
     match Message::parse(datagram) {
         Ok(Message::Initiation(_)) => {}
         Ok(Message::Transport(t)) => {
             let (receiver, counter) = (t.receiver, t.counter);
-            transport(
-                wg, plane, worker, sender, now, datagram, receiver, counter, from, burst,
-            );
+            transport(rx, now, datagram, receiver, counter, from, burst);
             return;
         }
         Ok(Message::Response(_) | Message::CookieReply(_)) => {
@@ -292,12 +299,8 @@ async fn handle(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn transport(
-    wg: &Arc<WireguardHub>,
-    plane: &Arc<HubPlane>,
-    worker: &Rc<Worker>,
-    sender: &Rc<send::WgSocket>,
+    rx: Receiver<'_>,
     now: Instant,
     datagram: &mut [u8],
     receiver: u32,
@@ -305,6 +308,9 @@ fn transport(
     from: SocketAddr,
     burst: &mut Burst,
 ) {
+    let Receiver {
+        wg, plane, worker, ..
+    } = rx;
     let counters = &wg.counters;
     let Some(peer) = wg.peer_by_index(receiver) else {
         counters.drop(WireguardDrop::UnknownIndex);
@@ -353,7 +359,7 @@ fn transport(
             state.peer.clear(&mut retired);
             state.session = None;
         } else if state.session.is_none() && received.confirmed {
-            state.session = open_session(wg, plane, worker, sender, &peer);
+            state.session = open_session(rx, &peer);
         }
         state.session.clone()
     };
@@ -371,13 +377,13 @@ fn transport(
 
 /// The peer's first confirmed keys: a session on the hub, and its sender
 /// task on this worker.
-fn open_session(
-    wg: &Arc<WireguardHub>,
-    plane: &Arc<HubPlane>,
-    worker: &Rc<Worker>,
-    sender: &Rc<send::WgSocket>,
-    peer: &Arc<WgPeer>,
-) -> Option<Arc<SessionShared>> {
+fn open_session(rx: Receiver<'_>, peer: &Arc<WgPeer>) -> Option<Arc<SessionShared>> {
+    let Receiver {
+        wg,
+        plane,
+        worker,
+        sender,
+    } = rx;
     let hub = worker.directory.hub(&wg.hub)?;
     match worker.directory.open_wireguard(
         &hub,
