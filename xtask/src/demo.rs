@@ -5,7 +5,10 @@
 //! classless route, and fetches the private web server's page through the
 //! tunnel — directly, and through the recipe's DNAT rule (192.168.30.1:80,
 //! translated by the eBPF program on the hub's tap) — while the uplink
-//! program counts what crosses `nat`. Everything is removed afterwards.
+//! program counts what crosses `nat`. Then a phone: `ethergate user add
+//! --wireguard` adds a device to the running hub, and Debian's wireguard-go
+//! in `phone`, set up by `wg-quick` from exactly what that command printed,
+//! fetches the same pages. Everything is removed afterwards.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -28,7 +31,7 @@ pub fn main() -> Result<()> {
     step(
         "topology: client (198.51.100.2) — nat (eth0 198.51.100.1 | eth1 10.0.0.1) — private (10.0.1.26)",
     );
-    let topo = recipe::topology(&[])
+    let topo = recipe::with_phone(recipe::topology(&[]))
         .route(recipe::CLIENT, "10.0.0.0/16 via 198.51.100.1")
         .build()
         .context("building the demo topology (are we root?)")?;
@@ -51,10 +54,16 @@ pub fn main() -> Result<()> {
         ],
     )?;
 
-    step("ethergate serve (embedded default config) in `nat`");
+    step(
+        "ethergate serve in `nat`: the embedded default config, written to a file with its \
+         state_dir in a throwaway directory and [hub.wireguard] turned on",
+    );
     let binary_arg = binary.display().to_string();
     let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-    let state_arg = state.display().to_string();
+    std::fs::create_dir_all(&state)?;
+    let config = state.join("ethergate.toml");
+    std::fs::write(&config, demo_config(&state)?)?;
+    let config_arg = config.display().to_string();
     let mut ethergate = topo.spawn(
         "nat",
         &[
@@ -62,8 +71,8 @@ pub fn main() -> Result<()> {
             "serve",
             "--stats-interval",
             "5",
-            "--state-dir",
-            &state_arg,
+            "--config",
+            &config_arg,
         ],
     )?;
     wait_for(&mut ethergate, "VPN listeners up", Duration::from_secs(15))?;
@@ -109,8 +118,13 @@ pub fn main() -> Result<()> {
         bail!("the DNAT'd page did not come through: {:?}", dnat.stdout);
     }
 
+    step("a phone: `ethergate user add --wireguard` on the running hub, wireguard-go in `phone`");
+    phone(&topo, &binary, &config, &state)?;
+
     step("ethergate status (admin socket of the running serve)");
-    let status = std::process::Command::new(&binary).arg("status").output()?;
+    let status = std::process::Command::new(&binary)
+        .args(["status", "--config", &config_arg])
+        .output()?;
     print!("{}", indent(&String::from_utf8_lossy(&status.stdout)));
     if !status.status.success() {
         bail!(
@@ -153,9 +167,120 @@ pub fn main() -> Result<()> {
         "\nWhat you saw: a stock SoftEther client on ethergate's TLS listener, a DHCP lease with\n\
          RFC 3442 routes from the virtual hub, the private web page through the local bridge,\n\
          the recipe's DNAT rule done by the tc program on the hub's tap (no iptables rule\n\
-         anywhere), `ethergate status` of the running appliance, and the uplink XDP program\n\
-         counting the tunnel's packets."
+         anywhere), a WireGuard phone added to the same hub by one command and configured from\n\
+         its output alone, `ethergate status` of the running appliance, and the uplink XDP\n\
+         program counting the tunnel's packets."
     );
+    Ok(())
+}
+
+/// The embedded default config with `state_dir` and the admin socket in
+/// `state` and its commented `[hub.wireguard]` turned on.
+fn demo_config(state: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(root().join("deploy/ethergate.toml"))?;
+    let state = state.display();
+    let replaced = text
+        .replace(
+            "state_dir = \"/var/lib/ethergate\"",
+            &format!("state_dir = \"{state}\""),
+        )
+        .replace(
+            "admin_socket = \"/run/ethergate/admin.sock\"",
+            &format!("admin_socket = \"{state}/admin.sock\""),
+        )
+        .replace(
+            "# [hub.wireguard]\n# listen = \"0.0.0.0:51820\"",
+            "[hub.wireguard]\nlisten = \"0.0.0.0:51820\"",
+        );
+    if !replaced.contains("\n[hub.wireguard]\nlisten") || !replaced.contains("admin.sock") {
+        bail!("deploy/ethergate.toml changed: the demo cannot turn on [hub.wireguard]");
+    }
+    Ok(replaced)
+}
+
+/// `ethergate user add --wireguard` for a phone on the running serve, then
+/// `wg-quick up` in `phone` with exactly the config it printed, and the
+/// private page and the DNAT'd page through the WireGuard tunnel.
+fn phone(
+    topo: &Topology,
+    binary: &std::path::Path,
+    config: &std::path::Path,
+    state: &std::path::Path,
+) -> Result<()> {
+    let endpoint = format!("{}:{}", recipe::PHONE_GATEWAY_IP, recipe::WIREGUARD_PORT);
+    let added = std::process::Command::new(binary)
+        .args(["user", "add", "--config"])
+        .arg(config)
+        .args([
+            "--hub",
+            "mikalab",
+            "phone",
+            "--wireguard",
+            "--endpoint",
+            &endpoint,
+        ])
+        .output()?;
+    let out = String::from_utf8_lossy(&added.stdout).into_owned();
+    if !added.status.success() {
+        bail!(
+            "user add --wireguard: {out}{}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+    }
+    let start = out
+        .find("# ethergate hub")
+        .context("no device config printed")?;
+    let end = out[start..]
+        .find("PersistentKeepalive")
+        .map(|at| start + at)
+        .context("no PersistentKeepalive line")?;
+    let line_end = out[end..].find('\n').map_or(out.len(), |n| end + n + 1);
+    let device = &out[start..line_end];
+    print!(
+        "{}",
+        indent(
+            &device.replace(
+                device
+                    .lines()
+                    .find(|l| l.starts_with("PrivateKey"))
+                    .unwrap_or("PrivateKey"),
+                "PrivateKey = (shown once, hidden here)",
+            )
+        )
+    );
+    let conf = state.join("egdemo.conf");
+    std::fs::write(&conf, device)?;
+    // wg-quick hands DNS to resolvconf, which would rewrite this machine's
+    // /etc/resolv.conf: a stand-in records it instead.
+    let bin = state.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let shim = bin.join("resolvconf");
+    std::fs::write(&shim, "#!/bin/sh\ncat > /dev/null\n")?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755))?;
+    let path = format!("PATH={}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+    let conf_arg = conf.display().to_string();
+    topo.exec(recipe::PHONE, &["env", &path, "wg-quick", "up", &conf_arg])?;
+    let page = topo.exec(
+        recipe::PHONE,
+        &["curl", "-sS", "--max-time", "10", "http://10.0.1.26/"],
+    )?;
+    println!(
+        "    phone: curl http://10.0.1.26/ says: {}",
+        page.stdout.trim()
+    );
+    let dnat = topo.exec(
+        recipe::PHONE,
+        &["curl", "-sS", "--max-time", "10", "http://192.168.30.1/"],
+    )?;
+    println!(
+        "    phone: curl http://192.168.30.1/ (DNAT) says: {}",
+        dnat.stdout.trim()
+    );
+    let _ = topo.run(recipe::PHONE, &["wg-quick", "down", &conf_arg]);
+    if page.stdout != WEB_PAGE || dnat.stdout != WEB_PAGE {
+        bail!("the pages did not come through the WireGuard tunnel");
+    }
     Ok(())
 }
 

@@ -217,6 +217,14 @@ impl SessionShared {
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
+
+    /// A WireGuard session's sender ended (its one "connection"): a
+    /// stopping server stops waiting for it.
+    pub(crate) fn sender_ended(&self) {
+        let _ = self
+            .connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
 }
 
 /// Why a session ended, for its log line.

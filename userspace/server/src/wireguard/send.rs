@@ -290,4 +290,5 @@ pub(crate) async fn run(
     }
     wg.forget_indices(&retired);
     outbox.leave(lane);
+    session.sender_ended();
 }
