@@ -227,15 +227,7 @@ fn phone(
             String::from_utf8_lossy(&added.stderr)
         );
     }
-    let start = out
-        .find("# ethergate hub")
-        .context("no device config printed")?;
-    let end = out[start..]
-        .find("PersistentKeepalive")
-        .map(|at| start + at)
-        .context("no PersistentKeepalive line")?;
-    let line_end = out[end..].find('\n').map_or(out.len(), |n| end + n + 1);
-    let device = &out[start..line_end];
+    let device = recipe::printed_device_config(&out).context("no device config printed")?;
     print!(
         "{}",
         indent(

@@ -134,3 +134,15 @@ pub fn with_phone(builder: TopologyBuilder) -> TopologyBuilder {
 pub fn wireguard_config() -> String {
     format!("\n[hub.wireguard]\nlisten = \"0.0.0.0:{WIREGUARD_PORT}\"\n")
 }
+
+/// The device config `ethergate user add --wireguard` (or `user wg-config`)
+/// printed in `output`: from its `# ethergate hub` line through
+/// `PersistentKeepalive`.
+pub fn printed_device_config(output: &str) -> Option<&str> {
+    let start = output.find("# ethergate hub")?;
+    let end = start + output[start..].find("PersistentKeepalive")?;
+    let line_end = output[end..]
+        .find('\n')
+        .map_or(output.len(), |n| end + n + 1);
+    Some(&output[start..line_end])
+}

@@ -35,21 +35,6 @@ fn resolvconf_shim(state: &Path) -> PathBuf {
     bin
 }
 
-/// The device config as `user add --wireguard` printed it.
-fn device_config(stdout: &str) -> String {
-    let start = stdout
-        .find("# ethergate hub")
-        .expect("a device config in the output");
-    let end = stdout[start..]
-        .find("PersistentKeepalive")
-        .map(|at| start + at)
-        .expect("PersistentKeepalive line");
-    let line_end = stdout[end..]
-        .find('\n')
-        .map_or(stdout.len(), |n| end + n + 1);
-    stdout[start..line_end].to_owned()
-}
-
 struct Phone<'t> {
     topo: &'t Topology,
     conf: String,
@@ -180,7 +165,9 @@ fn a_wireguard_phone_joins_the_hub_configured_from_ethergate_alone() {
         String::from_utf8_lossy(&added.stderr)
     );
     assert!(stdout.contains("applied by the running serve"), "{stdout}");
-    let device = device_config(&stdout);
+    let device = recipe::printed_device_config(&stdout)
+        .expect("a device config in the output")
+        .to_owned();
     assert!(
         device.contains("AllowedIPs = 192.168.30.0/24, 10.0.0.0/16"),
         "{device}"
