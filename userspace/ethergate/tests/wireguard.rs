@@ -109,7 +109,6 @@ impl Drop for Phone<'_> {
         let _ = self
             .topo
             .run(recipe::PHONE, &["wg-quick", "down", &self.path]);
-        let _ = &self.conf;
     }
 }
 

@@ -100,10 +100,7 @@ impl PeerLink {
     }
 
     fn set_endpoint(&self, at: SocketAddr) {
-        let mut endpoint = self.endpoint.lock().unwrap_or_else(PoisonError::into_inner);
-        if *endpoint != Some(at) {
-            *endpoint = Some(at);
-        }
+        *self.endpoint.lock().unwrap_or_else(PoisonError::into_inner) = Some(at);
     }
 
     /// Unix seconds of the last confirmed handshake; 0 before the first.
@@ -127,6 +124,20 @@ struct PeerState {
     port: IpPort,
     /// The session while the peer has confirmed keys.
     session: Option<Arc<SessionShared>>,
+    /// Where the last authenticated datagram came from: what the sender
+    /// sends to, read and written under this lock; the link's copy (for
+    /// status) is written only when it changes.
+    endpoint: Option<SocketAddr>,
+}
+
+impl PeerState {
+    /// The peer spoke from `from` (roaming follows it).
+    fn heard_from(&mut self, from: SocketAddr, link: &PeerLink) {
+        if self.endpoint != Some(from) {
+            self.endpoint = Some(from);
+            link.set_endpoint(from);
+        }
+    }
 }
 
 impl WgPeer {
@@ -153,6 +164,7 @@ impl WgPeer {
                 peer: Peer::new(setup.public_key, [0; 32]),
                 port,
                 session: None,
+                endpoint: None,
             }),
             setup,
         }

@@ -188,14 +188,22 @@ impl Burst {
     }
 }
 
-/// The sender's address as the cookie binds it: address bytes, then port.
-fn source_bytes(from: SocketAddr) -> Vec<u8> {
-    let mut bytes = match from.ip() {
-        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+/// The sender's address as the cookie binds it: address bytes, then port
+/// (18 bytes at most; no allocation per initiation under a flood).
+fn source_bytes(from: SocketAddr) -> ([u8; 18], usize) {
+    let mut bytes = [0u8; 18];
+    let len = match from.ip() {
+        std::net::IpAddr::V4(v4) => {
+            bytes[..4].copy_from_slice(&v4.octets());
+            4
+        }
+        std::net::IpAddr::V6(v6) => {
+            bytes[..16].copy_from_slice(&v6.octets());
+            16
+        }
     };
-    bytes.extend_from_slice(&from.port().to_be_bytes());
-    bytes
+    bytes[len..len + 2].copy_from_slice(&from.port().to_be_bytes());
+    (bytes, len + 2)
 }
 
 /// What one worker's receive loop handles every datagram with.
@@ -236,13 +244,14 @@ async fn handle(
         return;
     };
     let under_load = wg.under_load(now);
+    let (source, source_len) = source_bytes(from);
     let admission = wg
         .responder
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .admit(
             &msg,
-            &source_bytes(from),
+            source.get(..source_len).unwrap_or_default(),
             under_load,
             now,
             &mut crate::worker_context::system_random,
@@ -278,14 +287,19 @@ async fn handle(
     let mut ephemeral = [0u8; 32];
     crate::worker_context::system_random(&mut ephemeral);
     let mut retired = Vec::new();
-    let result = peer
-        .lock()
-        .peer
-        .accept_initiation(consumed, now, ephemeral, index, &mut retired);
+    let result = {
+        let mut state = peer.lock();
+        let result = state
+            .peer
+            .accept_initiation(consumed, now, ephemeral, index, &mut retired);
+        if result.is_ok() {
+            state.heard_from(from, &peer.link);
+        }
+        result
+    };
     match result {
         Ok(response) => {
             wg.forget_indices(&retired);
-            peer.link.set_endpoint(from);
             WireguardCounters::bump(&counters.handshakes);
             sender.send_one(&response, from, counters).await;
         }
@@ -335,7 +349,7 @@ fn transport(
                 return;
             }
         };
-        peer.link.set_endpoint(from);
+        state.heard_from(from, &peer.link);
         if received.confirmed {
             peer.link.last_handshake_unix.store(
                 SystemTime::now()

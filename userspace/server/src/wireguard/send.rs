@@ -244,7 +244,10 @@ pub(crate) async fn run(
             }
             let unanswered = state.port.expire_pending(now);
             counters.drop_n(WireguardDrop::UnresolvedNeighbour, unanswered as u64);
-            (peer.link.endpoint(), state.peer.expire(now, &mut retired))
+            (
+                state.endpoint.unwrap_or_else(|| peer.link.endpoint()),
+                state.peer.expire(now, &mut retired),
+            )
         };
         wg.forget_indices(&retired);
         retired.clear();
