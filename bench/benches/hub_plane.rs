@@ -1,5 +1,5 @@
 //! What the shared hub plane's lock costs: batches of 64 unicast frames
-//! switched between sessions of one hub (`HubPlane::from_session`: lock,
+//! switched between sessions of one hub (`HubPlane::switch_from_session`: lock,
 //! learn, look up, copy, unlock, hand to the outbox), by one thread alone
 //! and by two threads at once, each with its own pair of sessions. If the
 //! lock serialised the workers, two threads would take twice as long per
@@ -15,9 +15,9 @@ use ethergate_config::SessionLimits;
 use ethergate_hub::{Hub, HubOptions, MacAddr, PortId};
 use ethergate_proto::data::Frames;
 use ethergate_server::{
-    LaneId, Outbox,
     hub_plane::{HubPlane, SessionPolicy, SwitchBuffers},
     hub_switch::HubSwitch,
+    outbox::{LaneId, Outbox},
 };
 
 const BATCH: usize = 64;
@@ -54,7 +54,7 @@ fn hub_with_pairs(pairs: u64) -> (Arc<HubPlane>, Vec<(Arc<Outbox>, LaneId)>) {
         ));
         let mut hello = Frames::new();
         hello.push(&frame(MacAddr::BROADCAST, mac(port)));
-        plane.from_session(PortId(port), &hello, 0, &mut learn);
+        plane.switch_from_session(PortId(port), &hello, 0, &mut learn);
         outboxes.push((outbox, lane));
     }
     // Drain the announcements.
@@ -77,7 +77,7 @@ fn run(plane: &HubPlane, outbox: &(Arc<Outbox>, LaneId), pair: u64, iters: u64) 
     let mut buffers = SwitchBuffers::default();
     let mut sink = Frames::new();
     for _ in 0..iters {
-        plane.from_session(PortId(from), &batch, pair as usize, &mut buffers);
+        plane.switch_from_session(PortId(from), &batch, pair as usize, &mut buffers);
         outbox.0.take(outbox.1, &mut sink);
         sink.clear();
     }
@@ -93,7 +93,7 @@ fn run_bridge(plane: &HubPlane, outbox: &(Arc<Outbox>, LaneId), pair: u64, iters
     let mut buffers = SwitchBuffers::default();
     let mut sink = Frames::new();
     for _ in 0..iters {
-        plane.from_bridge(
+        plane.switch_from_bridge(
             reads.iter_mut().map(Vec::as_mut_slice),
             pair as usize,
             &mut buffers,

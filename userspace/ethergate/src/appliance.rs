@@ -14,13 +14,9 @@ use ethergate_bridge::{LinkConfig, MacAddr, Tap, TapOptions};
 use ethergate_config::Config;
 use ethergate_hub::{DhcpServerConfig, Hub, HubOptions};
 use ethergate_server::{
-    Directory, Limits, RunningServer,
-    directory::EndReason,
-    hub_plane::HubPlane,
-    hub_switch::HubSwitch,
-    ktls::{self, KtlsSupport},
+    Addressing, EndReason, HubAccess, HubHandle, HubSetup, KtlsSupport, Limits, PeerSetup,
+    RunningServer, WireguardSetup,
     tls::{self, CertificateSource, CurrentCertificate},
-    wireguard::{Addressing, PeerSetup, WireguardHub, WireguardSetup},
 };
 use tracing::info;
 
@@ -28,7 +24,6 @@ pub struct Appliance {
     pub server: RunningServer,
     /// By lower-cased hub name.
     pub hubs: BTreeMap<String, RunningHub>,
-    pub ktls: KtlsSupport,
     pub certificate: CertificateSource,
     /// What new handshakes present; replaced by a reload.
     pub current_certificate: Arc<CurrentCertificate>,
@@ -38,7 +33,7 @@ pub struct Appliance {
 
 /// One hub's data plane and the config it runs with.
 pub struct RunningHub {
-    pub plane: Arc<HubPlane>,
+    pub handle: HubHandle,
     pub config: ethergate_config::Hub,
 }
 
@@ -47,41 +42,40 @@ impl Appliance {
         let (key, certificate) = load_certificate(&config.server)?;
         let current_certificate = CurrentCertificate::new(key);
         let tls_config = tls::server_config(Arc::clone(&current_certificate))?;
-        let ktls = ktls::probe();
-        match &ktls {
-            KtlsSupport::Available => info!("kTLS: the kernel offers the tls ULP"),
-            KtlsSupport::Unavailable(why) => info!("kTLS unavailable ({why}); TLS in userspace"),
-        }
         if !config.hubs.is_empty() {
             enable_ipv4_forwarding()?;
         }
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let directory = Directory::new(server_limits(&config.server));
+        let listeners = ethergate_server::ListenerSetup {
+            listen: config.server.listen.clone(),
+            workers: 0,
+            tls: tls_config,
+            proto: proto_config(),
+        };
+        let workers = listeners.workers();
         let mut hubs = BTreeMap::new();
         for hub in &config.hubs {
             let running = start_hub(hub, workers, &config.server.state_dir)?;
-            register(&directory, &running);
             hubs.insert(hub.name.to_ascii_lowercase(), running);
         }
         let server = RunningServer::start(
-            ethergate_server::ListenerSetup {
-                listen: config.server.listen.clone(),
-                workers,
-                tls: tls_config,
-                proto: proto_config(),
-            },
-            Arc::new(directory),
+            listeners,
+            server_limits(&config.server),
+            hubs.values()
+                .map(|h| (h.handle.clone(), access_of(&h.config))),
         )?;
+        match server.ktls_support() {
+            KtlsSupport::Available => info!("kTLS: the kernel offers the tls ULP"),
+            KtlsSupport::Unavailable(why) => info!("kTLS unavailable ({why}); TLS in userspace"),
+        }
         info!(
             listen = ?config.server.listen,
             workers,
-            tls = ktls.session_mode(),
+            tls = server.tls_mode(),
             "VPN listeners up"
         );
         Ok(Self {
             server,
             hubs,
-            ktls,
             certificate,
             current_certificate,
             workers,
@@ -102,7 +96,8 @@ impl Appliance {
             enable_ipv4_forwarding()?;
         }
         let running = start_hub(hub, self.workers, &self.state_dir)?;
-        register(&self.server.directory, &running);
+        self.server
+            .add_hub(&running.handle, access_of(&running.config));
         self.hubs.insert(hub.name.to_ascii_lowercase(), running);
         Ok(())
     }
@@ -111,19 +106,17 @@ impl Appliance {
     /// stop reading its tap, and the tap goes once their connections have
     /// let go of the hub (a reload never waits on a slow client).
     pub fn remove_hub(&mut self, name: &str) {
-        self.server.directory.remove_hub(name);
+        self.server.remove_hub(name);
         self.hubs.remove(&name.to_ascii_lowercase());
     }
 
     /// Gives a running hub its new users; the sessions of users who are
     /// gone or whose password changed end. Returns how many ended.
     pub fn set_users(&mut self, hub: &ethergate_config::Hub) -> usize {
-        let directory = &self.server.directory;
-        let Some(entry) = directory.hub(&hub.name) else {
+        let server = &self.server;
+        if !server.set_access(&hub.name, access_of(hub)) {
             return 0;
-        };
-        entry.set_users(users_of(hub));
-        entry.set_limits(limits_of(hub));
+        }
         let mut closed = 0;
         if let Some(running) = self.hubs.get_mut(&hub.name.to_ascii_lowercase()) {
             for old in &running.config.users {
@@ -140,16 +133,14 @@ impl Appliance {
                     }
                     Some(_) => continue,
                 };
-                closed += directory.disconnect_user(Some(&hub.name), &old.name, reason);
+                closed += server.disconnect_user(Some(&hub.name), &old.name, reason);
             }
-            if let Some(wg) = running.plane.wireguard() {
-                for user in wg.set_peers(peers_of(hub)) {
-                    let reason = match hub.user(&user) {
-                        Some(_) => EndReason::WireguardKeyChanged,
-                        None => EndReason::UserRemoved,
-                    };
-                    closed += directory.disconnect_wireguard(&hub.name, &user, reason);
-                }
+            for user in running.handle.set_wireguard_peers(peers_of(hub)) {
+                let reason = match hub.user(&user) {
+                    Some(_) => EndReason::WireguardKeyChanged,
+                    None => EndReason::UserRemoved,
+                };
+                closed += server.disconnect_wireguard(&hub.name, &user, reason);
             }
             running.config.users = hub.users.clone();
         }
@@ -161,7 +152,7 @@ impl Appliance {
     pub fn hub_is_running(&self, name: &str) -> bool {
         self.hubs
             .get(&name.to_ascii_lowercase())
-            .is_some_and(|h| hub_plane_is_running(&h.plane))
+            .is_some_and(|h| h.handle.is_running())
     }
 
     /// Hands a running hub its new DHCP settings (leases that still fit
@@ -170,14 +161,12 @@ impl Appliance {
         let Some(running) = self.hubs.get_mut(&hub.name.to_ascii_lowercase()) else {
             return Ok(());
         };
-        if running.plane.is_closed() {
+        if running.handle.is_closed() {
             anyhow::bail!("hub {:?} is closed", hub.name);
         }
-        let dhcp = DhcpServerConfig::for_hub(hub);
-        running.plane.set_dhcp(dhcp);
-        if let Some(wg) = running.plane.wireguard() {
-            wg.set_addressing(addressing_of(hub));
-        }
+        running
+            .handle
+            .set_dhcp(DhcpServerConfig::for_hub(hub), addressing_of(hub));
         running.config.dhcp = hub.dhcp.clone();
         Ok(())
     }
@@ -188,7 +177,7 @@ impl Appliance {
         let Self { server, hubs, .. } = self;
         server.stop();
         for (_, hub) in hubs {
-            hub.plane.close();
+            hub.handle.close();
         }
     }
 }
@@ -243,38 +232,21 @@ pub fn load_certificate(
     }
 }
 
-fn users_of(hub: &ethergate_config::Hub) -> impl Iterator<Item = (String, [u8; 20])> + '_ {
-    hub.users
-        .iter()
-        .filter(|u| u.can_log_in())
-        .map(|u| (u.name.clone(), *u.password_hash.as_bytes()))
-}
-
-/// Each user's session limits: `[hub.limits]` with the user's overrides.
-fn limits_of(
-    hub: &ethergate_config::Hub,
-) -> impl Iterator<Item = (String, ethergate_config::SessionLimits)> + '_ {
-    hub.users.iter().map(|u| (u.name.clone(), u.limits))
-}
-
-/// A hub is running when it is open and a worker reads each of its tap
-/// queues (a tap read that failed for good stops its reader).
-pub fn hub_plane_is_running(plane: &HubPlane) -> bool {
-    let (reading, queues) = plane.tap_readers();
-    !plane.is_closed() && reading == queues
-}
-
-fn register(directory: &Directory, running: &RunningHub) {
-    directory.add_hub(
-        &running.config.name,
-        users_of(&running.config),
-        Arc::clone(&running.plane),
-    );
-    // At start this runs before the listeners do. For a hub a reload adds,
-    // a login in the microseconds between the two calls would get the
-    // built-in default limits instead of the hub's.
-    if let Some(entry) = directory.hub(&running.config.name) {
-        entry.set_limits(limits_of(&running.config));
+/// Who may log in with a password (stored hash), and each user's session
+/// limits: `[hub.limits]` with the user's overrides.
+fn access_of(hub: &ethergate_config::Hub) -> HubAccess {
+    HubAccess {
+        users: hub
+            .users
+            .iter()
+            .filter(|u| u.can_log_in())
+            .map(|u| (u.name.clone(), *u.password_hash.as_bytes()))
+            .collect(),
+        limits: hub
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.limits))
+            .collect(),
     }
 }
 
@@ -322,45 +294,54 @@ fn start_hub(
         ..LinkConfig::default()
     })
     .with_context(|| format!("hub {:?}: configuring {bridge}", hub.name))?;
-    let dhcp = DhcpServerConfig::for_hub(hub);
-    let switch = Hub::new(hub.name.clone(), HubOptions::default(), dhcp);
+    let switch = Hub::new(
+        hub.name.clone(),
+        HubOptions::default(),
+        DhcpServerConfig::for_hub(hub),
+    );
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
     let lease_file = hub
         .dhcp
         .as_ref()
         .map(|_| state_dir.join(format!("leases-{}.txt", hub.name.to_ascii_lowercase())));
-    let mut switch = HubSwitch::new(switch, lease_file);
-    // No session may take over the tap's own MAC, even while the kernel
-    // has sent nothing from it.
-    switch.pin_bridge_mac(mac);
-    let mut plane = HubPlane::new(&hub.name, switch, tap.into_queues(), Arc::default())
-        .with_context(|| format!("hub {:?}: preparing its tap queues", hub.name))?;
-    if let Some(wg) = &hub.wireguard {
-        let key_path = wg.key_path(&hub.name, state_dir);
-        let private_key = crate::wireguard_key::load_or_generate(&key_path)
-            .with_context(|| format!("hub {:?}: WireGuard key {}", hub.name, key_path.display()))?;
-        let sockets = ethergate_server::wireguard::bind_sockets(wg.listen, workers)
-            .with_context(|| format!("hub {:?}: WireGuard listen {}", hub.name, wg.listen))?;
-        let setup = WireguardSetup {
-            listen: wg.listen,
-            private_key,
-            peers: peers_of(hub),
-            addressing: addressing_of(hub),
-        };
-        let endpoint = WireguardHub::new(&hub.name, setup, sockets);
+    let wireguard = match &hub.wireguard {
+        Some(wg) => {
+            let key_path = wg.key_path(&hub.name, state_dir);
+            let private_key =
+                crate::wireguard_key::load_or_generate(&key_path).with_context(|| {
+                    format!("hub {:?}: WireGuard key {}", hub.name, key_path.display())
+                })?;
+            Some(WireguardSetup {
+                listen: wg.listen,
+                private_key,
+                peers: peers_of(hub),
+                addressing: addressing_of(hub),
+            })
+        }
+        None => None,
+    };
+    let setup = HubSetup {
+        name: hub.name.clone(),
+        switch,
+        lease_file,
+        bridge_mac: mac,
+        tap_queues: tap.into_queues(),
+        wireguard,
+    };
+    let handle = HubHandle::start(setup, workers).with_context(|| format!("hub {:?}", hub.name))?;
+    if let (Some(wg), Some((public_key, peers))) = (&hub.wireguard, handle.wireguard_identity()) {
         info!(
             hub = hub.name,
             listen = %wg.listen,
-            public_key = %endpoint.public_key,
-            peers = endpoint.peer_count(),
+            public_key,
+            peers,
             "WireGuard endpoint up"
         );
-        plane = plane.with_wireguard(Arc::new(endpoint));
     }
     info!(hub = hub.name, bridge, address = %hub.bridge_address, "hub up");
     Ok(RunningHub {
-        plane: Arc::new(plane),
+        handle,
         config: hub.clone(),
     })
 }

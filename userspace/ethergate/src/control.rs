@@ -12,7 +12,7 @@ use ethergate_admin::model::{
 use ethergate_common::{DropReason, NatEvent, ProtoClass, Verdict};
 use ethergate_config::Config;
 use ethergate_dataplane::Dataplane;
-use ethergate_server::{directory::EndReason, ktls::KtlsSupport};
+use ethergate_server::{EndReason, HubSnapshot, KtlsSupport, WireguardSnapshot};
 use tracing::{info, warn};
 
 use crate::{appliance::Appliance, reload};
@@ -161,108 +161,68 @@ impl Control {
 
     /// Every hub of the running config is open and has its tap read.
     pub fn hubs_running(&self) -> bool {
-        self.appliance
-            .hubs
-            .values()
-            .all(|h| crate::appliance::hub_plane_is_running(&h.plane))
+        self.appliance.hubs.values().all(|h| h.handle.is_running())
     }
 
     pub fn disconnect(&self, session: &str) -> bool {
-        self.appliance.server.directory.disconnect(session)
+        self.appliance.server.disconnect(session)
     }
 
     /// Ends every session of `user` (on `hub`, or on any hub).
     pub fn disconnect_user(&self, hub: Option<&str>, user: &str) -> usize {
         self.appliance
             .server
-            .directory
             .disconnect_user(hub, user, EndReason::Disconnected)
     }
 
     pub fn status(&self) -> Status {
-        let server = &self.appliance.server;
-        let directory = &server.directory;
-        let stats = &server.stats;
+        let server = self.appliance.server.snapshot();
         let hubs: Vec<HubStatus> = self
             .appliance
             .hubs
             .values()
             .map(|running| {
-                let c = running.plane.counters.snapshot();
-                let entry = directory.hub(&running.config.name);
-                HubStatus {
-                    name: running.config.name.clone(),
-                    bridge: running.config.bridge.as_str().to_owned(),
-                    bridge_address: running.config.bridge_address.to_string(),
-                    users: entry.as_ref().map_or(0, |e| e.user_count()),
-                    sessions: entry.as_ref().map_or(0, |e| e.session_count()),
-                    mac_entries: c.mac_entries,
-                    dhcp_leases: c.dhcp_leases,
-                    dhcp_pool_size: running.config.dhcp.as_ref().map(|d| d.range.len()),
-                    from_sessions: traffic(c.from_sessions),
-                    to_sessions: traffic(c.to_sessions),
-                    from_bridge: traffic(c.from_bridge),
-                    to_bridge: traffic(c.to_bridge),
-                    session_frames_dropped: c.session_frames_dropped,
-                    to_sessions_other_worker: c.to_sessions_other_worker,
-                    tap_offload: c.tap_offload,
-                    bridge_reads: c.bridge_reads,
-                    bridge_writes: c.bridge_writes,
-                    frames_dropped: c
-                        .frames_dropped
-                        .into_iter()
-                        .map(|(reason, n)| (reason.to_owned(), n))
-                        .collect(),
-                    wireguard: running.plane.wireguard().map(|wg| wireguard_status(wg)),
-                }
+                let config = &running.config;
+                let snapshot = server
+                    .hubs
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(&config.name));
+                hub_status(config, snapshot)
             })
             .collect();
         let now = Instant::now();
-        let sessions = directory
-            .sessions()
-            .into_iter()
-            .map(|view| {
-                let s = &view.shared;
-                SessionStatus {
-                    name: s.session_name.clone(),
-                    hub: s.hub.name.clone(),
-                    user: s.user.clone(),
-                    client: s
-                        .wireguard
-                        .as_ref()
-                        .map_or(s.client, |link| link.endpoint())
-                        .to_string(),
-                    protocol: if s.wireguard.is_some() {
-                        "wireguard"
-                    } else {
-                        "softether"
-                    }
-                    .to_owned(),
-                    last_handshake_unix: s.wireguard.as_ref().map(|l| l.last_handshake_unix()),
-                    connections: s.connections(),
-                    max_connections: s.max_connections,
-                    age_secs: now.saturating_duration_since(s.established).as_secs(),
-                    orphaned: view.orphaned,
-                    worker: s.worker,
-                    received: traffic(s.counters.received.get()),
-                    sent: traffic(s.counters.sent.get()),
-                }
+        let sessions = server
+            .sessions
+            .iter()
+            .map(|s| SessionStatus {
+                name: s.name.clone(),
+                hub: s.hub.clone(),
+                user: s.user.clone(),
+                client: s.client.to_string(),
+                protocol: s.protocol.name().to_owned(),
+                last_handshake_unix: s.last_handshake_unix,
+                connections: s.connections,
+                max_connections: s.max_connections,
+                age_secs: now.saturating_duration_since(s.established).as_secs(),
+                orphaned: s.orphaned,
+                worker: s.worker,
+                received: traffic(s.received),
+                sent: traffic(s.sent),
             })
             .collect();
-        let logins_failed = stats
-            .logins_failed()
-            .into_iter()
-            .map(|(code, n)| (failure_reason(code), n))
+        let logins_failed = server
+            .logins_failed
+            .iter()
+            .map(|&(code, n)| (failure_reason(code), n))
             .chain(
-                stats
-                    .logins_throttled()
-                    .into_iter()
-                    .filter(|(_, n)| *n > 0)
-                    .map(|(why, n)| (why.name().to_owned(), n)),
+                server
+                    .logins_throttled
+                    .iter()
+                    .map(|&(why, n)| (why.to_owned(), n)),
             )
             .collect();
         let nat = self.nat_status();
-        let ready = self.readiness(&hubs);
+        let ready = self.readiness(&server.hubs, &hubs);
         Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
@@ -282,20 +242,9 @@ impl Control {
                     .map(ToString::to_string)
                     .collect(),
                 workers: server.workers,
-                tls_mode: server.tls_offload.mode().to_owned(),
-                tls_connections: {
-                    let t = server.tls_offload.counters.snapshot();
-                    [
-                        ("kernel", t.kernel),
-                        ("userspace", t.userspace),
-                        ("fell_back", t.fell_back),
-                        ("failed", t.failed),
-                    ]
-                    .into_iter()
-                    .map(|(mode, n)| (mode.to_owned(), n))
-                    .collect()
-                },
-                ktls: match &self.appliance.ktls {
+                tls_mode: server.tls_mode.to_owned(),
+                tls_connections: named(&server.tls_connections),
+                ktls: match &server.ktls {
                     KtlsSupport::Available => "the kernel offers the tls ULP".to_owned(),
                     KtlsSupport::Unavailable(why) => format!("kTLS unavailable: {why}"),
                 },
@@ -308,15 +257,10 @@ impl Control {
                         not_after: c.not_after,
                     }
                 }),
-                pending_handshakes: directory.admission.pending() as u64,
-                connections_refused: directory
-                    .admission
-                    .refusals()
-                    .into_iter()
-                    .map(|(why, n)| (why.name().to_owned(), n))
-                    .collect(),
-                write_timeouts: stats.write_timeouts(),
-                logins_ok: stats.logins_ok(),
+                pending_handshakes: server.pending_handshakes,
+                connections_refused: named(&server.connections_refused),
+                write_timeouts: server.write_timeouts,
+                logins_ok: server.logins_ok,
                 logins_failed,
             },
             hubs,
@@ -389,16 +333,19 @@ impl Control {
         Some(status)
     }
 
-    fn readiness(&self, hubs: &[HubStatus]) -> Readiness {
+    /// What keeps the appliance from doing its job: `running` is what the
+    /// server reports of its hubs, `hubs` what status shows of them.
+    fn readiness(&self, running: &[HubSnapshot], hubs: &[HubStatus]) -> Readiness {
         let mut problems = Vec::new();
-        for (name, running) in &self.appliance.hubs {
-            let (reading, queues) = running.plane.tap_readers();
-            if running.plane.is_closed() {
-                problems.push(format!("hub {name}: closed"));
-            } else if reading < queues {
-                problems.push(format!(
-                    "hub {name}: {reading} of its {queues} tap queues are being read"
-                ));
+        for name in self.appliance.hubs.keys() {
+            match running.iter().find(|h| h.name.eq_ignore_ascii_case(name)) {
+                None => problems.push(format!("hub {name}: not registered with the server")),
+                Some(hub) if hub.closed => problems.push(format!("hub {name}: closed")),
+                Some(hub) if hub.tap_queues_read < hub.tap_queues => problems.push(format!(
+                    "hub {name}: {} of its {} tap queues are being read",
+                    hub.tap_queues_read, hub.tap_queues
+                )),
+                Some(_) => {}
             }
         }
         for hub in hubs {
@@ -449,24 +396,53 @@ pub fn announce_generated_passwords(generated: &[ethergate_config::GeneratedPass
     }
 }
 
-fn wireguard_status(
-    wg: &ethergate_server::wireguard::WireguardHub,
-) -> ethergate_admin::WireguardStatus {
-    let c = &wg.counters;
+/// One hub as status shows it: its config, and what the server reports
+/// of it (nothing when the server no longer has it).
+fn hub_status(config: &ethergate_config::Hub, snapshot: Option<&HubSnapshot>) -> HubStatus {
+    let c = snapshot.map(|h| h.counts.clone()).unwrap_or_default();
+    HubStatus {
+        name: config.name.clone(),
+        bridge: config.bridge.as_str().to_owned(),
+        bridge_address: config.bridge_address.to_string(),
+        users: snapshot.map_or(0, |h| h.users),
+        sessions: snapshot.map_or(0, |h| h.sessions),
+        mac_entries: c.mac_entries,
+        dhcp_leases: c.dhcp_leases,
+        dhcp_pool_size: config.dhcp.as_ref().map(|d| d.range.len()),
+        from_sessions: traffic(c.from_sessions),
+        to_sessions: traffic(c.to_sessions),
+        from_bridge: traffic(c.from_bridge),
+        to_bridge: traffic(c.to_bridge),
+        session_frames_dropped: c.session_frames_dropped,
+        to_sessions_other_worker: c.to_sessions_other_worker,
+        tap_offload: c.tap_offload,
+        bridge_reads: c.bridge_reads,
+        bridge_writes: c.bridge_writes,
+        frames_dropped: named(&c.frames_dropped),
+        wireguard: snapshot
+            .and_then(|h| h.wireguard.as_ref())
+            .map(wireguard_status),
+    }
+}
+
+fn named(counts: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+    counts
+        .iter()
+        .map(|&(name, n)| (name.to_owned(), n))
+        .collect()
+}
+
+fn wireguard_status(wg: &WireguardSnapshot) -> ethergate_admin::WireguardStatus {
     ethergate_admin::WireguardStatus {
         listen: wg.listen.to_string(),
-        public_key: wg.public_key.to_base64(),
-        peers: wg.peer_count(),
-        handshakes: c.get(&c.handshakes),
-        cookie_replies: c.get(&c.cookie_replies),
-        keepalives_sent: c.get(&c.keepalives_sent),
-        packets_received: c.get(&c.packets_received),
-        packets_sent: c.get(&c.packets_sent),
-        send_errors: c.get(&c.send_errors),
-        drops: c
-            .drops()
-            .into_iter()
-            .map(|(reason, n)| (reason.to_owned(), n))
-            .collect(),
+        public_key: wg.public_key.clone(),
+        peers: wg.peers,
+        handshakes: wg.handshakes,
+        cookie_replies: wg.cookie_replies,
+        keepalives_sent: wg.keepalives_sent,
+        packets_received: wg.packets_received,
+        packets_sent: wg.packets_sent,
+        send_errors: wg.send_errors,
+        drops: named(&wg.drops),
     }
 }

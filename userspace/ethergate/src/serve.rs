@@ -98,7 +98,7 @@ pub fn run(
     let appliance = Appliance::start(&config).map_err(Failure::Runtime)?;
     info!(
         certificate = ?appliance.certificate,
-        tls = appliance.ktls.session_mode(),
+        tls = appliance.server.tls_mode(),
         "appliance running"
     );
     crate::appliance::log_certificate(&appliance.current_certificate);

@@ -213,10 +213,6 @@ impl Admission {
         }
     }
 
-    pub fn limits(&self) -> AdmissionLimits {
-        self.limits
-    }
-
     /// Takes a pending slot for a connection from `source`, or says why
     /// not. The slot is held until the [`Ticket`] is dropped.
     pub fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Ticket, Refusal> {
@@ -346,6 +342,7 @@ impl Ticket {
         }
     }
 
+    #[cfg(test)]
     pub fn is_evicted(&self) -> bool {
         self.evicted.is_closed()
     }

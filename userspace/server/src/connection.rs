@@ -257,7 +257,7 @@ async fn read_loop(
             session
                 .hub
                 .plane
-                .from_session(session.port, &batch, worker.index, &mut buffers);
+                .switch_from_session(session.port, &batch, worker.index, &mut buffers);
             batch.clear();
         }
         let _ = wake.try_send(());

@@ -68,7 +68,7 @@ pub const NO_DHCP: u64 = u64::MAX;
 
 /// One hub's counters at one instant, as plain numbers (status, metrics).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HubSnapshot {
+pub struct HubCounts {
     /// (frames, bytes) each way.
     pub from_sessions: (u64, u64),
     pub to_sessions: (u64, u64),
@@ -104,9 +104,9 @@ pub struct SwitchGauges {
 }
 
 impl HubCounters {
-    pub fn snapshot(&self) -> HubSnapshot {
+    pub fn snapshot(&self) -> HubCounts {
         let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
-        HubSnapshot {
+        HubCounts {
             from_sessions: self.from_sessions.get(),
             to_sessions: self.to_sessions.get(),
             from_bridge: self.from_bridge.get(),

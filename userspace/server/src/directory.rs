@@ -25,6 +25,7 @@ use ethergate_proto::{Authenticator, ErrorCode, LoginRequest, SessionGrant, Welc
 use crate::{
     admission::{Admission, AdmissionLimits},
     counters::SessionCounters,
+    hub_handle::HubAccess,
     hub_plane::{HubPlane, PortId, SessionPolicy},
     login_throttle::{LoginThrottle, ThrottleConfig},
     outbox::Outbox,
@@ -57,6 +58,7 @@ impl HubEntry {
         self.read_users().len()
     }
 
+    #[cfg(test)]
     pub fn has_user(&self, name: &str) -> bool {
         self.read_users().contains_key(&name.to_ascii_lowercase())
     }
@@ -95,6 +97,7 @@ impl HubEntry {
             .unwrap_or_default()
     }
 
+    #[cfg(test)]
     /// Sessions `user` holds (reserved or open).
     pub fn user_session_count(&self, user: &str) -> u32 {
         self.lock_user_sessions()
@@ -337,29 +340,25 @@ impl Directory {
         }
     }
 
-    /// Registers a hub with its users (name, stored hash) and data plane,
-    /// and hands the plane to every worker. Replaces a hub of that name.
-    pub fn add_hub(
-        &self,
-        name: &str,
-        users: impl IntoIterator<Item = (String, [u8; 20])>,
-        plane: Arc<HubPlane>,
-    ) {
+    /// Registers a hub with its users and their limits, and hands its
+    /// data plane to every worker. Replaces a hub of that name.
+    pub fn add_hub(&self, plane: &Arc<HubPlane>, access: HubAccess) {
         let entry = HubEntry {
-            name: name.to_owned(),
-            users: RwLock::new(lowercase_keys(users)),
-            plane: Arc::clone(&plane),
+            name: plane.name.clone(),
+            users: RwLock::new(lowercase_keys(access.users)),
+            plane: Arc::clone(plane),
             sessions: AtomicUsize::new(0),
             limits: RwLock::default(),
             user_sessions: Mutex::default(),
         };
+        entry.set_limits(access.limits);
         // Under the workers' lock: a worker registering now sees either
         // the hub in the map or the hub on its channel, never neither.
         let workers = self.lock_workers();
         self.write_hubs()
-            .insert(name.to_ascii_lowercase(), Arc::new(entry));
+            .insert(plane.name.to_ascii_lowercase(), Arc::new(entry));
         for worker in workers.iter() {
-            let _ = worker.try_send(Arc::clone(&plane));
+            let _ = worker.try_send(Arc::clone(plane));
         }
     }
 
@@ -505,6 +504,7 @@ impl Directory {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    #[cfg(test)]
     pub fn session_count(&self) -> usize {
         self.total_sessions.load(Ordering::Relaxed)
     }
@@ -791,13 +791,20 @@ mod tests {
         Arc::new(HubPlane::new("Hub1", switch, Vec::new(), Arc::default()).expect("no taps"))
     }
 
+    fn access(users: Vec<(String, [u8; 20])>) -> HubAccess {
+        HubAccess {
+            users,
+            limits: Vec::new(),
+        }
+    }
+
     fn directory() -> (Directory, Arc<HubEntry>) {
         let dir = Directory::new(Limits {
             max_sessions: 2,
             max_sessions_per_hub: 1,
             ..Limits::default()
         });
-        dir.add_hub("Hub1", [("Alice".to_owned(), [0u8; 20])], plane());
+        dir.add_hub(&plane(), access(vec![("Alice".to_owned(), [0u8; 20])]));
         let hub = dir.hub("HUB1").expect("case-insensitive hub lookup");
         (dir, hub)
     }
@@ -865,7 +872,7 @@ mod tests {
     #[test]
     fn per_user_limits_cap_sessions_and_connections_and_reach_the_hub() {
         let dir = Directory::new(Limits::default());
-        dir.add_hub("Hub1", [], plane());
+        dir.add_hub(&plane(), access(Vec::new()));
         let hub = dir.hub("hub1").expect("hub");
         let alice = ethergate_config::SessionLimits {
             max_sessions_per_user: 2,
@@ -907,7 +914,7 @@ mod tests {
     fn max_connections_policy_caps_the_grant() {
         let dir = Directory::new(Limits::default());
         let hash = ethergate_proto::password::hash_password("pw", "alice");
-        dir.add_hub("Hub1", [("alice".to_owned(), hash)], plane());
+        dir.add_hub(&plane(), access(vec![("alice".to_owned(), hash)]));
         let hub = dir.hub("hub1").expect("hub");
         hub.set_limits([(
             "alice".to_owned(),

@@ -295,11 +295,13 @@ impl HubPlane {
         debug!(hub = self.name, port = port.0, "port detached");
     }
 
+    #[cfg(test)]
     /// Whether `port` is attached (tests, status).
     pub fn has_port(&self, port: PortId) -> bool {
         self.lock().sessions.contains_key(&port)
     }
 
+    #[cfg(test)]
     /// The switch's policy for an attached port.
     pub fn port_policy(&self, port: PortId) -> Option<ethergate_hub::PortPolicy> {
         self.lock().switch.hub().policy(port).copied()
@@ -382,7 +384,7 @@ impl HubPlane {
     /// Frames a session sent into the hub, switched on the calling worker:
     /// frames for the bridge are written to tap queue `queue` (the
     /// worker's own), frames for sessions are queued in their outboxes.
-    pub fn from_session(
+    pub fn switch_from_session(
         &self,
         port: PortId,
         frames: &Frames,
@@ -427,7 +429,7 @@ impl HubPlane {
     /// Reads the tap made, switched on the calling worker: each read is a
     /// frame, or (offload on) a virtio-net header and a frame that may
     /// stand for many segments. `reads` are the filled buffers.
-    pub fn from_bridge<'r>(
+    pub fn switch_from_bridge<'r>(
         &self,
         reads: impl Iterator<Item = &'r mut [u8]>,
         queue: usize,
@@ -650,12 +652,12 @@ mod tests {
                 broadcast_frame(MacAddr([0x02, 0x33, 0, 0, hi, lo]))
             })
             .collect();
-        plane.from_session(PortId(1), &batch(&flood), 0, &mut buffers);
+        plane.switch_from_session(PortId(1), &batch(&flood), 0, &mut buffers);
         let spoof = [
             broadcast_frame(MacAddr([0x02, 0x33, 0, 0, 0, 0])),
             broadcast_frame(tap),
         ];
-        plane.from_session(PortId(2), &batch(&spoof), 1, &mut buffers);
+        plane.switch_from_session(PortId(2), &batch(&spoof), 1, &mut buffers);
         let counters = &plane.counters;
         assert_eq!(dropped(counters, FrameDrop::MacLimit), 300 - 16);
         assert_eq!(dropped(counters, FrameDrop::MacSpoof), 2);
@@ -675,7 +677,7 @@ mod tests {
         // A detached port gets nothing more, and its frames are refused.
         plane.detach(PortId(2));
         assert!(outboxes[1].is_closed());
-        plane.from_session(PortId(1), &batch(&flood[..1]), 0, &mut buffers);
+        plane.switch_from_session(PortId(1), &batch(&flood[..1]), 0, &mut buffers);
         assert_eq!(plane.counters.to_sessions.get().0, 16);
     }
 
@@ -744,7 +746,7 @@ mod tests {
             let mut buffers = SwitchBuffers::default();
             for i in 0..sessions {
                 let port = i as u64 + 1;
-                plane.from_session(PortId(port), &batch(&[broadcast_frame(session_mac(port))]), 0, &mut buffers);
+                plane.switch_from_session(PortId(port), &batch(&[broadcast_frame(session_mac(port))]), 0, &mut buffers);
             }
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let keeper = {
@@ -783,7 +785,7 @@ mod tests {
                                     sent.push((from, Some(to_port), seq));
                                 }
                             }
-                            plane.from_session(PortId(from), &batch(&frames), w, &mut buffers);
+                            plane.switch_from_session(PortId(from), &batch(&frames), w, &mut buffers);
                         }
                         sent
                     })

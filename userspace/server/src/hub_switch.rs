@@ -193,6 +193,7 @@ impl HubSwitch {
         }
     }
 
+    #[cfg(test)]
     /// The switch itself, for tests and status.
     pub fn hub(&self) -> &Hub {
         &self.hub

@@ -12,21 +12,41 @@
 mod admission;
 pub mod certificate;
 mod connection;
-pub mod counters;
-pub mod directory;
-pub mod hub_plane;
-pub mod hub_switch;
-pub mod ktls;
+mod counters;
+mod directory;
+mod hub_handle;
 mod login_throttle;
-mod outbox;
 pub mod privileges;
 mod read_sizer;
+mod snapshot;
 mod tap_reader;
 pub mod tls;
-pub mod transport;
-pub mod wireguard;
 mod worker;
 mod worker_context;
+
+// The data path's parts, public only for the benchmarks and the kTLS
+// tests (feature `internals`); the appliance uses the API below.
+#[cfg(feature = "internals")]
+pub mod hub_plane;
+#[cfg(not(feature = "internals"))]
+mod hub_plane;
+#[cfg(feature = "internals")]
+pub mod hub_switch;
+#[cfg(not(feature = "internals"))]
+mod hub_switch;
+#[cfg(feature = "internals")]
+pub mod ktls;
+#[cfg(not(feature = "internals"))]
+mod ktls;
+#[cfg(feature = "internals")]
+pub mod outbox;
+#[cfg(not(feature = "internals"))]
+mod outbox;
+#[cfg(feature = "internals")]
+pub mod transport;
+#[cfg(not(feature = "internals"))]
+mod transport;
+mod wireguard;
 
 use std::{
     net::SocketAddr,
@@ -35,13 +55,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use admission::{Admission, AdmissionLimits, Refusal};
-pub use counters::Stats;
-pub use directory::{Directory, Limits};
-pub use login_throttle::{ThrottleConfig, ThrottleReason};
-pub use outbox::{LaneId, Outbox};
+pub use admission::AdmissionLimits;
+pub use counters::HubCounts;
+pub use directory::{EndReason, Limits};
+pub use hub_handle::{HubAccess, HubError, HubHandle, HubSetup};
+pub use ktls::{KtlsSupport, OffloadPolicy};
+pub use login_throttle::ThrottleConfig;
+pub use snapshot::{
+    HubSnapshot, ServerSnapshot, SessionProtocol, SessionSnapshot, WireguardSnapshot,
+};
+pub use wireguard::{Addressing, PeerSetup, WireguardSetup};
 pub use worker::worker_for_source;
 pub use worker_context::system_random;
+
+use counters::Stats;
+use directory::Directory;
 
 /// How long [`RunningServer::stop`] waits for the connections of the
 /// sessions it ends to close (each sends close_notify and FIN).
@@ -59,7 +87,7 @@ pub enum ServerError {
     Thread(#[source] std::io::Error),
 }
 
-/// What the listeners need; hubs are registered in the [`Directory`].
+/// What the listeners need.
 pub struct ListenerSetup {
     pub listen: Vec<SocketAddr>,
     /// Worker threads; 0 means one per available core.
@@ -68,49 +96,55 @@ pub struct ListenerSetup {
     pub proto: ethergate_proto::ServerConfig,
 }
 
+impl ListenerSetup {
+    /// The worker threads this setup starts.
+    pub fn workers(&self) -> usize {
+        if self.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.workers
+        }
+    }
+}
+
 /// Running listeners; dropping it (or [`RunningServer::stop`]) stops them.
 pub struct RunningServer {
     stop: Option<async_channel::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
     reaper: Option<(std::sync::mpsc::Sender<()>, JoinHandle<()>)>,
-    pub stats: Arc<Stats>,
-    pub directory: Arc<Directory>,
-    pub workers: usize,
+    stats: Arc<Stats>,
+    directory: Arc<Directory>,
+    workers: usize,
     /// TLS mode (kernel or userspace) and per-connection outcome counters.
-    pub tls_offload: Arc<ktls::Offload>,
+    tls_offload: Arc<ktls::Offload>,
 }
 
 impl RunningServer {
-    /// Binds every address once per worker (SO_REUSEPORT), then starts the
-    /// workers. Bind errors are returned before anything runs. Sessions run
-    /// TLS in userspace (rustls) unless `ETHERGATE_KTLS` says `auto` (kernel
-    /// TLS where the kernel offers it) or `always` (tried on every
-    /// connection, falling back per connection): kernel TLS has not carried
-    /// a session end to end on a kernel we test on (and ends a connection
-    /// at a TLS 1.3 KeyUpdate), so it is opt-in until proven (decision
-    /// 0002, docs/operator.md).
-    pub fn start(setup: ListenerSetup, directory: Arc<Directory>) -> Result<Self, ServerError> {
-        let policy = match std::env::var("ETHERGATE_KTLS").as_deref() {
-            Ok("auto") => ktls::OffloadPolicy::Auto,
-            Ok("always") => ktls::OffloadPolicy::Always,
-            _ => ktls::OffloadPolicy::Never,
-        };
-        Self::start_with_offload(setup, directory, policy)
-    }
-
-    /// [`RunningServer::start`] with an explicit kTLS offload policy.
-    pub fn start_with_offload(
+    /// Registers `hubs`, binds every address once per worker
+    /// (SO_REUSEPORT), then starts the workers. Bind errors are returned
+    /// before anything runs. Sessions run TLS in userspace (rustls) unless
+    /// `ETHERGATE_KTLS` says `auto` (kernel TLS where the kernel offers it)
+    /// or `always` (tried on every connection, falling back per
+    /// connection): kernel TLS has not carried a session end to end on a
+    /// kernel we test on (and ends a connection at a TLS 1.3 KeyUpdate), so
+    /// it is opt-in until proven (decision 0002, docs/operator.md).
+    pub fn start(
         setup: ListenerSetup,
-        directory: Arc<Directory>,
-        policy: ktls::OffloadPolicy,
+        limits: Limits,
+        hubs: impl IntoIterator<Item = (HubHandle, HubAccess)>,
     ) -> Result<Self, ServerError> {
+        let policy = match std::env::var("ETHERGATE_KTLS").as_deref() {
+            Ok("auto") => OffloadPolicy::Auto,
+            Ok("always") => OffloadPolicy::Always,
+            _ => OffloadPolicy::Never,
+        };
+        let directory = Directory::new(limits);
+        for (hub, access) in hubs {
+            directory.add_hub(&hub.plane, access);
+        }
         let offload = Arc::new(ktls::Offload::new(policy, ktls::probe()));
         let tls = offload.server_config(Arc::clone(&setup.tls));
-        let workers = if setup.workers == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            setup.workers
-        };
+        let workers = setup.workers();
         let mut per_worker = Vec::with_capacity(workers);
         for _ in 0..workers {
             let mut listeners = Vec::with_capacity(setup.listen.len());
@@ -131,6 +165,7 @@ impl RunningServer {
                 }
             }
         }
+        let directory = Arc::new(directory);
         let stats = Arc::new(Stats::default());
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         let mut threads = Vec::with_capacity(workers);
@@ -160,6 +195,103 @@ impl RunningServer {
             workers,
             tls_offload: offload,
         })
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Whether the kernel offers TLS offload (probed at start).
+    pub fn ktls_support(&self) -> &KtlsSupport {
+        &self.tls_offload.support
+    }
+
+    /// The TLS mode new sessions run in: "kernel" or "userspace".
+    pub fn tls_mode(&self) -> &'static str {
+        self.tls_offload.mode()
+    }
+
+    /// Registers a hub a reload added with its users, and hands it to
+    /// every worker (they start reading its tap queues). Replaces a hub of
+    /// that name.
+    pub fn add_hub(&self, hub: &HubHandle, access: HubAccess) {
+        self.directory.add_hub(&hub.plane, access);
+    }
+
+    /// Removes a hub (a reload): its sessions close, new logins to it get
+    /// "hub not found", the workers stop reading its tap.
+    pub fn remove_hub(&self, name: &str) {
+        self.directory.remove_hub(name);
+    }
+
+    /// Replaces a hub's users and their limits (a reload). Sessions are not
+    /// touched here: end the ones whose user went or changed password with
+    /// [`Self::disconnect_user`]. False when there is no such hub.
+    pub fn set_access(&self, hub: &str, access: HubAccess) -> bool {
+        let Some(entry) = self.directory.hub(hub) else {
+            return false;
+        };
+        entry.set_users(access.users);
+        entry.set_limits(access.limits);
+        true
+    }
+
+    /// Ends the session called `name` (case-insensitive, as SoftEther
+    /// shows names upper-case); false if there is none.
+    pub fn disconnect(&self, session: &str) -> bool {
+        self.directory.disconnect(session)
+    }
+
+    /// Ends the sessions of `user` on `hub`, or on every hub when `hub` is
+    /// `None`; returns how many.
+    pub fn disconnect_user(&self, hub: Option<&str>, user: &str, reason: EndReason) -> usize {
+        self.directory.disconnect_user(hub, user, reason)
+    }
+
+    /// Ends the WireGuard sessions of `user` on `hub` (its key or address
+    /// changed); returns how many.
+    pub fn disconnect_wireguard(&self, hub: &str, user: &str, reason: EndReason) -> usize {
+        self.directory.disconnect_wireguard(hub, user, reason)
+    }
+
+    /// Everything status shows, at this instant.
+    pub fn snapshot(&self) -> ServerSnapshot {
+        let t = self.tls_offload.counters.snapshot();
+        let stats = &self.stats;
+        let directory = &self.directory;
+        ServerSnapshot {
+            workers: self.workers,
+            tls_mode: self.tls_offload.mode(),
+            ktls: self.tls_offload.support.clone(),
+            tls_connections: [
+                ("kernel", t.kernel),
+                ("userspace", t.userspace),
+                ("fell_back", t.fell_back),
+                ("failed", t.failed),
+            ],
+            pending_handshakes: directory.admission.pending() as u64,
+            connections_refused: directory
+                .admission
+                .refusals()
+                .into_iter()
+                .map(|(why, n)| (why.name(), n))
+                .collect(),
+            write_timeouts: stats.write_timeouts(),
+            logins_ok: stats.logins_ok(),
+            logins_failed: stats.logins_failed(),
+            logins_throttled: stats
+                .logins_throttled()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(why, n)| (why.name(), n))
+                .collect(),
+            hubs: directory
+                .hubs()
+                .iter()
+                .map(|entry| snapshot::hub(directory, &entry.plane))
+                .collect(),
+            sessions: directory.sessions().iter().map(snapshot::session).collect(),
+        }
     }
 
     /// Stops accepting and drops every connection; returns when all worker

@@ -257,6 +257,7 @@ impl LoginThrottle {
         delay
     }
 
+    #[cfg(test)]
     /// Records tracked now (sources, user names): for tests and status.
     pub fn tracked(&self) -> (usize, usize) {
         (self.sources.map.len(), self.users.map.len())

@@ -328,10 +328,12 @@ impl Outbox {
         }
     }
 
+    #[cfg(test)]
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }
 
+    #[cfg(test)]
     /// Frames dropped so far because their lane was full.
     pub fn dropped_frames(&self) -> u64 {
         self.lock().dropped_frames

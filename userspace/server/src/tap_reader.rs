@@ -79,7 +79,7 @@ pub async fn run(plane: Arc<HubPlane>, queue: TapQueue, worker: Rc<Worker>) {
                 let reads = std::iter::once(first.as_mut_slice())
                     .chain(more.iter_mut().zip(&filled).map(|(buf, &n)| &mut buf[..n]));
                 let mut buffers = worker.switch_buffers.borrow_mut();
-                plane.from_bridge(reads, worker.index, &mut buffers);
+                plane.switch_from_bridge(reads, worker.index, &mut buffers);
             }
             Err(e) => {
                 warn!(hub = plane.name, queue = index, "tap read: {e}");

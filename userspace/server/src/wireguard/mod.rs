@@ -77,15 +77,13 @@ pub const UNDER_LOAD_INITIATIONS_PER_SEC: u64 = 1_000;
 /// A peer's endpoint and last handshake, shared with its session so
 /// status shows where the peer is now.
 pub struct PeerLink {
-    pub public_key: PublicKey,
     endpoint: Mutex<Option<SocketAddr>>,
     last_handshake_unix: AtomicU64,
 }
 
 impl PeerLink {
-    fn new(public_key: PublicKey) -> Self {
+    fn new() -> Self {
         Self {
-            public_key,
             endpoint: Mutex::new(None),
             last_handshake_unix: AtomicU64::new(0),
         }
@@ -159,7 +157,7 @@ impl WgPeer {
         });
         Self {
             static_shared: identity.static_shared(&setup.public_key).ok(),
-            link: Arc::new(PeerLink::new(setup.public_key)),
+            link: Arc::new(PeerLink::new()),
             state: Mutex::new(PeerState {
                 peer: Peer::new(setup.public_key, [0; 32]),
                 port,

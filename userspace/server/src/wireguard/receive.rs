@@ -182,7 +182,7 @@ impl Burst {
         if !self.frames.is_empty() {
             session.counters.received.add_batch(&self.frames);
             let mut buffers = worker.switch_buffers.borrow_mut();
-            plane.from_session(session.port, &self.frames, worker.index, &mut buffers);
+            plane.switch_from_session(session.port, &self.frames, worker.index, &mut buffers);
         }
         self.frames.clear();
     }

@@ -253,7 +253,7 @@ pub(crate) async fn run(
         retired.clear();
         if !to_hub.is_empty() {
             let mut buffers = worker.switch_buffers.borrow_mut();
-            plane.from_session(session.port, &to_hub, worker.index, &mut buffers);
+            plane.switch_from_session(session.port, &to_hub, worker.index, &mut buffers);
             drop(buffers);
             to_hub.clear();
         }
