@@ -46,6 +46,14 @@ locals {
     Application = "ethergate"
     Version     = var.version
   }
+  # The dist_dir subdirectory (Rust's name for the architecture) each
+  # source's binary comes from.
+  dist_arch = {
+    al2023_x86_64   = "x86_64"
+    debian12_x86_64 = "x86_64"
+    al2023_arm64    = "aarch64"
+    debian12_arm64  = "aarch64"
+  }
 }
 
 source "amazon-ebs" "al2023_x86_64" {
@@ -121,10 +129,14 @@ source "amazon-ebs" "debian12_arm64" {
   }
 }
 
-# One build per architecture, so each image gets its own binary.
+# One build for the four images; each takes the binary of its architecture.
 build {
-  name    = "x86_64"
-  sources = ["source.amazon-ebs.al2023_x86_64", "source.amazon-ebs.debian12_x86_64"]
+  sources = [
+    "source.amazon-ebs.al2023_x86_64",
+    "source.amazon-ebs.debian12_x86_64",
+    "source.amazon-ebs.al2023_arm64",
+    "source.amazon-ebs.debian12_arm64",
+  ]
 
   provisioner "shell" {
     inline = ["mkdir -p /tmp/ethergate"]
@@ -132,42 +144,7 @@ build {
   # The binary and its .deb (cargo xtask deb): Debian installs the package,
   # Amazon Linux the binary.
   provisioner "file" {
-    source      = "${var.dist_dir}/x86_64/"
-    destination = "/tmp/ethergate/"
-  }
-  provisioner "file" {
-    source      = "${var.deploy_dir}/setup-system.sh"
-    destination = "/tmp/ethergate/setup-system.sh"
-  }
-  provisioner "file" {
-    source      = "${var.deploy_dir}/systemd/ethergate.service"
-    destination = "/tmp/ethergate/ethergate.service"
-  }
-  provisioner "file" {
-    source      = "${var.deploy_dir}/ethergate.toml"
-    destination = "/tmp/ethergate/ethergate.toml"
-  }
-  provisioner "file" {
-    source      = "${var.docs_dir}/operator.md"
-    destination = "/tmp/ethergate/operator.md"
-  }
-  provisioner "shell" {
-    script          = "${var.deploy_dir}/provision.sh"
-    execute_command = "chmod +x {{ .Path }}; sudo sh {{ .Path }} /tmp/ethergate"
-  }
-}
-
-build {
-  name    = "arm64"
-  sources = ["source.amazon-ebs.al2023_arm64", "source.amazon-ebs.debian12_arm64"]
-
-  provisioner "shell" {
-    inline = ["mkdir -p /tmp/ethergate"]
-  }
-  # The binary and its .deb (cargo xtask deb): Debian installs the package,
-  # Amazon Linux the binary.
-  provisioner "file" {
-    source      = "${var.dist_dir}/aarch64/"
+    source      = "${var.dist_dir}/${local.dist_arch[source.name]}/"
     destination = "/tmp/ethergate/"
   }
   provisioner "file" {

@@ -172,6 +172,20 @@ impl<'t> SoftEtherClient<'t> {
         self.vpncmd(&["AccountDelete", name]).map(drop)
     }
 
+    /// [`Self::account_create`] with a standard (hashed) password.
+    pub fn account_create_with_password(
+        &self,
+        name: &str,
+        server: &str,
+        hub: &str,
+        user: &str,
+        password: &str,
+        nic: &str,
+    ) -> Result<()> {
+        self.account_create(name, server, hub, user, nic)?;
+        self.account_password_set(name, password, PasswordKind::Standard)
+    }
+
     pub fn account_password_set(
         &self,
         name: &str,

@@ -41,11 +41,8 @@ fn real_client_connects_to_real_server_and_gets_dhcp_with_routes() {
     let tap = client.nic_create("vpn0").expect("NicCreate vpn0");
     assert_eq!(tap, "vpn_vpn0");
     client
-        .account_create("acc", SERVER, "TEST", "alice", "vpn0")
-        .expect("AccountCreate");
-    client
-        .account_password_set("acc", "secret", PasswordKind::Standard)
-        .expect("AccountPasswordSet");
+        .account_create_with_password("acc", SERVER, "TEST", "alice", "secret", "vpn0")
+        .expect("AccountCreate with a password");
 
     let started = Instant::now();
     client.account_connect("acc").expect("AccountConnect");
@@ -152,11 +149,8 @@ fn wrong_password_is_code_9_and_unknown_hub_is_code_8() {
     client.nic_create("vpn0").expect("NicCreate vpn0");
 
     client
-        .account_create("badpw", SERVER, "TEST", "alice", "vpn0")
-        .expect("AccountCreate badpw");
-    client
-        .account_password_set("badpw", "wrong", PasswordKind::Standard)
-        .expect("AccountPasswordSet");
+        .account_create_with_password("badpw", SERVER, "TEST", "alice", "wrong", "vpn0")
+        .expect("AccountCreate with a password");
     let err = failed_attempt(&client, "badpw");
     assert!(
         matches!(err, SoftEtherError::ConnectFailed { code: Some(9), .. }),
@@ -165,11 +159,8 @@ fn wrong_password_is_code_9_and_unknown_hub_is_code_8() {
     assert_eq!(refusal_codes(&client, "badpw"), vec![9]);
 
     client
-        .account_create("nohub", SERVER, "NOPE", "alice", "vpn0")
-        .expect("AccountCreate nohub");
-    client
-        .account_password_set("nohub", "secret", PasswordKind::Standard)
-        .expect("AccountPasswordSet");
+        .account_create_with_password("nohub", SERVER, "NOPE", "alice", "secret", "vpn0")
+        .expect("AccountCreate with a password");
     let err = failed_attempt(&client, "nohub");
     assert!(
         matches!(err, SoftEtherError::ConnectFailed { code: Some(8), .. }),
@@ -254,11 +245,8 @@ fn local_bridge_carries_client_traffic_to_a_lan() {
     let client = SoftEtherClient::start(&topo, "client").expect("start vpnclient");
     let tap = client.nic_create("vpn0").expect("NicCreate vpn0");
     client
-        .account_create("acc", SERVER, "TEST", "alice", "vpn0")
-        .expect("AccountCreate");
-    client
-        .account_password_set("acc", "secret", PasswordKind::Standard)
-        .expect("AccountPasswordSet");
+        .account_create_with_password("acc", SERVER, "TEST", "alice", "secret", "vpn0")
+        .expect("AccountCreate with a password");
     client.account_connect("acc").expect("AccountConnect");
     client
         .wait_connected("acc", CONNECT_TIMEOUT)

@@ -176,60 +176,13 @@ impl<R: RandomSource> ClientConnection<R> {
         c
     }
 
-    pub fn is_established(&self) -> bool {
-        self.core.is_established()
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
-    /// Receive counters of the data phase (`None` before or after it).
-    pub fn tunnel_stats(&self) -> Option<crate::tunnel::TunnelStats> {
-        self.core.tunnel_stats()
-    }
-
-    pub fn transmit(&self) -> &[u8] {
-        self.core.transmit()
-    }
-
-    pub fn consume_transmit(&mut self, n: usize) {
-        self.core.consume_transmit(n);
-    }
-
-    pub fn drain_transmit(&mut self, dst: &mut Vec<u8>) {
-        self.core.drain_transmit(dst);
-    }
-
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.core.poll_event()
-    }
-
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.core.poll_timeout()
-    }
-
-    pub fn handle_timeout(&mut self, now: Timestamp) {
-        self.core.handle_timeout(now);
-    }
-
-    pub fn close_local(&mut self) {
-        self.core.close(CloseReason::Local);
-    }
+    crate::endpoint::endpoint_methods!(ClientEvent);
 
     fn fail(&mut self, e: HandshakeError) {
         match e {
             HandshakeError::Remote(code) => self.core.close(CloseReason::Refused(code)),
             e => self.core.close(CloseReason::Handshake(e)),
         }
-    }
-
-    /// Queue `frames` as one batch (data phase only).
-    pub fn send_frames<'a, I>(&mut self, now: Timestamp, frames: I) -> u32
-    where
-        I: IntoIterator<Item = &'a [u8]>,
-    {
-        self.core.send_frames(now, frames)
     }
 
     /// Feed bytes from the server; frames of the data phase go to `frames`.

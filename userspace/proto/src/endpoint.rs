@@ -18,6 +18,70 @@ use crate::rng::RandomSource;
 use crate::time::Timestamp;
 use crate::tunnel::{Tunnel, TunnelStats};
 
+/// The public methods both roles' connection types have, each handing the
+/// call to the shared [`Endpoint`] in their `core` field. `$event` is the
+/// role's event type. Used inside an `impl` block.
+macro_rules! endpoint_methods {
+    ($event:ty) => {
+        pub fn is_established(&self) -> bool {
+            self.core.is_established()
+        }
+
+        pub fn is_closed(&self) -> bool {
+            self.core.is_closed()
+        }
+
+        /// Receive counters of the data phase (`None` before or after it).
+        pub fn tunnel_stats(&self) -> Option<crate::tunnel::TunnelStats> {
+            self.core.tunnel_stats()
+        }
+
+        /// Bytes waiting to be written to the TLS stream.
+        pub fn transmit(&self) -> &[u8] {
+            self.core.transmit()
+        }
+
+        /// Mark the first `n` transmit bytes as written.
+        pub fn consume_transmit(&mut self, n: usize) {
+            self.core.consume_transmit(n);
+        }
+
+        /// Move all pending transmit bytes to the end of `dst`.
+        pub fn drain_transmit(&mut self, dst: &mut Vec<u8>) {
+            self.core.drain_transmit(dst);
+        }
+
+        pub fn poll_event(&mut self) -> Option<$event> {
+            self.core.poll_event()
+        }
+
+        /// Next instant `handle_timeout` must run, if any.
+        pub fn poll_timeout(&self) -> Option<crate::time::Timestamp> {
+            self.core.poll_timeout()
+        }
+
+        pub fn handle_timeout(&mut self, now: crate::time::Timestamp) {
+            self.core.handle_timeout(now);
+        }
+
+        /// Close locally (e.g. the socket hit EOF). Emits `Closed(Local)`
+        /// once.
+        pub fn close_local(&mut self) {
+            self.core.close(crate::close::CloseReason::Local);
+        }
+
+        /// Queue `frames` as one batch (data phase only); returns how many
+        /// were queued.
+        pub fn send_frames<'a, I>(&mut self, now: crate::time::Timestamp, frames: I) -> u32
+        where
+            I: IntoIterator<Item = &'a [u8]>,
+        {
+            self.core.send_frames(now, frames)
+        }
+    };
+}
+pub(crate) use endpoint_methods;
+
 /// Where a connection is: in its role's handshake step `H`, in the data
 /// phase, or done.
 #[derive(Debug)]

@@ -154,51 +154,7 @@ impl<R: RandomSource> ServerConnection<R> {
         &self.random
     }
 
-    pub fn is_established(&self) -> bool {
-        self.core.is_established()
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
-    /// Receive counters of the data phase (`None` before or after it).
-    pub fn tunnel_stats(&self) -> Option<crate::tunnel::TunnelStats> {
-        self.core.tunnel_stats()
-    }
-
-    /// Bytes waiting to be written to the TLS stream.
-    pub fn transmit(&self) -> &[u8] {
-        self.core.transmit()
-    }
-
-    /// Mark the first `n` transmit bytes as written.
-    pub fn consume_transmit(&mut self, n: usize) {
-        self.core.consume_transmit(n);
-    }
-
-    /// Move all pending transmit bytes to the end of `dst`.
-    pub fn drain_transmit(&mut self, dst: &mut Vec<u8>) {
-        self.core.drain_transmit(dst);
-    }
-
-    pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.core.poll_event()
-    }
-
-    /// Next instant `handle_timeout` must run, if any.
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.core.poll_timeout()
-    }
-
-    pub fn handle_timeout(&mut self, now: Timestamp) {
-        self.core.handle_timeout(now);
-    }
-
-    /// Close locally (e.g. the socket hit EOF). Emits `Closed(Local)` once.
-    pub fn close_local(&mut self) {
-        self.core.close(CloseReason::Local);
-    }
+    crate::endpoint::endpoint_methods!(ServerEvent);
 
     /// Feed bytes received from the peer. In the data phase, frames go to
     /// `frames`; before it, handshake progress shows up as events.
@@ -409,15 +365,6 @@ impl<R: RandomSource> ServerConnection<R> {
         if matches!(self.core.step(), Some(Step::AdditionalPending(_))) {
             self.refuse(now, code);
         }
-    }
-
-    /// Queue `frames` as one batch (data phase only); returns how many
-    /// were queued.
-    pub fn send_frames<'a, I>(&mut self, now: Timestamp, frames: I) -> u32
-    where
-        I: IntoIterator<Item = &'a [u8]>,
-    {
-        self.core.send_frames(now, frames)
     }
 
     /// Queue `pack` as an HTTP 200 response. False (and closed) if it does
