@@ -38,21 +38,7 @@ pub fn main() -> Result<()> {
     println!("    namespaces: {}", topo.namespace_names().join(", "));
 
     let site = std::env::temp_dir().join(format!("{}-www", topo.prefix()));
-    std::fs::create_dir_all(&site)?;
-    std::fs::write(site.join("index.html"), WEB_PAGE)?;
-    let site_arg = site.display().to_string();
-    let _web = topo.spawn(
-        "private",
-        &[
-            "busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "10.0.1.26:80",
-            "-h",
-            &site_arg,
-        ],
-    )?;
+    let _web = recipe::web_server(&topo, &site, WEB_PAGE)?;
 
     step(
         "ethergate serve in `nat`: the embedded default config, written to a file with its \

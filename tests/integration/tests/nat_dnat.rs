@@ -24,7 +24,7 @@ use common::{
 use ethergate_common::NatEvent;
 use ethergate_config::{DnatRule, L4Protocol, Nat, SnatRule, SnatTarget};
 use ethergate_dataplane::Dataplane;
-use ethergate_netns::{Endpoint, Topology};
+use ethergate_netns::{Endpoint, Topology, recipe};
 
 const PAGE: &str = "private web server says hello\n";
 
@@ -97,22 +97,7 @@ fn vpn_client_reaches_the_private_web_server_through_dnat() {
     assert_no_kernel_nat(&topo);
 
     let site = tempdir();
-    std::fs::write(site.join("index.html"), PAGE).expect("page");
-    let site_arg = site.display().to_string();
-    let _web = topo
-        .spawn(
-            "private",
-            &[
-                "busybox",
-                "httpd",
-                "-f",
-                "-p",
-                "10.0.1.26:80",
-                "-h",
-                &site_arg,
-            ],
-        )
-        .expect("web server");
+    let _web = recipe::web_server(&topo, &site, PAGE).expect("web server");
 
     // The recipe: the client asks the tap's address (or any address) for
     // port 80 and gets the private server's page.

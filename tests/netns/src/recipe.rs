@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use crate::{Endpoint, TopologyBuilder};
+use crate::{Endpoint, NetnsError, Process, Topology, TopologyBuilder};
 
 pub const CLIENT: &str = "client";
 pub const NAT: &str = "nat";
@@ -108,6 +108,20 @@ protocol = "tcp"
 port = 80
 to = "{PRIVATE_IP}:80"
 "#
+    )
+}
+
+/// The private web server the DNAT rule points at: busybox httpd on
+/// [`PRIVATE_IP`]:80 in [`PRIVATE`], serving `page` as `index.html` from
+/// `site` (created if missing).
+pub fn web_server(topo: &Topology, site: &Path, page: &str) -> Result<Process, NetnsError> {
+    std::fs::create_dir_all(site)?;
+    std::fs::write(site.join("index.html"), page)?;
+    let listen = format!("{PRIVATE_IP}:80");
+    let site = site.display().to_string();
+    topo.spawn(
+        PRIVATE,
+        &["busybox", "httpd", "-f", "-p", &listen, "-h", &site],
     )
 }
 

@@ -12,7 +12,7 @@ use ethergate_admin::model::{
 use ethergate_common::{DropReason, NatEvent, ProtoClass, Verdict};
 use ethergate_config::Config;
 use ethergate_dataplane::Dataplane;
-use ethergate_server::{EndReason, HubSnapshot, KtlsSupport, WireguardSnapshot};
+use ethergate_server::{EndReason, HubSnapshot, KtlsSupport};
 use tracing::{info, warn};
 
 use crate::{appliance::Appliance, reload};
@@ -419,9 +419,7 @@ fn hub_status(config: &ethergate_config::Hub, snapshot: Option<&HubSnapshot>) ->
         bridge_reads: c.bridge_reads,
         bridge_writes: c.bridge_writes,
         frames_dropped: named(&c.frames_dropped),
-        wireguard: snapshot
-            .and_then(|h| h.wireguard.as_ref())
-            .map(wireguard_status),
+        wireguard: snapshot.and_then(|h| h.wireguard.clone()),
     }
 }
 
@@ -430,19 +428,4 @@ fn named(counts: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
         .iter()
         .map(|&(name, n)| (name.to_owned(), n))
         .collect()
-}
-
-fn wireguard_status(wg: &WireguardSnapshot) -> ethergate_admin::WireguardStatus {
-    ethergate_admin::WireguardStatus {
-        listen: wg.listen.to_string(),
-        public_key: wg.public_key.clone(),
-        peers: wg.peers,
-        handshakes: wg.handshakes,
-        cookie_replies: wg.cookie_replies,
-        keepalives_sent: wg.keepalives_sent,
-        packets_received: wg.packets_received,
-        packets_sent: wg.packets_sent,
-        send_errors: wg.send_errors,
-        drops: named(&wg.drops),
-    }
 }

@@ -192,10 +192,9 @@ impl<R: RandomSource> ClientConnection<R> {
         data: &[u8],
         frames: &mut S,
     ) {
-        if self.core.feed_tunnel(now, data, frames) || self.is_closed() {
+        if !self.core.take_input(now, data, frames) {
             return;
         }
-        self.core.inbuf.extend_from_slice(data);
         while !self.is_closed() && !self.is_established() {
             let max_body = match self.core.step() {
                 Some(Step::Probe) => MAX_PROBE_RESPONSE_BODY,

@@ -230,6 +230,22 @@ impl<R: RandomSource, H, E: ClosedEvent> Endpoint<R, H, E> {
     /// In the data phase, decodes `data` (after any bytes that arrived
     /// behind the handshake) into `frames` and returns true; false before
     /// it, when the role's handshake must look at the bytes.
+    /// Takes bytes from the peer: in the data phase they go to the tunnel
+    /// (frames to `frames`); before it they are kept for the handshake.
+    /// True when the role's handshake has new bytes to look at.
+    pub(crate) fn take_input<S: FrameSink + ?Sized>(
+        &mut self,
+        now: Timestamp,
+        data: &[u8],
+        frames: &mut S,
+    ) -> bool {
+        if self.feed_tunnel(now, data, frames) || self.is_closed() {
+            return false;
+        }
+        self.inbuf.extend_from_slice(data);
+        true
+    }
+
     pub(crate) fn feed_tunnel<S: FrameSink + ?Sized>(
         &mut self,
         now: Timestamp,

@@ -164,10 +164,9 @@ impl<R: RandomSource> ServerConnection<R> {
         data: &[u8],
         frames: &mut S,
     ) {
-        if self.core.feed_tunnel(now, data, frames) || self.is_closed() {
+        if !self.core.take_input(now, data, frames) {
             return;
         }
-        self.core.inbuf.extend_from_slice(data);
         self.process_handshake(now);
         if !self.is_closed() && self.core.inbuf.len() > MAX_PREAUTH_BUFFER {
             self.fail(HandshakeError::Protocol(

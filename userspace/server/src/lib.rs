@@ -61,9 +61,7 @@ pub use directory::{EndReason, Limits};
 pub use hub_handle::{HubAccess, HubError, HubHandle, HubSetup};
 pub use ktls::{KtlsSupport, OffloadPolicy};
 pub use login_throttle::ThrottleConfig;
-pub use snapshot::{
-    HubSnapshot, ServerSnapshot, SessionProtocol, SessionSnapshot, WireguardSnapshot,
-};
+pub use snapshot::{HubSnapshot, ServerSnapshot, SessionProtocol, SessionSnapshot};
 pub use wireguard::{Addressing, PeerSetup, WireguardSetup};
 pub use worker::worker_for_source;
 pub use worker_context::system_random;

@@ -5,6 +5,7 @@
 
 use std::{net::SocketAddr, time::Instant};
 
+use ethergate_admin::WireguardStatus;
 use ethergate_proto::ErrorCode;
 
 use crate::{
@@ -54,7 +55,8 @@ pub struct HubSnapshot {
     pub tap_queues: usize,
     pub tap_queues_read: usize,
     pub closed: bool,
-    pub wireguard: Option<WireguardSnapshot>,
+    /// Its WireGuard endpoint, in the form status shows.
+    pub wireguard: Option<WireguardStatus>,
 }
 
 impl HubSnapshot {
@@ -63,23 +65,6 @@ impl HubSnapshot {
     pub fn is_running(&self) -> bool {
         !self.closed && self.tap_queues_read == self.tap_queues
     }
-}
-
-/// A hub's WireGuard endpoint.
-#[derive(Debug, Clone)]
-pub struct WireguardSnapshot {
-    pub listen: SocketAddr,
-    /// The server's public key, base64.
-    pub public_key: String,
-    pub peers: usize,
-    pub handshakes: u64,
-    pub cookie_replies: u64,
-    pub keepalives_sent: u64,
-    pub packets_received: u64,
-    pub packets_sent: u64,
-    pub send_errors: u64,
-    /// Datagrams dropped, by reason name, every reason.
-    pub drops: Vec<(&'static str, u64)>,
 }
 
 /// Which protocol a session speaks.
@@ -137,10 +122,10 @@ pub(crate) fn hub(directory: &Directory, plane: &HubPlane) -> HubSnapshot {
     }
 }
 
-fn wireguard(wg: &WireguardHub) -> WireguardSnapshot {
+fn wireguard(wg: &WireguardHub) -> WireguardStatus {
     let c = &wg.counters;
-    WireguardSnapshot {
-        listen: wg.listen,
+    WireguardStatus {
+        listen: wg.listen.to_string(),
         public_key: wg.public_key.to_base64(),
         peers: wg.peer_count(),
         handshakes: c.get(&c.handshakes),
@@ -149,7 +134,11 @@ fn wireguard(wg: &WireguardHub) -> WireguardSnapshot {
         packets_received: c.get(&c.packets_received),
         packets_sent: c.get(&c.packets_sent),
         send_errors: c.get(&c.send_errors),
-        drops: c.drops(),
+        drops: c
+            .drops()
+            .into_iter()
+            .map(|(reason, n)| (reason.to_owned(), n))
+            .collect(),
     }
 }
 

@@ -100,23 +100,7 @@ pub fn write_recipe_config(state: &Path, credential: &str) -> PathBuf {
 
 /// busybox httpd serving [`PAGE`] on 10.0.1.26:80 from `state/www`.
 pub fn web_server(topo: &Topology, state: &Path) -> Process {
-    let site = state.join("www");
-    std::fs::create_dir_all(&site).expect("site dir");
-    std::fs::write(site.join("index.html"), PAGE).expect("page");
-    let site_arg = site.display().to_string();
-    topo.spawn(
-        "private",
-        &[
-            "busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "10.0.1.26:80",
-            "-h",
-            &site_arg,
-        ],
-    )
-    .expect("web server")
+    recipe::web_server(topo, &state.join("www"), PAGE).expect("web server")
 }
 
 /// `ethergate serve --config` in `nat`, once its listeners are up.
