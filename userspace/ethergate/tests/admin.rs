@@ -11,47 +11,26 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ethergate_netns::{Process, Topology};
+use ethergate_netns::{Process, Topology, recipe};
 use serde_json::Value;
 
 mod common;
-use common::{BIN, recipe_topology, start_serve, wait_for, write_recipe_config};
+use common::{BIN, StateDir, recipe_topology, start_serve, wait_for, write_recipe_config};
 
 const SERVER: &str = "198.51.100.1:443";
 const METRICS: &str = "127.0.0.1:9464";
-const NAT: &str = r#"
-[nat]
-uplink = "eth0"
-
-[[nat.snat]]
-source = "10.0.0.0/16"
-to = "masquerade"
-
-[[nat.dnat]]
-source = "192.168.0.0/16"
-protocol = "tcp"
-port = 80
-to = "10.0.1.26:80"
-"#;
 
 struct Setup {
     topo: Topology,
-    state: PathBuf,
+    state: StateDir,
     config: PathBuf,
     socket: String,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
 }
 
 impl Setup {
     fn new() -> Setup {
         let topo = recipe_topology();
-        let state = std::env::temp_dir().join(format!("{}-admin", topo.prefix()));
-        std::fs::create_dir_all(&state).expect("state dir");
+        let state = StateDir::new(&topo, "admin");
         let config = write_recipe_config(&state, "password = \"first-pass\"");
         let socket = state.join("admin.sock").display().to_string();
         let setup = Setup {
@@ -70,7 +49,7 @@ impl Setup {
         let mut text = std::fs::read_to_string(&self.config).expect("config");
         text = text.replace("metrics = \"off\"", &format!("metrics = \"{METRICS}\""));
         if !text.contains("[nat]") {
-            text = text.replace("\n[[hub]]", &format!("{NAT}\n[[hub]]"));
+            text = text.replace("\n[[hub]]", &format!("{}\n[[hub]]", recipe::nat_config("")));
         }
         if let Some(cut) = text.find("\n[[hub.user]]\nname = \"second\"") {
             text.truncate(cut + 1);

@@ -20,7 +20,9 @@ use std::{
 use ethergate_netns::{Process, Topology};
 
 mod common;
-use common::{BIN, PAGE, recipe_topology, start_serve, wait_for, web_server, write_recipe_config};
+use common::{
+    BIN, PAGE, StateDir, recipe_topology, start_serve, wait_for, web_server, write_recipe_config,
+};
 
 const SERVER: &str = "198.51.100.1:443";
 const TAP: &str = "vpn_eg0";
@@ -30,24 +32,17 @@ struct Setup {
     topo: Topology,
     serve: Option<Process>,
     _web: Process,
-    state: PathBuf,
+    state: StateDir,
     config: PathBuf,
     password_file: PathBuf,
     /// This test's known-servers file.
     known_servers: PathBuf,
 }
 
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
-
 impl Setup {
     fn new() -> Setup {
         let topo = recipe_topology();
-        let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-        std::fs::create_dir_all(&state).expect("state dir");
+        let state = StateDir::new(&topo, "state");
         let config = write_recipe_config(&state, &format!("password = \"{PASSWORD}\""));
         let password_file = state.join("password");
         std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");

@@ -7,7 +7,7 @@
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
     os::fd::AsRawFd,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -21,7 +21,7 @@ use ethergate_proto::ErrorCode;
 use ethergate_softether::SoftEtherClient;
 
 mod common;
-use common::{password_hash, start_serve, status_json, write_recipe_config};
+use common::{StateDir, password_hash, start_serve, status_json, write_recipe_config};
 
 const SERVER: &str = "198.51.100.1:443";
 const SERVER_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 443);
@@ -33,13 +33,7 @@ const USER_GETS_IN_WITHIN: Duration = Duration::from_secs(2);
 struct Appliance {
     topo: Topology,
     serve: Process,
-    state: PathBuf,
-}
-
-impl Drop for Appliance {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
+    state: StateDir,
 }
 
 fn appliance(extra_server: &str) -> Appliance {
@@ -58,8 +52,7 @@ fn appliance(extra_server: &str) -> Appliance {
         .route("attacker", "198.51.100.0/24 via 203.0.113.1")
         .build()
         .expect("topology (run as root)");
-    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-    std::fs::create_dir_all(&state).expect("state dir");
+    let state = StateDir::new(&topo, "state");
     let hash = password_hash("tsumura", "mikalab-pass");
     let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
     if !extra_server.is_empty() {

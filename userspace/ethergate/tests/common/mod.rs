@@ -41,13 +41,32 @@ pub fn recipe_topology() -> Topology {
 pub struct Appliance {
     pub topo: Topology,
     pub serve: Process,
-    pub state: PathBuf,
+    pub state: StateDir,
     _helpers: Vec<Process>,
 }
 
-impl Drop for Appliance {
+/// A test's state directory, named after its topology; removed with
+/// everything in it when dropped.
+pub struct StateDir(PathBuf);
+
+impl StateDir {
+    pub fn new(topo: &Topology, suffix: &str) -> StateDir {
+        let dir = std::env::temp_dir().join(format!("{}-{suffix}", topo.prefix()));
+        std::fs::create_dir_all(&dir).expect("state dir");
+        StateDir(dir)
+    }
+}
+
+impl std::ops::Deref for StateDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for StateDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -55,8 +74,7 @@ impl Drop for Appliance {
 /// needs next to it (given the topology and the state directory).
 pub fn recipe_appliance(helpers: impl FnOnce(&Topology, &Path) -> Vec<Process>) -> Appliance {
     let topo = recipe_topology();
-    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-    std::fs::create_dir_all(&state).expect("state dir");
+    let state = StateDir::new(&topo, "state");
     let hash = password_hash("tsumura", "mikalab-pass");
     let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
     let helpers = helpers(&topo, &state);
