@@ -175,11 +175,23 @@ impl Trust {
 }
 
 impl Verifier {
+    /// A handshake signature's verdict, followed (when it holds) by the
+    /// known-servers check.
+    fn after_signature(
+        &self,
+        cert: &CertificateDer<'_>,
+        signature: Result<HandshakeSignatureValid, Error>,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        let valid = signature?;
+        self.check_known_server(cert)?;
+        Ok(valid)
+    }
+
     /// Trust on first use: the server proved it holds `cert`'s key, so a
     /// certificate still unknown for it is recorded now (one INFO line).
     /// The file is read again first: another client may have recorded the
     /// server meanwhile.
-    fn after_signature(&self, cert: &CertificateDer<'_>) -> Result<(), Error> {
+    fn check_known_server(&self, cert: &CertificateDer<'_>) -> Result<(), Error> {
         let Trust::KnownServers { file, server } = &self.trust else {
             return Ok(());
         };
@@ -247,14 +259,8 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        let valid = verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )?;
-        self.after_signature(cert)?;
-        Ok(valid)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        self.after_signature(cert, verify_tls12_signature(message, cert, dss, algorithms))
     }
 
     fn verify_tls13_signature(
@@ -263,14 +269,8 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        let valid = verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )?;
-        self.after_signature(cert)?;
-        Ok(valid)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        self.after_signature(cert, verify_tls13_signature(message, cert, dss, algorithms))
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

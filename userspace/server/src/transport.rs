@@ -422,14 +422,19 @@ mod tests {
     fn userspace_send_delivers_a_batch_larger_than_the_rustls_buffer() {
         let state = std::env::temp_dir().join(format!("eg-transport-{}", std::process::id()));
         let (key, _) = crate::tls::self_signed(&state).expect("self-signed pair");
+        // The client trusts exactly the certificate just made (its names
+        // include "ethergate").
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(key.cert[0].clone())
+            .expect("self-signed certificate as a root");
         let server_config = crate::tls::server_config(crate::tls::CurrentCertificate::new(key))
             .expect("server config");
         let mut server = rustls::ServerConnection::new(server_config).expect("server");
         let mut client = rustls::ClientConnection::new(
             Arc::new(
                 rustls::ClientConfig::builder()
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AcceptAny))
+                    .with_root_certificates(roots)
                     .with_no_client_auth(),
             ),
             "ethergate".try_into().expect("server name"),
@@ -464,46 +469,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&state);
         assert_eq!(got.len(), big.len());
         assert!(got == big);
-    }
-
-    #[derive(Debug)]
-    struct AcceptAny;
-
-    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
-        fn verify_server_cert(
-            &self,
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &[rustls::pki_types::CertificateDer<'_>],
-            _: &rustls::pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::aws_lc_rs::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
     }
 
     #[test]
