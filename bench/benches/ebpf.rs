@@ -18,7 +18,7 @@ use ethergate_config::{
 };
 use ethergate_dataplane::{Dataplane, XdpProgram};
 use ethergate_fixtures::nat::{Ipv4Flow, L4};
-use ethergate_netns::{Endpoint, Topology};
+use ethergate_netns::{Topology, recipe};
 
 /// XDP action codes (linux/bpf.h).
 const XDP_PASS: u32 = 2;
@@ -29,20 +29,7 @@ const REMOTE: [u8; 4] = [203, 0, 113, 10];
 const PRIVATE: [u8; 4] = [10, 0, 1, 26];
 
 fn topology() -> Topology {
-    Topology::builder()
-        .namespace("private")
-        .namespace("nat")
-        .namespace("internet")
-        .sysctl("nat", "net.ipv4.ip_forward", "1")
-        .veth(
-            Endpoint::new("private", "eth0", &["10.0.1.26/16"]),
-            Endpoint::new("nat", "priv0", &["10.0.0.1/16"]),
-        )
-        .veth(
-            Endpoint::new("nat", "pub0", &["203.0.113.1/24"]),
-            Endpoint::new("internet", "eth0", &["203.0.113.10/24"]),
-        )
-        .route("private", "default via 10.0.0.1")
+    recipe::two_armed(&[])
         .build()
         .expect("build topology (run as root)")
 }
@@ -77,19 +64,8 @@ fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8) -> Ipv4Flo
     }
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn main() {
-    if !is_root() {
+    if !ethergate_netns::is_root() {
         println!("ebpf bench skipped: BPF_PROG_TEST_RUN and namespaces need root");
         return;
     }

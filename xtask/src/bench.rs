@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use crate::sh::{root, run, step};
 
 pub fn main(args: &[String]) -> Result<()> {
-    if !is_root() {
+    if !ethergate_netns::is_root() {
         bail!("cargo xtask bench needs root (network namespaces, eBPF); run it with sudo");
     }
     crate::setup::main()?;
@@ -38,15 +38,4 @@ pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
 }

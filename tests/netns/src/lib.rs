@@ -27,5 +27,17 @@ pub use error::NetnsError;
 pub use process::Process;
 pub use topology::{Endpoint, Topology, TopologyBuilder, remove_stale};
 
+/// Whether this process runs as root (namespaces, veths and eBPF need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 /// Prefix of every namespace this crate creates.
 pub const NAME_PREFIX: &str = "eg";

@@ -125,6 +125,34 @@ pub fn web_server(topo: &Topology, site: &Path, page: &str) -> Result<Process, N
     )
 }
 
+/// The two-armed appliance, with the namespaces in `extra` declared first
+/// (they get the same sysctls; their links and routes are the caller's):
+///
+/// ```text
+/// private (10.0.1.26) — nat (priv0 10.0.0.1 | pub0 203.0.113.1) — internet (203.0.113.10)
+/// ```
+pub fn two_armed(extra: &[&str]) -> TopologyBuilder {
+    let mut builder = Topology::builder();
+    for ns in extra {
+        builder = builder.namespace(ns);
+    }
+    builder
+        .namespace("private")
+        .namespace("nat")
+        .namespace("internet")
+        .sysctl_everywhere("net.ipv6.conf.default.disable_ipv6", "1")
+        .sysctl("nat", "net.ipv4.ip_forward", "1")
+        .veth(
+            Endpoint::new("private", "eth0", &["10.0.1.26/16"]),
+            Endpoint::new("nat", "priv0", &["10.0.0.1/16"]),
+        )
+        .veth(
+            Endpoint::new("nat", "pub0", &["203.0.113.1/24"]),
+            Endpoint::new("internet", "eth0", &["203.0.113.10/24"]),
+        )
+        .route("private", "default via 10.0.0.1")
+}
+
 /// A second remote site for WireGuard devices: `phone` (eth0
 /// 203.0.113.2/24) on its own link to `nat` (eth2 203.0.113.1/24), so a
 /// phone and a SoftEther client are different hosts.
