@@ -9,17 +9,19 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use ethergate_netns::{Process, Topology};
+use ethergate_netns::{Process, Topology, recipe};
 
 use crate::{
     profile,
-    report::{Better, Point, Report, Sample},
+    report::{Better, Group, Report, Sample},
     settings::Settings,
     sys, tools,
     topo::{self, INTERNET_IP},
     tunnel::{self, udp_pps},
     udpgen,
 };
+
+const ROWS: Group = Group("nat");
 
 pub const IPTABLES_NFT: &str = "iptables MASQUERADE (nft)";
 pub const IPTABLES_LEGACY: &str = "iptables-legacy MASQUERADE";
@@ -28,19 +30,6 @@ pub const ROUTING: &str = "routing, no NAT (ceiling)";
 
 /// Flow-table size for ethergate's NAT rows: room for the 1M-flow row.
 const ETHERGATE_MAX_FLOWS: u32 = 1 << 21;
-
-const MASQ: &[&str] = &[
-    "-t",
-    "nat",
-    "-A",
-    "POSTROUTING",
-    "-s",
-    "10.0.0.0/16",
-    "-o",
-    "eth0",
-    "-j",
-    "MASQUERADE",
-];
 
 pub enum Setup {
     Ethergate(Process),
@@ -77,7 +66,7 @@ pub fn setup_system(
                 "iptables-legacy"
             };
             let mut argv = vec![bin];
-            argv.extend_from_slice(MASQ);
+            argv.extend_from_slice(recipe::IPTABLES_MASQUERADE);
             topo.exec("nat", &argv)?;
             Setup::Iptables(bin)
         }
@@ -144,23 +133,6 @@ fn teardown(topo: &Topology, settings: &Settings, setup: Setup) {
     }
 }
 
-fn point<'a>(
-    workload: &'a str,
-    system: &'a str,
-    unit: &'a str,
-    better: Better,
-    method: &'a str,
-) -> Point<'a> {
-    Point {
-        group: "nat",
-        workload,
-        system,
-        unit,
-        better,
-        method,
-    }
-}
-
 pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<()> {
     topo::nat_offloads(topo, false)?;
     let result = run_systems(topo, report, settings);
@@ -210,7 +182,7 @@ fn run_systems(topo: &Topology, report: &mut Report, settings: &Settings) -> Res
             Err(e) => {
                 for (w, unit, better) in workloads(settings, huge) {
                     report.derived(
-                        point(&w, system, unit, better, ""),
+                        ROWS.point(&w, system, unit, better, ""),
                         Err(anyhow!("setup failed: {e:#}")),
                     );
                 }
@@ -257,7 +229,7 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
     let offload_note = "sender tx-csum/TSO/GSO off for every NAT system (decision 0003)";
     let method = format!("iperf3 -t {secs} from private to {INTERNET_IP}; {offload_note}");
     report.measure(
-        point(
+        ROWS.point(
             "TCP 1 stream private→internet",
             system,
             "Mbit/s",
@@ -279,7 +251,7 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
     );
     let many = settings.many_flows;
     report.measure(
-        point(
+        ROWS.point(
             &many_name(settings),
             system,
             "pps",
@@ -293,7 +265,7 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
         return;
     }
     let one = report.measure(
-        point(
+        ROWS.point(
             "64-byte UDP, 1 flow",
             system,
             "pps",
@@ -319,7 +291,7 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
     };
     let method = format!("one packet per new flow, {n} flows, rate received; {conntrack_note}");
     report.measure(
-        point(
+        ROWS.point(
             &new_flows_name(settings),
             system,
             "flows/s",
@@ -331,7 +303,7 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
     );
     let method = format!("{gen_note}; after the first pass created them; {conntrack_note}");
     let many_pps = report.measure(
-        point(&huge_name(settings), system, "pps", Better::Higher, &method),
+        ROWS.point(&huge_name(settings), system, "pps", Better::Higher, &method),
         settings.reps,
         || {
             profiled(
@@ -346,7 +318,7 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
         _ => Err(anyhow!("a pps row above failed")),
     };
     report.derived(
-        point(
+        ROWS.point(
             &loss_name(settings),
             system,
             "% loss",

@@ -24,7 +24,7 @@ use ethergate_netns::Topology;
 
 use crate::{
     nat::{self, IPTABLES_NFT, NFTABLES, ROUTING},
-    report::{Better, Point, Report, Sample},
+    report::{Better, Group, Report, Sample},
     settings::Settings,
     sys,
     topo::INTERNET_IP,
@@ -33,7 +33,7 @@ use crate::{
 
 pub const ETHERGATE_XDP: &str = tunnel::ETHERGATE;
 pub const ETHERGATE_TC: &str = "ethergate, tc mode";
-const GROUP: &str = "nat-live";
+const ROWS: Group = Group("nat-live");
 /// The far side's counting program; its cost under bpf_stats is mostly
 /// the stats' own clock reads, the reference the NAT programs' costs are
 /// read against.
@@ -142,23 +142,6 @@ enum Budget {
     Paced(u32),
 }
 
-fn point<'a>(
-    workload: &'a str,
-    system: &'a str,
-    unit: &'a str,
-    better: Better,
-    method: &'a str,
-) -> Point<'a> {
-    Point {
-        group: GROUP,
-        workload,
-        system,
-        unit,
-        better,
-        method,
-    }
-}
-
 fn rows(
     report: &mut Report,
     settings: &Settings,
@@ -172,7 +155,7 @@ fn rows(
     );
     let pps = |(n, t): (u64, Duration)| n as f64 / t.as_secs_f64();
     let one = report.measure(
-        point(
+        ROWS.point(
             "64-byte pps, 1 flow",
             system,
             "pps",
@@ -203,7 +186,7 @@ fn rows(
         for (name, ns, runs) in &costs {
             if name == SINK {
                 report.derived(
-                    point(
+                    ROWS.point(
                         "ns per packet, program sink (the clock's own cost)",
                         system,
                         "ns",
@@ -217,7 +200,7 @@ fn rows(
                 continue;
             }
             report.derived(
-                point(
+                ROWS.point(
                     &format!("ns per packet, program {name} (1 flow)"),
                     system,
                     "ns",
@@ -230,7 +213,7 @@ fn rows(
             );
             if let Some(sink) = sink {
                 report.derived(
-                    point(
+                    ROWS.point(
                         &format!("ns per packet, program {name} − sink (1 flow)"),
                         system,
                         "ns",
@@ -246,7 +229,7 @@ fn rows(
         "one pass over {HUGE} new flows, as fast as the generator sends; frames received ÷ time"
     );
     report.measure(
-        point(
+        ROWS.point(
             "new flows/s (first packet of 2^20 flows)",
             system,
             "flows/s",
@@ -267,7 +250,7 @@ fn rows(
     }
     let method_many = format!("{method}; every flow created first by a paced pass");
     let many = report.measure(
-        point(
+        ROWS.point(
             "64-byte pps, 2^20 flows",
             system,
             "pps",
@@ -282,7 +265,7 @@ fn rows(
         _ => Err(anyhow!("a pps row above failed")),
     };
     report.derived(
-        point(
+        ROWS.point(
             "pps loss, 1 → 2^20 flows",
             system,
             "% loss",

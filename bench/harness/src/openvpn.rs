@@ -21,7 +21,7 @@ use crate::{
     settings::Settings,
     sys, tools,
     topo::{PRIVATE_IP, SERVER_IP},
-    tunnel::{latency_rows, point, small_packet_row, tcp_name, tcp_rows},
+    tunnel::{ROWS, latency_rows, small_packet_row, tcp_name, tcp_rows},
 };
 
 pub const OPENVPN_TCP: &str = "OpenVPN 2.6 TCP 443";
@@ -238,7 +238,7 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) {
             Err(e) => {
                 let e = format!("{e:#}");
                 report.derived(
-                    point(&tcp_name(1, "up"), system, "Mbit/s", Better::Higher, ""),
+                    ROWS.point(&tcp_name(1, "up"), system, "Mbit/s", Better::Higher, ""),
                     Err(anyhow!("{e}")),
                 );
             }

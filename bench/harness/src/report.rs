@@ -75,6 +75,30 @@ pub struct Point<'a> {
     pub method: &'a str,
 }
 
+/// The group a module's rows belong to; it makes their [`Point`]s.
+#[derive(Clone, Copy, Debug)]
+pub struct Group(pub &'static str);
+
+impl Group {
+    pub fn point<'a>(
+        self,
+        workload: &'a str,
+        system: &'a str,
+        unit: &'a str,
+        better: Better,
+        method: &'a str,
+    ) -> Point<'a> {
+        Point {
+            group: self.0,
+            workload,
+            system,
+            unit,
+            better,
+            method,
+        }
+    }
+}
+
 impl Point<'_> {
     pub fn row(&self) -> Row {
         Row {

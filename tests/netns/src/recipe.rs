@@ -111,6 +111,41 @@ to = "{PRIVATE_IP}:80"
     )
 }
 
+/// The recipe's DNAT rule as the kernel's NAT writes it (iptables
+/// arguments): the hub's HTTP to the private web server. What SoftEther's
+/// deployment runs, and what ethergate's `[[nat.dnat]]` replaces.
+pub const IPTABLES_DNAT: &[&str] = &[
+    "-t",
+    "nat",
+    "-A",
+    "PREROUTING",
+    "-s",
+    "192.168.0.0/16",
+    "-p",
+    "tcp",
+    "--dport",
+    "80",
+    "-j",
+    "DNAT",
+    "--to-destination",
+    "10.0.1.26:80",
+];
+
+/// The recipe's MASQUERADE of the private subnet out of the uplink, as
+/// iptables arguments.
+pub const IPTABLES_MASQUERADE: &[&str] = &[
+    "-t",
+    "nat",
+    "-A",
+    "POSTROUTING",
+    "-s",
+    "10.0.0.0/16",
+    "-o",
+    "eth0",
+    "-j",
+    "MASQUERADE",
+];
+
 /// The private web server the DNAT rule points at: busybox httpd on
 /// [`PRIVATE_IP`]:80 in [`PRIVATE`], serving `page` as `index.html` from
 /// `site` (created if missing).

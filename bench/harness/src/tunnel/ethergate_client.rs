@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use ethergate_netns::{Process, Topology};
 
-use crate::tunnel::rows::{EG_CLIENT_CIDR, EG_TAP, eg_client_name, point};
+use crate::tunnel::rows::{EG_CLIENT_CIDR, EG_TAP, ROWS, eg_client_name};
 use crate::tunnel::systems::{HUB, PASSWORD, USER};
 use crate::{
     report::{Better, Report, Sample},
@@ -32,7 +32,7 @@ pub(crate) fn ethergate_client(
         );
         let name = eg_client_name(dir);
         report.measure(
-            point(&name, system, "Mbit/s", Better::Higher, &method),
+            ROWS.point(&name, system, "Mbit/s", Better::Higher, &method),
             settings.reps,
             || {
                 if let Err(e) = &started {

@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use ethergate_netns::Topology;
 use ethergate_softether::SoftEtherClient;
 
-use crate::tunnel::rows::{maxtcp_name, maxtcp_out_of_order_name, maxtcp_retransmits_name, point};
+use crate::tunnel::rows::{ROWS, maxtcp_name, maxtcp_out_of_order_name, maxtcp_retransmits_name};
 use crate::tunnel::systems::{ACCOUNT, connect, disconnect};
 use crate::{
     report::{Better, Report, Sample},
@@ -48,7 +48,7 @@ pub(crate) fn maxtcp(
             if dir == "down" { " -R" } else { "" }
         );
         report.measure(
-            point(&maxtcp_name(dir), system, "Mbit/s", Better::Higher, &method),
+            ROWS.point(&maxtcp_name(dir), system, "Mbit/s", Better::Higher, &method),
             settings.reps,
             || {
                 if let Err(e) = &ready {
@@ -118,7 +118,7 @@ pub(crate) fn maxtcp(
         let retransmits = last("retransmits");
         let out_of_order = last("receiver_out_of_order");
         report.derived(
-            point(
+            ROWS.point(
                 &maxtcp_retransmits_name(dir),
                 system,
                 "segments",
@@ -128,7 +128,7 @@ pub(crate) fn maxtcp(
             retransmits,
         );
         report.derived(
-            point(
+            ROWS.point(
                 &maxtcp_out_of_order_name(dir),
                 system,
                 "segments",

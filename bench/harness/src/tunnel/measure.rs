@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use ethergate_netns::Topology;
 
-use crate::tunnel::rows::{CLIENT_METHOD, cpu_name, login_name, point, rss_name, slug, tcp_name};
+use crate::tunnel::rows::{CLIENT_METHOD, ROWS, cpu_name, login_name, rss_name, slug, tcp_name};
 use crate::tunnel::systems::{HUB, PASSWORD, USER};
 use crate::{
     login, profile,
@@ -42,7 +42,7 @@ pub(crate) fn tcp_rows(
             if dir == "down" { " -R" } else { "" }
         );
         report.measure(
-            point(&name, system, "Mbit/s", Better::Higher, &method),
+            ROWS.point(&name, system, "Mbit/s", Better::Higher, &method),
             settings.reps,
             || {
                 let name = format!("tunnel-{}-tcp{streams}-{dir}", slug(system));
@@ -108,7 +108,7 @@ pub(crate) fn traffic(
     let mut p50 = Err(anyhow!("no run"));
     let mut p99 = Err(anyhow!("no run"));
     report.measure(
-        point(
+        ROWS.point(
             "HTTP via DNAT, wrk 32 conns",
             system,
             "req/s",
@@ -137,11 +137,11 @@ pub(crate) fn traffic(
         }
     }
     report.derived(
-        point("HTTP via DNAT p50", system, "µs", Better::Lower, &method),
+        ROWS.point("HTTP via DNAT p50", system, "µs", Better::Lower, &method),
         p50,
     );
     report.derived(
-        point("HTTP via DNAT p99", system, "µs", Better::Lower, &method),
+        ROWS.point("HTTP via DNAT p99", system, "µs", Better::Lower, &method),
         p99,
     );
 
@@ -171,7 +171,7 @@ pub(crate) fn small_packet_row(
         udpgen::PAYLOAD
     );
     report.measure(
-        point(
+        ROWS.point(
             "64-byte UDP client→private, 64 flows",
             system,
             "pps",
@@ -266,7 +266,7 @@ pub(crate) fn memory(
             "(VmRSS of the server tree with {n} idle sessions open − before) ÷ {n}; sessions from the Rust login driver (ethergate-proto + rustls), 16 parallel"
         );
         report.measure(
-            point(&rss_name(n), system, "KiB", Better::Lower, &method),
+            ROWS.point(&rss_name(n), system, "KiB", Better::Lower, &method),
             1,
             || {
                 let before = sys::rss_kib(pid);
@@ -301,7 +301,7 @@ pub(crate) fn logins(
         settings.login_parallel, settings.logins
     );
     report.measure(
-        point(
+        ROWS.point(
             &login_name(settings),
             system,
             "logins/s",
@@ -333,11 +333,11 @@ pub(crate) fn logins(
     };
     let (p50, p99) = (extra("p50_ms"), extra("p99_ms"));
     report.derived(
-        point("connect latency p50", system, "ms", Better::Lower, &method),
+        ROWS.point("connect latency p50", system, "ms", Better::Lower, &method),
         p50,
     );
     report.derived(
-        point("connect latency p99", system, "ms", Better::Lower, &method),
+        ROWS.point("connect latency p99", system, "ms", Better::Lower, &method),
         p99,
     );
 }
@@ -358,7 +358,7 @@ pub(crate) fn cpu_per_gb_row(report: &mut Report, dir: &str, system: &str, metho
         .and_then(|r| r.extra.get("server_cpu_s_per_gb").copied())
         .ok_or_else(|| anyhow!("no throughput run succeeded"));
     report.derived(
-        point(&cpu_name(dir), system, "CPU s/GB", Better::Lower, method),
+        ROWS.point(&cpu_name(dir), system, "CPU s/GB", Better::Lower, method),
         cpu,
     );
 }
@@ -393,6 +393,9 @@ pub(crate) fn latency_rows(
             q(&rtt, 0.5).and_then(|t| Ok(t - q(&direct, 0.5)?)),
         ),
     ] {
-        report.derived(point(workload, system, "µs", Better::Lower, &method), value);
+        report.derived(
+            ROWS.point(workload, system, "µs", Better::Lower, &method),
+            value,
+        );
     }
 }

@@ -28,7 +28,7 @@ use rows::{fail_all, fail_traffic};
 use systems::{connect, disconnect, remove_softether_rules, start_client, start_softether};
 
 pub(crate) use measure::{latency_rows, small_packet_row, tcp_rows, udp_pps};
-pub(crate) use rows::{point, slug, tcp_name};
+pub(crate) use rows::{ROWS, slug, tcp_name};
 pub(crate) use systems::{
     ETHERGATE, SOFTETHER, start_ethergate, start_ethergate_with, stop_ethergate,
 };

@@ -4,9 +4,12 @@
 use anyhow::anyhow;
 
 use crate::{
-    report::{Better, Point, Report},
+    report::{Better, Group, Report},
     settings::Settings,
 };
+
+/// The tunnel section's rows (and the OpenVPN and WireGuard rows beside them).
+pub(crate) const ROWS: Group = Group("tunnel");
 
 pub(crate) const CLIENT_METHOD: &str = "Debian vpnclient 5.01, 1 TCP conn, TLS, no compression";
 
@@ -96,26 +99,12 @@ pub(crate) fn login_name(settings: &Settings) -> String {
     )
 }
 
-pub(crate) fn point<'a>(
-    workload: &'a str,
-    system: &'a str,
-    unit: &'a str,
-    better: Better,
-    method: &'a str,
-) -> Point<'a> {
-    Point {
-        group: "tunnel",
-        workload,
-        system,
-        unit,
-        better,
-        method,
-    }
-}
-
 pub(crate) fn fail_all(report: &mut Report, settings: &Settings, system: &str, error: &str) {
     for (w, unit, better) in workloads(settings) {
-        report.derived(point(&w, system, unit, better, ""), Err(anyhow!("{error}")));
+        report.derived(
+            ROWS.point(&w, system, unit, better, ""),
+            Err(anyhow!("{error}")),
+        );
     }
 }
 
@@ -125,7 +114,10 @@ pub(crate) fn fail_traffic(report: &mut Report, settings: &Settings, system: &st
     let session_rows = 2 + settings.idle_sessions.len() + 3;
     let all = workloads(settings);
     for (w, unit, better) in &all[..all.len() - session_rows] {
-        report.derived(point(w, system, unit, *better, ""), Err(anyhow!("{error}")));
+        report.derived(
+            ROWS.point(w, system, unit, *better, ""),
+            Err(anyhow!("{error}")),
+        );
     }
 }
 

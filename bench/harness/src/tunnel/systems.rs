@@ -35,36 +35,8 @@ pub const ETHERGATE: &str = "ethergate";
 pub const SOFTETHER: &str = "SoftEther 5.01 (bridge+iptables)";
 
 /// The recipe's iptables rules for the SoftEther system (docs/design.md).
-pub(crate) const SOFTETHER_RULES: [&[&str]; 2] = [
-    &[
-        "-t",
-        "nat",
-        "-A",
-        "PREROUTING",
-        "-s",
-        "192.168.0.0/16",
-        "-p",
-        "tcp",
-        "--dport",
-        "80",
-        "-j",
-        "DNAT",
-        "--to-destination",
-        "10.0.1.26:80",
-    ],
-    &[
-        "-t",
-        "nat",
-        "-A",
-        "POSTROUTING",
-        "-s",
-        "10.0.0.0/16",
-        "-o",
-        "eth0",
-        "-j",
-        "MASQUERADE",
-    ],
-];
+pub(crate) const SOFTETHER_RULES: [&[&str]; 2] =
+    [recipe::IPTABLES_DNAT, recipe::IPTABLES_MASQUERADE];
 
 /// ethergate's config for every row: the recipe's hub, DHCP, and [nat]
 /// with SNAT for the private subnet and the recipe's DNAT rule;

@@ -20,7 +20,7 @@ use crate::{
     sys, tools,
     topo::{PRIVATE_IP, SERVER_IP, TAP_IP},
     tunnel::{
-        latency_rows, point, small_packet_row, start_ethergate_with, stop_ethergate, tcp_name,
+        ROWS, latency_rows, small_packet_row, start_ethergate_with, stop_ethergate, tcp_name,
         tcp_rows,
     },
 };
@@ -111,7 +111,7 @@ impl Server {
 
 fn fail(report: &mut Report, system: &str, why: &str) {
     report.derived(
-        point(&tcp_name(1, "up"), system, "Mbit/s", Better::Higher, ""),
+        ROWS.point(&tcp_name(1, "up"), system, "Mbit/s", Better::Higher, ""),
         Err(anyhow!("{why}")),
     );
 }
@@ -322,7 +322,7 @@ fn handshake_row(topo: &Topology, report: &mut Report, settings: &Settings, syst
     };
     let added = batch("add");
     report.measure(
-        point(
+        ROWS.point(
             "WireGuard handshakes under a forged-initiation flood",
             system,
             "handshakes/s",
