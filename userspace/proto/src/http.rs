@@ -348,43 +348,79 @@ pub fn write_forbidden(out: &mut Vec<u8>, target: &str) {
 /// (see [`http_date`]) or `None` to omit the header, which the client
 /// does not check.
 pub fn write_pack_response(out: &mut Vec<u8>, body: &[u8], date: Option<&str>) {
-    out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-    push_header(out, "Connection", "Keep-Alive");
-    push_header(out, "Content-Length", &body.len().to_string());
-    push_header(out, "Content-Type", CONTENT_TYPE_PACK);
-    if let Some(d) = date {
-        push_header(out, "Date", d);
-    }
-    push_header(out, "Keep-Alive", KEEP_ALIVE_VALUE);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    write_message(
+        out,
+        b"HTTP/1.1 200 OK\r\n",
+        Body {
+            content_type: CONTENT_TYPE_PACK,
+            bytes: body,
+            date,
+            host: None,
+            keep_alive: true,
+        },
+    );
 }
 
 /// A PACK request (`HttpClientSend`, §1.4).
 pub fn write_pack_request(out: &mut Vec<u8>, host: &str, body: &[u8], date: Option<&str>) {
-    out.extend_from_slice(b"POST /vpnsvc/vpn.cgi HTTP/1.1\r\n");
-    push_header(out, "Connection", "Keep-Alive");
-    push_header(out, "Content-Length", &body.len().to_string());
-    push_header(out, "Content-Type", CONTENT_TYPE_PACK);
-    if let Some(d) = date {
-        push_header(out, "Date", d);
-    }
-    push_header(out, "Host", host);
-    push_header(out, "Keep-Alive", KEEP_ALIVE_VALUE);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    write_message(
+        out,
+        b"POST /vpnsvc/vpn.cgi HTTP/1.1\r\n",
+        Body {
+            content_type: CONTENT_TYPE_PACK,
+            bytes: body,
+            date,
+            host: Some(host),
+            keep_alive: true,
+        },
+    );
 }
 
 /// The signature POST with the `VPNCONNECT` body (§1.3), which the real
 /// server accepts and which needs no copy of SoftEther's watermark.
 pub fn write_signature_request(out: &mut Vec<u8>, host: &str) {
-    out.extend_from_slice(b"POST /vpnsvc/connect.cgi HTTP/1.1\r\n");
+    write_message(
+        out,
+        b"POST /vpnsvc/connect.cgi HTTP/1.1\r\n",
+        Body {
+            content_type: CONTENT_TYPE_SIGNATURE,
+            bytes: VPNCONNECT,
+            date: None,
+            host: Some(host),
+            keep_alive: false,
+        },
+    );
+}
+
+/// A message body and the headers that go with it.
+struct Body<'a> {
+    content_type: &'a str,
+    bytes: &'a [u8],
+    date: Option<&'a str>,
+    host: Option<&'a str>,
+    /// Whether a `Keep-Alive` header is sent (the connection itself is
+    /// always kept alive).
+    keep_alive: bool,
+}
+
+/// `start_line`, then the headers in the order SoftEther writes them
+/// (alphabetical), then `body`.
+fn write_message(out: &mut Vec<u8>, start_line: &[u8], body: Body<'_>) {
+    out.extend_from_slice(start_line);
     push_header(out, "Connection", "Keep-Alive");
-    push_header(out, "Content-Length", &VPNCONNECT.len().to_string());
-    push_header(out, "Content-Type", CONTENT_TYPE_SIGNATURE);
-    push_header(out, "Host", host);
+    push_header(out, "Content-Length", &body.bytes.len().to_string());
+    push_header(out, "Content-Type", body.content_type);
+    if let Some(d) = body.date {
+        push_header(out, "Date", d);
+    }
+    if let Some(host) = body.host {
+        push_header(out, "Host", host);
+    }
+    if body.keep_alive {
+        push_header(out, "Keep-Alive", KEEP_ALIVE_VALUE);
+    }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(VPNCONNECT);
+    out.extend_from_slice(body.bytes);
 }
 
 /// The `GET /` probe with the real client's headers, in its order (§1.2).

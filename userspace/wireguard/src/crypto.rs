@@ -94,19 +94,7 @@ pub fn open(
     in_out: &mut [u8],
     tag: &[u8],
 ) -> Result<(), Unauthentic> {
-    if tag.len() != TAG_LEN {
-        return Err(Unauthentic);
-    }
-    let cipher = ChaCha20Poly1305::new(GenericArray::from_slice(key));
-    let nonce = counter_nonce(counter);
-    cipher
-        .decrypt_in_place_detached(
-            GenericArray::from_slice(&nonce),
-            ad,
-            in_out,
-            GenericArray::from_slice(tag),
-        )
-        .map_err(|_| Unauthentic)
+    open_detached::<ChaCha20Poly1305>(key, &counter_nonce(counter), ad, in_out, tag)
 }
 
 /// XChaCha20-Poly1305 encryption (cookie replies).
@@ -126,10 +114,21 @@ pub fn xopen(
     in_out: &mut [u8],
     tag: &[u8],
 ) -> Result<(), Unauthentic> {
+    open_detached::<XChaCha20Poly1305>(key, nonce, ad, in_out, tag)
+}
+
+/// Decrypts with AEAD `C` (its nonce is `nonce.len()` bytes long).
+fn open_detached<C: KeyInit + AeadInPlace>(
+    key: &Key,
+    nonce: &[u8],
+    ad: &[u8],
+    in_out: &mut [u8],
+    tag: &[u8],
+) -> Result<(), Unauthentic> {
     if tag.len() != TAG_LEN {
         return Err(Unauthentic);
     }
-    let cipher = XChaCha20Poly1305::new(GenericArray::from_slice(key));
+    let cipher = <C as KeyInit>::new(GenericArray::from_slice(key));
     cipher
         .decrypt_in_place_detached(
             GenericArray::from_slice(nonce),
