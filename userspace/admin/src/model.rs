@@ -109,6 +109,10 @@ pub struct HubStatus {
     pub bridge_reads: u64,
     #[serde(default)]
     pub bridge_writes: u64,
+    /// Pure TCP ACKs not written to the tap because a newer ACK of the
+    /// same flow followed in the same batch (it acknowledges all they did).
+    #[serde(default)]
+    pub tcp_acks_thinned: u64,
     /// Frames the hub's switch dropped, by reason: `mac_limit` (a session
     /// past its max_macs_per_session), `mac_spoof` (a session sending from
     /// the bridge's or another session's MAC), `lease_limit` (past

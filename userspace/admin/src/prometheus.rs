@@ -243,6 +243,19 @@ fn hubs(m: &mut Exposition, s: &Status) {
             m.sample("ethergate_hub_bridge_syscalls_total", &labels, n);
         }
     }
+    m.family(
+        "ethergate_hub_tcp_acks_thinned_total",
+        "counter",
+        "Pure TCP ACKs not written to a hub's tap: a newer ACK of the same flow followed in the same batch.",
+    );
+    for hub in &s.hubs {
+        let labels = [("hub", hub.name.as_str())];
+        m.sample(
+            "ethergate_hub_tcp_acks_thinned_total",
+            &labels,
+            hub.tcp_acks_thinned,
+        );
+    }
     wireguard_metrics(m, s);
     m.family(
         "ethergate_hub_tap_offload",

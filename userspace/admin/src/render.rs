@@ -162,8 +162,8 @@ fn hub_line(out: &mut String, hub: &HubStatus) {
     let offload = if hub.tap_offload { "on" } else { "off" };
     let _ = writeln!(
         out,
-        "    tap offload {offload}: {} read(s), {} write(s)",
-        hub.bridge_reads, hub.bridge_writes
+        "    tap offload {offload}: {} read(s), {} write(s), {} TCP ACK(s) thinned",
+        hub.bridge_reads, hub.bridge_writes, hub.tcp_acks_thinned
     );
     if let Some(wg) = &hub.wireguard {
         let _ = writeln!(

@@ -418,6 +418,7 @@ fn hub_status(config: &ethergate_config::Hub, snapshot: Option<&HubSnapshot>) ->
         tap_offload: c.tap_offload,
         bridge_reads: c.bridge_reads,
         bridge_writes: c.bridge_writes,
+        tcp_acks_thinned: c.tcp_acks_thinned,
         frames_dropped: named(&c.frames_dropped),
         wireguard: snapshot.and_then(|h| h.wireguard.clone()),
     }

@@ -226,6 +226,37 @@ fn static_address_pings_the_hub_bridge_and_pinned_certificate_is_accepted() {
         frames > 40_000 && writes * 2 < frames,
         "64 MiB upload: {frames} frames to the bridge in {writes} writes: {hub:#}"
     );
+    // And 64 MiB downloaded: the client's ACKs come back through the hub,
+    // and of those that arrive back to back only the newest of each flow
+    // is written to the tap.
+    let mut iperf = setup
+        .topo
+        .spawn("nat", &["iperf3", "-s", "-1", "-B", "192.168.30.1"])
+        .expect("iperf3 -s");
+    std::thread::sleep(Duration::from_millis(300));
+    let download = setup.client_sh(&[
+        "timeout",
+        "60",
+        "iperf3",
+        "-c",
+        "192.168.30.1",
+        "-R",
+        "-n",
+        "64M",
+    ]);
+    assert!(
+        download.success,
+        "64 MiB download: {}{}\nclient:\n{}",
+        download.stdout,
+        download.stderr,
+        client.log()
+    );
+    let _ = iperf.stop();
+    let hub = &setup.status()["hubs"][0];
+    let acks = hub["to_bridge"]["frames"].as_u64().unwrap_or(0) - frames;
+    let thinned = hub["tcp_acks_thinned"].as_u64().unwrap_or(0);
+    eprintln!("64 MiB download: {acks} frames to the bridge, {thinned} ACKs thinned");
+    assert!(thinned > 0, "no ACK thinned in a 64 MiB download: {hub:#}");
     assert_eq!(client.stop(), Some(0), "{}", client.log());
 }
 

@@ -79,6 +79,15 @@ impl Frames {
         self.buf.extend_from_slice(frame);
         self.ends.push(self.buf.len());
     }
+    /// Appends a frame made of `head` followed by `body` and returns it, to
+    /// be finished in place (headers written after the payload is copied).
+    pub fn push_joined(&mut self, head: &[u8], body: &[u8]) -> &mut [u8] {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(head);
+        self.buf.extend_from_slice(body);
+        self.ends.push(self.buf.len());
+        &mut self.buf[start..]
+    }
     /// Gives back capacity beyond `bytes` (and the matching offsets) once
     /// a burst is over; a no-op while frames are held.
     pub fn shrink_to(&mut self, bytes: usize) {

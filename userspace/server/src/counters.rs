@@ -53,6 +53,9 @@ pub struct HubCounters {
     /// fewer than frames: one per TSO super-frame read or merged TCP run.
     pub bridge_reads: AtomicU64,
     pub bridge_writes: AtomicU64,
+    /// Pure TCP ACKs the coalescer left out: a newer one of the same flow
+    /// followed in the same batch.
+    pub tcp_acks_thinned: AtomicU64,
     /// The tap speaks virtio-net headers (TSO/GSO offload).
     pub tap_offload: std::sync::atomic::AtomicBool,
     pub mac_entries: AtomicU64,
@@ -78,6 +81,7 @@ pub struct HubCounts {
     pub to_sessions_other_worker: u64,
     pub bridge_reads: u64,
     pub bridge_writes: u64,
+    pub tcp_acks_thinned: u64,
     pub tap_offload: bool,
     pub mac_entries: u64,
     pub dhcp_leases: Option<u64>,
@@ -115,6 +119,7 @@ impl HubCounters {
             to_sessions_other_worker: load(&self.to_sessions_other_worker),
             bridge_reads: load(&self.bridge_reads),
             bridge_writes: load(&self.bridge_writes),
+            tcp_acks_thinned: load(&self.tcp_acks_thinned),
             tap_offload: self.tap_offload.load(Ordering::Relaxed),
             mac_entries: load(&self.mac_entries),
             dhcp_leases: self.dhcp_leases(),

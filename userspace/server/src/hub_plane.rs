@@ -137,10 +137,18 @@ pub struct SwitchBuffers {
     /// the bridge side).
     to_bridge: Frames,
     coalescer: Coalescer,
-    /// Segments of one TSO super-frame read from the tap.
-    segments: Vec<u8>,
     /// The frames of one burst of tap reads (segments, with offload).
     from_bridge: Frames,
+}
+
+/// Segments cut from the tap's super-frames, built straight into the
+/// batch being switched.
+struct SegmentsInto<'a>(&'a mut Frames);
+
+impl offload::SegmentOut for SegmentsInto<'_> {
+    fn push_joined(&mut self, head: &[u8], body: &[u8]) -> &mut [u8] {
+        self.0.push_joined(head, body)
+    }
 }
 
 /// One batch's frames per destination session.
@@ -172,6 +180,37 @@ impl PortBatches {
     fn push_later(&mut self, port: PortId, session: &SessionPort, index: usize) {
         let at = self.slot(port, session);
         self.deferred.push((at, index));
+    }
+
+    /// Whether every frame of an input batch of `count` went, in order, to
+    /// one session that has nothing else from this batch: then
+    /// [`Self::take_whole`] hands it the batch instead of a copy of each
+    /// frame (a download to one client is all such batches).
+    fn all_to_one(&self, count: usize) -> bool {
+        let Some(&(first, _)) = self.deferred.first() else {
+            return false;
+        };
+        self.deferred.len() == count
+            && self
+                .deferred
+                .iter()
+                .enumerate()
+                .all(|(i, &(at, index))| at == first && index == i)
+            && self
+                .outgoing
+                .get(first)
+                .is_some_and(|p| p.frames.is_empty())
+    }
+
+    /// Gives the one session of an [`Self::all_to_one`] batch the input
+    /// buffer itself; `input` gets an empty one back.
+    fn take_whole(&mut self, input: &mut Frames) {
+        if let Some(&(at, _)) = self.deferred.first()
+            && let Some(pending) = self.outgoing.get_mut(at)
+        {
+            std::mem::swap(&mut pending.frames, input);
+        }
+        self.deferred.clear();
     }
 
     /// Copies the deferred input frames; `input(i)` is input frame `i`.
@@ -439,11 +478,7 @@ impl HubPlane {
         // The frames, before the lock: each read as it is, or (offload)
         // TSO super-frames cut into segments. The kernel built them; a
         // header we cannot honour costs that read only.
-        let SwitchBuffers {
-            from_bridge,
-            segments,
-            ..
-        } = &mut *buf;
+        let from_bridge = &mut buf.from_bridge;
         from_bridge.clear();
         let mut plain: Vec<&[u8]> = Vec::new();
         let mut reads_seen = 0u64;
@@ -452,8 +487,7 @@ impl HubPlane {
             if !offload {
                 plain.push(read);
             } else if let Some((hdr, frame)) = VnetHdr::parse_mut(read)
-                && let Err(e) =
-                    offload::segment(hdr, frame, segments, &mut |seg| from_bridge.push(seg))
+                && let Err(e) = offload::segment(hdr, frame, &mut SegmentsInto(from_bridge))
             {
                 debug!("tap read: {e}; frame dropped");
             }
@@ -486,7 +520,11 @@ impl HubPlane {
             );
             core.publish(&self.counters);
         }
-        buf.ports.copy_deferred(frame_at);
+        if offload && buf.ports.all_to_one(count) {
+            buf.ports.take_whole(&mut buf.from_bridge);
+        } else {
+            buf.ports.copy_deferred(frame_at);
+        }
         let other_worker: usize = buf
             .ports
             .outgoing
@@ -589,6 +627,9 @@ fn write_to_tap<'f>(
             coalescer.push(frame, &mut write);
         }
         coalescer.flush(&mut write);
+        counters
+            .tcp_acks_thinned
+            .fetch_add(coalescer.take_thinned(), Ordering::Relaxed);
     }
     counters.to_bridge.add(count, bytes);
     counters.bridge_writes.fetch_add(writes, Ordering::Relaxed);

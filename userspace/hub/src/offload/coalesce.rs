@@ -5,10 +5,13 @@
 //! and at most PSH set, and PSH ends the run; the next sequence number;
 //! every merged segment but the last exactly one MSS long. Every merged
 //! segment's checksums are verified first, because the kernel trusts a
-//! GSO frame's payload (it only fills in the checksum).
+//! GSO frame's payload (it only fills in the checksum). Pure ACKs of a flow
+//! in a row are thinned to the newest ([`super::ack_thin`]).
 
 use super::{
-    F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, VnetHdr, checksum,
+    F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, VnetHdr,
+    ack_thin::{HeldAck, parse_pure_ack},
+    checksum,
     headers::{
         ETH_LEN, TCP_ACK, TCP_CWR, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, TcpFrame, parse_tcp,
     },
@@ -28,6 +31,12 @@ pub struct Coalescer {
     /// merged payload.
     buf: Vec<u8>,
     run: Option<Run>,
+    /// A pure ACK that a newer one of its flow may still replace
+    /// ([`super::ack_thin`]). Never held together with a run.
+    ack: HeldAck,
+    /// Pure ACKs replaced by a newer one since the last
+    /// [`Coalescer::take_thinned`].
+    thinned: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,8 +61,16 @@ impl Coalescer {
     }
 
     pub fn push(&mut self, frame: &[u8], emit: &mut dyn FnMut(&VnetHdr, &[u8])) {
+        if let Some(ack) = parse_pure_ack(frame) {
+            self.flush_run(emit);
+            if self.ack.hold(frame, ack, &mut |f| emit(&VnetHdr::NONE, f)) {
+                self.thinned += 1;
+            }
+            return;
+        }
+        self.ack.release(&mut |f| emit(&VnetHdr::NONE, f));
         let Some(tcp) = parse_tcp(frame).filter(is_candidate) else {
-            self.flush(emit);
+            self.flush_run(emit);
             emit(&VnetHdr::NONE, frame);
             return;
         };
@@ -61,18 +78,18 @@ impl Coalescer {
             match self.try_append(frame, &tcp) {
                 Append::Merged => {
                     if tcp.flags & TCP_PSH != 0 {
-                        self.flush(emit);
+                        self.flush_run(emit);
                     }
                     return;
                 }
                 Append::BadChecksum => {
                     // Passed on as it is: the receiver drops it, as it
                     // would have without us.
-                    self.flush(emit);
+                    self.flush_run(emit);
                     emit(&VnetHdr::NONE, frame);
                     return;
                 }
-                Append::NoMatch => self.flush(emit),
+                Append::NoMatch => self.flush_run(emit),
             }
         }
         if tcp.flags & TCP_PSH != 0 {
@@ -82,8 +99,20 @@ impl Coalescer {
         self.start(frame, tcp);
     }
 
-    /// Emits the run being built, if any.
+    /// Emits what is held back: the run being built or the last pure ACK.
     pub fn flush(&mut self, emit: &mut dyn FnMut(&VnetHdr, &[u8])) {
+        self.flush_run(emit);
+        self.ack.release(&mut |f| emit(&VnetHdr::NONE, f));
+    }
+
+    /// Pure ACKs dropped because a newer one of the same flow followed in
+    /// the same batch, since the last call.
+    pub fn take_thinned(&mut self) -> u64 {
+        std::mem::take(&mut self.thinned)
+    }
+
+    /// Emits the run being built, if any.
+    fn flush_run(&mut self, emit: &mut dyn FnMut(&VnetHdr, &[u8])) {
         let Some(run) = self.run.take() else {
             return;
         };
@@ -157,12 +186,12 @@ impl Coalescer {
             return Append::NoMatch;
         }
         if !run.first_verified {
-            if !checksums_valid(&self.buf, first) {
+            if !first.checksums_valid(&self.buf) {
                 return Append::NoMatch;
             }
             run.first_verified = true;
         }
-        if !checksums_valid(frame, tcp) {
+        if !tcp.checksums_valid(frame) {
             return Append::BadChecksum;
         }
         self.buf
@@ -215,15 +244,4 @@ fn same_headers(first: &[u8], next: &[u8], tcp: &TcpFrame) -> bool {
         && flags_same
         && eq(at + 14..at + 16)
         && eq(at + 18..tcp.payload_at())
-}
-
-fn checksums_valid(frame: &[u8], tcp: &TcpFrame) -> bool {
-    let ip_ok =
-        !tcp.is_v4() || checksum::fold(checksum::sum(&frame[ETH_LEN..tcp.tcp_at], 0)) == 0xffff;
-    let tcp_len = tcp.end - tcp.tcp_at;
-    ip_ok
-        && checksum::fold(checksum::sum(
-            &frame[tcp.tcp_at..tcp.end],
-            tcp.ip.pseudo_sum(tcp_len),
-        )) == 0xffff
 }

@@ -65,6 +65,19 @@ impl TcpFrame {
         matches!(self.ip, Ip::V4 { .. })
     }
 
+    /// Whether `frame`'s IPv4 header checksum (for IPv4) and TCP checksum
+    /// are right.
+    pub fn checksums_valid(&self, frame: &[u8]) -> bool {
+        let ip_ok = !self.is_v4()
+            || checksum::fold(checksum::sum(&frame[ETH_LEN..self.tcp_at], 0)) == 0xffff;
+        let tcp_len = self.end - self.tcp_at;
+        ip_ok
+            && checksum::fold(checksum::sum(
+                &frame[self.tcp_at..self.end],
+                self.ip.pseudo_sum(tcp_len),
+            )) == 0xffff
+    }
+
     /// The IPv4 identification of `frame` (the frame this was parsed
     /// from); 0 for IPv6, which has none.
     pub fn ip_id(&self, frame: &[u8]) -> u16 {

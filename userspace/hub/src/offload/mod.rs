@@ -11,18 +11,22 @@
 //!   Ethernet frames), and completes partial checksums of single frames.
 //! - hub → tap: [`Coalescer`] merges consecutive in-order segments of one
 //!   TCP flow, as the kernel's GRO would, into one GSO frame the kernel
-//!   forwards as a unit.
+//!   forwards as a unit, and of consecutive pure ACKs of one flow writes
+//!   only the newest (`ack_thin`).
 //!
 //! The header layout is `struct virtio_net_hdr` (10 bytes, native endian,
 //! the tap's default `TUNSETVNETHDRSZ`).
 
+mod ack_thin;
 mod checksum;
 mod coalesce;
 mod headers;
 mod segment;
 
+#[cfg(test)]
+use ack_thin::MAX_THINNED_SPAN;
 pub use coalesce::{Coalescer, MAX_COALESCED_LEN};
-pub use segment::{SegmentError, segment};
+pub use segment::{SegmentError, SegmentOut, segment};
 
 /// `sizeof(struct virtio_net_hdr)`.
 pub const VNET_HDR_LEN: usize = 10;

@@ -16,22 +16,41 @@ pub enum SegmentError {
     Malformed,
 }
 
-/// Emits the frames `frame` stands for, given the header it was read with:
-/// itself (its partial checksum completed in place, if it has one) or, for
-/// a TSO super-frame, one frame per `gso_size` bytes of payload. `scratch`
-/// is reused for building segments. Returns how many frames were emitted.
+/// Where [`segment`] puts the frames it makes: each is built in place, in
+/// the buffer it will be read from next, so a segment's payload is copied
+/// once.
+pub trait SegmentOut {
+    /// Appends a frame made of `head` followed by `body`, and returns it
+    /// for its headers to be finished in place.
+    fn push_joined(&mut self, head: &[u8], body: &[u8]) -> &mut [u8];
+}
+
+/// One `Vec` per frame (tests, fuzzing).
+impl SegmentOut for Vec<Vec<u8>> {
+    fn push_joined(&mut self, head: &[u8], body: &[u8]) -> &mut [u8] {
+        let mut frame = Vec::with_capacity(head.len() + body.len());
+        frame.extend_from_slice(head);
+        frame.extend_from_slice(body);
+        self.push(frame);
+        self.last_mut().map_or(&mut [], Vec::as_mut_slice)
+    }
+}
+
+/// Appends to `out` the frames `frame` stands for, given the header it was
+/// read with: itself (its partial checksum completed in place, if it has
+/// one) or, for a TSO super-frame, one frame per `gso_size` bytes of
+/// payload. Returns how many frames were appended.
 pub fn segment(
     hdr: VnetHdr,
     frame: &mut [u8],
-    scratch: &mut Vec<u8>,
-    emit: &mut dyn FnMut(&[u8]),
+    out: &mut dyn SegmentOut,
 ) -> Result<usize, SegmentError> {
     match hdr.gso_type & !GSO_ECN {
         GSO_NONE => {
             if hdr.flags & F_NEEDS_CSUM != 0 {
                 complete_partial_checksum(frame, hdr.csum_start, hdr.csum_offset)?;
             }
-            emit(frame);
+            out.push_joined(frame, &[]);
             Ok(1)
         }
         kind @ (GSO_TCPV4 | GSO_TCPV6) => {
@@ -39,13 +58,7 @@ pub fn segment(
             if tcp.is_v4() != (kind == GSO_TCPV4) || hdr.gso_size == 0 {
                 return Err(SegmentError::Malformed);
             }
-            Ok(split_tcp(
-                frame,
-                &tcp,
-                usize::from(hdr.gso_size),
-                scratch,
-                emit,
-            ))
+            Ok(split_tcp(frame, &tcp, usize::from(hdr.gso_size), out))
         }
         other => Err(SegmentError::Unsupported(other)),
     }
@@ -80,13 +93,7 @@ fn complete_partial_checksum(
 /// length, ID (+1 per segment) and header checksum, IPv6 payload length,
 /// sequence number, FIN/PSH only on the last segment, CWR only on the
 /// first, and a complete TCP checksum.
-fn split_tcp(
-    frame: &[u8],
-    tcp: &TcpFrame,
-    mss: usize,
-    scratch: &mut Vec<u8>,
-    emit: &mut dyn FnMut(&[u8]),
-) -> usize {
+fn split_tcp(frame: &[u8], tcp: &TcpFrame, mss: usize, out: &mut dyn SegmentOut) -> usize {
     let headers = &frame[..tcp.payload_at()];
     let payload = &frame[tcp.payload_at()..tcp.end];
     let first_id = tcp.ip_id(frame);
@@ -94,23 +101,21 @@ fn split_tcp(
     for index in 0..count {
         let start = index * mss;
         let chunk = &payload[start..(start + mss).min(payload.len())];
-        scratch.clear();
-        scratch.extend_from_slice(headers);
-        scratch.extend_from_slice(chunk);
+        let seg = out.push_joined(headers, chunk);
         let tcp_len = tcp.tcp_header_len + chunk.len();
         if tcp.is_v4() {
             let total = (tcp.tcp_at - tcp.ip_at + tcp_len) as u16;
-            scratch[tcp.ip_at + 2..tcp.ip_at + 4].copy_from_slice(&total.to_be_bytes());
+            seg[tcp.ip_at + 2..tcp.ip_at + 4].copy_from_slice(&total.to_be_bytes());
             let id = first_id.wrapping_add(index as u16);
-            scratch[tcp.ip_at + 4..tcp.ip_at + 6].copy_from_slice(&id.to_be_bytes());
-            let ip_check = checksum::ipv4_header(&scratch[tcp.ip_at..tcp.tcp_at]);
-            scratch[tcp.ip_at + 10..tcp.ip_at + 12].copy_from_slice(&ip_check.to_be_bytes());
+            seg[tcp.ip_at + 4..tcp.ip_at + 6].copy_from_slice(&id.to_be_bytes());
+            let ip_check = checksum::ipv4_header(&seg[tcp.ip_at..tcp.tcp_at]);
+            seg[tcp.ip_at + 10..tcp.ip_at + 12].copy_from_slice(&ip_check.to_be_bytes());
         } else {
-            scratch[tcp.ip_at + 4..tcp.ip_at + 6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
+            seg[tcp.ip_at + 4..tcp.ip_at + 6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
         }
         let at = tcp.tcp_at;
         let seq = tcp.seq.wrapping_add(start as u32);
-        scratch[at + 4..at + 8].copy_from_slice(&seq.to_be_bytes());
+        seg[at + 4..at + 8].copy_from_slice(&seq.to_be_bytes());
         let mut flags = tcp.flags;
         if index + 1 < count {
             flags &= !(TCP_FIN | TCP_PSH);
@@ -118,11 +123,10 @@ fn split_tcp(
         if index > 0 {
             flags &= !TCP_CWR;
         }
-        scratch[at + 13] = flags;
-        scratch[at + 16..at + 18].copy_from_slice(&[0, 0]);
-        let check = checksum::finish(checksum::sum(&scratch[at..], tcp.ip.pseudo_sum(tcp_len)));
-        scratch[at + 16..at + 18].copy_from_slice(&check.to_be_bytes());
-        emit(scratch);
+        seg[at + 13] = flags;
+        seg[at + 16..at + 18].copy_from_slice(&[0, 0]);
+        let check = checksum::finish(checksum::sum(&seg[at..], tcp.ip.pseudo_sum(tcp_len)));
+        seg[at + 16..at + 18].copy_from_slice(&check.to_be_bytes());
     }
     count
 }

@@ -70,14 +70,10 @@ fn coalesce_all(frames: &[Vec<u8>]) -> Vec<(VnetHdr, Vec<u8>)> {
 }
 
 fn segment_all(units: &[(VnetHdr, Vec<u8>)]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut scratch = Vec::new();
+    let mut out: Vec<Vec<u8>> = Vec::new();
     for (hdr, bytes) in units {
         let mut bytes = bytes.clone();
-        segment(*hdr, &mut bytes, &mut scratch, &mut |f| {
-            out.push(f.to_vec())
-        })
-        .expect("segment");
+        segment(*hdr, &mut bytes, &mut out).expect("segment");
     }
     out
 }
@@ -130,8 +126,7 @@ fn a_bulk_run_becomes_one_gso_frame_and_splits_back_exactly() {
                 ..*hdr
             },
             &mut completed,
-            &mut Vec::new(),
-            &mut |_| {},
+            &mut Vec::<Vec<u8>>::new(),
         )
         .expect("complete");
         assert!(tcp_checksum_ok(&completed), "v6={v6}");
@@ -220,11 +215,8 @@ fn a_partial_udp_checksum_is_completed() {
         csum_offset: 6,
         ..VnetHdr::NONE
     };
-    let mut out = Vec::new();
-    segment(hdr, &mut frame, &mut Vec::new(), &mut |f| {
-        out.push(f.to_vec())
-    })
-    .expect("segment");
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    segment(hdr, &mut frame, &mut out).expect("segment");
     assert_eq!(out, vec![good]);
 }
 
@@ -237,7 +229,7 @@ fn bad_headers_are_errors_not_panics() {
         csum_offset: 6,
         ..VnetHdr::NONE
     };
-    assert!(segment(hdr, &mut tiny, &mut Vec::new(), &mut |_| {}).is_err());
+    assert!(segment(hdr, &mut tiny, &mut Vec::<Vec<u8>>::new()).is_err());
     let gso = VnetHdr {
         gso_type: GSO_TCPV4,
         gso_size: 0,
@@ -245,7 +237,7 @@ fn bad_headers_are_errors_not_panics() {
     };
     let mut frame = stream(Flow { v6: false, port: 4 }, &[MSS], false).remove(0);
     assert_eq!(
-        segment(gso, &mut frame, &mut Vec::new(), &mut |_| {}),
+        segment(gso, &mut frame, &mut Vec::<Vec<u8>>::new()),
         Err(SegmentError::Malformed)
     );
     let udp = VnetHdr {
@@ -254,7 +246,7 @@ fn bad_headers_are_errors_not_panics() {
         ..VnetHdr::NONE
     };
     assert_eq!(
-        segment(udp, &mut frame, &mut Vec::new(), &mut |_| {}),
+        segment(udp, &mut frame, &mut Vec::<Vec<u8>>::new()),
         Err(SegmentError::Unsupported(GSO_UDP_L4))
     );
 }
@@ -337,7 +329,7 @@ proptest! {
         let mut read = hdr.to_vec();
         read.append(&mut frame);
         if let Some((h, f)) = VnetHdr::parse_mut(&mut read) {
-            let _ = segment(h, f, &mut Vec::new(), &mut |_| {});
+            let _ = segment(h, f, &mut Vec::<Vec<u8>>::new());
         }
     }
 
@@ -373,11 +365,8 @@ fn a_vlan_tagged_tso_frame_is_cut_with_its_tag() {
             gso_size: MSS as u16,
             ..VnetHdr::NONE
         };
-        let mut out = Vec::new();
-        let n = segment(hdr, &mut frame, &mut Vec::new(), &mut |f| {
-            out.push(f.to_vec())
-        })
-        .expect("segment");
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let n = segment(hdr, &mut frame, &mut out).expect("segment");
         assert_eq!(n, 4, "v6={v6}");
         let mut joined = Vec::new();
         for (i, f) in out.iter().enumerate() {
@@ -396,5 +385,213 @@ fn a_vlan_tagged_tso_frame_is_cut_with_its_tag() {
             joined.extend_from_slice(tcp.payload());
         }
         assert_eq!(joined, payload, "v6={v6}");
+    }
+}
+
+/// What a pure ACK carries besides its acknowledgement number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckKind {
+    /// Timestamps only: may be thinned.
+    Plain,
+    /// A SACK block: never thinned, never replaces one.
+    Sack,
+    /// ECN echo: never thinned.
+    Ece,
+}
+
+fn pure_ack(flow: Flow, ack: u32, kind: AckKind, tsval: u32) -> Vec<u8> {
+    use etherparse::TcpOptionElement::{SelectiveAcknowledgement, Timestamp};
+    let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
+    let ip = if flow.v6 {
+        eth.ipv6([0xfd; 16], [0xfe; 16], 64)
+    } else {
+        eth.ipv4([192, 168, 30, 10], [10, 0, 1, 26], 64)
+    };
+    let mut tcp = ip.tcp(flow.port, 5201, 1, 502).ack(ack);
+    tcp = match kind {
+        AckKind::Plain => tcp.options(&[Timestamp(tsval, 7)]).expect("options"),
+        AckKind::Sack => tcp
+            .options(&[
+                Timestamp(tsval, 7),
+                SelectiveAcknowledgement((ack + 1000, ack + 2000), [None, None, None]),
+            ])
+            .expect("options"),
+        AckKind::Ece => tcp.ece().options(&[Timestamp(tsval, 7)]).expect("options"),
+    };
+    let mut out = Vec::new();
+    tcp.write(&mut out, &[]).expect("write");
+    out
+}
+
+/// What came out of the coalescer (all unmerged here), and how many ACKs
+/// it says it thinned.
+fn pass(frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, u64) {
+    let mut c = Coalescer::new();
+    let mut out = Vec::new();
+    let mut emit = |h: &VnetHdr, f: &[u8]| {
+        assert_eq!(*h, VnetHdr::NONE);
+        out.push(f.to_vec());
+    };
+    for f in frames {
+        c.push(f, &mut emit);
+    }
+    c.flush(&mut emit);
+    let thinned = c.take_thinned();
+    assert_eq!(c.take_thinned(), 0, "taken once");
+    (out, thinned)
+}
+
+#[test]
+fn consecutive_acks_of_a_flow_leave_only_the_newest() {
+    for v6 in [false, true] {
+        let flow = Flow { v6, port: 20 };
+        let acks: Vec<Vec<u8>> = (1..=5)
+            .map(|i| pure_ack(flow, 1000 * i, AckKind::Plain, i))
+            .collect();
+        let (out, thinned) = pass(&acks);
+        assert_eq!((out, thinned), (vec![acks[4].clone()], 4), "v6={v6}");
+    }
+    // Across the sequence-number wrap.
+    let flow = Flow {
+        v6: false,
+        port: 21,
+    };
+    let acks = [
+        pure_ack(flow, u32::MAX - 10, AckKind::Plain, 1),
+        pure_ack(flow, 5, AckKind::Plain, 2),
+    ];
+    assert_eq!(pass(&acks), (vec![acks[1].clone()], 1));
+}
+
+#[test]
+fn the_sender_never_sees_more_than_the_span_acknowledged_at_once() {
+    let flow = Flow {
+        v6: false,
+        port: 26,
+    };
+    let step = 20_000;
+    let acks: Vec<Vec<u8>> = (0..6)
+        .map(|i| pure_ack(flow, 1000 + step * i, AckKind::Plain, i))
+        .collect();
+    let (out, thinned) = pass(&acks);
+    // 1000 → 61000 fits in one span; 81000 does not, so 61000 is written
+    // and a new run starts from it (81000, 101000).
+    assert_eq!(out, vec![acks[3].clone(), acks[5].clone()]);
+    assert_eq!(thinned, 4);
+    let acked = |f: &[u8]| u32::from_be_bytes([f[42], f[43], f[44], f[45]]);
+    let mut last = 1000;
+    for f in &out {
+        assert!(acked(f) - last <= MAX_THINNED_SPAN + step, "{}", acked(f));
+        last = acked(f);
+    }
+}
+
+#[test]
+fn duplicate_acks_sacks_and_ecn_echoes_are_all_kept() {
+    let flow = Flow {
+        v6: false,
+        port: 22,
+    };
+    // Three duplicate ACKs: the sender's fast-retransmit signal.
+    let dups: Vec<Vec<u8>> = (0..4)
+        .map(|i| pure_ack(flow, 5000, AckKind::Plain, i))
+        .collect();
+    assert_eq!(pass(&dups), (dups.clone(), 0));
+    for kind in [AckKind::Sack, AckKind::Ece] {
+        let frames = vec![
+            pure_ack(flow, 100, AckKind::Plain, 1),
+            pure_ack(flow, 200, kind, 2),
+            pure_ack(flow, 300, kind, 3),
+            pure_ack(flow, 400, AckKind::Plain, 4),
+        ];
+        assert_eq!(pass(&frames), (frames.clone(), 0), "{kind:?}");
+    }
+}
+
+#[test]
+fn acks_are_thinned_only_back_to_back_and_order_is_kept() {
+    let a = Flow {
+        v6: false,
+        port: 23,
+    };
+    let b = Flow {
+        v6: false,
+        port: 24,
+    };
+    let data = stream(a, &[100], true).remove(0);
+    let frames = vec![
+        pure_ack(a, 100, AckKind::Plain, 1),
+        pure_ack(b, 100, AckKind::Plain, 1),
+        pure_ack(a, 200, AckKind::Plain, 2),
+        data.clone(),
+        pure_ack(a, 300, AckKind::Plain, 3),
+        pure_ack(a, 400, AckKind::Plain, 4),
+    ];
+    let (out, thinned) = pass(&frames);
+    assert_eq!(thinned, 1);
+    assert_eq!(
+        out,
+        vec![
+            frames[0].clone(),
+            frames[1].clone(),
+            frames[2].clone(),
+            data,
+            frames[5].clone()
+        ]
+    );
+}
+
+#[test]
+fn a_corrupt_ack_never_replaces_a_good_one() {
+    let flow = Flow {
+        v6: false,
+        port: 25,
+    };
+    let good = pure_ack(flow, 100, AckKind::Plain, 1);
+    let mut bad = pure_ack(flow, 200, AckKind::Plain, 2);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    let frames = vec![good, bad];
+    assert_eq!(pass(&frames), (frames.clone(), 0));
+}
+
+proptest! {
+    /// Against a model: an ACK is left out exactly when the frame right
+    /// after it is a plain ACK of the same flow acknowledging more (and it
+    /// is plain itself); everything else comes out, in order.
+    #[test]
+    fn thinning_matches_the_model(
+        script in prop::collection::vec((0usize..2, 0u32..3, 0usize..4), 1..80)
+    ) {
+        let flows = [Flow { v6: false, port: 30 }, Flow { v6: true, port: 31 }];
+        let mut acked = [1000u32; 2];
+        // (frame, flow, ack, thinnable)
+        let mut frames: Vec<(Vec<u8>, usize, u32, bool)> = Vec::new();
+        for (i, (f, advance, what)) in script.into_iter().enumerate() {
+            // At most 16,000 bytes in all: the span bound never applies
+            // (it has its own test).
+            acked[f] = acked[f].wrapping_add(advance * 100);
+            let frame = match what {
+                0 | 1 => (pure_ack(flows[f], acked[f], AckKind::Plain, i as u32), true),
+                2 => (pure_ack(flows[f], acked[f], AckKind::Sack, i as u32), false),
+                _ => (stream(flows[f], &[64], true).remove(0), false),
+            };
+            frames.push((frame.0, f, acked[f], frame.1));
+        }
+        let expected: Vec<Vec<u8>> = frames
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, flow, ack, thinnable))| {
+                let superseded = frames.get(i + 1).is_some_and(|(_, f2, a2, t2)| {
+                    *t2 && f2 == flow && (a2.wrapping_sub(*ack) as i32) > 0
+                });
+                !(*thinnable && superseded)
+            })
+            .map(|(_, (frame, ..))| frame.clone())
+            .collect();
+        let input: Vec<Vec<u8>> = frames.iter().map(|(f, ..)| f.clone()).collect();
+        let (out, thinned) = pass(&input);
+        prop_assert_eq!(thinned as usize, input.len() - expected.len());
+        prop_assert_eq!(out, expected);
     }
 }

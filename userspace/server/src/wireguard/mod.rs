@@ -1,4 +1,4 @@
-//! WireGuard peers as hub members (docs/wireguard.md, decision 0011): a
+//! WireGuard peers as hub members (docs/wireguard.md, decision 0010): a
 //! hub's UDP endpoint, its configured peers, and the per-worker tasks that
 //! move their packets.
 //!
