@@ -21,7 +21,7 @@ use crate::{
     settings::Settings,
     sys, tools,
     topo::{PRIVATE_IP, SERVER_IP},
-    tunnel::{ROWS, latency_rows, small_packet_row, tcp_name, tcp_rows},
+    tunnel::{ROWS, ServerPath, Transport, latency_rows, small_packet_row, tcp_name, tcp_rows},
 };
 
 pub const OPENVPN_TCP: &str = "OpenVPN 2.6 TCP 443";
@@ -257,6 +257,11 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
         "OpenVPN 2.6 client, AES-256-GCM, tun",
         "utime+stime of the openvpn server process ÷ GB iperf3 received, same runs as the row above",
     );
+    let transport = if system == OPENVPN_UDP {
+        Transport::Udp(1194)
+    } else {
+        Transport::Tcp(443)
+    };
     latency_rows(
         topo,
         report,
@@ -264,6 +269,11 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
         system,
         SERVER_TUN_IP,
         "(the server's tun)",
+        ServerPath {
+            uplink: "eth0",
+            device: "ovpns",
+            transport,
+        },
     );
     small_packet_row(
         topo,

@@ -9,7 +9,7 @@ use ethergate_netns::Topology;
 use ethergate_softether::SoftEtherClient;
 
 use crate::tunnel::rows::{ROWS, maxtcp_name, maxtcp_out_of_order_name, maxtcp_retransmits_name};
-use crate::tunnel::systems::{ACCOUNT, connect, disconnect};
+use crate::tunnel::systems::{ACCOUNT, account_detail, connect, disconnect};
 use crate::{
     report::{Better, Report, Sample},
     settings::Settings,
@@ -28,15 +28,7 @@ pub(crate) fn maxtcp(
     system: &str,
     client: &SoftEtherClient<'_>,
 ) {
-    let set = |max_tcp: u8| {
-        client.account_detail_set(
-            ACCOUNT,
-            &ethergate_softether::AccountDetail {
-                max_tcp,
-                ..Default::default()
-            },
-        )
-    };
+    let set = |max_tcp: u8| client.account_detail_set(ACCOUNT, &account_detail(system, max_tcp));
     let ready = set(8)
         .map_err(anyhow::Error::from)
         .and_then(|()| connect(topo, client))

@@ -12,6 +12,7 @@ use ethergate_netns::Topology;
 
 use crate::tunnel::rows::{CLIENT_METHOD, ROWS, cpu_name, login_name, rss_name, slug, tcp_name};
 use crate::tunnel::systems::{HUB, PASSWORD, USER};
+use crate::tunnel::transit::{self, ServerPath, Transport};
 use crate::{
     login, profile,
     report::{Better, Report, Sample},
@@ -91,7 +92,19 @@ pub(crate) fn traffic(
         "utime+stime of the server's process tree (/proc/<pid>/stat) ÷ GB iperf3 received, same runs as the row above",
     );
 
-    latency_rows(topo, report, settings, system, TAP_IP, "(tunnel)");
+    latency_rows(
+        topo,
+        report,
+        settings,
+        system,
+        TAP_IP,
+        "(tunnel)",
+        ServerPath {
+            uplink: "eth0",
+            device: "tap_00",
+            transport: Transport::Tcp(443),
+        },
+    );
 
     let url = format!("http://{TAP_IP}/");
     let method =
@@ -373,6 +386,7 @@ pub(crate) fn latency_rows(
     system: &str,
     target: &str,
     what: &str,
+    server: ServerPath<'_>,
 ) {
     let method = format!(
         "ping -i 0.005 ×{} to {target} {what}, hdrhistogram; direct = to {SERVER_IP}",
@@ -396,6 +410,48 @@ pub(crate) fn latency_rows(
         report.derived(
             ROWS.point(workload, system, "µs", Better::Lower, &method),
             value,
+        );
+    }
+    transit_rows(topo, report, settings, system, target, server);
+}
+
+/// The server's own share of the added latency: per ping, the time from
+/// its tunnel packet arriving to the echo request reaching the server's
+/// device, plus from the echo reply leaving that device to its tunnel
+/// packet leaving (kernel timestamps; [`transit`]).
+fn transit_rows(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    target: &str,
+    server: ServerPath<'_>,
+) {
+    let method = format!(
+        "ping -i 0.005 ×{} to {target} (a second run), captured on the server's {} and {} with kernel timestamps: (echo request on {} − its tunnel packet in) + (tunnel packet out − echo reply on {}), per ping",
+        settings.ping_count, server.uplink, server.device, server.device, server.device
+    );
+    let measured = transit::measure(topo, "nat", server, || {
+        tools::ping(topo, "client", target, settings.ping_count, "0.005").map(drop)
+    });
+    let at = |quantile: f64| -> Result<Sample> {
+        let t = measured.as_ref().map_err(|e| anyhow!("{e:#}"))?;
+        Ok(Sample::new(t.total.value_at_quantile(quantile) as f64)
+            .with("in_us", t.request.value_at_quantile(quantile) as f64)
+            .with("out_us", t.reply.value_at_quantile(quantile) as f64)
+            .with("pings_paired", t.total.len() as f64)
+            .with("udp_acceleration_share", {
+                t.accelerated_packets as f64 / t.tunnel_packets.max(1) as f64
+            }))
+    };
+    for (workload, quantile) in [
+        ("server transit p50 (in + out)", 0.5),
+        ("server transit p99 (in + out)", 0.99),
+    ] {
+        report.measure(
+            ROWS.point(workload, system, "µs", Better::Lower, &method),
+            1,
+            || at(quantile),
         );
     }
 }

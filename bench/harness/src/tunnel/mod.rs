@@ -13,6 +13,7 @@ mod maxtcp;
 mod measure;
 mod rows;
 mod systems;
+mod transit;
 
 use std::time::Duration;
 
@@ -25,13 +26,17 @@ use ethergate_client::ethergate_client;
 use maxtcp::maxtcp;
 use measure::{Part, sessions, traffic};
 use rows::{fail_all, fail_traffic};
-use systems::{connect, disconnect, remove_softether_rules, start_client, start_softether};
+use systems::{
+    ACCOUNT, SOFTETHER_TCP, account_detail, connect, disconnect, remove_softether_rules,
+    start_client, start_softether,
+};
 
 pub(crate) use measure::{latency_rows, small_packet_row, tcp_rows, udp_pps};
 pub(crate) use rows::{ROWS, slug, tcp_name};
 pub(crate) use systems::{
     ETHERGATE, SOFTETHER, start_ethergate, start_ethergate_with, stop_ethergate,
 };
+pub(crate) use transit::{ServerPath, Transport};
 
 pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<()> {
     report.progress(
@@ -45,7 +50,7 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
     )?;
     let _iperf = tools::iperf3_server(topo, "private", PRIVATE_IP)?;
     let client = start_client(topo);
-    for system in [ETHERGATE, SOFTETHER] {
+    for system in [ETHERGATE, SOFTETHER, SOFTETHER_TCP] {
         if !settings.wants(system) || sys::interrupted() {
             continue;
         }
@@ -58,12 +63,12 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
         let (eg, se) = match server {
             Ok(s) => s,
             Err(e) => {
-                fail_all(
-                    report,
-                    settings,
-                    system,
-                    &format!("server did not start: {e:#}"),
-                );
+                let error = format!("server did not start: {e:#}");
+                if system == SOFTETHER_TCP {
+                    fail_traffic(report, settings, system, &error);
+                } else {
+                    fail_all(report, settings, system, &error);
+                }
                 remove_softether_rules(topo);
                 continue;
             }
@@ -73,11 +78,20 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
             .map(Process::pid)
             .or_else(|| se.as_ref().and_then(SoftEtherServer::pid))
             .ok_or_else(|| anyhow!("no server pid"))?;
+        // The TCP-only SoftEther rows are the same server with another
+        // client setting: only the rows the client's transport changes.
+        let server_rows = system != SOFTETHER_TCP;
         // Memory first, on the fresh server: later traffic leaves freed
         // buffers behind that new sessions would reuse unseen.
-        sessions(topo, report, settings, system, pid, Part::Memory);
+        if server_rows {
+            sessions(topo, report, settings, system, pid, Part::Memory);
+        }
         match &client {
-            Ok(c) => match connect(topo, c) {
+            Ok(c) => match c
+                .account_detail_set(ACCOUNT, &account_detail(system, 1))
+                .map_err(anyhow::Error::from)
+                .and_then(|()| connect(topo, c))
+            {
                 Ok(()) => {
                     traffic(topo, report, settings, system, pid);
                     disconnect(topo, c);
@@ -100,8 +114,10 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
                 &format!("vpnclient did not start: {e:#}"),
             ),
         }
-        ethergate_client(topo, report, settings, system, pid);
-        sessions(topo, report, settings, system, pid, Part::Logins);
+        if server_rows {
+            ethergate_client(topo, report, settings, system, pid);
+            sessions(topo, report, settings, system, pid, Part::Logins);
+        }
         report.progress(&format!("tunnel: stopping {system}"));
         if let Some(eg) = eg {
             stop_ethergate(topo, settings, eg);

@@ -11,7 +11,8 @@ use crate::{
 /// The tunnel section's rows (and the OpenVPN and WireGuard rows beside them).
 pub(crate) const ROWS: Group = Group("tunnel");
 
-pub(crate) const CLIENT_METHOD: &str = "Debian vpnclient 5.01, 1 TCP conn, TLS, no compression";
+pub(crate) const CLIENT_METHOD: &str = "Debian vpnclient 5.01, 1 TCP conn, TLS, no compression, \
+     UDP acceleration where the server offers it (SoftEther unless /DISABLEUDP; ethergate has none)";
 
 /// Names of the rows one VPN system produces, so a system that fails to
 /// start still gets a row per workload, each with the error.

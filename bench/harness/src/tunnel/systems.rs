@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Result, bail};
 use ethergate_netns::{Process, Topology, recipe};
-use ethergate_softether::{PasswordKind, SoftEtherClient, SoftEtherServer};
+use ethergate_softether::{AccountDetail, PasswordKind, SoftEtherClient, SoftEtherServer};
 
 use crate::{
     settings::Settings,
@@ -33,6 +33,13 @@ pub(crate) const TAP: &str = "vpn_vpn0";
 pub const ETHERGATE: &str = "ethergate";
 
 pub const SOFTETHER: &str = "SoftEther 5.01 (bridge+iptables)";
+
+/// The same SoftEther server with the client's UDP acceleration turned off
+/// (`/DISABLEUDP:yes`): its data then takes the TLS connection, the only
+/// path ethergate offers (docs/softether-protocol.md). Without it the
+/// Debian client moves almost every data packet over UDP, so the
+/// [`SOFTETHER`] rows compare different transports.
+pub const SOFTETHER_TCP: &str = "SoftEther 5.01 TCP only (/DISABLEUDP)";
 
 /// The recipe's iptables rules for the SoftEther system (docs/design.md).
 pub(crate) const SOFTETHER_RULES: [&[&str]; 2] =
@@ -161,6 +168,17 @@ pub(crate) fn start_client(topo: &Topology) -> Result<SoftEtherClient<'_>> {
     client.account_create(ACCOUNT, &format!("{SERVER_IP}:443"), HUB, USER, NIC)?;
     client.account_password_set(ACCOUNT, PASSWORD, PasswordKind::Standard)?;
     Ok(client)
+}
+
+/// The client account's connection settings for `system`: `max_tcp`
+/// connections, UDP acceleration only where the system is SoftEther's
+/// default.
+pub(crate) fn account_detail(system: &str, max_tcp: u8) -> AccountDetail {
+    AccountDetail {
+        max_tcp,
+        disable_udp: system == SOFTETHER_TCP,
+        ..Default::default()
+    }
 }
 
 pub(crate) fn connect(topo: &Topology, client: &SoftEtherClient<'_>) -> Result<()> {

@@ -20,8 +20,8 @@ use crate::{
     sys, tools,
     topo::{PRIVATE_IP, SERVER_IP, TAP_IP},
     tunnel::{
-        ROWS, latency_rows, small_packet_row, start_ethergate_with, stop_ethergate, tcp_name,
-        tcp_rows,
+        ROWS, ServerPath, Transport, latency_rows, small_packet_row, start_ethergate_with,
+        stop_ethergate, tcp_name, tcp_rows,
     },
 };
 
@@ -284,6 +284,11 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
     } else {
         WG_SERVER_IP
     };
+    let device = if system == ETHERGATE_WG {
+        "tap_00"
+    } else {
+        SERVER_IF
+    };
     latency_rows(
         topo,
         report,
@@ -291,6 +296,11 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
         system,
         target,
         "(through the tunnel)",
+        ServerPath {
+            uplink: "eth0",
+            device,
+            transport: Transport::Udp(recipe::WIREGUARD_PORT),
+        },
     );
     small_packet_row(
         topo,
