@@ -33,7 +33,15 @@ pub fn start(pid: Option<u32>, work: &Path, out: &Path, name: &str) -> Result<Pr
     cmd.args(["record", "-F", "999", "-g", "-q", "-o"])
         .arg(&data);
     match pid {
-        Some(p) => cmd.args(["-p", &p.to_string()]),
+        // The whole tree: SoftEther's server works in a forked child.
+        Some(p) => cmd.args([
+            "-p",
+            &crate::sys::process_tree(p)
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ]),
         None => cmd.arg("-a"),
     };
     let child = cmd
