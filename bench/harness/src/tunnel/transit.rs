@@ -22,12 +22,6 @@
 use std::{
     mem,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
-    time::Duration,
 };
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -86,6 +80,12 @@ enum Seen {
 
 /// Runs `during` (the pings) while both interfaces are captured, and pairs
 /// what was seen into per-ping transit times.
+///
+/// Nothing reads the sockets while the pings run: a capturing thread woken
+/// for every packet would compete for the cores with the server it
+/// measures. The kernel stamps each packet as it queues it, so reading the
+/// queues afterwards loses nothing — provided they held the whole run,
+/// which is checked.
 pub(crate) fn measure(
     topo: &Topology,
     namespace: &str,
@@ -97,25 +97,48 @@ pub(crate) fn measure(
             Ok((open(path.uplink)?, open(path.device)?))
         })
         .map_err(|e| anyhow!("{e}"))??;
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let stop = Arc::clone(&stop);
-        let transport = path.transport;
-        std::thread::spawn(move || collect(&uplink, &device, transport, &stop))
-    };
-    let ran = during();
-    // Frames still in the sockets' queues are read before the flag is seen.
-    std::thread::sleep(Duration::from_millis(50));
-    stop.store(true, Ordering::Relaxed);
-    let events = join(reader)?;
-    ran?;
+    during()?;
+    let mut events = Vec::new();
+    let mut buf = [0u8; 256];
+    for (fd, tunnel_side) in [(&uplink, true), (&device, false)] {
+        while let Some((at, outgoing, l3, frame)) = receive(fd.as_raw_fd(), &mut buf) {
+            let seen = if tunnel_side {
+                classify_tunnel(frame, l3, outgoing, path.transport)
+            } else {
+                classify_echo(frame, l3, outgoing)
+            };
+            if let Some(seen) = seen {
+                events.push((at, seen));
+            }
+        }
+        let dropped = drops(fd)?;
+        if dropped > 0 {
+            bail!("the capture queue overflowed: {dropped} packets lost");
+        }
+    }
+    events.sort_by_key(|&(at, _)| at);
     pair(&events)
 }
 
-fn join(reader: JoinHandle<Result<Vec<(u64, Seen)>>>) -> Result<Vec<(u64, Seen)>> {
-    reader
-        .join()
-        .map_err(|_| anyhow!("the capture thread panicked"))?
+/// Packets the kernel could not queue on `fd` (a full receive buffer).
+fn drops(fd: &OwnedFd) -> Result<u32> {
+    // SAFETY: plain data, zero-initialised.
+    let mut stats: libc::tpacket_stats = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: `stats` has the length given.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&raw mut stats).cast(),
+            &raw mut len,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).context("PACKET_STATISTICS");
+    }
+    Ok(stats.tp_drops)
 }
 
 /// A packet socket on `interface` that timestamps what it receives.
@@ -151,7 +174,8 @@ fn open(interface: &str) -> Result<OwnedFd> {
         return Err(std::io::Error::last_os_error()).context("binding the packet socket");
     }
     set_int(&fd, libc::SO_TIMESTAMPNS, 1)?;
-    set_int(&fd, libc::SO_RCVBUF, 8 << 20)?;
+    // The whole run stays queued until it is read (root may pass rmem_max).
+    set_int(&fd, libc::SO_RCVBUFFORCE, 64 << 20)?;
     Ok(fd)
 }
 
@@ -170,50 +194,6 @@ fn set_int(fd: &OwnedFd, option: i32, value: i32) -> Result<()> {
         return Err(std::io::Error::last_os_error()).context("setsockopt on the packet socket");
     }
     Ok(())
-}
-
-/// Reads both sockets until `stop`, keeping the packets that matter.
-fn collect(
-    uplink: &OwnedFd,
-    device: &OwnedFd,
-    transport: Transport,
-    stop: &AtomicBool,
-) -> Result<Vec<(u64, Seen)>> {
-    let mut events = Vec::new();
-    let mut buf = [0u8; 256];
-    while !stop.load(Ordering::Relaxed) {
-        let mut fds = [uplink, device].map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
-        // SAFETY: two valid pollfds.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 20) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e).context("poll on the packet sockets");
-        }
-        for (i, pfd) in fds.iter().enumerate() {
-            if pfd.revents & libc::POLLIN == 0 {
-                continue;
-            }
-            while let Some((at, outgoing, l3, frame)) = receive(pfd.fd, &mut buf) {
-                let seen = if i == 0 {
-                    classify_tunnel(frame, l3, outgoing, transport)
-                } else {
-                    classify_echo(frame, l3, outgoing)
-                };
-                if let Some(seen) = seen {
-                    events.push((at, seen));
-                }
-            }
-        }
-    }
-    events.sort_by_key(|&(at, _)| at);
-    Ok(events)
 }
 
 /// One packet without waiting: its kernel timestamp (ns), whether it was
