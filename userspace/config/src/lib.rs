@@ -13,6 +13,8 @@ mod dhcp;
 mod diagnostic;
 mod edit;
 mod hub;
+mod hub_read;
+mod hub_wireguard;
 mod ifname;
 mod limits;
 mod nat;
@@ -122,11 +124,11 @@ impl Config {
                 pos,
                 format!("hub[{}]: ", i + 1),
                 "hub",
-                hub::HUB_KEYS,
+                hub_read::HUB_KEYS,
             );
-            read_hubs.push(hub::read_hub(&mut report, section, i + 1));
+            read_hubs.push(hub_read::read_hub(&mut report, section, i + 1));
         }
-        hub::check_hubs(&mut report, &read_hubs);
+        hub_read::check_hubs(&mut report, &read_hubs);
 
         let nat_section = top.table(&mut report, "nat", nat::NAT_KEYS);
         let nat = nat_section.map(|s| nat::read_nat(&mut report, s));
@@ -168,7 +170,7 @@ impl Config {
 }
 
 /// The uplink must not be a hub's tap; listing a tap as inside is redundant.
-fn check_nat_against_hubs(report: &mut Report, nat: &nat::NatRead, hubs: &[hub::ReadHub]) {
+fn check_nat_against_hubs(report: &mut Report, nat: &nat::NatRead, hubs: &[hub_read::ReadHub]) {
     for hub in hubs.iter().filter_map(|h| h.hub.as_ref()) {
         if let Some((uplink, pos)) = &nat.uplink
             && hub.bridge == *uplink

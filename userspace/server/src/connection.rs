@@ -35,9 +35,10 @@ use crate::{
     directory::{HubEntry, LoginCheck, LoginInfo, SessionShared},
     login_throttle::Admit,
     outbox::{LaneId, Outbox},
+    random::system_random,
     read_sizer::ReadSizer,
     transport::{self, Received, Transport},
-    worker_context::{Worker, now, system_random},
+    worker_context::{Worker, now},
 };
 
 /// Output buffers kept by a connection between keep-alive ticks; larger

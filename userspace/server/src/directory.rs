@@ -209,7 +209,7 @@ pub struct SessionShared {
     pub use_compress: bool,
     /// Set for a WireGuard peer's session: its current endpoint and last
     /// handshake.
-    pub wireguard: Option<Arc<crate::wireguard::PeerLink>>,
+    pub wireguard: Option<Arc<crate::wireguard::peer_link::PeerLink>>,
 }
 
 impl SessionShared {
@@ -592,14 +592,14 @@ impl Directory {
         &self,
         hub: &Arc<HubEntry>,
         user: &str,
-        link: Arc<crate::wireguard::PeerLink>,
+        link: Arc<crate::wireguard::peer_link::PeerLink>,
         worker: usize,
     ) -> Result<Arc<SessionShared>, ErrorCode> {
         self.reserve_session(hub, user)?;
         let port = PortId(self.next_port.fetch_add(1, Ordering::Relaxed));
         let outbox = Arc::new(Outbox::new(self.limits.session_queue_bytes));
         let mut key = [0u8; 20];
-        crate::worker_context::system_random(&mut key);
+        crate::random::system_random(&mut key);
         let shared = Arc::new(SessionShared {
             hub: Arc::clone(hub),
             port,

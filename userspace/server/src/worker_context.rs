@@ -1,5 +1,5 @@
-//! What one worker thread serves connections with, and the clock and
-//! randomness its connections' protocol state machines use. Apart from the
+//! What one worker thread serves connections with, and the clock its
+//! connections' protocol state machines use. Apart from the
 //! worker loop (`worker.rs`) so connections and tap readers can depend on it
 //! without depending on the loop that spawns them.
 
@@ -39,17 +39,4 @@ pub fn epoch() -> Instant {
 
 pub fn now() -> Timestamp {
     Timestamp::from_elapsed(epoch().elapsed())
-}
-
-static RANDOM: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
-
-/// Session keys and server randoms come from the same CSPRNG as TLS.
-pub fn system_random(buf: &mut [u8]) {
-    let provider = RANDOM.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-    // Without a working system RNG no TLS handshake can succeed either;
-    // there is nothing sensible to continue with.
-    provider
-        .secure_random
-        .fill(buf)
-        .expect("the system random number generator failed");
 }

@@ -20,6 +20,7 @@
 
 mod counters;
 mod gro;
+pub(crate) mod peer_link;
 mod ratelimit;
 pub(crate) mod receive;
 mod send;
@@ -43,6 +44,7 @@ pub use counters::{WireguardCounters, WireguardDrop};
 pub use socket::bind_sockets;
 
 use crate::directory::SessionShared;
+use peer_link::PeerLink;
 
 /// What a hub's WireGuard endpoint is configured with.
 pub struct WireguardSetup {
@@ -73,39 +75,6 @@ pub struct Addressing {
 /// handshake per peer every two minutes), far below what one core can
 /// answer.
 pub const UNDER_LOAD_INITIATIONS_PER_SEC: u64 = 1_000;
-
-/// A peer's endpoint and last handshake, shared with its session so
-/// status shows where the peer is now.
-pub struct PeerLink {
-    endpoint: Mutex<Option<SocketAddr>>,
-    last_handshake_unix: AtomicU64,
-}
-
-impl PeerLink {
-    fn new() -> Self {
-        Self {
-            endpoint: Mutex::new(None),
-            last_handshake_unix: AtomicU64::new(0),
-        }
-    }
-
-    /// Where the peer's last authenticated datagram came from.
-    pub fn endpoint(&self) -> SocketAddr {
-        self.endpoint
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
-    }
-
-    fn set_endpoint(&self, at: SocketAddr) {
-        *self.endpoint.lock().unwrap_or_else(PoisonError::into_inner) = Some(at);
-    }
-
-    /// Unix seconds of the last confirmed handshake; 0 before the first.
-    pub fn last_handshake_unix(&self) -> u64 {
-        self.last_handshake_unix.load(Ordering::Relaxed)
-    }
-}
 
 /// A configured peer and its protocol state.
 pub struct WgPeer {
@@ -365,7 +334,7 @@ impl WireguardHub {
             .unwrap_or_else(PoisonError::into_inner);
         loop {
             let mut bytes = [0u8; 4];
-            crate::worker_context::system_random(&mut bytes);
+            crate::random::system_random(&mut bytes);
             let index = u32::from_le_bytes(bytes);
             if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(index) {
                 slot.insert(Arc::clone(peer));

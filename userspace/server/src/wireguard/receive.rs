@@ -4,12 +4,7 @@
 //! transport messages decrypted in place, and each peer's packets framed
 //! and switched through the hub as one batch.
 
-use std::{
-    net::SocketAddr,
-    rc::Rc,
-    sync::Arc,
-    time::{Instant, SystemTime},
-};
+use std::{net::SocketAddr, rc::Rc, sync::Arc, time::Instant};
 
 use compio::BufResult;
 use ethergate_proto::data::Frames;
@@ -254,7 +249,7 @@ async fn handle(
             source.get(..source_len).unwrap_or_default(),
             under_load,
             now,
-            &mut crate::worker_context::system_random,
+            &mut crate::random::system_random,
         );
     match admission {
         Admission::BadMac1 => {
@@ -285,7 +280,7 @@ async fn handle(
     };
     let index = wg.new_index(&peer);
     let mut ephemeral = [0u8; 32];
-    crate::worker_context::system_random(&mut ephemeral);
+    crate::random::system_random(&mut ephemeral);
     let mut retired = Vec::new();
     let result = {
         let mut state = peer.lock();
@@ -351,12 +346,7 @@ fn transport(
         };
         state.heard_from(from, &peer.link);
         if received.confirmed {
-            peer.link.last_handshake_unix.store(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            peer.link.confirmed_now();
         }
         if !received.packet.is_empty() {
             WireguardCounters::bump(&counters.packets_received);
