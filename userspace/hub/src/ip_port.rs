@@ -199,13 +199,7 @@ impl IpPort {
                         .is_none_or(|t| now.saturating_duration_since(t) >= ASK_EVERY)
                 {
                     n.asked = Some(now);
-                    self.emit_arp(
-                        ARP_REQUEST,
-                        MacAddr::BROADCAST,
-                        MacAddr([0; 6]),
-                        hop,
-                        to_hub,
-                    );
+                    self.ask_for(hop, to_hub);
                 }
                 self.emit_ipv4(mac, packet, to_hub);
                 return Ok(());
@@ -230,13 +224,7 @@ impl IpPort {
         entry.packets.push_back(packet.to_vec());
         if ask {
             entry.asked = now;
-            self.emit_arp(
-                ARP_REQUEST,
-                MacAddr::BROADCAST,
-                MacAddr([0; 6]),
-                hop,
-                to_hub,
-            );
+            self.ask_for(hop, to_hub);
         }
         Ok(())
     }
@@ -332,6 +320,17 @@ impl IpPort {
         self.start_frame(dst, ETHERTYPE_IPV4);
         self.scratch.extend_from_slice(packet);
         to_hub(&self.scratch);
+    }
+
+    /// Broadcasts "who has `hop`?".
+    fn ask_for(&mut self, hop: Ipv4Addr, to_hub: &mut dyn FnMut(&[u8])) {
+        self.emit_arp(
+            ARP_REQUEST,
+            MacAddr::BROADCAST,
+            MacAddr([0; 6]),
+            hop,
+            to_hub,
+        );
     }
 
     fn emit_arp(

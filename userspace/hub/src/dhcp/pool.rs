@@ -210,26 +210,23 @@ impl LeasePool {
         now: WallTime,
         hold: Duration,
     ) -> Option<Ipv4Addr> {
-        if let Some(b) = self.bindings.get(key)
-            && self.available_for(b.ip, key, now)
+        let own = self
+            .bindings
+            .get(key)
+            .filter(|b| self.available_for(b.ip, key, now));
+        if let Some(b) = own
+            && b.state == BindingState::Bound
+            && b.expires > now
         {
-            let ip = b.ip;
-            if b.state == BindingState::Bound && b.expires > now {
-                // Re-offering a live lease must not shorten it.
-                return Some(ip);
-            }
-            return self.assign(
-                key,
-                mac,
-                ip,
-                BindingState::Offered,
-                now.saturating_add(hold),
-                now,
-            );
+            // Re-offering a live lease must not shorten it.
+            return Some(b.ip);
         }
-        let ip = requested
-            .filter(|&ip| self.available_for(ip, key, now))
-            .or_else(|| self.lowest_free(key, now))?;
+        let ip = match own {
+            Some(b) => b.ip,
+            None => requested
+                .filter(|&ip| self.available_for(ip, key, now))
+                .or_else(|| self.lowest_free(key, now))?,
+        };
         self.assign(
             key,
             mac,
