@@ -19,7 +19,7 @@
 //! `fell_back`).
 
 use std::{
-    io::{Read, Write},
+    io::{BufRead, Write},
     time::Instant,
 };
 
@@ -195,11 +195,16 @@ fn drain_plaintext(
     tls: &mut rustls::ServerConnection,
     deliver: &mut impl FnMut(&[u8]),
 ) -> Received {
-    let mut plain = [0u8; 16 * 1024];
+    // Handed over where rustls decrypted it: no copy, no scratch buffer.
     loop {
-        match tls.reader().read(&mut plain) {
-            Ok(0) => return Received::PeerClosed,
-            Ok(n) => deliver(&plain[..n]),
+        let mut reader = tls.reader();
+        match reader.fill_buf() {
+            Ok([]) => return Received::PeerClosed,
+            Ok(chunk) => {
+                let n = chunk.len();
+                deliver(chunk);
+                reader.consume(n);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Received::Open,
             Err(e) => return Received::Failed(TlsError::Plaintext(e)),
         }
@@ -399,7 +404,7 @@ async fn read_more(socket: &mut TcpStream, inbox: &mut Vec<u8>) -> Result<(), Tl
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::{io::Read, sync::Arc};
 
     use super::*;
 
