@@ -33,6 +33,9 @@ use crate::{
 
 pub const ETHERGATE_XDP: &str = tunnel::ETHERGATE;
 pub const ETHERGATE_TC: &str = "ethergate, tc mode";
+/// A minimal XDP router on the inside interface (no translation, no flow
+/// state): what any XDP NAT could reach on this topology.
+const XDP_ROUTING: &str = "XDP routing, no NAT (ceiling)";
 const ROWS: Group = Group("nat-live");
 /// The far side's counting program; its cost under bpf_stats is mostly
 /// the stats' own clock reads, the reference the NAT programs' costs are
@@ -76,7 +79,14 @@ fn systems(
     template: &[u8],
     ifindex: u32,
 ) -> Result<()> {
-    for system in [ETHERGATE_XDP, ETHERGATE_TC, ROUTING, NFTABLES, IPTABLES_NFT] {
+    for system in [
+        ETHERGATE_XDP,
+        ETHERGATE_TC,
+        XDP_ROUTING,
+        ROUTING,
+        NFTABLES,
+        IPTABLES_NFT,
+    ] {
         if !settings.wants(system) || sys::interrupted() {
             continue;
         }
@@ -86,7 +96,13 @@ fn systems(
             ETHERGATE_TC => Some("tc"),
             _ => None,
         };
-        let setup = nat::setup_system(topo, settings, system, mode);
+        // The XDP router needs the routes plain routing sets up.
+        let kernel_system = if system == XDP_ROUTING {
+            ROUTING
+        } else {
+            system
+        };
+        let setup = nat::setup_system(topo, settings, kernel_system, mode);
         let setup = match setup {
             Ok(s) => s,
             Err(e) => {
@@ -94,6 +110,19 @@ fn systems(
                 continue;
             }
         };
+        let attached = match system {
+            XDP_ROUTING => match topo.enter("nat", || loadgen.attach_forwarder("eth1")) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            _ => Ok(()),
+        };
+        if let Err(e) = attached {
+            report.progress(&format!("nat-live: {system} did not start: {e}"));
+            nat::teardown_system(topo, settings, setup);
+            continue;
+        }
         // Neighbours resolved and the path proven before anything is
         // timed: one echo through the NAT (the sink passes it).
         if let Err(e) = topo.run("private", &["ping", "-c1", "-W2", INTERNET_IP]) {
@@ -126,6 +155,9 @@ fn systems(
             Ok((loadgen.received()? - before, started.elapsed()))
         };
         rows(report, settings, system, &mut send);
+        if let Err(e) = loadgen.detach_forwarder() {
+            report.progress(&format!("nat-live: detaching the XDP router: {e:#}"));
+        }
         nat::teardown_system(topo, settings, setup);
     }
     Ok(())

@@ -14,6 +14,11 @@
 //! * `sink` runs on the receiving host's interface: counts and drops IPv4
 //!   UDP (the generated datagrams) and passes the rest, so ARP and pings
 //!   still work there.
+//! * `forward` is the rows' ceiling for any XDP NAT: a minimal XDP router
+//!   on the NAT's inside interface (the kernel's FIB, TTL and Ethernet
+//!   addresses rewritten, `bpf_redirect`), with nothing translated and no
+//!   flow kept. What it reaches is what the topology allows an XDP
+//!   program that does any work at all.
 //!
 //! Flow `i` (0 ≤ i < `LOADGEN_FLOWS`, a power of two) goes from port
 //! 1024 + (i mod 32768) of the template's source address + i / 32768 to
@@ -29,9 +34,16 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
-use ethergate_common::{ProtoClass, checksum, parse::classify};
+use ethergate_common::{
+    ProtoClass, checksum,
+    parse::{ETH_HEADER_LEN, PacketBytes, classify},
+};
 
-use crate::packet::XdpFrame;
+use crate::{
+    packet::XdpFrame,
+    route::{self, Route},
+    xdp_out::{Nat, rewrite_ip, transmit},
+};
 
 const PORTS_PER_ADDRESS: u32 = 32_768;
 
@@ -102,4 +114,45 @@ pub fn sink(ctx: XdpContext) -> u32 {
         unsafe { *count += 1 };
     }
     xdp_action::XDP_DROP
+}
+
+#[xdp]
+pub fn forward(ctx: XdpContext) -> u32 {
+    let mut frame = XdpFrame::new(&ctx);
+    if classify(&frame).class != ProtoClass::Udp4 {
+        return xdp_action::XDP_PASS;
+    }
+    let Some(&ip) = frame.header::<20>(ETH_HEADER_LEN) else {
+        return xdp_action::XDP_PASS;
+    };
+    // No options, and a TTL that survives the hop; the rest is the
+    // kernel's (ICMP time exceeded and the like).
+    if ip[0] != 0x45 || ip[8] <= 1 {
+        return xdp_action::XDP_PASS;
+    }
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let tot_len = u16::from_be_bytes([ip[2], ip[3]]);
+    // SAFETY: the running program's own context.
+    let route = unsafe {
+        route::lookup(
+            ctx.ctx.cast(),
+            ctx.ingress_ifindex() as u32,
+            &ip,
+            tot_len,
+            src,
+            dst,
+        )
+    };
+    let Route::Resolved(hop) = route else {
+        return xdp_action::XDP_PASS;
+    };
+    // The destination stays: only the TTL and the MACs change.
+    if rewrite_ip(&mut frame, 16, dst, dst, Some((hop.dmac, hop.smac))).is_none() {
+        return xdp_action::XDP_PASS;
+    }
+    match transmit(&ctx, hop.ifindex) {
+        Nat::Forwarded(action) => action,
+        _ => xdp_action::XDP_DROP,
+    }
 }

@@ -1,8 +1,10 @@
 //! Bench support (`cargo xtask bench`'s live-frames NAT rows): the
-//! `loadgen` and `sink` programs of `ebpf/programs/src/loadgen.rs`, loaded
-//! apart from the data plane. `loadgen` sends through BPF_PROG_TEST_RUN in
-//! live-frames mode, so the sender's cost is a program run per packet, not
-//! a socket and a trip through the stack; `sink` counts what arrives.
+//! `loadgen`, `sink` and `forward` programs of
+//! `ebpf/programs/src/loadgen.rs`, loaded apart from the data plane.
+//! `loadgen` sends through BPF_PROG_TEST_RUN in live-frames mode, so the
+//! sender's cost is a program run per packet, not a socket and a trip
+//! through the stack; `sink` counts what arrives; `forward` is a minimal
+//! XDP router, the ceiling any XDP NAT is measured against.
 
 use crate::map_names;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use crate::{DataplaneError, PROGRAMS_OBJECT, map_error, program_mut};
 
 const LOADGEN: &str = "loadgen";
 const SINK: &str = "sink";
+const FORWARD: &str = "forward";
 /// Frames the kernel builds and sends per batch.
 const BATCH: u32 = 64;
 /// Ethernet + IPv4 + UDP headers the program rewrites in every frame.
@@ -25,10 +28,11 @@ const HEADERS: usize = 42;
 pub struct LoadGen {
     ebpf: Ebpf,
     sinks: Vec<XdpLinkId>,
+    forwarder: Option<(String, XdpLinkId)>,
 }
 
 impl LoadGen {
-    /// Loads (and verifies) only the two bench programs. The object's other
+    /// Loads (and verifies) only the bench programs. The object's other
     /// maps are created too (the loader makes every map); the flow maps at
     /// their smallest, since nothing here uses them and they preallocate.
     pub fn load() -> Result<Self, DataplaneError> {
@@ -39,7 +43,7 @@ impl LoadGen {
         let mut ebpf = loader
             .load(PROGRAMS_OBJECT)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
-        for name in [LOADGEN, SINK] {
+        for name in [LOADGEN, SINK, FORWARD] {
             let program: &mut Xdp = program_mut(&mut ebpf, name)?;
             program.load().map_err(|source| DataplaneError::Verify {
                 program: name,
@@ -49,6 +53,7 @@ impl LoadGen {
         Ok(Self {
             ebpf,
             sinks: Vec::new(),
+            forwarder: None,
         })
     }
 
@@ -65,6 +70,34 @@ impl LoadGen {
                 })?;
         self.sinks.push(link);
         Ok(())
+    }
+
+    /// Routes what `interface` receives with the minimal XDP router (native
+    /// XDP), in the calling thread's network namespace, until
+    /// [`LoadGen::detach_forwarder`] or until `self` is dropped.
+    pub fn attach_forwarder(&mut self, interface: &str) -> Result<(), DataplaneError> {
+        let program: &mut Xdp = program_mut(&mut self.ebpf, FORWARD)?;
+        let link =
+            program
+                .attach(interface, XdpMode::Driver)
+                .map_err(|e| DataplaneError::NativeXdp {
+                    interface: interface.to_owned(),
+                    reason: e.to_string(),
+                })?;
+        self.forwarder = Some((interface.to_owned(), link));
+        Ok(())
+    }
+
+    /// Takes the forwarder off its interface (a no-op when none is on).
+    pub fn detach_forwarder(&mut self) -> Result<(), DataplaneError> {
+        let Some((interface, link)) = self.forwarder.take() else {
+            return Ok(());
+        };
+        let program: &mut Xdp = program_mut(&mut self.ebpf, FORWARD)?;
+        program.detach(link).map_err(|e| DataplaneError::NativeXdp {
+            interface,
+            reason: e.to_string(),
+        })
     }
 
     /// Frames the sinks have counted since load.
