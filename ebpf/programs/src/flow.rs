@@ -14,7 +14,10 @@ use aya_ebpf::{
 use ethergate_common::{
     DnatTarget, DropReason, FlowKey, FragmentKey, FragmentRewrite, NatBinding, NatConfig, NatEvent,
     SnatAddresses,
-    nat::{MAX_PORT_PROBES, MAX_SNAT_ADDRESSES, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    nat::{
+        FRAGMENT_REWRITES_DESTINATION, FRAGMENTS_FORWARDED, MAX_PORT_PROBES, MAX_SNAT_ADDRESSES,
+        TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    },
     parse::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PacketBytes},
 };
 
@@ -428,4 +431,34 @@ pub fn fragment_rewrite(scope: u8, ip: &[u8; 20]) -> Option<FragmentRewrite> {
     let found = FRAGMENTS.get_ptr(fragment_key(scope, ip))?;
     // SAFETY: pointer from a successful lookup; copied out at once.
     Some(unsafe { *found })
+}
+
+/// What a later fragment being forwarded becomes, by its first fragment's
+/// rewrite: which address changes (`reverse`: the destination) and the
+/// destination to route it by.
+pub struct ForwardedFragment {
+    pub src: u32,
+    pub dst: u32,
+    pub rewrite: Option<FragmentRewrite>,
+    pub reverse: bool,
+    pub dst_after: u32,
+}
+
+#[inline(always)]
+pub fn forwarded_fragment(ip: &[u8; 20]) -> ForwardedFragment {
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let rewrite = fragment_rewrite(FRAGMENTS_FORWARDED, ip);
+    let reverse = matches!(rewrite, Some(r) if r.side == FRAGMENT_REWRITES_DESTINATION);
+    let dst_after = match rewrite {
+        Some(r) if reverse => r.new_addr,
+        _ => dst,
+    };
+    ForwardedFragment {
+        src,
+        dst,
+        rewrite,
+        reverse,
+        dst_after,
+    }
 }

@@ -340,14 +340,13 @@ fn later_fragment(ctx: &TcContext, frame: &TcFrame, config: &NatConfig, forwardi
         event(NatEvent::TtlPassed);
         return TC_ACT_OK;
     }
-    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-    let rewrite = flow::fragment_rewrite(FRAGMENTS_FORWARDED, &ip);
-    let reverse = matches!(rewrite, Some(r) if r.side == FRAGMENT_REWRITES_DESTINATION);
-    let dst_after = match rewrite {
-        Some(r) if reverse => r.new_addr,
-        _ => dst,
-    };
+    let flow::ForwardedFragment {
+        src,
+        dst,
+        rewrite,
+        reverse,
+        dst_after,
+    } = flow::forwarded_fragment(&ip);
     // SAFETY: skb is this run's __sk_buff.
     let ingress = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: ctx.skb.skb is this program's context.
