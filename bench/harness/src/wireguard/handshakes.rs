@@ -70,6 +70,21 @@ pub fn peer_users(skip: &str) -> String {
     out
 }
 
+/// The same peers as `[Peer]` sections of a `wg setconf` file, with
+/// addresses 10.9.1.1 upward: a server answers only peers it knows, so
+/// wireguard-go needs them as ethergate needs [`peer_users`].
+pub fn peer_sections() -> String {
+    (0..PEERS)
+        .map(|i| {
+            format!(
+                "\n[Peer]\nPublicKey = {}\nAllowedIPs = 10.9.1.{}/32\n",
+                peer_key(i).public_key(),
+                i + 1
+            )
+        })
+        .collect()
+}
+
 /// Runs the flood and the handshakes against `server` for `duration`
 /// (call inside the client namespace).
 pub fn run(server: &str, server_key: &PublicKey, duration: Duration) -> Result<Sample> {

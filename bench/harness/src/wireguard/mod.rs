@@ -151,10 +151,11 @@ fn start_wireguard_go_server(topo: &Topology, settings: &Settings) -> Result<Ser
     std::fs::write(
         &conf,
         format!(
-            "[Interface]\nPrivateKey = {}\nListenPort = {}\n\n[Peer]\nPublicKey = {}\nAllowedIPs = {WG_CLIENT_IP}/32\n",
+            "[Interface]\nPrivateKey = {}\nListenPort = {}\n\n[Peer]\nPublicKey = {}\nAllowedIPs = {WG_CLIENT_IP}/32\n{}",
             server_key().to_base64(),
             recipe::WIREGUARD_PORT,
-            client_key().public_key()
+            client_key().public_key(),
+            handshakes::peer_sections()
         ),
     )?;
     topo.exec(
