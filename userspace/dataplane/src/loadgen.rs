@@ -60,14 +60,7 @@ impl LoadGen {
     /// Counts and drops everything `interface` receives (native XDP), in
     /// the calling thread's network namespace, until `self` is dropped.
     pub fn attach_sink(&mut self, interface: &str) -> Result<(), DataplaneError> {
-        let program: &mut Xdp = program_mut(&mut self.ebpf, SINK)?;
-        let link =
-            program
-                .attach(interface, XdpMode::Driver)
-                .map_err(|e| DataplaneError::NativeXdp {
-                    interface: interface.to_owned(),
-                    reason: e.to_string(),
-                })?;
+        let link = self.attach(SINK, interface)?;
         self.sinks.push(link);
         Ok(())
     }
@@ -76,16 +69,24 @@ impl LoadGen {
     /// XDP), in the calling thread's network namespace, until
     /// [`LoadGen::detach_forwarder`] or until `self` is dropped.
     pub fn attach_forwarder(&mut self, interface: &str) -> Result<(), DataplaneError> {
-        let program: &mut Xdp = program_mut(&mut self.ebpf, FORWARD)?;
-        let link =
-            program
-                .attach(interface, XdpMode::Driver)
-                .map_err(|e| DataplaneError::NativeXdp {
-                    interface: interface.to_owned(),
-                    reason: e.to_string(),
-                })?;
+        let link = self.attach(FORWARD, interface)?;
         self.forwarder = Some((interface.to_owned(), link));
         Ok(())
+    }
+
+    /// `program` on `interface` in native XDP mode.
+    fn attach(
+        &mut self,
+        program: &'static str,
+        interface: &str,
+    ) -> Result<XdpLinkId, DataplaneError> {
+        let program: &mut Xdp = program_mut(&mut self.ebpf, program)?;
+        program
+            .attach(interface, XdpMode::Driver)
+            .map_err(|e| DataplaneError::NativeXdp {
+                interface: interface.to_owned(),
+                reason: e.to_string(),
+            })
     }
 
     /// Takes the forwarder off its interface (a no-op when none is on).
