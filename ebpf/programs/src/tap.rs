@@ -92,10 +92,34 @@ pub fn nat_ingress(ctx: TcContext) -> i32 {
             // of the uplink (one-armed) counts here too, not as Tx.
             _ => Verdict::Redirect,
         };
-        let seen = classify(&TcFrame::new(&ctx));
-        uplink::count_frame(&seen, verdict, ctx.len() as usize);
+        let frame = TcFrame::new(&ctx);
+        let seen = classify(&frame);
+        let (frames, bytes) = on_the_wire(&ctx, &frame, &seen);
+        uplink::count_frame(&seen, verdict, frames, bytes);
     }
     action
+}
+
+/// What an skb is on the wire: a GRO/GSO skb stands for `gso_segs` frames,
+/// each with its own copy of the headers (what XDP, which sees frames,
+/// would have counted). Headers we cannot read count once.
+#[inline(always)]
+fn on_the_wire(ctx: &TcContext, frame: &TcFrame, seen: &Classification) -> (u64, usize) {
+    let len = ctx.len() as usize;
+    // SAFETY: skb is this run's __sk_buff; gso_segs is readable by tc.
+    let segments = unsafe { (*ctx.skb.skb).gso_segs }.max(1);
+    if segments == 1 {
+        return (1, len);
+    }
+    let l4 = seen.l4_offset;
+    let headers = match seen.class {
+        ProtoClass::Tcp4 | ProtoClass::Tcp6 => frame
+            .header::<13>(l4)
+            .map_or(0, |tcp| l4 + usize::from(tcp[12] >> 4) * 4),
+        ProtoClass::Udp4 | ProtoClass::Udp6 => l4 + 8,
+        _ => 0,
+    };
+    (u64::from(segments), len + (segments as usize - 1) * headers)
 }
 
 #[classifier]

@@ -32,15 +32,16 @@ pub fn uplink(ctx: XdpContext) -> u32 {
         Nat::Forwarded(action) if action == Verdict::Tx.xdp_action() => (Verdict::Tx, action),
         Nat::Forwarded(action) => (Verdict::Redirect, action),
     };
-    count_frame(&seen, verdict, ctx.data_end() - ctx.data());
+    count_frame(&seen, verdict, 1, ctx.data_end() - ctx.data());
     action
 }
 
-/// Counts one frame of the uplink under its class and verdict, and its
-/// parse issue if it has one. Called by this program, and by the tc path
-/// when the uplink runs in tc.
+/// Counts what the uplink received under its class and verdict — `frames`
+/// frames of `bytes` together (more than one when the tc path sees a
+/// GRO/GSO skb) — and its parse issue if it has one. Called by this
+/// program, and by the tc path when the uplink runs in tc.
 #[inline(always)]
-pub fn count_frame(seen: &Classification, verdict: Verdict, bytes: usize) {
+pub fn count_frame(seen: &Classification, verdict: Verdict, frames: u64, bytes: usize) {
     if let Some(issue) = seen.issue
         && let Some(slot) = PARSE_ISSUES.get_ptr_mut(issue as u32)
     {
@@ -48,16 +49,16 @@ pub fn count_frame(seen: &Classification, verdict: Verdict, bytes: usize) {
         // pointer comes from a successful map lookup.
         unsafe { *slot += 1 };
     }
-    count(counter_index(seen.class, verdict), bytes);
+    count(counter_index(seen.class, verdict), frames, bytes);
 }
 
 #[inline(always)]
-fn count(index: u32, bytes: usize) {
+fn count(index: u32, frames: u64, bytes: usize) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, written only by this CPU with preemption
         // disabled; the pointer comes from a successful map lookup.
         unsafe {
-            (*slot).packets += 1;
+            (*slot).packets += frames;
             (*slot).bytes += bytes as u64;
         }
     }

@@ -93,12 +93,35 @@ fn plain_veths_two_armed_tcp_udp_icmp_and_iperf3_both_ways() {
         PUBLIC,
         "plain veth, auto (tc), private → internet",
     );
+    // The internet host's segments arrive at the uplink as GSO skbs; the
+    // counters still count frames, as XDP would have seen them.
+    let before = dp.counters().expect("counters");
+    let (segments_before, retrans_before) = common::tcp_segments_sent(&topo, "internet");
+    let skbs_before = common::tx_packets(&topo, "internet", "eth0");
     iperf3_reverse(
         &topo,
         ("internet", "203.0.113.10"),
         ("private", "203.0.113.10"),
         PUBLIC,
         "plain veth, auto (tc), internet → private",
+    );
+    let (segments_after, retrans_after) = common::tcp_segments_sent(&topo, "internet");
+    let segments = segments_after - segments_before;
+    let retransmits = retrans_after - retrans_before;
+    let skbs = common::tx_packets(&topo, "internet", "eth0") - skbs_before;
+    let seen = dp.counters().expect("counters").since(&before);
+    let counted: u64 = [Verdict::Redirect, Verdict::Pass, Verdict::Drop]
+        .iter()
+        .map(|&v| seen.total(ProtoClass::Tcp4, v).packets)
+        .sum();
+    assert!(
+        skbs < segments / 2,
+        "the sender used GSO ({skbs} skbs for {segments} segments), or this checks nothing"
+    );
+    assert!(
+        (segments..=segments + retransmits).contains(&counted),
+        "uplink counted {counted} TCP frames; the sender put {segments} segments \
+         (+{retransmits} retransmits) on the wire in {skbs} skbs"
     );
 
     common::assert_no_private_sources(&sniffer.stop(), 1000);

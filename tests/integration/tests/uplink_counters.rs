@@ -3,12 +3,15 @@
 //! counters must match what `client` sent, class by class, as counted by the
 //! client's own kernel (/proc/net/snmp, /proc/net/snmp6, link statistics).
 
+mod common;
+
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     time::Duration,
 };
 
+use common::snmp_value;
 use ethergate_common::{ProtoClass, Verdict};
 use ethergate_config::NatMode;
 use ethergate_dataplane::{AttachMode, Dataplane};
@@ -53,22 +56,6 @@ struct ClientSent {
     udp6: u64,
     icmp6: u64,
     frames: u64,
-}
-
-fn snmp_value(text: &str, table: &str, field: &str) -> u64 {
-    // /proc/net/snmp: a header line and a value line per table.
-    let mut lines = text.lines().filter(|l| l.starts_with(&format!("{table}:")));
-    let header = lines.next().unwrap_or_else(|| panic!("no {table} header"));
-    let values = lines.next().unwrap_or_else(|| panic!("no {table} values"));
-    let index = header
-        .split_whitespace()
-        .position(|h| h == field)
-        .unwrap_or_else(|| panic!("no {table}.{field}"));
-    values
-        .split_whitespace()
-        .nth(index)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("bad {table}.{field}"))
 }
 
 fn snmp6_value(text: &str, field: &str) -> u64 {

@@ -462,3 +462,49 @@ pub fn assert_no_private_sources(sniffed: &Sniffed, at_least: u64) {
     assert!(sniffed.ipv4 >= at_least, "too little seen: {sniffed:?}");
     assert_eq!(sniffed.from_prefix, 0, "private sources left: {sniffed:?}");
 }
+
+/// A field of a `/proc/net/snmp` table (`Tcp`, `OutSegs`): the file has a
+/// header line and a value line per table.
+pub fn snmp_value(text: &str, table: &str, field: &str) -> u64 {
+    let mut lines = text.lines().filter(|l| l.starts_with(&format!("{table}:")));
+    let header = lines.next().unwrap_or_else(|| panic!("no {table} header"));
+    let values = lines.next().unwrap_or_else(|| panic!("no {table} values"));
+    let index = header
+        .split_whitespace()
+        .position(|h| h == field)
+        .unwrap_or_else(|| panic!("no {table}.{field}"));
+    values
+        .split_whitespace()
+        .nth(index)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad {table}.{field}"))
+}
+
+/// TCP segments `ns` has put on the wire so far, as its own stack counts
+/// them (retransmits apart: Linux's `OutSegs` may or may not include them).
+pub fn tcp_segments_sent(topo: &Topology, ns: &str) -> (u64, u64) {
+    let snmp = topo
+        .exec(ns, &["cat", "/proc/net/snmp"])
+        .expect("snmp")
+        .stdout;
+    (
+        snmp_value(&snmp, "Tcp", "OutSegs"),
+        snmp_value(&snmp, "Tcp", "RetransSegs"),
+    )
+}
+
+/// Packets `ns`'s `dev` has handed on (an skb each: a GSO skb counts once).
+pub fn tx_packets(topo: &Topology, ns: &str, dev: &str) -> u64 {
+    topo.exec(
+        ns,
+        &[
+            "cat",
+            &format!("/sys/class/net/{dev}/statistics/tx_packets"),
+        ],
+    )
+    .expect("tx_packets")
+    .stdout
+    .trim()
+    .parse()
+    .expect("tx_packets number")
+}
