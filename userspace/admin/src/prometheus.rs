@@ -431,7 +431,7 @@ fn nat(m: &mut Exposition, s: &Status) {
     m.family(
         "ethergate_uplink_packets_total",
         "counter",
-        "Packets arriving on the uplink, by protocol class and the XDP program's verdict (XDP mode).",
+        "Frames arriving on the uplink, by protocol class and the NAT program's verdict (XDP or tc; a GRO/GSO skb counts as the frames it stands for).",
     );
     for c in &nat.uplink_packets {
         let labels = [("class", c.class.as_str()), ("verdict", c.verdict.as_str())];
@@ -440,7 +440,7 @@ fn nat(m: &mut Exposition, s: &Status) {
     m.family(
         "ethergate_uplink_bytes_total",
         "counter",
-        "Bytes arriving on the uplink, by protocol class and the XDP program's verdict (XDP mode).",
+        "Bytes arriving on the uplink as on the wire, by protocol class and the NAT program's verdict (XDP or tc).",
     );
     for c in &nat.uplink_packets {
         let labels = [("class", c.class.as_str()), ("verdict", c.verdict.as_str())];
