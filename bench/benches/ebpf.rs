@@ -10,14 +10,15 @@
 //! pub0) — internet`) because `bpf_fib_lookup` routes from the ingress
 //! interface. Needs root; without it the bench says so and measures nothing.
 
-use std::{hint::black_box, str::FromStr, time::Duration};
+use std::{hint::black_box, time::Duration};
 
 use criterion::{Criterion, Throughput};
-use ethergate_config::{
-    InterfaceName, Ipv4Cidr, Nat, NatLimits, NatMode, NatTimeouts, SnatRule, SnatTarget,
-};
+use ethergate_config::{Nat, NatMode, SnatTarget};
 use ethergate_dataplane::{Dataplane, XdpProgram};
-use ethergate_fixtures::nat::{Ipv4Flow, L4};
+use ethergate_fixtures::{
+    nat::{Ipv4Flow, L4},
+    nat_config::snat_config,
+};
 use ethergate_netns::{Topology, recipe};
 
 /// XDP action codes (linux/bpf.h).
@@ -35,18 +36,9 @@ fn topology() -> Topology {
 }
 
 fn nat_config() -> Nat {
-    Nat {
-        uplink: InterfaceName::new("pub0").expect("name"),
-        mode: NatMode::Xdp,
-        inside: vec![InterfaceName::new("priv0").expect("name")],
-        snat: vec![SnatRule {
-            source: Ipv4Cidr::from_str("10.0.0.0/16").expect("cidr"),
-            to: SnatTarget::Masquerade,
-        }],
-        dnat: Vec::new(),
-        timeouts: NatTimeouts::default(),
-        limits: NatLimits::default(),
-    }
+    let mut nat = snat_config("pub0", &["priv0"], SnatTarget::Masquerade);
+    nat.mode = NatMode::Xdp;
+    nat
 }
 
 fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8) -> Ipv4Flow {

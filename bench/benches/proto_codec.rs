@@ -5,96 +5,24 @@
 //! (`Throughput::Bytes`).
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ethergate_fixtures::softether::debian_like_login;
+use ethergate_proto::Credentials;
 use ethergate_proto::data::{DataDecoder, DataEncoder};
-use ethergate_proto::messages::add_pencore;
 use ethergate_proto::pack::{Pack, PackLimits};
 use ethergate_proto::password::{hash_password, secure_password};
-use ethergate_proto::{Credentials, LoginRequest, TestRng};
 
 const BATCH: usize = 32;
 const FRAME_SIZES: [usize; 2] = [64, 1514];
 
 /// ~90 elements, as the Debian client's login (spec §4.3).
 fn login_pack() -> Pack {
-    let mut p = LoginRequest {
-        hubname: "TEST".into(),
-        username: "alice".into(),
-        credentials: Credentials::Password {
-            secure_password: secure_password(&hash_password("secret", "alice"), &[7; 20]),
-        },
-        client_str: "SoftEther VPN Client Developer Edition".into(),
-        client_ver: 501,
-        client_build: 9674,
-        max_connection: 1,
-        use_encrypt: true,
-        use_compress: false,
-        half_connection: false,
-        qos: true,
-        require_bridge_routing_mode: false,
-        require_monitor_mode: false,
-        unique_id: Some([0x42; 20]),
-    }
-    .to_pack();
-    for k in [
-        "support_bulk_on_rudp",
-        "support_hmac_on_bulk_of_rudp",
-        "support_udp_recovery",
-        "rudp_bulk_max_version",
-        "use_udp_acceleration",
-        "udp_acceleration_version",
-        "udp_acceleration_client_port",
-        "support_hmac_on_udp_acceleration",
-        "support_udp_accel_fast_disconnect_detect",
-        "udp_acceleration_max_version",
-        "ClientProductVer",
-        "ClientProductBuild",
-        "ServerProductVer",
-        "ServerProductBuild",
-        "ClientPort",
-        "ServerPort2",
-        "ProxyPort",
-        "V_IsWindows",
-        "V_IsNT",
-        "V_IsServer",
-        "V_IsBeta",
-        "V_VerMajor",
-        "V_VerMinor",
-        "V_Build",
-        "V_ServicePack",
-    ] {
-        p.set_int(k, 1);
-    }
-    for k in [
-        "ClientProductName",
-        "ServerProductName",
-        "ClientOsName",
-        "ClientOsVer",
-        "ClientOsProductId",
-        "ClientHostname",
-        "ServerHostname",
-        "ProxyHostname",
-        "HubName",
-        "V_Title",
-    ] {
-        p.set_str(k, "Debian GNU/Linux 12 (bookworm)");
-    }
-    p.set_data("udp_acceleration_client_key", &[1; 20])
-        .set_data("udp_acceleration_client_key_v2", &[2; 128])
-        .set_data("UniqueId", &[3; 16]);
-    p.set_ip(
-        "udp_acceleration_client_ip",
-        IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)),
-    );
-    for ip in ["ClientIpAddress", "ServerIpAddress", "ProxyIpAddress"] {
-        p.set_ip(ip, IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)));
-        p.set_data(&format!("{ip}6"), &[0; 16]);
-    }
-    add_pencore(&mut p, &mut TestRng::new(11));
-    p
+    let credentials = Credentials::Password {
+        secure_password: secure_password(&hash_password("secret", "alice"), &[7; 20]),
+    };
+    debian_like_login(credentials, "TEST", "alice", false)
 }
 
 fn bench_pack(c: &mut Criterion) {
@@ -133,6 +61,14 @@ fn stream(size: usize) -> Vec<u8> {
     out
 }
 
+/// Decodes `stream` and returns the frame bytes it held.
+fn decoded_bytes(dec: &mut DataDecoder, stream: &[u8]) -> usize {
+    let mut n = 0usize;
+    dec.decode(black_box(stream), &mut |fr: &[u8]| n += fr.len())
+        .expect("decode");
+    black_box(n)
+}
+
 fn bench_data(c: &mut Criterion, unit: &str) {
     let mut g = c.benchmark_group(format!("data_phase_{unit}"));
     for size in FRAME_SIZES {
@@ -153,12 +89,7 @@ fn bench_data(c: &mut Criterion, unit: &str) {
         let s = stream(size);
         let mut dec = DataDecoder::new(false);
         g.bench_with_input(BenchmarkId::new("decode_batch32", size), &size, |b, _| {
-            b.iter(|| {
-                let mut n = 0usize;
-                dec.decode(black_box(&s), &mut |fr: &[u8]| n += fr.len())
-                    .expect("decode");
-                black_box(n)
-            })
+            b.iter(|| decoded_bytes(&mut dec, &s))
         });
     }
     g.finish();
@@ -190,12 +121,7 @@ fn bench_compressed(c: &mut Criterion) {
     DataEncoder::new(true).encode_batch(&mut s, f.iter().map(Vec::as_slice));
     let mut dec = DataDecoder::new(true);
     g.bench_function("decode_batch32/1514", |b| {
-        b.iter(|| {
-            let mut n = 0usize;
-            dec.decode(black_box(&s), &mut |fr: &[u8]| n += fr.len())
-                .expect("decode");
-            black_box(n)
-        })
+        b.iter(|| decoded_bytes(&mut dec, &s))
     });
     g.finish();
 }

@@ -18,11 +18,11 @@ mod common;
 use std::{net::SocketAddrV4, str::FromStr};
 
 use common::{
-    assert_no_kernel_nat, assert_no_nat_drops, cidr, curl, http_peer_server, offloads_off,
-    snat_config, two_armed,
+    assert_no_kernel_nat, assert_no_nat_drops, curl, http_peer_server, offloads_off, snat_config,
+    two_armed,
 };
 use ethergate_common::NatEvent;
-use ethergate_config::{DnatRule, L4Protocol, Nat, SnatRule, SnatTarget};
+use ethergate_config::{Nat, SnatTarget};
 use ethergate_dataplane::Dataplane;
 use ethergate_netns::{Endpoint, Topology, recipe};
 
@@ -44,17 +44,7 @@ fn recipe_nat() -> Nat {
     // XDP on the veths, as this test was built for; auto mode (tc on
     // veths) is covered by nat_plain_veth.rs.
     nat.mode = ethergate_config::NatMode::Xdp;
-    nat.snat.push(SnatRule {
-        source: cidr("192.168.30.0/24"),
-        to: SnatTarget::Masquerade,
-    });
-    nat.dnat.push(DnatRule {
-        source: cidr("192.168.0.0/16"),
-        destination: cidr("0.0.0.0/0"),
-        protocol: L4Protocol::Tcp,
-        port: 80,
-        to: SocketAddrV4::from_str("10.0.1.26:80").expect("addr"),
-    });
+    ethergate_fixtures::nat_config::add_hub_rules(&mut nat);
     nat
 }
 

@@ -14,11 +14,12 @@ use common::{
     XDP_PASS, XDP_REDIRECT, public_port,
 };
 use ethergate_common::{DropReason, NatEvent};
-use ethergate_config::{DnatRule, Ipv4Cidr, L4Protocol, Nat, SnatRule, SnatTarget};
+use ethergate_config::{DnatRule, L4Protocol, Nat};
 use ethergate_dataplane::{Dataplane, TcProgram};
 use ethergate_fixtures::{
     arp_request,
     nat::{IcmpError, Ipv4Flow, L4, icmp_error},
+    nat_config::cidr,
     tcp6_syn,
 };
 
@@ -26,25 +27,11 @@ const CLIENT: [u8; 4] = [192, 168, 30, 10];
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x30, 0x10];
 const TAP_ADDRESS: [u8; 4] = [192, 168, 30, 1];
 
-fn cidr(s: &str) -> Ipv4Cidr {
-    Ipv4Cidr::from_str(s).expect("cidr")
-}
-
 /// The recipe's rules: SNAT for the private subnet and the hub subnet,
 /// DNAT of the hub's HTTP to the private web server.
 fn recipe_nat() -> Nat {
     let mut nat = common::config();
-    nat.snat.push(SnatRule {
-        source: cidr("192.168.30.0/24"),
-        to: SnatTarget::Masquerade,
-    });
-    nat.dnat.push(DnatRule {
-        source: cidr("192.168.0.0/16"),
-        destination: cidr("0.0.0.0/0"),
-        protocol: L4Protocol::Tcp,
-        port: 80,
-        to: SocketAddrV4::from_str("10.0.1.26:80").expect("addr"),
-    });
+    ethergate_fixtures::nat_config::add_hub_rules(&mut nat);
     nat
 }
 

@@ -27,6 +27,16 @@ fn mac(n: u8) -> MacAddr {
 /// A hub from a config with `dhcp` as its `[hub.dhcp]` body, with the
 /// bridge and three sessions attached.
 fn hub(dhcp: &str) -> Hub {
+    let mut hub = configured_hub(dhcp);
+    for p in 0..=3 {
+        hub.add_port(PortId(p), PortPolicy::default())
+            .expect("port");
+    }
+    hub
+}
+
+/// The recipe's hub with `dhcp` as its `[hub.dhcp]` body and no ports.
+fn configured_hub(dhcp: &str) -> Hub {
     let text = format!(
         "[server]\n[[hub]]\nname = \"mikalab\"\nbridge = \"tap_00\"\n\
          bridge_address = \"192.168.30.1/24\"\n[hub.dhcp]\n{dhcp}\n\
@@ -34,12 +44,7 @@ fn hub(dhcp: &str) -> Hub {
     );
     let config = Config::from_str_with_origin(&text, "test.toml")
         .unwrap_or_else(|e| panic!("test config must be valid: {e:?}\n{text}"));
-    let mut hub = Hub::from_config(&config.hubs[0], HubOptions::default());
-    for p in 0..=3 {
-        hub.add_port(PortId(p), PortPolicy::default())
-            .expect("port");
-    }
-    hub
+    Hub::from_config(&config.hubs[0], HubOptions::default())
 }
 
 const RECIPE: &str = "range = \"192.168.30.10-192.168.30.200\"\nlease_secs = 7200\n\
@@ -86,6 +91,18 @@ struct Reply {
     ip_dst: Ipv4Addr,
     payload: Vec<u8>,
     msg: DhcpMessage,
+}
+
+/// A client without an address broadcasting `msg` (DISCOVER, SELECTING,
+/// INIT-REBOOT).
+fn broadcast(client: MacAddr, msg: &DhcpMessage) -> Vec<u8> {
+    to_frame(client, msg, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST)
+}
+
+/// A client at `from` sending `msg` to the server (RENEWING, RELEASE,
+/// INFORM).
+fn unicast(client: MacAddr, msg: &DhcpMessage, from: Ipv4Addr) -> Vec<u8> {
+    to_frame(client, msg, from, SERVER)
 }
 
 fn parse_reply(frame: &[u8]) -> Reply {
@@ -160,12 +177,7 @@ fn raw_option(payload: &[u8], code: u8) -> Option<Vec<u8>> {
 
 fn discover(hub: &mut Hub, client: MacAddr, now: WallTime) -> Reply {
     let msg = message(client, MessageType::Discover);
-    send(
-        hub,
-        SESSION,
-        &to_frame(client, &msg, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST),
-        now,
-    )
+    send(hub, SESSION, &broadcast(client, &msg), now)
 }
 
 fn select(hub: &mut Hub, client: MacAddr, addr: Ipv4Addr, now: WallTime) -> Reply {
@@ -173,12 +185,7 @@ fn select(hub: &mut Hub, client: MacAddr, addr: Ipv4Addr, now: WallTime) -> Repl
     msg.flags = FLAG_BROADCAST;
     msg.options.server_id = Some(SERVER);
     msg.options.requested_ip = Some(addr);
-    send(
-        hub,
-        SESSION,
-        &to_frame(client, &msg, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST),
-        now,
-    )
+    send(hub, SESSION, &broadcast(client, &msg), now)
 }
 
 fn dora(hub: &mut Hub, client: MacAddr, now: WallTime) -> Ipv4Addr {
@@ -282,12 +289,7 @@ fn renew_is_unicast_and_extends_the_lease() {
     renew.ciaddr = addr;
     // RENEWING: unicast to the server id. The kernel's ARP answer is the
     // tap, so the frame is addressed to the bridge — the hub intercepts it.
-    let ack = send(
-        &mut hub,
-        SESSION,
-        &to_frame(client, &renew, addr, SERVER),
-        t1,
-    );
+    let ack = send(&mut hub, SESSION, &unicast(client, &renew, addr), t1);
     assert_eq!(ack.msg.options.message_type, Some(MessageType::Ack));
     assert_eq!((ack.msg.yiaddr, ack.msg.ciaddr), (addr, addr));
     assert_eq!((ack.ip_dst, ack.eth_dst), (addr, client.0));
@@ -332,14 +334,14 @@ fn nak_on_wrong_address() {
     // INIT-REBOOT for an address that is someone else's.
     let mut reboot = message(b, MessageType::Request);
     reboot.options.requested_ip = Some(a_addr);
-    let frame = to_frame(b, &reboot, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+    let frame = broadcast(b, &reboot);
     assert_eq!(
         send(&mut hub, SESSION, &frame, T0).msg.options.message_type,
         Some(MessageType::Nak)
     );
     // INIT-REBOOT from another network (a laptop back from elsewhere).
     reboot.options.requested_ip = Some(Ipv4Addr::new(10, 9, 8, 7));
-    let frame = to_frame(b, &reboot, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+    let frame = broadcast(b, &reboot);
     assert_eq!(
         send(&mut hub, SESSION, &frame, T0).msg.options.message_type,
         Some(MessageType::Nak)
@@ -347,7 +349,7 @@ fn nak_on_wrong_address() {
     // RENEWING an address the client never had.
     let mut renew = message(b, MessageType::Request);
     renew.ciaddr = a_addr;
-    let frame = to_frame(b, &renew, a_addr, SERVER);
+    let frame = unicast(b, &renew, a_addr);
     assert_eq!(
         send(&mut hub, SESSION, &frame, T0).msg.options.message_type,
         Some(MessageType::Nak)
@@ -362,7 +364,7 @@ fn init_reboot_of_own_address_is_acked_and_unknown_client_ignored() {
     let addr = dora(&mut hub, a, T0);
     let mut reboot = message(a, MessageType::Request);
     reboot.options.requested_ip = Some(addr);
-    let frame = to_frame(a, &reboot, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+    let frame = broadcast(a, &reboot);
     assert_eq!(
         send(&mut hub, SESSION, &frame, T0).msg.options.message_type,
         Some(MessageType::Ack)
@@ -371,12 +373,7 @@ fn init_reboot_of_own_address_is_acked_and_unknown_client_ignored() {
     let stranger = mac(9);
     let mut reboot = message(stranger, MessageType::Request);
     reboot.options.requested_ip = Some(ip(99));
-    let frame = to_frame(
-        stranger,
-        &reboot,
-        Ipv4Addr::UNSPECIFIED,
-        Ipv4Addr::BROADCAST,
-    );
+    let frame = broadcast(stranger, &reboot);
     assert!(matches!(
         no_reply(&mut hub, &frame, T0),
         Forward::Drop(FrameDrop::DhcpIgnored)
@@ -390,7 +387,7 @@ fn request_for_another_server_frees_the_offer() {
     let mut req = message(mac(1), MessageType::Request);
     req.options.server_id = Some(Ipv4Addr::new(192, 168, 30, 254));
     req.options.requested_ip = Some(Ipv4Addr::new(192, 168, 30, 77));
-    let frame = to_frame(mac(1), &req, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+    let frame = broadcast(mac(1), &req);
     assert!(matches!(no_reply(&mut hub, &frame, T0), Forward::Consumed));
     // The only address is free again at once.
     assert_eq!(discover(&mut hub, mac(2), T0).msg.yiaddr, offer.msg.yiaddr);
@@ -405,7 +402,7 @@ fn release_then_rediscover_gets_the_same_address() {
     release.ciaddr = addr;
     release.options.server_id = Some(SERVER);
     assert!(matches!(
-        no_reply(&mut hub, &to_frame(a, &release, addr, SERVER), T0),
+        no_reply(&mut hub, &unicast(a, &release, addr), T0),
         Forward::Consumed
     ));
     let snap = hub.dhcp().expect("dhcp").snapshot();
@@ -427,16 +424,11 @@ fn decline_takes_the_address_out_for_a_while() {
     let mut decline = message(a, MessageType::Decline);
     decline.options.requested_ip = Some(addr);
     decline.options.server_id = Some(SERVER);
-    let frame = to_frame(a, &decline, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+    let frame = broadcast(a, &decline);
     assert!(matches!(no_reply(&mut hub, &frame, T0), Forward::Consumed));
     assert_eq!(discover(&mut hub, a, T0).msg.yiaddr, ip(11));
     // Pool of two, one declined, one offered: nothing for a third client.
-    let third = to_frame(
-        mac(3),
-        &message(mac(3), MessageType::Discover),
-        Ipv4Addr::UNSPECIFIED,
-        Ipv4Addr::BROADCAST,
-    );
+    let third = discover_frame(mac(3));
     assert!(matches!(
         no_reply(&mut hub, &third, T0),
         Forward::Drop(FrameDrop::DhcpIgnored)
@@ -452,12 +444,7 @@ fn inform_gets_options_without_a_lease() {
     let static_ip = ip(250);
     let mut inform = message(a, MessageType::Inform);
     inform.ciaddr = static_ip;
-    let ack = send(
-        &mut hub,
-        SESSION,
-        &to_frame(a, &inform, static_ip, SERVER),
-        T0,
-    );
+    let ack = send(&mut hub, SESSION, &unicast(a, &inform, static_ip), T0);
     assert_eq!(ack.msg.options.message_type, Some(MessageType::Ack));
     assert_eq!(ack.msg.yiaddr, Ipv4Addr::UNSPECIFIED);
     assert_eq!(
@@ -474,12 +461,7 @@ fn exhaustion_sends_no_offer_and_counts() {
     let mut hub = hub("range = \"192.168.30.10-192.168.30.11\"");
     dora(&mut hub, mac(1), T0);
     discover(&mut hub, mac(2), T0);
-    let f = to_frame(
-        mac(3),
-        &message(mac(3), MessageType::Discover),
-        Ipv4Addr::UNSPECIFIED,
-        Ipv4Addr::BROADCAST,
-    );
+    let f = discover_frame(mac(3));
     assert!(matches!(
         no_reply(&mut hub, &f, T0),
         Forward::Drop(FrameDrop::DhcpIgnored)
@@ -501,32 +483,17 @@ fn client_id_identifies_the_client_across_macs() {
     let mut hub = hub(RECIPE);
     let mut d = message(mac(1), MessageType::Discover);
     d.options.client_id = Some(b"\x00laptop".to_vec());
-    let offer = send(
-        &mut hub,
-        SESSION,
-        &to_frame(mac(1), &d, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST),
-        T0,
-    );
+    let offer = send(&mut hub, SESSION, &broadcast(mac(1), &d), T0);
     let addr = offer.msg.yiaddr;
     let mut r = message(mac(1), MessageType::Request);
     r.options.client_id = d.options.client_id.clone();
     r.options.server_id = Some(SERVER);
     r.options.requested_ip = Some(addr);
-    send(
-        &mut hub,
-        SESSION,
-        &to_frame(mac(1), &r, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST),
-        T0,
-    );
+    send(&mut hub, SESSION, &broadcast(mac(1), &r), T0);
     // Same client id from a new NIC: same address.
     let mut d2 = message(mac(2), MessageType::Discover);
     d2.options.client_id = d.options.client_id.clone();
-    let offer2 = send(
-        &mut hub,
-        PortId(2),
-        &to_frame(mac(2), &d2, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST),
-        T0,
-    );
+    let offer2 = send(&mut hub, PortId(2), &broadcast(mac(2), &d2), T0);
     assert_eq!(offer2.msg.yiaddr, addr);
 }
 
@@ -535,7 +502,7 @@ fn spoofed_chaddr_and_rogue_servers_are_dropped() {
     let mut hub = hub(RECIPE);
     // chaddr says mac(2), the frame comes from mac(1).
     let msg = message(mac(2), MessageType::Discover);
-    let f = to_frame(mac(1), &msg, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+    let f = broadcast(mac(1), &msg);
     assert!(matches!(
         no_reply(&mut hub, &f, T0),
         Forward::Drop(FrameDrop::DhcpIgnored)
@@ -577,12 +544,7 @@ fn hub_without_dhcp_switches_dhcp_frames() {
     hub.add_port(PortId(1), PortPolicy::default())
         .expect("session");
     assert!(hub.dhcp().is_none());
-    let f = to_frame(
-        mac(1),
-        &message(mac(1), MessageType::Discover),
-        Ipv4Addr::UNSPECIFIED,
-        Ipv4Addr::BROADCAST,
-    );
+    let f = discover_frame(mac(1));
     assert!(matches!(hub.forward(PortId(1), &f, T0), Forward::Flood(_)));
 }
 
@@ -607,12 +569,7 @@ fn max_message_size_bounds_the_reply() {
     // 64 routes + default = 65 * 7 - 2 bytes; both options need ~900 bytes.
     let mut d = message(mac(2), MessageType::Discover);
     d.options.max_message_size = Some(1500);
-    let big = send(
-        &mut hub,
-        SESSION,
-        &to_frame(mac(2), &d, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST),
-        T0,
-    );
+    let big = send(&mut hub, SESSION, &broadcast(mac(2), &d), T0);
     assert!(big.payload.len() <= 1500 - 28);
     assert_eq!(big.msg.options.classless_routes.len(), 65);
     assert_eq!(big.msg.options.ms_classless_routes.len(), 65);
@@ -639,7 +596,7 @@ fn leases_survive_a_restart() {
     // The client reboots and asks for its address: ACK.
     let mut reboot = message(mac(2), MessageType::Request);
     reboot.options.requested_ip = Some(b);
-    let frame = to_frame(mac(2), &reboot, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+    let frame = broadcast(mac(2), &reboot);
     assert_eq!(send(&mut hub2, SESSION, &frame, t1).msg.yiaddr, b);
     // Nobody else gets a restored address.
     assert_eq!(discover(&mut hub2, mac(9), t1).msg.yiaddr, ip(12));
@@ -649,14 +606,7 @@ fn leases_survive_a_restart() {
 /// [`hub`] with session ports 1..=3 under `policy` instead of the default,
 /// and the tap's MAC pinned to the bridge, as the server sets a hub up.
 fn hub_with_policy(dhcp: &str, policy: impl Fn(u64) -> PortPolicy) -> Hub {
-    let text = format!(
-        "[server]\n[[hub]]\nname = \"mikalab\"\nbridge = \"tap_00\"\n\
-         bridge_address = \"192.168.30.1/24\"\n[hub.dhcp]\n{dhcp}\n\
-         [[hub.user]]\nname = \"tsumura\"\npassword = \"pw\"\n"
-    );
-    let config = Config::from_str_with_origin(&text, "test.toml")
-        .unwrap_or_else(|e| panic!("test config must be valid: {e:?}\n{text}"));
-    let mut hub = Hub::from_config(&config.hubs[0], HubOptions::default());
+    let mut hub = configured_hub(dhcp);
     hub.add_port(PortId::BRIDGE, PortPolicy::default())
         .expect("bridge");
     for p in 1..=3 {
@@ -680,12 +630,7 @@ fn limited(max_macs: u32, max_leases: u32) -> impl Fn(u64) -> PortPolicy {
 }
 
 fn discover_frame(client: MacAddr) -> Vec<u8> {
-    to_frame(
-        client,
-        &message(client, MessageType::Discover),
-        Ipv4Addr::UNSPECIFIED,
-        Ipv4Addr::BROADCAST,
-    )
+    broadcast(client, &message(client, MessageType::Discover))
 }
 
 /// DISCOVER then SELECTING REQUEST from `client` on `port`.
@@ -695,12 +640,7 @@ fn dora_on(hub: &mut Hub, port: PortId, client: MacAddr, now: WallTime) -> Ipv4A
     let mut req = message(client, MessageType::Request);
     req.options.server_id = Some(SERVER);
     req.options.requested_ip = Some(offer.msg.yiaddr);
-    let ack = send(
-        hub,
-        port,
-        &to_frame(client, &req, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST),
-        now,
-    );
+    let ack = send(hub, port, &broadcast(client, &req), now);
     assert_eq!(ack.msg.options.message_type, Some(MessageType::Ack));
     ack.msg.yiaddr
 }
@@ -726,14 +666,14 @@ fn a_session_at_its_lease_limit_gets_no_offer_and_another_session_still_does() {
     let mut grab = message(mac(3), MessageType::Request);
     grab.ciaddr = ip(150);
     assert!(matches!(
-        hub.forward(SESSION, &to_frame(mac(3), &grab, ip(150), SERVER), T0),
+        hub.forward(SESSION, &unicast(mac(3), &grab, ip(150)), T0),
         Forward::Drop(FrameDrop::LeaseLimit)
     ));
     // Renewing a lease it holds still works at the limit.
     let mut renew = message(mac(1), MessageType::Request);
     renew.ciaddr = a;
     let t1 = T0.saturating_add(Duration::from_secs(3600));
-    let ack = send(&mut hub, SESSION, &to_frame(mac(1), &renew, a, SERVER), t1);
+    let ack = send(&mut hub, SESSION, &unicast(mac(1), &renew, a), t1);
     assert_eq!(ack.msg.options.message_type, Some(MessageType::Ack));
     // Another session is not affected.
     dora_on(&mut hub, PortId(2), mac(20), T0);
@@ -741,7 +681,7 @@ fn a_session_at_its_lease_limit_gets_no_offer_and_another_session_still_does() {
     let mut release = message(mac(1), MessageType::Release);
     release.ciaddr = a;
     release.options.server_id = Some(SERVER);
-    let _ = hub.forward(SESSION, &to_frame(mac(1), &release, a, SERVER), t1);
+    let _ = hub.forward(SESSION, &unicast(mac(1), &release, a), t1);
     dora_on(&mut hub, SESSION, mac(3), t1);
 }
 
@@ -834,11 +774,7 @@ fn issue_12_layer2_abuse_is_contained() {
         release.ciaddr = victim_addr;
         release.options.server_id = Some(SERVER);
         assert!(matches!(
-            hub.forward(
-                attacker,
-                &to_frame(stolen, &release, victim_addr, SERVER),
-                later
-            ),
+            hub.forward(attacker, &unicast(stolen, &release, victim_addr), later),
             Forward::Drop(FrameDrop::MacSpoof)
         ));
     }
@@ -880,12 +816,7 @@ fn lease_changes_are_reported_for_the_log() {
     let mut renew = message(client, MessageType::Request);
     renew.ciaddr = addr;
     let t1 = T0.saturating_add(Duration::from_secs(3600));
-    send(
-        &mut hub,
-        SESSION,
-        &to_frame(client, &renew, addr, SERVER),
-        t1,
-    );
+    send(&mut hub, SESSION, &unicast(client, &renew, addr), t1);
     let (events, _) = take(&mut hub);
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, LeaseEventKind::Renewed);
@@ -893,7 +824,7 @@ fn lease_changes_are_reported_for_the_log() {
     let mut release = message(client, MessageType::Release);
     release.ciaddr = addr;
     release.options.server_id = Some(SERVER);
-    let _ = no_reply(&mut hub, &to_frame(client, &release, addr, SERVER), t1);
+    let _ = no_reply(&mut hub, &unicast(client, &release, addr), t1);
     let (events, _) = take(&mut hub);
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, LeaseEventKind::Released);

@@ -200,12 +200,11 @@ impl<R: RandomSource> ClientConnection<R> {
                 Some(Step::Probe) => MAX_PROBE_RESPONSE_BODY,
                 _ => MAX_PACK_BODY,
             };
-            let (resp, used) = match http::parse_response(&self.core.inbuf, max_body) {
-                Ok(Some(x)) => x,
+            let resp = match self.core.next_message(http::parse_response, max_body) {
+                Ok(Some(resp)) => resp,
                 Ok(None) => break,
                 Err(e) => return self.fail(e.into()),
             };
-            self.core.inbuf.drain(..used);
             self.on_response(now, &resp);
         }
         if self.is_established() && !self.core.inbuf.is_empty() {

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 
 use crate::close::CloseReason;
 use crate::data::FrameSink;
+use crate::http::{self, HttpError};
 use crate::rng::RandomSource;
 use crate::time::Timestamp;
 use crate::tunnel::{Tunnel, TunnelStats};
@@ -141,6 +142,21 @@ impl<R: RandomSource, H, E: ClosedEvent> Endpoint<R, H, E> {
         if !self.is_closed() {
             self.phase = Phase::Handshake(step);
         }
+    }
+
+    /// Takes the next whole handshake message (a request or a response, as
+    /// `parse` reads them) off the received bytes; `None` until one is
+    /// complete.
+    pub(crate) fn next_message(
+        &mut self,
+        parse: fn(&[u8], usize) -> Result<Option<(http::Message, usize)>, HttpError>,
+        max_body: usize,
+    ) -> Result<Option<http::Message>, HttpError> {
+        let Some((message, used)) = parse(&self.inbuf, max_body)? else {
+            return Ok(None);
+        };
+        self.inbuf.drain(..used);
+        Ok(Some(message))
     }
 
     pub(crate) fn tunnel_stats(&self) -> Option<TunnelStats> {

@@ -187,12 +187,11 @@ impl<R: RandomSource> ServerConnection<R> {
                 // Waiting for the hub, tunnel, or closed: leave bytes queued.
                 _ => return,
             };
-            let (req, used) = match http::parse_request(&self.core.inbuf, max_body) {
-                Ok(Some(x)) => x,
+            let req = match self.core.next_message(http::parse_request, max_body) {
+                Ok(Some(req)) => req,
                 Ok(None) => return,
                 Err(e) => return self.fail(e.into()),
             };
-            self.core.inbuf.drain(..used);
             self.requests += 1;
             if self.requests > MAX_REQUESTS_PER_CONNECTION {
                 return self.fail(

@@ -4,17 +4,17 @@
 //! The non-ignored test checks that the session seed still reaches the
 //! tunnel, so the corpus keeps covering the deep states.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
+use ethergate_fixtures::softether::debian_like_login;
 use ethergate_proto::data::DataEncoder;
 use ethergate_proto::http;
-use ethergate_proto::messages::{add_pencore, error_reply};
-use ethergate_proto::pack::{Pack, Values};
+use ethergate_proto::messages::error_reply;
+use ethergate_proto::pack::Pack;
 use ethergate_proto::password::{hash_password, secure_password};
 use ethergate_proto::{
-    Credentials, Frames, Hello, LoginRequest, ServerConfig, ServerConnection, ServerEvent, TestRng,
-    Timestamp, Welcome,
+    Credentials, Frames, Hello, ServerConfig, ServerConnection, ServerEvent, TestRng, Timestamp,
+    Welcome,
 };
 
 /// Must match `SERVER_RNG_SEED` in fuzz/fuzz_targets/server_handshake.rs.
@@ -37,87 +37,6 @@ fn server_random() -> [u8; 20] {
         Timestamp(0),
     )
     .server_random()
-}
-
-/// A login PACK shaped like the Debian client's (§4.3): auth part, version
-/// info, session wishes, capability flags, UDP-accel offer, NODE_INFO, WinVer.
-pub fn debian_like_login(credentials: Credentials, hub: &str, user: &str, compress: bool) -> Pack {
-    let mut p = LoginRequest {
-        hubname: hub.into(),
-        username: user.into(),
-        credentials,
-        client_str: "SoftEther VPN Client Developer Edition".into(),
-        client_ver: 501,
-        client_build: 9674,
-        max_connection: 1,
-        use_encrypt: true,
-        use_compress: compress,
-        half_connection: false,
-        qos: true,
-        require_bridge_routing_mode: false,
-        require_monitor_mode: false,
-        unique_id: Some([0x42; 20]),
-    }
-    .to_pack();
-    for (k, v) in [
-        ("support_bulk_on_rudp", 1),
-        ("support_hmac_on_bulk_of_rudp", 1),
-        ("support_udp_recovery", 1),
-        ("rudp_bulk_max_version", 2),
-        ("use_udp_acceleration", 1),
-        ("udp_acceleration_version", 1),
-        ("udp_acceleration_client_port", 40000),
-        ("support_hmac_on_udp_acceleration", 1),
-        ("support_udp_accel_fast_disconnect_detect", 1),
-        ("udp_acceleration_max_version", 2),
-        ("ClientProductVer", 0xf501_0000),
-        ("ClientProductBuild", 0xca25_0000),
-        ("ServerProductVer", 0),
-        ("ServerProductBuild", 0),
-        ("ClientPort", 0x5c9c_0000),
-        ("ServerPort2", 0xbb01_0000),
-        ("ProxyPort", 0),
-        ("V_IsWindows", 0),
-        ("V_IsNT", 0),
-        ("V_IsServer", 0),
-        ("V_IsBeta", 0),
-        ("V_VerMajor", 6),
-        ("V_VerMinor", 1),
-        ("V_Build", 0),
-        ("V_ServicePack", 0),
-    ] {
-        p.set_int(k, v);
-    }
-    for (k, v) in [
-        (
-            "ClientProductName",
-            "SoftEther VPN Client Developer Edition",
-        ),
-        ("ServerProductName", ""),
-        ("ClientOsName", "Linux"),
-        ("ClientOsVer", "6.1.0-18-amd64"),
-        ("ClientOsProductId", ""),
-        ("ClientHostname", "secl"),
-        ("ServerHostname", "10.77.0.1"),
-        ("ProxyHostname", ""),
-        ("HubName", hub),
-        ("V_Title", "Debian GNU/Linux"),
-    ] {
-        p.set_str(k, v);
-    }
-    p.set_data("udp_acceleration_client_key", &[1; 20])
-        .set_data("udp_acceleration_client_key_v2", &[2; 128])
-        .set_data("UniqueId", &[3; 16]);
-    p.set_ip(
-        "udp_acceleration_client_ip",
-        IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)),
-    );
-    for ip in ["ClientIpAddress", "ServerIpAddress", "ProxyIpAddress"] {
-        p.set_ip(ip, IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)));
-        p.set(&format!("{ip}6"), Values::Data(vec![vec![0; 16]]));
-    }
-    add_pencore(&mut p, &mut TestRng::new(11));
-    p
 }
 
 fn pack_request(p: &Pack) -> Vec<u8> {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use ethergate_proto::http;
-use ethergate_proto::messages::authtype;
+use ethergate_proto::messages::{Welcome, authtype};
 use ethergate_proto::pack::{Pack, PackLimits};
 use ethergate_proto::password::hash_password;
 use ethergate_proto::{
@@ -70,6 +70,17 @@ struct Pair {
 }
 
 impl Pair {
+    /// The welcome the client was established with.
+    fn welcome(&self) -> Welcome {
+        self.c_events
+            .iter()
+            .find_map(|e| match e {
+                ClientEvent::Established { welcome } => welcome.clone(),
+                _ => None,
+            })
+            .expect("client established with a welcome")
+    }
+
     fn new(cfg: ClientConfig) -> Self {
         Pair::with_server(cfg, ServerConfig::default())
     }
@@ -188,14 +199,7 @@ fn full_session_probe_login_frames_keepalives_timeout() {
     assert!(p.c.is_established(), "client events: {:?}", p.c_events);
     assert!(p.s.is_established(), "server events: {:?}", p.s_events);
     assert!(matches!(p.c_events[0], ClientEvent::Hello(_)));
-    let welcome = p
-        .c_events
-        .iter()
-        .find_map(|e| match e {
-            ClientEvent::Established { welcome } => welcome.clone(),
-            _ => None,
-        })
-        .expect("client established with a welcome");
+    let welcome = p.welcome();
     assert_eq!(welcome.session_name, "SID-ALICE-1");
     assert_eq!(welcome.connection_name, "CID-1");
     assert_eq!(welcome.timeout_ms, 20_000);
@@ -345,14 +349,7 @@ fn compression_is_negotiated_and_works() {
     cfg.use_compress = true;
     let mut p = Pair::new(cfg);
     p.pump();
-    let welcome = p
-        .c_events
-        .iter()
-        .find_map(|e| match e {
-            ClientEvent::Established { welcome } => welcome.clone(),
-            _ => None,
-        })
-        .expect("welcome");
+    let welcome = p.welcome();
     assert!(welcome.use_compress);
     let f = vec![7u8; 1500];
     p.c.send_frames(p.now, [f.as_slice()]);

@@ -6,22 +6,16 @@
 use std::{
     io::{Read, Write},
     net::TcpListener,
-    str::FromStr,
     thread::JoinHandle,
     time::Duration,
 };
 
 use ethergate_common::DropReason;
-use ethergate_config::{
-    InterfaceName, Ipv4Cidr, Nat, NatLimits, NatMode, NatTimeouts, SnatRule, SnatTarget,
-};
+use ethergate_config::{NatMode, SnatTarget};
 use ethergate_dataplane::{AttachMode, CounterSnapshot, Dataplane};
 use ethergate_netns::Topology;
 
-pub fn cidr(s: &str) -> Ipv4Cidr {
-    Ipv4Cidr::from_str(s).expect("cidr")
-}
-
+pub use ethergate_fixtures::nat_config::{cidr, snat_config};
 pub use ethergate_netns::recipe::two_armed;
 
 /// [`two_armed`] on its own, built.
@@ -59,25 +53,6 @@ pub fn forced_xdp_two_armed(snat_to: SnatTarget) -> (Topology, Dataplane) {
     topo.exec("nat", &["ping", "-c", "1", "-W", "2", "203.0.113.10"])
         .expect("nat reaches internet");
     (topo, dataplane)
-}
-
-/// `[nat]` with one SNAT rule, 10.0.0.0/16 → `to`, and nothing else.
-pub fn snat_config(uplink: &str, inside: &[&str], to: SnatTarget) -> Nat {
-    Nat {
-        uplink: InterfaceName::new(uplink).expect("name"),
-        mode: NatMode::Auto,
-        inside: inside
-            .iter()
-            .map(|name| InterfaceName::new(name).expect("name"))
-            .collect(),
-        snat: vec![SnatRule {
-            source: cidr("10.0.0.0/16"),
-            to,
-        }],
-        dnat: Vec::new(),
-        timeouts: NatTimeouts::default(),
-        limits: NatLimits::default(),
-    }
 }
 
 /// Turns off checksum and segmentation offloads on `eth0` in each of

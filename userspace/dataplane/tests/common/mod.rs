@@ -5,13 +5,12 @@
 //! `bpf_fib_lookup`.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::str::FromStr;
-
-use ethergate_config::{
-    InterfaceName, Ipv4Cidr, Nat, NatLimits, NatMode, NatTimeouts, SnatRule, SnatTarget,
-};
+use ethergate_config::{Nat, SnatTarget};
 use ethergate_dataplane::{Dataplane, TcProgram, XdpProgram};
-use ethergate_fixtures::nat::{Ipv4Flow, L4};
+use ethergate_fixtures::{
+    nat::{Ipv4Flow, L4},
+    nat_config::snat_config,
+};
 use ethergate_netns::{Endpoint, Topology};
 
 pub const XDP_DROP: u32 = 1;
@@ -257,19 +256,10 @@ impl Bench {
     }
 }
 
+/// The two-armed appliance's `[nat]`: masquerade of the private subnet
+/// out of `pub0`.
 pub fn config() -> Nat {
-    Nat {
-        uplink: InterfaceName::new("pub0").expect("name"),
-        mode: NatMode::Auto,
-        inside: vec![InterfaceName::new("priv0").expect("name")],
-        snat: vec![SnatRule {
-            source: Ipv4Cidr::from_str("10.0.0.0/16").expect("cidr"),
-            to: SnatTarget::Masquerade,
-        }],
-        dnat: Vec::new(),
-        timeouts: NatTimeouts::default(),
-        limits: NatLimits::default(),
-    }
+    snat_config("pub0", &["priv0"], SnatTarget::Masquerade)
 }
 
 /// The source port (or ICMP identifier) SNAT chose, read from the output.
