@@ -21,7 +21,7 @@ use crate::{
     settings::Settings,
     sys, tools,
     topo::{PRIVATE_IP, SERVER_IP},
-    tunnel::{ROWS, ServerPath, Transport, latency_rows, small_packet_row, tcp_name, tcp_rows},
+    tunnel::{ROWS, ServerPath, Transport, Tunnel, tcp_name, tunnel_rows},
 };
 
 pub const OPENVPN_TCP: &str = "OpenVPN 2.6 TCP 443";
@@ -248,38 +248,24 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) {
 }
 
 fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str, pid: u32) {
-    tcp_rows(
-        topo,
-        report,
-        settings,
-        system,
-        pid,
-        "OpenVPN 2.6 client, AES-256-GCM, tun",
-        "utime+stime of the openvpn server process ÷ GB iperf3 received, same runs as the row above",
-    );
     let transport = if system == OPENVPN_UDP {
         Transport::Udp(1194)
     } else {
         Transport::Tcp(443)
     };
-    latency_rows(
-        topo,
-        report,
-        settings,
+    let tunnel = Tunnel {
         system,
-        SERVER_TUN_IP,
-        "(the server's tun)",
-        ServerPath {
+        pid,
+        client: "OpenVPN 2.6 client, AES-256-GCM, tun",
+        cpu_of: "the openvpn server process",
+        ping_target: SERVER_TUN_IP,
+        ping_target_is: "(the server's tun)",
+        server_path: ServerPath {
             uplink: "eth0",
             device: "ovpns",
             transport,
         },
-    );
-    small_packet_row(
-        topo,
-        report,
-        settings,
-        system,
-        ", through the OpenVPN tun; counted by an nft netdev-ingress drop rule on private eth0",
-    );
+        small_packets_counted: ", through the OpenVPN tun; counted by an nft netdev-ingress drop rule on private eth0",
+    };
+    tunnel_rows(topo, report, settings, &tunnel, |_| {});
 }

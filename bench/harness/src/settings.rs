@@ -38,40 +38,27 @@ impl Settings {
         perf: bool,
         out: PathBuf,
     ) -> Self {
-        if quick {
-            Self {
-                reps: 1,
-                secs: 3,
-                logins: 200,
-                login_parallel: 16,
-                idle_sessions: vec![100],
-                many_flows: 4096,
-                huge_flows: 1_000_000,
-                ping_count: 200,
-                ethergate_bin,
-                work,
-                only,
-                section: None,
-                perf,
-                out,
-            }
+        // Quick: one repetition of short runs, for a look while working.
+        let (reps, secs, logins, login_parallel, idle_sessions, ping_count) = if quick {
+            (1, 3, 200, 16, vec![100], 200)
         } else {
-            Self {
-                reps: 3,
-                secs: 10,
-                logins: 1000,
-                login_parallel: 32,
-                idle_sessions: vec![100, 1000],
-                many_flows: 4096,
-                huge_flows: 1_000_000,
-                ping_count: 1000,
-                ethergate_bin,
-                work,
-                only,
-                section: None,
-                perf,
-                out,
-            }
+            (3, 10, 1000, 32, vec![100, 1000], 1000)
+        };
+        Self {
+            reps,
+            secs,
+            logins,
+            login_parallel,
+            idle_sessions,
+            many_flows: 4096,
+            huge_flows: 1_000_000,
+            ping_count,
+            ethergate_bin,
+            work,
+            only,
+            section: None,
+            perf,
+            out,
         }
     }
 

@@ -29,31 +29,6 @@ pub fn iperf3(
     streams: u32,
     reverse: bool,
 ) -> Result<Iperf> {
-    let mut attempt = 0;
-    loop {
-        match iperf3_once(topo, ns, server, secs, streams, reverse) {
-            Err(e)
-                if attempt < 2
-                    && ["unable to connect", "busy", "reset by peer"]
-                        .iter()
-                        .any(|m| e.to_string().contains(m)) =>
-            {
-                attempt += 1;
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            other => return other,
-        }
-    }
-}
-
-fn iperf3_once(
-    topo: &Topology,
-    ns: &str,
-    server: &str,
-    secs: u64,
-    streams: u32,
-    reverse: bool,
-) -> Result<Iperf> {
     let deadline = (secs + TOOL_GRACE_SECS).to_string();
     let (t, p) = (secs.to_string(), streams.to_string());
     let mut argv = vec![
@@ -73,7 +48,25 @@ fn iperf3_once(
     if reverse {
         argv.push("-R");
     }
-    let out = topo.run(ns, &argv)?;
+    let mut attempt = 0;
+    loop {
+        match iperf3_once(topo, ns, &argv) {
+            Err(e)
+                if attempt < 2
+                    && ["unable to connect", "busy", "reset by peer"]
+                        .iter()
+                        .any(|m| e.to_string().contains(m)) =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn iperf3_once(topo: &Topology, ns: &str, argv: &[&str]) -> Result<Iperf> {
+    let out = topo.run(ns, argv)?;
     let json: serde_json::Value = serde_json::from_str(&out.stdout).with_context(|| {
         format!(
             "iperf3 printed no JSON (exit {:?}): {}",

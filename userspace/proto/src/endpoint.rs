@@ -149,7 +149,7 @@ impl<R: RandomSource, H, E: ClosedEvent> Endpoint<R, H, E> {
     /// complete.
     pub(crate) fn next_message(
         &mut self,
-        parse: fn(&[u8], usize) -> Result<Option<(http::Message, usize)>, HttpError>,
+        parse: fn(&[u8], usize) -> http::Parsed,
         max_body: usize,
     ) -> Result<Option<http::Message>, HttpError> {
         let Some((message, used)) = parse(&self.inbuf, max_body)? else {

@@ -138,16 +138,19 @@ enum Kind {
     Response,
 }
 
+/// A whole message and the bytes it took, `None` while it is incomplete.
+pub type Parsed = Result<Option<(Message, usize)>, HttpError>;
+
 /// Parse one request from the front of `buf`. `max_body` is the caller's
 /// cap for this phase. A missing `Content-Length` means an empty body
 /// (a GET); the server checks per target whether that is acceptable.
-pub fn parse_request(buf: &[u8], max_body: usize) -> Result<Option<(Message, usize)>, HttpError> {
+pub fn parse_request(buf: &[u8], max_body: usize) -> Parsed {
     parse(buf, max_body, Kind::Request)
 }
 
 /// Parse one response from the front of `buf`; `Content-Length` is required
 /// (the SoftEther client requires it, §1.2/§1.4).
-pub fn parse_response(buf: &[u8], max_body: usize) -> Result<Option<(Message, usize)>, HttpError> {
+pub fn parse_response(buf: &[u8], max_body: usize) -> Parsed {
     parse(buf, max_body, Kind::Response)
 }
 

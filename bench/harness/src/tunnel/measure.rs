@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use ethergate_netns::Topology;
 
 use crate::tunnel::rows::{CLIENT_METHOD, ROWS, cpu_name, login_name, rss_name, slug, tcp_name};
@@ -22,19 +22,51 @@ use crate::{
     udpgen::{self, UdpGen},
 };
 
-/// TCP throughput through a tunnel, 1 and 4 streams each way, with the
-/// server's CPU per GB of the one-stream runs; `client` names the tunnel's
-/// client for the method text, `cpu_method` how the CPU was counted. With
-/// `--perf`, each one-stream run is profiled.
-pub(crate) fn tcp_rows(
+/// One system's tunnel, as the rows every tunnel gets need it.
+pub(crate) struct Tunnel<'a> {
+    pub system: &'a str,
+    /// The server's process (its tree is counted).
+    pub pid: u32,
+    /// The tunnel's client, for the method text.
+    pub client: &'a str,
+    /// Whose CPU the CPU-per-GB rows count, for the method text.
+    pub cpu_of: &'a str,
+    /// The address pinged at the far end of the tunnel, and which it is.
+    pub ping_target: &'a str,
+    pub ping_target_is: &'a str,
+    /// Where the server's transit time is captured.
+    pub server_path: ServerPath<'a>,
+    /// How the 64-byte row counts arrivals (ends its method text).
+    pub small_packets_counted: &'a str,
+}
+
+/// The rows every tunnel gets: throughput and CPU per GB, latency and the
+/// server's transit, `more` rows, and last the 64-byte flood (the queues
+/// it fills would skew the rows after it).
+pub(crate) fn tunnel_rows(
     topo: &Topology,
     report: &mut Report,
     settings: &Settings,
-    system: &str,
-    pid: u32,
-    client: &str,
-    cpu_method: &str,
+    tunnel: &Tunnel<'_>,
+    more: impl FnOnce(&mut Report),
 ) {
+    tcp_rows(topo, report, settings, tunnel);
+    latency_rows(topo, report, settings, tunnel);
+    more(report);
+    small_packet_row(topo, report, settings, tunnel);
+}
+
+/// TCP throughput through a tunnel, 1 and 4 streams each way, with the
+/// server's CPU per GB of the one-stream runs. With `--perf`, each
+/// one-stream run is profiled.
+fn tcp_rows(topo: &Topology, report: &mut Report, settings: &Settings, tunnel: &Tunnel<'_>) {
+    let Tunnel {
+        system,
+        pid,
+        client,
+        cpu_of,
+        ..
+    } = *tunnel;
     let secs = settings.secs;
     for (streams, dir) in [(1u32, "up"), (1, "down"), (4, "up"), (4, "down")] {
         let name = tcp_name(streams, dir);
@@ -68,7 +100,9 @@ pub(crate) fn tcp_rows(
             },
         );
         if streams == 1 {
-            cpu_per_gb_row(report, dir, system, cpu_method);
+            let cpu_method =
+                format!("utime+stime of {cpu_of} ÷ GB iperf3 received, same runs as the row above");
+            cpu_per_gb_row(report, dir, system, &cpu_method);
         }
     }
 }
@@ -81,31 +115,29 @@ pub(crate) fn traffic(
     system: &str,
     pid: u32,
 ) {
-    let secs = settings.secs;
-    tcp_rows(
-        topo,
-        report,
-        settings,
+    let tunnel = Tunnel {
         system,
         pid,
-        CLIENT_METHOD,
-        "utime+stime of the server's process tree (/proc/<pid>/stat) ÷ GB iperf3 received, same runs as the row above",
-    );
-
-    latency_rows(
-        topo,
-        report,
-        settings,
-        system,
-        TAP_IP,
-        "(tunnel)",
-        ServerPath {
+        client: CLIENT_METHOD,
+        cpu_of: "the server's process tree (/proc/<pid>/stat)",
+        ping_target: TAP_IP,
+        ping_target_is: "(tunnel)",
+        server_path: ServerPath {
             uplink: "eth0",
             device: "tap_00",
             transport: Transport::Tcp(443),
         },
-    );
+        small_packets_counted: "; counted by an nft netdev-ingress drop rule on private eth0",
+    };
+    tunnel_rows(topo, report, settings, &tunnel, |report| {
+        http_rows(topo, report, settings, system)
+    });
+}
 
+/// Requests per second and their latency, through the tunnel to the
+/// private web server by the recipe's DNAT rule.
+fn http_rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str) {
+    let secs = settings.secs;
     let url = format!("http://{TAP_IP}/");
     let method =
         format!("wrk -t1 -c32 -d{secs}s {url} → DNAT 192.168.0.0/16:80 → nginx {PRIVATE_IP}:80");
@@ -118,8 +150,6 @@ pub(crate) fn traffic(
         )),
         Err(e) => Some(e.to_string()),
     };
-    let mut p50 = Err(anyhow!("no run"));
-    let mut p99 = Err(anyhow!("no run"));
     report.measure(
         ROWS.point(
             "HTTP via DNAT, wrk 32 conns",
@@ -140,44 +170,19 @@ pub(crate) fn traffic(
                 .with("errors", w.errors))
         },
     );
-    if let Some(row) = report.rows.last() {
-        if let Some(v) = row.extra.get("p50_us") {
-            p50 = Ok(*v);
-            p99 = Ok(row.extra.get("p99_us").copied().unwrap_or(f64::NAN));
-        } else if let Some(e) = &row.error {
-            p50 = Err(anyhow!("{e}"));
-            p99 = Err(anyhow!("{e}"));
-        }
-    }
-    report.derived(
-        ROWS.point("HTTP via DNAT p50", system, "µs", Better::Lower, &method),
-        p50,
-    );
-    report.derived(
-        ROWS.point("HTTP via DNAT p99", system, "µs", Better::Lower, &method),
-        p99,
-    );
-
-    small_packet_row(
-        topo,
-        report,
-        settings,
-        system,
-        "; counted by an nft netdev-ingress drop rule on private eth0; runs last (queues it fills would skew the latency rows)",
-    );
+    percentile_rows(report, "HTTP via DNAT", system, ("us", "µs"), &method);
 }
 
 /// 64-byte UDP frames from `client` to the private host through the
-/// tunnel, 64 flows, as many per second as arrive; `counted` finishes the
-/// method text. The queues the flood filled drain for 2 s afterwards, so
-/// the next system starts clean.
-pub(crate) fn small_packet_row(
+/// tunnel, 64 flows, as many per second as arrive. The queues the flood
+/// filled drain for 2 s afterwards, so the next system starts clean.
+fn small_packet_row(
     topo: &Topology,
     report: &mut Report,
     settings: &Settings,
-    system: &str,
-    counted: &str,
+    tunnel: &Tunnel<'_>,
 ) {
+    let (system, counted) = (tunnel.system, tunnel.small_packets_counted);
     let secs = settings.secs;
     let method = format!(
         "own sendmmsg generator in client, {} B UDP payload (64 B frames), 64 dst ports, {secs} s{counted}",
@@ -337,22 +342,39 @@ pub(crate) fn logins(
             Ok(s)
         },
     );
-    let extra = |key: &str| -> Result<f64> {
-        let row = report.rows.last().context("no login row")?;
-        row.extra
-            .get(key)
-            .copied()
-            .ok_or_else(|| anyhow!("{}", row.error.clone().unwrap_or_else(|| "no value".into())))
-    };
-    let (p50, p99) = (extra("p50_ms"), extra("p99_ms"));
-    report.derived(
-        ROWS.point("connect latency p50", system, "ms", Better::Lower, &method),
-        p50,
-    );
-    report.derived(
-        ROWS.point("connect latency p99", system, "ms", Better::Lower, &method),
-        p99,
-    );
+    percentile_rows(report, "connect latency", system, ("ms", "ms"), &method);
+}
+
+/// Rows `{what} p50` and `{what} p99` from the last measured row's
+/// `p50_{key}` and `p99_{key}` values (its error when it failed); `unit`
+/// is (key suffix, unit shown).
+fn percentile_rows(
+    report: &mut Report,
+    what: &str,
+    system: &str,
+    (key, shown): (&str, &str),
+    method: &str,
+) {
+    for quantile in ["p50", "p99"] {
+        let value = match report.rows.last() {
+            None => Err(anyhow!("no run")),
+            Some(row) => row
+                .extra
+                .get(&format!("{quantile}_{key}"))
+                .copied()
+                .ok_or_else(|| anyhow!("{}", row.error.as_deref().unwrap_or("no value"))),
+        };
+        report.derived(
+            ROWS.point(
+                &format!("{what} {quantile}"),
+                system,
+                shown,
+                Better::Lower,
+                method,
+            ),
+            value,
+        );
+    }
 }
 
 pub(crate) fn report_failures(n: usize, first: Option<&str>) {
@@ -376,18 +398,15 @@ pub(crate) fn cpu_per_gb_row(report: &mut Report, dir: &str, system: &str, metho
     );
 }
 
-/// Ping RTT p50/p99 from `client` to `target` (an address at the far end of
-/// the tunnel, `what` says which) and the tunnel's added latency over a
-/// direct ping to the server.
-pub(crate) fn latency_rows(
-    topo: &Topology,
-    report: &mut Report,
-    settings: &Settings,
-    system: &str,
-    target: &str,
-    what: &str,
-    server: ServerPath<'_>,
-) {
+/// Ping RTT p50/p99 from `client` to the tunnel's ping target and the
+/// tunnel's added latency over a direct ping to the server.
+fn latency_rows(topo: &Topology, report: &mut Report, settings: &Settings, tunnel: &Tunnel<'_>) {
+    let Tunnel {
+        system,
+        ping_target: target,
+        ping_target_is: what,
+        ..
+    } = *tunnel;
     let method = format!(
         "ping -i 0.005 ×{} to {target} {what}, hdrhistogram; direct = to {SERVER_IP}",
         settings.ping_count
@@ -412,7 +431,7 @@ pub(crate) fn latency_rows(
             value,
         );
     }
-    transit_rows(topo, report, settings, system, target, server);
+    transit_rows(topo, report, settings, system, target, tunnel.server_path);
 }
 
 /// The server's own share of the added latency: per ping, the time from

@@ -31,7 +31,7 @@ use systems::{
     start_client, start_softether,
 };
 
-pub(crate) use measure::{latency_rows, small_packet_row, tcp_rows, udp_pps};
+pub(crate) use measure::{Tunnel, tunnel_rows, udp_pps};
 pub(crate) use rows::{ROWS, slug, tcp_name};
 pub(crate) use systems::{
     ETHERGATE, SOFTETHER, start_ethergate, start_ethergate_with, stop_ethergate,

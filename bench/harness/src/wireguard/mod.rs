@@ -20,8 +20,8 @@ use crate::{
     sys, tools,
     topo::{PRIVATE_IP, SERVER_IP, TAP_IP},
     tunnel::{
-        ROWS, ServerPath, Transport, latency_rows, small_packet_row, start_ethergate_with,
-        stop_ethergate, tcp_name, tcp_rows,
+        ROWS, ServerPath, Transport, Tunnel, start_ethergate_with, stop_ethergate, tcp_name,
+        tunnel_rows,
     },
 };
 
@@ -271,45 +271,26 @@ fn start_client(topo: &Topology, settings: &Settings, system: &str) -> Result<Pr
 }
 
 fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str, pid: u32) {
-    tcp_rows(
-        topo,
-        report,
-        settings,
+    let (ping_target, device) = if system == ETHERGATE_WG {
+        (TAP_IP, "tap_00")
+    } else {
+        (WG_SERVER_IP, SERVER_IF)
+    };
+    let tunnel = Tunnel {
         system,
         pid,
-        "wireguard-go client, MTU 1420",
-        "utime+stime of the server process ÷ GB iperf3 received, same runs as the row above",
-    );
-    let target = if system == ETHERGATE_WG {
-        TAP_IP
-    } else {
-        WG_SERVER_IP
-    };
-    let device = if system == ETHERGATE_WG {
-        "tap_00"
-    } else {
-        SERVER_IF
-    };
-    latency_rows(
-        topo,
-        report,
-        settings,
-        system,
-        target,
-        "(through the tunnel)",
-        ServerPath {
+        client: "wireguard-go client, MTU 1420",
+        cpu_of: "the server process",
+        ping_target,
+        ping_target_is: "(through the tunnel)",
+        server_path: ServerPath {
             uplink: "eth0",
             device,
             transport: Transport::Udp(recipe::WIREGUARD_PORT),
         },
-    );
-    small_packet_row(
-        topo,
-        report,
-        settings,
-        system,
-        ", through the WireGuard tunnel; counted by an nft netdev-ingress drop rule on private eth0",
-    );
+        small_packets_counted: ", through the WireGuard tunnel; counted by an nft netdev-ingress drop rule on private eth0",
+    };
+    tunnel_rows(topo, report, settings, &tunnel, |_| {});
     handshake_row(topo, report, settings, system);
 }
 
