@@ -193,18 +193,8 @@ fn phone(
     config: &std::path::Path,
     state: &std::path::Path,
 ) -> Result<()> {
-    let endpoint = format!("{}:{}", recipe::PHONE_GATEWAY_IP, recipe::WIREGUARD_PORT);
     let added = std::process::Command::new(binary)
-        .args(["user", "add", "--config"])
-        .arg(config)
-        .args([
-            "--hub",
-            "mikalab",
-            "phone",
-            "--wireguard",
-            "--endpoint",
-            &endpoint,
-        ])
+        .args(recipe::add_phone_user_args(config))
         .output()?;
     let out = String::from_utf8_lossy(&added.stdout).into_owned();
     if !added.status.success() {

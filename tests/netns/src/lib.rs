@@ -39,5 +39,14 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `argv` in a private mount namespace of its own (`unshare -m
+/// --propagation private`): what it mounts goes away when it exits and
+/// nobody else sees it (SoftEther daemons, debootstrap, bind mounts).
+pub fn with_private_mounts<'a>(argv: &[&'a str]) -> Vec<&'a str> {
+    let mut full = vec!["unshare", "-m", "--propagation", "private"];
+    full.extend_from_slice(argv);
+    full
+}
+
 /// Prefix of every namespace this crate creates.
 pub const NAME_PREFIX: &str = "eg";

@@ -212,6 +212,28 @@ pub fn wireguard_config() -> String {
     format!("\n[hub.wireguard]\nlisten = \"0.0.0.0:{WIREGUARD_PORT}\"\n")
 }
 
+/// The arguments of `ethergate user add` that give the hub a WireGuard
+/// user `phone` whose device config points at the phone's side of the
+/// appliance.
+pub fn add_phone_user_args(config: &Path) -> Vec<String> {
+    let endpoint = format!("{PHONE_GATEWAY_IP}:{WIREGUARD_PORT}");
+    let config = config.display().to_string();
+    [
+        "user",
+        "add",
+        "--config",
+        &config,
+        "--hub",
+        HUB,
+        "phone",
+        "--wireguard",
+        "--endpoint",
+        &endpoint,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// The device config `ethergate user add --wireguard` (or `user wg-config`)
 /// printed in `output`: from its `# ethergate hub` line through
 /// `PersistentKeepalive`.

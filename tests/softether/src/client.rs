@@ -59,6 +59,17 @@ pub struct AccountDetail {
     pub disable_udp: bool,
 }
 
+impl AccountDetail {
+    /// `n` TCP connections (`/MAXTCP:n`, as SoftEther users run it for
+    /// speed), the rest as a new account has it.
+    pub fn max_tcp(n: u8) -> Self {
+        Self {
+            max_tcp: n,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for AccountDetail {
     fn default() -> Self {
         Self {

@@ -151,18 +151,8 @@ impl<'t> Daemon<'t> {
         };
         let mut attempt = 1;
         loop {
-            daemon.process = Some(topo.spawn(
-                namespace,
-                &[
-                    "unshare",
-                    "-m",
-                    "--propagation",
-                    "private",
-                    "sh",
-                    "-c",
-                    &script,
-                ],
-            )?);
+            let argv = ethergate_netns::with_private_mounts(&["sh", "-c", &script]);
+            daemon.process = Some(topo.spawn(namespace, &argv)?);
             match daemon.wait_ready() {
                 Ok(()) => return Ok(daemon),
                 Err(SoftEtherError::Vpncmd {

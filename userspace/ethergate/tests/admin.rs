@@ -15,7 +15,7 @@ use ethergate_netns::{Process, Topology, recipe};
 use serde_json::Value;
 
 mod common;
-use common::{BIN, StateDir, recipe_topology, start_serve, wait_for, write_recipe_config};
+use common::{BIN, StateDir, recipe_topology, start_serve, wait_for};
 
 const SERVER: &str = "198.51.100.1:443";
 const METRICS: &str = "127.0.0.1:9464";
@@ -30,8 +30,7 @@ struct Setup {
 impl Setup {
     fn new() -> Setup {
         let topo = recipe_topology();
-        let state = StateDir::new(&topo, "admin");
-        let config = write_recipe_config(&state, "password = \"first-pass\"");
+        let (state, config) = common::recipe_state(&topo, "admin", "password = \"first-pass\"");
         let socket = state.join("admin.sock").display().to_string();
         let setup = Setup {
             topo,
@@ -197,14 +196,7 @@ fn status_reload_disconnect_and_metrics_on_a_live_appliance() {
     // A session with traffic shows up with its user and counters.
     let mut first = setup.client("tsumura", "first-pass", "vpn_eg0", "192.168.30.250/24");
     wait_for(&mut first, "session established", Duration::from_secs(20));
-    let ping = setup
-        .topo
-        .run(
-            "client",
-            &["ping", "-c", "3", "-i", "0.2", "-W", "2", "192.168.30.1"],
-        )
-        .expect("ping");
-    assert!(ping.success, "ping through the tunnel: {}", ping.stdout);
+    common::ping_tap(&setup.topo, "ping through the tunnel");
     let status = wait_status(&setup, Duration::from_secs(10), |s| {
         sessions(s)
             .first()

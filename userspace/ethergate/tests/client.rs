@@ -20,9 +20,7 @@ use std::{
 use ethergate_netns::{Process, Topology};
 
 mod common;
-use common::{
-    BIN, PAGE, StateDir, recipe_topology, start_serve, wait_for, web_server, write_recipe_config,
-};
+use common::{BIN, PAGE, StateDir, recipe_topology, start_serve, wait_for, web_server};
 
 const SERVER: &str = "198.51.100.1:443";
 const TAP: &str = "vpn_eg0";
@@ -42,8 +40,8 @@ struct Setup {
 impl Setup {
     fn new() -> Setup {
         let topo = recipe_topology();
-        let state = StateDir::new(&topo, "state");
-        let config = write_recipe_config(&state, &format!("password = \"{PASSWORD}\""));
+        let (state, config) =
+            common::recipe_state(&topo, "state", &format!("password = \"{PASSWORD}\""));
         let password_file = state.join("password");
         std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");
         let web = web_server(&topo, &state);
@@ -82,18 +80,7 @@ impl Setup {
     fn client(&self, extra: &[&str]) -> Process {
         let password = self.password_file.display().to_string();
         let known_servers = self.known_servers.display().to_string();
-        let mut argv = vec![
-            BIN,
-            "client",
-            "--server",
-            SERVER,
-            "--hub",
-            "mikalab",
-            "--user",
-            "tsumura",
-            "--password-file",
-            &password,
-        ];
+        let mut argv = common::client_argv(SERVER, "mikalab", "tsumura", &password);
         argv.extend_from_slice(extra);
         if !extra.contains(&"--ca-cert") && !extra.contains(&"--insecure") {
             argv.extend_from_slice(&["--known-servers", &known_servers]);

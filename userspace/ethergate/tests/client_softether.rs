@@ -15,7 +15,8 @@ use std::{
 use ethergate_netns::{Process, Topology};
 use ethergate_softether::{SoftEtherServer, client_server_topology};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ethergate");
+mod common;
+
 const SERVER: &str = "198.51.100.1:443";
 const TAP: &str = "vpn_eg0";
 
@@ -41,20 +42,8 @@ fn client(topo: &Topology, password: &str, extra: &[&str]) -> Process {
     std::fs::write(&file, format!("{password}\n")).expect("password file");
     let file = file.display().to_string();
     let known_servers = known_servers(topo).display().to_string();
-    let mut argv = vec![
-        BIN,
-        "client",
-        "--server",
-        SERVER,
-        "--hub",
-        "TEST",
-        "--user",
-        "alice",
-        "--password-file",
-        &file,
-        "--known-servers",
-        &known_servers,
-    ];
+    let mut argv = common::client_argv(SERVER, "TEST", "alice", &file);
+    argv.extend_from_slice(&["--known-servers", &known_servers]);
     argv.extend_from_slice(extra);
     topo.spawn("client", &argv).expect("ethergate client")
 }

@@ -21,7 +21,7 @@ use ethergate_proto::ErrorCode;
 use ethergate_softether::SoftEtherClient;
 
 mod common;
-use common::{StateDir, password_hash, start_serve, status_json, write_recipe_config};
+use common::{StateDir, start_serve, status_json};
 
 const SERVER: &str = "198.51.100.1:443";
 const SERVER_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 443);
@@ -52,9 +52,7 @@ fn appliance(extra_server: &str) -> Appliance {
         .route("attacker", "198.51.100.0/24 via 203.0.113.1")
         .build()
         .expect("topology (run as root)");
-    let state = StateDir::new(&topo, "state");
-    let hash = password_hash("tsumura", "mikalab-pass");
-    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
+    let (state, config) = common::recipe_state_hashed(&topo);
     if !extra_server.is_empty() {
         let text = std::fs::read_to_string(&config).expect("config");
         let text = text.replacen(

@@ -27,6 +27,14 @@ const AUTH_FAILED: u32 = 9;
 const CERT_NOT_TRUSTED: u32 = 85;
 
 /// Runs `ethergate args…` with `stdin` piped in.
+/// `ethergate user VERB --config CONFIG --hub mikalab NAME EXTRA…`, with
+/// `stdin`.
+fn user_command(verb: &str, config: &str, name: &str, extra: &[&str], stdin: &str) -> Output {
+    let mut argv = vec!["user", verb, "--config", config, "--hub", "mikalab", name];
+    argv.extend_from_slice(extra);
+    ethergate(&argv, stdin)
+}
+
 fn ethergate(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
@@ -114,32 +122,16 @@ fn users_are_added_repassworded_and_removed_on_a_running_serve() {
     let original = std::fs::read_to_string(&config).expect("config");
 
     // add: the password comes from stdin (not a terminal here).
-    let added = ok(&ethergate(
-        &[
-            "user",
-            "add",
-            "--config",
-            &config_arg,
-            "--hub",
-            "mikalab",
-            "alice",
-        ],
+    let added = ok(&user_command(
+        "add",
+        &config_arg,
+        "alice",
+        &[],
         "alice-pass\n",
     ));
     assert!(added.contains("user alice added"), "{added}");
     assert!(added.contains("applied by the running serve"), "{added}");
-    let again = ethergate(
-        &[
-            "user",
-            "add",
-            "--config",
-            &config_arg,
-            "--hub",
-            "mikalab",
-            "ALICE",
-        ],
-        "x\n",
-    );
+    let again = user_command("add", &config_arg, "ALICE", &[], "x\n");
     assert_eq!(again.status.code(), Some(1), "a duplicate is a user error");
 
     let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
@@ -168,18 +160,11 @@ fn users_are_added_repassworded_and_removed_on_a_running_serve() {
     let password_file = app.state.join("alice.new");
     std::fs::write(&password_file, "alice-new\n").expect("password file");
     let seen = client.connect_failures("alice").len();
-    let changed = ok(&ethergate(
-        &[
-            "user",
-            "passwd",
-            "--config",
-            &config_arg,
-            "--hub",
-            "mikalab",
-            "alice",
-            "--password-file",
-            &password_file.display().to_string(),
-        ],
+    let changed = ok(&user_command(
+        "passwd",
+        &config_arg,
+        "alice",
+        &["--password-file", &password_file.display().to_string()],
         "",
     ));
     assert!(
@@ -192,18 +177,7 @@ fn users_are_added_repassworded_and_removed_on_a_running_serve() {
 
     // del: the session ends, and the user is refused.
     let seen = client.connect_failures("alice").len();
-    let removed = ok(&ethergate(
-        &[
-            "user",
-            "del",
-            "--config",
-            &config_arg,
-            "--hub",
-            "mikalab",
-            "alice",
-        ],
-        "",
-    ));
+    let removed = ok(&user_command("del", &config_arg, "alice", &[], ""));
     assert!(
         removed.contains("user alice removed (its sessions end)"),
         "{removed}"
@@ -288,23 +262,15 @@ fn the_profile_imports_into_vpncmd_and_pins_the_server_certificate() {
     let app = recipe_appliance(|_, _| Vec::new());
     let config = app.state.join("ethergate.toml");
     let profile = |config: &Path| {
-        ok(&ethergate(
-            &[
-                "user",
-                "profile",
-                "--config",
-                &config.display().to_string(),
-                "--hub",
-                "mikalab",
-                "tsumura",
-                "--server",
-                "198.51.100.1",
-                "--with-password",
-                "--nic",
-                "vpn0",
-            ],
-            "",
-        ))
+        let options = [
+            "--server",
+            "198.51.100.1",
+            "--with-password",
+            "--nic",
+            "vpn0",
+        ];
+        let config = config.display().to_string();
+        ok(&user_command("profile", &config, "tsumura", &options, ""))
     };
     let good = app.state.join("tsumura.vpn");
     std::fs::write(&good, profile(&config)).expect("profile");

@@ -176,43 +176,35 @@ fn serve_runs_unprivileged_with_the_units_capabilities() {
     let inh = format!("-all,{}", plus(&names));
     let bounding = format!("-all,{}", plus(&names));
     let config_arg = config.display().to_string();
-    let mut serve = topo
-        .spawn(
-            "nat",
-            &[
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                &bind_tun,
-                "sh",
-                "env",
-                &notify_env,
-                // 2 s: pings every second.
-                "WATCHDOG_USEC=2000000",
-                "setpriv",
-                "--reuid",
-                UNPRIVILEGED,
-                "--regid",
-                UNPRIVILEGED,
-                "--clear-groups",
-                "--inh-caps",
-                &inh,
-                "--ambient-caps",
-                &inh,
-                "--bounding-set",
-                &bounding,
-                "--no-new-privs",
-                "--",
-                BIN,
-                "serve",
-                "--config",
-                &config_arg,
-            ],
-        )
-        .expect("spawn serve");
+    let argv = ethergate_netns::with_private_mounts(&[
+        "sh",
+        "-c",
+        &bind_tun,
+        "sh",
+        "env",
+        &notify_env,
+        // 2 s: pings every second.
+        "WATCHDOG_USEC=2000000",
+        "setpriv",
+        "--reuid",
+        UNPRIVILEGED,
+        "--regid",
+        UNPRIVILEGED,
+        "--clear-groups",
+        "--inh-caps",
+        &inh,
+        "--ambient-caps",
+        &inh,
+        "--bounding-set",
+        &bounding,
+        "--no-new-privs",
+        "--",
+        BIN,
+        "serve",
+        "--config",
+        &config_arg,
+    ]);
+    let mut serve = topo.spawn("nat", &argv).expect("spawn serve");
     let log = {
         let path = serve.log_path().to_owned();
         move || std::fs::read_to_string(&path).unwrap_or_default()

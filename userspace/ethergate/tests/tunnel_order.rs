@@ -114,13 +114,7 @@ fn maxtcp_8_under_load_keeps_each_flow_in_order() {
     let client = SoftEtherClient::start(&app.topo, "client").expect("vpnclient");
     let tap = vpnclient_account(&client, SERVER);
     client
-        .account_detail_set(
-            "acc",
-            &AccountDetail {
-                max_tcp: 8,
-                ..AccountDetail::default()
-            },
-        )
+        .account_detail_set("acc", &AccountDetail::max_tcp(8))
         .expect("AccountDetailSet /MAXTCP:8");
     client.account_connect("acc").expect("AccountConnect");
     client

@@ -187,13 +187,7 @@ fn maxtcp_8_and_compression_carry_traffic() {
     let tap = client.nic_create("vpn0").expect("NicCreate");
     account(&client, "acc", "vpn0", "mikalab", "mikalab-pass");
     client
-        .account_detail_set(
-            "acc",
-            &AccountDetail {
-                max_tcp: 8,
-                ..AccountDetail::default()
-            },
-        )
+        .account_detail_set("acc", &AccountDetail::max_tcp(8))
         .expect("AccountDetailSet /MAXTCP:8");
     client.account_compress("acc", true).expect("compress on");
     connect(&app, &client, "acc");
@@ -405,14 +399,7 @@ fn garbage_on_the_tls_port_costs_one_connection_only() {
     // The session that was up is still up and carries traffic.
     let status = client.account_status("acc").expect("status");
     assert!(status.is_established(), "{:?}", status.items);
-    let ping = app
-        .topo
-        .run(
-            "client",
-            &["ping", "-c", "3", "-i", "0.2", "-W", "2", "192.168.30.1"],
-        )
-        .expect("ping");
-    assert!(ping.success, "{}", ping.stdout);
+    common::ping_tap(&app.topo, "the session that was up");
     drop(staller);
     assert!(app.serve.log().contains("session established"));
 }

@@ -140,21 +140,8 @@ fn a_wireguard_phone_joins_the_hub_configured_from_ethergate_alone() {
     let mut serve = start_serve(&topo, &config);
     common::wait_for(&mut serve, "WireGuard endpoint up", Duration::from_secs(5));
 
-    let endpoint = format!("{}:{}", recipe::PHONE_GATEWAY_IP, recipe::WIREGUARD_PORT);
-    let config_arg = config.display().to_string();
     let added = std::process::Command::new(BIN)
-        .args([
-            "user",
-            "add",
-            "--config",
-            &config_arg,
-            "--hub",
-            "mikalab",
-            "phone",
-            "--wireguard",
-            "--endpoint",
-            &endpoint,
-        ])
+        .args(recipe::add_phone_user_args(&config))
         .output()
         .expect("user add");
     let stdout = String::from_utf8_lossy(&added.stdout).into_owned();

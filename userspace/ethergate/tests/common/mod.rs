@@ -28,6 +28,54 @@ pub fn recipe_config_with_nat(topo: &Topology, extra: &str) -> (PathBuf, PathBuf
     (state, config)
 }
 
+/// A fresh state directory for `topo` (named with `suffix`) holding the
+/// recipe config with `credential` for tsumura; returns it and the
+/// config's path.
+pub fn recipe_state(topo: &Topology, suffix: &str, credential: &str) -> (StateDir, PathBuf) {
+    let state = StateDir::new(topo, suffix);
+    let config = write_recipe_config(&state, credential);
+    (state, config)
+}
+
+/// [`recipe_state`] with tsumura's password `mikalab-pass`, stored hashed.
+pub fn recipe_state_hashed(topo: &Topology) -> (StateDir, PathBuf) {
+    let hash = password_hash("tsumura", "mikalab-pass");
+    recipe_state(topo, "state", &format!("password_hash = \"{hash}\""))
+}
+
+/// `ethergate client` logging in to `hub` at `server` as `user` with the
+/// password in `password_file`; more options go after.
+pub fn client_argv<'a>(
+    server: &'a str,
+    hub: &'a str,
+    user: &'a str,
+    password_file: &'a str,
+) -> Vec<&'a str> {
+    let login = [
+        "--hub",
+        hub,
+        "--user",
+        user,
+        "--password-file",
+        password_file,
+    ];
+    let mut argv = vec![BIN, "client", "--server", server];
+    argv.extend_from_slice(&login);
+    argv
+}
+
+/// Three pings from `client` to the hub's tap through the tunnel; panics
+/// with `what` and ping's output unless all are answered.
+pub fn ping_tap(topo: &Topology, what: &str) {
+    let ping = topo
+        .run(
+            "client",
+            &["ping", "-c", "3", "-i", "0.2", "-W", "2", recipe::TAP_IP],
+        )
+        .expect("ping");
+    assert!(ping.success, "{what}: {}", ping.stdout);
+}
+
 pub fn recipe_topology() -> Topology {
     recipe::topology(&[])
         .build()
@@ -74,9 +122,7 @@ impl Drop for StateDir {
 /// needs next to it (given the topology and the state directory).
 pub fn recipe_appliance(helpers: impl FnOnce(&Topology, &Path) -> Vec<Process>) -> Appliance {
     let topo = recipe_topology();
-    let state = StateDir::new(&topo, "state");
-    let hash = password_hash("tsumura", "mikalab-pass");
-    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
+    let (state, config) = recipe_state_hashed(&topo);
     let helpers = helpers(&topo, &state);
     let serve = start_serve(&topo, &config);
     Appliance {

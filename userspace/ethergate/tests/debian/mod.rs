@@ -59,34 +59,23 @@ fn cached_root() -> PathBuf {
     let debs_arg = debs.display().to_string();
     // debootstrap mounts /proc and /sys into the target and leaves them
     // mounted: a private mount namespace takes them away when it exits.
-    let private = ["unshare", "-m", "--propagation", "private"];
-    if !debs.exists() {
-        run(&[
-            private[0],
-            private[1],
-            private[2],
-            private[3],
+    let include = format!("--include={INCLUDE}");
+    let debootstrap = |tarball: &str, more: &[&str]| {
+        let mut argv = vec![
             "debootstrap",
             "--variant=minbase",
-            &format!("--include={INCLUDE}"),
-            &format!("--make-tarball={debs_arg}"),
+            &include,
+            tarball,
             SUITE,
             &work_arg,
-            MIRROR,
-        ]);
+        ];
+        argv.extend_from_slice(more);
+        run(&ethergate_netns::with_private_mounts(&argv));
+    };
+    if !debs.exists() {
+        debootstrap(&format!("--make-tarball={debs_arg}"), &[MIRROR]);
     }
-    run(&[
-        private[0],
-        private[1],
-        private[2],
-        private[3],
-        "debootstrap",
-        "--variant=minbase",
-        &format!("--include={INCLUDE}"),
-        &format!("--unpack-tarball={debs_arg}"),
-        SUITE,
-        &work_arg,
-    ]);
+    debootstrap(&format!("--unpack-tarball={debs_arg}"), &[]);
     let partial = root_tgz.with_extension("partial");
     run(&[
         "tar",
@@ -138,17 +127,9 @@ impl Chroot {
     pub fn exec(&self, argv: &[&str]) -> Output {
         let root = self.0.display().to_string();
         let script = format!("mount -t proc proc '{root}/proc' && exec chroot '{root}' \"$@\"");
-        let mut full = vec![
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-            "sh",
-        ];
-        full.extend_from_slice(argv);
+        let mut shell = vec!["sh", "-c", &script, "sh"];
+        shell.extend_from_slice(argv);
+        let full = ethergate_netns::with_private_mounts(&shell);
         Command::new(full[0])
             .args(&full[1..])
             .output()
