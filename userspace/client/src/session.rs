@@ -18,7 +18,7 @@ use std::{
     net::SocketAddr,
     rc::Rc,
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use compio::{
@@ -45,6 +45,9 @@ const READ_CHUNK: usize = 64 * 1024;
 const MAX_FRAMES_PER_BATCH: usize = 64;
 /// SoftEther's CONNECTING_TIMEOUT (spec §7.4): the TCP connect gets as long
 /// as the real client gives it.
+/// How long the loop sleeps when nothing is due: it only looks again.
+const IDLE_RECHECK: Duration = Duration::from_secs(86_400);
+
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How a session ended.
@@ -427,12 +430,8 @@ async fn write_loop(
             let _ = socket.shutdown().await;
             return;
         }
-        let timer = async {
-            match deadline {
-                Some(at) => compio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let due = deadline.unwrap_or_else(|| Instant::now() + IDLE_RECHECK);
+        let timer = compio::time::sleep_until(due);
         let woken = wake.recv();
         let tap = from_tap.recv();
         let stopped = stop.recv();

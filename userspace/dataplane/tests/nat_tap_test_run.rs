@@ -14,12 +14,12 @@ use common::{
     XDP_PASS, XDP_REDIRECT, public_port,
 };
 use ethergate_common::{DropReason, NatEvent};
-use ethergate_config::{DnatRule, L4Protocol, Nat};
+use ethergate_config::{L4Protocol, Nat};
 use ethergate_dataplane::{Dataplane, TcProgram};
 use ethergate_fixtures::{
     arp_request,
     nat::{IcmpError, Ipv4Flow, L4, icmp_error},
-    nat_config::cidr,
+    nat_config::{cidr, hub_dnat},
     tcp6_syn,
 };
 
@@ -313,13 +313,8 @@ fn rule_swap_is_atomic_and_keeps_established_flows() {
 fn icmp_errors_about_dnat_flows_are_restored_on_the_way_to_the_client() {
     let bench = Bench::new();
     let mut nat = recipe_nat();
-    nat.dnat.push(DnatRule {
-        source: cidr("192.168.0.0/16"),
-        destination: cidr("0.0.0.0/0"),
-        protocol: L4Protocol::Udp,
-        port: 53,
-        to: SocketAddrV4::from_str("10.0.1.26:5353").expect("addr"),
-    });
+    nat.dnat
+        .push(hub_dnat(L4Protocol::Udp, 53, "10.0.1.26:5353"));
     let mut dp = dataplane(&bench, &nat);
     let query = from_client(&bench, TAP_ADDRESS, L4::Udp { src: 5000, dst: 53 });
     let (action, out) = bench.tap(&mut dp, TcProgram::TapIngress, &query.frame(b"query"));

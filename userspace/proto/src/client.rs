@@ -12,7 +12,6 @@
 //! [`CloseReason::Refused`] carrying the server's code.
 
 use crate::close::CloseReason;
-use crate::data::FrameSink;
 use crate::endpoint::{ClosedEvent, Endpoint};
 use crate::http::{self, HttpError, MAX_PACK_BODY, MAX_PROBE_RESPONSE_BODY};
 use crate::messages::{
@@ -185,16 +184,8 @@ impl<R: RandomSource> ClientConnection<R> {
         }
     }
 
-    /// Feed bytes from the server; frames of the data phase go to `frames`.
-    pub fn handle_input<S: FrameSink + ?Sized>(
-        &mut self,
-        now: Timestamp,
-        data: &[u8],
-        frames: &mut S,
-    ) {
-        if !self.core.take_input(now, data, frames) {
-            return;
-        }
+    /// Takes the handshake's responses off the received bytes.
+    fn process_handshake(&mut self, now: Timestamp) {
         while !self.is_closed() && !self.is_established() {
             let max_body = match self.core.step() {
                 Some(Step::Probe) => MAX_PROBE_RESPONSE_BODY,
@@ -206,9 +197,6 @@ impl<R: RandomSource> ClientConnection<R> {
                 Err(e) => return self.fail(e.into()),
             };
             self.on_response(now, &resp);
-        }
-        if self.is_established() && !self.core.inbuf.is_empty() {
-            self.handle_input(now, &[], frames);
         }
     }
 

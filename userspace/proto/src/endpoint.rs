@@ -71,6 +71,25 @@ macro_rules! endpoint_methods {
             self.core.close(crate::close::CloseReason::Local);
         }
 
+        /// Feed bytes received from the peer. In the data phase, frames go
+        /// to `frames`; before it, the role's handshake takes them and its
+        /// progress shows up as events.
+        pub fn handle_input<S: crate::data::FrameSink + ?Sized>(
+            &mut self,
+            now: crate::time::Timestamp,
+            data: &[u8],
+            frames: &mut S,
+        ) {
+            if !self.core.take_input(now, data, frames) {
+                return;
+            }
+            self.process_handshake(now);
+            if self.is_established() && !self.core.inbuf.is_empty() {
+                // Bytes pipelined behind the handshake belong to the tunnel.
+                self.handle_input(now, &[], frames);
+            }
+        }
+
         /// Queue `frames` as one batch (data phase only); returns how many
         /// were queued.
         pub fn send_frames<'a, I>(&mut self, now: crate::time::Timestamp, frames: I) -> u32

@@ -14,7 +14,6 @@
 //! `handshake_timeout_ms`; once closed, input is ignored.
 
 use crate::close::CloseReason;
-use crate::data::FrameSink;
 use crate::endpoint::{ClosedEvent, Endpoint, Phase};
 use crate::error_code::ErrorCode;
 use crate::http::{self, HttpError, MAX_HEAD, MAX_PACK_BODY, MAX_REQUESTS_PER_CONNECTION};
@@ -156,30 +155,18 @@ impl<R: RandomSource> ServerConnection<R> {
 
     crate::endpoint::endpoint_methods!(ServerEvent);
 
-    /// Feed bytes received from the peer. In the data phase, frames go to
-    /// `frames`; before it, handshake progress shows up as events.
-    pub fn handle_input<S: FrameSink + ?Sized>(
-        &mut self,
-        now: Timestamp,
-        data: &[u8],
-        frames: &mut S,
-    ) {
-        if !self.core.take_input(now, data, frames) {
-            return;
-        }
-        self.process_handshake(now);
+    /// Takes the handshake's requests off the received bytes; what waits
+    /// behind them (for the hub's answer) is bounded.
+    fn process_handshake(&mut self, now: Timestamp) {
+        self.take_requests(now);
         if !self.is_closed() && self.core.inbuf.len() > MAX_PREAUTH_BUFFER {
             self.fail(HandshakeError::Protocol(
                 "too much data before authentication",
             ));
         }
-        if self.is_established() && !self.core.inbuf.is_empty() {
-            // Bytes pipelined behind the handshake belong to the tunnel.
-            self.handle_input(now, &[], frames);
-        }
     }
 
-    fn process_handshake(&mut self, now: Timestamp) {
+    fn take_requests(&mut self, now: Timestamp) {
         loop {
             let max_body = match self.core.step() {
                 Some(Step::Signature) => http::MAX_SIGNATURE_BODY,

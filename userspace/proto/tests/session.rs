@@ -69,15 +69,21 @@ struct Pair {
     s_sends: Vec<(u64, usize)>,
 }
 
+/// The first of `events` that matches `pattern`, as `out`.
+macro_rules! first {
+    ($events:expr, $pattern:pat => $out:expr) => {
+        $events.iter().find_map(|e| match e {
+            $pattern => Some($out),
+            _ => None,
+        })
+    };
+}
+
 impl Pair {
     /// The welcome the client was established with.
     fn welcome(&self) -> Welcome {
-        self.c_events
-            .iter()
-            .find_map(|e| match e {
-                ClientEvent::Established { welcome } => welcome.clone(),
-                _ => None,
-            })
+        first!(self.c_events, ClientEvent::Established { welcome } => welcome.clone())
+            .flatten()
             .expect("client established with a welcome")
     }
 
@@ -164,17 +170,11 @@ impl Pair {
     }
 
     fn client_close(&self) -> Option<&CloseReason> {
-        self.c_events.iter().find_map(|e| match e {
-            ClientEvent::Closed(r) => Some(r),
-            _ => None,
-        })
+        first!(self.c_events, ClientEvent::Closed(r) => r)
     }
 
     fn server_close(&self) -> Option<&CloseReason> {
-        self.s_events.iter().find_map(|e| match e {
-            ServerEvent::Closed(r) => Some(r),
-            _ => None,
-        })
+        first!(self.s_events, ServerEvent::Closed(r) => r)
     }
 }
 
@@ -205,14 +205,8 @@ fn full_session_probe_login_frames_keepalives_timeout() {
     assert_eq!(welcome.timeout_ms, 20_000);
     assert_eq!(welcome.max_connection, 1);
     assert!(welcome.use_encrypt && !welcome.use_compress && !welcome.qos);
-    let est = p
-        .s_events
-        .iter()
-        .find_map(|e| match e {
-            ServerEvent::Established(x) => Some(x.clone()),
-            _ => None,
-        })
-        .expect("server established");
+    let est =
+        first!(p.s_events, ServerEvent::Established(x) => x.clone()).expect("server established");
     let Established::Login {
         hubname,
         username,
@@ -384,13 +378,7 @@ fn additional_connect_accept_and_refuse() {
     };
     let mut p = Pair::new(cfg);
     p.pump();
-    let ev = p
-        .s_events
-        .iter()
-        .find_map(|e| match e {
-            ServerEvent::AdditionalConnectRequested(a) => Some(a.clone()),
-            _ => None,
-        })
+    let ev = first!(p.s_events, ServerEvent::AdditionalConnectRequested(a) => a.clone())
         .expect("additional_connect event");
     assert_eq!(ev.session_key, key);
     p.s.accept_additional(p.now, Direction::Both, 20_000, false);

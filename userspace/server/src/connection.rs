@@ -15,7 +15,7 @@ use std::{
     cell::RefCell,
     rc::Rc,
     sync::{Arc, atomic::Ordering},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use compio::{
@@ -40,6 +40,9 @@ use crate::{
     transport::{self, Received, Transport},
     worker_context::{Worker, now},
 };
+
+/// How long the loop sleeps when nothing is due: it only looks again.
+const IDLE_RECHECK: Duration = Duration::from_secs(86_400);
 
 /// Output buffers kept by a connection between keep-alive ticks; larger
 /// ones (bulk transfers) are given back when the session goes quiet.
@@ -573,12 +576,8 @@ async fn write_loop(
             let _ = socket.shutdown().await;
             return;
         }
-        let timer = async {
-            match deadline {
-                Some(at) => compio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let due = deadline.unwrap_or_else(|| Instant::now() + IDLE_RECHECK);
+        let timer = compio::time::sleep_until(due);
         let hub = async {
             match &outbox {
                 Some((outbox, lane)) => outbox.wait(*lane).await,
