@@ -18,12 +18,13 @@ use ethergate_common::{
         FRAGMENT_REWRITES_DESTINATION, FRAGMENTS_FORWARDED, MAX_PORT_PROBES, MAX_SNAT_ADDRESSES,
         TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
     },
-    parse::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PacketBytes},
+    parse::{ETH_HEADER_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PacketBytes},
 };
 
 use crate::{
-    expiry,
+    expiry, maps,
     maps::{DNAT_IN, DNAT_OUT, FRAGMENTS, FlowEntry, NAT_IN, NAT_OUT, count_active, event},
+    route::Route,
     source_quota,
 };
 
@@ -433,32 +434,73 @@ pub fn fragment_rewrite(scope: u8, ip: &[u8; 20]) -> Option<FragmentRewrite> {
     Some(unsafe { *found })
 }
 
+/// The frame's IPv4 header (the classifier placed it right after the
+/// Ethernet header). When we `forward` it, `None` also when its TTL ends
+/// here: the kernel sends the time-exceeded error (counted `TtlPassed`).
+#[inline(always)]
+pub fn ipv4_header<P: PacketBytes + ?Sized>(frame: &P, forward: bool) -> Option<[u8; 20]> {
+    let ip = *frame.header::<20>(ETH_HEADER_LEN)?;
+    if forward && ip[8] <= 1 {
+        event(NatEvent::TtlPassed);
+        return None;
+    }
+    Some(ip)
+}
+
+/// The address a later fragment's first fragment had rewritten.
+pub struct AddressChange {
+    /// The destination changes (a reply to SNAT, or DNAT), else the source.
+    pub destination: bool,
+    pub old: u32,
+    pub new: u32,
+}
+
 /// What a later fragment being forwarded becomes, by its first fragment's
-/// rewrite: which address changes (`reverse`: the destination) and the
-/// destination to route it by.
+/// rewrite.
 pub struct ForwardedFragment {
     pub src: u32,
-    pub dst: u32,
-    pub rewrite: Option<FragmentRewrite>,
-    pub reverse: bool,
-    pub dst_after: u32,
+    /// The destination to route it by: after the rewrite.
+    pub route_dst: u32,
+    /// `None`: its first fragment was not seen translated.
+    pub change: Option<AddressChange>,
+}
+
+/// A later fragment whose first fragment was not seen translated: it
+/// cannot be translated, so one that would leave the uplink from a source
+/// we translate is dropped (it must not leak: `Err`); anything else is the
+/// kernel's (`Ok`, counted `FragmentPassed`).
+#[inline(always)]
+pub fn untranslated_fragment(
+    route: &Route,
+    config: &NatConfig,
+    src: u32,
+) -> Result<(), DropReason> {
+    if route.leaves_through(config.uplink_ifindex) && maps::snat_rule(config, src).is_some() {
+        return Err(DropReason::FragmentUnknown);
+    }
+    event(NatEvent::FragmentPassed);
+    Ok(())
 }
 
 #[inline(always)]
 pub fn forwarded_fragment(ip: &[u8; 20]) -> ForwardedFragment {
     let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
     let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-    let rewrite = fragment_rewrite(FRAGMENTS_FORWARDED, ip);
-    let reverse = matches!(rewrite, Some(r) if r.side == FRAGMENT_REWRITES_DESTINATION);
-    let dst_after = match rewrite {
-        Some(r) if reverse => r.new_addr,
+    let change = fragment_rewrite(FRAGMENTS_FORWARDED, ip).map(|r| {
+        let destination = r.side == FRAGMENT_REWRITES_DESTINATION;
+        AddressChange {
+            destination,
+            old: if destination { dst } else { src },
+            new: r.new_addr,
+        }
+    });
+    let route_dst = match &change {
+        Some(c) if c.destination => c.new,
         _ => dst,
     };
     ForwardedFragment {
         src,
-        dst,
-        rewrite,
-        reverse,
-        dst_after,
+        route_dst,
+        change,
     }
 }

@@ -34,7 +34,7 @@ use ethergate_common::{
     CachedHop, DropReason, NatConfig, NatEvent, ProtoClass, ROUTE_EPOCH_SHIFT, SnatAddresses,
     checksum,
     nat::{FRAGMENT_REWRITES_DESTINATION, FRAGMENT_REWRITES_SOURCE, FRAGMENTS_FORWARDED},
-    parse::{Classification, ETH_HEADER_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PacketBytes},
+    parse::{Classification, ETH_HEADER_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
 
 use crate::{
@@ -77,16 +77,11 @@ pub fn process(
     ) {
         return Nat::NotOurs;
     }
-    let Some(ip) = frame.header::<20>(ETH_HEADER_LEN) else {
-        return Nat::NotOurs;
-    };
-    let ip = *ip;
     // The classifier sent later fragments elsewhere: this is a whole
     // datagram or a first fragment, which holds the L4 header.
-    if ip[8] <= 1 {
-        event(NatEvent::TtlPassed);
+    let Some(ip) = flow::ipv4_header(frame, true) else {
         return Nat::NotOurs;
-    }
+    };
     let l4 = seen.l4_offset;
     if ip[9] == IPPROTO_ICMP && !flow::is_first_fragment(&ip) && icmp_quote::is_error(frame, l4) {
         return icmp_error::reverse(ctx, frame, &ip, l4);
@@ -337,21 +332,10 @@ fn handed_to_tc() -> Nat {
 /// cannot be translated, and must not leak); anything else is the kernel's.
 #[inline(always)]
 fn later_fragment(ctx: &XdpContext, frame: &mut XdpFrame, config: &NatConfig) -> Nat {
-    let Some(ip) = frame.header::<20>(ETH_HEADER_LEN) else {
+    let Some(ip) = flow::ipv4_header(frame, true) else {
         return Nat::NotOurs;
     };
-    let ip = *ip;
-    if ip[8] <= 1 {
-        event(NatEvent::TtlPassed);
-        return Nat::NotOurs;
-    }
-    let flow::ForwardedFragment {
-        src,
-        dst,
-        rewrite,
-        reverse,
-        dst_after,
-    } = flow::forwarded_fragment(&ip);
+    let fragment = flow::forwarded_fragment(&ip);
     let ingress = ctx.ingress_ifindex() as u32;
     // SAFETY: ctx.ctx is this program's xdp_md.
     let route = unsafe {
@@ -360,24 +344,23 @@ fn later_fragment(ctx: &XdpContext, frame: &mut XdpFrame, config: &NatConfig) ->
             ingress,
             &ip,
             u16::from_be_bytes([ip[2], ip[3]]),
-            src,
-            dst_after,
+            fragment.src,
+            fragment.route_dst,
         )
     };
-    let Some(rewrite) = rewrite else {
-        if route.leaves_through(config.uplink_ifindex) && maps::snat_rule(config, src).is_some() {
-            return dropped(DropReason::FragmentUnknown);
-        }
-        event(NatEvent::FragmentPassed);
-        return Nat::NotOurs;
+    let Some(change) = fragment.change else {
+        return match flow::untranslated_fragment(&route, config, fragment.src) {
+            Ok(()) => Nat::NotOurs,
+            Err(reason) => dropped(reason),
+        };
     };
-    let (at, old_addr) = if reverse { (16, dst) } else { (12, src) };
+    let at = if change.destination { 16 } else { 12 };
     let fib = match route {
         Route::Resolved(fib) if xdp_may_transmit(fib.ifindex) => fib,
         Route::Resolved(_) => return handed_to_tc(),
-        Route::NoNeighbour { .. } if reverse => {
+        Route::NoNeighbour { .. } if change.destination => {
             // As for whole packets: translated, the kernel forwards it.
-            if rewrite_ip(frame, at, old_addr, rewrite.new_addr, None).is_none() {
+            if rewrite_ip(frame, at, change.old, change.new, None).is_none() {
                 return dropped(DropReason::RedirectFailed);
             }
             event(NatEvent::FragmentTranslated);
@@ -394,8 +377,8 @@ fn later_fragment(ctx: &XdpContext, frame: &mut XdpFrame, config: &NatConfig) ->
     if rewrite_ip(
         frame,
         at,
-        old_addr,
-        rewrite.new_addr,
+        change.old,
+        change.new,
         Some((fib.dmac, fib.smac)),
     )
     .is_none()

@@ -149,11 +149,7 @@ fn read(frame: &TcFrame, seen: &Classification, forwarding: bool) -> Option<Seen
     ) {
         return None;
     }
-    let ip = *frame.header::<20>(ETH_HEADER_LEN)?;
-    if forwarding && ip[8] <= 1 {
-        event(NatEvent::TtlPassed);
-        return None;
-    }
+    let ip = flow::ipv4_header(frame, forwarding)?;
     let tuple = read_tuple(frame, &ip, seen.l4_offset)?;
     Some(Seen {
         ip,
@@ -356,31 +352,28 @@ fn is_later_fragment(seen: &Classification) -> bool {
 /// its first fragment's address rewrite; see the module docs.
 #[inline(always)]
 fn later_fragment(ctx: &TcContext, frame: &TcFrame, config: &NatConfig, forwarding: bool) -> i32 {
-    let Some(ip) = frame.header::<20>(ETH_HEADER_LEN) else {
+    let Some(ip) = flow::ipv4_header(frame, forwarding) else {
         return TC_ACT_OK;
     };
-    let ip = *ip;
-    if forwarding && ip[8] <= 1 {
-        event(NatEvent::TtlPassed);
-        return TC_ACT_OK;
-    }
-    let flow::ForwardedFragment {
-        src,
-        dst,
-        rewrite,
-        reverse,
-        dst_after,
-    } = flow::forwarded_fragment(&ip);
+    let fragment = flow::forwarded_fragment(&ip);
     // SAFETY: skb is this run's __sk_buff.
     let ingress = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: ctx.skb.skb is this program's context.
-    let route = unsafe { route::lookup(ctx.skb.skb.cast(), ingress, &ip, 0, src, dst_after) };
-    let Some(rewrite) = rewrite else {
-        if route.leaves_through(config.uplink_ifindex) && maps::snat_rule(config, src).is_some() {
-            return dropped(DropReason::FragmentUnknown);
-        }
-        event(NatEvent::FragmentPassed);
-        return TC_ACT_OK;
+    let route = unsafe {
+        route::lookup(
+            ctx.skb.skb.cast(),
+            ingress,
+            &ip,
+            0,
+            fragment.src,
+            fragment.route_dst,
+        )
+    };
+    let Some(change) = fragment.change else {
+        return match flow::untranslated_fragment(&route, config, fragment.src) {
+            Ok(()) => TC_ACT_OK,
+            Err(reason) => dropped(reason),
+        };
     };
     let (fib, egress) = match route {
         Route::Resolved(fib) => (Some(fib), fib.ifindex),
@@ -391,12 +384,12 @@ fn later_fragment(ctx: &TcContext, frame: &TcFrame, config: &NatConfig, forwardi
             return TC_ACT_OK;
         }
     };
-    let (at, old_addr) = if reverse {
-        (IP_DST_AT, dst)
+    let at = if change.destination {
+        IP_DST_AT
     } else {
-        (IP_SRC_AT, src)
+        IP_SRC_AT
     };
-    if rewrite_address(ctx, at, old_addr, rewrite.new_addr, Some([ip[8], ip[9]])).is_err() {
+    if rewrite_address(ctx, at, change.old, change.new, Some([ip[8], ip[9]])).is_err() {
         return dropped(DropReason::RedirectFailed);
     }
     event(NatEvent::FragmentTranslated);

@@ -252,10 +252,17 @@ mod tests {
         MacAddr([2, 0, 0, 0, 0, n])
     }
 
+    /// A table of `capacity` MACs aging out after 10 s, with mac(1)
+    /// learned on port 1 at T0.
+    fn table_with_mac1(capacity: usize) -> MacTable {
+        let mut t = MacTable::new(Duration::from_secs(10), capacity);
+        t.learn(mac(1), PortId(1), None, T0).expect("learn");
+        t
+    }
+
     #[test]
     fn counts_follow_moves_sweeps_and_removal() {
-        let mut t = MacTable::new(Duration::from_secs(10), 100);
-        t.learn(mac(1), PortId(1), None, T0).expect("learn");
+        let mut t = table_with_mac1(100);
         t.learn(mac(2), PortId(1), None, T0).expect("learn");
         t.learn(mac(2), PortId(2), None, T0).expect("move");
         assert_eq!((t.port_count(PortId(1)), t.port_count(PortId(2))), (1, 1));
@@ -268,8 +275,7 @@ mod tests {
 
     #[test]
     fn pinned_entries_never_age_or_move() {
-        let mut t = MacTable::new(Duration::from_secs(10), 100);
-        t.learn(mac(1), PortId(1), None, T0).expect("learn");
+        let mut t = table_with_mac1(100);
         // Pinning takes the address from whoever had it.
         t.pin(mac(1), PortId(0), T0);
         assert_eq!((t.port_count(PortId(0)), t.port_count(PortId(1))), (1, 0));
@@ -289,8 +295,7 @@ mod tests {
 
     #[test]
     fn forced_sweeps_are_rate_limited() {
-        let mut t = MacTable::new(Duration::from_secs(10), 1);
-        t.learn(mac(1), PortId(1), None, T0).expect("learn");
+        let mut t = table_with_mac1(1);
         let at = |ms: u64| WallTime::from_millis(T0.as_millis() + ms);
         // Full, nothing aged yet: the forced sweep finds nothing.
         assert_eq!(

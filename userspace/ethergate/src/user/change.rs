@@ -36,6 +36,13 @@ pub struct UserTarget {
     pub name: String,
 }
 
+impl UserTarget {
+    /// Tells the operator what changed in which file.
+    fn say(&self, change: &str) {
+        println!("{}: {change}", self.config.display());
+    }
+}
+
 pub fn add(target: &UserTarget, password_file: Option<&Path>) -> Result<(), Failure> {
     // Refuse a duplicate or an unknown hub before asking for a password.
     dry_run(target, |e, h| e.add_user(&target.hub, &target.name, h))?;
@@ -44,12 +51,8 @@ pub fn add(target: &UserTarget, password_file: Option<&Path>) -> Result<(), Fail
     let ((), config) = edit(&target.config, |e| {
         e.add_user(&target.hub, &target.name, &hash)
     })?;
-    println!(
-        "{}: user {} added to hub {}",
-        target.config.display(),
-        target.name,
-        target.hub
-    );
+    let (name, hub) = (&target.name, &target.hub);
+    target.say(&format!("user {name} added to hub {hub}"));
     apply(&target.config, &config)
 }
 
@@ -62,12 +65,8 @@ pub fn passwd(target: &UserTarget, password_file: Option<&Path>) -> Result<(), F
     let (previous, config) = edit(&target.config, |e| {
         e.set_password(&target.hub, &target.name, &hash)
     })?;
-    println!(
-        "{}: password of {} on hub {} changed",
-        target.config.display(),
-        target.name,
-        target.hub
-    );
+    let (name, hub) = (&target.name, &target.hub);
+    target.say(&format!("password of {name} on hub {hub} changed"));
     match previous {
         PreviousCredential::File(file) => println!(
             "note: the password file {file} is no longer read (the config now holds the hash); \
@@ -83,12 +82,8 @@ pub fn passwd(target: &UserTarget, password_file: Option<&Path>) -> Result<(), F
 
 pub fn del(target: &UserTarget) -> Result<(), Failure> {
     let ((), config) = edit(&target.config, |e| e.remove_user(&target.hub, &target.name))?;
-    println!(
-        "{}: user {} removed from hub {}",
-        target.config.display(),
-        target.name,
-        target.hub
-    );
+    let (name, hub) = (&target.name, &target.hub);
+    target.say(&format!("user {name} removed from hub {hub}"));
     apply(&target.config, &config)
 }
 
