@@ -176,22 +176,12 @@ fn write_new(path: &Path, password: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    const CONFIG: &str = r#"
-[server]
-state_dir = "STATE"
-
-[[hub]]
-name = "h"
-bridge = "tap_00"
-bridge_address = "192.168.30.1/24"
-
-[[hub.user]]
-name = "alice"
-password_file = "alice.password"
-"#;
-
     fn config(state: &Path) -> Config {
-        let text = CONFIG.replace("STATE", &state.display().to_string());
+        let state = state.display();
+        let hub = crate::tests::HUB_HEAD;
+        let text = format!(
+            "[server]\nstate_dir = \"{state}\"\n{hub}[[hub.user]]\nname = \"alice\"\npassword_file = \"alice.password\"\n"
+        );
         Config::from_str_with_origin(&text, "t.toml").expect("valid")
     }
 

@@ -17,25 +17,20 @@ fn defaults_apply_without_limits() {
 
 #[test]
 fn hub_limits_are_inherited_and_users_override_them() {
-    let text = r#"[[hub]]
-name = "mikalab"
-bridge = "tap_00"
-bridge_address = "192.168.30.1/24"
-[hub.limits]
+    let text = format!(
+        r#"{HUB_HEAD}[hub.limits]
 max_sessions_per_user = 2
 max_connections_per_session = 8
 max_macs_per_session = 0
-[[hub.user]]
-name = "tsumura"
-password_hash = "CQQO0Aphs7bswwIudHwLQE8Mej4="
-[[hub.user]]
+{TSUMURA}[[hub.user]]
 name = "bridge-office"
 password_hash = "CQQO0Aphs7bswwIudHwLQE8Mej4="
 max_macs_per_session = 256
 max_leases_per_session = 0
 max_sessions_per_user = 1
-"#;
-    let config = valid(text);
+"#
+    );
+    let config = valid(&text);
     let hub = &config.hubs[0];
     let inherited = SessionLimits {
         max_sessions_per_user: 2,
@@ -119,17 +114,9 @@ fn unknown_limit_keys_are_errors() {
 
 #[test]
 fn limits_must_be_a_table() {
-    let text = r#"[[hub]]
-name = "mikalab"
-bridge = "tap_00"
-bridge_address = "192.168.30.1/24"
-limits = 4
-[[hub.user]]
-name = "tsumura"
-password_hash = "CQQO0Aphs7bswwIudHwLQE8Mej4="
-"#;
+    let text = format!("{HUB_HEAD}limits = 4\n{TSUMURA}");
     assert_eq!(
-        errors(text),
+        errors(&text),
         vec!["t.toml:5: hub \"mikalab\": limits must be a table, not an integer"]
     );
 }

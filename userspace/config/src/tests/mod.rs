@@ -32,17 +32,28 @@ pub(super) fn warnings(config: &Config) -> Vec<String> {
     config.warnings.iter().map(|d| d.to_string()).collect()
 }
 
+/// The recipe's `[[hub]]` table with no users yet: lines 1 [[hub]],
+/// 2 name, 3 bridge, 4 bridge_address.
+macro_rules! hub_head {
+    () => {
+        "[[hub]]\nname = \"mikalab\"\nbridge = \"tap_00\"\nbridge_address = \"192.168.30.1/24\"\n"
+    };
+}
+
+/// The recipe's user, three lines: [[hub.user]], name, password_hash.
+macro_rules! tsumura {
+    () => {
+        "[[hub.user]]\nname = \"tsumura\"\npassword_hash = \"CQQO0Aphs7bswwIudHwLQE8Mej4=\"\n"
+    };
+}
+
+pub(crate) const HUB_HEAD: &str = hub_head!();
+pub(crate) const TSUMURA: &str = tsumura!();
+
 /// A valid hub whose lines are: 1 [[hub]], 2 name, 3 bridge,
 /// 4 bridge_address, 5 [[hub.user]], 6 name, 7 password_hash. Tests append
 /// from line 8 on.
-pub(super) const HUB: &str = r#"[[hub]]
-name = "mikalab"
-bridge = "tap_00"
-bridge_address = "192.168.30.1/24"
-[[hub.user]]
-name = "tsumura"
-password_hash = "CQQO0Aphs7bswwIudHwLQE8Mej4="
-"#;
+pub(super) const HUB: &str = concat!(hub_head!(), tsumura!());
 
 /// HUB plus `[hub.dhcp]` on line 8 and the given lines from line 9 on.
 pub(super) fn hub_with_dhcp(dhcp: &str) -> String {

@@ -240,25 +240,21 @@ fn qr_code(text: &str) -> Result<String, qrcode::types::QrError> {
 mod tests {
     use super::*;
 
+    /// The shipped config (the recipe) with the hub's WireGuard endpoint
+    /// and a phone.
     fn hub() -> Config {
-        let text = r#"
-[[hub]]
-name = "mikalab"
-bridge = "tap_00"
-bridge_address = "192.168.30.1/24"
-[hub.dhcp]
-range = "192.168.30.10-192.168.30.200"
-dns = ["192.168.30.1"]
-router = "192.168.30.1"
-routes = ["10.0.0.0/16 via 192.168.30.1"]
+        let text = format!(
+            r#"{}
 [hub.wireguard]
 listen = "0.0.0.0:51820"
 [[hub.user]]
 name = "phone"
 wireguard_public_key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
 wireguard_address = "192.168.30.201"
-"#;
-        Config::from_str_with_origin(text, "t.toml").expect("valid")
+"#,
+            ethergate_config::DEFAULT_CONFIG
+        );
+        Config::from_str_with_origin(&text, "t.toml").expect("valid")
     }
 
     #[test]
