@@ -94,12 +94,17 @@ pub fn process(
     // arrives on the uplink, egress on the inside interfaces. (No tuple is
     // in both maps, so the order changes only the cost.)
     let reverse_first = arrived_on == ArrivedOn::Uplink;
+    let packet = Packet {
+        ip: &ip,
+        l4,
+        tuple: &tuple,
+    };
     for reverse in [reverse_first, !reverse_first] {
         // Echo replies only ever match a reverse entry.
         if !reverse && tuple.echo_reply {
             continue;
         }
-        if let Some(nat) = known_flow(ctx, frame, &ip, l4, &tuple, config, now, reverse) {
+        if let Some(nat) = known_flow(ctx, frame, &packet, config, now, reverse) {
             return nat;
         }
     }
@@ -112,32 +117,31 @@ pub fn process(
     let Some(rule) = maps::snat_rule(config, tuple.src_addr) else {
         return Nat::NotOurs;
     };
-    forward(
-        ctx,
-        frame,
-        &ip,
-        l4,
-        &tuple,
-        config,
-        Rewrite::NewSource(rule, now),
-        None,
-    )
+    let rewrite = Rewrite::NewSource(rule, now);
+    forward(ctx, frame, &packet, config, rewrite, None)
+}
+
+/// The packet being translated: its IPv4 header, where its L4 header
+/// starts, and its flow tuple.
+#[derive(Clone, Copy)]
+struct Packet<'a> {
+    ip: &'a [u8; 20],
+    l4: usize,
+    tuple: &'a Tuple,
 }
 
 /// The translation of an existing flow, if `tuple` is in `NAT_IN`
 /// (`reverse`) or `NAT_OUT`.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn known_flow(
     ctx: &XdpContext,
     frame: &mut XdpFrame,
-    ip: &[u8; 20],
-    l4: usize,
-    tuple: &Tuple,
+    packet: &Packet,
     config: &NatConfig,
     now: u64,
     reverse: bool,
 ) -> Option<Nat> {
+    let tuple = packet.tuple;
     let key = tuple.key();
     let entry = if reverse {
         NAT_IN.get_ptr_mut(key)
@@ -156,9 +160,7 @@ fn known_flow(
     Some(forward(
         ctx,
         frame,
-        ip,
-        l4,
-        tuple,
+        packet,
         config,
         rewrite,
         Some((hop, now)),
@@ -177,18 +179,16 @@ enum Rewrite {
 /// Routes the frame as it will be after the rewrite, then (only if routing
 /// succeeded) rewrites and redirects it. `cache`: the flow half's cached
 /// route and the time, for a known flow.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward(
     ctx: &XdpContext,
     frame: &mut XdpFrame,
-    ip: &[u8; 20],
-    l4: usize,
-    tuple: &Tuple,
+    packet: &Packet,
     config: &NatConfig,
     rewrite: Rewrite,
     cache: Option<(*mut CachedHop, u64)>,
 ) -> Nat {
+    let Packet { ip, l4, tuple } = *packet;
     let dst_after = match rewrite {
         Rewrite::Destination(addr, _) => addr,
         _ => tuple.dst_addr,

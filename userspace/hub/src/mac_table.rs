@@ -109,12 +109,18 @@ impl MacTable {
         if let Some(old) = self.entries.get(&mac).map(|e| e.port) {
             self.dec(old);
         }
+        self.place(mac, port, now, true);
+    }
+
+    /// Records `mac` on `port` and counts it there; the entry it had, if
+    /// any, is no longer counted.
+    fn place(&mut self, mac: MacAddr, port: PortId, now: WallTime, pinned: bool) {
         self.entries.insert(
             mac,
             MacEntry {
                 port,
                 last_seen: now,
-                pinned: true,
+                pinned,
             },
         );
         *self.per_port.entry(port).or_insert(0) += 1;
@@ -170,35 +176,16 @@ impl MacTable {
         }
         // The sweep may have removed the entry we are about to move.
         match self.entries.get(&mac).map(|e| e.port) {
-            Some(old) => {
-                self.dec(old);
-                self.entries.insert(
-                    mac,
-                    MacEntry {
-                        port,
-                        last_seen: now,
-                        pinned: false,
-                    },
-                );
-            }
-            None => {
+            Some(old) => self.dec(old),
+            None if self.entries.len() >= self.capacity => {
+                self.forced_sweep(now);
                 if self.entries.len() >= self.capacity {
-                    self.forced_sweep(now);
-                    if self.entries.len() >= self.capacity {
-                        return Err(LearnError::TableFull);
-                    }
+                    return Err(LearnError::TableFull);
                 }
-                self.entries.insert(
-                    mac,
-                    MacEntry {
-                        port,
-                        last_seen: now,
-                        pinned: false,
-                    },
-                );
             }
+            None => {}
         }
-        *self.per_port.entry(port).or_insert(0) += 1;
+        self.place(mac, port, now, false);
         Ok(())
     }
 

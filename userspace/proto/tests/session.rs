@@ -367,9 +367,9 @@ fn compression_is_negotiated_and_works() {
     );
 }
 
-#[test]
-fn additional_connect_accept_and_refuse() {
-    let key = [9u8; 20];
+/// A client asking to join the session of `key` as another connection,
+/// pumped until it waits for the server's answer.
+fn additional_connection(key: [u8; 20]) -> Pair {
     let mut cfg = alice(password_auth());
     cfg.mode = ClientMode::AdditionalConnect {
         session_key: key,
@@ -378,6 +378,13 @@ fn additional_connect_accept_and_refuse() {
     };
     let mut p = Pair::new(cfg);
     p.pump();
+    p
+}
+
+#[test]
+fn additional_connect_accept_and_refuse() {
+    let key = [9u8; 20];
+    let mut p = additional_connection(key);
     let ev = first!(p.s_events, ServerEvent::AdditionalConnectRequested(a) => a.clone())
         .expect("additional_connect event");
     assert_eq!(ev.session_key, key);
@@ -393,14 +400,7 @@ fn additional_connect_accept_and_refuse() {
     p.pump();
     assert_eq!(p.s_frames.len(), 1);
 
-    let mut cfg = alice(password_auth());
-    cfg.mode = ClientMode::AdditionalConnect {
-        session_key: key,
-        timeout_ms: 20_000,
-        use_compress: false,
-    };
-    let mut p = Pair::new(cfg);
-    p.pump();
+    let mut p = additional_connection(key);
     p.s.reject_additional(p.now, ErrorCode::TOO_MANY_CONNECTION);
     p.pump();
     assert_eq!(p.client_close(), Some(&CloseReason::Refused(ErrorCode(15))));
