@@ -15,7 +15,7 @@ use ethergate_netns::{Process, Topology, recipe};
 use serde_json::Value;
 
 mod common;
-use common::{BIN, StateDir, recipe_topology, start_serve, wait_for};
+use common::{BIN, StateDir, start_serve, wait_for};
 
 const SERVER: &str = "198.51.100.1:443";
 const METRICS: &str = "127.0.0.1:9464";
@@ -29,8 +29,7 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
-        let topo = recipe_topology();
-        let (state, config) = common::recipe_state(&topo, "admin", "password = \"first-pass\"");
+        let (topo, state, config) = common::recipe_files("admin", "password = \"first-pass\"");
         let socket = state.join("admin.sock").display().to_string();
         let setup = Setup {
             topo,
@@ -80,29 +79,10 @@ impl Setup {
         // This test's own known-servers file: each run's server has a new
         // certificate at the same address.
         let known_servers = self.state.join("known_servers").display().to_string();
-        self.topo
-            .spawn(
-                "client",
-                &[
-                    BIN,
-                    "client",
-                    "--server",
-                    SERVER,
-                    "--hub",
-                    "mikalab",
-                    "--user",
-                    user,
-                    "--password-file",
-                    &file,
-                    "--tap",
-                    tap,
-                    "--address",
-                    address,
-                    "--known-servers",
-                    &known_servers,
-                ],
-            )
-            .expect("ethergate client")
+        let mut argv = common::client_argv(SERVER, "mikalab", user, &file);
+        argv.extend_from_slice(&["--tap", tap, "--address", address]);
+        argv.extend_from_slice(&["--known-servers", &known_servers]);
+        self.topo.spawn("client", &argv).expect("ethergate client")
     }
 
     fn http(&self, path: &str) -> ethergate_netns::CommandOutput {

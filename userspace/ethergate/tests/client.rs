@@ -20,7 +20,7 @@ use std::{
 use ethergate_netns::{Process, Topology};
 
 mod common;
-use common::{BIN, PAGE, StateDir, recipe_topology, start_serve, wait_for, web_server};
+use common::{BIN, PAGE, StateDir, start_serve, wait_for, web_server};
 
 const SERVER: &str = "198.51.100.1:443";
 const TAP: &str = "vpn_eg0";
@@ -39,9 +39,8 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
-        let topo = recipe_topology();
-        let (state, config) =
-            common::recipe_state(&topo, "state", &format!("password = \"{PASSWORD}\""));
+        let (topo, state, config) =
+            common::recipe_files("state", &format!("password = \"{PASSWORD}\""));
         let password_file = state.join("password");
         std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");
         let web = web_server(&topo, &state);
@@ -298,26 +297,10 @@ fn wrong_password_and_unknown_hub_exit_1_and_the_server_stays_healthy() {
     );
     let password = setup.password_file.display().to_string();
     std::fs::write(&setup.password_file, format!("{PASSWORD}\n")).expect("password file");
-    let mut client = setup
-        .topo
-        .spawn(
-            "client",
-            &[
-                BIN,
-                "client",
-                "--server",
-                SERVER,
-                "--hub",
-                "nohub",
-                "--user",
-                "tsumura",
-                "--password-file",
-                &password,
-                "--known-servers",
-                &setup.known_servers.display().to_string(),
-            ],
-        )
-        .expect("client");
+    let known_servers = setup.known_servers.display().to_string();
+    let mut argv = common::client_argv(SERVER, "nohub", "tsumura", &password);
+    argv.extend_from_slice(&["--known-servers", &known_servers]);
+    let mut client = setup.topo.spawn("client", &argv).expect("client");
     let code = client.wait_timeout(Duration::from_secs(20));
     let log = client.log();
     assert_eq!(code, Some(Some(1)), "{log}");

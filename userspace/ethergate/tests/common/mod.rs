@@ -37,6 +37,13 @@ pub fn recipe_state(topo: &Topology, suffix: &str, credential: &str) -> (StateDi
     (state, config)
 }
 
+/// The recipe topology, built, with [`recipe_state`].
+pub fn recipe_files(suffix: &str, credential: &str) -> (Topology, StateDir, PathBuf) {
+    let topo = recipe_topology();
+    let (state, config) = recipe_state(&topo, suffix, credential);
+    (topo, state, config)
+}
+
 /// [`recipe_state`] with tsumura's password `mikalab-pass`, stored hashed.
 pub fn recipe_state_hashed(topo: &Topology) -> (StateDir, PathBuf) {
     let hash = password_hash("tsumura", "mikalab-pass");

@@ -8,6 +8,19 @@ fn real() -> Folder {
     cfg::parse(include_bytes!("../testdata/vpn_server.config")).expect("fixture parses")
 }
 
+/// The import's notes as one text, after checking each of `expected`
+/// is in it.
+fn notes_containing(notes: &[String], expected: &[&str]) -> String {
+    let notes = notes.join("\n");
+    for expected in expected {
+        assert!(
+            notes.contains(expected),
+            "missing {expected:?} in:\n{notes}"
+        );
+    }
+    notes
+}
+
 fn tls() -> TlsPaths {
     TlsPaths {
         cert: "/etc/ethergate/ethergate.cert.pem".into(),
@@ -61,20 +74,17 @@ fn real_config_converts_to_a_valid_ethergate_config() {
     let identity = imported.identity.expect("identity");
     assert_eq!(identity.cert_der[0], 0x30, "DER certificate");
 
-    let notes = imported.notes.join("\n");
-    for expected in [
-        "user certuser uses RADIUS authentication",
-        "local bridge to the existing interface veth1",
-        "hub DEFAULT: no password users",
-        "SecureNAT's user-mode NAT",
-        "OpenVPN: enabled",
-        "administrator password",
-    ] {
-        assert!(
-            notes.contains(expected),
-            "missing {expected:?} in:\n{notes}"
-        );
-    }
+    notes_containing(
+        &imported.notes,
+        &[
+            "user certuser uses RADIUS authentication",
+            "local bridge to the existing interface veth1",
+            "hub DEFAULT: no password users",
+            "SecureNAT's user-mode NAT",
+            "OpenVPN: enabled",
+            "administrator password",
+        ],
+    );
 }
 
 #[test]
@@ -162,25 +172,22 @@ fn edge_cases_are_converted_or_reported() {
     assert_eq!(dhcp.dns.len(), 2);
     assert_eq!(dhcp.lease_secs, MIN_LEASE_SECS, "10 s clamped");
     assert_eq!(dhcp.routes[0].to_string(), "10.1.0.0/16 via 10.9.0.1");
-    let notes = imported.notes.join("\n");
-    for expected in [
-        "was offline",
-        "group membership (staff)",
-        "policy settings not carried over: TimeOut 60",
-        "expiry date",
-        "user carol uses client certificate",
-        "user dave has no 20-byte AuthPassword",
-        "groups (their policies' limits",
-        "domain name",
-        "host bits",
-        "\"bogus\" is not NET/MASK/GATEWAY",
-        "lease of 10 s",
-    ] {
-        assert!(
-            notes.contains(expected),
-            "missing {expected:?} in:\n{notes}"
-        );
-    }
+    notes_containing(
+        &imported.notes,
+        &[
+            "was offline",
+            "group membership (staff)",
+            "policy settings not carried over: TimeOut 60",
+            "expiry date",
+            "user carol uses client certificate",
+            "user dave has no 20-byte AuthPassword",
+            "groups (their policies' limits",
+            "domain name",
+            "host bits",
+            "\"bogus\" is not NET/MASK/GATEWAY",
+            "lease of 10 s",
+        ],
+    );
 }
 
 #[test]
@@ -307,20 +314,17 @@ fn policies_become_per_user_limits() {
         "{}",
         imported.toml
     );
-    let notes = imported.notes.join("\n");
-    for expected in [
-        "hub LAB: user alice: policy settings not carried over: MaxUpload 1000000, NoBridge, \
+    let notes = notes_containing(
+        &imported.notes,
+        &[
+            "hub LAB: user alice: policy settings not carried over: MaxUpload 1000000, NoBridge, \
          TimeOut 60",
-        "hub LAB: user alice: MaxIP 10 becomes max_leases_per_session",
-        "hub LAB: user carol: not carried over: SoftEther's policy for this user denies access",
-        "hub LAB: user bob: MaxMac 1 is below SoftEther's own minimum; carried over as 3",
-        "hub LAB: user bob: group membership (staff) is not carried over",
-    ] {
-        assert!(
-            notes.contains(expected),
-            "missing {expected:?} in:\n{notes}"
-        );
-    }
+            "hub LAB: user alice: MaxIP 10 becomes max_leases_per_session",
+            "hub LAB: user carol: not carried over: SoftEther's policy for this user denies access",
+            "hub LAB: user bob: MaxMac 1 is below SoftEther's own minimum; carried over as 3",
+            "hub LAB: user bob: group membership (staff) is not carried over",
+        ],
+    );
     assert!(
         !notes.contains("user dave"),
         "nothing to say about dave:\n{notes}"
