@@ -15,26 +15,34 @@ use common::{
 use ethergate_common::NatEvent;
 use ethergate_config::NatTimeouts;
 use ethergate_dataplane::TcProgram;
-use ethergate_fixtures::nat::{IcmpError, Ipv4Flow, L4, icmp_error};
+use ethergate_fixtures::nat::{IcmpError, Ipv4Flow, L4};
 
 const IP: usize = 14;
 
 /// An ICMP error the remote (acting as a router) sends about `quoted`.
 fn error_from_remote(bench: &Bench, kind: IcmpError, quoted: &[u8]) -> Vec<u8> {
-    icmp_error(REMOTE_MAC, bench.pub0.1, REMOTE, PUBLIC, 64, kind, quoted)
+    Ipv4Flow {
+        src_mac: REMOTE_MAC,
+        dst_mac: bench.pub0.1,
+        src: REMOTE,
+        dst: PUBLIC,
+        ttl: 64,
+        l4: L4::Error(kind),
+    }
+    .frame(quoted)
 }
 
 /// The same error as it must reach the private host.
 fn error_to_private(bench: &Bench, kind: IcmpError, quoted: &[u8]) -> Vec<u8> {
-    icmp_error(
-        bench.priv0.1,
-        common::PRIVATE_MAC,
-        REMOTE,
-        PRIVATE_HOST,
-        63,
-        kind,
-        quoted,
-    )
+    Ipv4Flow {
+        src_mac: bench.priv0.1,
+        dst_mac: common::PRIVATE_MAC,
+        src: REMOTE,
+        dst: PRIVATE_HOST,
+        ttl: 63,
+        l4: L4::Error(kind),
+    }
+    .frame(quoted)
 }
 
 /// The datagram as it left the appliance (what a router quotes), and as

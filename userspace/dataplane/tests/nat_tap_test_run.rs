@@ -18,7 +18,7 @@ use ethergate_config::{L4Protocol, Nat};
 use ethergate_dataplane::{Dataplane, TcProgram};
 use ethergate_fixtures::{
     arp_request,
-    nat::{IcmpError, Ipv4Flow, L4, icmp_error},
+    nat::{IcmpError, Ipv4Flow, L4},
     nat_config::{cidr, hub_dnat},
     tcp6_syn,
 };
@@ -326,15 +326,15 @@ fn icmp_errors_about_dnat_flows_are_restored_on_the_way_to_the_client() {
     let client_sent = Ipv4Flow { ttl: 63, ..query }.frame(b"query");
     let quoted_client = client_sent[14..14 + 28].to_vec();
     let error_to_client = |src: [u8; 4], quoted: &[u8]| {
-        icmp_error(
-            bench.tap0.1,
-            CLIENT_MAC,
+        Ipv4Flow {
+            src_mac: bench.tap0.1,
+            dst_mac: CLIENT_MAC,
             src,
-            CLIENT,
-            63,
-            IcmpError::PortUnreachable,
-            quoted,
-        )
+            dst: CLIENT,
+            ttl: 63,
+            l4: L4::Error(IcmpError::PortUnreachable),
+        }
+        .frame(quoted)
     };
     // From the server itself: the outer source is restored too.
     let (action, back) = bench.tap(
