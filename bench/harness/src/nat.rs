@@ -29,7 +29,7 @@ pub const NFTABLES: &str = "nftables masquerade";
 pub const ROUTING: &str = "routing, no NAT (ceiling)";
 
 /// Flow-table size for ethergate's NAT rows: room for the 1M-flow row.
-const ETHERGATE_MAX_FLOWS: u32 = 1 << 21;
+pub(crate) const ETHERGATE_MAX_FLOWS: u32 = 1 << 21;
 
 pub enum Setup {
     Ethergate(Process),

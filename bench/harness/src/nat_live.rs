@@ -6,7 +6,9 @@
 //! not, so what is measured is the NAT box.
 //!
 //! Systems, one at a time: ethergate with `[nat] mode = "xdp"` (the
-//! reference), ethergate with `mode = "tc"`, plain routing, nftables and
+//! reference), ethergate with `mode = "tc"`, a minimal XDP router (the
+//! ceiling), the same router after one flow-table lookup (the floor of any
+//! design that keeps per-flow state), plain routing, nftables and
 //! iptables (nft) masquerade. Rows: 64-byte pps at 1 flow and at 2^20
 //! flows, new flows per second (one pass over 2^20 flows from an empty
 //! table), the loss between them, and for ethergate the kernel-measured
@@ -36,6 +38,10 @@ pub const ETHERGATE_TC: &str = "ethergate, tc mode";
 /// A minimal XDP router on the inside interface (no translation, no flow
 /// state): what any XDP NAT could reach on this topology.
 const XDP_ROUTING: &str = "XDP routing, no NAT (ceiling)";
+/// The same router after one lookup of the packet's flow in a hash map of
+/// the NAT's key and value sizes, as large as ethergate's: what keeping
+/// per-flow state costs at the least.
+const XDP_ROUTING_LOOKUP: &str = "XDP routing + one flow lookup, no NAT (floor)";
 const ROWS: Group = Group("nat-live");
 /// The far side's counting program; its cost under bpf_stats is mostly
 /// the stats' own clock reads, the reference the NAT programs' costs are
@@ -57,7 +63,8 @@ const PAYLOAD: usize = 18;
 
 pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<()> {
     pin_to_current_cpu();
-    let mut loadgen = LoadGen::load().context("loading the live-frames generator")?;
+    let mut loadgen =
+        LoadGen::load(nat::ETHERGATE_MAX_FLOWS).context("loading the live-frames generator")?;
     topo.enter("client", || loadgen.attach_sink("eth0"))??;
     let template = template(topo)?;
     let ifindex: u32 = topo
@@ -83,6 +90,7 @@ fn systems(
         ETHERGATE_XDP,
         ETHERGATE_TC,
         XDP_ROUTING,
+        XDP_ROUTING_LOOKUP,
         ROUTING,
         NFTABLES,
         IPTABLES_NFT,
@@ -96,12 +104,9 @@ fn systems(
             ETHERGATE_TC => Some("tc"),
             _ => None,
         };
-        // The XDP router needs the routes plain routing sets up.
-        let kernel_system = if system == XDP_ROUTING {
-            ROUTING
-        } else {
-            system
-        };
+        // The XDP routers need the routes plain routing sets up.
+        let xdp_router = system == XDP_ROUTING || system == XDP_ROUTING_LOOKUP;
+        let kernel_system = if xdp_router { ROUTING } else { system };
         let setup = nat::setup_system(topo, settings, kernel_system, mode);
         let setup = match setup {
             Ok(s) => s,
@@ -110,13 +115,15 @@ fn systems(
                 continue;
             }
         };
-        let attached = match system {
-            XDP_ROUTING => match topo.enter("nat", || loadgen.attach_forwarder("eth1")) {
+        let attached = if xdp_router {
+            let lookup = system == XDP_ROUTING_LOOKUP;
+            match topo.enter("nat", || loadgen.attach_forwarder("eth1", lookup)) {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(e.to_string()),
-            },
-            _ => Ok(()),
+            }
+        } else {
+            Ok(())
         };
         if let Err(e) = attached {
             report.progress(&format!("nat-live: {system} did not start: {e}"));

@@ -4,7 +4,9 @@
 //! `loadgen` sends through BPF_PROG_TEST_RUN in live-frames mode, so the
 //! sender's cost is a program run per packet, not a socket and a trip
 //! through the stack; `sink` counts what arrives; `forward` is a minimal
-//! XDP router, the ceiling any XDP NAT is measured against.
+//! XDP router, the ceiling any XDP NAT is measured against, and
+//! `forward_lookup` the same router after one flow-table lookup, the floor
+//! of what keeping per-flow state costs.
 
 use crate::map_names;
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use crate::{DataplaneError, PROGRAMS_OBJECT, map_error, program_mut};
 const LOADGEN: &str = "loadgen";
 const SINK: &str = "sink";
 const FORWARD: &str = "forward";
+const FORWARD_LOOKUP: &str = "forward_lookup";
 /// Frames the kernel builds and sends per batch.
 const BATCH: u32 = 64;
 /// Ethernet + IPv4 + UDP headers the program rewrites in every frame.
@@ -28,22 +31,25 @@ const HEADERS: usize = 42;
 pub struct LoadGen {
     ebpf: Ebpf,
     sinks: Vec<XdpLinkId>,
-    forwarder: Option<(String, XdpLinkId)>,
+    forwarder: Option<(&'static str, String, XdpLinkId)>,
 }
 
 impl LoadGen {
-    /// Loads (and verifies) only the bench programs. The object's other
-    /// maps are created too (the loader makes every map); the flow maps at
-    /// their smallest, since nothing here uses them and they preallocate.
-    pub fn load() -> Result<Self, DataplaneError> {
+    /// Loads (and verifies) only the bench programs, with room for
+    /// `flow_table` flows in `forward_lookup`'s table (sized as the NAT's
+    /// is). The object's other maps are created too (the loader makes
+    /// every map); the NAT's flow maps at their smallest, since nothing
+    /// here uses them and they preallocate.
+    pub fn load(flow_table: u32) -> Result<Self, DataplaneError> {
         let mut loader = EbpfLoader::new();
         for name in map_names::FLOW_TABLES {
             loader.map_max_entries(name, 1);
         }
+        loader.map_max_entries(map_names::FLOOR_FLOWS, flow_table);
         let mut ebpf = loader
             .load(PROGRAMS_OBJECT)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
-        for name in [LOADGEN, SINK, FORWARD] {
+        for name in [LOADGEN, SINK, FORWARD, FORWARD_LOOKUP] {
             let program: &mut Xdp = program_mut(&mut ebpf, name)?;
             program.load().map_err(|source| DataplaneError::Verify {
                 program: name,
@@ -66,11 +72,17 @@ impl LoadGen {
     }
 
     /// Routes what `interface` receives with the minimal XDP router (native
-    /// XDP), in the calling thread's network namespace, until
-    /// [`LoadGen::detach_forwarder`] or until `self` is dropped.
-    pub fn attach_forwarder(&mut self, interface: &str) -> Result<(), DataplaneError> {
-        let link = self.attach(FORWARD, interface)?;
-        self.forwarder = Some((interface.to_owned(), link));
+    /// XDP), after a flow-table lookup when `flow_lookup`, in the calling
+    /// thread's network namespace, until [`LoadGen::detach_forwarder`] or
+    /// until `self` is dropped.
+    pub fn attach_forwarder(
+        &mut self,
+        interface: &str,
+        flow_lookup: bool,
+    ) -> Result<(), DataplaneError> {
+        let program = if flow_lookup { FORWARD_LOOKUP } else { FORWARD };
+        let link = self.attach(program, interface)?;
+        self.forwarder = Some((program, interface.to_owned(), link));
         Ok(())
     }
 
@@ -91,10 +103,10 @@ impl LoadGen {
 
     /// Takes the forwarder off its interface (a no-op when none is on).
     pub fn detach_forwarder(&mut self) -> Result<(), DataplaneError> {
-        let Some((interface, link)) = self.forwarder.take() else {
+        let Some((program, interface, link)) = self.forwarder.take() else {
             return Ok(());
         };
-        let program: &mut Xdp = program_mut(&mut self.ebpf, FORWARD)?;
+        let program: &mut Xdp = program_mut(&mut self.ebpf, program)?;
         program.detach(link).map_err(|e| DataplaneError::NativeXdp {
             interface,
             reason: e.to_string(),

@@ -24,6 +24,8 @@ pub const SINK_COUNT: &str = "SINK_COUNT";
 pub const LOADGEN_FLOWS: &str = "LOADGEN_FLOWS";
 #[cfg(feature = "test-hooks")]
 pub const LOADGEN_HEADERS: &str = "LOADGEN_HEADERS";
+#[cfg(feature = "test-hooks")]
+pub const FLOOR_FLOWS: &str = "FLOOR_FLOWS";
 
 /// The two rule sets (the programs read one while userspace fills the
 /// other, rules.rs).
@@ -34,7 +36,7 @@ pub const DNAT_RULES: [&str; 2] = ["DNAT_RULES_0", "DNAT_RULES_1"];
 pub const FLOW_TABLES: [&str; 4] = [NAT_OUT, NAT_IN, DNAT_OUT, DNAT_IN];
 
 #[cfg(test)]
-pub const ALL: [&str; 21] = [
+pub const ALL: [&str; 22] = [
     SNAT_RULES[0],
     SNAT_RULES[1],
     DNAT_RULES[0],
@@ -56,6 +58,7 @@ pub const ALL: [&str; 21] = [
     SINK_COUNT,
     LOADGEN_FLOWS,
     LOADGEN_HEADERS,
+    FLOOR_FLOWS,
 ];
 
 #[cfg(test)]
