@@ -8,24 +8,29 @@ use anyhow::{Result, anyhow, bail};
 use ethergate_netns::Topology;
 use ethergate_softether::SoftEtherClient;
 
-use crate::tunnel::rows::{ROWS, maxtcp_name, maxtcp_out_of_order_name, maxtcp_retransmits_name};
+use crate::tunnel::rows::{
+    ROWS, maxtcp_name, maxtcp_out_of_order_name, maxtcp_retransmits_name, maxtcp_rss_name,
+};
 use crate::tunnel::systems::{ACCOUNT, account_detail, connect, disconnect};
 use crate::{
     report::{Better, Report, Sample},
     settings::Settings,
-    tools,
+    sys, tools,
     topo::PRIVATE_IP,
 };
 
 /// The `/MAXTCP:8` rows: the account reconnects with 8 TCP connections
 /// (and is set back to 1 afterwards), then 4 iperf3 streams each way; the
 /// inner TCP's retransmits are rows of their own (a VPN that reorders or
-/// drops in bursts shows there first).
+/// drops in bursts shows there first), and so is what the server (`pid`)
+/// holds in memory afterwards with the session still up (what its queues
+/// kept).
 pub(crate) fn maxtcp(
     topo: &Topology,
     report: &mut Report,
     settings: &Settings,
     system: &str,
+    pid: u32,
     client: &SoftEtherClient<'_>,
 ) {
     let set = |max_tcp: u8| client.account_detail_set(ACCOUNT, &account_detail(system, max_tcp));
@@ -131,6 +136,20 @@ pub(crate) fn maxtcp(
             out_of_order,
         );
     }
+    let rss = match &ready {
+        Ok(()) => Ok(sys::rss_kib(pid) as f64 / 1024.0),
+        Err(e) => Err(anyhow!("{e:#}")),
+    };
+    report.derived(
+        ROWS.point(
+            &maxtcp_rss_name(),
+            system,
+            "MiB",
+            Better::Lower,
+            "VmRSS of the server's process tree right after the runs above, the session still up",
+        ),
+        rss,
+    );
     disconnect(topo, client);
     let _ = set(1);
 }

@@ -95,7 +95,7 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
                 Ok(()) => {
                     traffic(topo, report, settings, system, pid);
                     disconnect(topo, c);
-                    maxtcp(topo, report, settings, system, c);
+                    maxtcp(topo, report, settings, system, pid, c);
                 }
                 Err(e) => {
                     disconnect(topo, c);

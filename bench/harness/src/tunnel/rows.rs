@@ -47,6 +47,7 @@ pub(crate) fn workloads(settings: &Settings) -> Vec<(String, &'static str, Bette
         w.push((maxtcp_retransmits_name(dir), "segments", Better::Lower));
         w.push((maxtcp_out_of_order_name(dir), "segments", Better::Lower));
     }
+    w.push((maxtcp_rss_name(), "MiB", Better::Lower));
     for dir in ["up", "down"] {
         w.push((eg_client_name(dir), "Mbit/s", Better::Higher));
     }
@@ -79,6 +80,10 @@ pub(crate) fn cpu_name(dir: &str) -> String {
 /// run it for throughput (`/MAXTCP:8`).
 pub(crate) fn maxtcp_name(dir: &str) -> String {
     format!("{}, /MAXTCP:8", tcp_name(4, dir))
+}
+
+pub(crate) fn maxtcp_rss_name() -> String {
+    "server RSS after the /MAXTCP:8 runs".to_owned()
 }
 
 pub(crate) fn maxtcp_out_of_order_name(dir: &str) -> String {
