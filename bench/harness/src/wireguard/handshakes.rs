@@ -198,6 +198,7 @@ pub fn run(server: &str, server_key: &PublicKey, duration: Duration) -> Result<S
         );
     }
     Ok(Sample::new(completed as f64 / secs)
+        .with("completed", completed as f64)
         .with("forged_per_s", forged_sent as f64 / secs)
         .with("initiations_per_s", real_sent as f64 / secs)
         .with("cookie_replies", cookie_replies as f64))

@@ -291,10 +291,20 @@ fn rows(topo: &Topology, report: &mut Report, settings: &Settings, system: &str,
         small_packets_counted: ", through the WireGuard tunnel; counted by an nft netdev-ingress drop rule on private eth0",
     };
     tunnel_rows(topo, report, settings, &tunnel, |_| {});
-    handshake_row(topo, report, settings, system);
+    handshake_row(topo, report, settings, system, pid);
 }
 
-fn handshake_row(topo: &Topology, report: &mut Report, settings: &Settings, system: &str) {
+/// Handshakes completed per second under a flood, and per second of the
+/// server's (`pid`) CPU: the driver's own Curve25519 work shares the two
+/// cores, so the first is a floor and the second what a core of the
+/// server does.
+fn handshake_row(
+    topo: &Topology,
+    report: &mut Report,
+    settings: &Settings,
+    system: &str,
+    pid: u32,
+) {
     let secs = settings.secs;
     let method = format!(
         "own driver in client, {secs} s: {} peers, each from its own address every 50 ms with its cookie \
@@ -330,10 +340,27 @@ fn handshake_row(topo: &Topology, report: &mut Report, settings: &Settings, syst
             let key = ethergate_wireguard::PublicKey::from_base64(key.trim())
                 .map_err(|e| anyhow!("{e}"))?;
             let server = format!("{SERVER_IP}:{}", recipe::WIREGUARD_PORT);
-            topo.enter("client", || {
+            let cpu_before = sys::cpu_seconds(pid);
+            let sample = topo.enter("client", || {
                 handshakes::run(&server, &key, Duration::from_secs(secs))
-            })?
+            })??;
+            Ok(sample.with("server_cpu_s", sys::cpu_seconds(pid) - cpu_before))
         },
+    );
+    let per_cpu = report
+        .rows
+        .last()
+        .and_then(|row| Some(row.extra.get("completed")? / row.extra.get("server_cpu_s")?))
+        .ok_or_else(|| anyhow!("no handshake run succeeded"));
+    report.derived(
+        ROWS.point(
+            "WireGuard handshakes per server CPU-second under the flood",
+            system,
+            "handshakes/CPU-s",
+            Better::Higher,
+            "handshakes completed in the row above ÷ utime+stime of the server process over the same run (flood handling included)",
+        ),
+        per_cpu,
     );
     if added.is_ok() {
         let _ = batch("del");
