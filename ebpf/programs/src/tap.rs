@@ -181,25 +181,13 @@ fn ingress(ctx: &TcContext) -> i32 {
     };
     let tuple = seen.tuple;
     let now = now_ns();
-    let key = tuple.key();
-    if let Some(binding) = NAT_IN.get_ptr_mut(key) {
-        // Return traffic of an SNAT flow (tc fallback on the uplink).
-        // SAFETY: pointer from a successful lookup.
-        let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
-        return forward(ctx, &seen, config, Translation::Restore(to));
-    }
-    if tuple.echo_reply {
-        return TC_ACT_OK;
-    }
-    if let Some(binding) = DNAT_OUT.get_ptr_mut(key) {
-        // SAFETY: pointer from a successful lookup.
-        let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
-        return forward(ctx, &seen, config, Translation::Dnat(to));
-    }
-    if let Some(binding) = NAT_OUT.get_ptr_mut(key) {
-        // SAFETY: pointer from a successful lookup.
-        let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
-        return forward(ctx, &seen, config, Translation::Snat(to));
+    // SAFETY: skb is this run's __sk_buff.
+    let on_uplink = unsafe { (*ctx.skb.skb).ifindex } == config.uplink_ifindex;
+    match known_flow(&tuple, now, on_uplink) {
+        Some(translation) => return forward(ctx, &seen, config, translation),
+        // Echo replies only ever match a reverse entry.
+        None if tuple.echo_reply => return TC_ACT_OK,
+        None => {}
     }
     if !tuple.may_open() {
         return TC_ACT_OK;
@@ -219,6 +207,43 @@ fn ingress(ctx: &TcContext) -> i32 {
         return forward(ctx, &seen, config, Translation::NewSnat(rule, now));
     }
     TC_ACT_OK
+}
+
+/// The translation of an existing flow, its entry refreshed. Looks where
+/// this interface's traffic usually is first: return traffic of SNAT flows
+/// arrives on the uplink, new connections everywhere else (a tuple is in
+/// one map at most, so the order changes only the cost; a lookup that
+/// misses still reads a random bucket of a large table).
+#[inline(always)]
+fn known_flow(tuple: &Tuple, now: u64, on_uplink: bool) -> Option<Translation> {
+    let key = tuple.key();
+    let reverse_first = on_uplink || tuple.echo_reply;
+    if reverse_first {
+        if let Some(binding) = NAT_IN.get_ptr_mut(key) {
+            // SAFETY: pointer from a successful lookup.
+            let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
+            return Some(Translation::Restore(to));
+        }
+        if tuple.echo_reply {
+            return None;
+        }
+    }
+    if let Some(binding) = NAT_OUT.get_ptr_mut(key) {
+        // SAFETY: pointer from a successful lookup.
+        let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
+        return Some(Translation::Snat(to));
+    }
+    if let Some(binding) = DNAT_OUT.get_ptr_mut(key) {
+        // SAFETY: pointer from a successful lookup.
+        let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
+        return Some(Translation::Dnat(to));
+    }
+    if !reverse_first && let Some(binding) = NAT_IN.get_ptr_mut(key) {
+        // SAFETY: pointer from a successful lookup.
+        let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
+        return Some(Translation::Restore(to));
+    }
+    None
 }
 
 enum Translation {
