@@ -31,8 +31,7 @@
 
 use aya_ebpf::programs::XdpContext;
 use ethergate_common::{
-    CachedHop, DropReason, NatConfig, NatEvent, ProtoClass, ROUTE_EPOCH_SHIFT, SnatAddresses,
-    checksum,
+    CachedHop, DropReason, NatConfig, NatEvent, ProtoClass, SnatAddresses, checksum,
     nat::{FRAGMENT_REWRITES_DESTINATION, FRAGMENT_REWRITES_SOURCE, FRAGMENTS_FORWARDED},
     parse::{Classification, ETH_HEADER_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
@@ -42,7 +41,7 @@ use crate::{
     icmp_error, icmp_quote,
     maps::{self, NAT_IN, NAT_OUT, event, now_ns, xdp_may_transmit},
     packet::XdpFrame,
-    route::{self, NextHop, Route},
+    route::{self, NextHop, Route, SizeCheck},
     xdp_out::{Nat, dropped, rewrite_ip, transmit},
 };
 
@@ -281,9 +280,8 @@ fn forward(
     transmit(ctx, egress)
 }
 
-/// The route of a packet `src → dst` (after translation): from the flow
-/// half's cache when it still holds, else from `bpf_fib_lookup`, whose
-/// success is then cached.
+/// The route of a packet `src → dst` (after translation), through the
+/// flow half's cache when it has one ([`route::route_flow`]).
 #[inline(always)]
 fn route_flow(
     ctx: &XdpContext,
@@ -293,30 +291,10 @@ fn route_flow(
     cache: Option<(*mut CachedHop, u64)>,
 ) -> Route {
     let ingress = ctx.ingress_ifindex() as u32;
-    let tot_len = u16::from_be_bytes([ip[2], ip[3]]);
-    let generation = maps::route_generation();
-    if let Some((hop, now)) = cache {
-        let epoch = (now >> ROUTE_EPOCH_SHIFT) as u32;
-        // SAFETY: `hop` points into a flow entry from a successful lookup.
-        if let Some(next) = route::cached(unsafe { &*hop }, generation, epoch, ingress, tot_len) {
-            return Route::Resolved(next);
-        }
-    }
-    // SAFETY: ctx.ctx is this program's xdp_md.
-    let route = unsafe { route::lookup(ctx.ctx.cast(), ingress, ip, tot_len, src, dst) };
-    if let (Route::Resolved(next), Some((hop, now))) = (&route, cache) {
-        let epoch = (now >> ROUTE_EPOCH_SHIFT) as u32;
-        // SAFETY: as above.
-        route::remember(
-            unsafe { &mut *hop },
-            next,
-            generation,
-            epoch,
-            ingress,
-            tot_len,
-        );
-    }
-    route
+    let size = SizeCheck::Length(u16::from_be_bytes([ip[2], ip[3]]));
+    // SAFETY: ctx.ctx is this program's xdp_md; `cache` is from a
+    // successful lookup in this run.
+    unsafe { route::route_flow(ctx.ctx.cast(), ingress, ip, src, dst, size, cache) }
 }
 
 /// Passed untouched to the tc program on the same interface.

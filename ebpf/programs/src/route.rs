@@ -5,7 +5,7 @@
 //! pre-translation source, before anything is written: a frame is only
 //! rewritten once it is known where it goes.
 
-use ethergate_common::CachedHop;
+use ethergate_common::{CachedHop, ROUTE_EPOCH_SHIFT};
 
 use aya_ebpf::{
     bindings::{
@@ -123,6 +123,85 @@ pub unsafe fn lookup(
         BPF_FIB_LKUP_RET_FRAG_NEEDED => Route::FragNeeded,
         _ => Route::Elsewhere,
     }
+}
+
+/// How a packet's size is checked against the egress MTU.
+#[derive(Clone, Copy)]
+pub enum SizeCheck {
+    /// XDP: the lookup checks this IP length; a cached route holds for
+    /// packets no longer than one that was looked up.
+    Length(u16),
+    /// tc: the kernel checks the skb itself (lookup length 0); a cached
+    /// route holds for a single packet of this IP length that fits the
+    /// egress MTU. `None` (a GSO skb, whose segments only the kernel's own
+    /// check can size): always looked up.
+    Skb(Option<u16>),
+}
+
+/// The route of a packet `src → dst` (after translation) of a known flow:
+/// from the flow half's cache (`cache`: the entry's [`CachedHop`] and the
+/// time) when it still holds, else from the FIB, whose success is then
+/// cached. Without `cache` (a new flow), a plain [`lookup`].
+///
+/// # Safety
+/// As [`lookup`]; `cache`'s pointer is into a flow entry from a successful
+/// lookup in this program run.
+#[inline(always)]
+pub unsafe fn route_flow(
+    ctx: *mut c_void,
+    ingress: u32,
+    ip: &[u8; 20],
+    src: u32,
+    dst: u32,
+    size: SizeCheck,
+    cache: Option<(*mut CachedHop, u64)>,
+) -> Route {
+    let (lookup_len, cached_len) = match size {
+        SizeCheck::Length(len) => (len, Some(len)),
+        SizeCheck::Skb(len) => (0, len),
+    };
+    let generation = crate::maps::route_generation();
+    if let (Some((hop, now)), Some(len)) = (cache, cached_len) {
+        let epoch = (now >> ROUTE_EPOCH_SHIFT) as u32;
+        // SAFETY: per the contract.
+        if let Some(next) = cached(unsafe { &*hop }, generation, epoch, ingress, len) {
+            return Route::Resolved(next);
+        }
+    }
+    // SAFETY: per the contract.
+    let route = unsafe { lookup(ctx, ingress, ip, lookup_len, src, dst) };
+    if let (Route::Resolved(next), Some((hop, now))) = (&route, cache) {
+        // A lookup that checked a length allows that length; one that let
+        // the kernel check the skb reports the egress MTU.
+        let max_len = if lookup_len != 0 {
+            lookup_len
+        } else {
+            egress_mtu()
+        };
+        let epoch = (now >> ROUTE_EPOCH_SHIFT) as u32;
+        // SAFETY: per the contract.
+        remember(
+            unsafe { &mut *hop },
+            next,
+            generation,
+            epoch,
+            ingress,
+            max_len,
+        );
+    }
+    route
+}
+
+/// The egress MTU this CPU's last successful lookup without a length
+/// reported (`mtu_result`, the union partner of `tot_len`); 0 (no cache
+/// hit possible) when nothing was looked up.
+#[inline(always)]
+fn egress_mtu() -> u16 {
+    FIB_PARAMS
+        .get(0)
+        // SAFETY: a plain integer of the union the helper wrote.
+        .map(|fib| unsafe { fib.__bindgen_anon_1.mtu_result })
+        .unwrap_or(0)
 }
 
 /// `hop`'s next hop, if the cache still holds for a packet of `tot_len`

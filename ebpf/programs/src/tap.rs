@@ -40,7 +40,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use ethergate_common::{
-    DropReason, NatConfig, NatEvent, ProtoClass, Verdict,
+    CachedHop, DropReason, NatConfig, NatEvent, ProtoClass, Verdict,
     nat::{
         FRAGMENT_REWRITES_DESTINATION, FRAGMENT_REWRITES_SOURCE, FRAGMENTS_FORWARDED,
         FRAGMENTS_TO_HUB,
@@ -51,8 +51,8 @@ use ethergate_common::{
 use crate::{
     flow::{self, IP_DF, Tuple, read_tuple},
     icmp_quote,
-    maps::{self, DNAT_IN, DNAT_OUT, NAT_IN, NAT_OUT, event, now_ns},
-    route::{self, NextHop, Route},
+    maps::{self, DNAT_IN, DNAT_OUT, FlowEntry, NAT_IN, NAT_OUT, event, now_ns},
+    route::{self, NextHop, Route, SizeCheck},
     tap_icmp,
     tc_frame::TcFrame,
     tc_icmp_error,
@@ -184,7 +184,9 @@ fn ingress(ctx: &TcContext) -> i32 {
     // SAFETY: skb is this run's __sk_buff.
     let on_uplink = unsafe { (*ctx.skb.skb).ifindex } == config.uplink_ifindex;
     match known_flow(&tuple, now, on_uplink) {
-        Some(translation) => return forward(ctx, &seen, config, translation),
+        Some((translation, hop)) => {
+            return forward(ctx, &seen, config, translation, Some((hop, now)));
+        }
         // Echo replies only ever match a reverse entry.
         None if tuple.echo_reply => return TC_ACT_OK,
         None => {}
@@ -201,10 +203,10 @@ fn ingress(ctx: &TcContext) -> i32 {
             tuple.dst_addr,
         )
     {
-        return forward(ctx, &seen, config, Translation::NewDnat(target, now));
+        return forward(ctx, &seen, config, Translation::NewDnat(target, now), None);
     }
     if let Some(rule) = maps::snat_rule(config, tuple.src_addr) {
-        return forward(ctx, &seen, config, Translation::NewSnat(rule, now));
+        return forward(ctx, &seen, config, Translation::NewSnat(rule, now), None);
     }
     TC_ACT_OK
 }
@@ -215,35 +217,43 @@ fn ingress(ctx: &TcContext) -> i32 {
 /// one map at most, so the order changes only the cost; a lookup that
 /// misses still reads a random bucket of a large table).
 #[inline(always)]
-fn known_flow(tuple: &Tuple, now: u64, on_uplink: bool) -> Option<Translation> {
+fn known_flow(tuple: &Tuple, now: u64, on_uplink: bool) -> Option<(Translation, *mut CachedHop)> {
     let key = tuple.key();
     let reverse_first = on_uplink || tuple.echo_reply;
     if reverse_first {
-        if let Some(binding) = NAT_IN.get_ptr_mut(key) {
-            // SAFETY: pointer from a successful lookup.
-            let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
-            return Some(Translation::Restore(to));
+        if let Some(entry) = NAT_IN.get_ptr_mut(key) {
+            return Some(found(entry, now, tuple, Translation::Restore));
         }
         if tuple.echo_reply {
             return None;
         }
     }
-    if let Some(binding) = NAT_OUT.get_ptr_mut(key) {
-        // SAFETY: pointer from a successful lookup.
-        let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
-        return Some(Translation::Snat(to));
+    if let Some(entry) = NAT_OUT.get_ptr_mut(key) {
+        return Some(found(entry, now, tuple, Translation::Snat));
     }
-    if let Some(binding) = DNAT_OUT.get_ptr_mut(key) {
-        // SAFETY: pointer from a successful lookup.
-        let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
-        return Some(Translation::Dnat(to));
+    if let Some(entry) = DNAT_OUT.get_ptr_mut(key) {
+        return Some(found(entry, now, tuple, Translation::Dnat));
     }
-    if !reverse_first && let Some(binding) = NAT_IN.get_ptr_mut(key) {
-        // SAFETY: pointer from a successful lookup.
-        let to = unsafe { flow::touch(binding, now, tuple.tcp_flags) };
-        return Some(Translation::Restore(to));
+    if !reverse_first && let Some(entry) = NAT_IN.get_ptr_mut(key) {
+        return Some(found(entry, now, tuple, Translation::Restore));
     }
     None
+}
+
+/// A flow half found: its entry refreshed, its translation, and its cached
+/// route.
+#[inline(always)]
+fn found(
+    entry: *mut FlowEntry,
+    now: u64,
+    tuple: &Tuple,
+    translation: fn((u32, u16)) -> Translation,
+) -> (Translation, *mut CachedHop) {
+    // SAFETY: `entry` is from a successful lookup in this run.
+    let to = unsafe { flow::touch(entry, now, tuple.tcp_flags) };
+    // SAFETY: as above; the field of a live map value.
+    let hop = unsafe { &raw mut (*entry).hop };
+    (translation(to), hop)
 }
 
 enum Translation {
@@ -259,26 +269,41 @@ enum Translation {
     NewSnat(ethergate_common::SnatAddresses, u64),
 }
 
+/// Routes the frame as it will be after the translation (through the flow
+/// half's cached route, `cache`, for a known flow), then rewrites and sends
+/// it.
 #[inline(always)]
-fn forward(ctx: &TcContext, seen: &Seen, config: &NatConfig, translation: Translation) -> i32 {
+fn forward(
+    ctx: &TcContext,
+    seen: &Seen,
+    config: &NatConfig,
+    translation: Translation,
+    cache: Option<(*mut CachedHop, u64)>,
+) -> i32 {
     let tuple = &seen.tuple;
     let dst_after = match &translation {
         Translation::Dnat((addr, _)) | Translation::Restore((addr, _)) => *addr,
         Translation::NewDnat(target, _) => target.to_addr,
         _ => tuple.dst_addr,
     };
-    // SAFETY: skb is this run's __sk_buff; reading ifindex is always
-    // allowed for tc programs.
-    let ingress = unsafe { (*ctx.skb.skb).ifindex };
-    // SAFETY: ctx.skb.skb is this program's context.
+    // SAFETY: skb is this run's __sk_buff; reading ifindex and gso_segs
+    // is always allowed for tc programs.
+    let (ingress, gso_segs) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).gso_segs) };
+    // One packet may take the cached route if it fits; a GSO skb is always
+    // looked up (the kernel sizes its segments).
+    let size =
+        SizeCheck::Skb((gso_segs <= 1).then(|| u16::from_be_bytes([seen.ip[2], seen.ip[3]])));
+    // SAFETY: ctx.skb.skb is this program's context; `cache` is from a
+    // successful lookup in this run.
     let route = unsafe {
-        route::lookup(
+        route::route_flow(
             ctx.skb.skb.cast(),
             ingress,
             &seen.ip,
-            0,
             tuple.src_addr,
             dst_after,
+            size,
+            cache,
         )
     };
     let (fib, egress): (Option<NextHop>, u32) = match route {

@@ -1,4 +1,4 @@
-//! The XDP path caches each flow's next hop (decision 0006, "Route cache"):
+//! Both paths cache each flow's next hop (decision 0006, "Route cache"):
 //! a change of routing must still be followed by established flows, at
 //! once, not when the cache's epoch runs out.
 //!
@@ -6,9 +6,9 @@
 //! private (10.0.1.26) — nat (priv0 10.0.0.1 | pub0 203.0.113.1) — internet (203.0.113.10)
 //! ```
 //!
-//! A UDP flow private → internet runs through XDP SNAT (forced XDP on
-//! veths: the special case of `nat_snat.rs`, because the cache is the XDP
-//! path's). Mid-flow, `internet` gets a new MAC address and `nat` learns it
+//! A UDP flow private → internet runs through SNAT: once in the plain setup
+//! (auto mode, which takes tc on veths) and once with XDP forced on the
+//! veths (the special case of `nat_snat.rs`). Mid-flow, `internet` gets a new MAC address and `nat` learns it
 //! (`ip neigh replace`, what a gratuitous ARP does). A cache that kept the
 //! old MAC would send every datagram to an address nobody has until its
 //! epoch (about a second) ran out.
@@ -21,8 +21,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::forced_xdp_two_armed;
+use common::{forced_xdp_two_armed, snat_config, two_armed_topology};
 use ethergate_config::SnatTarget;
+use ethergate_dataplane::{AttachMode, Dataplane};
+use ethergate_netns::Topology;
 
 /// Datagrams are sent this often...
 const EVERY: Duration = Duration::from_millis(10);
@@ -33,9 +35,28 @@ const SETTLE: Duration = Duration::from_millis(250);
 const NEW_MAC: &str = "02:00:00:00:99:01";
 
 #[test]
-fn a_next_hop_that_changes_its_mac_is_followed_at_once() {
+fn a_next_hop_that_changes_its_mac_is_followed_at_once_on_the_xdp_path() {
     let (topo, dataplane) = forced_xdp_two_armed(SnatTarget::Masquerade);
+    follows_a_new_mac(&topo, &dataplane);
+}
 
+#[test]
+fn a_next_hop_that_changes_its_mac_is_followed_at_once_on_the_tc_path() {
+    let topo = two_armed_topology();
+    let mut dataplane = Dataplane::load().expect("load eBPF (run as root)");
+    let nat = snat_config("pub0", &["priv0"], SnatTarget::Masquerade);
+    topo.enter("nat", || dataplane.apply_nat(&nat))
+        .expect("enter nat")
+        .expect("apply [nat]");
+    let inside = &dataplane.inside_attachments()[0];
+    assert_eq!(inside.mode, AttachMode::Tc, "{}", inside.reason);
+    follows_a_new_mac(&topo, &dataplane);
+}
+
+/// A UDP flow private → internet, established and cached; then
+/// `internet` gets a new MAC that `nat` learns: every datagram from a
+/// moment later on must arrive.
+fn follows_a_new_mac(topo: &Topology, dataplane: &Dataplane) {
     let receiver = topo
         .enter("internet", || {
             UdpSocket::bind("203.0.113.10:5400").expect("bind receiver")
