@@ -222,38 +222,37 @@ fn known_flow(tuple: &Tuple, now: u64, on_uplink: bool) -> Option<(Translation, 
     let reverse_first = on_uplink || tuple.echo_reply;
     if reverse_first {
         if let Some(entry) = NAT_IN.get_ptr_mut(key) {
-            return Some(found(entry, now, tuple, Translation::Restore));
+            let (to, hop) = refresh(entry, now, tuple);
+            return Some((Translation::Restore(to), hop));
         }
         if tuple.echo_reply {
             return None;
         }
     }
     if let Some(entry) = NAT_OUT.get_ptr_mut(key) {
-        return Some(found(entry, now, tuple, Translation::Snat));
+        let (to, hop) = refresh(entry, now, tuple);
+        return Some((Translation::Snat(to), hop));
     }
     if let Some(entry) = DNAT_OUT.get_ptr_mut(key) {
-        return Some(found(entry, now, tuple, Translation::Dnat));
+        let (to, hop) = refresh(entry, now, tuple);
+        return Some((Translation::Dnat(to), hop));
     }
     if !reverse_first && let Some(entry) = NAT_IN.get_ptr_mut(key) {
-        return Some(found(entry, now, tuple, Translation::Restore));
+        let (to, hop) = refresh(entry, now, tuple);
+        return Some((Translation::Restore(to), hop));
     }
     None
 }
 
-/// A flow half found: its entry refreshed, its translation, and its cached
-/// route.
+/// A flow half found: its entry refreshed; its (address, port) and its
+/// cached route.
 #[inline(always)]
-fn found(
-    entry: *mut FlowEntry,
-    now: u64,
-    tuple: &Tuple,
-    translation: fn((u32, u16)) -> Translation,
-) -> (Translation, *mut CachedHop) {
+fn refresh(entry: *mut FlowEntry, now: u64, tuple: &Tuple) -> ((u32, u16), *mut CachedHop) {
     // SAFETY: `entry` is from a successful lookup in this run.
     let to = unsafe { flow::touch(entry, now, tuple.tcp_flags) };
     // SAFETY: as above; the field of a live map value.
     let hop = unsafe { &raw mut (*entry).hop };
-    (translation(to), hop)
+    (to, hop)
 }
 
 enum Translation {
