@@ -43,12 +43,19 @@ fn ethergate(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ethergate");
-    child
+    let written = child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("stdin");
+        .write_all(stdin.as_bytes());
+    // A command that fails before it reads (a duplicate user is refused
+    // before the password prompt) may exit before the write: its pipe is
+    // then closed, and its exit status is what the test looks at.
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        panic!("stdin: {e}");
+    }
     child.wait_with_output().expect("wait")
 }
 
