@@ -65,7 +65,12 @@ const IP_DST_AT: usize = ETH_HEADER_LEN + 16;
 
 #[classifier]
 pub fn tap_ingress(ctx: TcContext) -> i32 {
-    ingress(&ctx)
+    let Some(config) = maps::config() else {
+        return TC_ACT_OK;
+    };
+    let frame = TcFrame::new(&ctx);
+    let seen = classify(&frame);
+    ingress(&ctx, &frame, &seen, config)
 }
 
 /// The fallback for the uplink and inside interfaces when neither native
@@ -74,17 +79,19 @@ pub fn tap_ingress(ctx: TcContext) -> i32 {
 /// DNAT rules as iptables PREROUTING would on any interface).
 #[classifier]
 pub fn nat_ingress(ctx: TcContext) -> i32 {
-    let action = ingress(&ctx);
+    let Some(config) = maps::config() else {
+        return TC_ACT_OK;
+    };
+    let frame = TcFrame::new(&ctx);
+    let seen = classify(&frame);
+    let action = ingress(&ctx, &frame, &seen, config);
     // The uplink's per-class counters, which the XDP program keeps when
     // the uplink runs in XDP (there this program sees only what XDP
     // passed, already counted).
     // SAFETY: skb is this run's __sk_buff; reading ifindex is always
     // allowed for tc programs.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    if let Some(config) = maps::config()
-        && ifindex == config.uplink_ifindex
-        && !maps::xdp_may_transmit(ifindex)
-    {
+    if ifindex == config.uplink_ifindex && !maps::xdp_may_transmit(ifindex) {
         let verdict = match action {
             TC_ACT_OK => Verdict::Pass,
             TC_ACT_SHOT => Verdict::Drop,
@@ -92,8 +99,8 @@ pub fn nat_ingress(ctx: TcContext) -> i32 {
             // of the uplink (one-armed) counts here too, not as Tx.
             _ => Verdict::Redirect,
         };
-        let frame = TcFrame::new(&ctx);
-        let seen = classify(&frame);
+        // The class and headers NAT rewrote are what they were: the frame
+        // is read again only for the TCP header's length.
         let (frames, bytes) = on_the_wire(&ctx, &frame, &seen);
         uplink::count_frame(&seen, verdict, frames, bytes);
     }
@@ -159,24 +166,26 @@ fn read(frame: &TcFrame, seen: &Classification, forwarding: bool) -> Option<Seen
 }
 
 #[inline(always)]
-fn ingress(ctx: &TcContext) -> i32 {
-    let Some(config) = maps::config() else {
-        return TC_ACT_OK;
-    };
-    let frame = TcFrame::new(ctx);
-    let classified = classify(&frame);
-    if is_later_fragment(&classified) {
-        return later_fragment(ctx, &frame, config, true);
+/// The NAT path for a frame `classified` as it arrived on a tap, the
+/// uplink or an inside interface.
+fn ingress(
+    ctx: &TcContext,
+    frame: &TcFrame,
+    classified: &Classification,
+    config: &NatConfig,
+) -> i32 {
+    if is_later_fragment(classified) {
+        return later_fragment(ctx, frame, config, true);
     }
-    if let Some(ip) = icmp_error_header(&frame, &classified) {
+    if let Some(ip) = icmp_error_header(frame, classified) {
         if !flow::is_first_fragment(&ip)
-            && let Some(action) = tc_icmp_error::reverse(ctx, &frame, &ip, classified.l4_offset)
+            && let Some(action) = tc_icmp_error::reverse(ctx, frame, &ip, classified.l4_offset)
         {
             return action;
         }
         return TC_ACT_OK;
     }
-    let Some(seen) = read(&frame, &classified, true) else {
+    let Some(seen) = read(frame, classified, true) else {
         return TC_ACT_OK;
     };
     let tuple = seen.tuple;
