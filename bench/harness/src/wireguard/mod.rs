@@ -351,7 +351,8 @@ fn handshake_row(
         .rows
         .last()
         .and_then(|row| Some(row.extra.get("completed")? / row.extra.get("server_cpu_s")?))
-        .ok_or_else(|| anyhow!("no handshake run succeeded"));
+        .filter(|per_cpu| per_cpu.is_finite())
+        .ok_or_else(|| anyhow!("no handshake run succeeded, or the server used no CPU time"));
     report.derived(
         ROWS.point(
             "WireGuard handshakes per server CPU-second under the flood",
