@@ -73,6 +73,36 @@ pub struct ServerStatus {
     /// "throttled_source" and "throttled_user" for those refused before a
     /// password check).
     pub logins_failed: BTreeMap<String, u64>,
+    /// SoftEther UDP acceleration; `None` when it is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_acceleration: Option<UdpAccelerationStatus>,
+}
+
+/// SoftEther UDP acceleration, server-wide.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UdpAccelerationStatus {
+    /// Sessions granted UDP acceleration, and those whose frames leave by
+    /// UDP now (the path has worked both ways for 10 s).
+    pub sessions: u64,
+    pub sessions_sending_by_udp: u64,
+    pub datagrams_received: u64,
+    pub frames_received: u64,
+    pub frames_sent: u64,
+    pub keepalives_sent: u64,
+    pub send_errors: u64,
+    /// Datagrams not delivered (and frames not sent), by reason.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// A session's UDP acceleration path.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionUdpStatus {
+    /// Its frames leave by UDP now (otherwise by TLS).
+    pub sending_by_udp: bool,
+    /// Where its datagrams go (the client's address as its NAT shows it).
+    pub endpoint: String,
+    pub frames_received: u64,
+    pub frames_sent: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -177,6 +207,9 @@ pub struct SessionStatus {
     /// WireGuard: Unix seconds of the last confirmed handshake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handshake_unix: Option<u64>,
+    /// SoftEther sessions granted UDP acceleration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_acceleration: Option<SessionUdpStatus>,
 }
 
 fn softether() -> String {

@@ -146,6 +146,17 @@ impl<'a, 'i> Section<'a, 'i> {
         s
     }
 
+    pub fn boolean(&mut self, report: &mut Report, key: &'static str) -> Option<At<bool>> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(at(*b, v.span())),
+            _ => {
+                self.wrong_type(report, key, v, "true or false");
+                None
+            }
+        }
+    }
+
     pub fn integer(&mut self, report: &mut Report, key: &'static str) -> Option<At<i128>> {
         let v = self.get(key)?;
         let parsed = v

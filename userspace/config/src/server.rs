@@ -46,6 +46,9 @@ pub struct Server {
     pub limits: ServerLimits,
     /// `[server.login_throttle]`: what failed logins cost.
     pub login_throttle: LoginThrottle,
+    /// Offer SoftEther's UDP acceleration on the UDP port of every listen
+    /// address (default true, as SoftEther's own server does).
+    pub udp_acceleration: bool,
 }
 
 /// `[server.limits]`. Defaults suit an internet-facing server; see
@@ -109,6 +112,7 @@ impl Default for Server {
             metrics: Some(DEFAULT_METRICS),
             limits: ServerLimits::default(),
             login_throttle: LoginThrottle::default(),
+            udp_acceleration: true,
         }
     }
 }
@@ -122,6 +126,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "metrics",
     "limits",
     "login_throttle",
+    "udp_acceleration",
 ];
 
 const LIMIT_KEYS: &[&str] = &[
@@ -395,6 +400,10 @@ pub(crate) fn read_server(report: &mut Report, section: Option<Section<'_, '_>>)
                 s.name("metrics")
             ),
         );
+    }
+
+    if let Some(udp) = s.boolean(report, "udp_acceleration") {
+        server.udp_acceleration = udp.value;
     }
 
     let limits = s.table(report, "limits", LIMIT_KEYS);

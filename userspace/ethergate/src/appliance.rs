@@ -50,6 +50,7 @@ impl Appliance {
             workers: 0,
             tls: tls_config,
             proto: proto_config(),
+            udp_acceleration: config.server.udp_acceleration,
         };
         let workers = listeners.workers();
         let mut hubs = BTreeMap::new();

@@ -208,8 +208,37 @@ impl Control {
                 worker: s.worker,
                 received: traffic(s.received),
                 sent: traffic(s.sent),
+                udp_acceleration: s.udp_acceleration.as_ref().map(|u| {
+                    ethergate_admin::model::SessionUdpStatus {
+                        sending_by_udp: u.sending_by_udp,
+                        endpoint: u.endpoint.to_string(),
+                        frames_received: u.frames_received,
+                        frames_sent: u.frames_sent,
+                    }
+                }),
             })
             .collect();
+        let udp_acceleration = server.udp_acceleration.as_ref().map(|u| {
+            let granted: Vec<_> = server
+                .sessions
+                .iter()
+                .filter_map(|s| s.udp_acceleration.as_ref())
+                .collect();
+            ethergate_admin::model::UdpAccelerationStatus {
+                sessions: granted.len() as u64,
+                sessions_sending_by_udp: granted.iter().filter(|g| g.sending_by_udp).count() as u64,
+                datagrams_received: u.datagrams_received,
+                frames_received: u.frames_received,
+                frames_sent: u.frames_sent,
+                keepalives_sent: u.keepalives_sent,
+                send_errors: u.send_errors,
+                drops: u
+                    .drops
+                    .iter()
+                    .map(|&(why, n)| (why.to_owned(), n))
+                    .collect(),
+            }
+        });
         let logins_failed = server
             .logins_failed
             .iter()
@@ -262,6 +291,7 @@ impl Control {
                 write_timeouts: server.write_timeouts,
                 logins_ok: server.logins_ok,
                 logins_failed,
+                udp_acceleration,
             },
             hubs,
             sessions,

@@ -101,6 +101,10 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Vec<String>> {
                 o.login_throttle != n.login_throttle,
                 "[server.login_throttle]",
             ),
+            (
+                o.udp_acceleration != n.udp_acceleration,
+                "[server] udp_acceleration",
+            ),
         ] {
             if changed {
                 refused.push(restart(what));

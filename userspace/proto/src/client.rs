@@ -251,6 +251,7 @@ impl<R: RandomSource> ClientConnection<R> {
                     require_bridge_routing_mode: false,
                     require_monitor_mode: false,
                     unique_id: c.unique_id,
+                    udp_accel: None,
                 }
                 .to_pack()
             }

@@ -114,6 +114,16 @@ impl Frames {
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         (0..self.len()).filter_map(move |i| self.get(i))
     }
+    /// Calls `f` on every frame, which it may change in place (not resize).
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut [u8])) {
+        let mut start = 0;
+        for &end in &self.ends {
+            if let Some(frame) = self.buf.get_mut(start..end) {
+                f(frame);
+            }
+            start = end;
+        }
+    }
 }
 
 impl FrameSink for Frames {
@@ -143,6 +153,23 @@ enum Mode {
     KeepAliveLen,
     /// mode 4: discarding `left` keep-alive bytes.
     KeepAliveBody { left: usize },
+}
+
+/// Inflates one zlib-compressed frame (§7.5) into `out`; its length, or
+/// `None` when it does not inflate to 1..=[`MAX_PACKET_SIZE`] bytes (what
+/// SoftEther drops). For frames that arrive one at a time (UDP
+/// acceleration); the TCP decoder keeps its own inflater.
+pub fn inflate_frame(compressed: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    out.clear();
+    out.resize(MAX_PACKET_SIZE + 1, 0);
+    let mut z = Decompress::new(true);
+    match z.decompress(compressed, &mut out[..], FlushDecompress::Finish) {
+        Ok(Status::StreamEnd) => {
+            let n = usize::try_from(z.total_out()).ok()?;
+            (1..=MAX_PACKET_SIZE).contains(&n).then_some(n)
+        }
+        _ => None,
+    }
 }
 
 /// Incremental decoder for one direction of one TCP connection.

@@ -75,6 +75,7 @@ pub mod rng;
 pub mod server;
 pub mod time;
 pub mod tunnel;
+pub mod udp_accel;
 
 pub use client::{ClientAuth, ClientConfig, ClientConnection, ClientEvent, ClientMode};
 pub use close::CloseReason;

@@ -168,6 +168,9 @@ pub struct LoginRequest {
     pub require_bridge_routing_mode: bool,
     pub require_monitor_mode: bool,
     pub unique_id: Option<[u8; 20]>,
+    /// The client's UDP acceleration offer, when it made one
+    /// (docs/udp-acceleration.md §1.1).
+    pub udp_accel: Option<crate::udp_accel::Offer>,
 }
 
 impl LoginRequest {
@@ -222,6 +225,7 @@ impl LoginRequest {
             require_bridge_routing_mode: p.bool_or_false("require_bridge_routing_mode"),
             require_monitor_mode: p.bool_or_false("require_monitor_mode"),
             unique_id: p.data_array("unique_id").ok(),
+            udp_accel: crate::udp_accel::Offer::from_login(p),
         })
     }
 
@@ -363,11 +367,13 @@ pub struct Welcome {
     pub policies: Vec<(String, u32)>,
     /// Hub message (`Msg`, DATA holding UTF-8).
     pub message: Option<String>,
+    /// UDP acceleration granted (docs/udp-acceleration.md §1.4).
+    pub udp_accel: Option<Box<crate::udp_accel::Grant>>,
 }
 
 impl Welcome {
     /// The minimal welcome verified against the real client (§5), plus
-    /// optional policies and message. Never sends `use_udp_acceleration`,
+    /// optional policies, message and UDP acceleration grant. Never sends
     /// `enable_udp_recovery` or `Redirect`.
     pub fn to_pack(&self) -> Pack {
         let mut p = Pack::new();
@@ -388,6 +394,9 @@ impl Welcome {
         }
         if let Some(m) = &self.message {
             p.set_data("Msg", m.as_bytes());
+        }
+        if let Some(udp) = &self.udp_accel {
+            udp.add_to_welcome(&mut p);
         }
         p
     }
@@ -434,6 +443,7 @@ impl Welcome {
                 .ok()
                 .filter(|m| !m.is_empty())
                 .map(|m| String::from_utf8_lossy(m).into_owned()),
+            udp_accel: crate::udp_accel::Grant::from_welcome(p).map(Box::new),
         })
     }
 }
@@ -453,6 +463,9 @@ pub struct SessionGrant {
     pub policies: Vec<(String, u32)>,
     /// Hub message shown by the client.
     pub message: Option<String>,
+    /// The server's UDP port, when it grants UDP acceleration to a client
+    /// that offers it; `None` keeps every session on TCP.
+    pub udp_accel_port: Option<u16>,
 }
 
 impl SessionGrant {
@@ -465,6 +478,7 @@ impl SessionGrant {
             max_connection: 0,
             policies: Vec::new(),
             message: None,
+            udp_accel_port: None,
         }
     }
 }
@@ -537,5 +551,7 @@ pub fn negotiate_welcome(
         timeout_ms,
         policies: grant.policies.clone(),
         message: grant.message.clone(),
+        // Needs fresh keys: the connection adds it (`accept_login`).
+        udp_accel: None,
     }
 }

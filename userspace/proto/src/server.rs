@@ -81,6 +81,8 @@ pub enum Established {
         hubname: String,
         username: String,
         welcome: Welcome,
+        /// The UDP path's parameters when UDP acceleration was granted.
+        udp_accel: Option<Box<crate::udp_accel::Session>>,
     },
     /// An additional connection joined the session `session_key` names.
     Additional { session_key: [u8; 20] },
@@ -299,8 +301,20 @@ impl<R: RandomSource> ServerConnection<R> {
         let mut key = [0u8; 20];
         self.core.rng.fill_bytes(&mut key);
         let key32 = self.core.rng.next_u32();
-        let welcome =
+        let mut welcome =
             messages::negotiate_welcome(&login, &grant, &self.config.negotiation, key, key32);
+        let udp_accel = match (&login.udp_accel, grant.udp_accel_port) {
+            (Some(offer), Some(port)) if offer.acceptable() => {
+                let grant =
+                    crate::udp_accel::Grant::new(port, offer.fast_detect, &mut self.core.rng);
+                welcome.udp_accel = Some(Box::new(grant.clone()));
+                Some(Box::new(crate::udp_accel::Session {
+                    offer: offer.clone(),
+                    grant,
+                }))
+            }
+            _ => None,
+        };
         if !self.send_pack(now, welcome.to_pack()) {
             return;
         }
@@ -311,6 +325,7 @@ impl<R: RandomSource> ServerConnection<R> {
                 hubname: login.hubname,
                 username: login.username,
                 welcome,
+                udp_accel,
             }));
     }
 

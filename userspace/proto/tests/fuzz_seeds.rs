@@ -155,6 +155,7 @@ fn write_fuzz_seeds() {
         timeout_ms: 20_000,
         policies: vec![("MaxConnection".into(), 32), ("TimeOut".into(), 20)],
         message: Some("hi".into()),
+        udp_accel: None,
     };
     write(
         "pack_decode",

@@ -24,6 +24,7 @@ fn login(max: u32, qos: bool, half: bool, compress: bool) -> LoginRequest {
         require_bridge_routing_mode: false,
         require_monitor_mode: false,
         unique_id: None,
+        udp_accel: None,
     }
 }
 

@@ -211,6 +211,7 @@ fn full_session_probe_login_frames_keepalives_timeout() {
         hubname,
         username,
         welcome: server_welcome,
+        ..
     } = est
     else {
         panic!("a login establishes a Login session: {est:?}");

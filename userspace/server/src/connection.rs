@@ -69,6 +69,8 @@ struct Conn {
     proto: ServerConnection<fn(&mut [u8])>,
     id: u64,
     peer: std::net::SocketAddr,
+    /// The address the client connected to (for UDP acceleration's socket).
+    local: Option<std::net::SocketAddr>,
     session: Option<Arc<SessionShared>>,
     session_key: [u8; 20],
     /// The hub a login was accepted for, until its session opens.
@@ -86,6 +88,9 @@ struct Conn {
     /// This connection's lane in the session's outbox (its flows' frames).
     lane: Option<LaneId>,
     plain_out: Vec<u8>,
+    /// Datagrams of one UDP send, and their sizes.
+    udp_out: Vec<u8>,
+    udp_sizes: Vec<usize>,
 }
 
 /// Serves one accepted connection until it closes.
@@ -101,6 +106,7 @@ pub async fn serve(tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker
         }
     };
     configure_socket(&tcp, directory.limits.write_timeout);
+    let local = tcp.local_addr().ok();
     let tls = match rustls::ServerConnection::new(Arc::clone(&worker.tls)) {
         Ok(tls) => tls,
         Err(e) => {
@@ -139,6 +145,7 @@ pub async fn serve(tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker
         proto,
         id,
         peer,
+        local,
         session: None,
         session_key: [0; 20],
         pending_hub: None,
@@ -149,6 +156,8 @@ pub async fn serve(tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker
         from_hub: Frames::new(),
         lane: None,
         plain_out: Vec::new(),
+        udp_out: Vec::new(),
+        udp_sizes: Vec::new(),
     }));
     debug!(%peer, id, tls = conn.borrow().transport.mode(), "connection accepted");
     {
@@ -252,6 +261,9 @@ async fn read_loop(
             }
         };
         if let Some(session) = session {
+            if session.udp_accel.is_some() {
+                clamp_mss(&mut batch);
+            }
             session.counters.received.add_batch(&batch);
             // Switched here, on this worker: frames for the bridge go to
             // this worker's tap queue before the next read, so a client
@@ -328,17 +340,30 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                 finish_handshake(c);
                 // An additional connection was attached when it was accepted.
                 if let Established::Login {
-                    username, welcome, ..
+                    username,
+                    welcome,
+                    udp_accel,
+                    ..
                 } = established
                 {
                     let Some(hub) = c.pending_hub.take() else {
                         c.proto.close_local();
                         continue;
                     };
+                    let udp_path = udp_accel.as_ref().and_then(|granted| {
+                        let socket = crate::udp_accel::socket_for(&worker.udp_accel, c.local?)?;
+                        Some(Arc::new(crate::udp_accel::UdpPath::new(
+                            granted,
+                            c.peer,
+                            Arc::clone(&socket.socket),
+                            Arc::clone(&directory.udp_accel.counters),
+                        )))
+                    });
                     let login = LoginInfo {
                         user: &username,
                         client: c.peer,
                         worker: worker.index,
+                        udp_accel: udp_path.clone(),
                     };
                     match directory.open_reserved(&hub, &welcome, &login) {
                         Ok(session) => {
@@ -352,6 +377,13 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                                 "login succeeded; session established"
                             );
                             worker.stats.logins_ok.fetch_add(1, Ordering::Relaxed);
+                            if let Some(path) = udp_path {
+                                compio::runtime::spawn(crate::udp_accel::keepalives(
+                                    path,
+                                    Arc::clone(&session),
+                                ))
+                                .detach();
+                            }
                             c.session_key = welcome.session_key;
                             c.lane = Some(session.outbox.join());
                             c.session = Some(session);
@@ -422,7 +454,11 @@ fn on_login(c: &mut Conn, worker: &Worker, request: &ethergate_proto::LoginReque
             None => Err(ErrorCode::INTERNAL_ERROR),
         });
     match decision {
-        Ok(grant) => {
+        Ok(mut grant) => {
+            grant.udp_accel_port = c
+                .local
+                .and_then(|local| crate::udp_accel::socket_for(&worker.udp_accel, local))
+                .map(|s| s.bound.port());
             c.proto.accept_login(now(), grant);
             c.pending_hub = check.hub;
         }
@@ -676,16 +712,35 @@ fn send_hub_frames(c: &mut Conn, outbox: &Outbox, lane: LaneId) {
         from_hub,
         proto,
         session,
+        udp_out,
+        udp_sizes,
         ..
     } = c;
     outbox.take(lane, from_hub);
     if from_hub.is_empty() {
         return;
     }
+    let now = now();
     if let Some(session) = session {
         session.counters.sent.add_batch(from_hub);
+        if let Some(path) = &session.udp_accel {
+            clamp_mss(from_hub);
+            if path.send_frames(now, from_hub, udp_out, udp_sizes) {
+                return;
+            }
+        }
     }
-    proto.send_frames(now(), from_hub.iter());
+    proto.send_frames(now, from_hub.iter());
+}
+
+/// Lowers the MSS of TCP SYNs through a session that may carry them by UDP
+/// acceleration, so its datagrams fit the path unfragmented (from the
+/// login on, as SoftEther does: a connection opened while the session is
+/// still on TCP may later move to UDP).
+fn clamp_mss(frames: &mut Frames) {
+    frames.for_each_mut(|frame| {
+        ethergate_hub::offload::clamp_mss(frame, crate::udp_accel::CLAMPED_MSS);
+    });
 }
 
 /// Moves the protocol's queued plaintext through the transport into `out`.

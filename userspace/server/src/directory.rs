@@ -210,6 +210,8 @@ pub struct SessionShared {
     /// Set for a WireGuard peer's session: its current endpoint and last
     /// handshake.
     pub wireguard: Option<Arc<crate::wireguard::peer_link::PeerLink>>,
+    /// Set when the login was granted UDP acceleration.
+    pub udp_accel: Option<Arc<crate::udp_accel::UdpPath>>,
 }
 
 impl SessionShared {
@@ -280,6 +282,7 @@ pub struct LoginInfo<'a> {
     pub user: &'a str,
     pub client: SocketAddr,
     pub worker: usize,
+    pub udp_accel: Option<Arc<crate::udp_accel::UdpPath>>,
 }
 
 pub struct Directory {
@@ -295,6 +298,8 @@ pub struct Directory {
     /// One channel per worker thread; every hub (at registration, or
     /// when added) is sent to each, so each reads its share of the taps.
     workers: Mutex<Vec<async_channel::Sender<Arc<HubPlane>>>>,
+    /// Sessions with UDP acceleration, for matching datagrams to them.
+    pub udp_accel: crate::udp_accel::Registry,
 }
 
 impl Directory {
@@ -310,6 +315,7 @@ impl Directory {
             next_port: AtomicU64::new(1),
             next_connection: AtomicU64::new(1),
             workers: Mutex::default(),
+            udp_accel: crate::udp_accel::Registry::default(),
         }
     }
 
@@ -470,6 +476,9 @@ impl Directory {
         }
         drop(sessions);
         for shared in &ended {
+            if shared.udp_accel.is_some() {
+                self.udp_accel.remove(shared);
+            }
             shared.outbox.close();
             shared.hub.plane.detach(shared.port);
             self.release_counts(&shared.hub, &shared.user);
@@ -570,6 +579,7 @@ impl Directory {
             timeout_ms: welcome.timeout_ms,
             use_compress: welcome.use_compress,
             wireguard: None,
+            udp_accel: login.udp_accel.clone(),
         });
         // The switch learns of the port before the session exists for any
         // connection to send frames on.
@@ -581,6 +591,9 @@ impl Directory {
         self.lock_sessions()
             .live
             .insert(welcome.session_key, Arc::clone(&shared));
+        if shared.udp_accel.is_some() {
+            self.udp_accel.add(&shared);
+        }
         Ok(shared)
     }
 
@@ -620,6 +633,7 @@ impl Directory {
             timeout_ms: 0,
             use_compress: false,
             wireguard: Some(link),
+            udp_accel: None,
         });
         let policy = SessionPolicy::new(user, hub.limits_of(user));
         if !hub.plane.attach(port, outbox, worker, &policy) {
@@ -780,6 +794,7 @@ mod tests {
             timeout_ms: 20_000,
             policies: Vec::new(),
             message: None,
+            udp_accel: None,
         }
     }
 
@@ -814,6 +829,7 @@ mod tests {
             user: "alice",
             client: "192.0.2.1:40000".parse().expect("literal address"),
             worker: 0,
+            udp_accel: None,
         }
     }
 
@@ -941,6 +957,7 @@ mod tests {
             require_bridge_routing_mode: false,
             require_monitor_mode: false,
             unique_id: None,
+            udp_accel: None,
         };
         let mut check = LoginCheck {
             directory: &dir,

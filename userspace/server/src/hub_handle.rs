@@ -72,7 +72,7 @@ impl HubHandle {
         let mut plane = HubPlane::new(&setup.name, switch, setup.tap_queues, Arc::default())
             .map_err(HubError::TapQueues)?;
         if let Some(wg) = setup.wireguard {
-            let sockets = crate::wireguard::bind_sockets(wg.listen, workers).map_err(|source| {
+            let sockets = crate::udp::bind_sockets(wg.listen, workers).map_err(|source| {
                 HubError::WireguardListen {
                     addr: wg.listen,
                     source,

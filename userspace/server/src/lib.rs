@@ -22,6 +22,8 @@ mod read_sizer;
 mod snapshot;
 mod tap_reader;
 pub mod tls;
+mod udp;
+mod udp_accel;
 mod worker;
 mod worker_context;
 
@@ -63,7 +65,10 @@ pub use hub_handle::{HubAccess, HubError, HubHandle, HubSetup};
 pub use ktls::{KtlsSupport, OffloadPolicy};
 pub use login_throttle::ThrottleConfig;
 pub use random::system_random;
-pub use snapshot::{HubSnapshot, ServerSnapshot, SessionProtocol, SessionSnapshot};
+pub use snapshot::{
+    HubSnapshot, ServerSnapshot, SessionProtocol, SessionSnapshot, SessionUdpSnapshot,
+    UdpAccelSnapshot,
+};
 pub use wireguard::{Addressing, PeerSetup, WireguardSetup};
 pub use worker::worker_for_source;
 
@@ -82,6 +87,14 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot bind UDP {addr} for UDP acceleration (set `udp_acceleration = false` under [server] to serve TCP only): {source}"
+    )]
+    UdpAcceleration {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot start worker thread: {0}")]
     Thread(#[source] std::io::Error),
 }
@@ -93,6 +106,9 @@ pub struct ListenerSetup {
     pub workers: usize,
     pub tls: Arc<rustls::ServerConfig>,
     pub proto: ethergate_proto::ServerConfig,
+    /// Offer SoftEther's UDP acceleration to clients that ask for it, on
+    /// the UDP port of each listen address (docs/udp-acceleration.md).
+    pub udp_acceleration: bool,
 }
 
 impl ListenerSetup {
@@ -114,6 +130,7 @@ pub struct RunningServer {
     stats: Arc<Stats>,
     directory: Arc<Directory>,
     workers: usize,
+    udp_acceleration: bool,
     /// TLS mode (kernel or userspace) and per-connection outcome counters.
     tls_offload: Arc<ktls::Offload>,
 }
@@ -164,11 +181,30 @@ impl RunningServer {
                 }
             }
         }
+        let mut udp_per_worker: Vec<Vec<udp_accel::WorkerSocket>> =
+            (0..workers).map(|_| Vec::new()).collect();
+        if setup.udp_acceleration {
+            for &addr in &setup.listen {
+                let sockets = udp::bind_sockets(addr, workers)
+                    .map_err(|source| ServerError::UdpAcceleration { addr, source })?;
+                for (worker, socket) in sockets.into_iter().enumerate() {
+                    let bound = socket.local_addr().unwrap_or(addr);
+                    if let Some(list) = udp_per_worker.get_mut(worker) {
+                        list.push(udp_accel::WorkerSocket {
+                            bound,
+                            socket: Arc::new(socket),
+                        });
+                    }
+                }
+            }
+        }
         let directory = Arc::new(directory);
         let stats = Arc::new(Stats::default());
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         let mut threads = Vec::with_capacity(workers);
-        for (index, listeners) in per_worker.into_iter().enumerate() {
+        for (index, (listeners, udp_accel)) in
+            per_worker.into_iter().zip(udp_per_worker).enumerate()
+        {
             let worker = worker_context::Worker {
                 index,
                 workers,
@@ -178,6 +214,7 @@ impl RunningServer {
                 proto: setup.proto.clone(),
                 stats: Arc::clone(&stats),
                 offload: Arc::clone(&offload),
+                udp_accel,
             };
             let hubs = directory.register_worker();
             let thread = worker::spawn(listeners, worker, hubs, stop_rx.clone())
@@ -192,6 +229,7 @@ impl RunningServer {
             stats,
             directory,
             workers,
+            udp_acceleration: setup.udp_acceleration,
             tls_offload: offload,
         })
     }
@@ -290,6 +328,9 @@ impl RunningServer {
                 .map(|entry| snapshot::hub(directory, &entry.plane))
                 .collect(),
             sessions: directory.sessions().iter().map(snapshot::session).collect(),
+            udp_acceleration: self
+                .udp_acceleration
+                .then(|| snapshot::udp_acceleration(&directory.udp_accel.counters)),
         }
     }
 

@@ -42,6 +42,29 @@ pub struct ServerSnapshot {
     pub hubs: Vec<HubSnapshot>,
     /// Every session, oldest first.
     pub sessions: Vec<SessionSnapshot>,
+    /// UDP acceleration's counters; `None` when it is off.
+    pub udp_acceleration: Option<UdpAccelSnapshot>,
+}
+
+/// SoftEther UDP acceleration, server-wide.
+#[derive(Debug, Clone)]
+pub struct UdpAccelSnapshot {
+    pub datagrams_received: u64,
+    pub frames_received: u64,
+    pub frames_sent: u64,
+    pub keepalives_sent: u64,
+    pub send_errors: u64,
+    /// Every drop reason with its count.
+    pub drops: Vec<(&'static str, u64)>,
+}
+
+/// A session's UDP acceleration path.
+#[derive(Debug, Clone)]
+pub struct SessionUdpSnapshot {
+    pub sending_by_udp: bool,
+    pub endpoint: SocketAddr,
+    pub frames_received: u64,
+    pub frames_sent: u64,
 }
 
 /// One hub: its traffic, its users and sessions, its tap readers.
@@ -105,6 +128,8 @@ pub struct SessionSnapshot {
     pub received: (u64, u64),
     /// (frames, bytes) hub → client.
     pub sent: (u64, u64),
+    /// Set when the session was granted UDP acceleration.
+    pub udp_acceleration: Option<SessionUdpSnapshot>,
 }
 
 pub(crate) fn hub(directory: &Directory, plane: &HubPlane) -> HubSnapshot {
@@ -162,5 +187,23 @@ pub(crate) fn session(view: &SessionView) -> SessionSnapshot {
         worker: s.worker,
         received: s.counters.received.get(),
         sent: s.counters.sent.get(),
+        udp_acceleration: s.udp_accel.as_ref().map(|path| SessionUdpSnapshot {
+            sending_by_udp: path.sending_by_udp(),
+            endpoint: path.destination(),
+            frames_received: path.frames_in.load(std::sync::atomic::Ordering::Relaxed),
+            frames_sent: path.frames_out.load(std::sync::atomic::Ordering::Relaxed),
+        }),
+    }
+}
+
+pub(crate) fn udp_acceleration(c: &crate::udp_accel::UdpAccelCounters) -> UdpAccelSnapshot {
+    let get = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    UdpAccelSnapshot {
+        datagrams_received: get(&c.datagrams_received),
+        frames_received: get(&c.frames_received),
+        frames_sent: get(&c.frames_sent),
+        keepalives_sent: get(&c.keepalives_sent),
+        send_errors: get(&c.send_errors),
+        drops: c.drops(),
     }
 }

@@ -164,6 +164,18 @@ async fn run(
             Rc::clone(&worker),
         )));
     }
+    for udp in &worker.udp_accel {
+        match udp.socket.try_clone() {
+            Ok(socket) => accepting.push(compio::runtime::spawn(crate::udp_accel::receive::run(
+                socket,
+                Rc::clone(&worker),
+            ))),
+            Err(e) => error!(
+                "worker {index}: cannot read UDP acceleration on {}: {e}",
+                udp.bound
+            ),
+        }
+    }
     debug!(index, listeners = accepting.len(), "worker running");
     loop {
         let stopping = stop.recv();

@@ -28,6 +28,9 @@ pub struct Worker {
     pub stats: Arc<Stats>,
     /// Whether connections move into kernel TLS, and how many did.
     pub offload: Arc<crate::ktls::Offload>,
+    /// This worker's UDP acceleration socket on each listen address
+    /// (empty when UDP acceleration is off).
+    pub udp_accel: Vec<crate::udp_accel::WorkerSocket>,
 }
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();

@@ -21,11 +21,13 @@ mod ack_thin;
 mod checksum;
 mod coalesce;
 mod headers;
+mod mss_clamp;
 mod segment;
 
 #[cfg(test)]
 use ack_thin::MAX_THINNED_SPAN;
 pub use coalesce::{Coalescer, MAX_COALESCED_LEN};
+pub use mss_clamp::clamp_mss;
 pub use segment::{SegmentError, SegmentOut, segment};
 
 /// `sizeof(struct virtio_net_hdr)`.

@@ -595,3 +595,83 @@ proptest! {
         prop_assert_eq!(out, expected);
     }
 }
+
+fn syn(flow: Flow, mss: u16, ack: bool) -> Vec<u8> {
+    use etherparse::TcpOptionElement::{
+        MaximumSegmentSize, Noop, SelectiveAcknowledgementPermitted, WindowScale,
+    };
+    let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
+    let ip = if flow.v6 {
+        eth.ipv6([0xfd; 16], [0xfe; 16], 64)
+    } else {
+        eth.ipv4([192, 168, 30, 10], [10, 0, 1, 26], 64)
+    };
+    let mut tcp = ip.tcp(flow.port, 80, 1, 64_240).syn();
+    if ack {
+        tcp = tcp.ack(9);
+    }
+    let tcp = tcp
+        .options(&[
+            MaximumSegmentSize(mss),
+            SelectiveAcknowledgementPermitted,
+            Noop,
+            WindowScale(7),
+        ])
+        .expect("options");
+    let mut out = Vec::new();
+    tcp.write(&mut out, &[]).expect("write");
+    out
+}
+
+fn mss_of(frame: &[u8]) -> u16 {
+    let p = SlicedPacket::from_ethernet(frame).expect("parses");
+    let Some(TransportSlice::Tcp(tcp)) = p.transport else {
+        panic!("not TCP");
+    };
+    tcp.options_iterator()
+        .find_map(|o| match o {
+            Ok(etherparse::TcpOptionElement::MaximumSegmentSize(m)) => Some(m),
+            _ => None,
+        })
+        .expect("an MSS option")
+}
+
+#[test]
+fn syns_above_the_limit_are_clamped_with_a_valid_checksum() {
+    for v6 in [false, true] {
+        for ack in [false, true] {
+            let flow = Flow { v6, port: 40_000 };
+            let mut f = syn(flow, 1460, ack);
+            assert!(clamp_mss(&mut f, 1309));
+            assert_eq!(mss_of(&f), 1309);
+            assert!(tcp_checksum_ok(&f), "v6 {v6} ack {ack}");
+            let mut small = syn(flow, 1200, ack);
+            let before = small.clone();
+            assert!(!clamp_mss(&mut small, 1309), "already below");
+            assert_eq!(small, before);
+        }
+    }
+    let mut data = tcp_frame(Flow { v6: false, port: 1 }, 1, 1, true, &[0; 100]);
+    let before = data.clone();
+    assert!(!clamp_mss(&mut data, 500), "not a SYN");
+    assert_eq!(data, before);
+}
+
+proptest! {
+    /// Whatever the bytes, clamping never panics, and changes nothing
+    /// but the two MSS bytes and the two checksum bytes.
+    #[test]
+    fn clamp_never_panics_and_touches_at_most_four_bytes(
+        mut bytes in proptest::collection::vec(any::<u8>(), 0..120),
+        syn_prefix in any::<bool>(),
+    ) {
+        if syn_prefix && bytes.len() >= 60 {
+            let f = syn(Flow { v6: false, port: 7 }, 1460, false);
+            bytes[..f.len().min(60)].copy_from_slice(&f[..f.len().min(60)]);
+        }
+        let before = bytes.clone();
+        clamp_mss(&mut bytes, 1000);
+        let changed = before.iter().zip(&bytes).filter(|(a, b)| a != b).count();
+        prop_assert!(changed <= 4);
+    }
+}

@@ -19,12 +19,10 @@
 //! datagram is answered, delivered, or counted as dropped with a reason.
 
 mod counters;
-mod gro;
 pub(crate) mod peer_link;
 mod ratelimit;
 pub(crate) mod receive;
 mod send;
-mod socket;
 
 use std::{
     collections::HashMap,
@@ -41,7 +39,6 @@ use ethergate_net::{ClasslessRoute, Ipv4Cidr};
 use ethergate_wireguard::{Peer, PrivateKey, PublicKey, Responder};
 
 pub use counters::{WireguardCounters, WireguardDrop};
-pub use socket::bind_sockets;
 
 use crate::directory::SessionShared;
 use peer_link::PeerLink;

@@ -42,7 +42,7 @@ pub(crate) async fn run(
             return;
         }
     };
-    if !super::gro::enable(&nowait) {
+    if !crate::udp::gro::enable(&nowait) {
         debug!(hub = wg.hub, "UDP_GRO unavailable: one datagram per read");
     }
     let sender = Rc::new(send::WgSocket::new(socket, nowait.try_clone().ok()));
@@ -50,7 +50,7 @@ pub(crate) async fn run(
     let closed = plane.closed();
     futures_util::pin_mut!(closed);
     let mut first: Vec<u8> = Vec::with_capacity(DATAGRAM_MAX);
-    let mut control: Vec<u8> = Vec::with_capacity(super::gro::CONTROL_LEN);
+    let mut control: Vec<u8> = Vec::with_capacity(crate::udp::gro::CONTROL_LEN);
     let mut more: Vec<Vec<u8>> = Vec::new();
     // (buffer index, bytes, sender, segment size) of each read of a burst;
     // buffer 0 is `first`, i > 0 is `more[i - 1]`.
@@ -87,13 +87,13 @@ pub(crate) async fn run(
             unsafe { control.set_len(control_len) };
         }
         reads.clear();
-        let segment = super::gro::segment_size(&control[..control_len.min(control.len())]);
+        let segment = crate::udp::gro::segment_size(&control[..control_len.min(control.len())]);
         reads.push((0, n.min(first.len()), from, segment));
         for slot in 0..BURST - 1 {
             if more.len() == slot {
                 more.push(vec![0u8; DATAGRAM_MAX]);
             }
-            match super::gro::recv_nowait(&nowait, &mut more[slot]) {
+            match crate::udp::gro::recv_nowait(&nowait, &mut more[slot]) {
                 Ok((n, from, segment)) => reads.push((slot + 1, n, from, segment)),
                 Err(_) => break,
             }

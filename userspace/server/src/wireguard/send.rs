@@ -28,11 +28,6 @@ use crate::{
 
 /// How often an idle sender looks at the peer's timers.
 const TICK: Duration = Duration::from_secs(1);
-/// Most bytes in one segmented send (the kernel's limit is 64 KiB of UDP
-/// payload) and most segments (UDP_MAX_SEGMENTS is 128).
-const GSO_MAX_BYTES: usize = 65_000;
-const GSO_MAX_SEGMENTS: usize = 64;
-
 /// A worker's socket for one hub, as the senders use it.
 pub(crate) struct WgSocket {
     pub io: compio::net::UdpSocket,
@@ -88,29 +83,16 @@ impl WgSocket {
         sizes: &[usize],
         counters: &WireguardCounters,
     ) {
+        let mut batches = Vec::new();
+        crate::udp::gso::runs(sizes, |first, end, bytes| batches.push((first, end, bytes)));
         let mut at = 0;
-        let mut i = 0;
-        while i < sizes.len() {
-            // A run: equal sizes, the last one possibly shorter.
-            let size = sizes[i];
-            let mut end = i + 1;
-            let mut bytes = size;
-            while end < sizes.len()
-                && end - i < GSO_MAX_SEGMENTS
-                && bytes + sizes[end] <= GSO_MAX_BYTES
-                && sizes[end] <= size
-            {
-                bytes += sizes[end];
-                end += 1;
-                if sizes[end - 1] < size {
-                    break;
-                }
-            }
+        for (i, end, bytes) in batches {
             let chunk = &buf[at..at + bytes];
-            let sent = if self.gso.get() && end - i > 1 {
-                self.send_segmented(to, chunk, size as u16)
-            } else {
-                Err(std::io::ErrorKind::Unsupported.into())
+            let sent = match &self.raw {
+                Some(raw) if self.gso.get() && end - i > 1 => {
+                    crate::udp::gso::send_segmented(raw, to, chunk, sizes[i] as u16)
+                }
+                _ => Err(std::io::ErrorKind::Unsupported.into()),
             };
             match sent {
                 Ok(()) => {}
@@ -126,7 +108,6 @@ impl WgSocket {
             }
             WireguardCounters::bump_by(&counters.packets_sent, (end - i) as u64);
             at += bytes;
-            i = end;
         }
     }
 
@@ -144,47 +125,6 @@ impl WgSocket {
             self.send_one(datagram, to, counters).await;
         }
     }
-
-    /// One sendmsg(2) with UDP_SEGMENT: the kernel cuts `chunk` into
-    /// `segment`-byte datagrams.
-    fn send_segmented(&self, to: SocketAddr, chunk: &[u8], segment: u16) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd as _;
-        let Some(raw) = &self.raw else {
-            return Err(std::io::ErrorKind::Unsupported.into());
-        };
-        let addr = socket2::SockAddr::from(to);
-        let mut iov = libc::iovec {
-            iov_base: chunk.as_ptr().cast_mut().cast(),
-            iov_len: chunk.len(),
-        };
-        // Room for one cmsghdr and a u16, aligned for cmsghdr.
-        let mut control = [0u64; 4];
-        // SAFETY: msghdr is plain data; every pointer set below points at
-        // locals alive for the sendmsg call, and the control buffer is
-        // large enough for CMSG_SPACE(2) (checked by CMSG_FIRSTHDR).
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_name = addr.as_ptr().cast_mut().cast();
-            msg.msg_namelen = addr.len();
-            msg.msg_iov = &raw mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = libc::CMSG_SPACE(2) as usize;
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            if cmsg.is_null() {
-                return Err(std::io::ErrorKind::Unsupported.into());
-            }
-            (*cmsg).cmsg_level = libc::SOL_UDP;
-            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
-            let rc = libc::sendmsg(raw.as_raw_fd(), &msg, libc::MSG_DONTWAIT);
-            if rc < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Runs the sender of `session` (peer `peer`) until the session ends.
@@ -200,7 +140,7 @@ pub(crate) async fn run(
     let lane = outbox.join();
     let mut frames = Frames::new();
     let mut to_hub = Frames::new();
-    let mut out: Vec<u8> = Vec::with_capacity(GSO_MAX_BYTES);
+    let mut out: Vec<u8> = Vec::with_capacity(crate::udp::gso::MAX_BYTES);
     let mut sizes: Vec<usize> = Vec::new();
     let mut retired = Vec::new();
     let counters = &wg.counters;

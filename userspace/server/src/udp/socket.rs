@@ -1,4 +1,4 @@
-//! The hub's UDP sockets: one per worker on the same address
+//! A UDP endpoint's sockets: one per worker on the same address
 //! (SO_REUSEPORT), with the source-address steering of the TLS listeners,
 //! so all datagrams of one peer reach one worker.
 
@@ -11,7 +11,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// root, where the FORCE variants apply.
 const BUFFER_BYTES: usize = 4 << 20;
 
-/// Binds `workers` sockets on `addr`; errors surface here, at hub start.
+/// Binds `workers` sockets on `addr`; errors surface here, at start.
 pub fn bind_sockets(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
     let mut sockets = Vec::with_capacity(workers);
     for _ in 0..workers.max(1) {
@@ -30,7 +30,7 @@ pub fn bind_sockets(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std
         && let Some(first) = sockets.first()
         && let Err(e) = crate::worker::steer_by_source(first, addr.is_ipv6(), workers)
     {
-        tracing::warn!(%addr, "cannot keep a WireGuard peer on one worker: {e}");
+        tracing::warn!(%addr, "cannot keep a UDP peer on one worker: {e}");
     }
     Ok(sockets)
 }

@@ -1,0 +1,308 @@
+//! One session's UDP path: its two keys, the liveness state that decides
+//! when frames go by UDP, where the client is, and the sealing and
+//! sending of its datagrams (docs/udp-acceleration.md §3–§5).
+//!
+//! Shared by the session's connections (which send frames here while the
+//! path is usable), the worker's receive loop and the session's
+//! keep-alive task, all normally on the session's worker: the lock is
+//! uncontended.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ethergate_proto::{
+    Timestamp,
+    data::Frames,
+    udp_accel::{Liveness, Received, Record, Session},
+};
+
+use super::{UdpAccelCounters, UdpAccelDrop};
+use crate::udp::gso;
+
+/// The ChaCha20-Poly1305 tag after the ciphertext.
+const TAG_LEN: usize = 16;
+/// Nonce, record header and tag around each frame.
+pub const OVERHEAD: usize = NONCE_LEN + ethergate_proto::udp_accel::RECORD_HEADER + TAG_LEN;
+/// The largest datagram sent in a segmented run: one that fits an
+/// Ethernet MTU with the IPv4 and UDP headers. Larger ones (a peer whose
+/// MSS was not clamped, non-TCP frames) go one by one, fragmented by IP.
+const GSO_SEGMENT_MAX: usize = 1500 - 20 - 8;
+
+fn key(bytes: &[u8; 32]) -> LessSafeKey {
+    // A 32-byte key always fits ChaCha20-Poly1305.
+    LessSafeKey::new(
+        UnboundKey::new(&CHACHA20_POLY1305, bytes)
+            .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 takes 32-byte keys")),
+    )
+}
+
+struct State {
+    liveness: Liveness,
+    /// Where datagrams go: the TCP peer's address with the client's UDP
+    /// port at first, then the source of the newest valid datagram.
+    destination: SocketAddr,
+    /// The client's own address and port (its LAN address behind a NAT),
+    /// tried with keep-alives until the path works.
+    alternative: Option<SocketAddr>,
+}
+
+/// What a session's connection does with frames: by UDP or by TLS.
+pub struct UdpPath {
+    /// The client's key: what it sends is opened with it.
+    open_key: LessSafeKey,
+    /// The server's key: what we send is sealed with it.
+    seal_key: LessSafeKey,
+    /// Random per session; with the counter, no nonce repeats under the key.
+    nonce_prefix: [u8; 4],
+    next_nonce: AtomicU64,
+    /// The cookie the client expects in what we send.
+    client_cookie: u32,
+    state: Mutex<State>,
+    /// This worker's socket on the address the client connected to.
+    socket: Arc<std::net::UdpSocket>,
+    /// Frames leave by UDP now (status; set by the liveness checks).
+    sending: AtomicBool,
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    counters: Arc<UdpAccelCounters>,
+}
+
+impl UdpPath {
+    /// The path of a session whose login was granted UDP acceleration;
+    /// `peer` is the login connection's TCP peer.
+    pub fn new(
+        session: &Session,
+        peer: SocketAddr,
+        socket: Arc<std::net::UdpSocket>,
+        counters: Arc<UdpAccelCounters>,
+    ) -> Self {
+        let mut nonce_prefix = [0u8; 4];
+        crate::random::system_random(&mut nonce_prefix);
+        let destination = SocketAddr::new(peer.ip(), session.offer.client_port);
+        let alternative = session
+            .offer
+            .client_ip
+            .map(|ip| SocketAddr::new(ip, session.offer.client_port))
+            .filter(|a| *a != destination);
+        Self {
+            open_key: key(&session.offer.client_key),
+            seal_key: key(&session.grant.server_key()),
+            nonce_prefix,
+            next_nonce: AtomicU64::new(0),
+            client_cookie: session.grant.client_cookie,
+            state: Mutex::new(State {
+                liveness: Liveness::new(session.timers(), session.grant.server_cookie),
+                destination,
+                alternative,
+            }),
+            socket,
+            sending: AtomicBool::new(false),
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            counters,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Each step leaves the state consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The delay before the next keep-alive (see
+    /// [`Liveness::keepalive_delay_ms`]).
+    pub fn keepalive_delay_ms(&self, now: Timestamp, r: u32) -> u64 {
+        self.lock().liveness.keepalive_delay_ms(now, r)
+    }
+
+    /// Whether frames leave by UDP (as of the last check).
+    pub fn sending_by_udp(&self) -> bool {
+        self.sending.load(Ordering::Relaxed)
+    }
+
+    /// Where datagrams go now.
+    pub fn destination(&self) -> SocketAddr {
+        self.lock().destination
+    }
+
+    /// Opens a datagram in place; the record's plaintext on success.
+    pub fn open<'d>(&self, datagram: &'d mut [u8]) -> Option<&'d mut [u8]> {
+        if datagram.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, sealed) = datagram.split_at_mut(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        self.open_key
+            .open_in_place(nonce, Aad::empty(), sealed)
+            .ok()
+            .map(|plain| &mut plain[..])
+    }
+
+    /// Applies a record received at `now` from `from`; the frame (if any)
+    /// is the caller's to deliver when this says so.
+    pub fn receive(&self, now: Timestamp, record: &Record<'_>, from: SocketAddr) -> bool {
+        let mut state = self.lock();
+        match state.liveness.receive(now, record) {
+            Received::Accepted { newest } => {
+                if newest {
+                    // A roaming client or a NAT rebinding: follow it.
+                    state.destination = from;
+                }
+                true
+            }
+            Received::WrongCookie => {
+                self.counters.dropped(UdpAccelDrop::WrongCookie);
+                false
+            }
+            Received::Stale => {
+                self.counters.dropped(UdpAccelDrop::Stale);
+                false
+            }
+        }
+    }
+
+    /// Seals one record into `out` (appended): nonce, ciphertext, tag.
+    fn seal(&self, record: &Record<'_>, out: &mut Vec<u8>) {
+        let start = out.len();
+        let counter = self.next_nonce.fetch_add(1, Ordering::Relaxed);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..4].copy_from_slice(&self.nonce_prefix);
+        nonce[4..].copy_from_slice(&counter.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        record.encode(out);
+        let body = start + NONCE_LEN;
+        match self.seal_key.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::empty(),
+            &mut out[body..],
+        ) {
+            Ok(tag) => out.extend_from_slice(tag.as_ref()),
+            // Cannot fail for ChaCha20-Poly1305 below 256 GiB; never send
+            // plaintext if it somehow did.
+            Err(_) => out.truncate(start),
+        }
+    }
+
+    /// A keep-alive to the client (and, until the path works, to its own
+    /// address too).
+    pub fn send_keepalive(&self, now: Timestamp) {
+        let (echo, destination, alternative, usable) = {
+            let mut state = self.lock();
+            let usable = state.liveness.usable(now);
+            (
+                state.liveness.echo(),
+                state.destination,
+                state.alternative,
+                usable,
+            )
+        };
+        self.sending.store(usable, Ordering::Relaxed);
+        let mut out = Vec::with_capacity(OVERHEAD);
+        self.seal(
+            &Record {
+                cookie: self.client_cookie,
+                sender_tick: Liveness::own_tick(now),
+                echoed_tick: echo,
+                compressed: false,
+                frame: &[],
+            },
+            &mut out,
+        );
+        self.send_one(&out, destination);
+        if !usable && let Some(alternative) = alternative {
+            self.send_one(&out, alternative);
+        }
+        UdpAccelCounters::bump(&self.counters.keepalives_sent);
+    }
+
+    /// Sends `frames` by UDP if the path is usable at `now` (false: the
+    /// caller sends them by TLS). `out` and `sizes` are scratch.
+    pub fn send_frames(
+        &self,
+        now: Timestamp,
+        frames: &Frames,
+        out: &mut Vec<u8>,
+        sizes: &mut Vec<usize>,
+    ) -> bool {
+        let (echo, destination) = {
+            let mut state = self.lock();
+            if !state.liveness.usable(now) {
+                drop(state);
+                self.sending.store(false, Ordering::Relaxed);
+                return false;
+            }
+            (state.liveness.echo(), state.destination)
+        };
+        self.sending.store(true, Ordering::Relaxed);
+        out.clear();
+        sizes.clear();
+        let tick = Liveness::own_tick(now);
+        for frame in frames.iter() {
+            let before = out.len();
+            self.seal(
+                &Record {
+                    cookie: self.client_cookie,
+                    sender_tick: tick,
+                    echoed_tick: echo,
+                    compressed: false,
+                    frame,
+                },
+                out,
+            );
+            sizes.push(out.len() - before);
+        }
+        self.frames_out
+            .fetch_add(frames.len() as u64, Ordering::Relaxed);
+        self.counters
+            .frames_sent
+            .fetch_add(frames.len() as u64, Ordering::Relaxed);
+        let mut at = 0;
+        let mut runs = Vec::new();
+        gso::runs(sizes, |first, end, bytes| runs.push((first, end, bytes)));
+        for (first, end, bytes) in runs {
+            let chunk = &out[at..at + bytes];
+            at += bytes;
+            let segment = sizes[first];
+            let sent = if end - first > 1 && segment <= GSO_SEGMENT_MAX {
+                gso::send_segmented(&*self.socket, destination, chunk, segment as u16)
+            } else {
+                Err(std::io::ErrorKind::Unsupported.into())
+            };
+            match sent {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.counters
+                        .drop_n(UdpAccelDrop::SocketFull, (end - first) as u64);
+                }
+                Err(_) => {
+                    let mut offset = 0;
+                    for &size in &sizes[first..end] {
+                        self.send_one(&chunk[offset..offset + size], destination);
+                        offset += size;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// One non-blocking send; a full socket buffer drops (and counts) the
+    /// datagram, as a UDP path must rather than stall the connection.
+    fn send_one(&self, datagram: &[u8], to: SocketAddr) {
+        match self.socket.send_to(datagram, to) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.counters.dropped(UdpAccelDrop::SocketFull);
+            }
+            Err(e) => {
+                tracing::debug!(%to, "UDP acceleration send: {e}");
+                UdpAccelCounters::bump(&self.counters.send_errors);
+            }
+        }
+    }
+}

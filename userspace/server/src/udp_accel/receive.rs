@@ -1,0 +1,248 @@
+//! A worker's receive loop for one acceleration socket: one datagram
+//! waited for on io_uring, whatever else is queued read without waiting
+//! (coalesced by UDP_GRO where the kernel can), each datagram matched to
+//! its session, opened, checked, and the frames switched through the hub
+//! as one batch per session — on this worker, as frames from a TLS
+//! connection are.
+
+use std::{collections::HashMap, net::SocketAddr, rc::Rc, sync::Arc};
+
+use compio::BufResult;
+use ethergate_proto::{data::Frames, udp_accel::Record};
+use tracing::{debug, warn};
+
+use super::{CLAMPED_MSS, Registry, UdpAccelCounters, UdpAccelDrop};
+use crate::{directory::SessionShared, udp::gro, worker_context::Worker};
+
+/// Largest read: a 64 KiB UDP payload (a coalesced run).
+const READ_MAX: usize = 65536;
+/// Reads handled as one burst.
+const BURST: usize = 32;
+/// Learned sources kept per worker; past it the cache starts again (a
+/// flood of new sources costs lookups, never memory).
+const CACHE_MAX: usize = 4096;
+
+/// Serves this worker's `socket` until the server stops (the task is
+/// dropped with the worker's runtime).
+pub(crate) async fn run(socket: std::net::UdpSocket, worker: Rc<Worker>) {
+    let local = socket.local_addr().ok();
+    let nowait = match socket.try_clone() {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(?local, "cannot use a UDP acceleration socket: {e}");
+            return;
+        }
+    };
+    let socket = match compio::net::UdpSocket::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(?local, "cannot register a UDP acceleration socket: {e}");
+            return;
+        }
+    };
+    gro::enable(&nowait);
+    let registry = &worker.directory.udp_accel;
+    let mut first: Vec<u8> = Vec::with_capacity(READ_MAX);
+    let mut control: Vec<u8> = Vec::with_capacity(gro::CONTROL_LEN);
+    let mut more: Vec<Vec<u8>> = Vec::new();
+    let mut reads: Vec<(usize, usize, SocketAddr, Option<usize>)> = Vec::with_capacity(BURST);
+    let mut rx = Receiver {
+        registry,
+        worker: &worker,
+        known: HashMap::new(),
+        candidates: Vec::new(),
+        scratch: Vec::with_capacity(2048),
+        inflated: Vec::new(),
+        batch: Batch::default(),
+    };
+    loop {
+        first.clear();
+        control.clear();
+        let BufResult(result, (returned, returned_control)) = socket.recv_msg(first, control).await;
+        first = returned;
+        control = returned_control;
+        let (n, control_len, from) = match result {
+            Ok((n, control_len, from, _)) => (n, control_len, from),
+            Err(e) => {
+                debug!(?local, "UDP acceleration receive: {e}");
+                continue;
+            }
+        };
+        if control.len() < control_len && control_len <= control.capacity() {
+            // SAFETY: the kernel wrote `control_len` bytes of ancillary
+            // data into the buffer (its msg_controllen after recvmsg).
+            unsafe { control.set_len(control_len) };
+        }
+        reads.clear();
+        let segment = gro::segment_size(&control[..control_len.min(control.len())]);
+        reads.push((0, n.min(first.len()), from, segment));
+        for slot in 0..BURST - 1 {
+            if more.len() == slot {
+                more.push(vec![0u8; READ_MAX]);
+            }
+            match gro::recv_nowait(&nowait, &mut more[slot]) {
+                Ok((n, from, segment)) => reads.push((slot + 1, n, from, segment)),
+                Err(_) => break,
+            }
+        }
+        let now = crate::worker_context::now();
+        for &(at, n, from, segment) in &reads {
+            let buf = if at == 0 {
+                &mut first[..n]
+            } else {
+                &mut more[at - 1][..n]
+            };
+            for datagram in buf.chunks_mut(segment.unwrap_or(n).max(1)) {
+                rx.datagram(now, datagram, from);
+            }
+        }
+        rx.batch.flush(&worker);
+    }
+}
+
+struct Receiver<'a> {
+    registry: &'a Registry,
+    worker: &'a Worker,
+    /// Sources this worker has matched to a session.
+    known: HashMap<SocketAddr, Arc<SessionShared>>,
+    candidates: Vec<Arc<SessionShared>>,
+    /// A copy of a datagram, for trying more than one key.
+    scratch: Vec<u8>,
+    /// One inflated frame.
+    inflated: Vec<u8>,
+    batch: Batch,
+}
+
+impl Receiver<'_> {
+    fn counters(&self) -> &UdpAccelCounters {
+        &self.registry.counters
+    }
+
+    fn datagram(&mut self, now: ethergate_proto::Timestamp, datagram: &mut [u8], from: SocketAddr) {
+        UdpAccelCounters::bump(&self.counters().datagrams_received);
+        let known = self.known.get(&from).filter(|s| !s.is_closed()).cloned();
+        if let Some(session) = known
+            && let Some(path) = &session.udp_accel
+        {
+            if let Some(plain) = path.open(datagram) {
+                let plain: &[u8] = plain;
+                self.deliver(now, &session, plain, from);
+            } else {
+                // Forged, or another session behind the same address and
+                // port now (a NAT reused it): this one is lost (opening
+                // overwrote it), the source's next one is matched afresh.
+                self.known.remove(&from);
+                self.counters().dropped(UdpAccelDrop::Undecryptable);
+            }
+            return;
+        }
+        self.known.remove(&from);
+        self.registry.candidates(from.ip(), &mut self.candidates);
+        if self.candidates.is_empty() {
+            self.counters().dropped(UdpAccelDrop::UnknownSource);
+            return;
+        }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(datagram);
+        let candidates = std::mem::take(&mut self.candidates);
+        for session in &candidates {
+            let Some(path) = &session.udp_accel else {
+                continue;
+            };
+            datagram.copy_from_slice(&self.scratch);
+            if let Some(plain) = path.open(datagram) {
+                let plain: &[u8] = plain;
+                if self.known.len() >= CACHE_MAX {
+                    self.known.clear();
+                }
+                self.known.insert(from, Arc::clone(session));
+                self.deliver(now, session, plain, from);
+                self.candidates = candidates;
+                return;
+            }
+        }
+        self.candidates = candidates;
+        self.counters().dropped(UdpAccelDrop::Undecryptable);
+    }
+
+    fn deliver(
+        &mut self,
+        now: ethergate_proto::Timestamp,
+        session: &Arc<SessionShared>,
+        plain: &[u8],
+        from: SocketAddr,
+    ) {
+        let Some(path) = &session.udp_accel else {
+            return;
+        };
+        let record = match Record::decode(plain) {
+            Ok(r) => r,
+            Err(_) => {
+                self.counters().dropped(UdpAccelDrop::Malformed);
+                return;
+            }
+        };
+        if !path.receive(now, &record, from) || record.frame.is_empty() {
+            return;
+        }
+        let frame: &[u8] = if record.compressed {
+            match ethergate_proto::data::inflate_frame(record.frame, &mut self.inflated) {
+                Some(len) => &self.inflated[..len],
+                None => {
+                    self.registry.counters.dropped(UdpAccelDrop::BadCompression);
+                    return;
+                }
+            }
+        } else {
+            record.frame
+        };
+        UdpAccelCounters::bump(&self.registry.counters.frames_received);
+        path.frames_in
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.batch.add(session, frame, self.worker);
+    }
+}
+
+/// Frames received in this burst, switched as one batch per session (in
+/// arrival order, runs of one session kept together).
+#[derive(Default)]
+struct Batch {
+    session: Option<Arc<SessionShared>>,
+    frames: Frames,
+}
+
+impl Batch {
+    fn add(&mut self, session: &Arc<SessionShared>, frame: &[u8], worker: &Worker) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| !Arc::ptr_eq(s, session))
+        {
+            self.flush(worker);
+        }
+        if self.session.is_none() {
+            self.session = Some(Arc::clone(session));
+        }
+        self.frames.push(frame);
+    }
+
+    fn flush(&mut self, worker: &Worker) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        if !self.frames.is_empty() {
+            self.frames.for_each_mut(|f| {
+                ethergate_hub::offload::clamp_mss(f, CLAMPED_MSS);
+            });
+            session.counters.received.add_batch(&self.frames);
+            let mut buffers = worker.switch_buffers.borrow_mut();
+            session.hub.plane.switch_from_session(
+                session.port,
+                &self.frames,
+                worker.index,
+                &mut buffers,
+            );
+        }
+        self.frames.clear();
+    }
+}
