@@ -257,6 +257,7 @@ fn hubs(m: &mut Exposition, s: &Status) {
         );
     }
     wireguard_metrics(m, s);
+    udp_acceleration_metrics(m, s);
     m.family(
         "ethergate_hub_tap_offload",
         "gauge",
@@ -267,6 +268,58 @@ fn hubs(m: &mut Exposition, s: &Status) {
             "ethergate_hub_tap_offload",
             &[("hub", &hub.name)],
             u64::from(hub.tap_offload),
+        );
+    }
+}
+
+/// SoftEther UDP acceleration: events, drops by reason, sessions by state.
+fn udp_acceleration_metrics(m: &mut Exposition, s: &Status) {
+    let Some(u) = &s.server.udp_acceleration else {
+        return;
+    };
+    m.family(
+        "ethergate_udp_acceleration_events_total",
+        "counter",
+        "SoftEther UDP acceleration: datagrams received, frames each way by UDP, keep-alives sent, send errors.",
+    );
+    for (event, n) in [
+        ("datagram_received", u.datagrams_received),
+        ("frame_received", u.frames_received),
+        ("frame_sent", u.frames_sent),
+        ("keepalive_sent", u.keepalives_sent),
+        ("send_error", u.send_errors),
+    ] {
+        m.sample(
+            "ethergate_udp_acceleration_events_total",
+            &[("event", event)],
+            n,
+        );
+    }
+    m.family(
+        "ethergate_udp_acceleration_dropped_total",
+        "counter",
+        "Datagrams sent to the UDP acceleration port and not delivered (and frames not sent), by reason.",
+    );
+    for (reason, n) in &u.drops {
+        m.sample(
+            "ethergate_udp_acceleration_dropped_total",
+            &[("reason", reason.as_str())],
+            *n,
+        );
+    }
+    m.family(
+        "ethergate_udp_acceleration_sessions",
+        "gauge",
+        "Sessions granted UDP acceleration, by whether their frames leave by UDP now or by TLS.",
+    );
+    for (state, n) in [
+        ("udp", u.sessions_sending_by_udp),
+        ("tls", u.sessions - u.sessions_sending_by_udp),
+    ] {
+        m.sample(
+            "ethergate_udp_acceleration_sessions",
+            &[("state", state)],
+            n,
         );
     }
 }
@@ -551,8 +604,36 @@ mod tests {
                 drops: [("ports_exhausted".to_owned(), 7)].into(),
                 ..NatStatus::default()
             }),
+            server: crate::model::ServerStatus {
+                udp_acceleration: Some(crate::model::UdpAccelerationStatus {
+                    sessions: 3,
+                    sessions_sending_by_udp: 2,
+                    frames_sent: 9,
+                    drops: [("undecryptable".to_owned(), 5)].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
             ..Status::default()
         }
+    }
+
+    #[test]
+    fn udp_acceleration_has_its_families() {
+        let text = render(&sample_status());
+        for needle in [
+            r#"ethergate_udp_acceleration_events_total{event="frame_sent"} 9"#,
+            r#"ethergate_udp_acceleration_dropped_total{reason="undecryptable"} 5"#,
+            r#"ethergate_udp_acceleration_sessions{state="udp"} 2"#,
+            r#"ethergate_udp_acceleration_sessions{state="tls"} 1"#,
+        ] {
+            assert!(text.contains(needle), "{needle} missing:\n{text}");
+        }
+        let off = render(&Status::default());
+        assert!(
+            !off.contains("ethergate_udp_acceleration"),
+            "off: no families"
+        );
     }
 
     #[test]

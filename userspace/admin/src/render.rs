@@ -60,6 +60,32 @@ pub fn status(s: &Status) -> String {
             .collect();
         let _ = writeln!(out, "            connections: {}", modes.join(", "));
     }
+    if let Some(u) = &s.server.udp_acceleration {
+        let dropped: Vec<String> = u
+            .drops
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(why, n)| format!("{why} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "udp accel   {} of {} session(s) on UDP; {} datagram(s) in ({} frame(s)), {} frame(s) \
+             out, {} keep-alive(s); dropped: {}",
+            u.sessions_sending_by_udp,
+            u.sessions,
+            u.datagrams_received,
+            u.frames_received,
+            u.frames_sent,
+            u.keepalives_sent,
+            if dropped.is_empty() {
+                "none".to_owned()
+            } else {
+                dropped.join(", ")
+            }
+        );
+    } else {
+        let _ = writeln!(out, "udp accel   off (every SoftEther session on TLS)");
+    }
     let failed: u64 = s.server.logins_failed.values().sum();
     let _ = write!(
         out,
@@ -191,11 +217,18 @@ fn hub_line(out: &mut String, hub: &HubStatus) {
 }
 
 fn session_line(out: &mut String, s: &SessionStatus) {
-    let conns = if s.orphaned {
+    let mut conns = if s.orphaned {
         "idle".to_owned()
     } else {
         format!("{}/{}", s.connections, s.max_connections)
     };
+    if s.udp_acceleration
+        .as_ref()
+        .is_some_and(|u| u.sending_by_udp)
+    {
+        // Its frames leave by UDP acceleration now.
+        conns.push_str("+u");
+    }
     let _ = writeln!(
         out,
         "  {:<24} {:<10} {:<12} {:<21} {:>5} {:>8} {:>12} {:>12}",
@@ -275,6 +308,12 @@ mod tests {
                 logins_ok: 3,
                 logins_failed: [("auth_failed".to_owned(), 2)].into(),
                 connections_refused: [("address_pending_cap".to_owned(), 7)].into(),
+                udp_acceleration: Some(crate::model::UdpAccelerationStatus {
+                    sessions: 1,
+                    sessions_sending_by_udp: 1,
+                    drops: [("stale".to_owned(), 2), ("malformed".to_owned(), 0)].into(),
+                    ..Default::default()
+                }),
                 ..ServerStatus::default()
             },
             hubs: vec![crate::model::HubStatus {
@@ -290,6 +329,10 @@ mod tests {
                 connections: 8,
                 max_connections: 8,
                 age_secs: 61,
+                udp_acceleration: Some(crate::model::SessionUdpStatus {
+                    sending_by_udp: true,
+                    ..Default::default()
+                }),
                 ..SessionStatus::default()
             }],
             nat: Some(NatStatus {
@@ -314,7 +357,12 @@ mod tests {
         assert!(text.contains("uplink eth0 (xdp native)"), "{text}");
         assert!(text.contains("3 ok, 2 refused (auth_failed 2)"), "{text}");
         assert!(text.contains("SID-TSUMURA-1"), "{text}");
-        assert!(text.contains("8/8"), "{text}");
+        assert!(text.contains("8/8+u"), "{text}");
+        assert!(
+            text.contains("udp accel   1 of 1 session(s) on UDP")
+                && text.contains("dropped: stale 2\n"),
+            "{text}"
+        );
         assert!(
             text.contains("refused before the handshake: address_pending_cap 7"),
             "{text}"

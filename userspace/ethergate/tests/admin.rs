@@ -238,6 +238,7 @@ fn status_reload_disconnect_and_metrics_on_a_live_appliance() {
         "ethergate_uplink_interface_bytes_total{interface=\"eth0\",direction=\"rx\"}",
         "ethergate_dhcp_pool_addresses{hub=\"mikalab\"} 191",
         "ethergate_tls_certificate_expiry_timestamp_seconds{",
+        "ethergate_udp_acceleration_sessions{state=\"udp\"} 0",
     ] {
         assert!(
             metrics.stdout.contains(needle),

@@ -115,11 +115,28 @@ fn the_debian_client_moves_to_udp_acceleration_and_falls_back_to_tls_when_udp_br
     let socket = app.state.join("admin.sock").display().to_string();
     let topo = &app.topo;
     let log = || app.serve.log();
-    let _client = vpnclient_fetches_the_page(topo, "mikalab-pass", log);
+    let client = vpnclient_fetches_the_page(topo, "mikalab-pass", log);
 
     // Granted at login; frames move to UDP once the path has worked both
     // ways for 10 s.
     ping_until_udp(topo, &socket, true, Duration::from_secs(30));
+    let client_says = || {
+        let status = client.account_status("acc").expect("AccountStatusGet");
+        status
+            .get("UDP Acceleration is Active")
+            .unwrap_or_else(|| panic!("no UDP acceleration row: {:?}", status.items))
+            .to_owned()
+    };
+    // Each side decides alone, from what it receives: the client follows
+    // within its own stable period.
+    let client_follows = || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while client_says() != "Yes" {
+            assert!(Instant::now() < deadline, "the client stays on TCP");
+            let _ = topo.run("client", &["ping", "-c", "5", "-i", "0.2", recipe::TAP_IP]);
+        }
+    };
+    client_follows();
 
     // From now on every frame for the client leaves by UDP, and the
     // client sends by UDP too.
@@ -209,9 +226,11 @@ fn the_debian_client_moves_to_udp_acceleration_and_falls_back_to_tls_when_udp_br
         udp_status(&socket)["udp_acceleration"]["sending_by_udp"].as_bool(),
         Some(false)
     );
+    assert_eq!(client_says(), "No", "the client fell back too");
     assert_eq!(fetch_page(topo).stdout, common::PAGE, "{}", log());
 
     // Healed: back to UDP.
     rule("-D");
     ping_until_udp(topo, &socket, true, Duration::from_secs(40));
+    client_follows();
 }

@@ -513,6 +513,31 @@ mod tests {
     }
 
     #[test]
+    fn compressed_frames_inflate_within_the_limit() {
+        use std::io::Write as _;
+        let zlib = |bytes: &[u8]| {
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            z.write_all(bytes).expect("deflate");
+            z.finish().expect("finish")
+        };
+        let mut out = Vec::new();
+        let frame = [0x42u8; 1514];
+        let n = crate::data::inflate_frame(&zlib(&frame), &mut out).expect("inflates");
+        assert_eq!(&out[..n], &frame[..]);
+        assert_eq!(
+            crate::data::inflate_frame(&zlib(&[0; 1601]), &mut out),
+            None,
+            "too large"
+        );
+        assert_eq!(crate::data::inflate_frame(b"not zlib", &mut out), None);
+        assert_eq!(
+            crate::data::inflate_frame(&zlib(&[]), &mut out),
+            None,
+            "empty"
+        );
+    }
+
+    #[test]
     fn zero_tick_is_sent_as_one() {
         let r = record(1, 0, 0, &[]);
         assert_eq!(Record::decode(&r).expect("decodes").sender_tick, 1);

@@ -270,4 +270,28 @@ fn write_fuzz_seeds() {
     let mut v = vec![0x21];
     v.extend(data_stream(true));
     write("data_phase_decode", "mixed_compressed", &v);
+
+    // udp_accel_record: control byte, then (u16 length, u16 clock step, record)…
+    use ethergate_proto::udp_accel::{Liveness, Record};
+    let mut v = vec![0x01];
+    for i in 0..24u64 {
+        let mut record = Vec::new();
+        let frame = [0x5au8; 60];
+        Record {
+            cookie: 0x0102_0304,
+            sender_tick: 100 + i * 500,
+            echoed_tick: Liveness::own_tick(Timestamp(1_000 + i * 500)),
+            compressed: false,
+            frame: if i % 2 == 0 { &[] } else { &frame },
+        }
+        .encode(&mut record);
+        v.extend((record.len() as u16).to_be_bytes());
+        v.extend(500u16.to_be_bytes());
+        v.extend(record);
+    }
+    write(
+        "udp_accel_record",
+        "twelve_seconds_of_keepalives_and_frames",
+        &v,
+    );
 }

@@ -36,7 +36,7 @@ pub(crate) fn maxtcp(
     let set = |max_tcp: u8| client.account_detail_set(ACCOUNT, &account_detail(system, max_tcp));
     let ready = set(8)
         .map_err(anyhow::Error::from)
-        .and_then(|()| connect(topo, client))
+        .and_then(|()| connect(topo, client, system))
         .and_then(|()| wait_for_connections(client, 8));
     let secs = settings.secs;
     for dir in ["up", "down"] {
@@ -61,10 +61,20 @@ pub(crate) fn maxtcp(
                 let softnet_before = softnet_drops();
                 let sent_before = nstat(topo, sender, &SENDER_COUNTERS);
                 let ofo_before = nstat(topo, receiver, &["TcpExtTCPOFOQueue"]);
+                let udp_before = UDP_ENDS.map(|ns| nstat(topo, ns, &UDP_OVERFLOWS));
                 let r = tools::iperf3(topo, "client", PRIVATE_IP, secs, 4, dir == "down")?;
                 let sent = delta(&sent_before, &nstat(topo, sender, &SENDER_COUNTERS));
                 let ofo = delta(&ofo_before, &nstat(topo, receiver, &["TcpExtTCPOFOQueue"]));
                 let softnet = softnet_drops().saturating_sub(softnet_before);
+                // Datagrams a full socket buffer refused (UDP acceleration).
+                let udp: Vec<String> = UDP_ENDS
+                    .iter()
+                    .zip(&udp_before)
+                    .map(|(ns, before)| {
+                        let d = delta(before, &nstat(topo, ns, &UDP_OVERFLOWS));
+                        format!("{ns} rcvbuf={} sndbuf={}", d[0], d[1])
+                    })
+                    .collect();
                 let links: Vec<String> = link_drops(topo)
                     .into_iter()
                     .filter_map(|(name, after)| {
@@ -86,8 +96,9 @@ pub(crate) fn maxtcp(
                 };
                 eprintln!(
                     "        {dir}: interface drops: [{}], softnet backlog drops: {softnet}, \
-                     ethergate frames: {server}",
-                    links.join(" ")
+                     UDP socket overflows: [{}], ethergate frames: {server}",
+                    links.join(" "),
+                    udp.join(", ")
                 );
                 // Why the sender retransmitted: on stderr with the run.
                 eprintln!(
@@ -228,6 +239,10 @@ pub(crate) fn softnet_drops() -> u64 {
         .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
         .sum()
 }
+
+/// The tunnel's two ends, whose UDP sockets carry UDP acceleration.
+const UDP_ENDS: [&str; 2] = ["client", "nat"];
+const UDP_OVERFLOWS: [&str; 2] = ["UdpRcvbufErrors", "UdpSndbufErrors"];
 
 /// `nstat -az` absolute values of `names` in `ns` (0 when absent).
 pub(crate) fn nstat(topo: &Topology, ns: &str, names: &[&str]) -> Vec<u64> {

@@ -27,8 +27,8 @@ use maxtcp::maxtcp;
 use measure::{Part, sessions, traffic};
 use rows::{fail_all, fail_traffic};
 use systems::{
-    ACCOUNT, SOFTETHER_TCP, account_detail, connect, disconnect, remove_softether_rules,
-    start_client, start_softether,
+    ACCOUNT, ETHERGATE_TCP, SOFTETHER_TCP, account_detail, connect, disconnect,
+    remove_softether_rules, start_client, start_softether, tcp_only,
 };
 
 pub(crate) use measure::{Tunnel, tunnel_rows, udp_pps};
@@ -50,21 +50,23 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
     )?;
     let _iperf = tools::iperf3_server(topo, "private", PRIVATE_IP)?;
     let client = start_client(topo);
-    for system in [ETHERGATE, SOFTETHER, SOFTETHER_TCP] {
+    for system in [ETHERGATE, ETHERGATE_TCP, SOFTETHER, SOFTETHER_TCP] {
         if !settings.wants(system) || sys::interrupted() {
             continue;
         }
         report.progress(&format!("tunnel: starting {system}"));
         let server: Result<(Option<Process>, Option<SoftEtherServer<'_>>)> = match system {
-            ETHERGATE => start_ethergate(topo, settings, ethergate_dataplane_default_flows(), None)
-                .map(|p| (Some(p), None)),
+            ETHERGATE | ETHERGATE_TCP => {
+                start_ethergate(topo, settings, ethergate_dataplane_default_flows(), None)
+                    .map(|p| (Some(p), None))
+            }
             _ => start_softether(topo).map(|s| (None, Some(s))),
         };
         let (eg, se) = match server {
             Ok(s) => s,
             Err(e) => {
                 let error = format!("server did not start: {e:#}");
-                if system == SOFTETHER_TCP {
+                if tcp_only(system) {
                     fail_traffic(report, settings, system, &error);
                 } else {
                     fail_all(report, settings, system, &error);
@@ -78,9 +80,9 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
             .map(Process::pid)
             .or_else(|| se.as_ref().and_then(SoftEtherServer::pid))
             .ok_or_else(|| anyhow!("no server pid"))?;
-        // The TCP-only SoftEther rows are the same server with another
-        // client setting: only the rows the client's transport changes.
-        let server_rows = system != SOFTETHER_TCP;
+        // The TCP-only rows are the same server with another client
+        // setting: only the rows the client's transport changes.
+        let server_rows = !tcp_only(system);
         // Memory first, on the fresh server: later traffic leaves freed
         // buffers behind that new sessions would reuse unseen.
         if server_rows {
@@ -90,7 +92,7 @@ pub fn run(topo: &Topology, report: &mut Report, settings: &Settings) -> Result<
             Ok(c) => match c
                 .account_detail_set(ACCOUNT, &account_detail(system, 1))
                 .map_err(anyhow::Error::from)
-                .and_then(|()| connect(topo, c))
+                .and_then(|()| connect(topo, c, system))
             {
                 Ok(()) => {
                     traffic(topo, report, settings, system, pid);

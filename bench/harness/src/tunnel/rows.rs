@@ -12,7 +12,7 @@ use crate::{
 pub(crate) const ROWS: Group = Group("tunnel");
 
 pub(crate) const CLIENT_METHOD: &str = "Debian vpnclient 5.01, 1 TCP conn, TLS, no compression, \
-     UDP acceleration where the server offers it (SoftEther unless /DISABLEUDP; ethergate has none)";
+     UDP acceleration (measured once the client reports it active) unless the system says /DISABLEUDP";
 
 /// Names of the rows one VPN system produces, so a system that fails to
 /// start still gets a row per workload, each with the error.

@@ -32,13 +32,17 @@ pub(crate) const TAP: &str = "vpn_vpn0";
 
 pub const ETHERGATE: &str = "ethergate";
 
+/// ethergate with the client's UDP acceleration turned off
+/// (`/DISABLEUDP:yes`): its TLS data path, transport for transport against
+/// [`SOFTETHER_TCP`].
+pub const ETHERGATE_TCP: &str = "ethergate TCP only (/DISABLEUDP)";
+
 pub const SOFTETHER: &str = "SoftEther 5.01 (bridge+iptables)";
 
 /// The same SoftEther server with the client's UDP acceleration turned off
-/// (`/DISABLEUDP:yes`): its data then takes the TLS connection, the only
-/// path ethergate offers (docs/softether-protocol.md). Without it the
-/// Debian client moves almost every data packet over UDP, so the
-/// [`SOFTETHER`] rows compare different transports.
+/// (`/DISABLEUDP:yes`): its data then takes the TLS connection. Without it
+/// the Debian client moves almost every data packet over UDP
+/// (docs/udp-acceleration.md), as it does with [`ETHERGATE`].
 pub const SOFTETHER_TCP: &str = "SoftEther 5.01 TCP only (/DISABLEUDP)";
 
 /// The recipe's iptables rules for the SoftEther system (docs/design.md).
@@ -170,18 +174,55 @@ pub(crate) fn start_client(topo: &Topology) -> Result<SoftEtherClient<'_>> {
     Ok(client)
 }
 
+/// Whether `system` is a server with the client's UDP acceleration off.
+pub(crate) fn tcp_only(system: &str) -> bool {
+    system == SOFTETHER_TCP || system == ETHERGATE_TCP
+}
+
 /// The client account's connection settings for `system`: `max_tcp`
-/// connections, UDP acceleration only where the system is SoftEther's
-/// default.
+/// connections, UDP acceleration (the client's default) unless the system
+/// is a TCP-only one.
 pub(crate) fn account_detail(system: &str, max_tcp: u8) -> AccountDetail {
     AccountDetail {
         max_tcp,
-        disable_udp: system == SOFTETHER_TCP,
+        disable_udp: tcp_only(system),
         ..Default::default()
     }
 }
 
-pub(crate) fn connect(topo: &Topology, client: &SoftEtherClient<'_>) -> Result<()> {
+/// How long the client may take to move its data to UDP acceleration:
+/// both sides need 10 s of the path working both ways.
+const UDP_ACTIVE_WITHIN: Duration = Duration::from_secs(30);
+
+/// Connects the client; for a system with UDP acceleration, returns only
+/// once the client reports it active, so that every row measures the
+/// transport it names.
+pub(crate) fn connect(topo: &Topology, client: &SoftEtherClient<'_>, system: &str) -> Result<()> {
+    connect_tcp(topo, client)?;
+    if tcp_only(system) {
+        return Ok(());
+    }
+    let deadline = Instant::now() + UDP_ACTIVE_WITHIN;
+    loop {
+        // Traffic keeps the path's liveness fresh on both sides.
+        let _ = topo.run(
+            "client",
+            &["ping", "-c", "5", "-i", "0.2", "-W", "1", PRIVATE_IP],
+        );
+        let status = client.account_status(ACCOUNT)?;
+        if status.get("UDP Acceleration is Active") == Some("Yes") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "UDP acceleration not active within {UDP_ACTIVE_WITHIN:?} (supported: {:?})",
+                status.get("UDP Acceleration is Supported")
+            );
+        }
+    }
+}
+
+fn connect_tcp(topo: &Topology, client: &SoftEtherClient<'_>) -> Result<()> {
     client.account_connect(ACCOUNT)?;
     client.wait_connected(ACCOUNT, Duration::from_secs(40))?;
     // A static address outside the DHCP pool: the same for every server

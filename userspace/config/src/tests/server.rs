@@ -88,3 +88,20 @@ fn server_tls_paths_and_metrics() {
         Some("[::1]:9464".parse::<SocketAddr>().expect("addr"))
     );
 }
+
+#[test]
+fn udp_acceleration_is_on_unless_turned_off() {
+    assert!(valid("[server]\n").server.udp_acceleration);
+    assert!(
+        !valid("[server]\nudp_acceleration = false\n")
+            .server
+            .udp_acceleration
+    );
+    let wrong = errors("[server]\nudp_acceleration = \"no\"\n");
+    assert_eq!(wrong.len(), 1, "{wrong:?}");
+    assert!(
+        wrong[0].starts_with("t.toml:2: server.udp_acceleration")
+            && wrong[0].contains("true or false"),
+        "{wrong:?}"
+    );
+}

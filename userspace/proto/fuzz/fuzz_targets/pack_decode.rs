@@ -23,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
                     p.ip(n),
                 );
             }
+            // The UDP acceleration parts of a login and a welcome.
+            let _ = ethergate_proto::udp_accel::Offer::from_login(&p);
+            let _ = ethergate_proto::udp_accel::Grant::from_welcome(&p);
         }
     }
 });

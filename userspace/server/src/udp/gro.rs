@@ -2,8 +2,8 @@
 //! same-sized datagrams of one flow as one buffer, with their size in a
 //! control message — one receive per run instead of one per datagram, the
 //! receiving half of what GSO does for sends. Helpers for the socket option,
-//! a non-blocking `recvmsg(2)` with ancillary data, and the control
-//! message's parsing.
+//! non-blocking `recvmmsg(2)` with ancillary data (many reads per system
+//! call where GRO cannot merge), and the control message's parsing.
 
 use std::{net::SocketAddr, os::fd::AsRawFd};
 
@@ -51,45 +51,120 @@ pub(crate) fn segment_size(control: &[u8]) -> Option<usize> {
     None
 }
 
-/// One non-blocking `recvmsg(2)` into `buf`: (bytes, sender, segment
-/// size). `WouldBlock` when nothing is queued.
-pub(crate) fn recv_nowait(
+/// What else is queued after a burst's first read, in one recvmmsg(2):
+/// appended to `reads` as (index into `more` + 1, bytes, sender, segment
+/// size). `more` grows (buffers of `buf_len` bytes, up to `max`) only
+/// while bursts fill it, so a quiet socket holds little memory.
+pub(crate) fn read_burst(
     socket: &impl AsRawFd,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr, Option<usize>)> {
-    let mut control = [0u64; CONTROL_LEN / 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+    more: &mut Vec<Vec<u8>>,
+    buf_len: usize,
+    max: usize,
+    reads: &mut Vec<(usize, usize, SocketAddr, Option<usize>)>,
+) {
+    if more.is_empty() {
+        more.push(vec![0u8; buf_len]);
+    }
+    let mut got = Vec::with_capacity(more.len());
+    let n = recv_many_nowait(socket, more, &mut got);
+    for (slot, (bytes, from, segment)) in got.into_iter().enumerate() {
+        reads.push((slot + 1, bytes, from, segment));
+    }
+    if n == more.len() && more.len() < max {
+        let grown = (more.len() * 2).min(max);
+        more.resize_with(grown, || vec![0u8; buf_len]);
+    }
+}
+
+/// Up to `bufs.len()` reads in one non-blocking recvmmsg(2): for each
+/// read filled, (bytes, sender, segment size) goes to `reads`, in order.
+/// Returns how many; 0 when nothing is queued (or on an error, which the
+/// next wait reports).
+pub(crate) fn recv_many_nowait(
+    socket: &impl AsRawFd,
+    bufs: &mut [Vec<u8>],
+    reads: &mut Vec<(usize, SocketAddr, Option<usize>)>,
+) -> usize {
+    const MAX: usize = 64;
+    let count = bufs.len().min(MAX);
+    if count == 0 {
+        return 0;
+    }
+    // SAFETY (zeroed): plain C structs for which all-zero is valid.
+    let mut names: [libc::sockaddr_storage; MAX] = unsafe { std::mem::zeroed() };
+    let mut controls = [[0u64; CONTROL_LEN / 8]; MAX];
+    let mut iovs: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
+    let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+    for i in 0..count {
+        iovs[i] = libc::iovec {
+            iov_base: bufs[i].as_mut_ptr().cast(),
+            iov_len: bufs[i].len(),
+        };
+        let hdr = &mut msgs[i].msg_hdr;
+        hdr.msg_name = (&raw mut names[i]).cast();
+        hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        hdr.msg_iov = &raw mut iovs[i];
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = controls[i].as_mut_ptr().cast();
+        hdr.msg_controllen = CONTROL_LEN;
+    }
+    // SAFETY: every msghdr points at buffers, names and controls alive
+    // for the call, with their true lengths.
+    let n = unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            count as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
     };
-    // SAFETY: `try_init` hands a sockaddr storage and its length for
-    // recvmsg to fill; every other pointer in the msghdr points at locals
-    // alive for the call.
-    let ((n, control_len), addr) = unsafe {
-        socket2::SockAddr::try_init(|storage, len| {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_name = storage.cast();
-            msg.msg_namelen = *len;
-            msg.msg_iov = &raw mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = CONTROL_LEN;
-            let n = libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
-            if n < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            *len = msg.msg_namelen;
-            Ok((n as usize, msg.msg_controllen))
-        })?
+    let Ok(n) = usize::try_from(n) else {
+        return 0;
     };
-    let from = addr
-        .as_socket()
-        .ok_or_else(|| std::io::Error::other("recvmsg: not an IP sender"))?;
-    // SAFETY: the kernel wrote `control_len` (≤ CONTROL_LEN) bytes.
-    let control_bytes = unsafe {
-        std::slice::from_raw_parts(control.as_ptr().cast::<u8>(), control_len.min(CONTROL_LEN))
-    };
-    Ok((n, from, segment_size(control_bytes)))
+    for i in 0..n {
+        let hdr = &msgs[i].msg_hdr;
+        let from = socket_addr(&names[i]);
+        // SAFETY: the kernel wrote `msg_controllen` (≤ CONTROL_LEN) bytes.
+        let control = unsafe {
+            std::slice::from_raw_parts(
+                controls[i].as_ptr().cast::<u8>(),
+                hdr.msg_controllen.min(CONTROL_LEN),
+            )
+        };
+        if let Some(from) = from {
+            reads.push((msgs[i].msg_len as usize, from, segment_size(control)));
+        }
+    }
+    n
+}
+
+/// The sender's address the kernel wrote (IPv4 or IPv6).
+fn socket_addr(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match libc::c_int::from(name.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in,
+            // which it is large and aligned enough for.
+            let v4 =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::from((
+                u32::from_be(v4.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(v4.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let v6 =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                v6.sin6_addr.s6_addr.into(),
+                u16::from_be(v6.sin6_port),
+                v6.sin6_flowinfo,
+                v6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -111,15 +186,42 @@ mod tests {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
         let mut got = Vec::new();
-        let mut buf = vec![0u8; 65536];
-        while let Ok((n, from, segment)) = recv_nowait(&rx, &mut buf) {
+        let mut bufs = vec![vec![0u8; 65536]; 8];
+        let mut reads = Vec::new();
+        recv_many_nowait(&rx, &mut bufs, &mut reads);
+        for (i, (n, from, segment)) in reads.into_iter().enumerate() {
             assert_eq!(from, tx.local_addr().expect("addr"));
+            let buf = &bufs[i][..n];
             match segment {
-                Some(size) => got.extend(buf[..n].chunks(size).map(<[u8]>::to_vec)),
-                None => got.push(buf[..n].to_vec()),
+                Some(size) => got.extend(buf.chunks(size).map(<[u8]>::to_vec)),
+                None => got.push(buf.to_vec()),
             }
         }
         assert_eq!(got, datagrams, "gro enabled: {gro}");
         assert!(segment_size(&[]).is_none());
+    }
+
+    /// Real loopback sockets: one recvmmsg takes every queued datagram,
+    /// with its sender, in order; an empty queue gives none.
+    #[test]
+    fn many_reads_in_one_call() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let to = rx.local_addr().expect("addr");
+        for i in 0..5u8 {
+            tx.send_to(&vec![i; 100 + usize::from(i)], to)
+                .expect("send");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut bufs = vec![vec![0u8; 2048]; 8];
+        let mut reads = Vec::new();
+        assert_eq!(recv_many_nowait(&rx, &mut bufs, &mut reads), 5);
+        for (i, (n, from, _)) in reads.iter().enumerate() {
+            assert_eq!(*n, 100 + i);
+            assert_eq!(*from, tx.local_addr().expect("addr"));
+            assert!(bufs[i][..*n].iter().all(|b| usize::from(*b) == i));
+        }
+        reads.clear();
+        assert_eq!(recv_many_nowait(&rx, &mut bufs, &mut reads), 0);
     }
 }

@@ -198,3 +198,31 @@ pub(crate) async fn keepalives(path: Arc<UdpPath>, session: Arc<SessionShared>) 
         path.send_keepalive(crate::worker_context::now());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_gets_the_socket_of_the_address_it_connected_to() {
+        let socket = || Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"));
+        let sockets = [
+            WorkerSocket {
+                bound: "0.0.0.0:443".parse().expect("addr"),
+                socket: socket(),
+            },
+            WorkerSocket {
+                bound: "198.51.100.1:992".parse().expect("addr"),
+                socket: socket(),
+            },
+        ];
+        let pick = |local: &str| {
+            socket_for(&sockets, local.parse().expect("addr")).map(|s| s.bound.port())
+        };
+        assert_eq!(pick("198.51.100.1:443"), Some(443), "the wildcard address");
+        assert_eq!(pick("198.51.100.1:992"), Some(992));
+        assert_eq!(pick("198.51.100.2:992"), None, "another address");
+        assert_eq!(pick("[2001:db8::1]:443"), None, "another family");
+        assert_eq!(pick("198.51.100.1:5555"), None, "no socket on that port");
+    }
+}

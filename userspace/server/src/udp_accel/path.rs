@@ -306,3 +306,158 @@ impl UdpPath {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+
+    use ethergate_proto::{
+        TestRng,
+        udp_accel::{Grant, Offer, STABLE_MS},
+    };
+
+    use super::*;
+
+    const CLIENT_KEY: [u8; 32] = [7; 32];
+
+    /// A path on a loopback socket, and the "client" socket it sends to.
+    fn path() -> (UdpPath, UdpSocket, Session) {
+        let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .expect("timeout");
+        let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        server.set_nonblocking(true).expect("nonblocking");
+        let at = client.local_addr().expect("addr");
+        let session = Session {
+            offer: Offer {
+                max_version: 2,
+                client_ip: None,
+                client_port: at.port(),
+                client_key: CLIENT_KEY,
+                fast_detect: true,
+            },
+            grant: Grant::new(443, true, &mut TestRng::new(3)),
+        };
+        let path = UdpPath::new(
+            &session,
+            SocketAddr::new(at.ip(), 40_000),
+            Arc::new(server),
+            Arc::default(),
+        );
+        (path, client, session)
+    }
+
+    /// What the client sends: `record` sealed with its key.
+    fn from_client(record: &Record<'_>) -> Vec<u8> {
+        let mut out = vec![9u8; NONCE_LEN];
+        record.encode(&mut out);
+        let tag = key(&CLIENT_KEY)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([9; NONCE_LEN]),
+                Aad::empty(),
+                &mut out[NONCE_LEN..],
+            )
+            .expect("seal");
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    /// What the client receives, opened with the server's key.
+    fn to_client(client: &UdpSocket, session: &Session) -> Vec<u8> {
+        let mut buf = [0u8; 2048];
+        let n = client.recv(&mut buf).expect("a datagram for the client");
+        let (nonce, sealed) = buf[..n].split_at_mut(NONCE_LEN);
+        key(&session.grant.server_key())
+            .open_in_place(
+                Nonce::try_assume_unique_for_key(nonce).expect("nonce"),
+                Aad::empty(),
+                sealed,
+            )
+            .expect("opens with the server's key")
+            .to_vec()
+    }
+
+    fn keepalive(session: &Session, sender_tick: u64, echoed_tick: u64) -> Vec<u8> {
+        from_client(&Record {
+            cookie: session.grant.server_cookie,
+            sender_tick,
+            echoed_tick,
+            compressed: false,
+            frame: &[],
+        })
+    }
+
+    #[test]
+    fn the_clients_datagrams_open_and_ours_carry_its_cookie_and_our_echo() {
+        let (path, client, session) = path();
+        let mut datagram = keepalive(&session, 1234, 0);
+        let plain = path.open(&mut datagram).expect("opens").to_vec();
+        let record = Record::decode(&plain).expect("a record");
+        let from = client.local_addr().expect("addr");
+        assert!(path.receive(Timestamp(10), &record, from));
+
+        path.send_keepalive(Timestamp(20));
+        let plain = to_client(&client, &session);
+        let ours = Record::decode(&plain).expect("a record");
+        assert_eq!(ours.cookie, session.grant.client_cookie);
+        assert_eq!(ours.echoed_tick, 1234, "echoes the client's tick");
+        assert_eq!(ours.sender_tick, Liveness::own_tick(Timestamp(20)));
+
+        let mut forged = keepalive(&session, 1, 0);
+        forged[NONCE_LEN] ^= 1;
+        assert!(
+            path.open(&mut forged).is_none(),
+            "a changed byte fails the tag"
+        );
+    }
+
+    #[test]
+    fn frames_go_by_udp_only_after_ten_seconds_of_confirmed_reception() {
+        let (path, client, session) = path();
+        let from = client.local_addr().expect("addr");
+        let mut frames = Frames::new();
+        for i in 0..5u8 {
+            frames.push(&[i; 1200]);
+        }
+        let (mut out, mut sizes) = (Vec::new(), Vec::new());
+        assert!(!path.send_frames(Timestamp(0), &frames, &mut out, &mut sizes));
+        // The client echoes our tick every half second for ten seconds.
+        let mut now = 1_000;
+        for tick in 1..=21u64 {
+            let mut datagram = keepalive(&session, tick, Liveness::own_tick(Timestamp(now - 100)));
+            let plain = path.open(&mut datagram).expect("opens").to_vec();
+            let record = Record::decode(&plain).expect("record");
+            assert!(path.receive(Timestamp(now), &record, from));
+            if now - 1_000 < STABLE_MS {
+                assert!(!path.send_frames(Timestamp(now), &frames, &mut out, &mut sizes));
+            }
+            now += 500;
+        }
+        assert!(path.send_frames(Timestamp(now - 500), &frames, &mut out, &mut sizes));
+        assert!(path.sending_by_udp());
+        for i in 0..5u8 {
+            let plain = to_client(&client, &session);
+            let record = Record::decode(&plain).expect("record");
+            assert_eq!(record.frame, &[i; 1200][..], "in order, whole");
+        }
+        assert_eq!(path.frames_out.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn a_newer_datagram_from_elsewhere_moves_the_destination_an_older_one_does_not() {
+        let (path, client, session) = path();
+        let roamed: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+        let old: SocketAddr = "127.0.0.1:50001".parse().expect("addr");
+        for (tick, from) in [
+            (10, client.local_addr().expect("addr")),
+            (20, roamed),
+            (15, old),
+        ] {
+            let mut d = keepalive(&session, tick, 0);
+            let plain = path.open(&mut d).expect("opens").to_vec();
+            path.receive(Timestamp(5), &Record::decode(&plain).expect("r"), from);
+        }
+        assert_eq!(path.destination(), roamed);
+    }
+}

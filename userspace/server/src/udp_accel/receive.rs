@@ -76,15 +76,7 @@ pub(crate) async fn run(socket: std::net::UdpSocket, worker: Rc<Worker>) {
         reads.clear();
         let segment = gro::segment_size(&control[..control_len.min(control.len())]);
         reads.push((0, n.min(first.len()), from, segment));
-        for slot in 0..BURST - 1 {
-            if more.len() == slot {
-                more.push(vec![0u8; READ_MAX]);
-            }
-            match gro::recv_nowait(&nowait, &mut more[slot]) {
-                Ok((n, from, segment)) => reads.push((slot + 1, n, from, segment)),
-                Err(_) => break,
-            }
-        }
+        gro::read_burst(&nowait, &mut more, READ_MAX, BURST - 1, &mut reads);
         let now = crate::worker_context::now();
         for &(at, n, from, segment) in &reads {
             let buf = if at == 0 {

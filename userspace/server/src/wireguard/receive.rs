@@ -89,15 +89,7 @@ pub(crate) async fn run(
         reads.clear();
         let segment = crate::udp::gro::segment_size(&control[..control_len.min(control.len())]);
         reads.push((0, n.min(first.len()), from, segment));
-        for slot in 0..BURST - 1 {
-            if more.len() == slot {
-                more.push(vec![0u8; DATAGRAM_MAX]);
-            }
-            match crate::udp::gro::recv_nowait(&nowait, &mut more[slot]) {
-                Ok((n, from, segment)) => reads.push((slot + 1, n, from, segment)),
-                Err(_) => break,
-            }
-        }
+        crate::udp::gro::read_burst(&nowait, &mut more, DATAGRAM_MAX, BURST - 1, &mut reads);
         let now = Instant::now();
         // A full burst that is mostly initiations: handshakes arrive faster
         // than this worker answers them. (A full burst of data does not
