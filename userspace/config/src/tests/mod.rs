@@ -299,7 +299,7 @@ max_sessions = 10
         vec![
             "t.toml:1: unknown key \"colour\" at the top level; known keys are server, hub, nat",
             "t.toml:3: unknown key \"lisen\" in [server]; known keys are listen, tls_cert, \
-             tls_key, state_dir, admin_socket, metrics, limits, login_throttle",
+             tls_key, state_dir, admin_socket, metrics, limits, login_throttle, udp_acceleration",
             "t.toml:8: hub \"mikalab\": unknown key \"mtu\"; known keys are name, bridge, \
              bridge_address, dhcp, limits, user, wireguard",
             "t.toml:11: hub \"mikalab\": unknown key \"gateway\" in [hub.dhcp]; known keys are \
@@ -334,7 +334,7 @@ hub = 3
             "t.toml:3: server.state_dir must be a string, not an integer",
             "t.toml:4: server.metrics must be a string, not an array",
             "t.toml:5: unknown key \"hub\" in [server]; known keys are listen, tls_cert, \
-             tls_key, state_dir, admin_socket, metrics, limits, login_throttle",
+             tls_key, state_dir, admin_socket, metrics, limits, login_throttle, udp_acceleration",
         ]
     );
     assert_eq!(
