@@ -1,7 +1,9 @@
 //! UDP plumbing shared by the WireGuard endpoint and SoftEther's UDP
 //! acceleration: per-worker SO_REUSEPORT sockets with source steering
-//! ([`socket`]), receive offload ([`gro`]) and segmented sends ([`gso`]).
+//! ([`socket`]), reads in bursts ([`burst`]) with receive offload
+//! ([`gro`]), and segmented sends ([`gso`]).
 
+pub(crate) mod burst;
 pub(crate) mod gro;
 pub(crate) mod gso;
 mod socket;

@@ -7,15 +7,12 @@
 
 use std::{collections::HashMap, net::SocketAddr, rc::Rc, sync::Arc};
 
-use compio::BufResult;
 use ethergate_proto::{data::Frames, udp_accel::Record};
 use tracing::{debug, warn};
 
 use super::{CLAMPED_MSS, Registry, UdpAccelCounters, UdpAccelDrop};
-use crate::{directory::SessionShared, udp::gro, worker_context::Worker};
+use crate::{directory::SessionShared, udp::burst::BurstReader, worker_context::Worker};
 
-/// Largest read: a 64 KiB UDP payload (a coalesced run).
-const READ_MAX: usize = 65536;
 /// Reads handled as one burst.
 const BURST: usize = 32;
 /// Learned sources kept per worker; past it the cache starts again (a
@@ -26,28 +23,15 @@ const CACHE_MAX: usize = 4096;
 /// dropped with the worker's runtime).
 pub(crate) async fn run(socket: std::net::UdpSocket, worker: Rc<Worker>) {
     let local = socket.local_addr().ok();
-    let nowait = match socket.try_clone() {
-        Ok(s) => s,
+    let mut reader = match BurstReader::new(socket, BURST) {
+        Ok((reader, _)) => reader,
         Err(e) => {
             warn!(?local, "cannot use a UDP acceleration socket: {e}");
             return;
         }
     };
-    let socket = match compio::net::UdpSocket::from_std(socket) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(?local, "cannot register a UDP acceleration socket: {e}");
-            return;
-        }
-    };
-    gro::enable(&nowait);
-    let registry = &worker.directory.udp_accel;
-    let mut first: Vec<u8> = Vec::with_capacity(READ_MAX);
-    let mut control: Vec<u8> = Vec::with_capacity(gro::CONTROL_LEN);
-    let mut more: Vec<Vec<u8>> = Vec::new();
-    let mut reads: Vec<(usize, usize, SocketAddr, Option<usize>)> = Vec::with_capacity(BURST);
     let mut rx = Receiver {
-        registry,
+        registry: &worker.directory.udp_accel,
         worker: &worker,
         known: HashMap::new(),
         candidates: Vec::new(),
@@ -56,38 +40,12 @@ pub(crate) async fn run(socket: std::net::UdpSocket, worker: Rc<Worker>) {
         batch: Batch::default(),
     };
     loop {
-        first.clear();
-        control.clear();
-        let BufResult(result, (returned, returned_control)) = socket.recv_msg(first, control).await;
-        first = returned;
-        control = returned_control;
-        let (n, control_len, from) = match result {
-            Ok((n, control_len, from, _)) => (n, control_len, from),
-            Err(e) => {
-                debug!(?local, "UDP acceleration receive: {e}");
-                continue;
-            }
-        };
-        if control.len() < control_len && control_len <= control.capacity() {
-            // SAFETY: the kernel wrote `control_len` bytes of ancillary
-            // data into the buffer (its msg_controllen after recvmsg).
-            unsafe { control.set_len(control_len) };
+        if let Err(e) = reader.read().await {
+            debug!(?local, "UDP acceleration receive: {e}");
+            continue;
         }
-        reads.clear();
-        let segment = gro::segment_size(&control[..control_len.min(control.len())]);
-        reads.push((0, n.min(first.len()), from, segment));
-        gro::read_burst(&nowait, &mut more, READ_MAX, BURST - 1, &mut reads);
         let now = crate::worker_context::now();
-        for &(at, n, from, segment) in &reads {
-            let buf = if at == 0 {
-                &mut first[..n]
-            } else {
-                &mut more[at - 1][..n]
-            };
-            for datagram in buf.chunks_mut(segment.unwrap_or(n).max(1)) {
-                rx.datagram(now, datagram, from);
-            }
-        }
+        reader.for_each(|datagram, from| rx.datagram(now, datagram, from));
         rx.batch.flush(&worker);
     }
 }

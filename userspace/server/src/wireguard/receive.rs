@@ -6,17 +6,16 @@
 
 use std::{net::SocketAddr, rc::Rc, sync::Arc, time::Instant};
 
-use compio::BufResult;
 use ethergate_proto::data::Frames;
 use ethergate_wireguard::{Admission, Message, PeerError, handshake::consume_initiation_with};
 use futures_util::future::{Either, select};
 use tracing::{debug, info, warn};
 
 use super::{WgPeer, WireguardDrop, WireguardHub, counters::WireguardCounters, send};
-use crate::{directory::SessionShared, hub_plane::HubPlane, worker_context::Worker};
+use crate::{
+    directory::SessionShared, hub_plane::HubPlane, udp::burst::BurstReader, worker_context::Worker,
+};
 
-/// Largest datagram read: a 64 KiB UDP payload.
-const DATAGRAM_MAX: usize = 65536;
 /// Datagrams handled as one burst.
 const BURST: usize = 32;
 
@@ -28,33 +27,27 @@ pub(crate) async fn run(
     socket: std::net::UdpSocket,
     worker: Rc<Worker>,
 ) {
-    let nowait = match socket.try_clone() {
-        Ok(s) => s,
+    let sender = match send_socket(&socket) {
+        Ok(sender) => Rc::new(sender),
         Err(e) => {
             warn!(hub = wg.hub, "cannot use a WireGuard socket: {e}");
             return;
         }
     };
-    let socket = match compio::net::UdpSocket::from_std(socket) {
-        Ok(s) => s,
+    let mut reader = match BurstReader::new(socket, BURST) {
+        Ok((reader, gro)) => {
+            if !gro {
+                debug!(hub = wg.hub, "UDP_GRO unavailable: one datagram per read");
+            }
+            reader
+        }
         Err(e) => {
             warn!(hub = wg.hub, "cannot register a WireGuard socket: {e}");
             return;
         }
     };
-    if !crate::udp::gro::enable(&nowait) {
-        debug!(hub = wg.hub, "UDP_GRO unavailable: one datagram per read");
-    }
-    let sender = Rc::new(send::WgSocket::new(socket, nowait.try_clone().ok()));
-    let socket = &sender.io;
     let closed = plane.closed();
     futures_util::pin_mut!(closed);
-    let mut first: Vec<u8> = Vec::with_capacity(DATAGRAM_MAX);
-    let mut control: Vec<u8> = Vec::with_capacity(crate::udp::gro::CONTROL_LEN);
-    let mut more: Vec<Vec<u8>> = Vec::new();
-    // (buffer index, bytes, sender, segment size) of each read of a burst;
-    // buffer 0 is `first`, i > 0 is `more[i - 1]`.
-    let mut reads: Vec<(usize, usize, SocketAddr, Option<usize>)> = Vec::with_capacity(BURST);
     let mut burst = Burst::default();
     let rx = Receiver {
         wg: &wg,
@@ -63,62 +56,37 @@ pub(crate) async fn run(
         sender: &sender,
     };
     loop {
-        first.clear();
-        control.clear();
-        let recv = socket.recv_msg(first, control);
-        futures_util::pin_mut!(recv);
-        let BufResult(result, (returned, returned_control)) =
-            match select(recv, closed.as_mut()).await {
+        let result = {
+            let read = reader.read();
+            futures_util::pin_mut!(read);
+            match select(read, closed.as_mut()).await {
                 Either::Left((done, _)) => done,
                 Either::Right(((), _)) => break,
-            };
-        first = returned;
-        control = returned_control;
-        let (n, control_len, from) = match result {
-            Ok((n, control_len, from, _)) => (n, control_len, from),
-            Err(e) => {
-                debug!(hub = wg.hub, "WireGuard receive: {e}");
-                continue;
             }
         };
-        if control.len() < control_len && control_len <= control.capacity() {
-            // SAFETY: the kernel wrote `control_len` bytes of ancillary
-            // data into the buffer (its msg_controllen after recvmsg).
-            unsafe { control.set_len(control_len) };
+        if let Err(e) = result {
+            debug!(hub = wg.hub, "WireGuard receive: {e}");
+            continue;
         }
-        reads.clear();
-        let segment = crate::udp::gro::segment_size(&control[..control_len.min(control.len())]);
-        reads.push((0, n.min(first.len()), from, segment));
-        crate::udp::gro::read_burst(&nowait, &mut more, DATAGRAM_MAX, BURST - 1, &mut reads);
         let now = Instant::now();
         // A full burst that is mostly initiations: handshakes arrive faster
         // than this worker answers them. (A full burst of data does not
         // count: a busy tunnel must not make new peers wait for cookies.)
         let mut datagrams = 0;
         let mut initiations = 0;
-        for &(at, n, _, segment) in &reads {
-            let buf = if at == 0 {
-                &first[..n]
-            } else {
-                &more[at - 1][..n]
-            };
-            for datagram in buf.chunks(segment.unwrap_or(n).max(1)) {
-                datagrams += 1;
-                initiations += usize::from(
-                    datagram.first() == Some(&ethergate_wireguard::message::INITIATION),
-                );
-            }
-        }
+        reader.for_each(|datagram, _| {
+            datagrams += 1;
+            initiations +=
+                usize::from(datagram.first() == Some(&ethergate_wireguard::message::INITIATION));
+        });
         if datagrams >= BURST && initiations >= datagrams / 2 {
             wg.note_backlog(now);
         }
-        for &(at, n, from, segment) in &reads {
-            let buf = if at == 0 {
-                &mut first[..n]
-            } else {
-                &mut more[at - 1][..n]
+        for i in 0..reader.len() {
+            let Some((buf, from, size)) = reader.get_mut(i) else {
+                continue;
             };
-            for datagram in buf.chunks_mut(segment.unwrap_or(n).max(1)) {
+            for datagram in buf.chunks_mut(size) {
                 handle(rx, now, datagram, from, &mut burst).await;
             }
         }
@@ -129,6 +97,13 @@ pub(crate) async fn run(
         worker = worker.index,
         "WireGuard receiver stopped"
     );
+}
+
+/// The sender's view of this worker's socket: a second compio handle for
+/// io_uring sends and a plain one for non-blocking sendmsg(2).
+fn send_socket(socket: &std::net::UdpSocket) -> std::io::Result<send::WgSocket> {
+    let io = compio::net::UdpSocket::from_std(socket.try_clone()?)?;
+    Ok(send::WgSocket::new(io, socket.try_clone().ok()))
 }
 
 /// Packets decrypted in this burst, waiting to be switched as one batch

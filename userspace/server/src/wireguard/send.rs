@@ -30,7 +30,7 @@ use crate::{
 const TICK: Duration = Duration::from_secs(1);
 /// A worker's socket for one hub, as the senders use it.
 pub(crate) struct WgSocket {
-    pub io: compio::net::UdpSocket,
+    io: compio::net::UdpSocket,
     /// The same socket for sendmsg(2) without io_uring (non-blocking).
     raw: Option<std::net::UdpSocket>,
     /// Cleared when the kernel refuses segmentation (then one sendto per
