@@ -9,6 +9,43 @@ use ethergate_proto::data::Frames;
 
 use crate::login_throttle::ThrottleReason;
 
+/// Drops by reason: one relaxed atomic per reason of a `counter_enum!`
+/// (`N` its `COUNT`), indexed by the reason's value.
+#[derive(Debug)]
+pub struct ReasonCounts<const N: usize> {
+    slots: [AtomicU64; N],
+}
+
+impl<const N: usize> Default for ReasonCounts<N> {
+    fn default() -> Self {
+        Self {
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl<const N: usize> ReasonCounts<N> {
+    /// Adds `n` to the reason at `index` (an enum's value; out of range
+    /// cannot happen for a `counter_enum!` of `N` reasons, and is ignored).
+    pub fn add(&self, index: usize, n: u64) {
+        if n > 0
+            && let Some(slot) = self.slots.get(index)
+        {
+            slot.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Every reason with its count, zeros included, named by `names` (the
+    /// enum's names in value order).
+    pub fn named(&self, names: impl IntoIterator<Item = &'static str>) -> Vec<(&'static str, u64)> {
+        names
+            .into_iter()
+            .zip(&self.slots)
+            .map(|(name, n)| (name, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
 /// Frames and bytes in one direction.
 #[derive(Default, Debug)]
 pub struct Traffic {

@@ -71,7 +71,7 @@ pub struct UdpAccelCounters {
     pub keepalives_sent: AtomicU64,
     /// sendto(2) failures other than a full buffer (no route to the client).
     pub send_errors: AtomicU64,
-    drops: [AtomicU64; REASONS],
+    drops: crate::counters::ReasonCounts<REASONS>,
 }
 
 impl Default for UdpAccelCounters {
@@ -82,7 +82,7 @@ impl Default for UdpAccelCounters {
             frames_sent: AtomicU64::new(0),
             keepalives_sent: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
-            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            drops: crate::counters::ReasonCounts::default(),
         }
     }
 }
@@ -97,22 +97,12 @@ impl UdpAccelCounters {
     }
 
     pub fn drop_n(&self, why: UdpAccelDrop, n: u64) {
-        if n > 0 {
-            self.drops[why as usize].fetch_add(n, Ordering::Relaxed);
-        }
+        self.drops.add(why as usize, n);
     }
 
     /// Every reason with its count (zeros included), for metrics.
     pub fn drops(&self) -> Vec<(&'static str, u64)> {
-        UdpAccelDrop::ALL
-            .iter()
-            .map(|why| {
-                (
-                    why.name(),
-                    self.drops[*why as usize].load(Ordering::Relaxed),
-                )
-            })
-            .collect()
+        self.drops.named(UdpAccelDrop::ALL.map(UdpAccelDrop::name))
     }
 }
 

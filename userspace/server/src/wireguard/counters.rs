@@ -66,7 +66,7 @@ pub struct WireguardCounters {
     pub packets_sent: AtomicU64,
     /// sendto(2) failures (no route to the peer, buffer full).
     pub send_errors: AtomicU64,
-    drops: [AtomicU64; REASONS],
+    drops: crate::counters::ReasonCounts<REASONS>,
 }
 
 impl Default for WireguardCounters {
@@ -78,28 +78,24 @@ impl Default for WireguardCounters {
             packets_received: AtomicU64::new(0),
             packets_sent: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
-            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            drops: crate::counters::ReasonCounts::default(),
         }
     }
 }
 
 impl WireguardCounters {
     pub fn drop(&self, why: WireguardDrop) {
-        self.drops[why as usize].fetch_add(1, Ordering::Relaxed);
+        self.drop_n(why, 1);
     }
 
     pub fn drop_n(&self, why: WireguardDrop, n: u64) {
-        if n > 0 {
-            self.drops[why as usize].fetch_add(n, Ordering::Relaxed);
-        }
+        self.drops.add(why as usize, n);
     }
 
     /// Every reason with its count, zeros included.
     pub fn drops(&self) -> Vec<(&'static str, u64)> {
-        WireguardDrop::ALL
-            .iter()
-            .map(|r| (r.name(), self.drops[*r as usize].load(Ordering::Relaxed)))
-            .collect()
+        self.drops
+            .named(WireguardDrop::ALL.map(WireguardDrop::name))
     }
 
     pub fn get(&self, counter: &AtomicU64) -> u64 {
