@@ -39,13 +39,7 @@ fn number(v: &serde_json::Value, path: &[&str]) -> u64 {
 fn ping_until_udp(topo: &Topology, socket: &str, want: bool, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let ping = topo
-            .run(
-                "client",
-                &["ping", "-c", "5", "-i", "0.2", "-W", "2", recipe::TAP_IP],
-            )
-            .expect("ping");
-        assert!(ping.success, "pings through the tunnel: {}", ping.stdout);
+        common::ping_tap(topo, "pings through the tunnel");
         let session = udp_status(socket);
         if session["udp_acceleration"]["sending_by_udp"].as_bool() == Some(want) {
             return;
@@ -133,7 +127,7 @@ fn the_debian_client_moves_to_udp_acceleration_and_falls_back_to_tls_when_udp_br
         let deadline = Instant::now() + Duration::from_secs(15);
         while client_says() != "Yes" {
             assert!(Instant::now() < deadline, "the client stays on TCP");
-            let _ = topo.run("client", &["ping", "-c", "5", "-i", "0.2", recipe::TAP_IP]);
+            common::ping_tap(topo, "pings while the client moves to UDP");
         }
     };
     client_follows();
@@ -141,13 +135,9 @@ fn the_debian_client_moves_to_udp_acceleration_and_falls_back_to_tls_when_udp_br
     // From now on every frame for the client leaves by UDP, and the
     // client sends by UDP too.
     let before = udp_status(&socket);
-    let ping = topo
-        .run(
-            "client",
-            &["ping", "-c", "20", "-i", "0.05", "-W", "2", recipe::TAP_IP],
-        )
-        .expect("ping");
-    assert!(ping.success, "{}", ping.stdout);
+    for _ in 0..7 {
+        common::ping_tap(topo, "pings on UDP");
+    }
     assert_eq!(fetch_page(topo).stdout, common::PAGE, "{}", log());
     let after = udp_status(&socket);
     let delta = |path: &[&str]| number(&after, path) - number(&before, path);
