@@ -103,6 +103,83 @@ fn iperf(topo: &Topology, reverse: bool, secs: &str, log: &dyn Fn() -> String) -
         .expect("received bytes")
 }
 
+/// How long, and at most how many datagrams, the flood sends.
+const FLOOD_TIME: Duration = Duration::from_secs(3);
+const FLOOD_LIMIT: u64 = 400_000;
+/// An address in the client's network with no session.
+const STRANGER: &str = "198.51.100.77";
+
+/// Forged datagrams at the acceleration port while the session runs: from
+/// the client's own address (each one costs a trial decryption until the
+/// worker's budget is spent) and from an address with no session (a hash
+/// lookup each). Pings go through the tunnel meanwhile; afterwards the
+/// session is still on UDP and every forged datagram the server read is
+/// counted under a reason.
+fn flood_while_the_session_runs(topo: &Topology, socket: &str) {
+    topo.ip(
+        "client",
+        &["addr", "add", &format!("{STRANGER}/24"), "dev", "eth0"],
+    )
+    .expect("a second client address");
+    let before = status_json(socket)["server"]["udp_acceleration"].clone();
+    let sent = std::thread::scope(|scope| {
+        let flood = scope.spawn(|| {
+            topo.enter("client", || {
+                let forged: Vec<std::net::UdpSocket> = ["198.51.100.2:0", &format!("{STRANGER}:0")]
+                    .iter()
+                    .map(|from| {
+                        let s = std::net::UdpSocket::bind(from).expect("bind");
+                        s.connect("198.51.100.1:443").expect("connect");
+                        s.set_nonblocking(true).expect("nonblocking");
+                        s
+                    })
+                    .collect();
+                let mut payload = [0u8; 1400];
+                let start = Instant::now();
+                let mut sent = 0u64;
+                while start.elapsed() < FLOOD_TIME && sent < FLOOD_LIMIT {
+                    for (i, s) in forged.iter().enumerate() {
+                        payload[..8].copy_from_slice(&sent.to_le_bytes());
+                        if s.send(&payload[..1200 + i * 100]).is_ok() {
+                            sent += 1;
+                        }
+                    }
+                }
+                sent
+            })
+            .expect("enter the client namespace")
+        });
+        for _ in 0..6 {
+            common::ping_tap(topo, "pings during the flood");
+        }
+        flood.join().expect("the flood thread")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let after = udp_status(socket);
+    let server = status_json(socket)["server"]["udp_acceleration"].clone();
+    let delta =
+        |reason: &str| number(&server, &["drops", reason]) - number(&before, &["drops", reason]);
+    let (unknown, trials, limited) = (
+        delta("unknown_source"),
+        delta("undecryptable"),
+        delta("search_limited"),
+    );
+    eprintln!(
+        "flood: {sent} forged datagrams in {FLOOD_TIME:?}; the server counted {unknown} \
+         unknown_source, {trials} undecryptable, {limited} search_limited"
+    );
+    assert!(unknown > 0 && trials > 0, "{server}");
+    assert!(
+        unknown + trials + limited <= sent,
+        "no more drops than datagrams: {server}"
+    );
+    assert_eq!(
+        after["udp_acceleration"]["sending_by_udp"].as_bool(),
+        Some(true),
+        "the session stayed on UDP through the flood: {after}"
+    );
+}
+
 #[test]
 fn the_debian_client_moves_to_udp_acceleration_and_falls_back_to_tls_when_udp_breaks() {
     let app = recipe_appliance(|topo, state| vec![web_server(topo, state)]);
@@ -176,6 +253,8 @@ fn the_debian_client_moves_to_udp_acceleration_and_falls_back_to_tls_when_udp_br
     for reason in ["undecryptable", "malformed", "wrong_cookie", "stale"] {
         assert_eq!(number(udp, &["drops", reason]), 0, "{udp}");
     }
+
+    flood_while_the_session_runs(topo, &socket);
 
     // UDP from the client stops getting through (lost on the way: a drop
     // before the server's socket, not a firewall on the client, whose EPERM

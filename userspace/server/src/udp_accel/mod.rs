@@ -24,7 +24,7 @@ use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     sync::{
-        Arc, Mutex, PoisonError, Weak,
+        Arc, PoisonError, RwLock, Weak,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -57,6 +57,9 @@ ethergate_common::counter_enum! {
         BadCompression = 5 => "bad_compression",
         /// Outgoing: the socket's send buffer was full.
         SocketFull = 6 => "socket_full",
+        /// From a source not matched yet, past this worker's budget of
+        /// trial decryptions for the second (a flood).
+        SearchLimited = 7 => "search_limited",
     }
 }
 
@@ -110,7 +113,9 @@ impl UdpAccelCounters {
 /// for datagrams from a source not seen yet.
 #[derive(Default)]
 pub struct Registry {
-    by_client: Mutex<HashMap<IpAddr, Vec<Weak<SessionShared>>>>,
+    /// Read by every worker for each datagram from a new source; written
+    /// only at login and session end.
+    by_client: RwLock<HashMap<IpAddr, Vec<Weak<SessionShared>>>>,
     pub counters: Arc<UdpAccelCounters>,
 }
 
@@ -118,7 +123,7 @@ impl Registry {
     pub fn add(&self, session: &Arc<SessionShared>) {
         let mut map = self
             .by_client
-            .lock()
+            .write()
             .unwrap_or_else(PoisonError::into_inner);
         let list = map.entry(session.client.ip()).or_default();
         list.retain(|s| s.strong_count() > 0);
@@ -128,7 +133,7 @@ impl Registry {
     pub fn remove(&self, session: &SessionShared) {
         let mut map = self
             .by_client
-            .lock()
+            .write()
             .unwrap_or_else(PoisonError::into_inner);
         let ip = session.client.ip();
         if let Some(list) = map.get_mut(&ip) {
@@ -144,7 +149,7 @@ impl Registry {
         into.clear();
         let map = self
             .by_client
-            .lock()
+            .read()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(list) = map.get(&ip) {
             into.extend(

@@ -18,6 +18,11 @@ const BURST: usize = 32;
 /// Learned sources kept per worker; past it the cache starts again (a
 /// flood of new sources costs lookups, never memory).
 const CACHE_MAX: usize = 4096;
+/// Trial decryptions per second and worker for datagrams from sources not
+/// matched yet. A client needs one at the start and one per NAT rebinding;
+/// a flood that forges a client's address needs one per datagram, and
+/// past this budget costs a hash lookup each, not a Poly1305 pass.
+const SEARCHES_PER_SEC: u32 = 10_000;
 
 /// Serves this worker's `socket` until the server stops (the task is
 /// dropped with the worker's runtime).
@@ -35,6 +40,7 @@ pub(crate) async fn run(socket: std::net::UdpSocket, worker: Rc<Worker>) {
         worker: &worker,
         known: HashMap::new(),
         candidates: Vec::new(),
+        searches: (0, 0),
         scratch: Vec::with_capacity(2048),
         inflated: Vec::new(),
         batch: Batch::default(),
@@ -56,6 +62,8 @@ struct Receiver<'a> {
     /// Sources this worker has matched to a session.
     known: HashMap<SocketAddr, Arc<SessionShared>>,
     candidates: Vec<Arc<SessionShared>>,
+    /// (second, trial decryptions in it) of this worker.
+    searches: (u64, u32),
     /// A copy of a datagram, for trying more than one key.
     scratch: Vec<u8>,
     /// One inflated frame.
@@ -92,6 +100,16 @@ impl Receiver<'_> {
             self.counters().dropped(UdpAccelDrop::UnknownSource);
             return;
         }
+        let second = now.0 / 1000;
+        if self.searches.0 != second {
+            self.searches = (second, 0);
+        }
+        let trials = u32::try_from(self.candidates.len()).unwrap_or(u32::MAX);
+        if self.searches.1.saturating_add(trials) > SEARCHES_PER_SEC {
+            self.counters().dropped(UdpAccelDrop::SearchLimited);
+            return;
+        }
+        self.searches.1 += trials;
         self.scratch.clear();
         self.scratch.extend_from_slice(datagram);
         let candidates = std::mem::take(&mut self.candidates);
