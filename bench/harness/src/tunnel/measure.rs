@@ -175,7 +175,8 @@ fn http_rows(topo: &Topology, report: &mut Report, settings: &Settings, system: 
 
 /// 64-byte UDP frames from `client` to the private host through the
 /// tunnel, 64 flows, as many per second as arrive. The queues the flood
-/// filled drain for 2 s afterwards, so the next system starts clean.
+/// filled drain for 2 s afterwards, so the next system starts clean. With
+/// `--perf`, the server is profiled during the run.
 fn small_packet_row(
     topo: &Topology,
     report: &mut Report,
@@ -198,7 +199,12 @@ fn small_packet_row(
         ),
         settings.reps,
         || {
-            udp_pps(
+            let name = format!("tunnel-{}-pps64", slug(system));
+            let prof = settings
+                .perf
+                .then(|| profile::start(Some(tunnel.pid), &settings.work, &settings.out, &name))
+                .transpose()?;
+            let sample = udp_pps(
                 topo,
                 "client",
                 "private",
@@ -206,7 +212,11 @@ fn small_packet_row(
                 64,
                 Duration::from_secs(secs),
                 false,
-            )
+            );
+            if let Some(p) = prof {
+                println!("        perf report: {}", p.finish()?.display());
+            }
+            sample
         },
     );
     std::thread::sleep(Duration::from_secs(2));
