@@ -308,12 +308,16 @@ to = "masquerade"
     #[test]
     fn restart_only_changes_are_all_named() {
         let new = BASE
-            .replace("0.0.0.0:443", "0.0.0.0:8443")
+            .replace(
+                "0.0.0.0:443\"]",
+                "0.0.0.0:8443\"]\nudp_acceleration = false",
+            )
             .replace("tap_00", "tap_09")
             .replace("uplink = \"eth0\"", "uplink = \"eth1\"");
         let reasons = plan(&config(BASE), &config(&new)).expect_err("needs a restart");
-        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
         assert!(reasons.iter().any(|r| r.contains("listen")));
+        assert!(reasons.iter().any(|r| r.contains("udp_acceleration")));
         assert!(reasons.iter().any(|r| r.contains("bridge")));
         assert!(reasons.iter().any(|r| r.contains("uplink")));
     }
