@@ -17,7 +17,7 @@ use std::{
 };
 
 use anyhow::{Result, anyhow};
-use ethergate_login::{Session, login};
+use ethergate_login::{Session, login, login_offering_udp};
 use hdrhistogram::Histogram;
 
 /// Where to log in, and from which source addresses (in turn).
@@ -25,6 +25,8 @@ use hdrhistogram::Histogram;
 pub struct Target {
     pub login: ethergate_login::Target,
     pub sources: Vec<Ipv4Addr>,
+    /// Offer UDP acceleration at login, as the Debian client does.
+    pub offer_udp: bool,
 }
 
 pub struct Logins {
@@ -53,7 +55,11 @@ pub fn run(target: &Target, total: usize, parallel: usize, keep: bool) -> Result
                         return;
                     }
                     let source = target.sources[i % target.sources.len()];
-                    let outcome = login(&target.login, source, &tls);
+                    let outcome = if target.offer_udp {
+                        login_offering_udp(&target.login, source, &tls)
+                    } else {
+                        login(&target.login, source, &tls)
+                    };
                     let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
                     match outcome {
                         Ok((session, took)) => {

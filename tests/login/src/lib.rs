@@ -65,6 +65,9 @@ pub struct Session {
     pub tls: rustls::ClientConnection,
     proto: ClientConnection<fn(&mut [u8])>,
     started: Instant,
+    /// The UDP socket a UDP acceleration offer named, held open (never
+    /// read) for the session's life, as the real client holds its own.
+    _udp: Option<std::net::UdpSocket>,
 }
 
 impl Session {
@@ -238,7 +241,31 @@ pub fn login(
     source: Ipv4Addr,
     tls: &Arc<rustls::ClientConfig>,
 ) -> Result<(Session, Duration), LoginError> {
+    login_with(target, source, tls, false)
+}
+
+/// [`login`] with the UDP acceleration offer the Debian client makes by
+/// default: a UDP socket bound on `source` (kept with the session, never
+/// read) and a random key. What the server then allocates for the session
+/// is what it allocates for real clients.
+pub fn login_offering_udp(
+    target: &Target,
+    source: Ipv4Addr,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<(Session, Duration), LoginError> {
+    login_with(target, source, tls, true)
+}
+
+fn login_with(
+    target: &Target,
+    source: Ipv4Addr,
+    tls: &Arc<rustls::ClientConfig>,
+    offer_udp: bool,
+) -> Result<(Session, Duration), LoginError> {
     let started = Instant::now();
+    let udp = offer_udp
+        .then(|| std::net::UdpSocket::bind((source, 0)))
+        .transpose()?;
     let mut tcp = connect_from(source, target.server)?;
     tcp.set_nodelay(true)?;
     tcp.set_read_timeout(Some(LOGIN_TIMEOUT))?;
@@ -247,12 +274,23 @@ pub fn login(
     let auth = ClientAuth::Password {
         hash: hash_password(&target.password, &target.user),
     };
-    let config = ClientConfig::new(
+    let mut config = ClientConfig::new(
         target.server.ip().to_string(),
         target.hub.clone(),
         target.user.clone(),
         auth,
     );
+    if let Some(udp) = &udp {
+        let mut client_key = [0u8; ethergate_proto::udp_accel::KEY_LEN];
+        random(&mut client_key);
+        config.udp_accel = Some(ethergate_proto::udp_accel::Offer {
+            max_version: ethergate_proto::udp_accel::VERSION,
+            client_ip: Some(std::net::IpAddr::V4(source)),
+            client_port: udp.local_addr()?.port(),
+            client_key,
+            fast_detect: true,
+        });
+    }
     let mut proto = ClientConnection::new(config, random as fn(&mut [u8]), Timestamp(0));
     let mut frames = Frames::new();
     let mut plain = vec![0u8; 16 * 1024];
@@ -274,6 +312,7 @@ pub fn login(
                         tls: tls_conn,
                         proto,
                         started,
+                        _udp: udp,
                     };
                     return Ok((session, started.elapsed()));
                 }

@@ -83,6 +83,9 @@ pub struct ClientConfig {
     pub handshake_timeout_ms: u64,
     /// Unix seconds at `Timestamp(0)` for the `Date` header; `None` omits it.
     pub unix_time_at_epoch: Option<u64>,
+    /// A UDP acceleration offer for the login (the Debian client makes
+    /// one by default); `None` keeps the session on TCP.
+    pub udp_accel: Option<crate::udp_accel::Offer>,
 }
 
 impl ClientConfig {
@@ -109,6 +112,7 @@ impl ClientConfig {
             unique_id: None,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
             unix_time_at_epoch: None,
+            udp_accel: None,
         }
     }
 }
@@ -251,7 +255,7 @@ impl<R: RandomSource> ClientConnection<R> {
                     require_bridge_routing_mode: false,
                     require_monitor_mode: false,
                     unique_id: c.unique_id,
-                    udp_accel: None,
+                    udp_accel: c.udp_accel.clone(),
                 }
                 .to_pack()
             }

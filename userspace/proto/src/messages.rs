@@ -230,8 +230,8 @@ impl LoginRequest {
     }
 
     /// The login PACK as our client sends it: the auth part (§4.1), version
-    /// info and session wishes (§4.3). No UDP-acceleration offer, so the
-    /// session stays on TCP.
+    /// info and session wishes (§4.3), and the UDP acceleration offer when
+    /// there is one.
     pub fn to_pack(&self) -> Pack {
         let mut p = Pack::new();
         p.set_str("method", "login")
@@ -273,6 +273,9 @@ impl LoginRequest {
             .set_bool("qos", self.qos);
         if let Some(u) = &self.unique_id {
             p.set_data("unique_id", u);
+        }
+        if let Some(offer) = &self.udp_accel {
+            offer.add_to_login(&mut p);
         }
         p
     }

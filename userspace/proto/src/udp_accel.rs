@@ -96,6 +96,26 @@ impl Offer {
         })
     }
 
+    /// The login elements of §1.1, as the Debian client writes them. The
+    /// version-1 key is sent as zeros: this side never speaks version 1,
+    /// and ignores a grant of it (see [`Grant::from_welcome`]).
+    pub fn add_to_login(&self, p: &mut Pack) {
+        p.set_bool("use_udp_acceleration", true)
+            .set_int("udp_acceleration_version", 1)
+            .set_int("udp_acceleration_max_version", self.max_version)
+            .set_ip(
+                "udp_acceleration_client_ip",
+                self.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            )
+            .set_int("udp_acceleration_client_port", u32::from(self.client_port))
+            .set_data("udp_acceleration_client_key", &[0; KEY_V1_WIRE]);
+        let mut key = [0u8; KEY_V2_WIRE];
+        key[..KEY_LEN].copy_from_slice(&self.client_key);
+        p.set_data("udp_acceleration_client_key_v2", &key)
+            .set_bool("support_hmac_on_udp_acceleration", true)
+            .set_bool("support_udp_accel_fast_disconnect_detect", self.fast_detect);
+    }
+
     /// Whether ethergate grants this offer: version 2 only.
     pub fn acceptable(&self) -> bool {
         self.max_version >= VERSION
@@ -567,6 +587,14 @@ mod tests {
         assert_eq!(offer.client_key, [2; 32]);
         assert_eq!(offer.client_ip, Some("10.9.0.2".parse().expect("ip")));
         assert!(offer.fast_detect && offer.acceptable());
+    }
+
+    #[test]
+    fn an_offer_round_trips_through_the_login() {
+        let offer = Offer::from_login(&login_offer()).expect("offered");
+        let mut p = Pack::new();
+        offer.add_to_login(&mut p);
+        assert_eq!(Offer::from_login(&p), Some(offer));
     }
 
     #[test]

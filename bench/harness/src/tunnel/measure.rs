@@ -273,6 +273,9 @@ pub(crate) fn sessions(
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect(),
+        // As the Debian client logs in by default: the server sets up
+        // each session's UDP path too.
+        offer_udp: true,
     };
     if part == Part::Memory {
         memory(topo, report, settings, system, pid, &target);
@@ -291,7 +294,7 @@ pub(crate) fn memory(
 ) {
     for &n in &settings.idle_sessions {
         let method = format!(
-            "(VmRSS of the server tree with {n} idle sessions open − before) ÷ {n}; sessions from the Rust login driver (ethergate-proto + rustls), 16 parallel"
+            "(VmRSS of the server tree with {n} idle sessions open − before) ÷ {n}; sessions from the Rust login driver (ethergate-proto + rustls), 16 parallel, each offering UDP acceleration as the Debian client does"
         );
         report.measure(
             ROWS.point(&rss_name(n), system, "KiB", Better::Lower, &method),
@@ -325,7 +328,7 @@ pub(crate) fn logins(
     target: &login::Target,
 ) {
     let method = format!(
-        "Rust login driver: {} parallel blocking clients, TCP connect → TLS → hello → password login → welcome, then close; {} logins; hdrhistogram",
+        "Rust login driver: {} parallel blocking clients, TCP connect → TLS → hello → password login (offering UDP acceleration) → welcome, then close; {} logins; hdrhistogram",
         settings.login_parallel, settings.logins
     );
     report.measure(
