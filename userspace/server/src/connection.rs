@@ -377,12 +377,8 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                                 "login succeeded; session established"
                             );
                             worker.stats.logins_ok.fetch_add(1, Ordering::Relaxed);
-                            if let Some(path) = udp_path {
-                                compio::runtime::spawn(crate::udp_accel::keepalives(
-                                    path,
-                                    Arc::clone(&session),
-                                ))
-                                .detach();
+                            if udp_path.is_some() {
+                                worker.keepalives.add(&session);
                             }
                             c.session_key = welcome.session_key;
                             c.lane = Some(session.outbox.join());

@@ -215,6 +215,7 @@ impl RunningServer {
                 stats: Arc::clone(&stats),
                 offload: Arc::clone(&offload),
                 udp_accel,
+                keepalives: Default::default(),
             };
             let hubs = directory.register_worker();
             let thread = worker::spawn(listeners, worker, hubs, stop_rx.clone())

@@ -164,6 +164,11 @@ async fn run(
             Rc::clone(&worker),
         )));
     }
+    if !worker.udp_accel.is_empty() {
+        accepting.push(compio::runtime::spawn(crate::udp_accel::keepalive::run(
+            Rc::clone(&worker),
+        )));
+    }
     for udp in &worker.udp_accel {
         match udp.socket.try_clone() {
             Ok(socket) => accepting.push(compio::runtime::spawn(crate::udp_accel::receive::run(

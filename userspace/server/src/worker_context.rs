@@ -31,6 +31,8 @@ pub struct Worker {
     /// This worker's UDP acceleration socket on each listen address
     /// (empty when UDP acceleration is off).
     pub udp_accel: Vec<crate::udp_accel::WorkerSocket>,
+    /// The keep-alives of the UDP acceleration sessions logged in here.
+    pub keepalives: crate::udp_accel::keepalive::KeepaliveQueue,
 }
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();

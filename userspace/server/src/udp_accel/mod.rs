@@ -17,6 +17,7 @@
 //! a reason; a session's TLS connections and their keep-alives are never
 //! touched by the state of its UDP path.
 
+pub(crate) mod keepalive;
 mod path;
 pub(crate) mod receive;
 
@@ -176,22 +177,6 @@ pub fn socket_for(sockets: &[WorkerSocket], local: SocketAddr) -> Option<&Worker
             && (s.bound.ip() == local.ip()
                 || (s.bound.ip().is_unspecified() && s.bound.is_ipv4() == local.is_ipv4()))
     })
-}
-
-/// Sends the session's keep-alives at the agreed interval (§4) until the
-/// session ends: they carry our tick, echo the client's, and are what
-/// tells the client the path works.
-pub(crate) async fn keepalives(path: Arc<UdpPath>, session: Arc<SessionShared>) {
-    while !session.is_closed() {
-        let mut r = [0u8; 4];
-        crate::random::system_random(&mut r);
-        let delay = path.keepalive_delay_ms(crate::worker_context::now(), u32::from_ne_bytes(r));
-        compio::time::sleep(std::time::Duration::from_millis(delay)).await;
-        if session.is_closed() {
-            break;
-        }
-        path.send_keepalive(crate::worker_context::now());
-    }
 }
 
 #[cfg(test)]
