@@ -419,10 +419,6 @@ impl Liveness {
         }
     }
 
-    pub fn timers(&self) -> Timers {
-        self.timers
-    }
-
     /// Our tick at `now`: never 0 (0 means "none" in an echo).
     pub fn own_tick(now: Timestamp) -> u64 {
         now.0.saturating_add(1)

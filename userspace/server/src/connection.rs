@@ -261,19 +261,11 @@ async fn read_loop(
             }
         };
         if let Some(session) = session {
-            if session.udp_accel.is_some() {
-                clamp_mss(&mut batch);
-            }
-            session.counters.received.add_batch(&batch);
             // Switched here, on this worker: frames for the bridge go to
             // this worker's tap queue before the next read, so a client
             // that sends faster than the kernel takes its frames is slowed
             // by its own TCP connection, not by a queue that drops.
-            let mut buffers = worker.switch_buffers.borrow_mut();
-            session
-                .hub
-                .plane
-                .switch_from_session(session.port, &batch, worker.index, &mut buffers);
+            session.switch_from_client(&mut batch, &worker);
             batch.clear();
         }
         let _ = wake.try_send(());
@@ -720,23 +712,13 @@ fn send_hub_frames(c: &mut Conn, outbox: &Outbox, lane: LaneId) {
     if let Some(session) = session {
         session.counters.sent.add_batch(from_hub);
         if let Some(path) = &session.udp_accel {
-            clamp_mss(from_hub);
+            crate::udp_accel::clamp_mss(from_hub);
             if path.send_frames(now, from_hub, udp_out, udp_sizes) {
                 return;
             }
         }
     }
     proto.send_frames(now, from_hub.iter());
-}
-
-/// Lowers the MSS of TCP SYNs through a session that may carry them by UDP
-/// acceleration, so its datagrams fit the path unfragmented (from the
-/// login on, as SoftEther does: a connection opened while the session is
-/// still on TCP may later move to UDP).
-fn clamp_mss(frames: &mut Frames) {
-    frames.for_each_mut(|frame| {
-        ethergate_hub::offload::clamp_mss(frame, crate::udp_accel::CLAMPED_MSS);
-    });
 }
 
 /// Moves the protocol's queued plaintext through the transport into `out`.

@@ -223,6 +223,24 @@ impl SessionShared {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Frames the client sent, switched through the hub on `worker` (to
+    /// its own tap queue) and counted; TCP SYNs are clamped first when the
+    /// session may carry them by UDP acceleration.
+    pub(crate) fn switch_from_client(
+        &self,
+        frames: &mut ethergate_proto::data::Frames,
+        worker: &crate::worker_context::Worker,
+    ) {
+        if self.udp_accel.is_some() {
+            crate::udp_accel::clamp_mss(frames);
+        }
+        self.counters.received.add_batch(frames);
+        let mut buffers = worker.switch_buffers.borrow_mut();
+        self.hub
+            .plane
+            .switch_from_session(self.port, frames, worker.index, &mut buffers);
+    }
+
     /// A WireGuard session's sender ended (its one "connection"): a
     /// stopping server stops waiting for it.
     pub(crate) fn sender_ended(&self) {

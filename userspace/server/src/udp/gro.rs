@@ -65,11 +65,9 @@ pub(crate) fn read_burst(
     if more.is_empty() {
         more.push(vec![0u8; buf_len]);
     }
-    let mut got = Vec::with_capacity(more.len());
-    let n = recv_many_nowait(socket, more, &mut got);
-    for (slot, (bytes, from, segment)) in got.into_iter().enumerate() {
+    let n = recv_many_nowait(socket, more, |slot, bytes, from, segment| {
         reads.push((slot + 1, bytes, from, segment));
-    }
+    });
     if n == more.len() && more.len() < max {
         let grown = (more.len() * 2).min(max);
         more.resize_with(grown, || vec![0u8; buf_len]);
@@ -77,13 +75,14 @@ pub(crate) fn read_burst(
 }
 
 /// Up to `bufs.len()` reads in one non-blocking recvmmsg(2): for each
-/// read filled, (bytes, sender, segment size) goes to `reads`, in order.
-/// Returns how many; 0 when nothing is queued (or on an error, which the
-/// next wait reports).
+/// read filled, `on_read(buffer index, bytes, sender, segment size)`, in
+/// order (a read from a sender that is not IP is skipped). Returns how
+/// many buffers the kernel filled; 0 when nothing is queued (or on an
+/// error, which the next wait reports).
 pub(crate) fn recv_many_nowait(
     socket: &impl AsRawFd,
     bufs: &mut [Vec<u8>],
-    reads: &mut Vec<(usize, SocketAddr, Option<usize>)>,
+    mut on_read: impl FnMut(usize, usize, SocketAddr, Option<usize>),
 ) -> usize {
     const MAX: usize = 64;
     let count = bufs.len().min(MAX);
@@ -133,7 +132,7 @@ pub(crate) fn recv_many_nowait(
             )
         };
         if let Some(from) = from {
-            reads.push((msgs[i].msg_len as usize, from, segment_size(control)));
+            on_read(i, msgs[i].msg_len as usize, from, segment_size(control));
         }
     }
     n
@@ -188,8 +187,10 @@ mod tests {
         let mut got = Vec::new();
         let mut bufs = vec![vec![0u8; 65536]; 8];
         let mut reads = Vec::new();
-        recv_many_nowait(&rx, &mut bufs, &mut reads);
-        for (i, (n, from, segment)) in reads.into_iter().enumerate() {
+        recv_many_nowait(&rx, &mut bufs, |i, n, from, segment| {
+            reads.push((i, n, from, segment))
+        });
+        for (i, n, from, segment) in reads {
             assert_eq!(from, tx.local_addr().expect("addr"));
             let buf = &bufs[i][..n];
             match segment {
@@ -215,13 +216,14 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         let mut bufs = vec![vec![0u8; 2048]; 8];
         let mut reads = Vec::new();
-        assert_eq!(recv_many_nowait(&rx, &mut bufs, &mut reads), 5);
-        for (i, (n, from, _)) in reads.iter().enumerate() {
-            assert_eq!(*n, 100 + i);
-            assert_eq!(*from, tx.local_addr().expect("addr"));
-            assert!(bufs[i][..*n].iter().all(|b| usize::from(*b) == i));
+        let filled = recv_many_nowait(&rx, &mut bufs, |i, n, from, _| reads.push((i, n, from)));
+        assert_eq!(filled, 5);
+        for (at, &(i, n, from)) in reads.iter().enumerate() {
+            assert_eq!(i, at, "each read names its own buffer");
+            assert_eq!(n, 100 + i);
+            assert_eq!(from, tx.local_addr().expect("addr"));
+            assert!(bufs[i][..n].iter().all(|b| usize::from(*b) == i));
         }
-        reads.clear();
-        assert_eq!(recv_many_nowait(&rx, &mut bufs, &mut reads), 0);
+        assert_eq!(recv_many_nowait(&rx, &mut bufs, |_, _, _, _| {}), 0);
     }
 }

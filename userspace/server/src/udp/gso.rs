@@ -55,15 +55,17 @@ pub(crate) fn send_segmented(
 
 /// Splits `sizes` (datagrams laid end to end) into runs one segmented send
 /// can carry: equal sizes, the last one possibly shorter, within the
-/// limits. Calls `run(first, end, bytes)` for each, in order.
-pub(crate) fn runs(sizes: &[usize], mut run: impl FnMut(usize, usize, usize)) {
+/// limits. Yields `(first, end, bytes)` for each, in order; allocates
+/// nothing.
+pub(crate) fn runs(sizes: &[usize]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
     let mut i = 0;
-    while i < sizes.len() {
-        let size = sizes[i];
+    std::iter::from_fn(move || {
+        let &size = sizes.get(i)?;
+        let first = i;
         let mut end = i + 1;
         let mut bytes = size;
         while end < sizes.len()
-            && end - i < MAX_SEGMENTS
+            && end - first < MAX_SEGMENTS
             && bytes + sizes[end] <= MAX_BYTES
             && sizes[end] <= size
         {
@@ -73,9 +75,9 @@ pub(crate) fn runs(sizes: &[usize], mut run: impl FnMut(usize, usize, usize)) {
                 break;
             }
         }
-        run(i, end, bytes);
         i = end;
-    }
+        Some((first, end, bytes))
+    })
 }
 
 #[cfg(test)]
@@ -84,15 +86,12 @@ mod tests {
 
     #[test]
     fn runs_are_equal_sizes_ending_with_at_most_one_shorter() {
-        let mut got = Vec::new();
-        runs(&[100, 100, 100, 40, 100, 200, 200], |a, b, bytes| {
-            got.push((a, b, bytes))
-        });
+        let got: Vec<_> = runs(&[100, 100, 100, 40, 100, 200, 200]).collect();
         assert_eq!(got, vec![(0, 4, 340), (4, 5, 100), (5, 7, 400)]);
         let many = vec![1000; 100];
-        let mut counts = Vec::new();
-        runs(&many, |a, b, _| counts.push(b - a));
+        let counts: Vec<_> = runs(&many).map(|(a, b, _)| b - a).collect();
         assert_eq!(counts, vec![MAX_SEGMENTS, 100 - MAX_SEGMENTS]);
+        assert_eq!(runs(&[]).count(), 0);
     }
 
     /// Real loopback sockets: one segmented send arrives as separate

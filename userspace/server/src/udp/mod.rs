@@ -1,8 +1,10 @@
 //! UDP plumbing shared by the WireGuard endpoint and SoftEther's UDP
 //! acceleration: per-worker SO_REUSEPORT sockets with source steering
 //! ([`socket`]), reads in bursts ([`burst`]) with receive offload
-//! ([`gro`]), and segmented sends ([`gso`]).
+//! ([`gro`]) switched per session ([`batch`]), and segmented sends
+//! ([`gso`]).
 
+pub(crate) mod batch;
 pub(crate) mod burst;
 pub(crate) mod gro;
 pub(crate) mod gso;

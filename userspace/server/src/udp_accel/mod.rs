@@ -40,6 +40,16 @@ use crate::directory::SessionShared;
 /// instead of being fragmented by IP.
 pub const CLAMPED_MSS: u16 = 1309;
 
+/// Lowers the MSS of the TCP SYNs among `frames` to [`CLAMPED_MSS`]. Done
+/// both ways for every session granted UDP acceleration, from the login
+/// on (as SoftEther does): a connection opened while the session is still
+/// on TLS may later move to UDP.
+pub fn clamp_mss(frames: &mut ethergate_proto::data::Frames) {
+    frames.for_each_mut(|frame| {
+        ethergate_hub::offload::clamp_mss(frame, CLAMPED_MSS);
+    });
+}
+
 ethergate_common::counter_enum! {
     /// Why a datagram sent to the acceleration port was not delivered.
     pub enum UdpAccelDrop {

@@ -3,9 +3,8 @@
 //! sending of its datagrams (docs/udp-acceleration.md §3–§5).
 //!
 //! Shared by the session's connections (which send frames here while the
-//! path is usable), the worker's receive loop and the session's
-//! keep-alive task, all normally on the session's worker: the lock is
-//! uncontended.
+//! path is usable), the worker's receive loop and the worker's keep-alive
+//! queue, all normally on the session's worker: the lock is uncontended.
 
 use std::{
     net::SocketAddr,
@@ -262,9 +261,7 @@ impl UdpPath {
             .frames_sent
             .fetch_add(frames.len() as u64, Ordering::Relaxed);
         let mut at = 0;
-        let mut runs = Vec::new();
-        gso::runs(sizes, |first, end, bytes| runs.push((first, end, bytes)));
-        for (first, end, bytes) in runs {
+        for (first, end, bytes) in gso::runs(sizes) {
             let chunk = &out[at..at + bytes];
             at += bytes;
             let segment = sizes[first];

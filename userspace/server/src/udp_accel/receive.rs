@@ -7,11 +7,15 @@
 
 use std::{collections::HashMap, net::SocketAddr, rc::Rc, sync::Arc};
 
-use ethergate_proto::{data::Frames, udp_accel::Record};
+use ethergate_proto::udp_accel::Record;
 use tracing::{debug, warn};
 
-use super::{CLAMPED_MSS, Registry, UdpAccelCounters, UdpAccelDrop};
-use crate::{directory::SessionShared, udp::burst::BurstReader, worker_context::Worker};
+use super::{Registry, UdpAccelCounters, UdpAccelDrop};
+use crate::{
+    directory::SessionShared,
+    udp::{batch::SessionBatch, burst::BurstReader},
+    worker_context::Worker,
+};
 
 /// Reads handled as one burst.
 const BURST: usize = 32;
@@ -43,7 +47,7 @@ pub(crate) async fn run(socket: std::net::UdpSocket, worker: Rc<Worker>) {
         searches: (0, 0),
         scratch: Vec::with_capacity(2048),
         inflated: Vec::new(),
-        batch: Batch::default(),
+        batch: SessionBatch::default(),
     };
     loop {
         if let Err(e) = reader.read().await {
@@ -68,7 +72,7 @@ struct Receiver<'a> {
     scratch: Vec<u8>,
     /// One inflated frame.
     inflated: Vec<u8>,
-    batch: Batch,
+    batch: SessionBatch,
 }
 
 impl Receiver<'_> {
@@ -167,50 +171,6 @@ impl Receiver<'_> {
         UdpAccelCounters::bump(&self.registry.counters.frames_received);
         path.frames_in
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.batch.add(session, frame, self.worker);
-    }
-}
-
-/// Frames received in this burst, switched as one batch per session (in
-/// arrival order, runs of one session kept together).
-#[derive(Default)]
-struct Batch {
-    session: Option<Arc<SessionShared>>,
-    frames: Frames,
-}
-
-impl Batch {
-    fn add(&mut self, session: &Arc<SessionShared>, frame: &[u8], worker: &Worker) {
-        if self
-            .session
-            .as_ref()
-            .is_some_and(|s| !Arc::ptr_eq(s, session))
-        {
-            self.flush(worker);
-        }
-        if self.session.is_none() {
-            self.session = Some(Arc::clone(session));
-        }
-        self.frames.push(frame);
-    }
-
-    fn flush(&mut self, worker: &Worker) {
-        let Some(session) = self.session.take() else {
-            return;
-        };
-        if !self.frames.is_empty() {
-            self.frames.for_each_mut(|f| {
-                ethergate_hub::offload::clamp_mss(f, CLAMPED_MSS);
-            });
-            session.counters.received.add_batch(&self.frames);
-            let mut buffers = worker.switch_buffers.borrow_mut();
-            session.hub.plane.switch_from_session(
-                session.port,
-                &self.frames,
-                worker.index,
-                &mut buffers,
-            );
-        }
-        self.frames.clear();
+        self.batch.push(session, frame, self.worker);
     }
 }

@@ -13,7 +13,10 @@ use tracing::{debug, info, warn};
 
 use super::{WgPeer, WireguardDrop, WireguardHub, counters::WireguardCounters, send};
 use crate::{
-    directory::SessionShared, hub_plane::HubPlane, udp::burst::BurstReader, worker_context::Worker,
+    directory::SessionShared,
+    hub_plane::HubPlane,
+    udp::{batch::SessionBatch, burst::BurstReader},
+    worker_context::Worker,
 };
 
 /// Datagrams handled as one burst.
@@ -90,7 +93,7 @@ pub(crate) async fn run(
                 handle(rx, now, datagram, from, &mut burst).await;
             }
         }
-        burst.flush(&plane, &worker);
+        burst.batch.flush(&worker);
     }
     debug!(
         hub = wg.hub,
@@ -107,47 +110,12 @@ fn send_socket(socket: &std::net::UdpSocket) -> std::io::Result<send::WgSocket> 
 }
 
 /// Packets decrypted in this burst, waiting to be switched as one batch
-/// per peer (in arrival order, runs of one peer kept together).
+/// per peer.
 #[derive(Default)]
 struct Burst {
-    session: Option<Arc<SessionShared>>,
-    frames: Frames,
+    batch: SessionBatch,
     /// One packet's frames, reused (no allocation per packet).
     scratch: Frames,
-}
-
-impl Burst {
-    fn add(
-        &mut self,
-        session: &Arc<SessionShared>,
-        plane: &HubPlane,
-        worker: &Worker,
-        frames: &Frames,
-    ) {
-        if self
-            .session
-            .as_ref()
-            .is_some_and(|s| !Arc::ptr_eq(s, session))
-        {
-            self.flush(plane, worker);
-        }
-        if self.session.is_none() {
-            self.session = Some(Arc::clone(session));
-        }
-        self.frames.append(frames);
-    }
-
-    fn flush(&mut self, plane: &HubPlane, worker: &Worker) {
-        let Some(session) = self.session.take() else {
-            return;
-        };
-        if !self.frames.is_empty() {
-            session.counters.received.add_batch(&self.frames);
-            let mut buffers = worker.switch_buffers.borrow_mut();
-            plane.switch_from_session(session.port, &self.frames, worker.index, &mut buffers);
-        }
-        self.frames.clear();
-    }
 }
 
 /// The sender's address as the cookie binds it: address bytes, then port
@@ -284,9 +252,7 @@ fn transport(
     from: SocketAddr,
     burst: &mut Burst,
 ) {
-    let Receiver {
-        wg, plane, worker, ..
-    } = rx;
+    let Receiver { wg, worker, .. } = rx;
     let counters = &wg.counters;
     let Some(peer) = wg.peer_by_index(receiver) else {
         counters.drop(WireguardDrop::UnknownIndex);
@@ -338,7 +304,7 @@ fn transport(
     match session {
         Some(session) => {
             if !frames.is_empty() {
-                burst.add(&session, plane, worker, &frames);
+                burst.batch.append(&session, &frames, worker);
             }
         }
         None => counters.drop_n(WireguardDrop::NoSession, frames.len() as u64),

@@ -83,10 +83,8 @@ impl WgSocket {
         sizes: &[usize],
         counters: &WireguardCounters,
     ) {
-        let mut batches = Vec::new();
-        crate::udp::gso::runs(sizes, |first, end, bytes| batches.push((first, end, bytes)));
         let mut at = 0;
-        for (i, end, bytes) in batches {
+        for (i, end, bytes) in crate::udp::gso::runs(sizes) {
             let chunk = &buf[at..at + bytes];
             let sent = match &self.raw {
                 Some(raw) if self.gso.get() && end - i > 1 => {
