@@ -119,9 +119,18 @@ pub async fn serve(tcp: TcpStream, peer: std::net::SocketAddr, worker: Rc<Worker
     let deadline = proto.poll_timeout().map(to_instant);
     let mut tcp = tcp;
     let established = {
-        let establish = transport::establish(&mut tcp, tls, deadline, &worker.offload, id);
+        // On the heap: the handshake's state (~10 KiB of rustls and I/O
+        // futures) would otherwise stay part of this task's size for the
+        // connection's whole life, idle sessions included.
+        let establish = Box::pin(transport::establish(
+            &mut tcp,
+            tls,
+            deadline,
+            &worker.offload,
+            id,
+        ));
         let evicted = ticket.evicted();
-        futures_util::pin_mut!(establish, evicted);
+        futures_util::pin_mut!(evicted);
         match select(establish, evicted).await {
             Either::Left((result, _)) => Some(result),
             Either::Right(((), _)) => None,
