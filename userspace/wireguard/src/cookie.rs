@@ -72,15 +72,25 @@ impl CookieChecker {
         now: Instant,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> bool {
-        if message.len() < 32 {
-            return false;
-        }
         let cookie = self.cookie(source, now, random);
-        mac_matches(
-            &cookie,
-            &message[..mac2_range(message.len()).start],
-            &message[mac2_range(message.len())],
-        )
+        carries_mac2(message, &cookie)
+    }
+
+    /// Under load: `None` when `message` carries the mac2 of `source`'s
+    /// cookie, else the cookie reply to send it (`receiver`: its sender
+    /// index). The cookie is derived once for both, since under a flood
+    /// every forged initiation takes this path.
+    pub fn challenge(
+        &mut self,
+        message: &[u8],
+        receiver: u32,
+        source: &[u8],
+        now: Instant,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> Option<[u8; COOKIE_REPLY_LEN]> {
+        let cookie = self.cookie(source, now, random);
+        (!carries_mac2(message, &cookie))
+            .then(|| self.reply_with(cookie, message, receiver, random))
     }
 
     /// A cookie reply to `message` from `source`, whose sender index is
@@ -93,7 +103,17 @@ impl CookieChecker {
         now: Instant,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> [u8; COOKIE_REPLY_LEN] {
-        let mut cookie = self.cookie(source, now, random);
+        let cookie = self.cookie(source, now, random);
+        self.reply_with(cookie, message, receiver, random)
+    }
+
+    fn reply_with(
+        &self,
+        mut cookie: [u8; 16],
+        message: &[u8],
+        receiver: u32,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> [u8; COOKIE_REPLY_LEN] {
         let mut nonce = [0u8; 24];
         random(&mut nonce);
         let mac1 = &message[mac1_range(message.len())];
@@ -106,6 +126,16 @@ impl CookieChecker {
         out[48..64].copy_from_slice(&tag);
         out
     }
+}
+
+/// Whether `message` ends in MAC(cookie, everything before mac2).
+fn carries_mac2(message: &[u8], cookie: &[u8; 16]) -> bool {
+    message.len() >= 32
+        && mac_matches(
+            cookie,
+            &message[..mac2_range(message.len()).start],
+            &message[mac2_range(message.len())],
+        )
 }
 
 /// The initiator's side: the cookie in a reply to the message whose mac1
@@ -175,6 +205,27 @@ mod tests {
         )
         .expect("initiate");
         assert!(checker.mac2_valid(&retry, source, now, &mut random));
+        assert!(
+            checker
+                .challenge(&retry, 8, source, now, &mut random)
+                .is_none(),
+            "a valid mac2 is admitted under load"
+        );
+        let challenged = checker
+            .challenge(&init, 7, source, now, &mut random)
+            .expect("no mac2: a cookie reply");
+        let Ok(Message::CookieReply(parsed)) = Message::parse(&challenged) else {
+            panic!("the challenge is a cookie reply");
+        };
+        assert_eq!(
+            open_cookie_reply(
+                &crate::handshake::cookie_key(&server.public),
+                &pending.mac1,
+                &parsed
+            ),
+            Some(cookie),
+            "and carries the same cookie"
+        );
         assert!(
             !checker.mac2_valid(&retry, b"\xc6\x33\x64\x03\x12\x34", now, &mut random),
             "the cookie is bound to the address"

@@ -55,11 +55,12 @@ impl Responder {
         if !self.cookies.mac1_valid(msg.bytes) {
             return Admission::BadMac1;
         }
-        if under_load && !self.cookies.mac2_valid(msg.bytes, source, now, random) {
-            return Admission::CookieReply(
-                self.cookies
-                    .reply(msg.bytes, msg.sender, source, now, random),
-            );
+        if under_load
+            && let Some(reply) = self
+                .cookies
+                .challenge(msg.bytes, msg.sender, source, now, random)
+        {
+            return Admission::CookieReply(reply);
         }
         Admission::Proceed
     }

@@ -41,8 +41,13 @@ const PEER_INTERVAL: Duration = Duration::from_millis(50);
 pub fn source(i: usize) -> String {
     format!("198.51.100.{}", 30 + i)
 }
-/// Forged initiations sent per real one.
-const FORGED_PER_ROUND: usize = 8;
+/// The flood's rate, forged initiations a second. Fixed, so that a
+/// server (or a driver) that gets faster faces the same flood and the
+/// per-CPU-second figure compares builds.
+pub const FORGED_PER_SECOND: f64 = 100_000.0;
+/// At most this many forged initiations between two real ones (catching
+/// up after a slow round stays a burst the socket takes).
+const FORGED_BURST: u64 = 64;
 
 /// The private key of bench peer `i`.
 pub fn peer_key(i: usize) -> PrivateKey {
@@ -131,7 +136,8 @@ pub fn run(server: &str, server_key: &PublicKey, duration: Duration) -> Result<S
     let start = Instant::now();
     let mut counter = 0u32;
     while start.elapsed() < duration {
-        for _ in 0..FORGED_PER_ROUND {
+        let due = (start.elapsed().as_secs_f64() * FORGED_PER_SECOND) as u64;
+        for _ in 0..due.saturating_sub(forged_sent).min(FORGED_BURST) {
             if flood
                 .send(&forged[forged_sent as usize % forged.len()])
                 .is_ok()

@@ -321,9 +321,10 @@ fn handshake_row(
     let method = format!(
         "own driver in client, {secs} s: {} peers, each from its own address every 50 ms with its cookie \
          (4,000/s offered: 20/s per address, the under-load limit of ethergate, the kernel and wireguard-go), \
-         beside a flood of forged initiations (valid mac1, unknown key) from one more address; \
+         beside a flood of {} forged initiations a second (valid mac1, unknown key) from one more address; \
          completed = responses that decrypt; the driver's Curve25519 work shares the 2 cores",
-        handshakes::PEERS
+        handshakes::PEERS,
+        handshakes::FORGED_PER_SECOND
     );
     let sources = settings.work.join("wg-sources");
     let batch = |op: &str| -> Result<()> {

@@ -7,10 +7,10 @@ use blake2::{
     Blake2s256, Blake2sMac,
     digest::{Digest, KeyInit, Mac, consts::U16},
 };
-use chacha20poly1305::{
-    AeadInPlace, ChaCha20Poly1305, XChaCha20Poly1305, aead::generic_array::GenericArray,
-};
 use hmac::SimpleHmac;
+
+mod aead;
+pub use aead::{open, seal, xopen, xseal};
 
 pub const KEY_LEN: usize = 32;
 pub const TAG_LEN: usize = 16;
@@ -74,69 +74,6 @@ pub fn counter_nonce(counter: u64) -> [u8; 12] {
     let mut nonce = [0u8; 12];
     nonce[4..].copy_from_slice(&counter.to_le_bytes());
     nonce
-}
-
-/// Encrypts `in_out` in place; returns the tag.
-pub fn seal(key: &Key, counter: u64, ad: &[u8], in_out: &mut [u8]) -> [u8; TAG_LEN] {
-    let cipher = ChaCha20Poly1305::new(GenericArray::from_slice(key));
-    let nonce = counter_nonce(counter);
-    cipher
-        .encrypt_in_place_detached(GenericArray::from_slice(&nonce), ad, in_out)
-        .expect("messages are far below ChaCha20's length limit")
-        .into()
-}
-
-/// Decrypts `in_out` in place if `tag` authenticates it.
-pub fn open(
-    key: &Key,
-    counter: u64,
-    ad: &[u8],
-    in_out: &mut [u8],
-    tag: &[u8],
-) -> Result<(), Unauthentic> {
-    open_detached::<ChaCha20Poly1305>(key, &counter_nonce(counter), ad, in_out, tag)
-}
-
-/// XChaCha20-Poly1305 encryption (cookie replies).
-pub fn xseal(key: &Key, nonce: &[u8; 24], ad: &[u8], in_out: &mut [u8]) -> [u8; TAG_LEN] {
-    let cipher = XChaCha20Poly1305::new(GenericArray::from_slice(key));
-    cipher
-        .encrypt_in_place_detached(GenericArray::from_slice(nonce), ad, in_out)
-        .expect("a cookie is 16 bytes")
-        .into()
-}
-
-/// XChaCha20-Poly1305 decryption (cookie replies).
-pub fn xopen(
-    key: &Key,
-    nonce: &[u8; 24],
-    ad: &[u8],
-    in_out: &mut [u8],
-    tag: &[u8],
-) -> Result<(), Unauthentic> {
-    open_detached::<XChaCha20Poly1305>(key, nonce, ad, in_out, tag)
-}
-
-/// Decrypts with AEAD `C` (its nonce is `nonce.len()` bytes long).
-fn open_detached<C: KeyInit + AeadInPlace>(
-    key: &Key,
-    nonce: &[u8],
-    ad: &[u8],
-    in_out: &mut [u8],
-    tag: &[u8],
-) -> Result<(), Unauthentic> {
-    if tag.len() != TAG_LEN {
-        return Err(Unauthentic);
-    }
-    let cipher = <C as KeyInit>::new(GenericArray::from_slice(key));
-    cipher
-        .decrypt_in_place_detached(
-            GenericArray::from_slice(nonce),
-            ad,
-            in_out,
-            GenericArray::from_slice(tag),
-        )
-        .map_err(|_| Unauthentic)
 }
 
 /// An AEAD tag did not verify.
