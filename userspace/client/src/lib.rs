@@ -53,8 +53,7 @@ mod tls;
 
 use std::{net::ToSocketAddrs, rc::Rc};
 
-use compio::BufResult;
-use ethergate_proto::{ClientAuth, ClientConfig, CloseReason};
+use ethergate_proto::{ClientAuth, ClientConfig, CloseReason, data::Frames};
 use futures_util::future::{Either, select};
 use tracing::{debug, info, warn};
 
@@ -68,13 +67,14 @@ use crate::{
     backoff::Backoff,
     clock::{Clock, system_random},
     dhcp::DhcpClient,
-    nic::{Nic, TAP_FRAME_MAX},
+    nic::{Nic, TapReads},
     session::{SessionEnd, SessionSetup},
 };
 
-/// Tap frames queued while the writer is busy; beyond this they are
-/// dropped, as SoftEther drops rather than stalls (spec §7.1).
-const TAP_QUEUE: usize = 1024;
+/// Bursts of tap frames queued while the writer is busy (each at most
+/// 256 KiB of frames); beyond this a burst is dropped, as SoftEther drops
+/// rather than stalls (spec §7.1).
+const TAP_QUEUE: usize = 32;
 
 /// Runs the client until `stop` receives (or its sender is dropped) or a
 /// fatal error. Creates its own single-threaded io_uring runtime; call it
@@ -207,17 +207,27 @@ fn unix_time_at(clock: Clock) -> Option<u64> {
     Some(unix.saturating_sub(clock.now().0 / 1000))
 }
 
-/// Reads frames from the tap for as long as the client runs; a full queue
-/// drops the frame.
-async fn tap_reader(nic: Rc<Nic>, to_session: async_channel::Sender<Vec<u8>>) {
+/// Reads the tap for as long as the client runs, a burst at a time; a
+/// full queue drops the burst (said once, then counted in debug lines).
+async fn tap_reader(nic: Rc<Nic>, to_session: async_channel::Sender<Frames>) {
+    let mut bufs = TapReads::default();
+    let mut dropped = 0u64;
     loop {
-        let buf = Vec::with_capacity(TAP_FRAME_MAX);
-        let BufResult(result, buf) = nic.read(buf).await;
-        match result {
+        let mut frames = Frames::new();
+        match nic.read_burst(&mut bufs, &mut frames).await {
             Ok(0) => return,
             Ok(_) => {
-                if to_session.try_send(buf).is_err() {
-                    debug!("tap queue full; frame dropped");
+                if frames.is_empty() {
+                    continue;
+                }
+                if let Err(e) = to_session.try_send(frames) {
+                    if dropped == 0 {
+                        warn!(
+                            "the tunnel is slower than the tap: frames dropped (counted in debug lines)"
+                        );
+                    }
+                    dropped += e.into_inner().len() as u64;
+                    debug!(dropped, "tap queue full; burst dropped");
                 }
             }
             Err(e) => {

@@ -26,6 +26,7 @@ use compio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
+use ethergate_hub::offload::Coalescer;
 use ethergate_proto::{
     ClientConfig, ClientConnection, ClientEvent, CloseReason, Timestamp, data::Frames,
 };
@@ -41,8 +42,8 @@ use crate::{
 /// Socket read size: several full TLS records, so one read yields many
 /// frames (docs/design.md: small buffers cost CPU).
 const READ_CHUNK: usize = 64 * 1024;
-/// Tap frames coalesced into one protocol batch.
-const MAX_FRAMES_PER_BATCH: usize = 64;
+/// Tap bursts taken into one protocol batch, at most.
+const MAX_BURSTS_PER_BATCH: usize = 8;
 /// SoftEther's CONNECTING_TIMEOUT (spec §7.4): the TCP connect gets as long
 /// as the real client gives it.
 /// How long the loop sleeps when nothing is due: it only looks again.
@@ -241,7 +242,7 @@ pub struct SessionSetup {
     pub server_name: rustls::pki_types::ServerName<'static>,
     pub proto: ClientConfig,
     pub nic: Rc<Nic>,
-    pub from_tap: async_channel::Receiver<Vec<u8>>,
+    pub from_tap: async_channel::Receiver<Frames>,
     pub stop: async_channel::Receiver<()>,
     pub dhcp: Option<DhcpClient>,
     pub clock: Clock,
@@ -328,7 +329,7 @@ async fn read_loop(
     nic: Rc<Nic>,
 ) {
     let mut buf = Vec::with_capacity(READ_CHUNK);
-    let mut frame_buf = Vec::with_capacity(crate::nic::TAP_FRAME_MAX);
+    let mut coalescer = Coalescer::new();
     loop {
         buf.clear();
         let BufResult(result, returned) = socket.read(buf).await;
@@ -354,24 +355,21 @@ async fn read_loop(
             std::mem::take(&mut c.frames_in)
         };
         let _ = wake.try_send(());
-        // Frames to DHCP or the tap; tap writes happen outside the borrow.
-        for frame in frames.iter() {
-            let taken = {
-                let mut c = conn.borrow_mut();
-                let now = c.clock.now();
-                c.dhcp.as_mut().is_some_and(|d| d.handle_frame(now, frame))
-            };
-            if taken {
-                let _ = wake.try_send(());
-                continue;
-            }
-            frame_buf.clear();
-            frame_buf.extend_from_slice(frame);
-            let BufResult(result, returned) = nic.write(frame_buf).await;
-            frame_buf = returned;
-            if let Err(e) = result {
-                debug!("tap write: {e}");
-            }
+        // Frames to DHCP or the tap (whose writes never wait).
+        let mut dhcp_took = false;
+        {
+            let mut c = conn.borrow_mut();
+            let now = c.clock.now();
+            let Conn { dhcp, .. } = &mut *c;
+            let to_tap = frames.iter().filter(|frame| {
+                let taken = dhcp.as_mut().is_some_and(|d| d.handle_frame(now, frame));
+                dhcp_took |= taken;
+                !taken
+            });
+            nic.write_frames(to_tap, &mut coalescer);
+        }
+        if dhcp_took {
+            let _ = wake.try_send(());
         }
         // Give the allocation back for the next read's frames.
         let mut frames = frames;
@@ -392,11 +390,10 @@ async fn write_loop(
     mut socket: TcpStream,
     conn: &Rc<RefCell<Conn>>,
     wake: async_channel::Receiver<()>,
-    from_tap: async_channel::Receiver<Vec<u8>>,
+    from_tap: async_channel::Receiver<Frames>,
     stop: async_channel::Receiver<()>,
 ) {
     let mut out = Vec::with_capacity(READ_CHUNK);
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(MAX_FRAMES_PER_BATCH);
     loop {
         {
             let mut c = conn.borrow_mut();
@@ -442,25 +439,25 @@ async fn write_loop(
                 info!("stopping");
                 conn.borrow_mut().stop();
             }
-            Either::Right((Either::Left((frame, _)), _)) => {
-                let Ok(frame) = frame else {
+            Either::Right((Either::Left((burst, _)), _)) => {
+                let Ok(burst) = burst else {
                     // The tap reader is gone: nothing more to carry.
                     conn.borrow_mut()
                         .finish(SessionEnd::Io("the tap reader stopped".into()));
                     continue;
                 };
-                batch.push(frame);
-                while batch.len() < MAX_FRAMES_PER_BATCH {
-                    match from_tap.try_recv() {
-                        Ok(more) => batch.push(more),
-                        Err(_) => break,
-                    }
-                }
                 let mut c = conn.borrow_mut();
                 let now = c.clock.now();
                 // Before the welcome the protocol drops frames (returns 0).
-                c.proto.send_frames(now, batch.iter().map(Vec::as_slice));
-                batch.clear();
+                c.proto.send_frames(now, burst.iter());
+                for _ in 1..MAX_BURSTS_PER_BATCH {
+                    match from_tap.try_recv() {
+                        Ok(more) => {
+                            c.proto.send_frames(now, more.iter());
+                        }
+                        Err(_) => break,
+                    }
+                }
             }
             Either::Right((Either::Right(((), _)), _)) => {
                 let mut c = conn.borrow_mut();
