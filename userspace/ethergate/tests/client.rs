@@ -252,58 +252,22 @@ fn static_address_pings_the_hub_bridge_and_pinned_certificate_is_accepted() {
         "the client's tap runs without offload: {}",
         client.log()
     );
-    sha256_transfer_is_intact(&setup, ("client", "nat"), "192.168.30.1", 0x9e37_79b1);
-    sha256_transfer_is_intact(&setup, ("nat", "client"), "192.168.30.250", 0x85eb_ca77);
+    for (ends, to_addr, seed) in [
+        (("client", "nat"), "192.168.30.1", 0x9e37_79b1),
+        (("nat", "client"), "192.168.30.250", 0x85eb_ca77),
+    ] {
+        let t = common::sha256_transfer(&setup.topo, &setup.state, ends, to_addr, seed);
+        assert_eq!(
+            t.received,
+            t.sent,
+            "{}
+client:
+{}",
+            t.detail,
+            client.log()
+        );
+    }
     assert_eq!(client.stop(), Some(0), "{}", client.log());
-}
-
-/// 16 MiB from `from` to `to` (listening on `to_addr`) over one TCP
-/// connection through the tunnel, hashed with SHA-256 on arrival.
-fn sha256_transfer_is_intact(setup: &Setup, (from, to): (&str, &str), to_addr: &str, seed: u32) {
-    let blob: Vec<u8> = (0..16u32 << 20)
-        .map(|i| (i.wrapping_mul(seed) >> 11) as u8)
-        .collect();
-    let file = setup.state.join(format!("blob-{from}-{to}.bin"));
-    std::fs::write(&file, &blob).expect("blob");
-    let want = setup
-        .topo
-        .exec(from, &["sha256sum", &file.display().to_string()])
-        .expect("sha256sum");
-    let received = setup.state.join(format!("blob-{from}-{to}.sha256"));
-    let receiver = format!(
-        "import hashlib, socket\n\
-         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind(('{to_addr}', 9000)); s.listen(1); c, _ = s.accept(); h = hashlib.sha256()\n\
-         while True:\n    b = c.recv(65536)\n    if not b: break\n    h.update(b)\n\
-         open('{}', 'w').write(h.hexdigest())\n",
-        received.display()
-    );
-    let mut sink = setup
-        .topo
-        .spawn(to, &["python3", "-c", &receiver])
-        .expect("receiver");
-    std::thread::sleep(Duration::from_millis(500));
-    let sender = format!(
-        "import socket\n\
-         s = socket.create_connection(('{to_addr}', 9000), timeout=60)\n\
-         s.sendall(open('{}', 'rb').read()); s.shutdown(socket.SHUT_WR); s.recv(1)\n",
-        file.display()
-    );
-    let sent = setup
-        .topo
-        .run(from, &["timeout", "60", "python3", "-c", &sender])
-        .expect("sender");
-    let finished = sink.wait_timeout(Duration::from_secs(30));
-    let got = std::fs::read_to_string(&received).unwrap_or_default();
-    let hash = want.stdout.split_whitespace().next().unwrap_or_default();
-    assert_eq!(
-        got,
-        hash,
-        "16 MiB {from} → {to} (receiver {finished:?}: {}; sender: {}{})",
-        sink.log(),
-        sent.stdout,
-        sent.stderr
-    );
 }
 
 #[test]

@@ -133,49 +133,18 @@ fn bulk_download_arrives_intact(app: &Appliance) {
 /// the tap (decision 0005), and the kernel trusts a merged frame's payload,
 /// so a merging mistake would show here as a different hash, not a drop.
 fn bulk_upload_arrives_intact(app: &Appliance) {
-    let blob: Vec<u8> = (0..16u32 << 20)
-        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
-        .collect();
-    let file = app.state.join("upload.bin");
-    std::fs::write(&file, &blob).expect("blob");
-    let want = app
-        .topo
-        .exec("client", &["sha256sum", &file.display().to_string()])
-        .expect("sha256sum");
-    let received = app.state.join("upload.sha256");
-    let receiver = format!(
-        "import hashlib, socket\n\
-         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind(('10.0.1.26', 9000)); s.listen(1); c, _ = s.accept(); h = hashlib.sha256()\n\
-         while True:\n    b = c.recv(65536)\n    if not b: break\n    h.update(b)\n\
-         open('{}', 'w').write(h.hexdigest())\n",
-        received.display()
+    let t = common::sha256_transfer(
+        &app.topo,
+        &app.state,
+        ("client", "private"),
+        "10.0.1.26",
+        2_246_822_519,
     );
-    let mut sink = app
-        .topo
-        .spawn("private", &["python3", "-c", &receiver])
-        .expect("receiver");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let sender = format!(
-        "import socket\n\
-         s = socket.create_connection(('10.0.1.26', 9000), timeout=120)\n\
-         s.sendall(open('{}', 'rb').read()); s.shutdown(socket.SHUT_WR); s.recv(1)\n",
-        file.display()
-    );
-    let sent = app
-        .topo
-        .run("client", &["timeout", "120", "python3", "-c", &sender])
-        .expect("sender");
-    let finished = sink.wait_timeout(std::time::Duration::from_secs(30));
-    let got = std::fs::read_to_string(&received).unwrap_or_default();
-    let hash = |s: &str| s.split_whitespace().next().unwrap_or_default().to_owned();
     assert_eq!(
-        got,
-        hash(&want.stdout),
-        "16 MiB upload through the tunnel (receiver {finished:?}: {}; sender: {}{})\nethergate log:\n{}",
-        sink.log(),
-        sent.stdout,
-        sent.stderr,
+        t.received,
+        t.sent,
+        "{}\nethergate log:\n{}",
+        t.detail,
         app.serve.log()
     );
 }

@@ -292,3 +292,74 @@ pub fn mount_pin_base() {
         .expect("sh");
     assert!(status.success(), "mounting bpffs at /run/ethergate-nat");
 }
+
+/// What [`sha256_transfer`] sent and what arrived.
+pub struct Transfer {
+    /// SHA-256 of the bytes sent (hex).
+    pub sent: String,
+    /// SHA-256 of the bytes received (hex; empty when nothing arrived).
+    pub received: String,
+    /// The receiver's and sender's output, for the failure message.
+    pub detail: String,
+}
+
+/// 16 MiB (a pattern from `seed`) from namespace `from` to a receiver in
+/// `to` listening on `to_addr:9000`, over one TCP connection, hashed by
+/// SHA-256 on arrival. Files go to `dir`. The kernel trusts the frames
+/// the tunnel cuts and merges (TSO segments, GSO frames), so a cutting or
+/// merging mistake shows as a different hash here, not as a drop.
+pub fn sha256_transfer(
+    topo: &Topology,
+    dir: &Path,
+    (from, to): (&str, &str),
+    to_addr: &str,
+    seed: u32,
+) -> Transfer {
+    let blob: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(seed) >> 11) as u8)
+        .collect();
+    let file = dir.join(format!("blob-{from}-{to}.bin"));
+    std::fs::write(&file, &blob).expect("blob");
+    let sent = topo
+        .exec(from, &["sha256sum", &file.display().to_string()])
+        .expect("sha256sum");
+    let received = dir.join(format!("blob-{from}-{to}.sha256"));
+    let _ = std::fs::remove_file(&received);
+    let receiver = format!(
+        "import hashlib, socket\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{to_addr}', 9000)); s.listen(1); c, _ = s.accept(); h = hashlib.sha256()\n\
+         while True:\n    b = c.recv(65536)\n    if not b: break\n    h.update(b)\n\
+         open('{}', 'w').write(h.hexdigest())\n",
+        received.display()
+    );
+    let mut sink = topo
+        .spawn(to, &["python3", "-c", &receiver])
+        .expect("receiver");
+    std::thread::sleep(Duration::from_millis(500));
+    let sender = format!(
+        "import socket\n\
+         s = socket.create_connection(('{to_addr}', 9000), timeout=120)\n\
+         s.sendall(open('{}', 'rb').read()); s.shutdown(socket.SHUT_WR); s.recv(1)\n",
+        file.display()
+    );
+    let out = topo
+        .run(from, &["timeout", "120", "python3", "-c", &sender])
+        .expect("sender");
+    let finished = sink.wait_timeout(Duration::from_secs(30));
+    Transfer {
+        sent: sent
+            .stdout
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        received: std::fs::read_to_string(&received).unwrap_or_default(),
+        detail: format!(
+            "16 MiB {from} → {to}: receiver {finished:?}: {}; sender: {}{}",
+            sink.log(),
+            out.stdout,
+            out.stderr
+        ),
+    }
+}
