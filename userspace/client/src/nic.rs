@@ -28,7 +28,7 @@ use crate::{dhcp::Lease, error::ClientError};
 
 /// Largest frame read from the tap without offload: MTU 1500 + Ethernet +
 /// a VLAN tag; SoftEther's ceiling is 1600 (spec §7.1).
-pub const TAP_FRAME_MAX: usize = 1600;
+const TAP_FRAME_MAX: usize = 1600;
 /// Largest read with offload: the header, then up to a 64 KiB IP packet
 /// behind Ethernet and a VLAN tag.
 const TAP_OFFLOAD_READ_MAX: usize = VNET_HDR_LEN + 18 + 65535;
@@ -138,25 +138,22 @@ impl Nic {
     /// one TCP flow merged into GSO frames (and runs of pure ACKs of one
     /// flow thinned to the newest), as the server writes its own tap. A tap
     /// write never waits; a frame the kernel refuses is lost, as on a
-    /// wire. Returns the write(2) calls made.
+    /// wire.
     pub fn write_frames<'f>(
         &self,
         frames: impl Iterator<Item = &'f [u8]>,
         coalescer: &mut Coalescer,
-    ) -> usize {
+    ) {
         let queue: &TapQueue = &self.queue;
-        let mut writes = 0;
         if !queue.vnet_hdr() {
             for frame in frames {
-                writes += 1;
                 if let Err(e) = queue.write(frame) {
                     debug!("tap write: {e}");
                 }
             }
-            return writes;
+            return;
         }
         let mut write = |hdr: &VnetHdr, frame: &[u8]| {
-            writes += 1;
             if let Err(e) = queue.write_with_header(&hdr.to_bytes(), frame) {
                 debug!("tap write: {e}");
             }
@@ -165,7 +162,6 @@ impl Nic {
             coalescer.push(frame, &mut write);
         }
         coalescer.flush(&mut write);
-        writes
     }
 
     /// Puts the lease's address on the tap and installs its routes.
