@@ -252,22 +252,78 @@ fn static_address_pings_the_hub_bridge_and_pinned_certificate_is_accepted() {
         "the client's tap runs without offload: {}",
         client.log()
     );
-    for (ends, to_addr, seed) in [
-        (("client", "nat"), "192.168.30.1", 0x9e37_79b1),
-        (("nat", "client"), "192.168.30.250", 0x85eb_ca77),
-    ] {
-        let t = common::sha256_transfer(&setup.topo, &setup.state, ends, to_addr, seed);
+    // IPv6 too (TCPv6 super-frames and merges), between the two taps'
+    // link-local addresses: the hub switches IPv6 and its neighbour
+    // discovery like any other frames.
+    let hub_v6 = link_local(&setup, "nat", "tap_00");
+    let client_v6 = link_local(&setup, "client", TAP);
+    let transfers = [
+        (
+            ("client", "nat"),
+            ["192.168.30.1".into(), "192.168.30.1".into()],
+            0x9e37_79b1,
+        ),
+        (
+            ("nat", "client"),
+            ["192.168.30.250".into(), "192.168.30.250".into()],
+            0x85eb_ca77,
+        ),
+        (
+            ("client", "nat"),
+            [format!("{hub_v6}%tap_00"), format!("{hub_v6}%{TAP}")],
+            0xc2b2_ae3d,
+        ),
+        (
+            ("nat", "client"),
+            [format!("{client_v6}%{TAP}"), format!("{client_v6}%tap_00")],
+            0x27d4_eb2f,
+        ),
+    ];
+    for (ends, [listen, connect], seed) in transfers {
+        let t = common::sha256_transfer(&setup.topo, &setup.state, ends, (&listen, &connect), seed);
         assert_eq!(
             t.received,
             t.sent,
-            "{}
-client:
-{}",
+            "{}\nclient:\n{}",
             t.detail,
             client.log()
         );
     }
     assert_eq!(client.stop(), Some(0), "{}", client.log());
+}
+
+/// The IPv6 link-local address of `dev` in `ns`, once duplicate address
+/// detection has let it be used (panics after 10 s).
+fn link_local(setup: &Setup, ns: &str, dev: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = setup
+            .topo
+            .run(
+                ns,
+                &[
+                    "ip", "-6", "-o", "addr", "show", "dev", dev, "scope", "link",
+                ],
+            )
+            .expect("ip -6 addr");
+        let address = out
+            .stdout
+            .split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .map(str::to_owned);
+        match address {
+            Some(a) if !out.stdout.contains("tentative") => return a,
+            _ if Instant::now() > deadline => {
+                panic!(
+                    "{ns}/{dev} has no usable link-local address: {}",
+                    out.stdout
+                )
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
 }
 
 #[test]

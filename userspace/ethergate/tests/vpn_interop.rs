@@ -137,7 +137,7 @@ fn bulk_upload_arrives_intact(app: &Appliance) {
         &app.topo,
         &app.state,
         ("client", "private"),
-        "10.0.1.26",
+        ("10.0.1.26", "10.0.1.26"),
         2_246_822_519,
     );
     assert_eq!(

@@ -304,15 +304,17 @@ pub struct Transfer {
 }
 
 /// 16 MiB (a pattern from `seed`) from namespace `from` to a receiver in
-/// `to` listening on `to_addr:9000`, over one TCP connection, hashed by
-/// SHA-256 on arrival. Files go to `dir`. The kernel trusts the frames
+/// `to` listening on `listen:9000`, which the sender reaches as
+/// `connect:9000` (the same address, but for an IPv6 link-local one, whose
+/// `%interface` differs at the two ends), over one TCP connection, hashed
+/// by SHA-256 on arrival. Files go to `dir`. The kernel trusts the frames
 /// the tunnel cuts and merges (TSO segments, GSO frames), so a cutting or
 /// merging mistake shows as a different hash here, not as a drop.
 pub fn sha256_transfer(
     topo: &Topology,
     dir: &Path,
     (from, to): (&str, &str),
-    to_addr: &str,
+    (listen, connect): (&str, &str),
     seed: u32,
 ) -> Transfer {
     let blob: Vec<u8> = (0..16u32 << 20)
@@ -327,8 +329,9 @@ pub fn sha256_transfer(
     let _ = std::fs::remove_file(&received);
     let receiver = format!(
         "import hashlib, socket\n\
-         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind(('{to_addr}', 9000)); s.listen(1); c, _ = s.accept(); h = hashlib.sha256()\n\
+         a = socket.getaddrinfo('{listen}', 9000, 0, socket.SOCK_STREAM)[0]\n\
+         s = socket.socket(a[0], a[1]); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(a[4]); s.listen(1); c, _ = s.accept(); h = hashlib.sha256()\n\
          while True:\n    b = c.recv(65536)\n    if not b: break\n    h.update(b)\n\
          open('{}', 'w').write(h.hexdigest())\n",
         received.display()
@@ -339,7 +342,7 @@ pub fn sha256_transfer(
     std::thread::sleep(Duration::from_millis(500));
     let sender = format!(
         "import socket\n\
-         s = socket.create_connection(('{to_addr}', 9000), timeout=120)\n\
+         s = socket.create_connection(('{connect}', 9000), timeout=120)\n\
          s.sendall(open('{}', 'rb').read()); s.shutdown(socket.SHUT_WR); s.recv(1)\n",
         file.display()
     );
