@@ -220,6 +220,14 @@ impl TapQueue {
         nix::sys::uio::writev(&self.fd, &iov).map_err(io::Error::from)
     }
 
+    /// Writes one frame, behind `header` (a `virtio_net_hdr`) when given.
+    pub fn write_frame(&self, header: Option<&[u8]>, frame: &[u8]) -> io::Result<usize> {
+        match header {
+            Some(header) => self.write_with_header(header, frame),
+            None => self.write(frame),
+        }
+    }
+
     /// Clears O_NONBLOCK, for io_uring drivers: io_uring retries a read on
     /// a blocking fd by polling it, but hands EAGAIN back for a
     /// non-blocking one. (The sync `read`/`write` above then block.)

@@ -145,23 +145,14 @@ impl Nic {
         coalescer: &mut Coalescer,
     ) {
         let queue: &TapQueue = &self.queue;
-        if !queue.vnet_hdr() {
-            for frame in frames {
-                if let Err(e) = queue.write(frame) {
-                    debug!("tap write: {e}");
-                }
-            }
-            return;
+        let done = offload::write_batch(
+            frames,
+            queue.vnet_hdr().then_some(coalescer),
+            &mut |header, frame| queue.write_frame(header, frame),
+        );
+        if let Some(e) = &done.last_error {
+            debug!(failed = done.failed, "tap write: {e}");
         }
-        let mut write = |hdr: &VnetHdr, frame: &[u8]| {
-            if let Err(e) = queue.write_with_header(&hdr.to_bytes(), frame) {
-                debug!("tap write: {e}");
-            }
-        };
-        for frame in frames {
-            coalescer.push(frame, &mut write);
-        }
-        coalescer.flush(&mut write);
     }
 
     /// Puts the lease's address on the tap and installs its routes.

@@ -604,35 +604,21 @@ fn write_to_tap<'f>(
     coalescer: &mut Coalescer,
     counters: &HubCounters,
 ) {
-    let (mut count, mut bytes, mut writes) = (0u64, 0u64, 0u64);
-    if !tap.vnet_hdr() {
-        for frame in frames {
-            count += 1;
-            bytes += frame.len() as u64;
-            if let Err(e) = tap.write(frame) {
-                debug!("tap write: {e}");
-            }
-        }
-        writes = count;
-    } else {
-        let mut write = |hdr: &VnetHdr, frame: &[u8]| {
-            writes += 1;
-            if let Err(e) = tap.write_with_header(&hdr.to_bytes(), frame) {
-                debug!("tap write: {e}");
-            }
-        };
-        for frame in frames {
-            count += 1;
-            bytes += frame.len() as u64;
-            coalescer.push(frame, &mut write);
-        }
-        coalescer.flush(&mut write);
-        counters
-            .tcp_acks_thinned
-            .fetch_add(coalescer.take_thinned(), Ordering::Relaxed);
+    let done = offload::write_batch(
+        frames,
+        tap.vnet_hdr().then_some(coalescer),
+        &mut |header, frame| tap.write_frame(header, frame),
+    );
+    if let Some(e) = &done.last_error {
+        debug!(failed = done.failed, "tap write: {e}");
     }
-    counters.to_bridge.add(count, bytes);
-    counters.bridge_writes.fetch_add(writes, Ordering::Relaxed);
+    counters
+        .tcp_acks_thinned
+        .fetch_add(done.acks_thinned, Ordering::Relaxed);
+    counters.to_bridge.add(done.frames, done.bytes);
+    counters
+        .bridge_writes
+        .fetch_add(done.writes, Ordering::Relaxed);
 }
 
 #[cfg(test)]

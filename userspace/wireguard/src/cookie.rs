@@ -64,8 +64,10 @@ impl CookieChecker {
     }
 
     /// Whether `message` carries the mac2 the cookie for `source` (the
-    /// sender's address and port, as bytes) gives.
-    pub fn mac2_valid(
+    /// sender's address and port, as bytes) gives. (The responder asks
+    /// [`CookieChecker::challenge`], which answers too.)
+    #[cfg(test)]
+    fn mac2_valid(
         &mut self,
         message: &[u8],
         source: &[u8],

@@ -4,10 +4,10 @@
 
 use std::time::Instant;
 
-use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
 
 use crate::{
-    crypto::{TAG_LEN, counter_nonce},
+    crypto::{TAG_LEN, chacha20_poly1305_key, counter_nonce},
     handshake::SessionKeys,
     message::{TRANSPORT, TRANSPORT_HEADER_LEN},
     replay::ReplayWindow,
@@ -41,20 +41,14 @@ pub struct Session {
     replay: ReplayWindow,
 }
 
-fn key(bytes: &[u8; 32]) -> LessSafeKey {
-    LessSafeKey::new(
-        UnboundKey::new(&CHACHA20_POLY1305, bytes).expect("ChaCha20-Poly1305 takes 32-byte keys"),
-    )
-}
-
 impl Session {
     pub fn new(keys: &SessionKeys, now: Instant) -> Self {
         Self {
             local_index: keys.local_index,
             remote_index: keys.remote_index,
             created: now,
-            send_key: key(&keys.send),
-            receive_key: key(&keys.receive),
+            send_key: chacha20_poly1305_key(&keys.send),
+            receive_key: chacha20_poly1305_key(&keys.receive),
             next_counter: 0,
             replay: ReplayWindow::default(),
         }

@@ -325,6 +325,14 @@ pub fn sha256_transfer(
     let sent = topo
         .exec(from, &["sha256sum", &file.display().to_string()])
         .expect("sha256sum");
+    let sent = sent
+        .stdout
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    // Never compare two empty strings.
+    assert_eq!(sent.len(), 64, "sha256sum of the blob: {sent:?}");
     let received = dir.join(format!("blob-{from}-{to}.sha256"));
     let _ = std::fs::remove_file(&received);
     let receiver = format!(
@@ -351,12 +359,7 @@ pub fn sha256_transfer(
         .expect("sender");
     let finished = sink.wait_timeout(Duration::from_secs(30));
     Transfer {
-        sent: sent
-            .stdout
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+        sent,
         received: std::fs::read_to_string(&received).unwrap_or_default(),
         detail: format!(
             "16 MiB {from} → {to}: receiver {finished:?}: {}; sender: {}{}",

@@ -23,12 +23,14 @@ mod coalesce;
 mod headers;
 mod mss_clamp;
 mod segment;
+mod write;
 
 #[cfg(test)]
 use ack_thin::MAX_THINNED_SPAN;
 pub use coalesce::{Coalescer, MAX_COALESCED_LEN};
 pub use mss_clamp::clamp_mss;
 pub use segment::{SegmentError, SegmentOut, segment};
+pub use write::{BatchWritten, TapWrite, write_batch};
 
 /// `sizeof(struct virtio_net_hdr)`.
 pub const VNET_HDR_LEN: usize = 10;

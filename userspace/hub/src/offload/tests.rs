@@ -675,3 +675,58 @@ proptest! {
         prop_assert!(changed <= 4);
     }
 }
+
+/// One batch written: merged behind a header with a coalescer, frame by
+/// frame without one, every frame and byte counted, refused writes
+/// counted with their reason.
+#[test]
+fn a_batch_is_written_merged_or_frame_by_frame_and_counted() {
+    let frames = stream(
+        Flow {
+            v6: false,
+            port: 40100,
+        },
+        &[MSS, MSS, MSS, 500],
+        true,
+    );
+    let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+    let mut written: Vec<(Option<Vec<u8>>, Vec<u8>)> = Vec::new();
+    let mut coalescer = Coalescer::new();
+    let merged = write_batch(
+        frames.iter().map(Vec::as_slice),
+        Some(&mut coalescer),
+        &mut |header, frame| {
+            written.push((header.map(<[u8]>::to_vec), frame.to_vec()));
+            Ok(frame.len())
+        },
+    );
+    assert_eq!((merged.frames, merged.bytes, merged.writes), (4, bytes, 1));
+    assert_eq!((merged.failed, merged.last_error.is_none()), (0, true));
+    let (header, frame) = &written[0];
+    let hdr = VnetHdr::parse(header.as_deref().expect("a header"))
+        .expect("10 bytes")
+        .0;
+    assert_eq!(hdr.gso_type, GSO_TCPV4);
+    assert_eq!(segment_all(&[(hdr, frame.clone())]), frames);
+
+    written.clear();
+    let plain = write_batch(
+        frames.iter().map(Vec::as_slice),
+        None,
+        &mut |header, frame| {
+            written.push((header.map(<[u8]>::to_vec), frame.to_vec()));
+            Err(std::io::Error::other("queue full"))
+        },
+    );
+    assert_eq!((plain.frames, plain.bytes, plain.writes), (4, bytes, 4));
+    assert_eq!(plain.failed, 4);
+    assert_eq!(
+        plain.last_error.map(|e| e.to_string()).as_deref(),
+        Some("queue full")
+    );
+    assert!(written.iter().all(|(h, _)| h.is_none()));
+    assert_eq!(
+        written.into_iter().map(|(_, f)| f).collect::<Vec<_>>(),
+        frames
+    );
+}

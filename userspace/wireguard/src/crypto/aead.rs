@@ -55,11 +55,9 @@ pub fn xopen(
 /// XChaCha20's subkey and ChaCha20 nonce for `key` and a 24-byte `nonce`.
 fn extended(key: &Key, nonce: &[u8; 24]) -> (Key, [u8; 12]) {
     use chacha20::cipher::{consts::U10, generic_array::GenericArray};
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&nonce[..16]);
     let subkey = chacha20::hchacha::<U10>(
         GenericArray::from_slice(key),
-        GenericArray::from_slice(&first),
+        GenericArray::from_slice(&nonce[..16]),
     );
     let mut short = [0u8; 12];
     short[4..].copy_from_slice(&nonce[16..]);
@@ -68,6 +66,8 @@ fn extended(key: &Key, nonce: &[u8; 24]) -> (Key, [u8; 12]) {
 
 #[cfg(feature = "transport")]
 use aws_lc as backend;
+#[cfg(feature = "transport")]
+pub(crate) use aws_lc::chacha20_poly1305_key;
 #[cfg(not(feature = "transport"))]
 use rust_crypto as backend;
 
@@ -77,7 +77,9 @@ mod aws_lc {
 
     use super::super::{Key, TAG_LEN, Unauthentic};
 
-    fn cipher(key: &Key) -> LessSafeKey {
+    /// aws-lc's ChaCha20-Poly1305 under `key` (also the transport
+    /// sessions' keys).
+    pub(crate) fn chacha20_poly1305_key(key: &Key) -> LessSafeKey {
         // A 32-byte key always fits ChaCha20-Poly1305.
         LessSafeKey::new(
             UnboundKey::new(&CHACHA20_POLY1305, key)
@@ -86,7 +88,7 @@ mod aws_lc {
     }
 
     pub fn seal(key: &Key, nonce: &[u8; 12], ad: &[u8], in_out: &mut [u8]) -> [u8; TAG_LEN] {
-        let tag = cipher(key)
+        let tag = chacha20_poly1305_key(key)
             .seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(ad), in_out)
             .unwrap_or_else(|_| unreachable!("handshake messages are far below the length limit"));
         let mut out = [0u8; TAG_LEN];
@@ -104,7 +106,7 @@ mod aws_lc {
         if tag.len() != TAG_LEN {
             return Err(Unauthentic);
         }
-        cipher(key)
+        chacha20_poly1305_key(key)
             .open_in_place_separate_tag(
                 Nonce::assume_unique_for_key(*nonce),
                 Aad::from(ad),

@@ -10,6 +10,8 @@ use blake2::{
 use hmac::SimpleHmac;
 
 mod aead;
+#[cfg(feature = "transport")]
+pub(crate) use aead::chacha20_poly1305_key;
 pub use aead::{open, seal, xopen, xseal};
 
 pub const KEY_LEN: usize = 32;
