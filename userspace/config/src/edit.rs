@@ -78,15 +78,17 @@ impl UsersEdit {
         Ok(())
     }
 
-    /// Adds `name` to `hub` with a WireGuard key, and a password hash when
-    /// given. The tunnel address is the one validation picks for it,
-    /// written into the file so that it never moves.
+    /// Adds `name` to `hub` with a WireGuard key, and a password hash and
+    /// a preshared key file when given. The tunnel address is the one
+    /// validation picks for it, written into the file so that it never
+    /// moves.
     pub fn add_wireguard_user(
         &mut self,
         hub: &str,
         name: &str,
         public_key: &PublicKey,
         hash: Option<&PasswordHash>,
+        preshared_key_file: Option<&str>,
     ) -> Result<std::net::Ipv4Addr, EditError> {
         let table = self.insert_user(hub, name)?;
         if let Some(hash) = hash {
@@ -96,6 +98,9 @@ impl UsersEdit {
             "wireguard_public_key",
             toml_edit::value(public_key.to_base64()),
         );
+        if let Some(file) = preshared_key_file {
+            table.insert("wireguard_preshared_key_file", toml_edit::value(file));
+        }
         let preview = Config::from_str_with_origin(&self.doc.to_string(), &self.origin)
             .map_err(EditError::Invalid)?;
         let address = preview
@@ -293,7 +298,7 @@ password = "plain-text-pass"
         let mut edit = UsersEdit::parse(&text, "t.toml").expect("parse");
         let key = PublicKey([7; 32]);
         let address = edit
-            .add_wireguard_user("lab", "phone", &key, None)
+            .add_wireguard_user("lab", "phone", &key, None, Some("wireguard-lab-phone.psk"))
             .expect("added");
         let (after, config) = finish(edit);
         assert!(
@@ -305,6 +310,14 @@ password = "plain-text-pass"
         assert!(!phone.can_log_in());
         assert_eq!(hub.wireguard_peer("phone").expect("peer").address, address);
         assert!(hub.dhcp.as_ref().expect("dhcp").range.contains(address));
+        let psk = phone
+            .wireguard
+            .as_ref()
+            .and_then(|w| w.preshared_key_file.as_ref());
+        assert_eq!(
+            psk.map(|f| f.path.as_path()),
+            Some(std::path::Path::new("wireguard-lab-phone.psk"))
+        );
     }
 
     fn hash(user: &str, password: &str) -> PasswordHash {

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use crate::diagnostic::Report;
 use crate::hub::Hub;
-use crate::wireguard::{DEFAULT_WIREGUARD_PORT, UserWireguard, WireguardPeer};
+use crate::wireguard::{DEFAULT_WIREGUARD_PORT, PeerPresharedKey, UserWireguard, WireguardPeer};
 
 /// FNV-1a: stable across Rust versions and platforms, unlike std's hasher,
 /// because the CLI and the server must pick the same address.
@@ -80,6 +80,7 @@ impl Hub {
                     user: user.name.clone(),
                     public_key: wg.public_key,
                     address,
+                    preshared_key: PeerPresharedKey::of(wg),
                 });
             }
         }
@@ -100,6 +101,7 @@ impl Hub {
                 user: user.name.clone(),
                 public_key: wg.public_key,
                 address,
+                preshared_key: PeerPresharedKey::of(wg),
             });
         }
         Ok(peers)

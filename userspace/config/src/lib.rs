@@ -18,8 +18,8 @@ mod hub_wireguard;
 mod ifname;
 mod limits;
 mod nat;
-mod password_file;
 mod reader;
+mod secret_files;
 mod server;
 mod user;
 mod wireguard;
@@ -47,8 +47,9 @@ pub use nat::{
     MAX_TIMEOUT_SECS, MIN_MAX_FLOWS, Nat, NatLimits, NatMode, NatTimeouts, SnatRule, SnatTarget,
     default_max_flows_per_source,
 };
-pub use password_file::{
-    GeneratedPassword, PasswordFileError, resolve_path as resolve_password_path,
+pub use secret_files::{
+    GeneratedSecret, SecretFile, SecretFileError, SecretKind, new_secret,
+    resolve_path as resolve_secret_path, write_new as write_new_secret,
 };
 pub use server::{
     DEFAULT_ADMIN_SOCKET, DEFAULT_LISTEN, DEFAULT_METRICS, DEFAULT_STATE_DIR, LoginThrottle,
@@ -59,7 +60,8 @@ pub use user::{
     published_password,
 };
 pub use wireguard::{
-    DEFAULT_WIREGUARD_PORT, HubWireguard, PublicKey, UserWireguard, WireguardPeer,
+    DEFAULT_WIREGUARD_PORT, HubWireguard, PeerPresharedKey, PresharedKey, PresharedKeyFile,
+    PublicKey, UserWireguard, WireguardPeer,
 };
 
 use diagnostic::Report;

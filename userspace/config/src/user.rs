@@ -89,7 +89,7 @@ impl fmt::Debug for PasswordHash {
 const PUBLISHED_PASSWORDS: [&str; 1] = ["mikalab-demo"];
 
 /// `password_file`: the password lives in a file of its own, generated at
-/// the first start when missing (see `Config::resolve_password_files`).
+/// the first start when missing (see `Config::resolve_secret_files`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordFile {
     /// As written; a relative path is under `state_dir`.
@@ -187,6 +187,7 @@ const USER_KEYS: &[&str] = &[
     "password_file",
     "wireguard_public_key",
     "wireguard_address",
+    "wireguard_preshared_key_file",
     "max_sessions_per_user",
     "max_connections_per_session",
     "max_macs_per_session",

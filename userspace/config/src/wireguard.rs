@@ -1,5 +1,6 @@
 //! WireGuard on a hub (`[hub.wireguard]`) and on its users
-//! (`wireguard_public_key`, `wireguard_address`).
+//! (`wireguard_public_key`, `wireguard_address`,
+//! `wireguard_preshared_key_file`).
 //!
 //! Invariants of a validated hub: every WireGuard user has a distinct
 //! public key and a distinct tunnel address on the hub's subnet that is
@@ -15,7 +16,7 @@ use std::{
     path::PathBuf,
 };
 
-pub use ethergate_wireguard::PublicKey;
+pub use ethergate_wireguard::{PresharedKey, PublicKey};
 
 use crate::{diagnostic::Report, reader::Section, server::socket_addr};
 
@@ -46,6 +47,21 @@ pub struct UserWireguard {
     pub public_key: PublicKey,
     /// Fixed tunnel address; `None`: one is picked from the pool.
     pub address: Option<Ipv4Addr>,
+    /// The device's preshared key, kept in a file of its own.
+    pub preshared_key_file: Option<PresharedKeyFile>,
+}
+
+/// `wireguard_preshared_key_file`: the key shared with one device, in a
+/// file (generated at the first start when missing, like `password_file`:
+/// see [`crate::Config::resolve_secret_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresharedKeyFile {
+    /// As written; a relative path is under `state_dir`.
+    pub path: PathBuf,
+    /// Set once the file was read. Until then the device cannot connect:
+    /// the endpoint is not offered a peer whose key it does not know (it
+    /// would otherwise use none, and a device that has one would fail).
+    pub key: Option<PresharedKey>,
 }
 
 /// A WireGuard user with the tunnel address it gets.
@@ -54,6 +70,27 @@ pub struct WireguardPeer {
     pub user: String,
     pub public_key: PublicKey,
     pub address: Ipv4Addr,
+    pub preshared_key: PeerPresharedKey,
+}
+
+/// What a peer's handshake mixes in as its preshared key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerPresharedKey {
+    /// No `wireguard_preshared_key_file`: the protocol's all-zero key.
+    None,
+    Key(PresharedKey),
+    /// The file has not been read (it does not exist yet).
+    Unread(PathBuf),
+}
+
+impl PeerPresharedKey {
+    pub(crate) fn of(wireguard: &UserWireguard) -> Self {
+        match &wireguard.preshared_key_file {
+            None => Self::None,
+            Some(PresharedKeyFile { key: Some(k), .. }) => Self::Key(k.clone()),
+            Some(PresharedKeyFile { path, key: None }) => Self::Unread(path.clone()),
+        }
+    }
 }
 
 pub(crate) const WIREGUARD_KEYS: &[&str] = &["listen", "private_key_file"];
@@ -87,7 +124,8 @@ pub(crate) fn read_hub_wireguard(
     })
 }
 
-/// Reads a user's `wireguard_public_key` and `wireguard_address`.
+/// Reads a user's `wireguard_public_key`, `wireguard_address` and
+/// `wireguard_preshared_key_file`.
 pub(crate) fn read_user_wireguard(
     report: &mut Report,
     s: &mut Section<'_, '_>,
@@ -95,15 +133,34 @@ pub(crate) fn read_user_wireguard(
 ) -> Result<Option<UserWireguard>, ()> {
     let key_at = s.string(report, "wireguard_public_key");
     let address_at = s.string(report, "wireguard_address");
+    let psk_at = s.string(report, "wireguard_preshared_key_file");
     let Some(key_at) = key_at else {
-        if let Some(a) = address_at {
+        let orphans = [
+            ("wireguard_address", address_at),
+            ("wireguard_preshared_key_file", psk_at),
+        ];
+        let mut refused = false;
+        for (name, at) in orphans {
+            if let Some(a) = at {
+                report.error(a.pos, format!("{context}{name} needs wireguard_public_key"));
+                refused = true;
+            }
+        }
+        return if refused { Err(()) } else { Ok(None) };
+    };
+    let preshared_key_file = match psk_at {
+        None => None,
+        Some(p) if p.value.trim().is_empty() => {
             report.error(
-                a.pos,
-                format!("{context}wireguard_address needs wireguard_public_key"),
+                p.pos,
+                format!("{context}wireguard_preshared_key_file is empty"),
             );
             return Err(());
         }
-        return Ok(None);
+        Some(p) => Some(PresharedKeyFile {
+            path: PathBuf::from(p.value),
+            key: None,
+        }),
     };
     let public_key = PublicKey::from_base64(key_at.value).map_err(|why| {
         report.error(
@@ -128,5 +185,6 @@ pub(crate) fn read_user_wireguard(
     Ok(Some(UserWireguard {
         public_key,
         address,
+        preshared_key_file,
     }))
 }

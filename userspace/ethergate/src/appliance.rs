@@ -347,16 +347,35 @@ fn start_hub(
     })
 }
 
-/// The hub's WireGuard users with their tunnel addresses.
+/// The hub's WireGuard users with their tunnel addresses and preshared
+/// keys. A user whose key file has not been read is left out (fail closed);
+/// serve and reload read or generate every file before they get here.
 fn peers_of(hub: &ethergate_config::Hub) -> Vec<PeerSetup> {
+    use ethergate_config::PeerPresharedKey;
     // A hub whose addresses do not fit was refused by validation.
     hub.wireguard_peers()
         .unwrap_or_default()
         .into_iter()
-        .map(|p| PeerSetup {
-            user: p.user,
-            public_key: p.public_key,
-            address: p.address,
+        .filter_map(|p| {
+            let preshared_key = match p.preshared_key {
+                PeerPresharedKey::None => None,
+                PeerPresharedKey::Key(key) => Some(key),
+                PeerPresharedKey::Unread(path) => {
+                    tracing::warn!(
+                        hub = hub.name,
+                        user = p.user,
+                        file = %path.display(),
+                        "WireGuard preshared key not read; this device cannot connect"
+                    );
+                    return None;
+                }
+            };
+            Some(PeerSetup {
+                user: p.user,
+                public_key: p.public_key,
+                address: p.address,
+                preshared_key,
+            })
         })
         .collect()
 }

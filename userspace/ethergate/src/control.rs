@@ -73,7 +73,7 @@ impl Control {
         let mut new = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
         // Command-line overrides stay in force across reloads.
         new.server.state_dir = self.config.server.state_dir.clone();
-        announce_generated_passwords(&new.resolve_password_files(true)?);
+        announce_generated_secrets(&new.resolve_secret_files(true)?);
         let plan = reload::plan(&self.config, &new)
             .map_err(|reasons| anyhow::anyhow!("nothing applied: {}", reasons.join("; ")))?;
         let mut changes = plan.describe();
@@ -414,15 +414,26 @@ fn interface_is_up(name: &str) -> bool {
 
 /// One line per password generated for a `password_file`, saying where it
 /// is: the operator hands it to the user (or replaces it).
-pub fn announce_generated_passwords(generated: &[ethergate_config::GeneratedPassword]) {
+pub fn announce_generated_secrets(generated: &[ethergate_config::GeneratedSecret]) {
+    use ethergate_config::SecretKind;
     for g in generated {
-        warn!(
-            hub = g.hub,
-            user = g.user,
-            file = %g.path.display(),
-            "generated a password for this user (password_file did not exist); give it to \
-             the user, or write your own into the file and reload"
-        );
+        match g.kind {
+            SecretKind::Password => warn!(
+                hub = g.hub,
+                user = g.user,
+                file = %g.path.display(),
+                "generated a password for this user (password_file did not exist); give it to \
+                 the user, or write your own into the file and reload"
+            ),
+            SecretKind::PresharedKey => warn!(
+                hub = g.hub,
+                user = g.user,
+                file = %g.path.display(),
+                "generated a WireGuard preshared key for this user \
+                 (wireguard_preshared_key_file did not exist); `ethergate user wg-config` \
+                 prints it in the device's config"
+            ),
+        }
     }
 }
 

@@ -63,7 +63,7 @@ fn describe_user_changes(old: &Hub, new: &Hub) -> Vec<String> {
                 new.name, user.name
             )),
             Some(before) if before.wireguard != user.wireguard => lines.push(format!(
-                "hub {}: user {}: WireGuard key or address changed (its WireGuard session ends)",
+                "hub {}: user {}: WireGuard key, preshared key or address changed (its WireGuard session ends)",
                 new.name, user.name
             )),
             Some(before) if before != user => lines.push(format!(
@@ -233,7 +233,7 @@ to = "masquerade"
         assert_eq!(
             plan.describe(),
             vec![
-                "hub mikalab: user phone: WireGuard key or address changed (its WireGuard session ends)"
+                "hub mikalab: user phone: WireGuard key, preshared key or address changed (its WireGuard session ends)"
             ]
         );
         let refused = plan_refusal(&config(BASE), &config(&with_endpoint));

@@ -48,9 +48,9 @@ pub fn run(
     if let Some(dir) = state_dir {
         config.server.state_dir = dir;
     }
-    crate::control::announce_generated_passwords(
+    crate::control::announce_generated_secrets(
         &config
-            .resolve_password_files(true)
+            .resolve_secret_files(true)
             .map_err(|e| Failure::Runtime(e.into()))?,
     );
     let mut signals = Signals::install()

@@ -64,6 +64,145 @@ fn check_rejects_a_bad_config_with_line_and_reason() {
     let _ = std::fs::remove_file(path);
 }
 
+/// A preshared key file serve has yet to generate is a note; one that
+/// holds no key fails the check with the file's name.
+#[test]
+fn check_reads_preshared_key_files() {
+    let state = std::env::temp_dir().join(format!("ethergate-cli-{}-psk", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
+    let text = format!(
+        "{}\n[hub.wireguard]\nlisten = \"0.0.0.0:51820\"\n\n[[hub.user]]\nname = \"phone\"\n\
+         wireguard_public_key = \"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\"\n\
+         wireguard_preshared_key_file = \"phone.psk\"\n",
+        ethergate_config::DEFAULT_CONFIG.replace(
+            "state_dir = \"/var/lib/ethergate\"",
+            &format!("state_dir = \"{}\"", state.display())
+        )
+    );
+    assert!(text.contains(&state.display().to_string()), "state_dir set");
+    let path = write_config("psk", &text);
+    let check = || {
+        Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run ethergate")
+    };
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("user \"phone\"")
+            && stdout.contains(
+                "phone.psk does not exist yet; serve generates a WireGuard \
+                                preshared key into it"
+            ),
+        "{stdout}"
+    );
+    std::fs::write(state.join("phone.psk"), "not a key\n").expect("bad key");
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("wireguard_preshared_key_file") && stderr.contains("phone.psk"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// `user add --wireguard` writes a new preshared key file per device and
+/// never overwrites one (a removed user's file stays as it was); the
+/// printed config carries the key; `--no-preshared-key` leaves it out.
+#[test]
+fn user_add_wireguard_writes_a_new_preshared_key_file_each_time() {
+    let state = std::env::temp_dir().join(format!("ethergate-cli-{}-wgadd", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
+    let text = format!(
+        "{}\n[hub.wireguard]\nlisten = \"0.0.0.0:51820\"\n",
+        ethergate_config::DEFAULT_CONFIG
+            .replace(
+                "state_dir = \"/var/lib/ethergate\"",
+                &format!("state_dir = \"{}\"", state.display())
+            )
+            .replace(
+                "admin_socket = \"/run/ethergate/admin.sock\"",
+                &format!("admin_socket = \"{}/admin.sock\"", state.display())
+            )
+    );
+    assert!(text.contains(&format!("{}/admin.sock", state.display())));
+    let config = state.join("ethergate.toml");
+    std::fs::write(&config, text).expect("config");
+    let config_arg = config.display().to_string();
+    let user = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("user")
+            .args(args)
+            .args(["--config", &config_arg, "--hub", "mikalab"])
+            .output()
+            .expect("run ethergate");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let add = |name: &str, extra: &[&str]| {
+        let mut args = vec!["add", name, "--wireguard", "--endpoint", "192.0.2.1:51820"];
+        args.extend_from_slice(extra);
+        user(&args)
+    };
+    let psk_in = |printed: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix("PresharedKey = "))
+            .map(str::to_owned)
+    };
+
+    let first = add("phone", &[]);
+    let first_key = psk_in(&first).expect("PresharedKey printed");
+    let first_file = state.join("wireguard-mikalab-phone.psk");
+    assert_eq!(
+        std::fs::read_to_string(&first_file).expect("key file"),
+        format!("{first_key}\n")
+    );
+
+    user(&["del", "phone"]);
+    let second = add("phone", &[]);
+    let second_key = psk_in(&second).expect("PresharedKey printed");
+    assert_ne!(first_key, second_key, "a new key for a new device");
+    assert_eq!(
+        std::fs::read_to_string(&first_file).expect("still there"),
+        format!("{first_key}\n"),
+        "the old file is not overwritten"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("wireguard-mikalab-phone-2.psk")).expect("key file"),
+        format!("{second_key}\n")
+    );
+    let printed = user(&["wg-config", "phone", "--endpoint", "192.0.2.1:51820"]);
+    assert_eq!(psk_in(&printed), Some(second_key));
+
+    let laptop = add("laptop", &["--no-preshared-key"]);
+    assert_eq!(psk_in(&laptop), None, "{laptop}");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert_eq!(
+        text.matches("wireguard_preshared_key_file").count(),
+        1,
+        "only the phone has one: {text}"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 #[test]
 fn check_on_a_missing_file_is_a_user_error() {
     let out = Command::new(BIN)

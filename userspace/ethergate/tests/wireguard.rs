@@ -45,8 +45,12 @@ impl<'t> Phone<'t> {
     /// `wg-quick up` in the phone namespace (wireguard-go, as there is no
     /// kernel module).
     fn up(topo: &'t Topology, state: &Path, config: &str) -> Self {
-        // wg-quick names the interface after the file.
-        let name = format!("egwg{}", std::process::id() % 100_000);
+        // wg-quick names the interface after the file; wireguard-go's
+        // control socket (/var/run/wireguard/NAME.sock) is machine-wide, so
+        // every phone of this process gets a name of its own.
+        static PHONES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = PHONES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("egwg{}x{n}", std::process::id() % 100_000);
         let path = state.join(format!("{name}.conf"));
         std::fs::write(&path, config).expect("wg config");
         let path = path.display().to_string();
@@ -343,6 +347,156 @@ fn a_wireguard_phone_joins_the_hub_configured_from_ethergate_alone() {
         "after restart\n{}",
         serve.log()
     );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// The preshared key `user add --wireguard` generates is what the
+/// handshake needs: a device with another key gets no session, the right
+/// one connects; when the operator rotates the key (new file, reload) the
+/// old key's session ends and the device needs the config printed anew.
+#[test]
+fn a_phone_needs_its_preshared_key_and_a_rotated_key_ends_its_session() {
+    let topo = recipe::with_phone(recipe::topology(&[]))
+        .build()
+        .expect("topology (run as root)");
+    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
+    std::fs::create_dir_all(&state).expect("state");
+    let hash = common::password_hash("tsumura", "mikalab-pass");
+    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&recipe::wireguard_config());
+    std::fs::write(&config, text).expect("config");
+    let mut serve = start_serve(&topo, &config);
+    common::wait_for(&mut serve, "WireGuard endpoint up", Duration::from_secs(5));
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .output()
+            .expect("ethergate");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+
+    let added = cli(&recipe::add_phone_user_args(&config)
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    let device = recipe::printed_device_config(&added)
+        .expect("a device config")
+        .to_owned();
+    let psk_line = |config: &str| {
+        config
+            .lines()
+            .find(|l| l.starts_with("PresharedKey = "))
+            .unwrap_or_else(|| panic!("no PresharedKey in\n{config}"))
+            .to_owned()
+    };
+    let key = psk_line(&device);
+    let file = state.join("wireguard-mikalab-phone.psk");
+    let written = std::fs::read_to_string(&file).expect("the key file in state_dir");
+    assert_eq!(format!("PresharedKey = {written}").trim_end(), key);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&file).expect("metadata").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        std::fs::read_to_string(&config)
+            .expect("config")
+            .contains("wireguard_preshared_key_file = \"wireguard-mikalab-phone.psk\""),
+    );
+
+    // The device holds another key: its handshakes fail, nothing gets through.
+    let wrong = ethergate_wireguard::PresharedKey::from_bytes([0x5a; 32]).to_base64();
+    let phone = Phone::up(
+        &topo,
+        &state,
+        &device.replace(&key, &format!("PresharedKey = {wrong}")),
+    );
+    assert!(
+        !phone.ping("10.0.1.26", "3").success,
+        "a wrong preshared key got through\n{}",
+        phone.show()
+    );
+    // The right key (as `wg set` takes it, from a file): connected.
+    let server_key = device
+        .lines()
+        .find_map(|l| l.strip_prefix("PublicKey = "))
+        .expect("server key")
+        .to_owned();
+    let set_key = |key_file: &Path| {
+        topo.exec(
+            recipe::PHONE,
+            &[
+                "wg",
+                "set",
+                &phone.conf,
+                "peer",
+                &server_key,
+                "preshared-key",
+                &key_file.display().to_string(),
+            ],
+        )
+        .expect("wg set preshared-key");
+    };
+    set_key(&file);
+    assert!(
+        phone.reaches("10.0.1.26", Duration::from_secs(15)),
+        "with the right key\n{}\n{}",
+        serve.log(),
+        phone.show()
+    );
+
+    // Rotation: a new key in the file, a reload. The old key's session ends
+    // and the phone cannot make a new one with it.
+    let rotated = ethergate_wireguard::PresharedKey::from_bytes([0x77; 32]).to_base64();
+    std::fs::write(&file, format!("{rotated}\n")).expect("rotate");
+    let socket = state.join("admin.sock").display().to_string();
+    let reloaded = cli(&["reload", "--socket", &socket]);
+    assert!(
+        reloaded.contains("user phone: WireGuard key, preshared key or address changed"),
+        "{reloaded}"
+    );
+    assert!(
+        !status(&state)["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .any(|x| x["user"] == "phone"),
+        "the old key's session ended"
+    );
+    assert!(
+        !phone.ping("10.0.1.26", "3").success,
+        "the rotated-out key still works\n{}",
+        phone.show()
+    );
+    // The config printed now carries the new key, and it works.
+    let config_arg = config.display().to_string();
+    let printed = cli(&[
+        "user",
+        "wg-config",
+        "--config",
+        &config_arg,
+        "--hub",
+        recipe::HUB,
+        "phone",
+        "--endpoint",
+        &format!("{}:{}", recipe::PHONE_GATEWAY_IP, recipe::WIREGUARD_PORT),
+    ]);
+    assert_eq!(psk_line(&printed), format!("PresharedKey = {rotated}"));
+    set_key(&file);
+    assert!(
+        phone.reaches("10.0.1.26", Duration::from_secs(15)),
+        "with the rotated key\n{}\n{}",
+        serve.log(),
+        phone.show()
+    );
+    drop(phone);
+    drop(serve);
     let _ = std::fs::remove_dir_all(&state);
 }
 

@@ -12,6 +12,12 @@ pub struct PublicKey(pub [u8; 32]);
 #[derive(Clone)]
 pub struct PrivateKey([u8; 32]);
 
+/// A peer's optional preshared key (Noise's `psk` slot, `wg genpsk`):
+/// mixed into the handshake so that recording today's traffic and breaking
+/// Curve25519 later is not enough to read it. Debug output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PresharedKey([u8; 32]);
+
 /// Why a key in base64 was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
@@ -74,6 +80,31 @@ impl PrivateKey {
     }
 }
 
+impl PresharedKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        decode(text).map(Self)
+    }
+
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    /// The 32 bytes the handshake mixes in.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PresharedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PresharedKey(…)")
+    }
+}
+
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PrivateKey(…)")
@@ -95,6 +126,14 @@ mod tests {
             private.public_key().0,
             hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
         );
+    }
+
+    #[test]
+    fn a_preshared_key_round_trips_and_stays_out_of_debug_output() {
+        let key = PresharedKey::from_bytes([0xab; 32]);
+        assert_eq!(PresharedKey::from_base64(&key.to_base64()), Ok(key.clone()));
+        assert_eq!(PresharedKey::from_base64("AAAA"), Err(KeyError::Length(3)));
+        assert_eq!(format!("{key:?}"), "PresharedKey(…)");
     }
 
     #[test]

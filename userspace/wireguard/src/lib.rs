@@ -17,7 +17,7 @@ pub mod responder;
 pub mod session;
 
 pub use handshake::{Identity, SessionKeys, tai64n};
-pub use keys::{KeyError, PrivateKey, PublicKey};
+pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey};
 pub use message::{Message, MessageError};
 #[cfg(feature = "transport")]
 pub use peer::{Peer, PeerError, Received};

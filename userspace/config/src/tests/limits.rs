@@ -97,7 +97,7 @@ fn unknown_limit_keys_are_errors() {
         errs[0].starts_with(
             "t.toml:8: hub \"mikalab\": user \"tsumura\": unknown key \"max_mac\"; known keys \
              are name, password_hash, password, password_file, wireguard_public_key, \
-             wireguard_address, max_sessions_per_user,"
+             wireguard_address, wireguard_preshared_key_file, max_sessions_per_user,"
         ),
         "{}",
         errs[0]

@@ -306,7 +306,7 @@ max_sessions = 10
              range, lease_secs, dns, router, routes",
             "t.toml:15: hub \"mikalab\": user \"tsumura\": unknown key \"group\"; known keys \
              are name, password_hash, password, password_file, wireguard_public_key, \
-             wireguard_address, max_sessions_per_user, \
+             wireguard_address, wireguard_preshared_key_file, max_sessions_per_user, \
              max_connections_per_session, max_macs_per_session, max_leases_per_session",
             "t.toml:21: nat.snat[1]: unknown key \"via\"; known keys are source, to",
             "t.toml:27: nat.dnat[1]: unknown key \"dport\"; known keys are source, \

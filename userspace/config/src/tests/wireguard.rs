@@ -138,3 +138,91 @@ fn two_hubs_cannot_share_a_port() {
             .any(|e| e.contains("collides with hub \"mikalab\"'s 0.0.0.0:51820")),
     );
 }
+
+#[test]
+fn a_preshared_key_file_is_read_or_generated_and_a_bad_one_refused() {
+    let state = std::env::temp_dir().join(format!("eg-psk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let text = format!(
+        "[server]\nstate_dir = \"{}\"\n{}",
+        state.display(),
+        with_wireguard(&format!(
+            "[[hub.user]]\nname = \"phone\"\nwireguard_public_key = \"{KEY_A}\"\n\
+             wireguard_preshared_key_file = \"phone.psk\"\n"
+        ))
+    );
+    let peer = |c: &Config| c.hubs[0].wireguard_peer("phone").expect("peer");
+
+    // check: the file does not exist yet; the peer's key is unread (the
+    // endpoint leaves such a peer out).
+    let mut checked = valid(&text);
+    assert!(
+        checked
+            .resolve_secret_files(false)
+            .expect("check")
+            .is_empty()
+    );
+    assert_eq!(
+        peer(&checked).preshared_key,
+        PeerPresharedKey::Unread("phone.psk".into())
+    );
+
+    // serve: generated once, 0600, a key `wg` reads; then read back.
+    let mut served = valid(&text);
+    let generated = served.resolve_secret_files(true).expect("serve");
+    let path = state.join("phone.psk");
+    assert_eq!(generated.len(), 1);
+    assert_eq!(generated[0].kind, SecretKind::PresharedKey);
+    assert_eq!(generated[0].path, path);
+    let written = std::fs::read_to_string(&path).expect("file");
+    let key = PresharedKey::from_base64(&written).expect("a key");
+    assert_eq!(written, format!("{}\n", key.to_base64()));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&path).expect("metadata").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        peer(&served).preshared_key,
+        PeerPresharedKey::Key(key.clone())
+    );
+    let mut again = valid(&text);
+    assert!(again.resolve_secret_files(true).expect("read").is_empty());
+    assert_eq!(peer(&again).preshared_key, PeerPresharedKey::Key(key));
+    assert_eq!(again, served, "the same key: a reload changes nothing");
+
+    // A file that holds no key stops serve (and a reload) with its name.
+    std::fs::write(&path, "not a key\n").expect("spoil it");
+    let err = valid(&text)
+        .resolve_secret_files(true)
+        .expect_err("not a key")
+        .to_string();
+    assert!(
+        err.contains("user \"phone\": wireguard_preshared_key_file")
+            && err.contains("phone.psk: the key is not base64"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn a_preshared_key_file_needs_a_public_key_and_a_name() {
+    let text = with_wireguard(&format!(
+        "[[hub.user]]\nname = \"a\"\npassword_hash = \"CQQO0Aphs7bswwIudHwLQE8Mej4=\"\n\
+         wireguard_preshared_key_file = \"a.psk\"\n\
+         [[hub.user]]\nname = \"b\"\nwireguard_public_key = \"{KEY_A}\"\n\
+         wireguard_preshared_key_file = \"\"\n"
+    ));
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|e| e
+                .contains("user \"a\": wireguard_preshared_key_file needs wireguard_public_key")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("user \"b\": wireguard_preshared_key_file is empty")),
+        "{errs:#?}"
+    );
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+}

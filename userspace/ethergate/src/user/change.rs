@@ -89,7 +89,7 @@ pub fn del(target: &UserTarget) -> Result<(), Failure> {
 
 /// Runs `change` on the file as it is now, without writing, with a
 /// placeholder hash: the errors an operator can fix come before the prompt.
-fn dry_run(
+pub(super) fn dry_run(
     target: &UserTarget,
     change: impl FnOnce(&mut UsersEdit, &PasswordHash) -> Result<(), EditError>,
 ) -> Result<(), Failure> {

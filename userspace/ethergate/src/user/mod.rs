@@ -27,16 +27,25 @@ pub enum UserCommand {
     /// for (no echo), read from --password-file, or from one line of stdin.
     ///
     /// With --wireguard: a key pair is generated for the user's device, its
-    /// public key and tunnel address are written to the config, and the
-    /// device's WireGuard config is printed once (--qr draws it as a QR
-    /// code); a password is then set only when --password-file is given.
+    /// public key and tunnel address are written to the config with a new
+    /// preshared key (a file in state_dir), and the device's WireGuard
+    /// config is printed once (--qr draws it as a QR code); a password is
+    /// then set only when --password-file is given.
     Add {
         #[command(flatten)]
         target: change::UserTarget,
+        /// Read the password from this file (its first line) instead of
+        /// asking for it.
         #[arg(long)]
         password_file: Option<PathBuf>,
+        /// Generate a WireGuard key pair for the user's device and print
+        /// the device's config.
         #[arg(long)]
         wireguard: bool,
+        /// With --wireguard: no preshared key (for a device that cannot
+        /// take one).
+        #[arg(long, requires = "wireguard")]
+        no_preshared_key: bool,
         #[command(flatten)]
         device: wireguard::OutputArgs,
     },
@@ -77,8 +86,14 @@ pub fn run(command: UserCommand) -> Result<(), Failure> {
             target,
             password_file,
             wireguard: true,
+            no_preshared_key,
             device,
-        } => wireguard::add(&target, password_file.as_deref(), &device),
+        } => wireguard::add(
+            &target,
+            password_file.as_deref(),
+            !no_preshared_key,
+            &device,
+        ),
         UserCommand::Add {
             target,
             password_file,

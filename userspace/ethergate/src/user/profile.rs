@@ -52,7 +52,7 @@ pub struct ProfileArgs {
 pub fn run(args: &ProfileArgs) -> Result<(), Failure> {
     let mut config = check::load(&args.config)?;
     config
-        .resolve_password_files(false)
+        .resolve_secret_files(false)
         .map_err(|e| Failure::User(anyhow!("{e}")))?;
     let hub = config
         .hub(&args.hub)

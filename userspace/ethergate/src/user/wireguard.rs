@@ -2,18 +2,26 @@
 //! laptop needs to join a hub with a stock WireGuard app — the device's
 //! `[Interface]` (its tunnel address, the hub's DNS, and its private key
 //! when we generated it) and the hub as its `[Peer]` (the hub's public key,
-//! where to reach it, and AllowedIPs: the hub's subnet and the routes its
-//! DHCP server pushes, so the tunnel is split exactly as for SoftEther
-//! clients) — as text or as a QR code the app scans.
+//! the preshared key when the user has one, where to reach the hub, and
+//! AllowedIPs: the hub's subnet and the routes its DHCP server pushes, so
+//! the tunnel is split exactly as for SoftEther clients) — as text or as a
+//! QR code the app scans.
 
-use std::{fmt::Write as _, net::Ipv4Addr, path::PathBuf};
+use std::{
+    fmt::Write as _,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::anyhow;
-use ethergate_config::{Config, Hub, PasswordHash};
-use ethergate_wireguard::{PrivateKey, PublicKey};
+use ethergate_config::{Config, Hub, PasswordHash, PeerPresharedKey, SecretKind};
+use ethergate_wireguard::{PresharedKey, PrivateKey, PublicKey};
 
 use super::change::{self, UserTarget};
-use crate::{Failure, check};
+use crate::{
+    Failure, check,
+    replace_file::{self, FileMode},
+};
 
 /// Keeps a phone's NAT mapping open so the hub can reach it.
 const PERSISTENT_KEEPALIVE_SECS: u32 = 25;
@@ -43,7 +51,10 @@ pub struct OutputArgs {
 }
 
 pub fn wg_config(args: &WgConfigArgs) -> Result<(), Failure> {
-    let config = check::load(&args.target.config)?;
+    let mut config = check::load(&args.target.config)?;
+    config
+        .resolve_secret_files(false)
+        .map_err(|e| Failure::User(anyhow!("{e}")))?;
     let private = match &args.private_key_file {
         None => None,
         Some(path) => Some(crate::wireguard_key::load(path).map_err(Failure::User)?),
@@ -54,11 +65,14 @@ pub fn wg_config(args: &WgConfigArgs) -> Result<(), Failure> {
 }
 
 /// `user add --wireguard`: a key pair for the device, the user added with
-/// its public key (and a password when a file is given), and the device's
-/// config printed once: the private key is not kept anywhere.
+/// its public key (and a password when a file is given) and, with
+/// `preshared_key`, a new preshared key in a file of its own under
+/// `state_dir`; the device's config is printed once: its private key is
+/// not kept anywhere.
 pub fn add(
     target: &UserTarget,
-    password_file: Option<&std::path::Path>,
+    password_file: Option<&Path>,
+    preshared_key: bool,
     output: &OutputArgs,
 ) -> Result<(), Failure> {
     let hash = match password_file {
@@ -72,9 +86,32 @@ pub fn add(
     ethergate_server::system_random(&mut bytes);
     let private = PrivateKey::from_bytes(bytes);
     let public = private.public_key();
-    let (address, config) = change::edit(&target.config, |e| {
-        e.add_wireguard_user(&target.hub, &target.name, &public, hash.as_ref())
+    // Refuse a duplicate or an unknown hub before writing a key file.
+    change::dry_run(target, |e, _| {
+        e.add_wireguard_user(&target.hub, &target.name, &public, None, None)
+            .map(drop)
     })?;
+    let psk_file = if preshared_key {
+        Some(new_preshared_key_file(target)?)
+    } else {
+        None
+    };
+    let relative = psk_file.as_ref().map(|(name, _)| name.as_str());
+    let edited = change::edit(&target.config, |e| {
+        e.add_wireguard_user(&target.hub, &target.name, &public, hash.as_ref(), relative)
+    });
+    let (address, mut config) = match edited {
+        Ok(done) => done,
+        Err(e) => {
+            if let Some((_, path)) = &psk_file {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
+    config
+        .resolve_secret_files(false)
+        .map_err(|e| Failure::Runtime(e.into()))?;
     println!(
         "{}: user {} added to hub {} with WireGuard address {address}",
         target.config.display(),
@@ -85,6 +122,67 @@ pub fn add(
     println!("the device's configuration (its private key is shown only now):\n");
     show(&text, output.qr);
     change::apply(&target.config, &config)
+}
+
+/// A new preshared key in a new file under the config's `state_dir`,
+/// owned like that directory (serve runs as its owner) and readable by it
+/// alone. Returns the name the config gives it (relative to `state_dir`)
+/// and where it is. Never overwrites a file: a name in use (a removed
+/// user's key, say) gets a number.
+fn new_preshared_key_file(target: &UserTarget) -> Result<(String, PathBuf), Failure> {
+    let config = check::load(&target.config)?;
+    let state_dir = &config.server.state_dir;
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| Failure::Runtime(anyhow!("cannot create {}: {e}", state_dir.display())))?;
+    let owner = {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(state_dir)
+            .map_err(|e| Failure::Runtime(anyhow!("cannot stat {}: {e}", state_dir.display())))?;
+        (meta.uid(), meta.gid())
+    };
+    let stem = format!(
+        "wireguard-{}-{}",
+        file_name_part(&target.hub),
+        file_name_part(&target.name)
+    );
+    let (name, path) = (1..1000)
+        .map(|n| match n {
+            1 => format!("{stem}.psk"),
+            n => format!("{stem}-{n}.psk"),
+        })
+        .map(|name| {
+            let path = state_dir.join(&name);
+            (name, path)
+        })
+        .find(|(_, path)| !path.exists())
+        .ok_or_else(|| {
+            Failure::Runtime(anyhow!(
+                "no free name for {stem}.psk in {}",
+                state_dir.display()
+            ))
+        })?;
+    let key = ethergate_config::new_secret(SecretKind::PresharedKey)
+        .map_err(|e| Failure::Runtime(anyhow!("cannot read /dev/urandom: {e}")))?;
+    let mode = FileMode {
+        mode: 0o600,
+        owner: Some(owner),
+    };
+    replace_file::replace(&path, format!("{key}\n").as_bytes(), mode)
+        .map_err(|e| Failure::Runtime(anyhow!("cannot write {}: {e}", path.display())))?;
+    Ok((name, path))
+}
+
+/// A hub or user name as part of a file name: lower case, and anything but
+/// letters, digits, `.`, `-` and `_` (SoftEther allows spaces, `#`, `&`,
+/// …) as `_`.
+fn file_name_part(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '.' | '-' | '_' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '_',
+        })
+        .collect()
 }
 
 fn show(text: &str, qr: bool) {
@@ -146,14 +244,36 @@ fn render(
             )));
         }
     };
+    let preshared_key = match &peer.preshared_key {
+        PeerPresharedKey::None => None,
+        PeerPresharedKey::Key(key) => Some(key),
+        PeerPresharedKey::Unread(path) => {
+            return Err(Failure::User(anyhow!(
+                "user {:?}'s wireguard_preshared_key_file {} does not exist yet; serve writes \
+                 it at its start or on `ethergate reload`",
+                peer.user,
+                ethergate_config::resolve_secret_path(&config.server.state_dir, path).display()
+            )));
+        }
+    };
     Ok(device_config(
         hub,
         &peer.user,
         peer.address,
         private,
-        &server_key.public_key(),
-        &endpoint,
+        &Server {
+            public_key: server_key.public_key(),
+            preshared_key,
+            endpoint: &endpoint,
+        },
     ))
+}
+
+/// The hub as the device's `[Peer]`.
+struct Server<'a> {
+    public_key: PublicKey,
+    preshared_key: Option<&'a PresharedKey>,
+    endpoint: &'a str,
 }
 
 /// The wg-quick format every WireGuard app imports.
@@ -162,8 +282,7 @@ fn device_config(
     user: &str,
     address: Ipv4Addr,
     private: Option<&PrivateKey>,
-    server: &PublicKey,
-    endpoint: &str,
+    server: &Server<'_>,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# ethergate hub {}, user {user}", hub.name);
@@ -182,8 +301,11 @@ fn device_config(
         let _ = writeln!(out, "DNS = {}", list.join(", "));
     }
     let _ = writeln!(out, "\n[Peer]");
-    let _ = writeln!(out, "PublicKey = {server}");
-    let _ = writeln!(out, "Endpoint = {endpoint}");
+    let _ = writeln!(out, "PublicKey = {}", server.public_key);
+    if let Some(key) = server.preshared_key {
+        let _ = writeln!(out, "PresharedKey = {}", key.to_base64());
+    }
+    let _ = writeln!(out, "Endpoint = {}", server.endpoint);
     let _ = writeln!(out, "AllowedIPs = {}", allowed_ips(hub).join(", "));
     let _ = writeln!(out, "PersistentKeepalive = {PERSISTENT_KEEPALIVE_SECS}");
     out
@@ -261,7 +383,13 @@ wireguard_address = "192.168.30.201"
     fn the_device_config_splits_the_tunnel_like_the_dhcp_routes() {
         let config = hub();
         let hub = &config.hubs[0];
-        let server = PrivateKey::from_bytes([5; 32]).public_key();
+        let server_key = PrivateKey::from_bytes([5; 32]).public_key();
+        let psk = PresharedKey::from_bytes([8; 32]);
+        let server = Server {
+            public_key: server_key,
+            preshared_key: Some(&psk),
+            endpoint: "vpn.example:51820",
+        };
         let private = PrivateKey::from_bytes([6; 32]);
         let text = device_config(
             hub,
@@ -269,12 +397,15 @@ wireguard_address = "192.168.30.201"
             Ipv4Addr::new(192, 168, 30, 201),
             Some(&private),
             &server,
-            "vpn.example:51820",
         );
         assert!(text.contains(&format!("PrivateKey = {}\n", private.to_base64())));
+        assert!(text.contains(&format!(
+            "PublicKey = {server_key}\nPresharedKey = {}\n",
+            psk.to_base64()
+        )));
         assert!(text.contains("Address = 192.168.30.201/32\n"));
         assert!(text.contains("DNS = 192.168.30.1\n"));
-        assert!(text.contains(&format!("PublicKey = {server}\n")));
+
         assert!(text.contains("Endpoint = vpn.example:51820\n"));
         assert!(
             text.contains("AllowedIPs = 192.168.30.0/24, 10.0.0.0/16\n"),
@@ -286,10 +417,20 @@ wireguard_address = "192.168.30.201"
             "phone",
             Ipv4Addr::new(192, 168, 30, 201),
             None,
-            &server,
-            "h:1",
+            &Server {
+                preshared_key: None,
+                ..server
+            },
         );
         assert!(!without.contains("PrivateKey"));
+        assert!(!without.contains("PresharedKey"));
+    }
+
+    #[test]
+    fn names_become_file_names() {
+        assert_eq!(file_name_part("MikaLab"), "mikalab");
+        assert_eq!(file_name_part("Tom's phone #2"), "tom_s_phone__2");
+        assert_eq!(file_name_part("a/../b"), "a_.._b");
     }
 
     #[test]

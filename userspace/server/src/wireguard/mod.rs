@@ -36,7 +36,7 @@ use std::{
 
 use ethergate_hub::{IpPort, IpPortConfig, MacAddr};
 use ethergate_net::{ClasslessRoute, Ipv4Cidr};
-use ethergate_wireguard::{Peer, PrivateKey, PublicKey, Responder};
+use ethergate_wireguard::{Peer, PresharedKey, PrivateKey, PublicKey, Responder};
 
 pub use counters::{WireguardCounters, WireguardDrop};
 
@@ -57,6 +57,8 @@ pub struct PeerSetup {
     pub user: String,
     pub public_key: PublicKey,
     pub address: Ipv4Addr,
+    /// `None`: the protocol's all-zero key, as a device without one uses.
+    pub preshared_key: Option<PresharedKey>,
 }
 
 /// What a peer's adapter needs to know of the hub's IP layout.
@@ -125,7 +127,13 @@ impl WgPeer {
             static_shared: identity.static_shared(&setup.public_key).ok(),
             link: Arc::new(PeerLink::new()),
             state: Mutex::new(PeerState {
-                peer: Peer::new(setup.public_key, [0; 32]),
+                peer: Peer::new(
+                    setup.public_key,
+                    setup
+                        .preshared_key
+                        .as_ref()
+                        .map_or([0; 32], |k| *k.as_bytes()),
+                ),
                 port,
                 session: None,
                 endpoint: None,
@@ -401,6 +409,7 @@ mod tests {
             user: "phone".into(),
             public_key: PrivateKey::from_bytes([7; 32]).public_key(),
             address: "192.168.30.201".parse().expect("ip"),
+            preshared_key: None,
         };
         assert!(wg.set_peers(vec![setup.clone()]).is_empty());
         let before = wg.peers();
@@ -410,7 +419,12 @@ mod tests {
             address: "192.168.30.202".parse().expect("ip"),
             ..setup
         };
-        assert_eq!(wg.set_peers(vec![moved]), vec!["phone".to_owned()]);
+        assert_eq!(wg.set_peers(vec![moved.clone()]), vec!["phone".to_owned()]);
+        let with_psk = PeerSetup {
+            preshared_key: Some(PresharedKey::from_bytes([9; 32])),
+            ..moved
+        };
+        assert_eq!(wg.set_peers(vec![with_psk]), vec!["phone".to_owned()]);
         assert_eq!(wg.set_peers(Vec::new()), vec!["phone".to_owned()]);
         assert_eq!(wg.peer_count(), 0);
     }
