@@ -10,7 +10,10 @@
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{fetch_page, recipe_appliance, status_json, vpnclient_fetches_the_page, web_server};
+use common::{
+    fetch_page, recipe_appliance, status_json, vpnclient_at_fetches_the_page,
+    vpnclient_fetches_the_page, web_server,
+};
 use ethergate_netns::{Process, Topology, recipe};
 
 /// The one session's UDP acceleration status.
@@ -302,4 +305,67 @@ fn the_debian_client_moves_to_udp_acceleration_and_falls_back_to_tls_when_udp_br
     rule("-D");
     ping_until_udp(topo, &socket, true, Duration::from_secs(40));
     client_follows();
+}
+
+/// A multi-homed server (a second address on the client's link; every
+/// listener on the wildcard address) and a client behind a stateful
+/// firewall, as behind any home router: the client connects to the second
+/// address, and only UDP from that same address is let back in. The
+/// session still moves to UDP, and the server's datagrams pass the
+/// firewall — routing alone would send them from the link's first address.
+#[test]
+fn udp_acceleration_replies_from_the_address_the_client_connected_to() {
+    const SECOND: &str = "198.51.100.9";
+    let topo = &common::recipe_topology();
+    let (state, config) = common::recipe_state_hashed(topo);
+    let text = std::fs::read_to_string(&config).expect("config");
+    let wildcard = text.replace(
+        "listen = [\"198.51.100.1:443\", \"198.51.100.1:992\", \"198.51.100.1:5555\"]",
+        "listen = [\"0.0.0.0:443\"]",
+    );
+    assert_ne!(text, wildcard, "the listen line");
+    std::fs::write(&config, wildcard).expect("config");
+    let _web = web_server(topo, &state);
+    let serve = common::start_serve(topo, &config);
+    let socket = state.join("admin.sock").display().to_string();
+    topo.ip(
+        "nat",
+        &["addr", "add", &format!("{SECOND}/24"), "dev", "eth0"],
+    )
+    .expect("second address");
+    let rules = state.join("clientfw.nft");
+    std::fs::write(
+        &rules,
+        "table ip clientfw {\n chain input {\n  type filter hook input priority 0; policy accept;\n  \
+         iifname \"eth0\" udp dport != 68 ct state new counter drop\n }\n}\n",
+    )
+    .expect("ruleset");
+    topo.exec("client", &["nft", "-f", &rules.display().to_string()])
+        .expect("nft");
+    let log = || serve.log();
+    let _client =
+        vpnclient_at_fetches_the_page(topo, &format!("{SECOND}:443"), "mikalab-pass", log);
+    let firewall = || {
+        topo.run("client", &["nft", "list", "ruleset"])
+            .expect("nft list")
+            .stdout
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        common::ping_tap(topo, "pings through the tunnel");
+        let session = udp_status(&socket);
+        if session["udp_acceleration"]["sending_by_udp"].as_bool() == Some(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not on UDP after 30 s: {session}\nclient firewall: {}",
+            firewall()
+        );
+    }
+    assert!(
+        firewall().contains("counter packets 0 bytes 0 drop"),
+        "the firewall dropped unsolicited UDP: {}",
+        firewall()
+    );
 }

@@ -500,6 +500,92 @@ fn a_phone_needs_its_preshared_key_and_a_rotated_key_ends_its_session() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+/// A multi-homed appliance (a second address on the phone's link; the
+/// endpoint listens on every address) and a phone behind a stateful
+/// firewall, as every home router and carrier NAT is: the phone writes to
+/// the second address, and only a reply from that same address is let back
+/// in. Routing alone would answer from the link's first address.
+#[test]
+fn a_phone_behind_a_stateful_firewall_reaches_a_second_address() {
+    const SECOND: &str = "203.0.113.9";
+    let topo = recipe::with_phone(recipe::topology(&[]))
+        .build()
+        .expect("topology (run as root)");
+    topo.ip(
+        "nat",
+        &["addr", "add", &format!("{SECOND}/24"), "dev", "eth2"],
+    )
+    .expect("second address");
+    // The phone's firewall: replies only (conntrack), as a NAT would.
+    let ruleset = "table ip phonefw {\n\
+        chain input {\n\
+        type filter hook input priority 0; policy accept;\n\
+        udp sport 51820 ct state new counter drop\n\
+        }\n\
+        }\n";
+    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
+    std::fs::create_dir_all(&state).expect("state");
+    let rules = state.join("phonefw.nft");
+    std::fs::write(&rules, ruleset).expect("ruleset");
+    topo.exec(recipe::PHONE, &["nft", "-f", &rules.display().to_string()])
+        .expect("nft");
+
+    let hash = common::password_hash("tsumura", "mikalab-pass");
+    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&recipe::wireguard_config());
+    std::fs::write(&config, text).expect("config");
+    let mut serve = start_serve(&topo, &config);
+    common::wait_for(&mut serve, "WireGuard endpoint up", Duration::from_secs(5));
+    let config_arg = config.display().to_string();
+    let endpoint = format!("{SECOND}:{}", recipe::WIREGUARD_PORT);
+    let added = std::process::Command::new(BIN)
+        .args([
+            "user",
+            "add",
+            "--config",
+            &config_arg,
+            "--hub",
+            recipe::HUB,
+            "phone",
+            "--wireguard",
+            "--endpoint",
+            &endpoint,
+        ])
+        .output()
+        .expect("user add");
+    let stdout = String::from_utf8_lossy(&added.stdout).into_owned();
+    assert!(added.status.success(), "{stdout}");
+    let device = recipe::printed_device_config(&stdout)
+        .expect("a device config")
+        .to_owned();
+    let phone = Phone::up(&topo, &state, &device);
+    let ping = phone.ping("10.0.1.26", "3");
+    let firewall = topo
+        .run(recipe::PHONE, &["nft", "list", "ruleset"])
+        .expect("nft list");
+    assert!(
+        ping.success,
+        "through the second address:\n{}\n{}\nfirewall: {}\n{}",
+        ping.stdout,
+        phone.show(),
+        firewall.stdout,
+        serve.log()
+    );
+    let s = status(&state);
+    assert!(
+        s["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .any(|x| x["user"] == "phone"),
+        "{s:#}"
+    );
+    drop(phone);
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 /// Serve with the recipe hub, `[hub.wireguard]`, and user `phone` whose
 /// device key is `device`; returns (state, serve).
 fn serve_with_wireguard_user(

@@ -352,11 +352,14 @@ fn handle_events(c: &mut Conn, worker: &Worker) {
                         continue;
                     };
                     let udp_path = udp_accel.as_ref().and_then(|granted| {
-                        let socket = crate::udp_accel::socket_for(&worker.udp_accel, c.local?)?;
+                        let local = c.local?;
+                        let socket = crate::udp_accel::socket_for(&worker.udp_accel, local)?;
+                        let source = socket.bound.ip().is_unspecified().then_some(local.ip());
                         Some(Arc::new(crate::udp_accel::UdpPath::new(
                             granted,
                             c.peer,
                             Arc::clone(&socket.socket),
+                            source,
                             Arc::clone(&directory.udp_accel.counters),
                         )))
                     });

@@ -232,11 +232,21 @@ pub fn vpnclient_fetches_the_page<'t>(
     password: &str,
     log: impl Fn() -> String,
 ) -> ethergate_softether::SoftEtherClient<'t> {
+    vpnclient_at_fetches_the_page(topo, "198.51.100.1:443", password, log)
+}
+
+/// [`vpnclient_fetches_the_page`] with the account pointed at `server`.
+pub fn vpnclient_at_fetches_the_page<'t>(
+    topo: &'t Topology,
+    server: &str,
+    password: &str,
+    log: impl Fn() -> String,
+) -> ethergate_softether::SoftEtherClient<'t> {
     use ethergate_softether::{PasswordKind, SoftEtherClient, Udhcpc};
     let client = SoftEtherClient::start(topo, "client").expect("vpnclient");
     let tap = client.nic_create("vpn0").expect("NicCreate");
     client
-        .account_create("acc", "198.51.100.1:443", "mikalab", "tsumura", "vpn0")
+        .account_create("acc", server, "mikalab", "tsumura", "vpn0")
         .expect("AccountCreate");
     client
         .account_password_set("acc", password, PasswordKind::Standard)

@@ -3,11 +3,9 @@
 //! in one recvmmsg(2) without waiting. Shared by the WireGuard endpoint
 //! and UDP acceleration, whose loops only differ in what a datagram means.
 
-use std::net::SocketAddr;
-
 use compio::BufResult;
 
-use super::gro;
+use super::{gro, pktinfo::PeerAddr};
 
 /// Largest read: a 64 KiB UDP payload (a coalesced GRO run).
 const READ_MAX: usize = 65536;
@@ -22,7 +20,7 @@ pub(crate) struct BurstReader {
     more: Vec<Vec<u8>>,
     /// (buffer index, bytes, sender, segment size) of each read of the
     /// burst; buffer 0 is `first`, i > 0 is `more[i - 1]`.
-    reads: Vec<(usize, usize, SocketAddr, Option<usize>)>,
+    reads: Vec<(usize, usize, PeerAddr, Option<usize>)>,
     burst: usize,
 }
 
@@ -58,13 +56,15 @@ impl BurstReader {
             self.io.recv_msg(first, control).await;
         self.first = returned;
         self.control = returned_control;
-        let (n, control_len, from, _) = result?;
+        let (n, control_len, remote, _) = result?;
         if self.control.len() < control_len && control_len <= self.control.capacity() {
             // SAFETY: the kernel wrote `control_len` bytes of ancillary
             // data into the buffer (its msg_controllen after recvmsg).
             unsafe { self.control.set_len(control_len) };
         }
-        let segment = gro::segment_size(&self.control[..control_len.min(self.control.len())]);
+        let (segment, local) =
+            gro::parse_control(&self.control[..control_len.min(self.control.len())]);
+        let from = PeerAddr { remote, local };
         self.reads.push((0, n.min(self.first.len()), from, segment));
         gro::read_burst(
             &self.nowait,
@@ -83,7 +83,7 @@ impl BurstReader {
 
     /// Read `i` of the burst: its bytes, its sender, and the size its
     /// datagrams are cut at (the whole read when it is one datagram).
-    pub fn get_mut(&mut self, i: usize) -> Option<(&mut [u8], SocketAddr, usize)> {
+    pub fn get_mut(&mut self, i: usize) -> Option<(&mut [u8], PeerAddr, usize)> {
         let &(at, n, from, segment) = self.reads.get(i)?;
         let buf = if at == 0 {
             self.first.get_mut(..n)?
@@ -94,7 +94,7 @@ impl BurstReader {
     }
 
     /// Every datagram of the burst, in order.
-    pub fn for_each(&mut self, mut f: impl FnMut(&mut [u8], SocketAddr)) {
+    pub fn for_each(&mut self, mut f: impl FnMut(&mut [u8], PeerAddr)) {
         for i in 0..self.len() {
             if let Some((buf, from, size)) = self.get_mut(i) {
                 for datagram in buf.chunks_mut(size) {

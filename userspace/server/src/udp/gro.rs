@@ -5,10 +5,15 @@
 //! non-blocking `recvmmsg(2)` with ancillary data (many reads per system
 //! call where GRO cannot merge), and the control message's parsing.
 
-use std::{net::SocketAddr, os::fd::AsRawFd};
+use std::{
+    net::{IpAddr, SocketAddr},
+    os::fd::AsRawFd,
+};
 
-/// Room for the UDP_GRO control message (and a few more).
-pub(crate) const CONTROL_LEN: usize = 64;
+use super::pktinfo::{self, PeerAddr};
+
+/// Room for the UDP_GRO and packet-info control messages (and a few more).
+pub(crate) const CONTROL_LEN: usize = 128;
 
 /// Asks the kernel to coalesce; false when it cannot (then every read is
 /// one datagram, which the parsing below handles the same way).
@@ -27,11 +32,12 @@ pub(crate) fn enable(socket: &impl AsRawFd) -> bool {
     rc == 0
 }
 
-/// The segment size of a coalesced read, from its control messages;
-/// `None` when the read is one datagram.
-pub(crate) fn segment_size(control: &[u8]) -> Option<usize> {
+/// What a read's control messages say: the segment size of a coalesced
+/// read (`None`: one datagram) and the local address it reached.
+pub(crate) fn parse_control(control: &[u8]) -> (Option<usize>, Option<IpAddr>) {
+    let (mut segment, mut local) = (None, None);
     if control.is_empty() {
-        return None;
+        return (segment, local);
     }
     // SAFETY: the msghdr only describes `control` (read-only walk with the
     // libc macros, which stay within msg_controllen).
@@ -43,12 +49,14 @@ pub(crate) fn segment_size(control: &[u8]) -> Option<usize> {
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
                 let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                return usize::try_from(size).ok().filter(|s| *s > 0);
+                segment = usize::try_from(size).ok().filter(|s| *s > 0);
+            } else if let Some(ip) = pktinfo::local_address(cmsg) {
+                local = Some(ip);
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    None
+    (segment, local)
 }
 
 /// What else is queued after a burst's first read, in one recvmmsg(2):
@@ -60,7 +68,7 @@ pub(crate) fn read_burst(
     more: &mut Vec<Vec<u8>>,
     buf_len: usize,
     max: usize,
-    reads: &mut Vec<(usize, usize, SocketAddr, Option<usize>)>,
+    reads: &mut Vec<(usize, usize, PeerAddr, Option<usize>)>,
 ) {
     if more.is_empty() {
         more.push(vec![0u8; buf_len]);
@@ -82,7 +90,7 @@ pub(crate) fn read_burst(
 pub(crate) fn recv_many_nowait(
     socket: &impl AsRawFd,
     bufs: &mut [Vec<u8>],
-    mut on_read: impl FnMut(usize, usize, SocketAddr, Option<usize>),
+    mut on_read: impl FnMut(usize, usize, PeerAddr, Option<usize>),
 ) -> usize {
     const MAX: usize = 64;
     let count = bufs.len().min(MAX);
@@ -131,8 +139,14 @@ pub(crate) fn recv_many_nowait(
                 hdr.msg_controllen.min(CONTROL_LEN),
             )
         };
-        if let Some(from) = from {
-            on_read(i, msgs[i].msg_len as usize, from, segment_size(control));
+        if let Some(remote) = from {
+            let (segment, local) = parse_control(control);
+            on_read(
+                i,
+                msgs[i].msg_len as usize,
+                PeerAddr { remote, local },
+                segment,
+            );
         }
     }
     n
@@ -191,7 +205,7 @@ mod tests {
             reads.push((i, n, from, segment))
         });
         for (i, n, from, segment) in reads {
-            assert_eq!(from, tx.local_addr().expect("addr"));
+            assert_eq!(from, PeerAddr::routed(tx.local_addr().expect("addr")));
             let buf = &bufs[i][..n];
             match segment {
                 Some(size) => got.extend(buf.chunks(size).map(<[u8]>::to_vec)),
@@ -199,7 +213,7 @@ mod tests {
             }
         }
         assert_eq!(got, datagrams, "gro enabled: {gro}");
-        assert!(segment_size(&[]).is_none());
+        assert_eq!(parse_control(&[]), (None, None));
     }
 
     /// Real loopback sockets: one recvmmsg takes every queued datagram,
@@ -221,7 +235,7 @@ mod tests {
         for (at, &(i, n, from)) in reads.iter().enumerate() {
             assert_eq!(i, at, "each read names its own buffer");
             assert_eq!(n, 100 + i);
-            assert_eq!(from, tx.local_addr().expect("addr"));
+            assert_eq!(from, PeerAddr::routed(tx.local_addr().expect("addr")));
             assert!(bufs[i][..n].iter().all(|b| usize::from(*b) == i));
         }
         assert_eq!(recv_many_nowait(&rx, &mut bufs, |_, _, _, _| {}), 0);

@@ -2,7 +2,9 @@
 //! datagrams to one destination handed to the kernel as one sendmsg(2),
 //! which it cuts — one syscall and one trip down the stack per run.
 
-use std::{net::SocketAddr, os::fd::AsRawFd};
+use std::os::fd::AsRawFd;
+
+use super::pktinfo::PeerAddr;
 
 /// Most bytes in one segmented send (the kernel's limit is 64 KiB of UDP
 /// payload) and most segments (UDP_MAX_SEGMENTS is 128).
@@ -10,47 +12,16 @@ pub(crate) const MAX_BYTES: usize = 65_000;
 pub(crate) const MAX_SEGMENTS: usize = 64;
 
 /// One non-blocking sendmsg(2) with UDP_SEGMENT: the kernel cuts `chunk`
-/// into `segment`-byte datagrams (the last may be shorter). The segment
-/// plus the IP and UDP headers must fit the route's MTU, or the kernel
-/// refuses with EINVAL.
+/// into `segment`-byte datagrams (the last may be shorter), sent from
+/// `to.local` when known. The segment plus the IP and UDP headers must fit
+/// the route's MTU, or the kernel refuses with EINVAL.
 pub(crate) fn send_segmented(
     socket: &impl AsRawFd,
-    to: SocketAddr,
+    to: PeerAddr,
     chunk: &[u8],
     segment: u16,
 ) -> std::io::Result<()> {
-    let addr = socket2::SockAddr::from(to);
-    let mut iov = libc::iovec {
-        iov_base: chunk.as_ptr().cast_mut().cast(),
-        iov_len: chunk.len(),
-    };
-    // Room for one cmsghdr and a u16, aligned for cmsghdr.
-    let mut control = [0u64; 4];
-    // SAFETY: msghdr is plain data; every pointer set below points at
-    // locals alive for the sendmsg call, and the control buffer is large
-    // enough for CMSG_SPACE(2) (checked by CMSG_FIRSTHDR).
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = addr.as_ptr().cast_mut().cast();
-        msg.msg_namelen = addr.len();
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(2) as usize;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null() {
-            return Err(std::io::ErrorKind::Unsupported.into());
-        }
-        (*cmsg).cmsg_level = libc::SOL_UDP;
-        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
-        let rc = libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_DONTWAIT);
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    super::pktinfo::send(socket, to, chunk, Some(segment))
 }
 
 /// Splits `sizes` (datagrams laid end to end) into runs one segmented send
@@ -101,7 +72,8 @@ mod tests {
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let chunk: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
-        send_segmented(&tx, rx.local_addr().expect("addr"), &chunk, 1000).expect("send");
+        let to = PeerAddr::routed(rx.local_addr().expect("addr"));
+        send_segmented(&tx, to, &chunk, 1000).expect("send");
         let mut buf = [0u8; 2000];
         let sizes: Vec<usize> = (0..3).map(|_| rx.recv(&mut buf).expect("recv")).collect();
         assert_eq!(sizes, vec![1000, 1000, 500]);

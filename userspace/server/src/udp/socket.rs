@@ -24,6 +24,10 @@ pub fn bind_sockets(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std
         force_buffer(&socket, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF);
         socket.bind(&addr.into())?;
         socket.set_nonblocking(true)?;
+        // Which of our addresses each datagram reached, to reply from it.
+        if addr.ip().is_unspecified() && !super::pktinfo::enable(&socket, addr) {
+            tracing::warn!(%addr, "no packet info: replies leave from the routed address");
+        }
         sockets.push(socket.into());
     }
     if workers > 1

@@ -7,7 +7,7 @@
 //! queue, all normally on the session's worker: the lock is uncontended.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -22,7 +22,10 @@ use ethergate_proto::{
 };
 
 use super::{UdpAccelCounters, UdpAccelDrop};
-use crate::udp::gso;
+use crate::udp::{
+    gso,
+    pktinfo::{self, PeerAddr},
+};
 
 /// The ChaCha20-Poly1305 tag after the ciphertext.
 const TAG_LEN: usize = 16;
@@ -65,6 +68,10 @@ pub struct UdpPath {
     state: Mutex<State>,
     /// This worker's socket on the address the client connected to.
     socket: Arc<std::net::UdpSocket>,
+    /// That address, when the socket is bound to the wildcard: datagrams
+    /// leave from it, not from whatever routing picks (see
+    /// `udp::pktinfo`).
+    source: Option<IpAddr>,
     /// Frames leave by UDP now (status; set by the liveness checks).
     sending: AtomicBool,
     pub frames_in: AtomicU64,
@@ -74,11 +81,13 @@ pub struct UdpPath {
 
 impl UdpPath {
     /// The path of a session whose login was granted UDP acceleration;
-    /// `peer` is the login connection's TCP peer.
+    /// `peer` is the login connection's TCP peer, `source` the address it
+    /// connected to when `socket` is bound to the wildcard.
     pub fn new(
         session: &Session,
         peer: SocketAddr,
         socket: Arc<std::net::UdpSocket>,
+        source: Option<IpAddr>,
         counters: Arc<UdpAccelCounters>,
     ) -> Self {
         let mut nonce_prefix = [0u8; 4];
@@ -101,6 +110,7 @@ impl UdpPath {
                 alternative,
             }),
             socket,
+            source,
             sending: AtomicBool::new(false),
             frames_in: AtomicU64::new(0),
             frames_out: AtomicU64::new(0),
@@ -266,7 +276,7 @@ impl UdpPath {
             at += bytes;
             let segment = sizes[first];
             let sent = if end - first > 1 && segment <= GSO_SEGMENT_MAX {
-                gso::send_segmented(&*self.socket, destination, chunk, segment as u16)
+                gso::send_segmented(&*self.socket, self.to(destination), chunk, segment as u16)
             } else {
                 Err(std::io::ErrorKind::Unsupported.into())
             };
@@ -288,10 +298,17 @@ impl UdpPath {
         true
     }
 
+    fn to(&self, remote: SocketAddr) -> PeerAddr {
+        PeerAddr {
+            remote,
+            local: self.source,
+        }
+    }
+
     /// One non-blocking send; a full socket buffer drops (and counts) the
     /// datagram, as a UDP path must rather than stall the connection.
     fn send_one(&self, datagram: &[u8], to: SocketAddr) {
-        match self.socket.send_to(datagram, to) {
+        match pktinfo::send(&*self.socket, self.to(to), datagram, None) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 self.counters.dropped(UdpAccelDrop::SocketFull);
@@ -340,6 +357,7 @@ mod tests {
             &session,
             SocketAddr::new(at.ip(), 40_000),
             Arc::new(server),
+            None,
             Arc::default(),
         );
         (path, client, session)

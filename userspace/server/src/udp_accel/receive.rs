@@ -55,7 +55,9 @@ pub(crate) async fn run(socket: std::net::UdpSocket, worker: Rc<Worker>) {
             continue;
         }
         let now = crate::worker_context::now();
-        reader.for_each(|datagram, from| rx.datagram(now, datagram, from));
+        // Replies leave from the address the client's TLS connection
+        // reached (the session's path knows it), so only the sender counts.
+        reader.for_each(|datagram, from| rx.datagram(now, datagram, from.remote));
         rx.batch.flush(&worker);
     }
 }

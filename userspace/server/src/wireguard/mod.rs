@@ -43,6 +43,8 @@ pub use counters::{WireguardCounters, WireguardDrop};
 use crate::directory::SessionShared;
 use peer_link::PeerLink;
 
+use crate::udp::pktinfo::PeerAddr;
+
 /// What a hub's WireGuard endpoint is configured with.
 pub struct WireguardSetup {
     pub listen: SocketAddr,
@@ -90,18 +92,21 @@ struct PeerState {
     port: IpPort,
     /// The session while the peer has confirmed keys.
     session: Option<Arc<SessionShared>>,
-    /// Where the last authenticated datagram came from: what the sender
-    /// sends to, read and written under this lock; the link's copy (for
+    /// Where the last authenticated datagram came from, and which of our
+    /// addresses it reached: what the sender sends to (and from), read and
+    /// written under this lock; the link's copy of the address (for
     /// status) is written only when it changes.
-    endpoint: Option<SocketAddr>,
+    endpoint: Option<PeerAddr>,
 }
 
 impl PeerState {
     /// The peer spoke from `from` (roaming follows it).
-    fn heard_from(&mut self, from: SocketAddr, link: &PeerLink) {
+    fn heard_from(&mut self, from: PeerAddr, link: &PeerLink) {
         if self.endpoint != Some(from) {
+            if self.endpoint.is_none_or(|e| e.remote != from.remote) {
+                link.set_endpoint(from.remote);
+            }
             self.endpoint = Some(from);
-            link.set_endpoint(from);
         }
     }
 }

@@ -6,6 +6,8 @@
 
 use std::{net::SocketAddr, rc::Rc, sync::Arc, time::Instant};
 
+use crate::udp::pktinfo::PeerAddr;
+
 use ethergate_proto::data::Frames;
 use ethergate_wireguard::{Admission, Message, PeerError, handshake::consume_initiation_with};
 use futures_util::future::{Either, select};
@@ -149,7 +151,7 @@ async fn handle(
     rx: Receiver<'_>,
     now: Instant,
     datagram: &mut [u8],
-    from: SocketAddr,
+    from: PeerAddr,
     burst: &mut Burst,
 ) {
     let Receiver { wg, sender, .. } = rx;
@@ -174,7 +176,7 @@ async fn handle(
         return;
     };
     let under_load = wg.under_load(now);
-    let (source, source_len) = source_bytes(from);
+    let (source, source_len) = source_bytes(from.remote);
     let admission = wg
         .responder
         .lock()
@@ -198,7 +200,7 @@ async fn handle(
         }
         Admission::Proceed => {}
     }
-    if under_load && !wg.limiter.allow(from.ip(), now) {
+    if under_load && !wg.limiter.allow(from.remote.ip(), now) {
         counters.drop(WireguardDrop::RateLimited);
         return;
     }
@@ -249,7 +251,7 @@ fn transport(
     datagram: &mut [u8],
     receiver: u32,
     counter: u64,
-    from: SocketAddr,
+    from: PeerAddr,
     burst: &mut Burst,
 ) {
     let Receiver { wg, worker, .. } = rx;

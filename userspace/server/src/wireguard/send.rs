@@ -8,7 +8,6 @@
 
 use std::{
     cell::Cell,
-    net::SocketAddr,
     rc::Rc,
     sync::Arc,
     time::{Duration, Instant},
@@ -23,6 +22,7 @@ use super::{WgPeer, WireguardDrop, WireguardHub, counters::WireguardCounters};
 use crate::{
     directory::{EndReason, SessionShared},
     hub_plane::HubPlane,
+    udp::pktinfo::{self, PeerAddr},
     worker_context::Worker,
 };
 
@@ -47,16 +47,16 @@ impl WgSocket {
         }
     }
 
-    /// One datagram (handshake answers): a non-blocking sendto(2) first —
+    /// One datagram (handshake answers): a non-blocking sendmsg(2) first —
     /// under a flood of initiations every reply is one, and waiting for an
     /// io_uring completion per reply would let the socket's queue overflow
     /// with the flood — then io_uring when the socket buffer is full.
-    pub async fn send_one(&self, bytes: &[u8], to: SocketAddr, counters: &WireguardCounters) {
+    pub async fn send_one(&self, bytes: &[u8], to: PeerAddr, counters: &WireguardCounters) {
         if let Some(raw) = &self.raw {
-            match raw.send_to(bytes, to) {
-                Ok(_) => return,
+            match pktinfo::send(raw, to, bytes, None) {
+                Ok(()) => return,
                 Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
-                    debug!(%to, "WireGuard send: {e}");
+                    debug!(to = %to.remote, "WireGuard send: {e}");
                     WireguardCounters::bump(&counters.send_errors);
                     return;
                 }
@@ -67,10 +67,13 @@ impl WgSocket {
     }
 
     /// One datagram through io_uring (waits for room in the socket buffer).
-    async fn send_waiting(&self, bytes: &[u8], to: SocketAddr, counters: &WireguardCounters) {
-        let BufResult(result, _) = self.io.send_to(bytes.to_vec(), to).await;
+    async fn send_waiting(&self, bytes: &[u8], to: PeerAddr, counters: &WireguardCounters) {
+        let control = pktinfo::SendControl::new(None, to.local)
+            .as_bytes()
+            .to_vec();
+        let BufResult(result, _) = self.io.send_msg(bytes.to_vec(), control, to.remote).await;
         if let Err(e) = result {
-            debug!(%to, "WireGuard send: {e}");
+            debug!(to = %to.remote, "WireGuard send: {e}");
             WireguardCounters::bump(&counters.send_errors);
         }
     }
@@ -78,7 +81,7 @@ impl WgSocket {
     /// Sends the datagrams laid end to end in `buf` (`sizes` each) to `to`.
     pub async fn send_batch(
         &self,
-        to: SocketAddr,
+        to: PeerAddr,
         buf: &[u8],
         sizes: &[usize],
         counters: &WireguardCounters,
@@ -111,7 +114,7 @@ impl WgSocket {
 
     async fn send_each(
         &self,
-        to: SocketAddr,
+        to: PeerAddr,
         chunk: &[u8],
         sizes: &[usize],
         counters: &WireguardCounters,
@@ -183,7 +186,9 @@ pub(crate) async fn run(
             let unanswered = state.port.expire_pending(now);
             counters.drop_n(WireguardDrop::UnresolvedNeighbour, unanswered as u64);
             (
-                state.endpoint.unwrap_or_else(|| peer.link.endpoint()),
+                state
+                    .endpoint
+                    .unwrap_or_else(|| PeerAddr::routed(peer.link.endpoint())),
                 state.peer.expire(now, &mut retired),
             )
         };
