@@ -76,6 +76,8 @@ pub mod server;
 pub mod time;
 pub mod tunnel;
 pub mod udp_accel;
+#[cfg(feature = "cipher")]
+pub mod udp_accel_cipher;
 
 pub use client::{ClientAuth, ClientConfig, ClientConnection, ClientEvent, ClientMode};
 pub use close::CloseReason;

@@ -14,11 +14,11 @@ use std::{
     },
 };
 
-use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ethergate_proto::{
     Timestamp,
     data::Frames,
     udp_accel::{Liveness, Received, Record, Session},
+    udp_accel_cipher::{Opener, Sealer},
 };
 
 use super::{UdpAccelCounters, UdpAccelDrop};
@@ -27,22 +27,12 @@ use crate::udp::{
     pktinfo::{self, PeerAddr},
 };
 
-/// The ChaCha20-Poly1305 tag after the ciphertext.
-const TAG_LEN: usize = 16;
-/// Nonce, record header and tag around each frame.
-pub const OVERHEAD: usize = NONCE_LEN + ethergate_proto::udp_accel::RECORD_HEADER + TAG_LEN;
+pub use ethergate_proto::udp_accel_cipher::OVERHEAD;
+
 /// The largest datagram sent in a segmented run: one that fits an
 /// Ethernet MTU with the IPv4 and UDP headers. Larger ones (a peer whose
 /// MSS was not clamped, non-TCP frames) go one by one, fragmented by IP.
 const GSO_SEGMENT_MAX: usize = 1500 - 20 - 8;
-
-fn key(bytes: &[u8; 32]) -> LessSafeKey {
-    // A 32-byte key always fits ChaCha20-Poly1305.
-    LessSafeKey::new(
-        UnboundKey::new(&CHACHA20_POLY1305, bytes)
-            .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 takes 32-byte keys")),
-    )
-}
 
 struct State {
     liveness: Liveness,
@@ -57,12 +47,9 @@ struct State {
 /// What a session's connection does with frames: by UDP or by TLS.
 pub struct UdpPath {
     /// The client's key: what it sends is opened with it.
-    open_key: LessSafeKey,
+    opener: Opener,
     /// The server's key: what we send is sealed with it.
-    seal_key: LessSafeKey,
-    /// Random per session; with the counter, no nonce repeats under the key.
-    nonce_prefix: [u8; 4],
-    next_nonce: AtomicU64,
+    sealer: Sealer,
     /// The cookie the client expects in what we send.
     client_cookie: u32,
     state: Mutex<State>,
@@ -99,10 +86,8 @@ impl UdpPath {
             .map(|ip| SocketAddr::new(ip, session.offer.client_port))
             .filter(|a| *a != destination);
         Self {
-            open_key: key(&session.offer.client_key),
-            seal_key: key(&session.grant.server_key()),
-            nonce_prefix,
-            next_nonce: AtomicU64::new(0),
+            opener: Opener::new(&session.offer.client_key),
+            sealer: Sealer::new(&session.grant.server_key(), nonce_prefix),
             client_cookie: session.grant.client_cookie,
             state: Mutex::new(State {
                 liveness: Liveness::new(session.timers(), session.grant.server_cookie),
@@ -141,15 +126,7 @@ impl UdpPath {
 
     /// Opens a datagram in place; the record's plaintext on success.
     pub fn open<'d>(&self, datagram: &'d mut [u8]) -> Option<&'d mut [u8]> {
-        if datagram.len() < NONCE_LEN + TAG_LEN {
-            return None;
-        }
-        let (nonce, sealed) = datagram.split_at_mut(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        self.open_key
-            .open_in_place(nonce, Aad::empty(), sealed)
-            .ok()
-            .map(|plain| &mut plain[..])
+        self.opener.open(datagram)
     }
 
     /// Applies a record received at `now` from `from`; the frame (if any)
@@ -175,26 +152,8 @@ impl UdpPath {
         }
     }
 
-    /// Seals one record into `out` (appended): nonce, ciphertext, tag.
     fn seal(&self, record: &Record<'_>, out: &mut Vec<u8>) {
-        let start = out.len();
-        let counter = self.next_nonce.fetch_add(1, Ordering::Relaxed);
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce[..4].copy_from_slice(&self.nonce_prefix);
-        nonce[4..].copy_from_slice(&counter.to_be_bytes());
-        out.extend_from_slice(&nonce);
-        record.encode(out);
-        let body = start + NONCE_LEN;
-        match self.seal_key.seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::empty(),
-            &mut out[body..],
-        ) {
-            Ok(tag) => out.extend_from_slice(tag.as_ref()),
-            // Cannot fail for ChaCha20-Poly1305 below 256 GiB; never send
-            // plaintext if it somehow did.
-            Err(_) => out.truncate(start),
-        }
+        self.sealer.seal(record, out);
     }
 
     /// A keep-alive to the client (and, until the path works, to its own
@@ -332,7 +291,15 @@ mod tests {
 
     use super::*;
 
+    use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+
     const CLIENT_KEY: [u8; 32] = [7; 32];
+
+    /// aws-lc's AEAD used directly: the client's side as the protocol
+    /// defines it, not through the code under test.
+    fn key(bytes: &[u8; 32]) -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, bytes).expect("key"))
+    }
 
     /// A path on a loopback socket, and the "client" socket it sends to.
     fn path() -> (UdpPath, UdpSocket, Session) {
