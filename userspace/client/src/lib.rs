@@ -30,6 +30,7 @@
 //!     mac: None,
 //!     dhcp: true,
 //!     address: None,
+//!     udp_acceleration: true,
 //!     cert_check: ServerCertCheck::KnownServers(
 //!         known_servers::default_path().expect("HOME or XDG_CONFIG_HOME is set"),
 //!     ),
@@ -50,6 +51,7 @@ mod nic;
 mod options;
 mod session;
 mod tls;
+mod udp_accel;
 
 use std::{net::ToSocketAddrs, rc::Rc};
 
@@ -138,6 +140,7 @@ async fn client_loop(
                     stop: stop.clone(),
                     dhcp: dhcp.take(),
                     clock,
+                    udp_acceleration: options.udp_acceleration,
                 })
                 .await;
                 dhcp = outcome.dhcp;

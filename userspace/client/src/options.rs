@@ -42,6 +42,9 @@ pub struct ClientOptions {
     pub dhcp: bool,
     /// A static address for the tap (when not using DHCP).
     pub address: Option<Ipv4Cidr>,
+    /// Offer UDP acceleration at login (as SoftEther's own client does by
+    /// default): frames then leave by UDP once that path works.
+    pub udp_acceleration: bool,
     pub cert_check: ServerCertCheck,
 }
 

@@ -7,7 +7,10 @@
 //! await): the reader turns socket bytes into protocol input, hands
 //! received frames to DHCP or the tap, and wakes the writer; the writer
 //! waits for tap frames, timers (protocol and DHCP), a wake-up or the stop
-//! signal, and writes whatever the protocol queued. Invariant: the writer
+//! signal, and writes whatever the protocol queued. With UDP acceleration
+//! granted, a third task reads the session's UDP socket, and the writer
+//! sends tap frames by UDP while that path works (`udp_accel.rs`) and
+//! keeps its keep-alives going. Invariant: the writer
 //! flushes before it exits, so a DHCP RELEASE, a TLS close_notify or a
 //! final keep-alive is never lost to a race; the session reports exactly
 //! one [`SessionEnd`].
@@ -37,6 +40,7 @@ use crate::{
     clock::{Clock, system_random},
     dhcp::{DhcpClient, DhcpEvent},
     nic::Nic,
+    udp_accel::{self, UdpAccel},
 };
 
 /// Socket read size: several full TLS records, so one read yields many
@@ -87,6 +91,12 @@ struct Conn {
     established_at: Option<Timestamp>,
     closing: bool,
     end: Option<SessionEnd>,
+    /// UDP acceleration: offered at login; a path once granted.
+    udp: Option<UdpAccel>,
+    /// The server's address (where UDP datagrams go).
+    server: SocketAddr,
+    /// One sealed datagram at a time.
+    udp_out: Vec<u8>,
 }
 
 impl Conn {
@@ -116,6 +126,9 @@ impl Conn {
                             timeout_ms = w.timeout_ms,
                             "session established"
                         );
+                        if let Some(udp) = &mut self.udp {
+                            udp.granted(w.udp_accel.as_deref(), self.server, now);
+                        }
                     }
                     if let Some(dhcp) = &mut self.dhcp {
                         dhcp.start(now);
@@ -169,6 +182,18 @@ impl Conn {
         self.pump_dhcp();
         self.tls.send_close_notify();
         self.finish(SessionEnd::Stopped);
+    }
+
+    /// Tap frames into the tunnel: by UDP while that path works, else
+    /// through TLS (before the welcome the protocol drops them).
+    fn send_tap_frames(&mut self, now: Timestamp, frames: &Frames) {
+        let Conn { udp, udp_out, .. } = self;
+        if let Some(udp) = udp
+            && udp.send_frames(now, frames.iter(), udp_out)
+        {
+            return;
+        }
+        self.proto.send_frames(now, frames.iter());
     }
 
     /// TLS-decrypts `bytes` into the protocol.
@@ -246,6 +271,8 @@ pub struct SessionSetup {
     pub stop: async_channel::Receiver<()>,
     pub dhcp: Option<DhcpClient>,
     pub clock: Clock,
+    /// Offer UDP acceleration at login.
+    pub udp_acceleration: bool,
 }
 
 /// Runs one connection until it ends.
@@ -254,12 +281,13 @@ pub async fn run(setup: SessionSetup) -> Outcome {
         address,
         tls,
         server_name,
-        proto,
+        mut proto,
         nic,
         from_tap,
         stop,
         dhcp,
         clock,
+        udp_acceleration,
     } = setup;
     let fail = |end, dhcp| Outcome {
         end,
@@ -286,6 +314,18 @@ pub async fn run(setup: SessionSetup) -> Outcome {
         Either::Right(_) => return fail(SessionEnd::Stopped, dhcp),
     };
     let _ = tcp.set_nodelay(true);
+    let udp = match tcp.local_addr() {
+        Ok(local) if udp_acceleration => match UdpAccel::bind(local) {
+            Ok(udp) => Some(udp),
+            Err(e) => {
+                info!("no UDP socket ({e}): the session stays on TLS");
+                None
+            }
+        },
+        _ => None,
+    };
+    proto.udp_accel = udp.as_ref().map(|u| u.offer().clone());
+    let udp_socket = udp.as_ref().and_then(|u| u.receiver().ok());
     let tls = match rustls::ClientConnection::new(tls, server_name) {
         Ok(t) => t,
         Err(e) => return fail(SessionEnd::Tls(e), dhcp),
@@ -305,13 +345,28 @@ pub async fn run(setup: SessionSetup) -> Outcome {
         established_at: None,
         closing: false,
         end: None,
+        udp,
+        server: address,
+        udp_out: Vec::with_capacity(udp_accel::DATAGRAM_MAX),
     }));
     let (read_half, write_half) = tcp.into_split();
     let (wake_tx, wake_rx) = async_channel::bounded::<()>(1);
+    let udp_reader = udp_socket.map(|socket| {
+        compio::runtime::spawn(udp_read_loop(
+            socket,
+            Rc::clone(&conn),
+            wake_tx.clone(),
+            Rc::clone(&nic),
+        ))
+    });
     let reader = compio::runtime::spawn(read_loop(read_half, Rc::clone(&conn), wake_tx, nic));
     write_loop(write_half, &conn, wake_rx, from_tap, stop).await;
     drop(reader);
+    drop(udp_reader);
     let mut c = conn.borrow_mut();
+    if let Some(udp) = &c.udp {
+        udp.report();
+    }
     Outcome {
         end: c
             .end
@@ -355,22 +410,7 @@ async fn read_loop(
             std::mem::take(&mut c.frames_in)
         };
         let _ = wake.try_send(());
-        // Frames to DHCP or the tap (whose writes never wait).
-        let mut dhcp_took = false;
-        {
-            let mut c = conn.borrow_mut();
-            let now = c.clock.now();
-            let Conn { dhcp, .. } = &mut *c;
-            let to_tap = frames.iter().filter(|frame| {
-                let taken = dhcp.as_mut().is_some_and(|d| d.handle_frame(now, frame));
-                dhcp_took |= taken;
-                !taken
-            });
-            nic.write_frames(to_tap, &mut coalescer);
-        }
-        if dhcp_took {
-            let _ = wake.try_send(());
-        }
+        deliver(&conn, &frames, &nic, &mut coalescer, &wake);
         // Give the allocation back for the next read's frames.
         let mut frames = frames;
         frames.clear();
@@ -382,6 +422,88 @@ async fn read_loop(
         }
         if conn.borrow().closing {
             return;
+        }
+    }
+}
+
+/// Received frames to DHCP or the tap (whose writes never wait); wakes
+/// the writer when DHCP has something to answer.
+fn deliver(
+    conn: &RefCell<Conn>,
+    frames: &Frames,
+    nic: &Nic,
+    coalescer: &mut Coalescer,
+    wake: &async_channel::Sender<()>,
+) {
+    let mut dhcp_took = false;
+    {
+        let mut c = conn.borrow_mut();
+        let now = c.clock.now();
+        let Conn { dhcp, .. } = &mut *c;
+        let to_tap = frames.iter().filter(|frame| {
+            let taken = dhcp.as_mut().is_some_and(|d| d.handle_frame(now, frame));
+            dhcp_took |= taken;
+            !taken
+        });
+        nic.write_frames(to_tap, coalescer);
+    }
+    if dhcp_took {
+        let _ = wake.try_send(());
+    }
+}
+
+/// Datagrams from the session's UDP socket: one waited for, then whatever
+/// else is queued, their frames delivered as one batch.
+async fn udp_read_loop(
+    socket: std::net::UdpSocket,
+    conn: Rc<RefCell<Conn>>,
+    wake: async_channel::Sender<()>,
+    nic: Rc<Nic>,
+) {
+    /// Datagrams taken without waiting after the first.
+    const BURST: usize = 64;
+    let Ok(nowait) = socket.try_clone() else {
+        return;
+    };
+    let io = match compio::net::UdpSocket::from_std(socket) {
+        Ok(io) => io,
+        Err(e) => {
+            debug!("UDP acceleration: cannot register the socket: {e}");
+            return;
+        }
+    };
+    let mut buf = Vec::with_capacity(udp_accel::DATAGRAM_MAX);
+    let mut spare = vec![0u8; udp_accel::DATAGRAM_MAX];
+    let mut frames = Frames::new();
+    let mut coalescer = Coalescer::new();
+    loop {
+        buf.clear();
+        let BufResult(result, returned) = io.recv_from(buf).await;
+        buf = returned;
+        let (n, from) = match result {
+            Ok(read) => read,
+            Err(e) => {
+                // Not expected on an unconnected socket; never spin on it.
+                debug!("UDP acceleration receive: {e}");
+                compio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        frames.clear();
+        {
+            let mut c = conn.borrow_mut();
+            let now = c.clock.now();
+            let Some(udp) = &mut c.udp else { return };
+            udp.receive(now, &mut buf[..n], from, &mut frames);
+            for _ in 1..BURST {
+                match nowait.recv_from(&mut spare) {
+                    Ok((n, from)) => udp.receive(now, &mut spare[..n], from, &mut frames),
+                    Err(_) => break,
+                }
+            }
+        }
+        if !frames.is_empty() {
+            deliver(&conn, &frames, &nic, &mut coalescer, &wake);
         }
     }
 }
@@ -414,10 +536,11 @@ async fn write_loop(
         let (closing, deadline) = {
             let c = conn.borrow();
             let dhcp_at = c.dhcp.as_ref().and_then(DhcpClient::poll_timeout);
-            let at = match (c.proto.poll_timeout(), dhcp_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let udp_at = c.udp.as_ref().and_then(UdpAccel::poll_timeout);
+            let at = [c.proto.poll_timeout(), dhcp_at, udp_at]
+                .into_iter()
+                .flatten()
+                .min();
             (
                 c.closing || c.proto.is_closed(),
                 at.map(|t| c.clock.instant(t)),
@@ -448,13 +571,10 @@ async fn write_loop(
                 };
                 let mut c = conn.borrow_mut();
                 let now = c.clock.now();
-                // Before the welcome the protocol drops frames (returns 0).
-                c.proto.send_frames(now, burst.iter());
+                c.send_tap_frames(now, &burst);
                 for _ in 1..MAX_BURSTS_PER_BATCH {
                     match from_tap.try_recv() {
-                        Ok(more) => {
-                            c.proto.send_frames(now, more.iter());
-                        }
+                        Ok(more) => c.send_tap_frames(now, &more),
                         Err(_) => break,
                     }
                 }
@@ -464,6 +584,10 @@ async fn write_loop(
                 let now = c.clock.now();
                 c.proto.handle_timeout(now);
                 c.handle_proto_events();
+                let Conn { udp, udp_out, .. } = &mut *c;
+                if let Some(udp) = udp {
+                    udp.handle_timeout(now, udp_out);
+                }
             }
         }
     }

@@ -64,6 +64,11 @@ pub struct ClientArgs {
     /// intercept the connection can impersonate the server).
     #[arg(long)]
     insecure: bool,
+    /// Keep every frame inside the TLS connection: do not offer UDP
+    /// acceleration (which carries frames by UDP once that path works, as
+    /// SoftEther's own client does by default).
+    #[arg(long)]
+    no_udp_acceleration: bool,
 }
 
 /// The certificate policy the options ask for: `--ca-cert`, else
@@ -111,6 +116,7 @@ pub fn run(args: ClientArgs) -> Result<(), Failure> {
         mac: None,
         dhcp: args.dhcp,
         address: args.address,
+        udp_acceleration: !args.no_udp_acceleration,
         cert_check,
     };
     // Block the signals before the client thread starts, so it inherits

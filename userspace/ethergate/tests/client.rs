@@ -292,6 +292,123 @@ fn static_address_pings_the_hub_bridge_and_pinned_certificate_is_accepted() {
     assert_eq!(client.stop(), Some(0), "{}", client.log());
 }
 
+/// The client's session as the server's status shows it.
+fn udp_session(setup: &Setup) -> serde_json::Value {
+    let status = setup.status();
+    let session = status["sessions"][0].clone();
+    assert!(
+        session["udp_acceleration"].is_object(),
+        "the client's session was not granted UDP acceleration: {status:#}"
+    );
+    session
+}
+
+fn udp_counter(session: &serde_json::Value, name: &str) -> u64 {
+    session["udp_acceleration"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {name}: {session:#}"))
+}
+
+/// Pings through the tunnel until the client's log has said `line`
+/// `times` times and the server's `sending_by_udp` reads `udp`.
+fn ping_until(setup: &Setup, client: &Process, line: &str, times: usize, udp: bool) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let _ = ping(setup, "192.168.30.1");
+        let session = udp_session(setup);
+        if count(&client.log(), line) >= times
+            && session["udp_acceleration"]["sending_by_udp"].as_bool() == Some(udp)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waiting for {line:?} ×{times} and sending_by_udp = {udp}: {session:#}\nclient:\n{}",
+            client.log()
+        );
+    }
+}
+
+/// UDP acceleration from `ethergate client`, as its users get it by
+/// default: after the path has worked both ways for ten seconds, both
+/// sides send frames by UDP (16 MiB each way, checked by SHA-256, nearly
+/// all of it by UDP); when UDP stops getting through, frames go back into
+/// the TLS connection and a transfer still arrives whole; when UDP heals,
+/// frames move back to it.
+#[test]
+fn udp_acceleration_carries_the_frames_and_falls_back_to_tls() {
+    const ON_UDP: &str = "UDP acceleration: frames go by UDP";
+    const ON_TLS: &str = "UDP acceleration: the UDP path stopped working";
+    let setup = Setup::new();
+    let mut client = setup.client(&["--address", "192.168.30.250/24"]);
+    wait_for(
+        &mut client,
+        "UDP acceleration granted",
+        Duration::from_secs(20),
+    );
+    ping_until(&setup, &client, ON_UDP, 1, true);
+
+    let transfer = |ends, [listen, connect]: [&str; 2], seed| {
+        let t = common::sha256_transfer(&setup.topo, &setup.state, ends, (listen, connect), seed);
+        assert_eq!(
+            t.received,
+            t.sent,
+            "{}\nclient:\n{}",
+            t.detail,
+            client.log()
+        );
+    };
+    let before = udp_session(&setup);
+    transfer(("client", "nat"), ["192.168.30.1"; 2], 0x9e37_79b1);
+    transfer(("nat", "client"), ["192.168.30.250"; 2], 0x85eb_ca77);
+    let after = udp_session(&setup);
+    let delta = |name| udp_counter(&after, name) - udp_counter(&before, name);
+    let (by_udp_in, by_udp_out) = (delta("frames_received"), delta("frames_sent"));
+    let received = after["received"]["frames"].as_u64().unwrap_or(0)
+        - before["received"]["frames"].as_u64().unwrap_or(0);
+    eprintln!(
+        "16 MiB each way: {by_udp_in} frames from the client by UDP of {received}, {by_udp_out} to it by UDP"
+    );
+    // 16 MiB in ~1400-byte frames is about 12,000 frames each way.
+    assert!(
+        by_udp_in > 10_000 && by_udp_out > 10_000,
+        "{before:#} → {after:#}"
+    );
+
+    // UDP stops getting through (both ways, in the client's namespace):
+    // the client falls back to TLS within its dead time, and a transfer
+    // arrives whole meanwhile.
+    let rules = setup.state.join("no-udp.nft");
+    std::fs::write(
+        &rules,
+        "table inet noudp {\n chain input {\n  type filter hook input priority 0; policy accept;\n  \
+         udp sport 443 drop\n }\n chain output {\n  type filter hook output priority 0; policy accept;\n  \
+         udp dport 443 drop\n }\n}\n",
+    )
+    .expect("ruleset");
+    setup
+        .topo
+        .exec("client", &["nft", "-f", &rules.display().to_string()])
+        .expect("nft");
+    ping_until(&setup, &client, ON_TLS, 1, false);
+    transfer(("client", "nat"), ["192.168.30.1"; 2], 0xc2b2_ae3d);
+
+    // UDP heals: frames move back to it.
+    setup
+        .topo
+        .exec("client", &["nft", "delete", "table", "inet", "noudp"])
+        .expect("nft delete");
+    ping_until(&setup, &client, ON_UDP, 2, true);
+    assert_eq!(client.stop(), Some(0), "{}", client.log());
+    assert!(
+        client
+            .log()
+            .contains("UDP acceleration: totals of this session"),
+        "{}",
+        client.log()
+    );
+}
+
 /// The IPv6 link-local address of `dev` in `ns`, once duplicate address
 /// detection has let it be used (panics after 10 s).
 fn link_local(setup: &Setup, ns: &str, dev: &str) -> String {

@@ -152,3 +152,85 @@ fn wrong_password_is_error_9_and_exit_1() {
     server.stop();
     let _ = std::fs::remove_file(known_servers(&topo));
 }
+
+/// UDP datagrams `namespace` has received so far (`Udp: InDatagrams`).
+fn udp_datagrams_in(topo: &Topology, namespace: &str) -> u64 {
+    let snmp = topo
+        .run(namespace, &["cat", "/proc/net/snmp"])
+        .expect("/proc/net/snmp");
+    let mut udp = snmp.stdout.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (
+        udp.next().expect("Udp names"),
+        udp.next().expect("Udp values"),
+    );
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "InDatagrams")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("InDatagrams")
+}
+
+/// The real server grants UDP acceleration to our client's offer, and
+/// after the path has worked both ways for ten seconds frames go by UDP:
+/// pings through the tunnel arrive as UDP datagrams, and the server's own
+/// session status says UDP acceleration is in use.
+#[test]
+fn udp_acceleration_with_the_real_server() {
+    let topo = topology();
+    let server = server(&topo, Vec::new());
+    let mut client = client(&topo, "secret", &["--dhcp"]);
+    wait_for(
+        &mut client,
+        "UDP acceleration granted",
+        Duration::from_secs(30),
+    );
+    wait_for(&mut client, "DHCP: lease acquired", Duration::from_secs(30));
+    let ping = |count: &str| {
+        sh(
+            &topo,
+            &["ping", "-c", count, "-i", "0.2", "-W", "2", "192.168.30.1"],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !client.log().contains("UDP acceleration: frames go by UDP") {
+        assert!(
+            Instant::now() < deadline,
+            "frames never went by UDP:\n{}",
+            client.log()
+        );
+        let _ = ping("1");
+    }
+    let before = udp_datagrams_in(&topo, "client");
+    let pings = ping("20");
+    assert!(pings.success, "{}\n{}", pings.stdout, client.log());
+    let got = udp_datagrams_in(&topo, "client") - before;
+    assert!(got >= 20, "{got} UDP datagrams for 20 echo replies");
+    let sessions = server
+        .hub_vpncmd("TEST", &["SessionList"])
+        .expect("SessionList");
+    let name = sessions
+        .raw()
+        .lines()
+        .find_map(|l| {
+            l.split('|')
+                .nth(1)
+                .map(str::trim)
+                .filter(|v| v.starts_with("SID-ALICE"))
+        })
+        .unwrap_or_else(|| panic!("no session of alice:\n{}", sessions.raw()))
+        .to_owned();
+    let status = server
+        .hub_vpncmd("TEST", &["SessionGet", &name])
+        .expect("SessionGet");
+    let active = status
+        .raw()
+        .lines()
+        .find(|l| l.starts_with("UDP Acceleration is Active"))
+        .and_then(|l| l.split('|').nth(1))
+        .map(str::trim);
+    assert_eq!(active, Some("Yes"), "{}", status.raw());
+    assert_eq!(client.stop(), Some(0), "{}", client.log());
+    server.stop();
+    let _ = std::fs::remove_file(known_servers(&topo));
+}

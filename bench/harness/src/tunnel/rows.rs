@@ -48,8 +48,10 @@ pub(crate) fn workloads(settings: &Settings) -> Vec<(String, &'static str, Bette
         w.push((maxtcp_out_of_order_name(dir), "segments", Better::Lower));
     }
     w.push((maxtcp_rss_name(), "MiB", Better::Lower));
-    for dir in ["up", "down"] {
-        w.push((eg_client_name(dir), "Mbit/s", Better::Higher));
+    for udp in [false, true] {
+        for dir in ["up", "down"] {
+            w.push((eg_client_name(dir, udp), "Mbit/s", Better::Higher));
+        }
     }
     for n in &settings.idle_sessions {
         w.push((rss_name(*n), "KiB", Better::Lower));
@@ -140,8 +142,13 @@ pub fn slug(system: &str) -> String {
     out.trim_matches('-').to_owned()
 }
 
-pub(crate) fn eg_client_name(dir: &str) -> String {
-    format!("{}, ethergate client", tcp_name(1, dir))
+/// `udp`: the client with UDP acceleration, measured once frames go by UDP.
+pub(crate) fn eg_client_name(dir: &str, udp: bool) -> String {
+    if udp {
+        format!("{}, ethergate client on UDP", tcp_name(1, dir))
+    } else {
+        format!("{}, ethergate client", tcp_name(1, dir))
+    }
 }
 
 /// The ethergate client's tap and static address (outside the DHCP pool
