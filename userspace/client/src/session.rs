@@ -520,6 +520,14 @@ async fn write_loop(
         {
             let mut c = conn.borrow_mut();
             c.pump_dhcp();
+            // Checked every turn, not only when the timer wins the select:
+            // a busy tunnel (the reader waking us all the time) must not
+            // hold back the keep-alives that keep the UDP path alive.
+            let now = c.clock.now();
+            let Conn { udp, udp_out, .. } = &mut *c;
+            if let Some(udp) = udp {
+                udp.handle_timeout(now, udp_out);
+            }
             c.encrypt_pending(&mut out);
         }
         if !out.is_empty() {
@@ -584,10 +592,6 @@ async fn write_loop(
                 let now = c.clock.now();
                 c.proto.handle_timeout(now);
                 c.handle_proto_events();
-                let Conn { udp, udp_out, .. } = &mut *c;
-                if let Some(udp) = udp {
-                    udp.handle_timeout(now, udp_out);
-                }
             }
         }
     }

@@ -193,8 +193,11 @@ impl UdpAccel {
             },
             out,
         );
-        if let Err(e) = self.socket.send_to(out, path.destination) {
-            debug!("UDP acceleration keep-alive: {e}");
+        match self.socket.send_to(out, path.destination) {
+            Ok(_) => {
+                debug!(to = %path.destination, echo = path.liveness.echo(), "UDP acceleration keep-alive")
+            }
+            Err(e) => debug!("UDP acceleration keep-alive: {e}"),
         }
         let mut r = [0u8; 4];
         system_random(&mut r);
@@ -214,10 +217,12 @@ impl UdpAccel {
         let Some(path) = &mut self.path else { return };
         let Some(plain) = path.opener.open(datagram) else {
             path.dropped += 1;
+            debug!(%from, "UDP acceleration: a datagram that does not open");
             return;
         };
         let Ok(record) = Record::decode(plain) else {
             path.dropped += 1;
+            debug!(%from, "UDP acceleration: a malformed record");
             return;
         };
         match path.liveness.receive(now, &record) {
@@ -233,7 +238,10 @@ impl UdpAccel {
                     path.frames_received += 1;
                 }
             }
-            Received::WrongCookie | Received::Stale => path.dropped += 1,
+            why @ (Received::WrongCookie | Received::Stale) => {
+                path.dropped += 1;
+                debug!(%from, ?why, "UDP acceleration: a record dropped");
+            }
         }
     }
 

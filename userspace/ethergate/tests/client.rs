@@ -312,7 +312,11 @@ fn udp_counter(session: &serde_json::Value, name: &str) -> u64 {
 /// Pings through the tunnel until the client's log has said `line`
 /// `times` times and the server's `sending_by_udp` reads `udp`.
 fn ping_until(setup: &Setup, client: &Process, line: &str, times: usize, udp: bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
+    // The path needs a few keep-alive rounds (while it is lost each side
+    // sends one every ~3 s), then ten seconds on each side without a gap
+    // longer than the 2.1-s dead time; on a loaded machine a late
+    // keep-alive restarts that period. Measured: 15–47 s to heal.
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let _ = ping(setup, "192.168.30.1");
         let session = udp_session(setup);

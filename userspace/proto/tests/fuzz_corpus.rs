@@ -81,6 +81,38 @@ fn data_phase_decode_corpus() {
 }
 
 #[test]
+fn client_handshake_corpus() {
+    use ethergate_proto::{ClientAuth, ClientConfig, ClientConnection, password::hash_password};
+    for (name, data) in corpus("client_handshake") {
+        let Some((&ctl, stream)) = data.split_first() else {
+            continue;
+        };
+        let mut cfg = ClientConfig::new(
+            "10.77.0.1",
+            "TEST",
+            "alice",
+            ClientAuth::Password {
+                hash: hash_password("secret", "alice"),
+            },
+        );
+        cfg.send_probe = ctl & 0x80 != 0;
+        let mut c = ClientConnection::new(cfg, TestRng::new(1), Timestamp(0));
+        let mut frames = Frames::new();
+        for (i, piece) in stream.chunks(usize::from(ctl & 0x7f) + 1).enumerate() {
+            let now = Timestamp(i as u64 * 250);
+            let was_closed = c.is_closed();
+            c.handle_input(now, piece, &mut frames);
+            while c.poll_event().is_some() {}
+            c.handle_timeout(now);
+            let mut out = Vec::new();
+            c.drain_transmit(&mut out);
+            assert!(!was_closed || out.is_empty(), "{name}: closed and talking");
+            frames.clear();
+        }
+    }
+}
+
+#[test]
 fn server_handshake_corpus() {
     for (_name, data) in corpus("server_handshake") {
         let Some((&ctl, stream)) = data.split_first() else {

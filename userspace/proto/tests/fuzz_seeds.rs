@@ -12,9 +12,10 @@ use ethergate_proto::http;
 use ethergate_proto::messages::error_reply;
 use ethergate_proto::pack::Pack;
 use ethergate_proto::password::{hash_password, secure_password};
+use ethergate_proto::udp_accel::Offer;
 use ethergate_proto::{
-    Credentials, Frames, Hello, ServerConfig, ServerConnection, ServerEvent, TestRng, Timestamp,
-    Welcome,
+    ClientAuth, ClientConfig, ClientConnection, ClientEvent, Credentials, Frames, Hello,
+    ServerConfig, ServerConnection, ServerEvent, SessionGrant, TestRng, Timestamp, Welcome,
 };
 
 /// Must match `SERVER_RNG_SEED` in fuzz/fuzz_targets/server_handshake.rs.
@@ -111,6 +112,75 @@ fn session_seed_reaches_the_tunnel() {
     assert_eq!(frames.len(), 3);
 }
 
+/// The client of fuzz/fuzz_targets/client_handshake.rs (same offer).
+fn fuzz_client(probe: bool) -> ClientConnection<TestRng> {
+    let mut cfg = ClientConfig::new(
+        "10.77.0.1",
+        "TEST",
+        "alice",
+        ClientAuth::Password {
+            hash: hash_password("secret", "alice"),
+        },
+    );
+    cfg.send_probe = probe;
+    cfg.udp_accel = Some(Offer {
+        max_version: 2,
+        client_ip: None,
+        client_port: 40_000,
+        client_key: [9; 32],
+        fast_detect: true,
+    });
+    ClientConnection::new(cfg, TestRng::new(1), Timestamp(0))
+}
+
+/// What a server sends that client through a whole login granting UDP
+/// acceleration, then three frames: recorded from our server talking to
+/// it, prefixed with the fuzz target's control byte (chunks of 128 bytes,
+/// with the probe).
+fn client_seed() -> Vec<u8> {
+    let mut c = fuzz_client(true);
+    let mut s = ServerConnection::new(ServerConfig::default(), TestRng::new(2), Timestamp(0));
+    let mut recorded = vec![0xff];
+    let (mut c_frames, mut s_frames) = (Frames::new(), Frames::new());
+    let now = Timestamp(1);
+    for _ in 0..20 {
+        let mut up = Vec::new();
+        c.drain_transmit(&mut up);
+        s.handle_input(now, &up, &mut s_frames);
+        while let Some(event) = s.poll_event() {
+            if let ServerEvent::LoginRequested(_) = event {
+                let mut grant = SessionGrant::new("SID-ALICE-1", "CID-1");
+                grant.udp_accel_port = Some(40_001);
+                s.accept_login(now, grant);
+            }
+        }
+        if s.is_established() && c.is_established() {
+            s.send_frames(now, [&[0xaa; 60][..], &[0xbb; 1514][..], &[0xcc; 64][..]]);
+        }
+        let mut down = Vec::new();
+        s.drain_transmit(&mut down);
+        recorded.extend_from_slice(&down);
+        c.handle_input(now, &down, &mut c_frames);
+        if !c_frames.is_empty() {
+            break;
+        }
+    }
+    recorded
+}
+
+#[test]
+fn client_seed_reaches_the_tunnel_with_a_udp_grant() {
+    let seed = client_seed();
+    let mut c = fuzz_client(true);
+    let mut frames = Frames::new();
+    c.handle_input(Timestamp(1), &seed[1..], &mut frames);
+    let granted = std::iter::from_fn(|| c.poll_event()).any(
+        |e| matches!(e, ClientEvent::Established { welcome: Some(w) } if w.udp_accel.is_some()),
+    );
+    assert!(granted, "established with a UDP grant");
+    assert_eq!(frames.len(), 3);
+}
+
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
@@ -197,6 +267,9 @@ fn write_fuzz_seeds() {
     .into_bytes();
     r.extend_from_slice(&wm);
     write("http_preamble", "watermark_signature", &r);
+
+    // client_handshake
+    write("client_handshake", "login_udp_grant_frames", &client_seed());
 
     // server_handshake
     write("server_handshake", "session_password", &session_seed(false));
