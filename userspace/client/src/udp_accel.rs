@@ -178,10 +178,15 @@ impl UdpAccel {
 
     /// Sends a keep-alive if one is due at `now`, and schedules the next.
     pub fn handle_timeout(&mut self, now: Timestamp, out: &mut Vec<u8>) {
-        let Some(path) = &mut self.path else { return };
-        if now < path.next_keepalive {
-            return;
+        if self.path.as_ref().is_some_and(|p| now >= p.next_keepalive) {
+            self.send_keepalive(now, out);
         }
+    }
+
+    /// A keep-alive now (carrying our echo of the server's tick), and the
+    /// next one scheduled from here.
+    fn send_keepalive(&mut self, now: Timestamp, out: &mut Vec<u8>) {
+        let Some(path) = &mut self.path else { return };
         out.clear();
         path.sealer.seal(
             &Record {
@@ -194,9 +199,11 @@ impl UdpAccel {
             out,
         );
         match self.socket.send_to(out, path.destination) {
-            Ok(_) => {
-                debug!(to = %path.destination, echo = path.liveness.echo(), "UDP acceleration keep-alive")
-            }
+            Ok(_) => debug!(
+                to = %path.destination,
+                echo = path.liveness.echo(),
+                "UDP acceleration keep-alive"
+            ),
             Err(e) => debug!("UDP acceleration keep-alive: {e}"),
         }
         let mut r = [0u8; 4];
@@ -226,7 +233,7 @@ impl UdpAccel {
             return;
         };
         match path.liveness.receive(now, &record) {
-            Received::Accepted { newest } => {
+            Received::Accepted { newest, answer } => {
                 if newest && from != path.destination {
                     debug!(%from, "UDP acceleration: the server now sends from here");
                     path.destination = from;
@@ -236,6 +243,11 @@ impl UdpAccel {
                 if !record.frame.is_empty() && !record.compressed {
                     frames.push(record.frame);
                     path.frames_received += 1;
+                }
+                if answer {
+                    // The path is coming up or back: our echo now, not at
+                    // the next (sparse) keep-alive.
+                    self.send_keepalive(now, &mut Vec::with_capacity(DATAGRAM_MAX));
                 }
             }
             why @ (Received::WrongCookie | Received::Stale) => {
@@ -316,7 +328,7 @@ mod tests {
         assert!(record.frame.is_empty());
         assert!(matches!(
             server_liveness.receive(Timestamp(5), &record),
-            Received::Accepted { newest: true }
+            Received::Accepted { newest: true, .. }
         ));
 
         // The server answers with a frame and the echo of the client's
@@ -357,14 +369,23 @@ mod tests {
         client.receive(now, &mut sealed, server_at, &mut frames);
         assert_eq!(frames.len(), 3);
 
-        // Stable: frames now leave by UDP, sealed for the server.
+        // Each of them found this side quiet (they came 5 s apart, beyond
+        // the 2.1-s dead time) and got a keep-alive at once, echoing its
+        // tick; then, stable, the frame leaves by UDP, sealed for the
+        // server.
         assert!(client.send_frames(now, [&b"to the server"[..]].into_iter(), &mut out));
-        let (n, _) = server.recv_from(&mut buf).expect("a frame");
-        let plain = server_opener.open(&mut buf[..n]).expect("opens");
-        assert_eq!(
-            Record::decode(plain).expect("record").frame,
-            b"to the server"
-        );
+        let mut echoes = Vec::new();
+        let frame = loop {
+            let (n, _) = server.recv_from(&mut buf).expect("a datagram");
+            let plain = server_opener.open(&mut buf[..n]).expect("opens");
+            let record = Record::decode(plain).expect("record");
+            if !record.frame.is_empty() {
+                break record.frame.to_vec();
+            }
+            echoes.push(record.echoed_tick);
+        };
+        assert_eq!(echoes, [10, 11, 12]);
+        assert_eq!(frame, b"to the server");
 
         // Silence from the server beyond the dead time: back to TLS.
         let later = Timestamp(now.0 + 60_000);

@@ -315,7 +315,8 @@ fn ping_until(setup: &Setup, client: &Process, line: &str, times: usize, udp: bo
     // The path needs a few keep-alive rounds (while it is lost each side
     // sends one every ~3 s), then ten seconds on each side without a gap
     // longer than the 2.1-s dead time; on a loaded machine a late
-    // keep-alive restarts that period. Measured: 15–47 s to heal.
+    // keep-alive restarts that period. Measured: 14 s to heal (15–47 s
+    // before either side answered a quiet path's first datagram at once).
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let _ = ping(setup, "192.168.30.1");
@@ -394,7 +395,9 @@ fn udp_acceleration_carries_the_frames_and_falls_back_to_tls() {
         .topo
         .exec("client", &["nft", "-f", &rules.display().to_string()])
         .expect("nft");
+    let blocked = Instant::now();
     ping_until(&setup, &client, ON_TLS, 1, false);
+    eprintln!("UDP blocked: back on TLS after {:?}", blocked.elapsed());
     transfer(("client", "nat"), ["192.168.30.1"; 2], 0xc2b2_ae3d);
 
     // UDP heals: frames move back to it.
@@ -402,7 +405,9 @@ fn udp_acceleration_carries_the_frames_and_falls_back_to_tls() {
         .topo
         .exec("client", &["nft", "delete", "table", "inet", "noudp"])
         .expect("nft delete");
+    let healed = Instant::now();
     ping_until(&setup, &client, ON_UDP, 2, true);
+    eprintln!("UDP healed: back on UDP after {:?}", healed.elapsed());
     assert_eq!(client.stop(), Some(0), "{}", client.log());
     assert!(
         client

@@ -385,7 +385,12 @@ impl Timers {
 pub enum Received {
     /// Deliver the frame (if any). `newest`: its sender tick is the
     /// highest so far, so its source becomes the address to send to.
-    Accepted { newest: bool },
+    /// `answer`: the newest datagram arrived while our side had no good
+    /// reception within the dead time (a path coming up or coming back):
+    /// send a keep-alive at once, so the peer gets our echo of its tick
+    /// now instead of at our next keep-alive, which while the path is lost
+    /// is more than the dead time away. Never for a replay (not newest).
+    Accepted { newest: bool, answer: bool },
     /// The cookie is not ours.
     WrongCookie,
     /// Its sender tick is [`STALE_MS`] behind the newest: a replay.
@@ -438,6 +443,9 @@ impl Liveness {
             return Received::Stale;
         }
         let newest = record.sender_tick > self.peer_tick;
+        let quiet = self
+            .last_good
+            .is_none_or(|at| now.since(at) > self.timers.dead_ms);
         self.peer_tick = self.peer_tick.max(record.sender_tick);
         // Our own ticks only: an echo from the future is a forgery or
         // another session's, and must not keep the path "fresh".
@@ -450,7 +458,10 @@ impl Liveness {
             self.last_good = Some(now);
             self.stable_since.get_or_insert(now);
         }
-        Received::Accepted { newest }
+        Received::Accepted {
+            newest,
+            answer: newest && quiet,
+        }
     }
 
     /// Whether frames may be sent by UDP at `now` (§4): good reception
@@ -636,7 +647,10 @@ mod tests {
         // Heard, but the peer echoes nothing of ours yet: not proof.
         assert_eq!(
             l.receive(at(now), &Record::decode(&record(42, 5, 0, &[])).expect("r")),
-            Received::Accepted { newest: true }
+            Received::Accepted {
+                newest: true,
+                answer: true
+            }
         );
         assert!(!l.usable(at(now)));
         for step in 1..=11u64 {
@@ -653,6 +667,39 @@ mod tests {
         let bytes = record(42, 100, Liveness::own_tick(at(back - 100)), &[]);
         l.receive(at(back), &Record::decode(&bytes).expect("r"));
         assert!(!l.usable(at(back + 1)));
+    }
+
+    /// A side answers at once only while it has no good reception, and
+    /// only the newest datagram: a path coming up or back converges in a
+    /// round trip, a working path gets no extra traffic, replays none.
+    #[test]
+    fn a_quiet_side_answers_the_newest_datagram_at_once() {
+        let mut l = Liveness::new(Timers::new(true), 7);
+        let answer = |l: &mut Liveness, now: u64, tick: u64, echo: u64| {
+            let bytes = record(7, tick, echo, &[]);
+            match l.receive(at(now), &Record::decode(&bytes).expect("r")) {
+                Received::Accepted { answer, .. } => answer,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(answer(&mut l, 1_000, 10, 0), "never heard: answer");
+        assert!(
+            answer(&mut l, 1_100, 11, 0),
+            "heard, but no echo of ours yet"
+        );
+        assert!(
+            answer(&mut l, 1_200, 12, Liveness::own_tick(at(1_150))),
+            "the reply that proves the path: still answered (we were quiet)"
+        );
+        assert!(
+            !answer(&mut l, 1_300, 13, Liveness::own_tick(at(1_250))),
+            "working: no extra keep-alive"
+        );
+        assert!(!answer(&mut l, 1_400, 12, 0), "a replay: never");
+        assert!(
+            answer(&mut l, 9_000, 14, Liveness::own_tick(at(8_900))),
+            "lost for longer than the dead time, then heard: answer"
+        );
     }
 
     #[test]
@@ -685,7 +732,13 @@ mod tests {
         assert_eq!(r(&fresh, 41, 10, 0).0, Received::WrongCookie);
         let (_, l) = r(&fresh, 42, 40_000, 0);
         assert_eq!(r(&l, 42, 10_000, 0).0, Received::Stale, "30 s older");
-        assert_eq!(r(&l, 42, 10_001, 0).0, Received::Accepted { newest: false });
+        assert_eq!(
+            r(&l, 42, 10_001, 0).0,
+            Received::Accepted {
+                newest: false,
+                answer: false
+            }
+        );
         let (_, forged) = r(&l, 42, 40_001, u64::MAX);
         assert!(forged.last_good.is_none(), "an echo from the future");
     }

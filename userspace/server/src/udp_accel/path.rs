@@ -134,10 +134,16 @@ impl UdpPath {
     pub fn receive(&self, now: Timestamp, record: &Record<'_>, from: SocketAddr) -> bool {
         let mut state = self.lock();
         match state.liveness.receive(now, record) {
-            Received::Accepted { newest } => {
+            Received::Accepted { newest, answer } => {
                 if newest {
                     // A roaming client or a NAT rebinding: follow it.
                     state.destination = from;
+                }
+                drop(state);
+                if answer {
+                    // The path is coming up or back: our echo now, not at
+                    // the next (sparse) keep-alive.
+                    self.send_keepalive(now);
                 }
                 true
             }
@@ -377,14 +383,14 @@ mod tests {
         let plain = path.open(&mut datagram).expect("opens").to_vec();
         let record = Record::decode(&plain).expect("a record");
         let from = client.local_addr().expect("addr");
+        // The path is coming up: the answer goes out at once.
         assert!(path.receive(Timestamp(10), &record, from));
-
-        path.send_keepalive(Timestamp(20));
         let plain = to_client(&client, &session);
         let ours = Record::decode(&plain).expect("a record");
         assert_eq!(ours.cookie, session.grant.client_cookie);
         assert_eq!(ours.echoed_tick, 1234, "echoes the client's tick");
-        assert_eq!(ours.sender_tick, Liveness::own_tick(Timestamp(20)));
+        assert_eq!(ours.sender_tick, Liveness::own_tick(Timestamp(10)));
+        assert!(ours.frame.is_empty(), "a keep-alive");
 
         let mut forged = keepalive(&session, 1, 0);
         forged[NONCE_LEN] ^= 1;
@@ -416,6 +422,10 @@ mod tests {
             }
             now += 500;
         }
+        // One answer, to the first keep-alive (it carried our echo, so the
+        // path was good from then on and needed no more).
+        let answer = to_client(&client, &session);
+        assert!(Record::decode(&answer).expect("record").frame.is_empty());
         assert!(path.send_frames(Timestamp(now - 500), &frames, &mut out, &mut sizes));
         assert!(path.sending_by_udp());
         for i in 0..5u8 {
