@@ -118,8 +118,9 @@ fn check_reads_preshared_key_files() {
 }
 
 /// `user add --wireguard` writes a new preshared key file per device and
-/// never overwrites one (a removed user's file stays as it was); the
-/// printed config carries the key; `--no-preshared-key` leaves it out.
+/// never overwrites one (a removed user's file stays as it was, and `del`
+/// says so); the printed config carries the key; `--no-preshared-key`
+/// leaves it out.
 #[test]
 fn user_add_wireguard_writes_a_new_preshared_key_file_each_time() {
     let state = std::env::temp_dir().join(format!("ethergate-cli-{}-wgadd", std::process::id()));
@@ -176,7 +177,14 @@ fn user_add_wireguard_writes_a_new_preshared_key_file_each_time() {
         format!("{first_key}\n")
     );
 
-    user(&["del", "phone"]);
+    let deleted = user(&["del", "phone"]);
+    assert!(
+        deleted.contains(&format!(
+            "note: {} (the user's wireguard_preshared_key_file) is no longer read",
+            first_file.display()
+        )),
+        "{deleted}"
+    );
     let second = add("phone", &[]);
     let second_key = psk_in(&second).expect("PresharedKey printed");
     assert_ne!(first_key, second_key, "a new key for a new device");

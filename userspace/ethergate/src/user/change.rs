@@ -81,10 +81,43 @@ pub fn passwd(target: &UserTarget, password_file: Option<&Path>) -> Result<(), F
 }
 
 pub fn del(target: &UserTarget) -> Result<(), Failure> {
+    let secrets = secret_files(target);
     let ((), config) = edit(&target.config, |e| e.remove_user(&target.hub, &target.name))?;
     let (name, hub) = (&target.name, &target.hub);
     target.say(&format!("user {name} removed from hub {hub}"));
+    for (key, path) in secrets.into_iter().filter(|(_, p)| p.exists()) {
+        println!(
+            "note: {} (the user's {key}) is no longer read; remove it when convenient",
+            path.display()
+        );
+    }
     apply(&target.config, &config)
+}
+
+/// Where the user's `password_file` and `wireguard_preshared_key_file`
+/// point (nothing when the config does not load or has no such user).
+fn secret_files(target: &UserTarget) -> Vec<(&'static str, PathBuf)> {
+    let Ok(config) = crate::check::load(&target.config) else {
+        return Vec::new();
+    };
+    let state_dir = &config.server.state_dir;
+    let Some(user) = config.hub(&target.hub).and_then(|h| h.user(&target.name)) else {
+        return Vec::new();
+    };
+    let password = user
+        .password_file
+        .as_ref()
+        .map(|f| ("password_file", &f.path));
+    let psk = user
+        .wireguard
+        .as_ref()
+        .and_then(|w| w.preshared_key_file.as_ref())
+        .map(|f| ("wireguard_preshared_key_file", &f.path));
+    password
+        .into_iter()
+        .chain(psk)
+        .map(|(key, path)| (key, ethergate_config::resolve_secret_path(state_dir, path)))
+        .collect()
 }
 
 /// Runs `change` on the file as it is now, without writing, with a
