@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::{BIN, PAGE, start_serve, web_server, write_recipe_config};
-use ethergate_netns::{Topology, recipe};
+use ethergate_netns::{Process, Topology, recipe};
 
 /// wg-quick sets DNS through resolvconf, which would rewrite the host's
 /// /etc/resolv.conf; this stand-in records what it was given instead.
@@ -132,28 +132,12 @@ fn a_wireguard_phone_joins_the_hub_configured_from_ethergate_alone() {
     let topo = recipe::with_phone(recipe::topology(&[]))
         .build()
         .expect("topology (run as root)");
-    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-    std::fs::create_dir_all(&state).expect("state");
-    let hash = common::password_hash("tsumura", "mikalab-pass");
-    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&recipe::wireguard_config());
-    text.push_str(&recipe::nat_config(""));
-    std::fs::write(&config, text).expect("config");
+    let (state, config, serve) = wireguard_appliance(&topo, &recipe::nat_config(""));
     let _web = web_server(&topo, &state);
-    let mut serve = start_serve(&topo, &config);
-    common::wait_for(&mut serve, "WireGuard endpoint up", Duration::from_secs(5));
-
-    let added = std::process::Command::new(BIN)
-        .args(recipe::add_phone_user_args(&config))
-        .output()
-        .expect("user add");
-    let stdout = String::from_utf8_lossy(&added.stdout).into_owned();
-    assert!(
-        added.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    let stdout = cli(&recipe::add_phone_user_args(&config)
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
     assert!(stdout.contains("applied by the running serve"), "{stdout}");
     let device = recipe::printed_device_config(&stdout)
         .expect("a device config in the output")
@@ -359,36 +343,9 @@ fn a_phone_needs_its_preshared_key_and_a_rotated_key_ends_its_session() {
     let topo = recipe::with_phone(recipe::topology(&[]))
         .build()
         .expect("topology (run as root)");
-    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-    std::fs::create_dir_all(&state).expect("state");
-    let hash = common::password_hash("tsumura", "mikalab-pass");
-    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&recipe::wireguard_config());
-    std::fs::write(&config, text).expect("config");
-    let mut serve = start_serve(&topo, &config);
-    common::wait_for(&mut serve, "WireGuard endpoint up", Duration::from_secs(5));
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .output()
-            .expect("ethergate");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{args:?}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    };
-
-    let added = cli(&recipe::add_phone_user_args(&config)
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
-    let device = recipe::printed_device_config(&added)
-        .expect("a device config")
-        .to_owned();
+    let (state, config, serve) = wireguard_appliance(&topo, "");
+    let endpoint = format!("{}:{}", recipe::PHONE_GATEWAY_IP, recipe::WIREGUARD_PORT);
+    let device = add_phone(&config, &endpoint);
     let psk_line = |config: &str| {
         config
             .lines()
@@ -475,17 +432,16 @@ fn a_phone_needs_its_preshared_key_and_a_rotated_key_ends_its_session() {
         phone.show()
     );
     // The config printed now carries the new key, and it works.
-    let config_arg = config.display().to_string();
     let printed = cli(&[
         "user",
         "wg-config",
         "--config",
-        &config_arg,
+        &config.display().to_string(),
         "--hub",
         recipe::HUB,
         "phone",
         "--endpoint",
-        &format!("{}:{}", recipe::PHONE_GATEWAY_IP, recipe::WIREGUARD_PORT),
+        &endpoint,
     ]);
     assert_eq!(psk_line(&printed), format!("PresharedKey = {rotated}"));
     set_key(&file);
@@ -523,42 +479,12 @@ fn a_phone_behind_a_stateful_firewall_reaches_a_second_address() {
         udp sport 51820 ct state new counter drop\n\
         }\n\
         }\n";
-    let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
-    std::fs::create_dir_all(&state).expect("state");
+    let (state, config, serve) = wireguard_appliance(&topo, "");
     let rules = state.join("phonefw.nft");
     std::fs::write(&rules, ruleset).expect("ruleset");
     topo.exec(recipe::PHONE, &["nft", "-f", &rules.display().to_string()])
         .expect("nft");
-
-    let hash = common::password_hash("tsumura", "mikalab-pass");
-    let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&recipe::wireguard_config());
-    std::fs::write(&config, text).expect("config");
-    let mut serve = start_serve(&topo, &config);
-    common::wait_for(&mut serve, "WireGuard endpoint up", Duration::from_secs(5));
-    let config_arg = config.display().to_string();
-    let endpoint = format!("{SECOND}:{}", recipe::WIREGUARD_PORT);
-    let added = std::process::Command::new(BIN)
-        .args([
-            "user",
-            "add",
-            "--config",
-            &config_arg,
-            "--hub",
-            recipe::HUB,
-            "phone",
-            "--wireguard",
-            "--endpoint",
-            &endpoint,
-        ])
-        .output()
-        .expect("user add");
-    let stdout = String::from_utf8_lossy(&added.stdout).into_owned();
-    assert!(added.status.success(), "{stdout}");
-    let device = recipe::printed_device_config(&stdout)
-        .expect("a device config")
-        .to_owned();
+    let device = add_phone(&config, &format!("{SECOND}:{}", recipe::WIREGUARD_PORT));
     let phone = Phone::up(&topo, &state, &device);
     let ping = phone.ping("10.0.1.26", "3");
     let firewall = topo
@@ -586,25 +512,57 @@ fn a_phone_behind_a_stateful_firewall_reaches_a_second_address() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
-/// Serve with the recipe hub, `[hub.wireguard]`, and user `phone` whose
-/// device key is `device`; returns (state, serve).
-fn serve_with_wireguard_user(
-    topo: &Topology,
-    device: &ethergate_wireguard::PublicKey,
-) -> (PathBuf, ethergate_netns::Process) {
+/// The topology's state directory and a recipe config with
+/// `[hub.wireguard]`, then `extra`, appended; serve started from it, once its
+/// WireGuard endpoint is up. Returns (state, config, serve).
+fn wireguard_appliance(topo: &Topology, extra: &str) -> (PathBuf, PathBuf, Process) {
     let state = std::env::temp_dir().join(format!("{}-state", topo.prefix()));
     std::fs::create_dir_all(&state).expect("state");
     let hash = common::password_hash("tsumura", "mikalab-pass");
     let config = write_recipe_config(&state, &format!("password_hash = \"{hash}\""));
     let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&format!(
-        "\n[[hub.user]]\nname = \"phone\"\nwireguard_public_key = \"{device}\"\n"
-    ));
     text.push_str(&recipe::wireguard_config());
+    text.push_str(extra);
     std::fs::write(&config, text).expect("config");
     let mut serve = start_serve(topo, &config);
     common::wait_for(&mut serve, "WireGuard endpoint up", Duration::from_secs(5));
-    (state, serve)
+    (state, config, serve)
+}
+
+/// `ethergate ARGS`, which must succeed; its stdout.
+fn cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("ethergate");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `ethergate user add --wireguard` of user `phone`, its device reaching
+/// the hub at `endpoint`; the device config it printed.
+fn add_phone(config: &Path, endpoint: &str) -> String {
+    let config = config.display().to_string();
+    let added = cli(&[
+        "user",
+        "add",
+        "--config",
+        &config,
+        "--hub",
+        recipe::HUB,
+        "phone",
+        "--wireguard",
+        "--endpoint",
+        endpoint,
+    ]);
+    recipe::printed_device_config(&added)
+        .unwrap_or_else(|| panic!("no device config in {added}"))
+        .to_owned()
 }
 
 /// A flood of initiations (valid mac1, a key nobody has, as an attacker
@@ -623,7 +581,13 @@ fn a_flood_of_initiations_gets_cookies_and_a_real_peer_still_connects() {
         .build()
         .expect("topology (run as root)");
     let device = Identity::new(&PrivateKey::from_bytes([0x11; 32]));
-    let (state, serve) = serve_with_wireguard_user(&topo, &device.public);
+    let (state, _config, serve) = wireguard_appliance(
+        &topo,
+        &format!(
+            "\n[[hub.user]]\nname = \"phone\"\nwireguard_public_key = \"{}\"\n",
+            device.public
+        ),
+    );
     let server_key = status(&state)["hubs"][0]["wireguard"]["public_key"]
         .as_str()
         .and_then(|k| ethergate_wireguard::PublicKey::from_base64(k).ok())

@@ -2,6 +2,8 @@
 //! `fuzz/corpus/<target>/` through the same invariants the fuzz targets
 //! assert, so they run in plain `cargo test` without nightly.
 
+mod common;
+
 use std::path::PathBuf;
 
 use ethergate_proto::data::{DataDecoder, MAX_PACKET_SIZE};
@@ -82,20 +84,12 @@ fn data_phase_decode_corpus() {
 
 #[test]
 fn client_handshake_corpus() {
-    use ethergate_proto::{ClientAuth, ClientConfig, ClientConnection, password::hash_password};
+    use ethergate_proto::ClientConnection;
     for (name, data) in corpus("client_handshake") {
         let Some((&ctl, stream)) = data.split_first() else {
             continue;
         };
-        let mut cfg = ClientConfig::new(
-            "10.77.0.1",
-            "TEST",
-            "alice",
-            ClientAuth::Password {
-                hash: hash_password("secret", "alice"),
-            },
-        );
-        cfg.send_probe = ctl & 0x80 != 0;
+        let cfg = common::fuzz_client_config(ctl & 0x80 != 0);
         let mut c = ClientConnection::new(cfg, TestRng::new(1), Timestamp(0));
         let mut frames = Frames::new();
         for (i, piece) in stream.chunks(usize::from(ctl & 0x7f) + 1).enumerate() {

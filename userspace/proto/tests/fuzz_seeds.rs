@@ -4,6 +4,8 @@
 //! The non-ignored test checks that the session seed still reaches the
 //! tunnel, so the corpus keeps covering the deep states.
 
+mod common;
+
 use std::path::PathBuf;
 
 use ethergate_fixtures::softether::debian_like_login;
@@ -12,10 +14,9 @@ use ethergate_proto::http;
 use ethergate_proto::messages::error_reply;
 use ethergate_proto::pack::Pack;
 use ethergate_proto::password::{hash_password, secure_password};
-use ethergate_proto::udp_accel::Offer;
 use ethergate_proto::{
-    ClientAuth, ClientConfig, ClientConnection, ClientEvent, Credentials, Frames, Hello,
-    ServerConfig, ServerConnection, ServerEvent, SessionGrant, TestRng, Timestamp, Welcome,
+    ClientConnection, ClientEvent, Credentials, Frames, Hello, ServerConfig, ServerConnection,
+    ServerEvent, SessionGrant, TestRng, Timestamp, Welcome,
 };
 
 /// Must match `SERVER_RNG_SEED` in fuzz/fuzz_targets/server_handshake.rs.
@@ -112,25 +113,12 @@ fn session_seed_reaches_the_tunnel() {
     assert_eq!(frames.len(), 3);
 }
 
-/// The client of fuzz/fuzz_targets/client_handshake.rs (same offer).
 fn fuzz_client(probe: bool) -> ClientConnection<TestRng> {
-    let mut cfg = ClientConfig::new(
-        "10.77.0.1",
-        "TEST",
-        "alice",
-        ClientAuth::Password {
-            hash: hash_password("secret", "alice"),
-        },
-    );
-    cfg.send_probe = probe;
-    cfg.udp_accel = Some(Offer {
-        max_version: 2,
-        client_ip: None,
-        client_port: 40_000,
-        client_key: [9; 32],
-        fast_detect: true,
-    });
-    ClientConnection::new(cfg, TestRng::new(1), Timestamp(0))
+    ClientConnection::new(
+        common::fuzz_client_config(probe),
+        TestRng::new(1),
+        Timestamp(0),
+    )
 }
 
 /// What a server sends that client through a whole login granting UDP

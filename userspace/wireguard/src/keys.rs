@@ -35,15 +35,25 @@ fn decode(text: &str) -> Result<[u8; 32], KeyError> {
         .map_err(|_| KeyError::Length(bytes.len()))
 }
 
-impl PublicKey {
-    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        decode(text).map(Self)
-    }
+/// The base64 form every WireGuard tool reads and writes, for a key type
+/// holding its 32 bytes.
+macro_rules! base64_form {
+    ($key:ty) => {
+        impl $key {
+            pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+                decode(text).map(Self)
+            }
 
-    pub fn to_base64(&self) -> String {
-        STANDARD.encode(self.0)
-    }
+            pub fn to_base64(&self) -> String {
+                STANDARD.encode(self.0)
+            }
+        }
+    };
 }
+
+base64_form!(PublicKey);
+base64_form!(PrivateKey);
+base64_form!(PresharedKey);
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -63,14 +73,6 @@ impl PrivateKey {
         Self(bytes)
     }
 
-    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        decode(text).map(Self)
-    }
-
-    pub fn to_base64(&self) -> String {
-        STANDARD.encode(self.0)
-    }
-
     pub fn public_key(&self) -> PublicKey {
         PublicKey(self.secret().public())
     }
@@ -83,14 +85,6 @@ impl PrivateKey {
 impl PresharedKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
-    }
-
-    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        decode(text).map(Self)
-    }
-
-    pub fn to_base64(&self) -> String {
-        STANDARD.encode(self.0)
     }
 
     /// The 32 bytes the handshake mixes in.

@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let chunk = usize::from(ctl & 0x7f) + 1;
+    // The same client as tests/common/mod.rs's `fuzz_client_config`.
     let mut cfg = ClientConfig::new(
         "10.77.0.1",
         "TEST",
