@@ -16,6 +16,7 @@ use ethergate_proto::{
     udp_accel::{Grant, Liveness, Offer, Received, Record, Session, VERSION},
     udp_accel_cipher::{Opener, Sealer},
 };
+use ethergate_udp::{PeerAddr, gso};
 use tracing::{debug, info};
 
 use crate::clock::system_random;
@@ -53,6 +54,10 @@ struct Path {
     frames_sent: u64,
     frames_received: u64,
     dropped: u64,
+    /// Each sealed datagram's size in the send buffer.
+    sizes: Vec<usize>,
+    /// Cleared when the kernel refuses segmentation.
+    gso: bool,
 }
 
 impl UdpAccel {
@@ -118,11 +123,15 @@ impl UdpAccel {
             frames_sent: 0,
             frames_received: 0,
             dropped: 0,
+            sizes: Vec::new(),
+            gso: true,
         });
     }
 
     /// Sends `frames` by UDP when the path is usable at `now`; false: the
-    /// caller sends them through TLS. `out` is scratch.
+    /// caller sends them through TLS. `out` is scratch. Runs of equal-sized
+    /// datagrams (a bulk TCP flow's) leave as one segmented send, which
+    /// the server's socket takes as one coalesced read.
     pub fn send_frames<'f>(
         &mut self,
         now: Timestamp,
@@ -146,8 +155,10 @@ impl UdpAccel {
         }
         let tick = Liveness::own_tick(now);
         let echo = path.liveness.echo();
+        out.clear();
+        path.sizes.clear();
         for frame in frames {
-            out.clear();
+            let before = out.len();
             path.sealer.seal(
                 &Record {
                     cookie: path.server_cookie,
@@ -158,13 +169,45 @@ impl UdpAccel {
                 },
                 out,
             );
-            match self.socket.send_to(out, path.destination) {
-                Ok(_) => path.frames_sent += 1,
-                // A full socket buffer drops the frame, as a UDP path must
-                // rather than stall; the inner flow retransmits.
+            path.sizes.push(out.len() - before);
+        }
+        let to = PeerAddr::routed(path.destination);
+        let mut at = 0;
+        for (first, end, bytes) in gso::runs(&path.sizes) {
+            let chunk = &out[at..at + bytes];
+            at += bytes;
+            let segment = path.sizes[first];
+            let count = (end - first) as u64;
+            let segmented = path.gso && end - first > 1 && segment <= gso::ETHERNET_SEGMENT_MAX;
+            let sent = if segmented {
+                gso::send_segmented(&self.socket, to, chunk, segment as u16)
+            } else {
+                Err(std::io::ErrorKind::Unsupported.into())
+            };
+            match sent {
+                Ok(()) => path.frames_sent += count,
                 Err(e) => {
-                    path.dropped += 1;
-                    debug!("UDP acceleration send: {e}");
+                    if segmented && gso::refused(&e) {
+                        // No segmentation on this path: one send each from now on.
+                        path.gso = false;
+                    }
+                    let mut offset = 0;
+                    for &size in &path.sizes[first..end] {
+                        match self
+                            .socket
+                            .send_to(&chunk[offset..offset + size], path.destination)
+                        {
+                            Ok(_) => path.frames_sent += 1,
+                            // A full socket buffer drops the frame, as a UDP
+                            // path must rather than stall; the inner flow
+                            // retransmits.
+                            Err(e) => {
+                                path.dropped += 1;
+                                debug!("UDP acceleration send: {e}");
+                            }
+                        }
+                        offset += size;
+                    }
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::{
     os::fd::AsRawFd,
 };
 
-use super::pktinfo::{self, PeerAddr};
+use ethergate_udp::pktinfo::{self, PeerAddr};
 
 /// Room for the UDP_GRO and packet-info control messages (and a few more).
 pub(crate) const CONTROL_LEN: usize = 128;
@@ -239,5 +239,50 @@ mod tests {
             assert!(bufs[i][..n].iter().all(|b| usize::from(*b) == i));
         }
         assert_eq!(recv_many_nowait(&rx, &mut bufs, |_, _, _, _| {}), 0);
+    }
+
+    /// Real sockets on two loopback addresses: a wildcard-bound socket
+    /// learns which one each datagram reached, and its reply leaves from
+    /// that address — not from the one routing would pick (127.0.0.1).
+    #[test]
+    fn replies_leave_from_the_address_the_peer_wrote_to() {
+        use std::net::IpAddr;
+        let server = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        let port = server.local_addr().expect("addr").port();
+        assert!(pktinfo::enable(
+            &server,
+            SocketAddr::from(([0, 0, 0, 0], port))
+        ));
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        client.send_to(b"ping", ("127.0.0.2", port)).expect("send");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut bufs = vec![vec![0u8; 64]];
+        let mut reads = Vec::new();
+        recv_many_nowait(&server, &mut bufs, |_, n, from, _| reads.push((n, from)));
+        let [(4, got)] = reads[..] else {
+            panic!("one 4-byte read: {reads:?}");
+        };
+        assert_eq!(got.remote, client.local_addr().expect("addr"));
+        assert_eq!(got.local, Some(IpAddr::from([127, 0, 0, 2])));
+        pktinfo::send(&server, got, b"pong", None).expect("reply");
+        let mut buf = [0u8; 16];
+        let (n, from) = client.recv_from(&mut buf).expect("reply");
+        assert_eq!(&buf[..n], b"pong");
+        assert_eq!(from, SocketAddr::from(([127, 0, 0, 2], port)));
+    }
+
+    /// What a send says about its source reads back as the receive side
+    /// parses it, for both families, beside a segment size.
+    #[test]
+    fn a_sends_source_reads_back() {
+        for source in ["10.0.0.1", "2001:db8::1"] {
+            let source: std::net::IpAddr = source.parse().expect("ip");
+            let control = pktinfo::SendControl::new(Some(1400), Some(source));
+            assert_eq!(
+                parse_control(control.as_bytes()),
+                (None, Some(source)),
+                "UDP_SEGMENT is not UDP_GRO; the source reads back"
+            );
+        }
     }
 }

@@ -29,11 +29,6 @@ use crate::udp::{
 
 pub use ethergate_proto::udp_accel_cipher::OVERHEAD;
 
-/// The largest datagram sent in a segmented run: one that fits an
-/// Ethernet MTU with the IPv4 and UDP headers. Larger ones (a peer whose
-/// MSS was not clamped, non-TCP frames) go one by one, fragmented by IP.
-const GSO_SEGMENT_MAX: usize = 1500 - 20 - 8;
-
 struct State {
     liveness: Liveness,
     /// Where datagrams go: the TCP peer's address with the client's UDP
@@ -240,7 +235,7 @@ impl UdpPath {
             let chunk = &out[at..at + bytes];
             at += bytes;
             let segment = sizes[first];
-            let sent = if end - first > 1 && segment <= GSO_SEGMENT_MAX {
+            let sent = if end - first > 1 && segment <= gso::ETHERNET_SEGMENT_MAX {
                 gso::send_segmented(&*self.socket, self.to(destination), chunk, segment as u16)
             } else {
                 Err(std::io::ErrorKind::Unsupported.into())

@@ -97,10 +97,7 @@ impl WgSocket {
             };
             match sent {
                 Ok(()) => {}
-                Err(e)
-                    if e.raw_os_error() == Some(libc::EIO)
-                        || e.raw_os_error() == Some(libc::EINVAL) =>
-                {
+                Err(e) if crate::udp::gso::refused(&e) => {
                     // No segmentation on this path: never again here.
                     self.gso.set(false);
                     self.send_each(to, chunk, &sizes[i..end], counters).await;

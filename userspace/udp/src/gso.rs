@@ -8,14 +8,18 @@ use super::pktinfo::PeerAddr;
 
 /// Most bytes in one segmented send (the kernel's limit is 64 KiB of UDP
 /// payload) and most segments (UDP_MAX_SEGMENTS is 128).
-pub(crate) const MAX_BYTES: usize = 65_000;
-pub(crate) const MAX_SEGMENTS: usize = 64;
+pub const MAX_BYTES: usize = 65_000;
+pub const MAX_SEGMENTS: usize = 64;
+/// The largest segment that fits an Ethernet MTU with the IPv4 and UDP
+/// headers: larger datagrams go one by one (fragmented by IP), since a
+/// segmented send of them is refused.
+pub const ETHERNET_SEGMENT_MAX: usize = 1500 - 20 - 8;
 
 /// One non-blocking sendmsg(2) with UDP_SEGMENT: the kernel cuts `chunk`
 /// into `segment`-byte datagrams (the last may be shorter), sent from
 /// `to.local` when known. The segment plus the IP and UDP headers must fit
 /// the route's MTU, or the kernel refuses with EINVAL.
-pub(crate) fn send_segmented(
+pub fn send_segmented(
     socket: &impl AsRawFd,
     to: PeerAddr,
     chunk: &[u8],
@@ -24,11 +28,18 @@ pub(crate) fn send_segmented(
     super::pktinfo::send(socket, to, chunk, Some(segment))
 }
 
+/// Whether a segmented send failed because this path cannot segment (the
+/// device or route refuses `UDP_SEGMENT`): then send one datagram at a
+/// time from now on. Any other error concerns that send only.
+pub fn refused(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL))
+}
+
 /// Splits `sizes` (datagrams laid end to end) into runs one segmented send
 /// can carry: equal sizes, the last one possibly shorter, within the
 /// limits. Yields `(first, end, bytes)` for each, in order; allocates
 /// nothing.
-pub(crate) fn runs(sizes: &[usize]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+pub fn runs(sizes: &[usize]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
     let mut i = 0;
     std::iter::from_fn(move || {
         let &size = sizes.get(i)?;
