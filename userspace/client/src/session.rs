@@ -493,11 +493,14 @@ async fn udp_read_loop(
         {
             let mut c = conn.borrow_mut();
             let now = c.clock.now();
-            let Some(udp) = &mut c.udp else { return };
-            udp.receive(now, &mut buf[..n], from, &mut frames);
+            let Conn { udp, udp_out, .. } = &mut *c;
+            let Some(udp) = udp else { return };
+            udp.receive(now, &mut buf[..n], from, &mut frames, udp_out);
             for _ in 1..BURST {
                 match nowait.recv_from(&mut spare) {
-                    Ok((n, from)) => udp.receive(now, &mut spare[..n], from, &mut frames),
+                    Ok((n, from)) => {
+                        udp.receive(now, &mut spare[..n], from, &mut frames, udp_out);
+                    }
                     Err(_) => break,
                 }
             }

@@ -256,13 +256,14 @@ impl UdpAccel {
     }
 
     /// A datagram from `from`: its frame (if any, and if it is the server's
-    /// and current) appended to `frames`.
+    /// and current) appended to `frames`. `out` is scratch for an answer.
     pub fn receive(
         &mut self,
         now: Timestamp,
         datagram: &mut [u8],
         from: SocketAddr,
         frames: &mut Frames,
+        out: &mut Vec<u8>,
     ) {
         let Some(path) = &mut self.path else { return };
         let Some(plain) = path.opener.open(datagram) else {
@@ -290,7 +291,7 @@ impl UdpAccel {
                 if answer {
                     // The path is coming up or back: our echo now, not at
                     // the next (sparse) keep-alive.
-                    self.send_keepalive(now, &mut Vec::with_capacity(DATAGRAM_MAX));
+                    self.send_keepalive(now, out);
                 }
             }
             why @ (Received::WrongCookie | Received::Stale) => {
@@ -392,12 +393,12 @@ mod tests {
                 },
                 &mut sealed,
             );
-            client.receive(now, &mut sealed.clone(), server_at, &mut frames);
+            client.receive(now, &mut sealed.clone(), server_at, &mut frames, &mut out);
         }
         assert_eq!(frames.len(), 3);
         assert!(frames.iter().all(|f| f == b"from the server"));
         // A forged datagram and a foreign cookie are dropped.
-        client.receive(now, &mut [0u8; 80], server_at, &mut frames);
+        client.receive(now, &mut [0u8; 80], server_at, &mut frames, &mut out);
         sealed.clear();
         server_sealer.seal(
             &Record {
@@ -409,7 +410,7 @@ mod tests {
             },
             &mut sealed,
         );
-        client.receive(now, &mut sealed, server_at, &mut frames);
+        client.receive(now, &mut sealed, server_at, &mut frames, &mut out);
         assert_eq!(frames.len(), 3);
 
         // Each of them found this side quiet (they came 5 s apart, beyond

@@ -280,14 +280,7 @@ fn static_address_pings_the_hub_bridge_and_pinned_certificate_is_accepted() {
         ),
     ];
     for (ends, [listen, connect], seed) in transfers {
-        let t = common::sha256_transfer(&setup.topo, &setup.state, ends, (&listen, &connect), seed);
-        assert_eq!(
-            t.received,
-            t.sent,
-            "{}\nclient:\n{}",
-            t.detail,
-            client.log()
-        );
+        transfer_whole(&setup, &client, ends, [&listen, &connect], seed);
     }
     assert_eq!(client.stop(), Some(0), "{}", client.log());
 }
@@ -353,16 +346,7 @@ fn udp_acceleration_carries_the_frames_and_falls_back_to_tls() {
     );
     ping_until(&setup, &client, ON_UDP, 1, true);
 
-    let transfer = |ends, [listen, connect]: [&str; 2], seed| {
-        let t = common::sha256_transfer(&setup.topo, &setup.state, ends, (listen, connect), seed);
-        assert_eq!(
-            t.received,
-            t.sent,
-            "{}\nclient:\n{}",
-            t.detail,
-            client.log()
-        );
-    };
+    let transfer = |ends, ips, seed| transfer_whole(&setup, &client, ends, ips, seed);
     let before = udp_session(&setup);
     transfer(("client", "nat"), ["192.168.30.1"; 2], 0x9e37_79b1);
     transfer(("nat", "client"), ["192.168.30.250"; 2], 0x85eb_ca77);
@@ -414,6 +398,25 @@ fn udp_acceleration_carries_the_frames_and_falls_back_to_tls() {
             .log()
             .contains("UDP acceleration: totals of this session"),
         "{}",
+        client.log()
+    );
+}
+
+/// 16 MiB from `ends.0` to `ends.1` (listening on `listen`, connecting to
+/// `connect`), which must arrive with the same SHA-256.
+fn transfer_whole(
+    setup: &Setup,
+    client: &Process,
+    ends: (&str, &str),
+    [listen, connect]: [&str; 2],
+    seed: u32,
+) {
+    let t = common::sha256_transfer(&setup.topo, &setup.state, ends, (listen, connect), seed);
+    assert_eq!(
+        t.received,
+        t.sent,
+        "{}\nclient:\n{}",
+        t.detail,
         client.log()
     );
 }

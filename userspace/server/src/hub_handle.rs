@@ -72,12 +72,12 @@ impl HubHandle {
         let mut plane = HubPlane::new(&setup.name, switch, setup.tap_queues, Arc::default())
             .map_err(HubError::TapQueues)?;
         if let Some(wg) = setup.wireguard {
-            let sockets = crate::udp::bind_sockets(wg.listen, workers).map_err(|source| {
-                HubError::WireguardListen {
-                    addr: wg.listen,
-                    source,
-                }
-            })?;
+            let sockets =
+                crate::udp::bind_sockets(wg.listen, workers, crate::udp::ReplySource::PerDatagram)
+                    .map_err(|source| HubError::WireguardListen {
+                        addr: wg.listen,
+                        source,
+                    })?;
             plane = plane.with_wireguard(Arc::new(WireguardHub::new(&setup.name, wg, sockets)));
         }
         Ok(Self {

@@ -185,7 +185,7 @@ impl RunningServer {
             (0..workers).map(|_| Vec::new()).collect();
         if setup.udp_acceleration {
             for &addr in &setup.listen {
-                let sockets = udp::bind_sockets(addr, workers)
+                let sockets = udp::bind_sockets(addr, workers, udp::ReplySource::Known)
                     .map_err(|source| ServerError::UdpAcceleration { addr, source })?;
                 for (worker, socket) in sockets.into_iter().enumerate() {
                     let bound = socket.local_addr().unwrap_or(addr);

@@ -18,10 +18,7 @@ use ethergate_config::{Config, Hub, PasswordHash, PeerPresharedKey, SecretKind};
 use ethergate_wireguard::{PresharedKey, PrivateKey, PublicKey};
 
 use super::change::{self, UserTarget};
-use crate::{
-    Failure, check,
-    replace_file::{self, FileMode},
-};
+use crate::{Failure, check};
 
 /// Keeps a phone's NAT mapping open so the hub can reach it.
 const PERSISTENT_KEEPALIVE_SECS: u32 = 25;
@@ -145,31 +142,39 @@ fn new_preshared_key_file(target: &UserTarget) -> Result<(String, PathBuf), Fail
         file_name_part(&target.hub),
         file_name_part(&target.name)
     );
-    let (name, path) = (1..1000)
-        .map(|n| match n {
-            1 => format!("{stem}.psk"),
-            n => format!("{stem}-{n}.psk"),
-        })
-        .map(|name| {
-            let path = state_dir.join(&name);
-            (name, path)
-        })
-        .find(|(_, path)| !path.exists())
-        .ok_or_else(|| {
-            Failure::Runtime(anyhow!(
-                "no free name for {stem}.psk in {}",
-                state_dir.display()
-            ))
-        })?;
     let key = ethergate_config::new_secret(SecretKind::PresharedKey)
         .map_err(|e| Failure::Runtime(anyhow!("cannot read /dev/urandom: {e}")))?;
-    let mode = FileMode {
-        mode: 0o600,
-        owner: Some(owner),
-    };
-    replace_file::replace(&path, format!("{key}\n").as_bytes(), mode)
-        .map_err(|e| Failure::Runtime(anyhow!("cannot write {}: {e}", path.display())))?;
-    Ok((name, path))
+    for n in 1..1000 {
+        let name = match n {
+            1 => format!("{stem}.psk"),
+            n => format!("{stem}-{n}.psk"),
+        };
+        let path = state_dir.join(&name);
+        // Created exclusively: an existing file is never touched.
+        match ethergate_config::write_new_secret(&path, &key) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Failure::Runtime(anyhow!(
+                    "cannot write {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+        if let Err(e) = std::os::unix::fs::chown(&path, Some(owner.0), Some(owner.1)) {
+            let _ = std::fs::remove_file(&path);
+            return Err(Failure::Runtime(anyhow!(
+                "cannot give {} to {}'s owner: {e}",
+                path.display(),
+                state_dir.display()
+            )));
+        }
+        return Ok((name, path));
+    }
+    Err(Failure::Runtime(anyhow!(
+        "no free name for {stem}.psk in {}",
+        state_dir.display()
+    )))
 }
 
 /// A hub or user name as part of a file name: lower case, and anything but

@@ -11,4 +11,4 @@ pub(crate) mod gro;
 pub(crate) use ethergate_udp::{gso, pktinfo};
 mod socket;
 
-pub use socket::bind_sockets;
+pub use socket::{ReplySource, bind_sockets};

@@ -11,8 +11,24 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// root, where the FORCE variants apply.
 const BUFFER_BYTES: usize = 4 << 20;
 
+/// Which local address replies leave from, on a wildcard `addr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplySource {
+    /// Learned from each datagram (`IP_PKTINFO` on receive): WireGuard,
+    /// whose peers are known only by what they send.
+    PerDatagram,
+    /// Known by the caller some other way (UDP acceleration: the address
+    /// the session's TLS connection reached), so reads carry no packet
+    /// info.
+    Known,
+}
+
 /// Binds `workers` sockets on `addr`; errors surface here, at start.
-pub fn bind_sockets(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
+pub fn bind_sockets(
+    addr: SocketAddr,
+    workers: usize,
+    reply_source: ReplySource,
+) -> std::io::Result<Vec<std::net::UdpSocket>> {
     let mut sockets = Vec::with_capacity(workers);
     for _ in 0..workers.max(1) {
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
@@ -25,7 +41,10 @@ pub fn bind_sockets(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std
         socket.bind(&addr.into())?;
         socket.set_nonblocking(true)?;
         // Which of our addresses each datagram reached, to reply from it.
-        if addr.ip().is_unspecified() && !super::pktinfo::enable(&socket, addr) {
+        if reply_source == ReplySource::PerDatagram
+            && addr.ip().is_unspecified()
+            && !super::pktinfo::enable(&socket, addr)
+        {
             tracing::warn!(%addr, "no packet info: replies leave from the routed address");
         }
         sockets.push(socket.into());

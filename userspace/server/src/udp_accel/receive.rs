@@ -56,7 +56,8 @@ pub(crate) async fn run(socket: std::net::UdpSocket, worker: Rc<Worker>) {
         }
         let now = crate::worker_context::now();
         // Replies leave from the address the client's TLS connection
-        // reached (the session's path knows it), so only the sender counts.
+        // reached (the session's path knows it; the sockets carry no
+        // packet info), so only the sender counts.
         reader.for_each(|datagram, from| rx.datagram(now, datagram, from.remote));
         rx.batch.flush(&worker);
     }
